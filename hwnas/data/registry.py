@@ -1,0 +1,39 @@
+"""One entry point for every dataset hwnas can read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import DataError
+
+if TYPE_CHECKING:
+    from .splits import DatasetSplits
+
+DATASETS = {
+    "digits": "scikit-learn's bundled 8x8 digits (embedded, no files needed)",
+    "nmnist": "N-MNIST events via tonic, from --data-dir/NMNIST/{Train,Test}",
+    "dvsgesture": "IBM DVS Gesture via tonic, from --data-dir/DVSGesture/ibmGesture{Train,Test}",
+    "cifar10": "CIFAR-10 via torchvision, from --data-dir/cifar-10-batches-py",
+    "cifar100": "CIFAR-100 via torchvision, from --data-dir/cifar-100-python",
+}
+
+
+def load_dataset(name: str, data_dir: str | Path | None = None, timesteps: int = 8, seed: int = 0,
+                 max_samples: int | None = None) -> "DatasetSplits":
+    """Load dataset ``name`` (see :data:`DATASETS`); event data is binned into ``timesteps`` frames."""
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset '{name}' (choose {', '.join(DATASETS)})")
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise DataError(f"--data-dir {data_dir} is not a folder")
+    if name == "digits":
+        from .digits import load_digits_splits
+
+        return load_digits_splits(seed)
+    if name in ("nmnist", "dvsgesture"):
+        from .events import load_event_splits
+
+        return load_event_splits(name, data_dir, timesteps, seed, max_samples=max_samples)
+    from .vision import load_cifar_splits
+
+    return load_cifar_splits(name, data_dir, seed, max_samples=max_samples)

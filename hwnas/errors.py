@@ -1,0 +1,29 @@
+"""Errors a user can cause. The CLI prints them as one line (``error: ...``) and exits with code 2."""
+
+
+class HwnasError(Exception):
+    """Base class of every user-facing hwnas error; its message is one line."""
+
+
+class DataError(HwnasError):
+    """A dataset is unknown, missing from disk, or malformed."""
+
+
+class ArchitectureError(HwnasError):
+    """An architecture (JSON or in memory) is malformed or invalid."""
+
+
+class TargetError(HwnasError):
+    """A target description is unknown or malformed."""
+
+
+class OptionError(HwnasError):
+    """A command-line option has an invalid value."""
+
+
+class ResumeError(HwnasError):
+    """A run directory cannot be resumed (missing, unreadable or incompatible checkpoint)."""
+
+
+class SearchError(HwnasError):
+    """A search could not produce a result (for example every candidate was degenerate)."""

@@ -1,0 +1,1 @@
+"""Training-free search: the cell space, the spiking network simulator, scores and strategies."""

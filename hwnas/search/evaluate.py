@@ -1,0 +1,117 @@
+"""Scoring a network at initialisation on fixed batches: the training-free signal of the search."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from ..errors import OptionError
+from .network import SpikingNetwork
+from .names import BN_MODES
+from .scores import SCORES, ScoreResult, score_codes
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """How candidates are scored.
+
+    ``bn_mode``: ``batch`` normalises each convolution's output with the statistics of the scoring batch (as
+    SNASNet scores; keeps untrained networks out of the silent regime), ``identity`` leaves fresh batch-norm as
+    the identity. ``reset_state``: start every repeat from rest; without it the repeats run as one continuous
+    stream and the neurons carry their state from one batch into the next.
+    """
+
+    score: str = "sahd"
+    batch_size: int = 64
+    repeats: int = 2
+    bn_mode: str = "batch"
+    reset_state: bool = True
+
+    def __post_init__(self) -> None:
+        if self.score not in SCORES:
+            raise OptionError(f"unknown score '{self.score}' (choose {', '.join(SCORES)})")
+        if self.batch_size < 2:
+            raise OptionError(f"--batch-size must be at least 2 (a kernel needs two samples), got {self.batch_size}")
+        if self.repeats < 1:
+            raise OptionError(f"--repeats must be at least 1, got {self.repeats}")
+        if self.bn_mode not in BN_MODES:
+            raise OptionError(f"unknown --bn-mode '{self.bn_mode}' (choose {', '.join(BN_MODES)})")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def candidate_seed(seed: int, key: str) -> int:
+    """Seed of a candidate's initial weights: depends on the run seed and the candidate only, not on order."""
+    digest = hashlib.sha256(f"{seed}|{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def build_seeded(builder, seed: int, key: str):
+    """Call ``builder()`` with torch's RNG seeded for this candidate, leaving the global RNG untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(candidate_seed(seed, key))
+        return builder()
+
+
+def pick_device() -> torch.device:
+    """CUDA when present, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class Evaluator:
+    """Scores networks on the same encoded batches, each of shape (T, B, C, H, W)."""
+
+    def __init__(self, batches: list[torch.Tensor], config: ScoreConfig, device: torch.device | None = None) -> None:
+        if len(batches) != config.repeats:
+            raise ValueError("one batch per repeat is needed")
+        self.config = config
+        self.device = device or pick_device()
+        self.batches = [b.to(self.device) for b in batches]
+
+    @torch.no_grad()
+    def evaluate(self, net: SpikingNetwork) -> dict:
+        """Score ``net``; returns a flat dict of the score, its health, firing rate and activity per sample."""
+        start = time.perf_counter()
+        net = net.to(self.device)
+        net.train(self.config.bn_mode == "batch")
+        steps = self.batches[0].shape[0]
+        arrival = net.arrival_steps()
+        if self.config.reset_state:
+            runs = [(net(batch, record=True), [0]) for batch in self.batches]
+        else:
+            stream = torch.cat(self.batches, dim=0)
+            runs = [(net(stream, record=True), [r * steps for r in range(len(self.batches))])]
+        results: list[ScoreResult] = []
+        activity = None
+        for output, offsets in runs:
+            activity = output.activity if activity is None else activity.merge(output.activity)
+            for offset in offsets:
+                code_sets = []
+                for name, codes in output.codes.items():
+                    if math.isinf(arrival[name]):
+                        continue  # a population no input can reach carries no information
+                    first = offset + int(arrival[name])
+                    window = codes[first: first + steps]
+                    if window.shape[0]:
+                        code_sets.append(window)
+                results.append(score_codes(self.config.score, code_sets))
+        totals = activity.totals_per_sample()
+        degenerate = [r for r in results if r.degenerate]
+        score = -math.inf if degenerate else sum(r.score for r in results) / len(results)
+        return {
+            "score": score,
+            "degenerate": bool(degenerate),
+            "reason": degenerate[0].reason if degenerate else "",
+            "silent_share": sum(r.silent_share for r in results) / len(results),
+            "firing_rate": totals["firing_rate"],
+            "spikes_per_sample": totals["spikes"],
+            "synops_per_sample": totals["synops"],
+            "neurons": totals["neurons"],
+            "latency_steps": runs[0][0].latency_steps,
+            "seconds": time.perf_counter() - start,
+        }

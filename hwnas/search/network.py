@@ -1,0 +1,290 @@
+"""The spiking network simulator: populations of CUBA-LIF neurons joined by synaptic connections.
+
+Two timing models (ARCHITECTURE.md, "Timing"):
+
+* ``zero-delay``: a forward connection delivers the source's spikes of the same step (GPU-simulator semantics);
+  backward (feedback) connections deliver them one step later.
+* ``pipelined``: every connection delivers one step later, as on Loihi and in Lava. An input shown for T steps
+  then needs ``latency_steps`` (the longest chain of connections from input to output) extra steps to reach the
+  output; the simulator runs them.
+
+Every forward pass counts spikes, active neuron updates and synaptic operations per population and step.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..activity import ActivityStats, LayerActivity
+from ..neuron import OR_NEURON, LIFState, NeuronParams, carries_state, initial_state, lif_step
+from .ops import AvgPoolThen, ConvBN, FlattenLinear, Identity, SumPool, Synapse
+from .space import Architecture, Edge
+
+INPUT = "input"
+
+
+@dataclass(frozen=True)
+class Population:
+    """A group of identical neurons: name, shape of one sample's activity, neuron parameters."""
+
+    name: str
+    shape: tuple[int, ...]
+    params: NeuronParams
+
+    @property
+    def neurons(self) -> int:
+        count = 1
+        for d in self.shape:
+            count *= d
+        return count
+
+
+@dataclass(frozen=True)
+class Connection:
+    """A synaptic connection ``src -> dst``; ``backward`` ones always deliver one step later."""
+
+    src: str
+    dst: str
+    backward: bool = False
+    tag: str = ""  # tells apart several connections between the same populations (e.g. the op name)
+
+    @property
+    def module_key(self) -> str:
+        tag = f":{self.tag}" if self.tag else ""
+        return f"{self.src}->{self.dst}{tag}{'<' if self.backward else ''}".replace(".", "_")
+
+
+@dataclass
+class SimOutput:
+    """Result of a forward pass.
+
+    ``logits``: output-layer synaptic current summed over all steps, divided by the input steps (B, classes).
+    ``output_spikes``: output spike counts (B, classes). ``codes``: per population, spikes (steps, B, N) as bool,
+    only when recorded.
+    """
+
+    logits: torch.Tensor
+    output_spikes: torch.Tensor
+    activity: ActivityStats
+    latency_steps: int
+    codes: dict[str, torch.Tensor] | None = None
+
+
+class SpikingNetwork(nn.Module):
+    """A graph of populations and connections, simulated step by step in one of two timing models."""
+
+    def __init__(self, input_shape: tuple[int, ...], populations: list[Population],
+                 connections: list[tuple[Connection, Synapse]], output: str, timing: str) -> None:
+        super().__init__()
+        if timing not in ("zero-delay", "pipelined"):
+            raise ValueError(f"unknown timing model {timing}")
+        self.input_shape = tuple(input_shape)
+        self.timing = timing
+        self.output = output
+        self.populations = {p.name: p for p in populations}
+        self.connections = [c for c, _ in connections]
+        self.synapses = nn.ModuleDict({c.module_key: m for c, m in connections})
+        self.disabled: set[str] = set()  # module keys of connections switched off (supernet ablation)
+        self.edge_modules: dict[Edge, list[str]] = {}  # cell edge -> module keys of its connections (both cells)
+        self.order = self._topological_order()
+        self._fanout: dict[str, torch.Tensor] | None = None
+
+    # ----- structure ---------------------------------------------------------------------------------------
+    def _topological_order(self) -> list[str]:
+        incoming = {name: {c.src for c in self.connections if c.dst == name and not c.backward}
+                    for name in self.populations}
+        order, done = [], {INPUT}
+        while len(order) < len(self.populations):
+            ready = [n for n in self.populations if n not in done and incoming[n] <= done]
+            if not ready:
+                raise ValueError("forward connections form a cycle")
+            order.extend(ready)
+            done.update(ready)
+        return order
+
+    def active_connections(self) -> list[Connection]:
+        """Connections not switched off."""
+        return [c for c in self.connections if c.module_key not in self.disabled]
+
+    def _delay(self, conn: Connection) -> int:
+        return 1 if (self.timing == "pipelined" or conn.backward) else 0
+
+    def arrival_steps(self) -> dict[str, float]:
+        """Earliest step at which each population can receive input caused by input step 0 (inf if never)."""
+        best = {INPUT: 0}
+        queue = [(0, INPUT)]
+        conns = self.active_connections()
+        while queue:
+            dist, node = heapq.heappop(queue)
+            if dist > best.get(node, float("inf")):
+                continue
+            for conn in conns:
+                if conn.src == node and dist + self._delay(conn) < best.get(conn.dst, float("inf")):
+                    best[conn.dst] = dist + self._delay(conn)
+                    heapq.heappush(queue, (best[conn.dst], conn.dst))
+        return {name: float(best.get(name, float("inf"))) for name in self.order}
+
+    @property
+    def latency_steps(self) -> int:
+        """Extra steps after the last input step until its effect has crossed the longest forward chain."""
+        if self.timing != "pipelined":
+            return 0
+        longest = {INPUT: 0}
+        conns = [c for c in self.active_connections() if not c.backward]
+        for name in self.order:
+            sources = [longest[c.src] + 1 for c in conns if c.dst == name and c.src in longest]
+            if sources:
+                longest[name] = max(sources)
+        return int(max((v for k, v in longest.items() if k != INPUT), default=0))
+
+    def fanout_maps(self) -> dict[str, torch.Tensor]:
+        """Per population, the non-zero fan-out of each neuron summed over its active outgoing connections."""
+        if self._fanout is None:
+            device = next(self.parameters()).device
+            maps = {}
+            for name, pop in self.populations.items():
+                total = torch.zeros(pop.shape)
+                for conn in self.active_connections():
+                    if conn.src == name:
+                        total = total + self.synapses[conn.module_key].fanout(pop.shape).cpu()
+                maps[name] = total.to(device)
+            self._fanout = maps
+        return self._fanout
+
+    def set_disabled(self, module_keys: set[str]) -> None:
+        """Switch off the given connections (by module key); used by the pruning strategy's supernet."""
+        unknown = set(module_keys) - set(self.synapses.keys())
+        if unknown:
+            raise KeyError(f"unknown connections {sorted(unknown)}")
+        self.disabled = set(module_keys)
+        self._fanout = None
+
+    # ----- simulation --------------------------------------------------------------------------------------
+    def forward(self, inputs: torch.Tensor, record: bool = False) -> SimOutput:  # type: ignore[override]
+        """Run ``inputs`` of shape (T, B, *input_shape) for T + ``latency_steps`` steps."""
+        if inputs.dim() != 2 + len(self.input_shape) or tuple(inputs.shape[2:]) != self.input_shape:
+            raise ValueError(f"expected input (T, B, {', '.join(map(str, self.input_shape))}), got {tuple(inputs.shape)}")
+        steps_in, batch = inputs.shape[0], inputs.shape[1]
+        latency = self.latency_steps
+        total_steps = steps_in + latency
+        conns = self.active_connections()
+        incoming = {name: [(self.synapses[c.module_key], c.src, self._delay(c) > 0) for c in conns if c.dst == name]
+                    for name in self.order}
+        memory = {name: carries_state(pop.params) for name, pop in self.populations.items()}
+        fanout = {name: f.flatten() for name, f in self.fanout_maps().items()}
+        zeros_in = torch.zeros_like(inputs[0])
+
+        state: dict[str, LIFState] = {}
+        previous: dict[str, torch.Tensor] = {INPUT: zeros_in}
+        for name, pop in self.populations.items():
+            blank = inputs.new_zeros((batch, *pop.shape))
+            previous[name] = blank
+            state[name] = initial_state(blank)
+        counters = {name: ([], [], []) for name in self.order}
+        codes: dict[str, list[torch.Tensor]] = {name: [] for name in self.order} if record else {}
+        logits = inputs.new_zeros((batch, self.populations[self.output].neurons))
+        out_spikes = torch.zeros_like(logits)
+
+        for t in range(total_steps):
+            current_spikes = {INPUT: inputs[t] if t < steps_in else zeros_in}
+            for name in self.order:
+                pop = self.populations[name]
+                current = None
+                for synapse, src, delayed in incoming[name]:
+                    contribution = synapse(previous[src] if delayed else current_spikes[src])
+                    current = contribution if current is None else current + contribution
+                if current is None:
+                    current = previous[name].new_zeros(previous[name].shape)
+                old = state[name]
+                spikes, state[name] = lif_step(current, old, pop.params)
+                current_spikes[name] = spikes
+                with torch.no_grad():
+                    active = current != 0
+                    keeps_u, keeps_v = memory[name]
+                    if keeps_u:
+                        active = active | (old.u != 0)
+                    if keeps_v:
+                        active = active | (old.v != 0)
+                    spike_sum = spikes.detach().reshape(batch, -1).sum(0)
+                    counters[name][0].append(spike_sum.sum())
+                    counters[name][1].append(active.sum())
+                    counters[name][2].append(torch.dot(spike_sum, fanout[name]))
+                if record:
+                    codes[name].append(spikes.detach().reshape(batch, -1) > 0)
+                if name == self.output:
+                    logits = logits + current
+                    out_spikes = out_spikes + spikes
+            previous = current_spikes
+
+        activity = self._activity(counters, batch, total_steps)
+        recorded = {name: torch.stack(c) for name, c in codes.items()} if record else None
+        return SimOutput(logits / steps_in, out_spikes, activity, latency, recorded)
+
+    def _activity(self, counters: dict, batch: int, steps: int) -> ActivityStats:
+        names = list(counters)
+        # one stack and one transfer for all counters, not a host sync per step
+        stacked = torch.stack([torch.stack([torch.stack(c).float() for c in counters[n]]) for n in names]).cpu()
+        layers = {}
+        for i, name in enumerate(names):
+            spikes, active, synops = stacked[i].tolist()
+            layers[name] = LayerActivity(name, self.populations[name].neurons, spikes, active, synops)
+        return ActivityStats(batch, steps, layers)
+
+
+def cell_synapse(edge: Edge, width: int) -> Synapse:
+    """The connection that implements a non-zero cell op."""
+    if edge.op == "conv3x3":
+        return ConvBN(width, width)
+    if edge.op == "skip":
+        return Identity()
+    raise ValueError(f"op {edge.op} has no connection")
+
+
+def build_network(arch: Architecture, cell_edges: tuple[Edge, ...] | None = None) -> SpikingNetwork:
+    """Build the network of ``arch``: stem, cell, downsample, cell, classifier.
+
+    ``cell_edges`` overrides the architecture's cell with any edge list (several ops per pair make the pruning
+    strategy's supernet). Populations are named ``stem``, ``cell1.n1`` .. ``cell2.n3``, ``down`` (max-pool only)
+    and ``output``.
+    """
+    edges = tuple(e for e in (cell_edges if cell_edges is not None else arch.cell) if e.op != "zero")
+    channels, height, width_px = arch.input_shape
+    c = arch.width
+    full = (c, height, width_px)
+    half = (c, height // 2, width_px // 2)
+    populations = [Population("stem", full, arch.neuron)]
+    connections: list[tuple[Connection, Synapse]] = [(Connection(INPUT, "stem"), ConvBN(channels, c))]
+    edge_modules: dict[Edge, list[str]] = {}
+
+    def add_cell(prefix: str, input_name: str, shape: tuple[int, ...], wrap_input=None) -> str:
+        names = {0: input_name, 1: f"{prefix}.n1", 2: f"{prefix}.n2", 3: f"{prefix}.n3"}
+        for node in (1, 2, 3):
+            populations.append(Population(names[node], shape, arch.neuron))
+        for edge in edges:
+            synapse = cell_synapse(edge, c)
+            if edge.backward:
+                conn = Connection(names[edge.dst], names[edge.src], backward=True, tag=edge.op)
+            else:
+                if edge.src == 0 and wrap_input is not None:
+                    synapse = wrap_input(synapse)
+                conn = Connection(names[edge.src], names[edge.dst], tag=edge.op)
+            connections.append((conn, synapse))
+            edge_modules.setdefault(edge, []).append(conn.module_key)
+        return names[3]
+
+    cell1_out = add_cell("cell1", "stem", full)
+    if arch.downsample == "maxpool":
+        populations.append(Population("down", half, OR_NEURON))
+        connections.append((Connection(cell1_out, "down"), SumPool(2)))
+        cell2_out = add_cell("cell2", "down", half)
+    else:
+        cell2_out = add_cell("cell2", cell1_out, half, wrap_input=lambda s: AvgPoolThen(s, 2))
+    populations.append(Population("output", (arch.num_classes,), arch.neuron))
+    connections.append((Connection(cell2_out, "output"), FlattenLinear(c * half[1] * half[2], arch.num_classes)))
+    net = SpikingNetwork(arch.input_shape, populations, connections, "output", arch.timing)
+    net.edge_modules = edge_modules
+    return net

@@ -1,0 +1,297 @@
+"""A whole search run: configuration, data, strategy, checkpoint/resume and the files of the run directory.
+
+Files written (atomically) to the run directory:
+``checkpoint.json`` (configuration and every scored result, rewritten as the search goes; what ``--resume``
+reads), ``search.csv`` (one row per scored evaluation), ``architecture.json`` (the winner) and ``report.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..data import load_dataset
+from ..data.splits import ENCODINGS, encode_batch
+from ..errors import OptionError, ResumeError, SearchError
+from ..hw_models import load_target
+from ..io_utils import write_csv_atomic, write_json_atomic
+from ..neuron import NeuronParams
+from .evaluate import Evaluator, ScoreConfig, build_seeded, pick_device
+from .network import build_network
+from .space import DOWNSAMPLES, TIMINGS, Architecture, Cell, Edge, SearchSpace, cell_key, default_width
+from .names import BN_MODES, STRATEGIES
+from .strategies import run_prune, run_random, sort_key
+
+CHECKPOINT = "checkpoint.json"
+CSV_COLUMNS = ("index", "kind", "round", "cell", "ablated", "score", "degenerate", "reason", "importance",
+               "firing_rate", "silent_share", "spikes_per_sample", "synops_per_sample", "neurons",
+               "latency_steps", "seconds", "rank")
+CHECKPOINT_EVERY_S = 5.0
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything that determines a search's result (with the seed, the same config gives the same result)."""
+
+    target: str = "loihi2"
+    dataset: str = "digits"
+    data_dir: str | None = None
+    strategy: str = "prune"
+    candidates: int = 100
+    timesteps: int = 8
+    width: int | None = None
+    downsample: str = "maxpool"
+    encoding: str = "rate"
+    timing: str | None = None
+    allow_backward: bool = True
+    score: str = "sahd"
+    batch_size: int = 64
+    repeats: int = 2
+    bn_mode: str = "batch"
+    reset_state: bool = True
+    du: float = 1.0
+    dv: float = 0.75
+    theta: float = 1.0
+    seed: int = 0
+    max_samples: int | None = None
+
+    def __post_init__(self) -> None:
+        positive = {"candidates": self.candidates, "timesteps": self.timesteps, "repeats": self.repeats}
+        for name, value in positive.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise OptionError(f"--{name} must be a positive integer, got {value!r}")
+        if self.width is not None and (not isinstance(self.width, int) or self.width < 1):
+            raise OptionError(f"--width must be a positive integer, got {self.width!r}")
+        if self.max_samples is not None and self.max_samples < 1:
+            raise OptionError(f"--max-samples must be a positive integer, got {self.max_samples!r}")
+        choices = {"strategy": STRATEGIES, "downsample": DOWNSAMPLES, "encoding": ENCODINGS, "bn_mode": BN_MODES}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise OptionError(f"--{name.replace('_', '-')} '{getattr(self, name)}' is unknown (choose {', '.join(allowed)})")
+        if self.timing is not None and self.timing not in TIMINGS:
+            raise OptionError(f"--timing '{self.timing}' is unknown (choose {', '.join(TIMINGS)})")
+        ScoreConfig(self.score, self.batch_size, self.repeats, self.bn_mode, self.reset_state)
+        try:
+            NeuronParams(du=self.du, dv=self.dv, theta=self.theta)
+        except Exception as exc:  # ArchitectureError on a bad neuron parameter
+            raise OptionError(str(exc)) from None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SearchConfig":
+        names = {f.name for f in fields(cls)}
+        if not isinstance(data, dict) or set(data) - names:
+            raise ResumeError(f"checkpoint configuration has unknown fields {sorted(set(data) - names) if isinstance(data, dict) else data!r}")
+        return cls(**data)
+
+
+@dataclass
+class SearchOutcome:
+    """What a finished search produced."""
+
+    out_dir: Path
+    architecture: Architecture
+    winner: dict
+    rows: list[dict]
+    report: dict
+
+
+class _Checkpoint:
+    """The result cache of a run, persisted atomically every few seconds and at the end."""
+
+    def __init__(self, path: Path, config: SearchConfig, results: dict[str, dict] | None = None) -> None:
+        self.path = path
+        self.config = config
+        self.results = results or {}
+        self.dirty = False
+        self.last_save = time.monotonic()
+
+    @classmethod
+    def load(cls, out_dir: Path) -> "_Checkpoint":
+        path = out_dir / CHECKPOINT
+        if not out_dir.is_dir():
+            raise ResumeError(f"cannot resume: {out_dir} is not a folder")
+        if not path.is_file():
+            raise ResumeError(f"cannot resume: {path} does not exist (is {out_dir} a search run directory?)")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ResumeError(f"cannot read {path}: {exc}") from None
+        except json.JSONDecodeError as exc:
+            raise ResumeError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+        if not isinstance(data, dict) or data.get("format") != "hwnas.search-checkpoint":
+            raise ResumeError(f"{path} is not an hwnas search checkpoint")
+        results = data.get("results")
+        if not isinstance(results, dict) or not all(isinstance(v, dict) and "score" in v for v in results.values()):
+            raise ResumeError(f"{path}: 'results' is malformed")
+        for value in results.values():
+            value["score"] = -math.inf if value["score"] is None else float(value["score"])
+        return cls(path, SearchConfig.from_dict(data.get("config")), results)
+
+    def save(self, complete: bool = False) -> None:
+        write_json_atomic(self.path, {"format": "hwnas.search-checkpoint", "hwnas": __version__, "complete": complete,
+                                      "config": self.config.to_dict(), "results": self.results})
+        self.dirty = False
+        self.last_save = time.monotonic()
+
+    def maybe_save(self) -> None:
+        if self.dirty and time.monotonic() - self.last_save >= CHECKPOINT_EVERY_S:
+            self.save()
+
+
+def scoring_batches(config: SearchConfig, splits) -> list[torch.Tensor]:
+    """The fixed batches every candidate is scored on: ``repeats`` draws of ``batch_size`` training samples."""
+    x, _ = splits.split("train")
+    if x.shape[0] < config.batch_size:
+        raise OptionError(f"--batch-size {config.batch_size} exceeds the {x.shape[0]} training samples of {config.dataset}")
+    rng = np.random.default_rng(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    batches = []
+    for _ in range(config.repeats):
+        index = torch.from_numpy(rng.choice(x.shape[0], config.batch_size, replace=False))
+        batches.append(encode_batch(x[index], splits.kind, config.timesteps, config.encoding, generator))
+    return batches
+
+
+def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False,
+               progress: Callable[[int, int | None, str], None] | None = None) -> SearchOutcome:
+    """Run (or resume) a search and write its files to ``out_dir``.
+
+    ``progress(done, total, message)`` is called after each scored evaluation. On Ctrl-C the checkpoint is saved
+    before ``KeyboardInterrupt`` propagates, so ``resume=True`` continues without re-scoring anything.
+    """
+    out = Path(out_dir)
+    if resume:
+        checkpoint = _Checkpoint.load(out)
+        config = checkpoint.config
+    else:
+        if (out / CHECKPOINT).exists():
+            raise OptionError(f"{out} already holds a search; resume it with --resume {out} or choose another --out")
+        checkpoint = _Checkpoint(out / CHECKPOINT, config)
+    target = load_target(config.target)
+    timing = config.timing or target.timing
+    splits = load_dataset(config.dataset, config.data_dir, config.timesteps, config.seed, config.max_samples)
+    if splits.kind == "frames" and config.encoding != "rate":
+        raise OptionError("event datasets are spikes already: --encoding applies to static images only")
+    width = config.width or default_width(splits.input_shape)
+    template = Architecture(
+        cell=(Edge(0, 1, "conv3x3"), Edge(0, 2, "zero"), Edge(0, 3, "zero"), Edge(1, 2, "zero"),
+              Edge(1, 3, "conv3x3"), Edge(2, 3, "zero")),
+        input_shape=splits.input_shape, num_classes=splits.num_classes, width=width,
+        timesteps=config.timesteps, downsample=config.downsample, timing=timing, encoding=config.encoding,
+        neuron=NeuronParams(du=config.du, dv=config.dv, theta=config.theta),
+    )
+    score_config = ScoreConfig(config.score, config.batch_size, config.repeats, config.bn_mode, config.reset_state)
+    device = pick_device()
+    evaluator = Evaluator(scoring_batches(config, splits), score_config, device)
+    space = SearchSpace(allow_backward=config.allow_backward)
+    out.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        checkpoint.save()
+
+    total = _expected_evaluations(config, space)
+    done = [0]
+    started = time.perf_counter()
+
+    def scorer(cache_key: str, compute: Callable[[], dict], extra: dict) -> dict:
+        cached = checkpoint.results.get(cache_key)
+        if cached is None:
+            cached = compute()
+            checkpoint.results[cache_key] = cached
+            checkpoint.dirty = True
+            checkpoint.maybe_save()
+        done[0] += 1
+        if progress:
+            progress(done[0], total, extra.get("kind", ""))
+        return {**cached, **extra}
+
+    def score_cell(cell: Cell) -> Callable[[], dict]:
+        key = cell_key(cell)
+        return lambda: evaluator.evaluate(build_seeded(lambda: build_network(template.with_cell(cell)), config.seed, key))
+
+    supernet_holder: dict = {}
+
+    def score_supernet(options: dict, ablated: Edge | None) -> Callable[[], dict]:
+        def compute() -> dict:
+            if "net" not in supernet_holder:
+                every_edge = tuple(e for pair in options for e in space.choices[pair] if e.op != "zero")
+                supernet_holder["net"] = build_seeded(lambda: build_network(template, every_edge), config.seed, "supernet")
+            net = supernet_holder["net"]
+            off = set()
+            for edge, keys in net.edge_modules.items():
+                if edge not in options[(edge.src, edge.dst)] or edge == ablated:
+                    off.update(keys)
+            net.set_disabled(off)
+            return evaluator.evaluate(net)
+        return compute
+
+    try:
+        if config.strategy == "random":
+            result = run_random(space, config.candidates, np.random.default_rng(config.seed), score_cell, scorer)
+        else:
+            result = run_prune(space, score_supernet, score_cell, scorer)
+    except BaseException:
+        checkpoint.save()
+        raise
+    checkpoint.save(complete=True)
+    elapsed = time.perf_counter() - started
+
+    rows = result.rows
+    for rank, row in enumerate(sorted((r for r in rows if r["kind"] in ("cell", "final")), key=sort_key), start=1):
+        row["rank"] = rank
+    winner_key = cell_key(result.cell)
+    winner = next(r for r in rows if r["kind"] in ("cell", "final") and r["cell"] == winner_key)
+    architecture = template.with_cell(result.cell)
+    write_csv_atomic(out / "search.csv", CSV_COLUMNS, (_csv_row(r) for r in rows))
+    candidates = [r for r in rows if r["kind"] != "final"] if config.strategy == "prune" else rows
+    degenerate_share = sum(bool(r["degenerate"]) for r in candidates) / max(len(candidates), 1)
+    if winner["degenerate"]:
+        raise SearchError(f"every candidate was degenerate ({winner['reason']}); results are in {out / 'search.csv'}; "
+                          f"try --bn-mode batch, more --timesteps or --encoding direct")
+    architecture.save(out / "architecture.json")
+    report = {
+        "hwnas": __version__,
+        "config": config.to_dict(),
+        "target": target.to_dict(),
+        "timing": timing,
+        "dataset": splits.summary(),
+        "device": str(device),
+        "winner": {key: winner.get(key) for key in ("cell", "score", "firing_rate", "silent_share",
+                                                    "spikes_per_sample", "synops_per_sample", "neurons",
+                                                    "latency_steps")},
+        "evaluations": len(rows),
+        "degenerate_share": degenerate_share,
+        "search_seconds": elapsed,
+        "space_size": space.size(),
+        "files": {"architecture": "architecture.json", "search": "search.csv", "report": "report.json",
+                  "checkpoint": CHECKPOINT},
+    }
+    write_json_atomic(out / "report.json", report)
+    return SearchOutcome(out, architecture, winner, rows, report)
+
+
+def _expected_evaluations(config: SearchConfig, space: SearchSpace) -> int | None:
+    if config.strategy == "random":
+        return min(config.candidates, space.size())
+    return None  # the number of pruning rounds depends on the scores
+
+
+def _csv_row(row: dict) -> dict:
+    formatted = dict(row)
+    for key in ("score", "importance", "firing_rate", "silent_share", "spikes_per_sample", "synops_per_sample",
+                "seconds"):
+        value = formatted.get(key)
+        if isinstance(value, float):
+            formatted[key] = "-inf" if value == -math.inf else ("inf" if value == math.inf else f"{value:.6g}")
+    formatted["degenerate"] = int(bool(formatted.get("degenerate")))
+    return formatted

@@ -1,0 +1,128 @@
+"""Training-free scores computed from the binary spike codes of a batch.
+
+* ``sahd`` (SNASNet, Kim et al. ECCV 2022; LightSNN, Liu et al. 2025): for each spiking population l and step t,
+  codes x_i in {0,1}^N of the B samples; rate s_i = |x_i| / N; Hamming distance H_ij; expected distance
+  E_ij = N [s_i (1 - s_j) + (1 - s_i) s_j]; K^(l,t) = N - 0.5 H / (E + 1e-3); K = mean over (l, t);
+  score = log |det K|.
+* ``naswot`` (Mellor et al., ICML 2021): the plain Hamming kernel of the concatenated codes,
+  K = N_A - H (N_A the total code length), score = log |det K|.
+
+Score health is checked, not assumed: two samples whose codes are identical in every population and step make K
+exactly singular (true score -inf, while a determinant routine returns -inf or round-off noise), and so does a
+network that is silent for two samples. Such kernels, and kernels whose smallest eigenvalue is below round-off
+level, are *degenerate*: they get score -inf and a reason, never a noisy number.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+# Eigenvalues below this fraction of the largest are indistinguishable from round-off of a singular kernel.
+RELATIVE_EIGEN_FLOOR = 1e-10
+
+
+@dataclass
+class KernelStats:
+    """A B x B kernel together with the code statistics needed to judge its health."""
+
+    kernel: torch.Tensor          # float64 (B, B)
+    total_hamming: torch.Tensor   # Hamming distance summed over every scored (population, step)
+    codes_scored: int             # number of (population, step, sample) codes that entered
+    silent_codes: int             # of those, codes with no spike at all
+
+
+@dataclass
+class ScoreResult:
+    """A score and its health report."""
+
+    score: float
+    degenerate: bool
+    reason: str
+    silent_share: float
+    duplicate_pairs: int
+
+    def to_dict(self) -> dict:
+        return {"score": self.score, "degenerate": self.degenerate, "reason": self.reason,
+                "silent_share": self.silent_share, "duplicate_pairs": self.duplicate_pairs}
+
+
+def _gram_terms(codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For codes (S, B, N) in {0,1}: spike counts r (S, B) and Hamming distances H (S, B, B)."""
+    x = codes.float()
+    r = x.sum(-1)
+    gram = torch.bmm(x, x.transpose(1, 2))
+    hamming = r.unsqueeze(2) + r.unsqueeze(1) - 2.0 * gram
+    return r, hamming.clamp_min(0.0)
+
+
+def sahd_kernel(code_sets: list[torch.Tensor]) -> KernelStats:
+    """SAHD kernel: mean over populations and steps of N - 0.5 H / (E + 1e-3); ``code_sets`` holds (S, B, N) codes."""
+    total = None
+    total_h = None
+    count = 0
+    silent = 0
+    scored = 0
+    for codes in code_sets:
+        steps, batch, n = codes.shape
+        r, hamming = _gram_terms(codes)
+        expected = r.unsqueeze(2) + r.unsqueeze(1) - 2.0 * r.unsqueeze(2) * r.unsqueeze(1) / n
+        kernel = (n - 0.5 * hamming / (expected + 1e-3)).double().sum(0)
+        total = kernel if total is None else total + kernel
+        h = hamming.double().sum(0)
+        total_h = h if total_h is None else total_h + h
+        count += steps
+        silent += int((r == 0).sum())
+        scored += steps * batch
+    if total is None:
+        raise ValueError("no codes to score")
+    return KernelStats(total / count, total_h, scored, silent)
+
+
+def naswot_kernel(code_sets: list[torch.Tensor]) -> KernelStats:
+    """NASWOT kernel of the concatenated codes: total code length minus total Hamming distance."""
+    total_h = None
+    length = 0
+    silent = 0
+    scored = 0
+    for codes in code_sets:
+        steps, batch, n = codes.shape
+        r, hamming = _gram_terms(codes)
+        h = hamming.double().sum(0)
+        total_h = h if total_h is None else total_h + h
+        length += steps * n
+        silent += int((r == 0).sum())
+        scored += steps * batch
+    if total_h is None:
+        raise ValueError("no codes to score")
+    return KernelStats(length - total_h, total_h, scored, silent)
+
+
+SCORES: dict[str, Callable[[list[torch.Tensor]], KernelStats]] = {"sahd": sahd_kernel, "naswot": naswot_kernel}
+
+
+def logdet_score(stats: KernelStats) -> ScoreResult:
+    """log |det K| with explicit degeneracy checks (duplicate codes, near-singular kernel)."""
+    batch = stats.kernel.shape[0]
+    off_diagonal = ~torch.eye(batch, dtype=torch.bool, device=stats.total_hamming.device)
+    duplicates = int(((stats.total_hamming == 0) & off_diagonal).sum()) // 2
+    silent_share = stats.silent_codes / max(stats.codes_scored, 1)
+    if duplicates:
+        return ScoreResult(-math.inf, True, f"{duplicates} pair(s) of samples with identical spike codes",
+                           silent_share, duplicates)
+    symmetric = 0.5 * (stats.kernel + stats.kernel.T)
+    eigenvalues = torch.linalg.eigvalsh(symmetric.cpu()).abs()
+    largest = float(eigenvalues.max())
+    if largest == 0 or float(eigenvalues.min()) <= RELATIVE_EIGEN_FLOOR * largest:
+        return ScoreResult(-math.inf, True, "kernel numerically singular", silent_share, 0)
+    return ScoreResult(float(eigenvalues.log().sum()), False, "", silent_share, 0)
+
+
+def score_codes(name: str, code_sets: list[torch.Tensor]) -> ScoreResult:
+    """Compute registered score ``name`` on per-population codes (S, B, N)."""
+    if name not in SCORES:
+        raise KeyError(name)
+    return logdet_score(SCORES[name](code_sets))

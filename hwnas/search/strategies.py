@@ -1,0 +1,119 @@
+"""Search strategies. A strategy only talks to the space (sample, choices, validity) and to two scoring
+callbacks; every result passes through a cache keyed by text, which is what makes a search resumable.
+
+* ``random`` (SNASNet, Kim et al. ECCV 2022): sample N distinct valid cells, score each, keep the best.
+* ``prune`` (LightSNN, Liu et al. 2025): start from a supernet holding every op on every pair; each round,
+  score the supernet with each op ablated, and on every pair drop the op whose removal costs the least score
+  (importance = score(supernet) - score(without op)); repeat until one op per pair is left.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .space import PAIRS, Cell, Edge, SearchSpace, cell_key, forward_reachable
+
+# A scoring callback: cache key, a function that computes the result dict when it is not cached, extra row fields.
+Scorer = Callable[[str, Callable[[], dict], dict], dict]
+
+
+@dataclass
+class StrategyResult:
+    """The chosen cell and the rows (one per scored evaluation) the strategy produced."""
+
+    cell: Cell
+    rows: list[dict] = field(default_factory=list)
+
+
+def sort_key(row: dict) -> tuple:
+    """Rank rows best first: non-degenerate before degenerate, then higher score, then earlier index."""
+    return (bool(row["degenerate"]), -row["score"] if not row["degenerate"] else 0.0, row["index"])
+
+
+def random_cells(space: SearchSpace, count: int, rng: np.random.Generator) -> list[Cell]:
+    """``count`` distinct valid cells in random order (all of them, shuffled, when count >= the space's size)."""
+    everything = space.enumerate()
+    if count >= len(everything):
+        order = rng.permutation(len(everything))
+        return [everything[i] for i in order]
+    seen: set[str] = set()
+    cells = []
+    while len(cells) < count:
+        cell = space.sample(rng)
+        key = cell_key(cell)
+        if key not in seen:
+            seen.add(key)
+            cells.append(cell)
+    return cells
+
+
+def run_random(space: SearchSpace, count: int, rng: np.random.Generator,
+               score_cell: Callable[[Cell], Callable[[], dict]], scorer: Scorer) -> StrategyResult:
+    """Score ``count`` random distinct cells; the best non-degenerate one wins."""
+    rows = []
+    cells = random_cells(space, count, rng)
+    for index, cell in enumerate(cells):
+        key = cell_key(cell)
+        row = scorer(f"cell|{key}", score_cell(cell), {"index": index, "kind": "cell", "cell": key})
+        rows.append(row)
+    best = min(rows, key=sort_key)
+    return StrategyResult(cells[best["index"]], rows)
+
+
+def _options_key(options: dict[tuple[int, int], list[Edge]]) -> str:
+    return " ".join(cell_key(tuple(options[pair])) for pair in PAIRS)
+
+
+def _importance(base: float, ablated: float) -> float:
+    if math.isinf(base) and math.isinf(ablated):
+        return 0.0  # both degenerate: the ablation tells nothing
+    return base - ablated
+
+
+def run_prune(space: SearchSpace, score_supernet: Callable[[dict, Edge | None], Callable[[], dict]],
+              score_cell: Callable[[Cell], Callable[[], dict]], scorer: Scorer) -> StrategyResult:
+    """LightSNN-style pruning by importance; the zero op's ablation changes nothing, so its importance is 0."""
+    options = {pair: list(space.choices[pair]) for pair in PAIRS}
+    rows = []
+    round_number = 0
+    while any(len(options[pair]) > 1 for pair in PAIRS):
+        round_number += 1
+        state = _options_key(options)
+        base = scorer(f"super|{state}|", score_supernet(options, None),
+                      {"index": len(rows), "kind": "supernet", "round": round_number, "cell": state})
+        rows.append(base)
+        for pair in PAIRS:
+            if len(options[pair]) == 1:
+                continue
+            ranked = []
+            for position, edge in enumerate(options[pair]):
+                if edge.op == "zero":
+                    importance = 0.0
+                else:
+                    row = scorer(f"super|{state}|-{edge.key}", score_supernet(options, edge),
+                                 {"index": len(rows), "kind": "ablation", "round": round_number, "cell": state,
+                                  "ablated": edge.key})
+                    importance = _importance(base["score"], row["score"])
+                    row["importance"] = importance
+                    rows.append(row)
+                ranked.append((importance, position, edge))
+            for importance, _, edge in sorted(ranked, key=lambda item: (item[0], item[1])):
+                trial = {p: [e for e in options[p] if e != edge] for p in PAIRS}
+                if _can_stay_valid(trial):
+                    options = trial
+                    break
+    cell = tuple(options[pair][0] for pair in PAIRS)
+    final = scorer(f"cell|{cell_key(cell)}", score_cell(cell),
+                   {"index": len(rows), "kind": "final", "round": round_number, "cell": cell_key(cell)})
+    rows.append(final)
+    return StrategyResult(cell, rows)
+
+
+def _can_stay_valid(options: dict[tuple[int, int], list[Edge]]) -> bool:
+    """True when some choice of one remaining op per pair reaches node 3 (forward ops only help reachability)."""
+    edges = tuple(edge for pair in PAIRS for edge in options[pair])
+    return 3 in forward_reachable(edges)
