@@ -51,10 +51,15 @@ class ScoreResult:
 
 
 def _gram_terms(codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """For codes (S, B, N) in {0,1}: spike counts r (S, B) and Hamming distances H (S, B, B)."""
+    """For codes (S, B, N) in {0,1}: spike counts r (S, B) and Hamming distances H (S, B, B), in float64.
+
+    The products run in float32 (exact for integer counts below 2^24); the kernel arithmetic after them runs in
+    float64, because log|det K| of a nearly rank-one K amplifies float32 round-off into score noise.
+    """
     x = codes.float()
     r = x.sum(-1)
     gram = torch.bmm(x, x.transpose(1, 2))
+    r, gram = r.double(), gram.double()
     hamming = r.unsqueeze(2) + r.unsqueeze(1) - 2.0 * gram
     return r, hamming.clamp_min(0.0)
 
@@ -70,9 +75,9 @@ def sahd_kernel(code_sets: list[torch.Tensor]) -> KernelStats:
         steps, batch, n = codes.shape
         r, hamming = _gram_terms(codes)
         expected = r.unsqueeze(2) + r.unsqueeze(1) - 2.0 * r.unsqueeze(2) * r.unsqueeze(1) / n
-        kernel = (n - 0.5 * hamming / (expected + 1e-3)).double().sum(0)
+        kernel = (n - 0.5 * hamming / (expected + 1e-3)).sum(0)
         total = kernel if total is None else total + kernel
-        h = hamming.double().sum(0)
+        h = hamming.sum(0)
         total_h = h if total_h is None else total_h + h
         count += steps
         silent += int((r == 0).sum())
@@ -91,7 +96,7 @@ def naswot_kernel(code_sets: list[torch.Tensor]) -> KernelStats:
     for codes in code_sets:
         steps, batch, n = codes.shape
         r, hamming = _gram_terms(codes)
-        h = hamming.double().sum(0)
+        h = hamming.sum(0)
         total_h = h if total_h is None else total_h + h
         length += steps * n
         silent += int((r == 0).sum())

@@ -1,0 +1,82 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from hwnas.cli import build_parser, main
+from hwnas.search.evaluate import build_seeded
+from hwnas.search.network import build_network
+from hwnas.search.space import Architecture
+
+FAST = ["--timesteps", "4", "--width", "4", "--batch-size", "16", "--repeats", "1", "--quiet"]
+
+
+def test_search_command_writes_run_folder_and_prints_winner(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["search", "--target", "loihi2", "--strategy", "random", "--candidates", "3", "--out", str(out), *FAST])
+    printed = capsys.readouterr().out
+    assert code == 0
+    for name in ("architecture.json", "search.csv", "report.json", "checkpoint.json"):
+        assert (out / name).is_file(), name
+    arch = Architecture.load(out / "architecture.json")
+    assert f"winner: {arch.key}" in printed
+    assert "degenerate" in printed and str(out) in printed
+    # the JSON reloads into the same network: same structure and, with the same seed, the same weights
+    report = json.loads((out / "report.json").read_text())
+    net_a = build_seeded(lambda: build_network(arch), 0, arch.key)
+    net_b = build_seeded(lambda: build_network(Architecture.from_dict(json.loads((out / "architecture.json").read_text()))), 0, arch.key)
+    state_a, state_b = net_a.state_dict(), net_b.state_dict()
+    assert list(state_a) == list(state_b) and all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+    assert report["config"]["candidates"] == 3
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["search", "--timesteps", "0"], "--timesteps: must be a positive integer"),
+    (["search", "--candidates", "many"], "'many' is not an integer"),
+    (["search", "--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+    (["search", "--dataset", "nmnist", "--data-dir", "."], "no dataset at"),
+    (["search", "--target", "tpu"], "unknown target 'tpu'"),
+    (["search", "--strategy", "grid"], "invalid choice: 'grid'"),
+    (["search", "--resume", "no-such-run"], "cannot resume"),
+])
+def test_bad_input_is_one_line_and_exit_2(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as info:
+        raise SystemExit(main(argv))
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_resume_with_malformed_checkpoint(tmp_path, capsys):
+    (tmp_path / "checkpoint.json").write_text("{ half")
+    assert main(["search", "--resume", str(tmp_path / "checkpoint.json")]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_target_file_with_typo_is_named(tmp_path, capsys):
+    target = tmp_path / "chip.toml"
+    target.write_text('[target]\nname = "chip"\ndescription = "x"\ntimng = "pipelined"\n')
+    assert main(["search", "--target", str(target)]) == 2
+    assert "unknown field 'target.timng'" in capsys.readouterr().err
+
+
+def test_help_explains_every_option():
+    parser = build_parser()
+    search = parser._subparsers._group_actions[0].choices["search"]
+    for action in search._actions:
+        assert action.help, action.option_strings
+    text = search.format_help()
+    for option in ("--target", "--strategy", "--candidates", "--timesteps", "--seed", "--out", "--resume",
+                   "--bn-mode", "--no-reset", "--repeats", "--batch-size", "--score"):
+        assert option in text
+
+
+def test_console_script_help_runs_without_lava_or_torch():
+    code = ("import sys, hwnas.cli as c; c.build_parser(); "
+            "sys.exit(1 if ('torch' in sys.modules or 'lava' in sys.modules) else 0)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

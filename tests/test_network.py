@@ -1,0 +1,120 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hwnas.search.evaluate import build_seeded
+from hwnas.search.network import build_network
+from hwnas.search.ops import ConvBN, SumPool
+from hwnas.search.space import Edge
+from conftest import CHAIN, FEEDBACK, small_arch
+
+FEEDBACK_LOOP = "0-1:conv3x3 0-2:zero 0-3:zero 1-2:conv3x3 1-3:conv3x3< 2-3:conv3x3"
+
+
+def strong_input(steps=4, batch=6, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.bernoulli(torch.full((steps, batch, 1, 8, 8), 0.5), generator=g)
+
+
+def simulate(arch, x, disabled_edges=()):
+    net = build_seeded(lambda: build_network(arch), 0, "test")
+    net.train()  # batch-norm with batch statistics, as in scoring
+    if disabled_edges:
+        net.set_disabled({k for e in disabled_edges for k in net.edge_modules[e]})
+    with torch.no_grad():
+        return net, net(x, record=True)
+
+
+def test_pipelined_chain_is_zero_delay_shifted_by_depth():
+    x = strong_input()
+    _, zero = simulate(small_arch(CHAIN, timing="zero-delay"), x)
+    net, piped = simulate(small_arch(CHAIN, timing="pipelined"), x)
+    arrival = net.arrival_steps()
+    assert piped.latency_steps == 9  # stem, 3 cell nodes, pool, 3 cell nodes, output: one step each
+    assert arrival["output"] == 9 and arrival["stem"] == 1
+    for name, codes in zero.codes.items():
+        d = int(arrival[name])
+        if name != "output":  # the classifier's output is silent at initialisation (no batch-norm there)
+            assert codes.any(), name
+        assert torch.equal(piped.codes[name][d:d + 4], codes), name
+        assert not piped.codes[name][:d].any(), f"{name} spiked before its input could arrive"
+
+
+def test_timing_models_differ_when_paths_have_unequal_length():
+    x = strong_input()
+    _, zero = simulate(small_arch(FEEDBACK, timing="zero-delay"), x)
+    net, piped = simulate(small_arch(FEEDBACK, timing="pipelined"), x)
+    # node 2 hears node 0 through a skip (1 connection) and through node 1 (2 connections)
+    d = int(net.arrival_steps()["cell1.n2"])
+    assert not torch.equal(piped.codes["cell1.n2"][d:d + 4], zero.codes["cell1.n2"])
+    # node 3 hears node 0 only through node 1: a pure shift
+    d = int(net.arrival_steps()["cell1.n3"])
+    assert torch.equal(piped.codes["cell1.n3"][d:d + 4], zero.codes["cell1.n3"])
+
+
+def test_backward_edge_feeds_the_forward_path_one_step_later():
+    x = strong_input()
+    # node 3 feeds node 1 back; node 1 -> 2 -> 3 is the forward path
+    arch = small_arch(FEEDBACK_LOOP, timing="zero-delay")
+    _, with_feedback = simulate(arch, x)
+    _, without = simulate(arch, x, disabled_edges=[Edge(1, 3, "conv3x3", True)])
+    for name in ("cell1.n1", "cell1.n3", "cell2.n3"):
+        assert torch.equal(with_feedback.codes[name][0], without.codes[name][0]), name  # no feedback at step 0
+        assert not torch.equal(with_feedback.codes[name], without.codes[name]), name
+
+
+def test_maxpool_is_or_of_spikes_and_avgpool_adds_no_population():
+    x = strong_input()
+    _, out = simulate(small_arch(CHAIN, timing="zero-delay"), x)
+    source = out.codes["cell1.n3"].float().reshape(4, 6, 4, 8, 8)
+    expected = F.max_pool2d(source.reshape(24, 4, 8, 8), 2).reshape(4, 6, -1) > 0
+    assert torch.equal(out.codes["down"], expected)
+    net, avg = simulate(small_arch(CHAIN, downsample="avgpool"), x)
+    assert "down" not in avg.codes
+    assert avg.latency_steps == 8
+
+
+def test_activity_counters_match_recorded_spikes_and_fanout():
+    x = strong_input()
+    net, out = simulate(small_arch(FEEDBACK), x)
+    fanout = net.fanout_maps()
+    steps = x.shape[0] + out.latency_steps
+    assert out.activity.steps == steps and out.activity.samples == 6
+    for name, layer in out.activity.layers.items():
+        codes = out.codes[name].float()
+        assert layer.spikes == pytest.approx(codes.sum(dim=(1, 2)).tolist())
+        synops = (codes.sum(1) * fanout[name].flatten()).sum(1)
+        assert layer.synops == pytest.approx(synops.tolist())
+        assert all(0 <= a <= layer.neurons * 6 for a in layer.active_updates)
+    # stem -> cell1.n1 is one 3x3 convolution: an interior neuron reaches 9 positions in each of 4 channels
+    assert fanout["cell1.n3"].shape == (4, 8, 8)
+    per_sample = out.activity.per_sample()
+    assert per_sample["stem"]["spikes"] == pytest.approx(out.codes["stem"].float().sum().item() / 6)
+
+
+def test_conv_fanout_counts_nonzero_weights_exactly():
+    conv = ConvBN(2, 3)
+    with torch.no_grad():
+        conv.conv.weight[0, 0, 1, 1] = 0.0
+        conv.conv.weight[:, 1, 0, :] = 0.0
+    got = conv.fanout((2, 5, 5))
+    w = conv.conv.weight.detach()
+    brute = torch.zeros(2, 5, 5)
+    for c in range(2):
+        for y in range(5):
+            for x in range(5):
+                for o in range(3):
+                    for ky in range(3):
+                        for kx in range(3):
+                            oy, ox = y - ky + 1, x - kx + 1
+                            if 0 <= oy < 5 and 0 <= ox < 5 and w[o, c, ky, kx] != 0:
+                                brute[c, y, x] += 1
+    assert torch.equal(got, brute)
+    pool = SumPool(2).fanout((1, 5, 5))
+    assert pool[0, :4, :4].eq(1).all() and pool[0, 4, :].eq(0).all() and pool[0, :, 4].eq(0).all()
+
+
+def test_rejects_wrong_input_shape():
+    net = build_network(small_arch(CHAIN))
+    with pytest.raises(ValueError, match="expected input"):
+        net(torch.zeros(4, 2, 3, 8, 8))

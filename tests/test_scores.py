@@ -1,0 +1,85 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from hwnas.search.names import SCORE_NAMES
+from hwnas.search.scores import SCORES, naswot_kernel, sahd_kernel, score_codes
+
+
+def reference_sahd(code_sets):
+    """Slow, literal SAHD: loops over populations, steps and sample pairs (ARCHITECTURE.md's formula)."""
+    kernels = []
+    for codes in code_sets:
+        codes = codes.numpy().astype(int)
+        steps, batch, n = codes.shape
+        for t in range(steps):
+            k = np.zeros((batch, batch))
+            for i in range(batch):
+                for j in range(batch):
+                    xi, xj = codes[t, i], codes[t, j]
+                    h = int(np.sum(xi != xj))
+                    si, sj = xi.sum() / n, xj.sum() / n
+                    e = n * (si * (1 - sj) + (1 - si) * sj)
+                    k[i, j] = n - 0.5 * h / (e + 1e-3)
+            kernels.append(k)
+    mean = np.mean(kernels, axis=0)
+    return np.linalg.slogdet(mean)[1]
+
+
+def reference_naswot(code_sets):
+    flat = np.concatenate([c.permute(1, 0, 2).reshape(c.shape[1], -1).numpy().astype(int) for c in code_sets], 1)
+    n = flat.shape[1]
+    k = np.array([[n - np.sum(a != b) for b in flat] for a in flat], dtype=float)
+    return np.linalg.slogdet(k)[1]
+
+
+def random_codes(seed, shapes, rate=0.3):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.rand(shape, generator=g) < rate for shape in shapes]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sahd_matches_slow_reference(seed):
+    codes = random_codes(seed, [(3, 8, 40), (2, 8, 17)], rate=0.2 + 0.1 * seed)
+    result = score_codes("sahd", codes)
+    assert not result.degenerate
+    assert result.score == pytest.approx(reference_sahd(codes), rel=1e-9, abs=1e-7)
+
+
+def test_naswot_matches_slow_reference():
+    codes = random_codes(5, [(3, 6, 30), (2, 6, 11)])
+    result = score_codes("naswot", codes)
+    assert result.score == pytest.approx(reference_naswot(codes), rel=1e-9, abs=1e-7)
+
+
+def test_duplicate_codes_are_degenerate_not_noise():
+    codes = random_codes(0, [(3, 8, 40), (2, 8, 17)])
+    for c in codes:
+        c[:, 5] = c[:, 2]  # samples 2 and 5 identical everywhere
+    for name in SCORES:
+        result = score_codes(name, codes)
+        assert result.degenerate and result.score == -math.inf
+        assert result.duplicate_pairs == 1
+        assert "identical spike codes" in result.reason
+
+
+def test_silent_network_is_degenerate_and_silence_is_measured():
+    silent = [torch.zeros(4, 8, 30, dtype=torch.bool)]
+    result = score_codes("sahd", silent)
+    assert result.degenerate and result.silent_share == 1.0
+    partly = random_codes(1, [(4, 8, 30)])
+    partly[0][:2] = False  # 2 of 4 steps silent for every sample
+    assert score_codes("sahd", partly).silent_share == pytest.approx(0.5)
+
+
+def test_one_duplicate_step_is_not_degenerate():
+    codes = random_codes(3, [(3, 8, 40)])
+    codes[0][1, 4] = codes[0][1, 0]  # identical in one step only: the mean kernel stays regular
+    assert not score_codes("sahd", codes).degenerate
+
+
+def test_registry_names_match_cli_choices():
+    assert set(SCORES) == set(SCORE_NAMES)
+    assert SCORES["sahd"] is sahd_kernel and SCORES["naswot"] is naswot_kernel

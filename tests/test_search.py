@@ -1,0 +1,127 @@
+import csv
+import json
+import math
+
+import pytest
+
+from hwnas.errors import OptionError, ResumeError, SearchError
+from hwnas.search import runner
+from hwnas.search.evaluate import Evaluator
+from hwnas.search.runner import SearchConfig, run_search
+from hwnas.search.space import PAIRS, Architecture, SearchSpace, parse_cell_key
+from conftest import FAST_SEARCH
+
+
+def read_csv(path):
+    with open(path) as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_random_search_is_reproducible_and_ranks_best_first(tmp_path):
+    config = SearchConfig(strategy="random", candidates=6, **FAST_SEARCH)
+    a = run_search(config, tmp_path / "a")
+    b = run_search(config, tmp_path / "b")
+    rows_a, rows_b = read_csv(tmp_path / "a" / "search.csv"), read_csv(tmp_path / "b" / "search.csv")
+    assert [(r["cell"], r["score"]) for r in rows_a] == [(r["cell"], r["score"]) for r in rows_b]
+    assert len({r["cell"] for r in rows_a}) == 6
+    healthy = [r for r in a.rows if not r["degenerate"]]
+    assert a.winner["score"] == max(r["score"] for r in healthy)
+    assert a.winner["rank"] == 1
+    assert a.architecture == Architecture.load(tmp_path / "a" / "architecture.json")
+    report = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert report["timing"] == "pipelined" and report["target"]["name"] == "loihi2"
+    assert report["winner"]["cell"] == a.architecture.key
+    assert 0.0 <= report["degenerate_share"] <= 1.0
+    assert report["winner"]["latency_steps"] >= 5  # at least stem, two cell nodes, pool, classifier
+
+
+def test_prune_search_ends_with_one_valid_op_per_pair(tmp_path):
+    outcome = run_search(SearchConfig(strategy="prune", **FAST_SEARCH), tmp_path)
+    cell = outcome.architecture.cell
+    assert [(e.src, e.dst) for e in cell] == list(PAIRS)
+    assert SearchSpace().is_valid(cell)
+    kinds = [r["kind"] for r in outcome.rows]
+    assert kinds[0] == "supernet" and kinds[-1] == "final" and "ablation" in kinds
+    ablations = [r for r in outcome.rows if r["kind"] == "ablation"]
+    assert all("importance" in r for r in ablations)
+
+
+def test_interrupted_search_resumes_without_rescoring(tmp_path, monkeypatch):
+    config = SearchConfig(strategy="random", candidates=8, **FAST_SEARCH)
+    reference = run_search(config, tmp_path / "ref")
+
+    calls = []
+    original = Evaluator.evaluate
+
+    def counting(self, net):
+        calls.append(1)
+        return original(self, net)
+
+    monkeypatch.setattr(Evaluator, "evaluate", counting)
+    monkeypatch.setattr(runner, "CHECKPOINT_EVERY_S", 0.0)
+
+    def interrupt_after_three(done, total, message):
+        if done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_search(config, tmp_path / "run", progress=interrupt_after_three)
+    assert len(calls) == 3
+    assert not (tmp_path / "run" / "search.csv").exists()
+    saved = json.loads((tmp_path / "run" / "checkpoint.json").read_text())
+    assert len(saved["results"]) == 3 and saved["complete"] is False
+
+    resumed = run_search(SearchConfig(), tmp_path / "run", resume=True)  # options come from the checkpoint
+    assert len(calls) == 8  # only the 5 unscored candidates were evaluated
+    assert resumed.architecture == reference.architecture
+    assert [r["score"] for r in resumed.rows] == [r["score"] for r in reference.rows]
+
+
+def test_existing_run_folder_is_not_overwritten(tmp_path):
+    config = SearchConfig(strategy="random", candidates=2, **FAST_SEARCH)
+    run_search(config, tmp_path)
+    before = (tmp_path / "search.csv").read_bytes()
+    with pytest.raises(OptionError, match="already holds a search"):
+        run_search(config, tmp_path)
+    assert (tmp_path / "search.csv").read_bytes() == before
+
+
+@pytest.mark.parametrize("content,message", [
+    ("{broken", "not valid JSON"),
+    ('{"format": "something-else"}', "not an hwnas search checkpoint"),
+    ('{"format": "hwnas.search-checkpoint", "config": {"strategy": "random"}, "results": []}', "malformed"),
+    ('{"format": "hwnas.search-checkpoint", "config": {"stratgy": 1}, "results": {}}', "unknown fields"),
+])
+def test_malformed_checkpoint_is_a_resume_error(tmp_path, content, message):
+    (tmp_path / "checkpoint.json").write_text(content)
+    with pytest.raises(ResumeError, match=message):
+        run_search(SearchConfig(), tmp_path, resume=True)
+
+
+def test_silent_candidates_are_degenerate_and_reported(tmp_path):
+    # threshold far above any input: every candidate is silent, so every kernel is singular
+    config = SearchConfig(strategy="random", candidates=3, theta=1000.0, **FAST_SEARCH)
+    with pytest.raises(SearchError, match="every candidate was degenerate"):
+        run_search(config, tmp_path)
+    rows = read_csv(tmp_path / "search.csv")
+    assert len(rows) == 3
+    assert all(r["degenerate"] == "1" and r["score"] == "-inf" for r in rows)
+    assert all(float(r["firing_rate"]) == 0.0 for r in rows)
+    assert not (tmp_path / "architecture.json").exists()
+
+
+def test_identity_bn_mode_is_quieter_than_batch_mode(tmp_path):
+    common = dict(strategy="random", candidates=3, **FAST_SEARCH)
+    batch = run_search(SearchConfig(bn_mode="batch", **common), tmp_path / "b")
+    identity = run_search(SearchConfig(bn_mode="identity", **common), tmp_path / "i")
+    rate = lambda rows: sum(r["firing_rate"] for r in rows) / len(rows)
+    assert rate(batch.rows) > rate(identity.rows)
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("timesteps", 0, "--timesteps"), ("candidates", -1, "--candidates"), ("strategy", "grid", "--strategy"),
+    ("bn_mode", "none", "--bn-mode"), ("score", "snip", "unknown score"), ("batch_size", 1, "--batch-size"),
+])
+def test_config_validation(field, value, message):
+    with pytest.raises(OptionError, match=message):
+        SearchConfig(**{field: value})
