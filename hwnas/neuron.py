@@ -107,19 +107,26 @@ def lif_step(current: torch.Tensor, state: LIFState, params: NeuronParams) -> tu
     Without autograd (scoring, evaluation) a plain comparison replaces the surrogate function.
     """
     u = current if params.du == 1.0 else (1.0 - params.du) * state.u + current
-    v = u if params.dv == 1.0 else (1.0 - params.dv) * state.v + u
+    v = u if params.dv == 1.0 else torch.add(u, state.v, alpha=1.0 - params.dv)
     if params.bias:
         v = v + params.bias
     if torch.is_grad_enabled() and v.requires_grad:
         s = spike(v - params.theta, params.surrogate_slope)
         v = v * (1.0 - s)
     else:
-        fired = v > params.theta
-        s = fired.to(v.dtype)
-        v = v.masked_fill(fired, 0.0)
+        # sign(relu(.)) is the same step function as the comparison, but about twice as fast on the CPU
+        s = torch.sign(torch.relu(v - params.theta))
+        v = v * (1.0 - s)
     return s, LIFState(u, v)
 
 
-def carries_state(params: NeuronParams) -> tuple[bool, bool]:
-    """Whether u and v carry memory from one step to the next (False where the decay is complete)."""
-    return params.du != 1.0, params.dv != 1.0
+def count_active(spikes: torch.Tensor, state: LIFState, params: NeuronParams) -> torch.Tensor:
+    """Neurons whose update was *active* this step: membrane potential (before reset) non-zero, or, where the
+    current decays slowly (du < 1), synaptic current non-zero. Inactive neurons only idle through the step.
+
+    After the step v is 0 exactly where the neuron fired, so v + s is non-zero exactly where v was before reset.
+    """
+    touched = state.v + spikes
+    if params.du != 1.0:
+        touched = touched.abs() + state.u.abs()
+    return torch.count_nonzero(touched)

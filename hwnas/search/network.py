@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..activity import ActivityStats, LayerActivity
-from ..neuron import OR_NEURON, LIFState, NeuronParams, carries_state, initial_state, lif_step
+from ..neuron import OR_NEURON, LIFState, NeuronParams, count_active, initial_state, lif_step
 from .ops import AvgPoolThen, ConvBN, FlattenLinear, Identity, SumPool, Synapse
 from .space import Architecture, Edge
 
@@ -63,8 +63,8 @@ class SimOutput:
     """Result of a forward pass.
 
     ``logits``: output-layer synaptic current summed over all steps, divided by the input steps (B, classes).
-    ``output_spikes``: output spike counts (B, classes). ``codes``: per population, spikes (steps, B, N) as bool,
-    only when recorded.
+    ``output_spikes``: output spike counts (B, classes). ``codes``: per population, spikes (steps, B, N) as 0/1
+    floats, only when recorded.
     """
 
     logits: torch.Tensor
@@ -174,9 +174,17 @@ class SpikingNetwork(nn.Module):
         conns = self.active_connections()
         incoming = {name: [(self.synapses[c.module_key], c.src, self._delay(c) > 0) for c in conns if c.dst == name]
                     for name in self.order}
-        memory = {name: carries_state(pop.params) for name, pop in self.populations.items()}
         fanout = {name: f.flatten() for name, f in self.fanout_maps().items()}
         zeros_in = torch.zeros_like(inputs[0])
+
+        # A population whose inputs all map silence to exactly zero current (and that has no bias) stays at rest
+        # until the first input can reach it: those steps are skipped, not simulated (exact, and a third of the
+        # work of a pipelined network at initialisation).
+        arrival = self.arrival_steps()
+        dormant_until = {}
+        for name, pop in self.populations.items():
+            quiet = pop.params.bias == 0 and all(synapse.maps_zero_to_zero() for synapse, _, _ in incoming[name])
+            dormant_until[name] = min(arrival[name], total_steps) if quiet else 0
 
         state: dict[str, LIFState] = {}
         previous: dict[str, torch.Tensor] = {INPUT: zeros_in}
@@ -185,7 +193,9 @@ class SpikingNetwork(nn.Module):
             previous[name] = blank
             state[name] = initial_state(blank)
         counters = {name: ([], [], []) for name in self.order}
-        codes: dict[str, list[torch.Tensor]] = {name: [] for name in self.order} if record else {}
+        no_count = inputs.new_zeros(())
+        codes = {name: inputs.new_zeros((total_steps, batch, pop.neurons)) for name, pop in self.populations.items()} \
+            if record else {}
         logits = inputs.new_zeros((batch, self.populations[self.output].neurons))
         out_spikes = torch.zeros_like(logits)
 
@@ -193,41 +203,45 @@ class SpikingNetwork(nn.Module):
             current_spikes = {INPUT: inputs[t] if t < steps_in else zeros_in}
             for name in self.order:
                 pop = self.populations[name]
+                if t < dormant_until[name]:
+                    current_spikes[name] = previous[name]  # still all zeros
+                    for counter in counters[name]:
+                        counter.append(no_count)
+                    continue
                 current = None
                 for synapse, src, delayed in incoming[name]:
                     contribution = synapse(previous[src] if delayed else current_spikes[src])
                     current = contribution if current is None else current + contribution
                 if current is None:
                     current = previous[name].new_zeros(previous[name].shape)
-                old = state[name]
-                spikes, state[name] = lif_step(current, old, pop.params)
+                spikes, state[name] = lif_step(current, state[name], pop.params)
                 current_spikes[name] = spikes
                 with torch.no_grad():
-                    active = current != 0
-                    keeps_u, keeps_v = memory[name]
-                    if keeps_u:
-                        active = active | (old.u != 0)
-                    if keeps_v:
-                        active = active | (old.v != 0)
-                    spike_sum = spikes.detach().reshape(batch, -1).sum(0)
-                    counters[name][0].append(spike_sum.sum())
-                    counters[name][1].append(active.sum())
-                    counters[name][2].append(torch.dot(spike_sum, fanout[name]))
-                if record:
-                    codes[name].append(spikes.detach().reshape(batch, -1) > 0)
+                    counters[name][1].append(count_active(spikes, state[name], pop.params))
+                    if record:  # spike and synaptic-op counts come from the codes after the loop, in one go
+                        codes[name][t] = spikes.detach().reshape(batch, -1)
+                    else:
+                        spike_sum = spikes.detach().reshape(batch, -1).sum(0)
+                        counters[name][0].append(spike_sum.sum())
+                        counters[name][2].append(torch.dot(spike_sum, fanout[name]))
                 if name == self.output:
                     logits = logits + current
                     out_spikes = out_spikes + spikes
             previous = current_spikes
 
+        if record:
+            with torch.no_grad():
+                for name, stacked in codes.items():
+                    per_step = stacked.sum(1)  # (steps, neurons), summed over the batch
+                    counters[name][0][:] = per_step.sum(1).unbind()
+                    counters[name][2][:] = (per_step @ fanout[name]).unbind()
         activity = self._activity(counters, batch, total_steps)
-        recorded = {name: torch.stack(c) for name, c in codes.items()} if record else None
-        return SimOutput(logits / steps_in, out_spikes, activity, latency, recorded)
+        return SimOutput(logits / steps_in, out_spikes, activity, latency, codes if record else None)
 
     def _activity(self, counters: dict, batch: int, steps: int) -> ActivityStats:
         names = list(counters)
         # one stack and one transfer for all counters, not a host sync per step
-        stacked = torch.stack([torch.stack([torch.stack(c).float() for c in counters[n]]) for n in names]).cpu()
+        stacked = torch.stack([torch.stack([torch.stack(c).double() for c in counters[n]]) for n in names]).cpu()
         layers = {}
         for i, name in enumerate(names):
             spikes, active, synops = stacked[i].tolist()

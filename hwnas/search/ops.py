@@ -15,6 +15,10 @@ class Synapse(nn.Module):
     def fanout(self, in_shape: tuple[int, ...]) -> torch.Tensor:
         raise NotImplementedError
 
+    def maps_zero_to_zero(self) -> bool:
+        """True when silent input gives exactly zero current (no bias term), in the module's current mode."""
+        return True
+
 
 class ConvBN(Synapse):
     """3x3 convolution (stride 1, same padding, no bias) followed by batch-norm; BN folds into the conv for export."""
@@ -26,6 +30,14 @@ class ConvBN(Synapse):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.bn(self.conv(x))
+
+    def maps_zero_to_zero(self) -> bool:
+        bn = self.bn
+        offset = bn.bias.detach() if bn.bias is not None else torch.zeros(1)
+        if not bn.training and bn.track_running_stats:
+            scale = bn.weight.detach() if bn.weight is not None else 1.0
+            offset = offset - scale * bn.running_mean / torch.sqrt(bn.running_var + bn.eps)
+        return bool((offset == 0).all())
 
     def fanout(self, in_shape: tuple[int, ...]) -> torch.Tensor:
         mask = (self.conv.weight.detach() != 0).float()
@@ -68,6 +80,9 @@ class AvgPoolThen(Synapse):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.inner(F.avg_pool2d(x, self.kernel_size))
+
+    def maps_zero_to_zero(self) -> bool:
+        return self.inner.maps_zero_to_zero()
 
     def fanout(self, in_shape: tuple[int, ...]) -> torch.Tensor:
         k = self.kernel_size

@@ -19,7 +19,7 @@ import torch
 
 from .. import __version__
 from ..data import load_dataset
-from ..data.splits import ENCODINGS, encode_batch
+from ..data.splits import ENCODINGS, DatasetSplits, encode_batch
 from ..errors import OptionError, ResumeError, SearchError
 from ..hw_models import load_target
 from ..io_utils import write_csv_atomic, write_json_atomic
@@ -164,11 +164,13 @@ def scoring_batches(config: SearchConfig, splits) -> list[torch.Tensor]:
 
 
 def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False,
-               progress: Callable[[int, int | None, str], None] | None = None) -> SearchOutcome:
+               progress: Callable[[int, int | None, str], None] | None = None,
+               splits: "DatasetSplits | None" = None) -> SearchOutcome:
     """Run (or resume) a search and write its files to ``out_dir``.
 
     ``progress(done, total, message)`` is called after each scored evaluation. On Ctrl-C the checkpoint is saved
     before ``KeyboardInterrupt`` propagates, so ``resume=True`` continues without re-scoring anything.
+    ``splits`` supplies data in memory instead of loading ``config.dataset`` (benchmarks, notebooks).
     """
     out = Path(out_dir)
     if resume:
@@ -180,7 +182,8 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False,
         checkpoint = _Checkpoint(out / CHECKPOINT, config)
     target = load_target(config.target)
     timing = config.timing or target.timing
-    splits = load_dataset(config.dataset, config.data_dir, config.timesteps, config.seed, config.max_samples)
+    if splits is None:
+        splits = load_dataset(config.dataset, config.data_dir, config.timesteps, config.seed, config.max_samples)
     if splits.kind == "frames" and config.encoding != "rate":
         raise OptionError("event datasets are spikes already: --encoding applies to static images only")
     width = config.width or default_width(splits.input_shape)
