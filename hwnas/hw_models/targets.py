@@ -1,25 +1,82 @@
-"""Target descriptions. A target is data: a TOML file with a ``[target]`` table.
+"""Target descriptions. A target is data: a TOML file (``targets/*.toml`` or the user's own) with a ``[target]``
+table and, for a chip, the ``[chip]``, ``[core]``, ``[energy]`` and ``[time]`` tables below. A software target
+has only ``[target]``: no limits, no energy model.
 
-This module reads the part the search needs today (name, description, timing model, weight precision);
-the per-core limits and energy coefficients are added by the hardware-model work (issue 3).
+Every problem with a file (missing field, typo'd key, wrong type, negative value) raises :class:`TargetError`
+naming the field, e.g. ``target loihi2.toml: field 'energy.synop_j' must be a non-negative number``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
 
 from ..errors import TargetError
 
 TIMINGS = ("zero-delay", "pipelined")
-_FIELDS = {"name": str, "description": str, "timing": str, "weight_bits": int, "sources": list}
-_REQUIRED = ("name", "description", "timing")
+
+
+@dataclass(frozen=True)
+class ChipSpec:
+    """How many cores there are and how they sit on the mesh (for hop counts)."""
+
+    chips: int
+    cores_per_chip: int
+    cores_per_tile: int
+    mesh_tiles_x: int
+    mesh_tiles_y: int
+
+    @property
+    def cores(self) -> int:
+        return self.chips * self.cores_per_chip
+
+
+@dataclass(frozen=True)
+class CoreSpec:
+    """Per-core limits: neurons, input and output axons, synaptic memory, and bits one synapse occupies."""
+
+    neurons: int
+    fanin_axons: int
+    fanout_axons: int
+    synapse_memory_bits: int
+    synapse_bits: int
+
+
+@dataclass(frozen=True)
+class EnergySpec:
+    """Joules per event: synaptic op, active and inactive neuron update, spike within a tile, mesh hop."""
+
+    synop_j: float
+    update_active_j: float
+    update_inactive_j: float
+    spike_in_tile_j: float
+    hop_ew_j: float
+    hop_ns_j: float
+
+
+@dataclass(frozen=True)
+class TimeSpec:
+    """Seconds per event on one core, per mesh hop, and the barrier synchronisation closing every step."""
+
+    synop_s: float
+    update_active_s: float
+    update_inactive_s: float
+    spike_in_tile_s: float
+    hop_ew_s: float
+    hop_ns_s: float
+    step_sync_s: float
+
+
+_INT_TABLES = {"chip": ChipSpec, "core": CoreSpec}
+_FLOAT_TABLES = {"energy": EnergySpec, "time": TimeSpec}
+_TARGET_FIELDS = {"name": str, "description": str, "timing": str, "weight_bits": int, "sources": list}
+_TARGET_REQUIRED = ("name", "description", "timing")
 
 
 @dataclass(frozen=True)
 class Target:
-    """A hardware (or software) target: its name, timing model and weight precision (None: float weights)."""
+    """A hardware (or software) target. ``chip``/``core``/``energy``/``time`` are None for a software target."""
 
     name: str
     description: str
@@ -27,10 +84,23 @@ class Target:
     weight_bits: int | None
     sources: tuple[str, ...]
     path: str
+    chip: ChipSpec | None = None
+    core: CoreSpec | None = None
+    energy: EnergySpec | None = None
+    time: TimeSpec | None = None
+
+    @property
+    def is_hardware(self) -> bool:
+        """True when the target has cores, limits and an energy model."""
+        return self.chip is not None
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "description": self.description, "timing": self.timing,
+        data = {"name": self.name, "description": self.description, "timing": self.timing,
                 "weight_bits": self.weight_bits, "sources": list(self.sources), "path": self.path}
+        for table in ("chip", "core", "energy", "time"):
+            spec = getattr(self, table)
+            data[table] = None if spec is None else {f.name: getattr(spec, f.name) for f in fields(spec)}
+        return data
 
 
 def _targets_folder():
@@ -42,41 +112,95 @@ def builtin_targets() -> list[str]:
     return sorted(p.name[:-5] for p in _targets_folder().iterdir() if p.name.endswith(".toml"))
 
 
+def builtin_target_text(name: str) -> str:
+    """The TOML text of a built-in target (with its source comments)."""
+    path = _targets_folder() / f"{name}.toml"
+    if not path.is_file():
+        raise TargetError(f"unknown target '{name}' (built-in: {', '.join(builtin_targets())})")
+    return path.read_text(encoding="utf-8")
+
+
 def load_target(name_or_path: str) -> Target:
     """Load a built-in target by name, or a TOML file by path; any problem raises :class:`TargetError`."""
     import tomli
 
     builtin = _targets_folder() / f"{name_or_path}.toml"
     if builtin.is_file():
-        text, path = builtin.read_text(encoding="utf-8"), f"builtin:{name_or_path}"
+        text, label = builtin.read_text(encoding="utf-8"), f"{name_or_path}.toml"
     else:
         candidate = Path(name_or_path)
         if not candidate.is_file():
-            raise TargetError(f"unknown target '{name_or_path}' (built-in: {', '.join(builtin_targets())}; or a path to a .toml file)")
+            raise TargetError(f"unknown target '{name_or_path}' (built-in: {', '.join(builtin_targets())}; "
+                              "or a path to a .toml file)")
         try:
-            text, path = candidate.read_text(encoding="utf-8"), str(candidate)
+            text, label = candidate.read_text(encoding="utf-8"), str(candidate)
         except (OSError, UnicodeDecodeError) as exc:
             raise TargetError(f"cannot read target file {candidate}: {exc}") from None
     try:
         data = tomli.loads(text)
     except tomli.TOMLDecodeError as exc:
-        raise TargetError(f"target {path} is not valid TOML: {exc}") from None
+        raise TargetError(f"target {label} is not valid TOML: {exc}") from None
+    return _parse(data, label, "builtin:" + name_or_path if builtin.is_file() else label)
+
+
+def _parse(data: dict, label: str, path: str) -> Target:
+    known_tables = {"target", *_INT_TABLES, *_FLOAT_TABLES}
+    for key in data:
+        if key not in known_tables:
+            raise TargetError(f"target {label}: unknown table '[{key}]' (known: {', '.join(sorted(known_tables))})")
     table = data.get("target")
     if not isinstance(table, dict):
-        raise TargetError(f"target {path} has no [target] table")
+        raise TargetError(f"target {label}: missing table '[target]'")
     for key in table:
-        if key not in _FIELDS and not isinstance(table[key], dict):
-            raise TargetError(f"target {path}: unknown field 'target.{key}' (known: {', '.join(_FIELDS)})")
-    for key in _REQUIRED:
+        if key not in _TARGET_FIELDS:
+            raise TargetError(f"target {label}: unknown field 'target.{key}' (known: {', '.join(_TARGET_FIELDS)})")
+    for key in _TARGET_REQUIRED:
         if key not in table:
-            raise TargetError(f"target {path}: missing field 'target.{key}'")
-    for key, kind in _FIELDS.items():
-        if key in table and not (isinstance(table[key], kind) and not isinstance(table[key], bool)):
-            raise TargetError(f"target {path}: field 'target.{key}' must be a {kind.__name__}, got {table[key]!r}")
+            raise TargetError(f"target {label}: missing field 'target.{key}'")
+    for key, kind in _TARGET_FIELDS.items():
+        if key in table and (isinstance(table[key], bool) or not isinstance(table[key], kind)):
+            raise TargetError(f"target {label}: field 'target.{key}' must be a {kind.__name__}, got {table[key]!r}")
     if table["timing"] not in TIMINGS:
-        raise TargetError(f"target {path}: field 'target.timing' must be one of {', '.join(TIMINGS)}, got '{table['timing']}'")
+        raise TargetError(f"target {label}: field 'target.timing' must be one of {', '.join(TIMINGS)}, "
+                          f"got '{table['timing']}'")
     bits = table.get("weight_bits")
     if bits is not None and not 1 <= bits <= 32:
-        raise TargetError(f"target {path}: field 'target.weight_bits' must lie in 1..32, got {bits}")
+        raise TargetError(f"target {label}: field 'target.weight_bits' must lie in 1..32, got {bits}")
+
+    hardware_tables = [*_INT_TABLES, *_FLOAT_TABLES]
+    present = [name for name in hardware_tables if name in data]
+    specs: dict = {}
+    if present:
+        missing = [name for name in hardware_tables if name not in data]
+        if missing:
+            raise TargetError(f"target {label}: missing table '[{missing[0]}]' (a hardware target needs "
+                              f"{', '.join('[' + n + ']' for n in hardware_tables)})")
+        for name, cls in {**_INT_TABLES, **_FLOAT_TABLES}.items():
+            specs[name] = _spec(cls, data[name], name, label, integer=name in _INT_TABLES)
     return Target(table["name"], table["description"], table["timing"], bits,
-                  tuple(str(s) for s in table.get("sources", [])), path)
+                  tuple(str(s) for s in table.get("sources", [])), path, **specs)
+
+
+def _spec(cls, table, section: str, label: str, integer: bool):
+    if not isinstance(table, dict):
+        raise TargetError(f"target {label}: '{section}' must be a table")
+    names = [f.name for f in fields(cls)]
+    for key in table:
+        if key not in names:
+            raise TargetError(f"target {label}: unknown field '{section}.{key}' (known: {', '.join(names)})")
+    values = {}
+    for key in names:
+        if key not in table:
+            raise TargetError(f"target {label}: missing field '{section}.{key}'")
+        value = table[key]
+        if integer:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise TargetError(f"target {label}: field '{section}.{key}' must be a positive integer, got {value!r}")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or value != value:
+            raise TargetError(f"target {label}: field '{section}.{key}' must be a non-negative number, got {value!r}")
+        values[key] = value if integer else float(value)
+    spec = cls(**values)
+    if isinstance(spec, ChipSpec) and spec.cores_per_chip > spec.cores_per_tile * spec.mesh_tiles_x * spec.mesh_tiles_y:
+        raise TargetError(f"target {label}: chip.cores_per_chip {spec.cores_per_chip} exceeds cores_per_tile x "
+                          f"mesh_tiles_x x mesh_tiles_y")
+    return spec
