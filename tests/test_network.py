@@ -80,7 +80,15 @@ def test_activity_counters_match_recorded_spikes_and_fanout():
     fanout = net.fanout_maps()
     steps = x.shape[0] + out.latency_steps
     assert out.activity.steps == steps and out.activity.samples == 6
+    assert list(out.activity.layers)[0] == "input"
+    inputs = out.activity.layers["input"]
+    assert inputs.kind == "input" and inputs.neurons == 64
+    assert inputs.spikes[:4] == pytest.approx(x.sum(dim=(1, 2, 3, 4)).tolist()) and inputs.spikes[4:] == [0.0] * out.latency_steps
+    assert inputs.synops[0] == pytest.approx(float((x[0].sum(0).flatten() * fanout["input"].flatten()).sum()))
+    assert out.activity.totals_per_sample()["neurons"] == sum(p.neurons for p in net.populations.values())
     for name, layer in out.activity.layers.items():
+        if name == "input":
+            continue
         codes = out.codes[name].float()
         assert layer.spikes == pytest.approx(codes.sum(dim=(1, 2)).tolist())
         synops = (codes.sum(1) * fanout[name].flatten()).sum(1)

@@ -14,6 +14,7 @@ Every forward pass counts spikes, active neuron updates and synaptic operations 
 from __future__ import annotations
 
 import heapq
+import math
 from dataclasses import dataclass
 
 import torch
@@ -146,11 +147,12 @@ class SpikingNetwork(nn.Module):
         if self._fanout is None:
             device = next(self.parameters()).device
             maps = {}
-            for name, pop in self.populations.items():
-                total = torch.zeros(pop.shape)
+            shapes = {INPUT: self.input_shape, **{name: pop.shape for name, pop in self.populations.items()}}
+            for name, shape in shapes.items():
+                total = torch.zeros(shape)
                 for conn in self.active_connections():
                     if conn.src == name:
-                        total = total + self.synapses[conn.module_key].fanout(pop.shape).cpu()
+                        total = total + self.synapses[conn.module_key].fanout(shape).cpu()
                 maps[name] = total.to(device)
             self._fanout = maps
         return self._fanout
@@ -235,17 +237,25 @@ class SpikingNetwork(nn.Module):
                     per_step = stacked.sum(1)  # (steps, neurons), summed over the batch
                     counters[name][0][:] = per_step.sum(1).unbind()
                     counters[name][2][:] = (per_step @ fanout[name]).unbind()
+        with torch.no_grad():  # the input layer: non-zero input values and the synaptic ops they cause
+            present = (inputs != 0).sum(1, dtype=inputs.dtype).reshape(steps_in, -1)
+            padding = [no_count] * latency
+            counters[INPUT] = (list(present.sum(1).unbind()) + padding, [no_count] * total_steps,
+                               list((present @ fanout[INPUT]).unbind()) + padding)
         activity = self._activity(counters, batch, total_steps)
         return SimOutput(logits / steps_in, out_spikes, activity, latency, codes if record else None)
 
     def _activity(self, counters: dict, batch: int, steps: int) -> ActivityStats:
-        names = list(counters)
+        names = [INPUT] + [name for name in counters if name != INPUT]
         # one stack and one transfer for all counters, not a host sync per step
         stacked = torch.stack([torch.stack([torch.stack(c).double() for c in counters[n]]) for n in names]).cpu()
         layers = {}
         for i, name in enumerate(names):
             spikes, active, synops = stacked[i].tolist()
-            layers[name] = LayerActivity(name, self.populations[name].neurons, spikes, active, synops)
+            if name == INPUT:
+                layers[name] = LayerActivity(name, math.prod(self.input_shape), spikes, active, synops, "input")
+            else:
+                layers[name] = LayerActivity(name, self.populations[name].neurons, spikes, active, synops)
         return ActivityStats(batch, steps, layers)
 
 

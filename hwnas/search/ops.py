@@ -1,5 +1,8 @@
 """Synaptic connections of the spiking network. Each maps the spikes of a source population to input current
-of a destination population, and knows its exact non-zero fan-out per source neuron (for synaptic-op counts).
+of a destination population, and knows its connectivity: ``transpose_count(dst)`` gives, for every source
+neuron, the number of non-zero synapses it has onto the destination neurons weighted by ``dst`` (a 0/1 mask or
+all ones). That one operation yields fan-out per neuron (synaptic-op counts), and, for a block of destination
+neurons placed on one core, its input axons and synapse count (the core mapper).
 """
 
 from __future__ import annotations
@@ -10,10 +13,19 @@ from torch import nn
 
 
 class Synapse(nn.Module):
-    """Base class: ``forward(spikes) -> current``; ``fanout(in_shape)`` counts non-zero targets per source neuron."""
+    """Base class: ``forward(spikes) -> current`` plus the connectivity queries below."""
+
+    def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape of the destination population for a source of shape ``in_shape``."""
+        return tuple(in_shape)
+
+    def transpose_count(self, dst: torch.Tensor, in_shape: tuple[int, ...]) -> torch.Tensor:
+        """Per source neuron (shape ``in_shape``): sum over destination neurons j of dst[j] * [w_ij != 0]."""
+        raise NotImplementedError
 
     def fanout(self, in_shape: tuple[int, ...]) -> torch.Tensor:
-        raise NotImplementedError
+        """Non-zero fan-out of every source neuron."""
+        return self.transpose_count(torch.ones(self.output_shape(in_shape)), in_shape)
 
     def maps_zero_to_zero(self) -> bool:
         """True when silent input gives exactly zero current (no bias term), in the module's current mode."""
@@ -31,6 +43,13 @@ class ConvBN(Synapse):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.bn(self.conv(x))
 
+    def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (self.conv.out_channels, in_shape[1], in_shape[2])
+
+    def transpose_count(self, dst: torch.Tensor, in_shape: tuple[int, ...]) -> torch.Tensor:
+        mask = (self.conv.weight.detach() != 0).float()
+        return F.conv_transpose2d(dst.float().to(mask.device).unsqueeze(0), mask, padding=self.conv.padding)[0].cpu()
+
     def maps_zero_to_zero(self) -> bool:
         bn = self.bn
         offset = bn.bias.detach() if bn.bias is not None else torch.zeros(1)
@@ -39,11 +58,6 @@ class ConvBN(Synapse):
             offset = offset - scale * bn.running_mean / torch.sqrt(bn.running_var + bn.eps)
         return bool((offset == 0).all())
 
-    def fanout(self, in_shape: tuple[int, ...]) -> torch.Tensor:
-        mask = (self.conv.weight.detach() != 0).float()
-        out = torch.ones(1, mask.shape[0], in_shape[1], in_shape[2], device=mask.device)
-        return F.conv_transpose2d(out, mask, padding=self.conv.padding)[0]
-
 
 class Identity(Synapse):
     """One-to-one connection with weight 1 (the ``skip`` op)."""
@@ -51,8 +65,8 @@ class Identity(Synapse):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
 
-    def fanout(self, in_shape: tuple[int, ...]) -> torch.Tensor:
-        return torch.ones(in_shape)
+    def transpose_count(self, dst: torch.Tensor, in_shape: tuple[int, ...]) -> torch.Tensor:
+        return dst.float().cpu().reshape(in_shape)
 
 
 class SumPool(Synapse):
@@ -66,8 +80,11 @@ class SumPool(Synapse):
         k = self.kernel_size
         return F.avg_pool2d(x, k) * float(k * k)
 
-    def fanout(self, in_shape: tuple[int, ...]) -> torch.Tensor:
-        return _pooled_region(in_shape, self.kernel_size)
+    def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (in_shape[0], in_shape[1] // self.kernel_size, in_shape[2] // self.kernel_size)
+
+    def transpose_count(self, dst: torch.Tensor, in_shape: tuple[int, ...]) -> torch.Tensor:
+        return _unpool(dst.float().cpu(), in_shape, self.kernel_size)
 
 
 class AvgPoolThen(Synapse):
@@ -81,17 +98,18 @@ class AvgPoolThen(Synapse):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.inner(F.avg_pool2d(x, self.kernel_size))
 
+    def _pooled(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (in_shape[0], in_shape[1] // self.kernel_size, in_shape[2] // self.kernel_size)
+
+    def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return self.inner.output_shape(self._pooled(in_shape))
+
+    def transpose_count(self, dst: torch.Tensor, in_shape: tuple[int, ...]) -> torch.Tensor:
+        # pooling windows do not overlap, so each source neuron reaches exactly what its pooled position reaches
+        return _unpool(self.inner.transpose_count(dst, self._pooled(in_shape)), in_shape, self.kernel_size)
+
     def maps_zero_to_zero(self) -> bool:
         return self.inner.maps_zero_to_zero()
-
-    def fanout(self, in_shape: tuple[int, ...]) -> torch.Tensor:
-        k = self.kernel_size
-        pooled = (in_shape[0], in_shape[1] // k, in_shape[2] // k)
-        inner = self.inner.fanout(pooled).to(torch.float32)
-        full = inner.repeat_interleave(k, dim=1).repeat_interleave(k, dim=2)
-        result = torch.zeros(in_shape)
-        result[:, : full.shape[1], : full.shape[2]] = full
-        return result
 
 
 class FlattenLinear(Synapse):
@@ -104,12 +122,17 @@ class FlattenLinear(Synapse):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(x.flatten(1))
 
-    def fanout(self, in_shape: tuple[int, ...]) -> torch.Tensor:
-        return (self.linear.weight.detach() != 0).sum(0).float().reshape(in_shape)
+    def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (self.linear.out_features,)
+
+    def transpose_count(self, dst: torch.Tensor, in_shape: tuple[int, ...]) -> torch.Tensor:
+        mask = (self.linear.weight.detach() != 0).float().cpu()
+        return (dst.float().cpu().flatten() @ mask).reshape(in_shape)
 
 
-def _pooled_region(in_shape: tuple[int, ...], k: int) -> torch.Tensor:
-    """1 where a neuron lies inside the floor-divided pooling grid (its spike reaches one pool neuron), else 0."""
+def _unpool(pooled: torch.Tensor, in_shape: tuple[int, ...], k: int) -> torch.Tensor:
+    """Spread per-pooled-position values back onto the k x k windows; the floor-cut border gets 0."""
+    full = pooled.repeat_interleave(k, dim=1).repeat_interleave(k, dim=2)
     result = torch.zeros(in_shape)
-    result[:, : (in_shape[1] // k) * k, : (in_shape[2] // k) * k] = 1.0
+    result[:, : full.shape[1], : full.shape[2]] = full
     return result
