@@ -75,7 +75,8 @@ class Evaluator:
 
     @torch.no_grad()
     def evaluate(self, net: SpikingNetwork) -> dict:
-        """Score ``net``; returns a flat dict of the score, its health, firing rate and activity per sample."""
+        """Score ``net``; returns a flat dict of the score, its health, firing rate and activity per sample, and
+        under ``"activity"`` the :class:`~hwnas.activity.ActivityStats` of the scoring runs."""
         start = time.perf_counter()
         net = net.to(self.device)
         net.train(self.config.bn_mode == "batch")
@@ -114,4 +115,5 @@ class Evaluator:
             "neurons": totals["neurons"],
             "latency_steps": runs[0][0].latency_steps,
             "seconds": time.perf_counter() - start,
+            "activity": activity,
         }

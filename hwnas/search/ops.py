@@ -27,6 +27,10 @@ class Synapse(nn.Module):
         """Non-zero fan-out of every source neuron."""
         return self.transpose_count(torch.ones(self.output_shape(in_shape)), in_shape)
 
+    def fanin(self, in_shape: tuple[int, ...]) -> torch.Tensor:
+        """Number of non-zero synapses into every destination neuron (shape ``output_shape(in_shape)``)."""
+        raise NotImplementedError
+
     def maps_zero_to_zero(self) -> bool:
         """True when silent input gives exactly zero current (no bias term), in the module's current mode."""
         return True
@@ -50,6 +54,11 @@ class ConvBN(Synapse):
         mask = (self.conv.weight.detach() != 0).float()
         return F.conv_transpose2d(dst.float().to(mask.device).unsqueeze(0), mask, padding=self.conv.padding)[0].cpu()
 
+    def fanin(self, in_shape: tuple[int, ...]) -> torch.Tensor:
+        mask = (self.conv.weight.detach() != 0).float()
+        ones = torch.ones((1, *in_shape), device=mask.device)
+        return F.conv2d(ones, mask, padding=self.conv.padding)[0].cpu()
+
     def maps_zero_to_zero(self) -> bool:
         bn = self.bn
         offset = bn.bias.detach() if bn.bias is not None else torch.zeros(1)
@@ -68,6 +77,9 @@ class Identity(Synapse):
     def transpose_count(self, dst: torch.Tensor, in_shape: tuple[int, ...]) -> torch.Tensor:
         return dst.float().cpu().reshape(in_shape)
 
+    def fanin(self, in_shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.ones(in_shape)
+
 
 class SumPool(Synapse):
     """Non-overlapping k x k sum-pooling with weight 1 (into OR neurons, this is max-pooling on spikes)."""
@@ -85,6 +97,9 @@ class SumPool(Synapse):
 
     def transpose_count(self, dst: torch.Tensor, in_shape: tuple[int, ...]) -> torch.Tensor:
         return _unpool(dst.float().cpu(), in_shape, self.kernel_size)
+
+    def fanin(self, in_shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.full(self.output_shape(in_shape), float(self.kernel_size ** 2))
 
 
 class AvgPoolThen(Synapse):
@@ -108,6 +123,10 @@ class AvgPoolThen(Synapse):
         # pooling windows do not overlap, so each source neuron reaches exactly what its pooled position reaches
         return _unpool(self.inner.transpose_count(dst, self._pooled(in_shape)), in_shape, self.kernel_size)
 
+    def fanin(self, in_shape: tuple[int, ...]) -> torch.Tensor:
+        # each pooled source position stands for a k x k window of source neurons, all with non-zero weight
+        return self.inner.fanin(self._pooled(in_shape)) * float(self.kernel_size ** 2)
+
     def maps_zero_to_zero(self) -> bool:
         return self.inner.maps_zero_to_zero()
 
@@ -128,6 +147,9 @@ class FlattenLinear(Synapse):
     def transpose_count(self, dst: torch.Tensor, in_shape: tuple[int, ...]) -> torch.Tensor:
         mask = (self.linear.weight.detach() != 0).float().cpu()
         return (dst.float().cpu().flatten() @ mask).reshape(in_shape)
+
+    def fanin(self, in_shape: tuple[int, ...]) -> torch.Tensor:
+        return (self.linear.weight.detach() != 0).sum(1).float().cpu()
 
 
 def _unpool(pooled: torch.Tensor, in_shape: tuple[int, ...], k: int) -> torch.Tensor:

@@ -22,6 +22,7 @@ from ..data import load_dataset
 from ..data.splits import ENCODINGS, DatasetSplits, encode_batch
 from ..errors import OptionError, ResumeError, SearchError
 from ..hw_models import load_target
+from ..hw_models.fitness import fitness, hardware_terms
 from ..io_utils import write_csv_atomic, write_json_atomic
 from ..neuron import NeuronParams
 from .evaluate import Evaluator, ScoreConfig, build_seeded, pick_device
@@ -31,9 +32,13 @@ from .names import BN_MODES, STRATEGIES
 from .strategies import run_prune, run_random, sort_key
 
 CHECKPOINT = "checkpoint.json"
-CSV_COLUMNS = ("index", "kind", "round", "cell", "ablated", "score", "degenerate", "reason", "importance",
-               "firing_rate", "silent_share", "spikes_per_sample", "synops_per_sample", "neurons",
-               "latency_steps", "seconds", "rank")
+CSV_COLUMNS = ("index", "kind", "round", "cell", "ablated", "score", "degenerate", "reason", "energy_j", "cores",
+               "feasible", "rule", "violation", "fitness", "importance", "firing_rate", "silent_share",
+               "spikes_per_sample", "synops_per_sample", "neurons", "latency_steps", "step_time_s", "seconds", "rank")
+# Default --energy-weight: score points per doubling of energy. On digits the SAHD scores of random cells spread
+# over about 15 points and their energies over about 1.5 doublings; 4 makes the trade-off visible without
+# letting energy alone decide (bench/hw_fitness.py measures it).
+DEFAULT_ENERGY_WEIGHT = 4.0
 CHECKPOINT_EVERY_S = 5.0
 
 
@@ -62,6 +67,9 @@ class SearchConfig:
     theta: float = 1.0
     seed: int = 0
     max_samples: int | None = None
+    energy_weight: float = DEFAULT_ENERGY_WEIGHT
+    max_cores: int | None = None
+    max_energy: float | None = None
 
     def __post_init__(self) -> None:
         positive = {"candidates": self.candidates, "timesteps": self.timesteps, "repeats": self.repeats}
@@ -70,6 +78,13 @@ class SearchConfig:
                 raise OptionError(f"--{name} must be a positive integer, got {value!r}")
         if self.width is not None and (not isinstance(self.width, int) or self.width < 1):
             raise OptionError(f"--width must be a positive integer, got {self.width!r}")
+        if isinstance(self.energy_weight, bool) or not isinstance(self.energy_weight, (int, float)) \
+                or not self.energy_weight >= 0:
+            raise OptionError(f"--energy-weight must be a non-negative number, got {self.energy_weight!r}")
+        if self.max_cores is not None and (not isinstance(self.max_cores, int) or self.max_cores < 1):
+            raise OptionError(f"--max-cores must be a positive integer, got {self.max_cores!r}")
+        if self.max_energy is not None and not self.max_energy > 0:
+            raise OptionError(f"--max-energy must be a positive number of joules, got {self.max_energy!r}")
         if self.max_samples is not None and self.max_samples < 1:
             raise OptionError(f"--max-samples must be a positive integer, got {self.max_samples!r}")
         choices = {"strategy": STRATEGIES, "downsample": DOWNSAMPLES, "encoding": ENCODINGS, "bn_mode": BN_MODES}
@@ -182,6 +197,8 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False,
         checkpoint = _Checkpoint(out / CHECKPOINT, config)
     target = load_target(config.target)
     timing = config.timing or target.timing
+    if not target.is_hardware and (config.max_cores is not None or config.max_energy is not None):
+        raise OptionError(f"--max-cores and --max-energy need a hardware target; '{target.name}' has no cores")
     if splits is None:
         splits = load_dataset(config.dataset, config.data_dir, config.timesteps, config.seed, config.max_samples)
     if splits.kind == "frames" and config.encoding != "rate":
@@ -216,11 +233,23 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False,
         done[0] += 1
         if progress:
             progress(done[0], total, extra.get("kind", ""))
-        return {**cached, **extra}
+        row = {**cached, **extra}
+        row["fitness"] = fitness(row["score"], row.get("energy_j"), config.energy_weight if target.is_hardware else 0.0)
+        return row
+
+    def measure(net) -> dict:
+        result = evaluator.evaluate(net)
+        activity = result.pop("activity")
+        if target.is_hardware:
+            terms, _, _ = hardware_terms(net, activity, target, config.max_cores, config.max_energy)
+            result.update(terms)
+        return result
+
+    def build_cell(cell: Cell):
+        return build_seeded(lambda: build_network(template.with_cell(cell)), config.seed, cell_key(cell))
 
     def score_cell(cell: Cell) -> Callable[[], dict]:
-        key = cell_key(cell)
-        return lambda: evaluator.evaluate(build_seeded(lambda: build_network(template.with_cell(cell)), config.seed, key))
+        return lambda: measure(build_cell(cell))
 
     supernet_holder: dict = {}
 
@@ -235,7 +264,7 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False,
                 if edge not in options[(edge.src, edge.dst)] or edge == ablated:
                     off.update(keys)
             net.set_disabled(off)
-            return evaluator.evaluate(net)
+            return measure(net)
         return compute
 
     try:
@@ -256,11 +285,21 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False,
     winner = next(r for r in rows if r["kind"] in ("cell", "final") and r["cell"] == winner_key)
     architecture = template.with_cell(result.cell)
     write_csv_atomic(out / "search.csv", CSV_COLUMNS, (_csv_row(r) for r in rows))
-    candidates = [r for r in rows if r["kind"] != "final"] if config.strategy == "prune" else rows
-    degenerate_share = sum(bool(r["degenerate"]) for r in candidates) / max(len(candidates), 1)
+    candidates = [r for r in rows if r["kind"] in ("cell", "final")]
+    scanned = [r for r in rows if r["kind"] != "final"] if config.strategy == "prune" else rows
+    degenerate_share = sum(bool(r["degenerate"]) for r in scanned) / max(len(scanned), 1)
+    infeasible = [r for r in candidates if not r.get("feasible", True)]
+    broken_rules: dict[str, int] = {}
+    for row in infeasible:
+        broken_rules[row["rule"]] = broken_rules.get(row["rule"], 0) + 1
+    if target.is_hardware:
+        _write_pareto(out / "pareto.png", candidates, winner, target.name, config.energy_weight)
     if winner["degenerate"]:
         raise SearchError(f"every candidate was degenerate ({winner['reason']}); results are in {out / 'search.csv'}; "
                           f"try --bn-mode batch, more --timesteps or --encoding direct")
+    if not winner.get("feasible", True):
+        raise SearchError(f"no feasible candidate: {len(infeasible)} of {len(candidates)} break a rule, e.g. "
+                          f"{infeasible[0]['violation']}; results are in {out / 'search.csv'}")
     architecture.save(out / "architecture.json")
     report = {
         "hwnas": __version__,
@@ -269,18 +308,70 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False,
         "timing": timing,
         "dataset": splits.summary(),
         "device": str(device),
-        "winner": {key: winner.get(key) for key in ("cell", "score", "firing_rate", "silent_share",
-                                                    "spikes_per_sample", "synops_per_sample", "neurons",
-                                                    "latency_steps")},
+        "winner": {key: winner.get(key) for key in ("cell", "score", "fitness", "energy_j", "cores", "step_time_s",
+                                                    "firing_rate", "silent_share", "spikes_per_sample",
+                                                    "synops_per_sample", "neurons", "latency_steps")},
         "evaluations": len(rows),
+        "candidates": len(candidates),
         "degenerate_share": degenerate_share,
+        "infeasible": len(infeasible),
+        "broken_rules": broken_rules,
         "search_seconds": elapsed,
         "space_size": space.size(),
         "files": {"architecture": "architecture.json", "search": "search.csv", "report": "report.json",
                   "checkpoint": CHECKPOINT},
     }
+    if target.is_hardware:
+        net = build_cell(result.cell)
+        activity = evaluator.evaluate(net)["activity"]
+        _, mapping, estimate = hardware_terms(net, activity, target, config.max_cores, config.max_energy)
+        report["estimate"] = {**estimate.to_dict(), "note": "activity of the untrained network on the scoring "
+                              f"batches ({config.bn_mode} batch-norm), per inference"}
+        report["mapping"] = mapping.summary()
+        report["files"]["pareto"] = "pareto.png"
     write_json_atomic(out / "report.json", report)
     return SearchOutcome(out, architecture, winner, rows, report)
+
+
+def _write_pareto(path: Path, rows: list[dict], winner: dict, target: str, weight: float) -> None:
+    """Score versus energy of every candidate, feasible and infeasible marked, the winner circled."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..io_utils import write_bytes_atomic
+
+    points = [r for r in rows if not r["degenerate"] and r.get("energy_j")]
+    figure, axes = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    for feasible, marker, label in ((True, "o", "feasible"), (False, "x", "infeasible")):
+        chosen = [r for r in points if bool(r.get("feasible", True)) == feasible]
+        if chosen:
+            axes.scatter([r["energy_j"] * 1e6 for r in chosen], [r["score"] for r in chosen], marker=marker,
+                         s=18, alpha=0.7, label=f"{label} ({len(chosen)})")
+    front, best = [], -math.inf
+    for r in sorted((r for r in points if r.get("feasible", True)), key=lambda r: r["energy_j"]):
+        if r["score"] > best:
+            best = r["score"]
+            front.append(r)
+    if front:
+        axes.step([r["energy_j"] * 1e6 for r in front], [r["score"] for r in front], where="post", color="gray",
+                  linewidth=1, label="Pareto front")
+    if winner.get("energy_j") and not winner["degenerate"]:
+        axes.scatter([winner["energy_j"] * 1e6], [winner["score"]], s=160, facecolors="none", edgecolors="red",
+                     linewidths=1.5, label=f"winner (energy weight {weight:g})")
+    axes.set_xscale("log")
+    axes.set_xlabel(f"energy per inference on {target} (uJ, untrained activity)")
+    axes.set_ylabel("score (log |det K|)")
+    axes.set_title("hwnas search: score versus energy")
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def _expected_evaluations(config: SearchConfig, space: SearchSpace) -> int | None:
@@ -291,10 +382,12 @@ def _expected_evaluations(config: SearchConfig, space: SearchSpace) -> int | Non
 
 def _csv_row(row: dict) -> dict:
     formatted = dict(row)
-    for key in ("score", "importance", "firing_rate", "silent_share", "spikes_per_sample", "synops_per_sample",
-                "seconds"):
+    for key in ("score", "fitness", "importance", "energy_j", "step_time_s", "firing_rate", "silent_share",
+                "spikes_per_sample", "synops_per_sample", "seconds"):
         value = formatted.get(key)
         if isinstance(value, float):
             formatted[key] = "-inf" if value == -math.inf else ("inf" if value == math.inf else f"{value:.6g}")
     formatted["degenerate"] = int(bool(formatted.get("degenerate")))
+    if "feasible" in formatted:
+        formatted["feasible"] = int(bool(formatted["feasible"]))
     return formatted

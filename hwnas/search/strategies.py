@@ -4,7 +4,8 @@ callbacks; every result passes through a cache keyed by text, which is what make
 * ``random`` (SNASNet, Kim et al. ECCV 2022): sample N distinct valid cells, score each, keep the best.
 * ``prune`` (LightSNN, Liu et al. 2025): start from a supernet holding every op on every pair; each round,
   score the supernet with each op ablated, and on every pair drop the op whose removal costs the least score
-  (importance = score(supernet) - score(without op)); repeat until one op per pair is left.
+  (importance = fitness(supernet) - fitness(without op), where fitness is the score, less the energy penalty on a
+  hardware target); repeat until one op per pair is left.
 """
 
 from __future__ import annotations
@@ -29,9 +30,14 @@ class StrategyResult:
     rows: list[dict] = field(default_factory=list)
 
 
+def usable(row: dict) -> bool:
+    """A candidate that may win: its score is healthy and it fits the target (and the user's budgets)."""
+    return not row["degenerate"] and row.get("feasible", True)
+
+
 def sort_key(row: dict) -> tuple:
-    """Rank rows best first: non-degenerate before degenerate, then higher score, then earlier index."""
-    return (bool(row["degenerate"]), -row["score"] if not row["degenerate"] else 0.0, row["index"])
+    """Rank rows best first: usable before unusable, then higher fitness, then earlier index."""
+    return (not usable(row), -row["fitness"] if usable(row) else 0.0, row["index"])
 
 
 def random_cells(space: SearchSpace, count: int, rng: np.random.Generator) -> list[Cell]:
@@ -97,7 +103,7 @@ def run_prune(space: SearchSpace, score_supernet: Callable[[dict, Edge | None], 
                     row = scorer(f"super|{state}|-{edge.key}", score_supernet(options, edge),
                                  {"index": len(rows), "kind": "ablation", "round": round_number, "cell": state,
                                   "ablated": edge.key})
-                    importance = _importance(base["score"], row["score"])
+                    importance = _importance(base["fitness"], row["fitness"])
                     row["importance"] = importance
                     rows.append(row)
                 ranked.append((importance, position, edge))

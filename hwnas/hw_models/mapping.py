@@ -1,0 +1,331 @@
+"""Placing a spiking network's neuron populations onto a target's cores.
+
+Model (hwnas' own; each assumption stated):
+
+* A population is cut into *blocks* of consecutive neurons in position-major order (all channels of one pixel,
+  then the next pixel), so a block of a convolutional layer needs only the input window around its pixels.
+* A block fits a core when its neurons, its input axons (distinct source neurons with a synapse into the
+  block, counted per source population) and its synapses x ``synapse_bits`` stay within the core's limits.
+  Each population is cut greedily into the largest blocks that fit; blocks are then packed next-fit onto cores
+  (small blocks of consecutive layers share a core; shared input axons are not deduplicated: conservative).
+* A neuron that cannot fit a core even alone breaks rule ``fanin`` or ``synapse-memory``; it is still placed
+  (alone) so that the rest of the mapping and its energy can be reported.
+* Cores are numbered in placement order and laid out chip by chip, tile by tile on the target's mesh
+  (``cores_per_tile``, ``mesh_tiles_x`` x ``mesh_tiles_y``; chips side by side along x). A spike is one message
+  per destination core; it costs the in-tile spike energy plus one hop energy per tile crossed east-west and
+  north-south. Every neuron of a block needs one output axon per destination core it reaches (rule ``fanout``).
+* The input layer is driven from outside the chip (host or sensor): it takes no core, but its axons count
+  into the first layer's fan-in.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from ..search.network import INPUT, SpikingNetwork
+from .rules import (ConstraintError, check_core_budget, check_core_fanout, check_neuron_fanin,
+                    check_neuron_synapses, check_total_cores)
+from .targets import Target
+
+
+@dataclass
+class Block:
+    """Neurons ``start:stop`` (position-major order) of one layer, placed on core ``core``."""
+
+    layer: str
+    start: int
+    stop: int
+    core: int
+    axons_in: int
+    synapse_bits: int
+
+    @property
+    def neurons(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass
+class Core:
+    """One core's position on the mesh and its use."""
+
+    index: int
+    chip: int
+    x: int
+    y: int
+    blocks: list[Block] = field(default_factory=list)
+    axons_out: int = 0
+
+    @property
+    def neurons(self) -> int:
+        return sum(b.neurons for b in self.blocks)
+
+    @property
+    def axons_in(self) -> int:
+        return sum(b.axons_in for b in self.blocks)
+
+    @property
+    def synapse_bits(self) -> int:
+        return sum(b.synapse_bits for b in self.blocks)
+
+
+@dataclass
+class Route:
+    """Per spike of a layer's neuron (averaged over its neurons): messages, energy and time to deliver it."""
+
+    messages_per_spike: float = 0.0
+    energy_per_spike_j: float = 0.0
+    time_per_spike_s: float = 0.0
+
+
+@dataclass
+class Mapping:
+    """Where every layer lives, what each core uses, how spikes travel, and the rules broken (if any)."""
+
+    target: Target
+    cores: list[Core]
+    blocks: dict[str, list[Block]]
+    routes: dict[str, Route]
+    synop_shares: dict[str, dict[str, float]]
+    violations: list[ConstraintError]
+    complete: bool = True  # False when an oversized network was rejected before placing its blocks
+
+    def cores_of(self, layer: str) -> list[int]:
+        """Indices of the cores holding (part of) ``layer``."""
+        return sorted({b.core for b in self.blocks.get(layer, [])})
+
+    @property
+    def feasible(self) -> bool:
+        return not self.violations
+
+    def check(self, max_cores: int | None = None) -> None:
+        """Raise the first rule violation (the target's rules, then the optional core budget)."""
+        if self.violations:
+            raise self.violations[0]
+        if max_cores is not None:
+            check_core_budget(len(self.cores), max_cores)
+
+    def utilisation(self) -> list[dict]:
+        """Per core: layers, neurons, input and output axons and synapse bits, each also as a share of the limit."""
+        core_spec = self.target.core
+        rows = []
+        for core in self.cores:
+            rows.append({
+                "core": core.index, "chip": core.chip, "x": core.x, "y": core.y,
+                "layers": sorted({b.layer for b in core.blocks}),
+                "neurons": core.neurons, "neurons_share": core.neurons / core_spec.neurons,
+                "axons_in": core.axons_in, "axons_in_share": core.axons_in / core_spec.fanin_axons,
+                "axons_out": core.axons_out, "axons_out_share": core.axons_out / core_spec.fanout_axons,
+                "synapse_bits": core.synapse_bits, "synapse_share": core.synapse_bits / core_spec.synapse_memory_bits,
+            })
+        return rows
+
+    def summary(self) -> dict:
+        """Cores used, feasibility and the per-core table."""
+        return {"cores": len(self.cores) if self.complete else None, "complete": self.complete,
+                "cores_available": self.target.chip.cores, "feasible": self.feasible,
+                "violations": [str(v) for v in self.violations], "per_core": self.utilisation()}
+
+
+def block_mask(shape: tuple[int, ...], start: int, stop: int) -> torch.Tensor:
+    """0/1 mask of neurons ``start:stop`` in position-major order, shaped like the population."""
+    flat = torch.zeros(math.prod(shape))
+    flat[start:stop] = 1.0
+    if len(shape) == 3:
+        channels, height, width = shape
+        return flat.reshape(height, width, channels).permute(2, 0, 1)
+    return flat.reshape(shape)
+
+
+def map_network(net: SpikingNetwork, target: Target, attempts: int = 6) -> Mapping:
+    """Place ``net`` onto ``target``'s cores; rule violations are collected in ``Mapping.violations``.
+
+    When a core's neurons need more output axons than the core has (rule ``fanout``), the layers on it are
+    re-cut into smaller blocks, each on cores of their own, and the mapping is redone (up to ``attempts`` times).
+    """
+    if not target.is_hardware:
+        raise ValueError(f"target {target.name} has no cores to map onto")
+    limit = target.core.fanout_axons
+    caps: dict[str, int] = {}
+    mapping = _map_once(net, target, caps)
+    for _ in range(attempts - 1):
+        overloaded = [core for core in mapping.cores if core.axons_out > limit]
+        if not mapping.complete or not overloaded:
+            break
+        changed = False
+        for core in overloaded:
+            for layer in {b.layer for b in core.blocks}:
+                largest = max(b.neurons for b in core.blocks if b.layer == layer)
+                cap = max(1, (largest * limit) // core.axons_out)
+                if cap < caps.get(layer, largest + 1):
+                    caps[layer] = cap
+                    changed = True
+        if not changed:
+            break
+        mapping = _map_once(net, target, caps)
+    return mapping
+
+
+def _map_once(net: SpikingNetwork, target: Target, caps: dict[str, int]) -> Mapping:
+    """One placement; ``caps`` limits the neurons per block of some layers (and keeps their cores unshared)."""
+    core_spec, chip = target.core, target.chip
+    shapes = {INPUT: net.input_shape, **{name: pop.shape for name, pop in net.populations.items()}}
+    connections = net.active_connections()
+    incoming = {name: [(net.synapses[c.module_key], c.src) for c in connections if c.dst == name] for name in net.order}
+    violations: list[ConstraintError] = []
+
+    def input_axons(layer: str, start: int, stop: int) -> int:
+        mask = block_mask(shapes[layer], start, stop)
+        reached: dict[str, torch.Tensor] = {}
+        for synapse, src in incoming[layer]:
+            hit = synapse.transpose_count(mask, shapes[src]) > 0
+            reached[src] = hit if src not in reached else (reached[src] | hit)
+        return sum(int(r.sum()) for r in reached.values())
+
+    def note(check) -> None:
+        try:
+            check()
+        except ConstraintError as exc:
+            if not any(v.rule == exc.rule and v.layer == exc.layer for v in violations):
+                violations.append(exc)
+
+    def fits(neurons: int, axons: int, bits: int) -> bool:
+        return neurons <= core_spec.neurons and axons <= core_spec.fanin_axons and bits <= core_spec.synapse_memory_bits
+
+    # synapses per destination neuron, position-major, as prefix sums: a block's synapse bits in O(1)
+    prefixes: dict[str, torch.Tensor] = {}
+    for layer in net.order:
+        shape = shapes[layer]
+        per_neuron = torch.zeros(shape)
+        for synapse, src in incoming[layer]:
+            per_neuron = per_neuron + synapse.fanin(shapes[src]).reshape(shape)
+        ordered = per_neuron.permute(1, 2, 0).flatten() if len(shape) == 3 else per_neuron.flatten()
+        prefixes[layer] = torch.cat([torch.zeros(1, dtype=torch.float64), ordered.double().cumsum(0)])
+        # a neuron's synapses each come from a distinct source neuron: its fan-in is its synapse count
+        widest = int(ordered.max()) if ordered.numel() else 0
+        note(lambda: check_neuron_fanin(layer, widest, core_spec.fanin_axons, target.name))
+        note(lambda: check_neuron_synapses(layer, widest * core_spec.synapse_bits, core_spec.synapse_memory_bits,
+                                           target.name))
+
+    def longest_block(layer: str, start: int) -> int:
+        """End of the longest block from ``start`` within the neuron and synapse-memory limits (at least 1)."""
+        prefix = prefixes[layer] * core_spec.synapse_bits
+        budget = float(prefix[start]) + core_spec.synapse_memory_bits
+        end = int(torch.searchsorted(prefix, torch.tensor([budget], dtype=torch.float64), right=True)) - 1
+        return max(start + 1, min(len(prefix) - 1, start + core_spec.neurons, end, start + caps.get(layer, 1 << 62)))
+
+    # a lower bound first (neurons and synapse memory only): an oversized network is rejected without
+    # the expensive axon and routing analysis of hundreds of blocks
+    lower_bound = 0
+    for layer in net.order:
+        start = 0
+        while start < len(prefixes[layer]) - 1 and lower_bound <= chip.cores:
+            start = longest_block(layer, start)
+            lower_bound += 1
+    if lower_bound > chip.cores:
+        violations.append(ConstraintError(
+            "cores", None, lower_bound, chip.cores,
+            f"cores: network needs more than {chip.cores} cores (over {lower_bound - 1} counting neurons and "
+            f"synapse memory alone), target {target.name} has {chip.cores} ({chip.chips} chip"
+            f"{'s' if chip.chips != 1 else ''})"))
+        return Mapping(target, [], {}, {layer: Route() for layer in net.order}, _synop_shares(net, shapes),
+                       violations, complete=False)
+
+    blocks: dict[str, list[Block]] = {}
+    for layer in net.order:
+        total = len(prefixes[layer]) - 1
+        blocks[layer] = []
+        start = 0
+        while start < total:
+            stop = longest_block(layer, start)
+            axons = input_axons(layer, start, stop)
+            if axons > core_spec.fanin_axons and stop > start + 1:  # shorten by bisection until the axons fit
+                low, high = start + 1, stop - 1
+                while low < high:
+                    middle = (low + high + 1) // 2
+                    if input_axons(layer, start, middle) <= core_spec.fanin_axons:
+                        low = middle
+                    else:
+                        high = middle - 1
+                stop = low
+                axons = input_axons(layer, start, stop)
+            bits = int((prefixes[layer][stop] - prefixes[layer][start]) * core_spec.synapse_bits)
+            blocks[layer].append(Block(layer, start, stop, -1, axons, bits))
+            start = stop
+
+
+    cores: list[Core] = []
+    for layer in net.order:
+        for block in blocks[layer]:
+            current = cores[-1] if cores else None
+            alone = block.layer in caps or (current is not None and any(b.layer in caps for b in current.blocks))
+            if current is None or alone or not fits(current.neurons + block.neurons, current.axons_in + block.axons_in,
+                                           current.synapse_bits + block.synapse_bits):
+                current = _new_core(len(cores), target)
+                cores.append(current)
+            block.core = current.index
+            current.blocks.append(block)
+    try:
+        check_total_cores(len(cores), chip.cores, chip.chips, target.name)
+    except ConstraintError as exc:
+        violations.append(exc)
+
+    routes = {layer: Route() for layer in net.order}
+    for layer in net.order:
+        outgoing = [(net.synapses[c.module_key], c.dst) for c in connections if c.src == layer]
+        if not outgoing:
+            continue
+        reached_per_core: dict[int, torch.Tensor] = {}
+        for synapse, dst in outgoing:
+            for block in blocks[dst]:
+                hit = synapse.transpose_count(block_mask(shapes[dst], block.start, block.stop), shapes[layer]) > 0
+                previous = reached_per_core.get(block.core)
+                reached_per_core[block.core] = hit if previous is None else (previous | hit)
+        total = math.prod(shapes[layer])
+        route = routes[layer]
+        for source in blocks[layer]:
+            mask = block_mask(shapes[layer], source.start, source.stop) > 0
+            origin = cores[source.core]
+            for core_index, reached in reached_per_core.items():
+                senders = int((reached & mask).sum())
+                if not senders:
+                    continue
+                destination = cores[core_index]
+                dx, dy = abs(origin.x - destination.x), abs(origin.y - destination.y)
+                energy = target.energy.spike_in_tile_j + dx * target.energy.hop_ew_j + dy * target.energy.hop_ns_j
+                seconds = target.time.spike_in_tile_s + dx * target.time.hop_ew_s + dy * target.time.hop_ns_s
+                route.messages_per_spike += senders / total
+                route.energy_per_spike_j += senders * energy / total
+                route.time_per_spike_s += senders * seconds / total
+                origin.axons_out += senders
+    for core in cores:
+        try:
+            check_core_fanout(",".join(sorted({b.layer for b in core.blocks})), core.index, core.axons_out,
+                              core_spec.fanout_axons, target.name)
+        except ConstraintError as exc:
+            violations.append(exc)
+
+    return Mapping(target, cores, blocks, routes, _synop_shares(net, shapes), violations)
+
+
+def _synop_shares(net: SpikingNetwork, shapes: dict) -> dict[str, dict[str, float]]:
+    """For every source layer, the share of its synaptic operations that lands in each destination layer."""
+    shares: dict[str, dict[str, float]] = {}
+    for source in [INPUT, *net.order]:
+        per_destination: dict[str, float] = {}
+        for conn in net.active_connections():
+            if conn.src == source:
+                count = float(net.synapses[conn.module_key].fanin(shapes[source]).sum())
+                per_destination[conn.dst] = per_destination.get(conn.dst, 0.0) + count
+        whole = sum(per_destination.values())
+        shares[source] = {dst: (count / whole if whole else 0.0) for dst, count in per_destination.items()}
+    return shares
+
+
+def _new_core(index: int, target: Target) -> Core:
+    chip = target.chip
+    chip_index, local = divmod(index, chip.cores_per_chip)
+    tile = local // chip.cores_per_tile
+    return Core(index, chip_index, chip_index * chip.mesh_tiles_x + tile % chip.mesh_tiles_x, tile // chip.mesh_tiles_x)
