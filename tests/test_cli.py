@@ -80,3 +80,41 @@ def test_console_script_help_runs_without_lava_or_torch():
     code = ("import sys, hwnas.cli as c; c.build_parser(); "
             "sys.exit(1 if ('torch' in sys.modules or 'lava' in sys.modules) else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_targets_list_and_show(capsys):
+    assert main(["targets"]) == 0
+    listing = capsys.readouterr().out
+    assert "loihi2" in listing and "8192 neurons/core" in listing and "software" in listing
+    assert main(["targets", "show", "loihi"]) == 0
+    shown = capsys.readouterr().out
+    assert "synop_j = 23.6e-12" in shown and "Davies et al." in shown
+    assert main(["targets", "show", "tpu"]) == 2
+    assert "unknown target 'tpu'" in capsys.readouterr().err
+
+
+def test_estimate_prints_per_layer_table(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["search", "--strategy", "random", "--candidates", "2", "--out", str(out), *FAST]) == 0
+    capsys.readouterr()
+    assert main(["estimate", str(out), "--target", "loihi", "--samples", "16", "--json", str(tmp_path / "e.json")]) == 0
+    printed = capsys.readouterr().out
+    for word in ("layer", "neurons", "cores", "spikes/inf", "synops/inf", "energy/inf", "stem", "output", "total",
+                 "latency:", "feasible:"):
+        assert word in printed, word
+    saved = json.loads((tmp_path / "e.json").read_text())
+    assert saved["estimate"]["target"] == "loihi" and saved["estimate"]["totals"]["energy_j"] > 0
+    assert main(["estimate", str(tmp_path / "nothing")]) == 2
+    assert "no architecture at" in capsys.readouterr().err
+
+
+def test_oversized_width_reports_broken_rules(tmp_path, capsys):
+    out = tmp_path / "wide"
+    code = main(["search", "--strategy", "random", "--candidates", "2", "--width", "400", "--timesteps", "2",
+                 "--batch-size", "8", "--repeats", "1", "--target", "loihi", "--out", str(out), "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no feasible candidate: 2 of 2 break a rule") and err.count("\n") == 1
+    with open(out / "search.csv") as handle:
+        text = handle.read()
+    assert "fanin: layer" in text and "cores: network needs more than 128 cores" in text

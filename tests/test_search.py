@@ -126,3 +126,48 @@ def test_identity_bn_mode_is_quieter_than_batch_mode(tmp_path):
 def test_config_validation(field, value, message):
     with pytest.raises(OptionError, match=message):
         SearchConfig(**{field: value})
+
+
+def test_hardware_terms_enter_rows_report_and_plot(tmp_path):
+    outcome = run_search(SearchConfig(strategy="random", candidates=5, **FAST_SEARCH), tmp_path)
+    rows = read_csv(tmp_path / "search.csv")
+    for row in rows:
+        energy = float(row["energy_j"])
+        assert energy > 0 and int(row["cores"]) >= 1 and row["feasible"] == "1"
+        assert float(row["fitness"]) == pytest.approx(float(row["score"]) - 4.0 * math.log2(energy / 1e-6), rel=1e-5)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["estimate"]["totals"]["energy_j"] == pytest.approx(outcome.winner["energy_j"])
+    assert report["mapping"]["cores"] == outcome.winner["cores"]
+    assert {row["layer"] for row in report["estimate"]["layers"]} >= {"input", "stem", "output"}
+    assert (tmp_path / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_energy_weight_trades_score_for_energy(tmp_path):
+    common = dict(strategy="random", candidates=8, **FAST_SEARCH)
+    by_score = run_search(SearchConfig(energy_weight=0.0, **common), tmp_path / "a")
+    by_energy = run_search(SearchConfig(energy_weight=1000.0, **common), tmp_path / "b")
+    assert by_score.winner["score"] == max(r["score"] for r in by_score.rows)
+    assert by_energy.winner["energy_j"] == min(r["energy_j"] for r in by_energy.rows)
+    assert by_energy.winner["energy_j"] <= by_score.winner["energy_j"]
+
+
+def test_budgets_reject_candidates_with_the_rule(tmp_path):
+    with pytest.raises(SearchError, match="no feasible candidate: 3 of 3 break a rule, e.g. max-cores: network needs"):
+        run_search(SearchConfig(target="loihi", strategy="random", candidates=3, max_cores=1, **FAST_SEARCH),
+                   tmp_path / "a")
+    rows = read_csv(tmp_path / "a" / "search.csv")
+    assert all(r["feasible"] == "0" and r["rule"] == "max-cores" for r in rows)
+    assert (tmp_path / "a" / "pareto.png").exists() and not (tmp_path / "a" / "architecture.json").exists()
+    energies = sorted(float(r["energy_j"]) for r in rows)
+    budget = energies[1] * 1.0001  # keeps the two cheapest candidates
+    outcome = run_search(SearchConfig(strategy="random", candidates=3, max_energy=budget, **FAST_SEARCH), tmp_path / "b")
+    assert outcome.report["infeasible"] == 1 and outcome.report["broken_rules"] == {"max-energy": 1}
+    assert outcome.winner["energy_j"] <= budget
+
+
+def test_software_target_has_no_hardware_terms(tmp_path):
+    outcome = run_search(SearchConfig(target="software", strategy="random", candidates=3, **FAST_SEARCH), tmp_path)
+    assert outcome.report["timing"] == "zero-delay" and "estimate" not in outcome.report
+    assert outcome.winner["fitness"] == outcome.winner["score"] and outcome.winner["latency_steps"] == 0
+    with pytest.raises(OptionError, match="need a hardware target"):
+        run_search(SearchConfig(target="software", max_cores=4, **FAST_SEARCH), tmp_path / "x")

@@ -38,16 +38,20 @@ def hardware_terms(net, activity: ActivityStats, target: Target, max_cores: int 
                    max_energy_j: float | None = None) -> tuple[dict, Mapping, Estimate]:
     """Map ``net`` onto ``target``, estimate the energy of ``activity`` and check every rule and budget.
 
-    Returns the row fields (energy_j, cores, step_time_s, feasible, rule, violation), the mapping and the estimate.
+    Returns the row fields (energy_j, cores, step_time_s, feasible, rule: the first rule broken, violation: every
+    violation, separated by "; "), the mapping and the estimate.
     """
     mapping = map_network(net, target)
     estimate = estimate_energy(activity, mapping, target)
-    rule, violation = "", ""
-    try:
-        mapping.check(max_cores)
-        estimate.check_budget(max_energy_j)
-    except ConstraintError as exc:
-        rule, violation = exc.rule, str(exc)
+    broken = list(mapping.violations)
+    for check in (lambda: mapping.check(max_cores) if mapping.feasible else None,
+                  lambda: estimate.check_budget(max_energy_j)):
+        try:
+            check()
+        except ConstraintError as exc:
+            broken.append(exc)
+    rule = broken[0].rule if broken else ""
+    violation = "; ".join(str(exc) for exc in broken)
     terms = {
         "energy_j": estimate.energy_j,
         "cores": len(mapping.cores) if mapping.complete else None,

@@ -366,7 +366,10 @@ def _write_pareto(path: Path, rows: list[dict], winner: dict, target: str, weigh
     axes.set_xlabel(f"energy per inference on {target} (uJ, untrained activity)")
     axes.set_ylabel("score (log |det K|)")
     axes.set_title("hwnas search: score versus energy")
-    axes.legend(fontsize=8)
+    if points:
+        axes.legend(fontsize=8)
+    else:
+        axes.text(0.5, 0.5, "no candidate with a finite score", ha="center", va="center", transform=axes.transAxes)
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")

@@ -1,0 +1,96 @@
+"""``hwnas estimate``: per-layer energy, spikes, synaptic operations and cores of an architecture on a target."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .common import positive_int
+
+
+def add_parser(commands) -> None:
+    """Declare ``hwnas estimate DIR_OR_ARCH_JSON``."""
+    estimate = commands.add_parser(
+        "estimate", help="energy, latency and cores of an architecture on a target, layer by layer",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Simulate an architecture (a search run folder or its architecture.json) on validation samples in the\n"
+            "target's timing model, map it onto the target's cores, and print per layer: neurons, cores, spikes,\n"
+            "synaptic operations and energy per inference, then the totals and the latency per step.\n"
+            "The weights are the untrained ones the search scored (batch-norm with batch statistics), so the\n"
+            "activity is that of the untrained network."),
+        epilog="example:\n  hwnas estimate runs/search-20261123-101500 --target loihi")
+    estimate.add_argument("source", metavar="DIR_OR_ARCH_JSON", help="search run folder or architecture JSON file")
+    estimate.add_argument("--target", default=None,
+                          help="target name or TOML path (default: the run's target, else loihi2)")
+    estimate.add_argument("--dataset", default=None, help="dataset (default: the run's dataset, else digits)")
+    estimate.add_argument("--data-dir", default=None, help="folder that holds the dataset's files")
+    estimate.add_argument("--samples", type=positive_int, default=64,
+                          help="validation samples to simulate (default: %(default)s)")
+    estimate.add_argument("--seed", type=int, default=None, help="seed of weights and encoding (default: the run's, else 0)")
+    estimate.add_argument("--json", dest="json_out", default=None, metavar="FILE", help="also write the estimate as JSON")
+    estimate.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load, simulate, map, estimate, print."""
+    from ..data import load_dataset
+    from ..errors import OptionError
+    from ..hw_models import load_target
+    from ..hw_models.estimate import estimate_architecture
+    from ..io_utils import write_json_atomic
+    from ..search.space import Architecture
+
+    source = Path(args.source)
+    arch_path = source / "architecture.json" if source.is_dir() else source
+    if not arch_path.exists():
+        raise OptionError(f"no architecture at {arch_path} (give a search run folder or an architecture JSON file)")
+    arch = Architecture.load(arch_path)
+    run_config = {}
+    report_path = arch_path.parent / "report.json"
+    if report_path.is_file():
+        try:
+            run_config = json.loads(report_path.read_text(encoding="utf-8")).get("config", {})
+        except (OSError, ValueError):
+            run_config = {}
+    target = load_target(args.target or run_config.get("target", "loihi2"))
+    dataset = args.dataset or run_config.get("dataset", "digits")
+    seed = args.seed if args.seed is not None else run_config.get("seed", 0)
+    splits = load_dataset(dataset, args.data_dir or run_config.get("data_dir"), arch.timesteps, seed)
+    estimate, mapping, simulated = estimate_architecture(arch, target, splits, args.samples, seed)
+
+    print(f"{arch.key}  on {target.name} ({simulated.timing} timing), {estimate.samples} {dataset} samples, "
+          f"{estimate.steps} steps each, untrained weights")
+    header = f"{'layer':10s} {'neurons':>8s} {'cores':>5s} {'spikes/inf':>11s} {'synops/inf':>11s} {'energy/inf':>11s} {'share':>6s}"
+    print(header)
+    print("-" * len(header))
+    total = estimate.energy_j or 1.0
+    for layer in estimate.layers:
+        print(f"{layer.layer:10s} {layer.neurons:8d} {layer.cores:5d} {layer.spikes:11.1f} {layer.synops:11.0f} "
+              f"{_joules(layer.energy_j):>11s} {100 * layer.energy_j / total:5.1f}%")
+    totals = estimate.totals()
+    print("-" * len(header))
+    print(f"{'total':10s} {sum(l.neurons for l in estimate.layers):8d} {str(totals['cores']):>5s} "
+          f"{totals['spikes']:11.1f} {totals['synops']:11.0f} {_joules(totals['energy_j']):>11s}")
+    print(f"energy: synaptic ops {_joules(totals['synop_energy_j'])}, neuron updates {_joules(totals['update_energy_j'])}, "
+          f"spike routing {_joules(totals['route_energy_j'])}")
+    print(f"latency: {totals['step_time_s'] * 1e6:.3g} us per step (slowest core + sync; max {totals['max_step_time_s'] * 1e6:.3g} us), "
+          f"{totals['inference_time_s'] * 1e6:.3g} us per inference")
+    if mapping.violations:
+        for violation in mapping.violations:
+            print(f"infeasible: {violation}")
+    else:
+        print(f"feasible: {len(mapping.cores)} of {target.chip.cores} cores")
+    if args.json_out:
+        write_json_atomic(args.json_out, {"architecture": arch.to_dict(), "estimate": estimate.to_dict(),
+                                          "mapping": mapping.summary()})
+        print(f"written to {args.json_out}")
+    return 0 if mapping.feasible else 1
+
+
+def _joules(value: float) -> str:
+    for scale, unit in ((1e-3, "mJ"), (1e-6, "uJ"), (1e-9, "nJ"), (1e-12, "pJ")):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g} {unit}"
+    return f"{value:.3g} J"

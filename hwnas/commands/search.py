@@ -1,0 +1,153 @@
+"""``hwnas search``: training-free, hardware-aware architecture search."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from .common import ProgressBar, non_negative_float, positive_float, positive_int
+
+EXIT_INTERRUPTED = 130
+
+
+def add_parser(commands) -> None:
+    """Declare ``hwnas search`` and its options."""
+    from ..data import DATASETS
+    from ..hw_models import builtin_targets
+    from ..search.names import BN_MODES, SCORE_NAMES, STRATEGIES
+
+    search = commands.add_parser(
+        "search", help="find a spiking cell without training (SAHD score + the target's energy and core limits)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Search the LightSNN/SNASNet cell space (4-node cell; each of the 6 node pairs carries zero, skip or\n"
+            "conv3x3, forward or as temporal feedback) inside the skeleton stem -> cell -> downsample -> cell ->\n"
+            "classifier. Every candidate is simulated at initialisation on the same batches, in the target's\n"
+            "timing model, and scored from its binary spike codes; candidates whose codes are silent or\n"
+            "duplicated are marked degenerate and ranked last. On a hardware target every candidate is also\n"
+            "mapped onto the chip's cores (candidates that break a design rule or budget are rejected, with the\n"
+            "rule) and its energy per inference enters the fitness:\n"
+            "    fitness = score - energy_weight * log2(energy / 1 uJ)\n"
+            "The run folder gets architecture.json (the winner), search.csv (every evaluation), report.json\n"
+            "(with the winner's per-layer energy and core use), pareto.png and checkpoint.json (for --resume)."),
+        epilog="examples:\n"
+               "  hwnas search --target loihi2                      prune search on the embedded digits data\n"
+               "  hwnas search --strategy random --candidates 1000  SNASNet-style random search\n"
+               "  hwnas search --energy-weight 0                    ignore energy (rules still apply)\n"
+               "  hwnas search --target software                    no hardware: zero-delay timing, no limits\n"
+               "  hwnas search --dataset nmnist --data-dir ~/data   N-MNIST from ~/data/NMNIST\n"
+               "  hwnas search --resume runs/search-20261123-101500 continue an interrupted search")
+    group = search.add_argument_group("target and data")
+    group.add_argument("--target", default="loihi2",
+                       help=f"built-in target ({', '.join(builtin_targets())}) or a path to a target TOML file; "
+                            "it sets the timing model, the core limits and the energy model (default: %(default)s)")
+    group.add_argument("--dataset", default="digits",
+                       help="dataset: " + "; ".join(f"{k}: {v}" for k, v in DATASETS.items()) + " (default: %(default)s)")
+    group.add_argument("--data-dir", default=None, help="folder that holds the dataset's files (not needed for digits)")
+    group.add_argument("--max-samples", type=positive_int, default=None,
+                       help="read at most this many samples per split (event and CIFAR data)")
+    group.add_argument("--timesteps", type=positive_int, default=8,
+                       help="steps each input is presented for (event data is binned into this many frames; "
+                            "default: %(default)s)")
+    group.add_argument("--encoding", choices=("rate", "direct"), default="rate",
+                       help="static images: rate = Bernoulli spikes with the pixel intensity as probability, "
+                            "direct = the analog image as input current every step (default: %(default)s)")
+    group = search.add_argument_group("search space")
+    group.add_argument("--width", type=positive_int, default=None,
+                       help="channels of stem and cells (default: 16 for inputs up to 16x16, 32 up to 64x64, else 64)")
+    group.add_argument("--downsample", choices=("maxpool", "avgpool"), default="maxpool",
+                       help="maxpool = OR of spikes in 2x2 (a sum-pool into threshold-0.5 neurons); avgpool = linear, "
+                            "folded into the next connection (default: %(default)s)")
+    group.add_argument("--no-backward", dest="allow_backward", action="store_false",
+                       help="forward edges only (no temporal feedback edges in the cell)")
+    group.add_argument("--timing", choices=("zero-delay", "pipelined"), default=None,
+                       help="override the target's timing model: zero-delay (GPU simulators) or pipelined "
+                            "(one step per connection, as on Loihi)")
+    group.add_argument("--du", type=float, default=1.0, help="current decay (1 = current-free LIF; default: %(default)s)")
+    group.add_argument("--dv", type=float, default=0.75, help="membrane decay (default: %(default)s)")
+    group.add_argument("--theta", type=float, default=1.0, help="firing threshold (default: %(default)s)")
+    group = search.add_argument_group("strategy and score")
+    group.add_argument("--strategy", choices=STRATEGIES, default="prune",
+                       help="prune = LightSNN pruning by importance over a supernet; random = SNASNet random "
+                            "sampling of --candidates cells (default: %(default)s)")
+    group.add_argument("--candidates", type=positive_int, default=100,
+                       help="cells scored by the random strategy (default: %(default)s)")
+    group.add_argument("--score", choices=SCORE_NAMES, default="sahd",
+                       help="sahd = sparsity-aware Hamming distance (SNASNet/LightSNN); naswot = plain Hamming "
+                            "kernel of the concatenated codes (default: %(default)s)")
+    group.add_argument("--batch-size", type=positive_int, default=64,
+                       help="samples per scoring batch, i.e. kernel size (LightSNN: 64; default: %(default)s)")
+    group.add_argument("--repeats", type=positive_int, default=2,
+                       help="scoring batches whose scores are averaged (SNASNet: 2; default: %(default)s)")
+    group.add_argument("--bn-mode", choices=BN_MODES, default="batch",
+                       help="batch = batch-norm with the scoring batch's statistics (as SNASNet scores; keeps "
+                            "untrained nets from going silent); identity = fresh batch-norm (default: %(default)s)")
+    group.add_argument("--no-reset", dest="reset_state", action="store_false",
+                       help="run the repeats as one stream without resetting neuron state in between")
+    group = search.add_argument_group("hardware terms (hardware targets only)")
+    group.add_argument("--energy-weight", type=non_negative_float, default=None,
+                       help="score points one doubling of energy per inference costs (default: 4; 0 = rank by "
+                            "score alone, design rules still apply)")
+    group.add_argument("--max-cores", type=positive_int, default=None,
+                       help="reject candidates that need more cores than this (rule max-cores)")
+    group.add_argument("--max-energy", type=positive_float, default=None, metavar="JOULES",
+                       help="reject candidates whose energy per inference exceeds this, e.g. 2e-5 (rule max-energy)")
+    group = search.add_argument_group("run")
+    group.add_argument("--seed", type=int, default=0, help="seed of everything random (default: %(default)s)")
+    group.add_argument("--out", default=None, help="run folder (default: runs/search-<date>-<time>)")
+    group.add_argument("--resume", metavar="DIR", default=None,
+                       help="continue the search in DIR with its recorded options, re-scoring nothing")
+    group.add_argument("--quiet", action="store_true", help="no progress bar")
+    search.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run or resume a search and print the winner."""
+    from ..search.runner import DEFAULT_ENERGY_WEIGHT, SearchConfig, run_search
+
+    if args.resume:
+        out = Path(args.resume)
+        if out.is_file():
+            out = out.parent  # accept a file of the run folder, e.g. its checkpoint.json
+        config = SearchConfig()
+    else:
+        config = SearchConfig(
+            target=args.target, dataset=args.dataset, data_dir=args.data_dir, strategy=args.strategy,
+            candidates=args.candidates, timesteps=args.timesteps, width=args.width, downsample=args.downsample,
+            encoding=args.encoding, timing=args.timing, allow_backward=args.allow_backward, score=args.score,
+            batch_size=args.batch_size, repeats=args.repeats, bn_mode=args.bn_mode, reset_state=args.reset_state,
+            du=args.du, dv=args.dv, theta=args.theta, seed=args.seed, max_samples=args.max_samples,
+            energy_weight=DEFAULT_ENERGY_WEIGHT if args.energy_weight is None else args.energy_weight,
+            max_cores=args.max_cores, max_energy=args.max_energy,
+        )
+        out = Path(args.out) if args.out else Path("runs") / time.strftime("search-%Y%m%d-%H%M%S")
+    bar = ProgressBar(enabled=not args.quiet)
+    try:
+        outcome = run_search(config, out, resume=bool(args.resume), progress=bar.update)
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"\ninterrupted: progress saved in {out / 'checkpoint.json'}; continue with: hwnas search --resume {out}",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        bar.close()
+    report, winner = outcome.report, outcome.winner
+    print(f"winner: {winner['cell']}")
+    print(f"  {report['config']['score']} score {winner['score']:.4g}, firing rate at init {winner['firing_rate']:.3f}, "
+          f"{winner['spikes_per_sample']:.0f} spikes and {winner['synops_per_sample']:.0f} synaptic ops per sample, "
+          f"latency {winner['latency_steps']} steps ({report['timing']} timing, target {report['target']['name']})")
+    if "estimate" in report:
+        totals = report["estimate"]["totals"]
+        print(f"  on {report['target']['name']}: {totals['energy_j'] * 1e6:.3g} uJ per inference, {totals['cores']} of "
+              f"{report['mapping']['cores_available']} cores, {totals['step_time_s'] * 1e6:.3g} us per step "
+              f"(untrained activity); fitness {winner['fitness']:.4g} with energy weight "
+              f"{report['config']['energy_weight']:g}")
+        rules = ", ".join(f"{rule} {count}" for rule, count in sorted(report["broken_rules"].items())) or "none"
+        print(f"  infeasible candidates: {report['infeasible']} of {report['candidates']} (rules broken: {rules})")
+    print(f"  {report['evaluations']} evaluations in {report['search_seconds']:.1f} s; "
+          f"degenerate (silent or duplicate spike codes): {100 * report['degenerate_share']:.1f}%")
+    files = ", ".join(report["files"][k] for k in ("architecture", "search", "report", "pareto") if k in report["files"])
+    print(f"results in {outcome.out_dir}/: {files}")
+    return 0
