@@ -171,3 +171,20 @@ def test_software_target_has_no_hardware_terms(tmp_path):
     assert outcome.winner["fitness"] == outcome.winner["score"] and outcome.winner["latency_steps"] == 0
     with pytest.raises(OptionError, match="need a hardware target"):
         run_search(SearchConfig(target="software", max_cores=4, **FAST_SEARCH), tmp_path / "x")
+
+
+def test_interrupted_prune_search_resumes_to_the_same_cell(tmp_path, monkeypatch):
+    config = SearchConfig(strategy="prune", **FAST_SEARCH)
+    reference = run_search(config, tmp_path / "ref")
+    monkeypatch.setattr(runner, "CHECKPOINT_EVERY_S", 0.0)
+
+    def interrupt(done, total, message):
+        if done == 10:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_search(config, tmp_path / "run", progress=interrupt)
+    resumed = run_search(config, tmp_path / "run", resume=True)
+    assert resumed.architecture == reference.architecture
+    assert [(r["kind"], r["score"], r.get("importance")) for r in resumed.rows] == \
+        [(r["kind"], r["score"], r.get("importance")) for r in reference.rows]

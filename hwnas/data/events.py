@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .splits import DatasetSplits, split_indices
+from .splits import DatasetSplits, with_validation_holdout
 
 VAL_FRACTION = 0.1
 
@@ -94,13 +94,4 @@ def load_event_splits(name: str, root: str | Path, timesteps: int, seed: int = 0
         # tonic's frames are (T, polarity, H, W) already in channel-first order
         return torch.from_numpy(np.stack(frames)), torch.tensor(labels, dtype=torch.long)
 
-    train_x, train_y = read(True)
-    test_x, test_y = read(False)
-    keep, val, _ = split_indices(len(train_y), (VAL_FRACTION, 0.0), seed)
-    return DatasetSplits(
-        name=name, kind="frames",
-        train_x=train_x[keep], train_y=train_y[keep],
-        val_x=train_x[val], val_y=train_y[val],
-        test_x=test_x, test_y=test_y,
-        num_classes=len(cls.classes),
-    )
+    return with_validation_holdout(name, "frames", read(True), read(False), len(cls.classes), VAL_FRACTION, seed)

@@ -67,6 +67,16 @@ def split_indices(n: int, fractions: tuple[float, float], seed: int) -> tuple[np
     return order[n_val + n_test:], order[:n_val], order[n_val:n_val + n_test]
 
 
+def with_validation_holdout(name: str, kind: str, train: tuple[torch.Tensor, torch.Tensor],
+                            test: tuple[torch.Tensor, torch.Tensor], num_classes: int, fraction: float,
+                            seed: int) -> DatasetSplits:
+    """Splits of a dataset that ships train and test only: ``fraction`` of train, drawn with ``seed``, validates."""
+    keep, val, _ = split_indices(len(train[1]), (fraction, 0.0), seed)
+    return DatasetSplits(name=name, kind=kind, train_x=train[0][keep], train_y=train[1][keep],
+                         val_x=train[0][val], val_y=train[1][val], test_x=test[0], test_y=test[1],
+                         num_classes=num_classes)
+
+
 def encode_batch(x: torch.Tensor, kind: str, timesteps: int, encoding: str,
                  generator: torch.Generator | None = None) -> torch.Tensor:
     """Turn a batch into network input over time, shape (T, B, C, H, W).

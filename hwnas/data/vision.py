@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .splits import DatasetSplits, split_indices
+from .splits import DatasetSplits, with_validation_holdout
 
 VAL_FRACTION = 0.1
 
@@ -72,13 +72,5 @@ def load_cifar_splits(name: str, root: str | Path, seed: int = 0, max_samples: i
         images = torch.from_numpy(data).permute(0, 3, 1, 2).float() / 255.0
         return images, torch.from_numpy(labels).long()
 
-    train_x, train_y = read(True)
-    test_x, test_y = read(False)
-    keep, val, _ = split_indices(len(train_y), (VAL_FRACTION, 0.0), seed)
-    return DatasetSplits(
-        name=name, kind="static",
-        train_x=train_x[keep], train_y=train_y[keep],
-        val_x=train_x[val], val_y=train_y[val],
-        test_x=test_x, test_y=test_y,
-        num_classes=100 if name == "cifar100" else 10,
-    )
+    return with_validation_holdout(name, "static", read(True), read(False), 100 if name == "cifar100" else 10,
+                                   VAL_FRACTION, seed)

@@ -64,46 +64,43 @@ def _gram_terms(codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return r, hamming.clamp_min(0.0)
 
 
-def sahd_kernel(code_sets: list[torch.Tensor]) -> KernelStats:
-    """SAHD kernel: mean over populations and steps of N - 0.5 H / (E + 1e-3); ``code_sets`` holds (S, B, N) codes."""
-    total = None
-    total_h = None
-    count = 0
-    silent = 0
-    scored = 0
+def _accumulate(code_sets: list[torch.Tensor], kernel_of) -> tuple[torch.Tensor, torch.Tensor, int, int, int]:
+    """Sum ``kernel_of(r, hamming, n)`` (a (S, B, B) kernel per step) over all populations and steps.
+
+    Returns the summed kernel, the summed Hamming distances, the number of (population, step) pairs, the number
+    of codes scored and how many of them were silent.
+    """
+    total = total_h = None
+    pairs = silent = scored = 0
     for codes in code_sets:
         steps, batch, n = codes.shape
         r, hamming = _gram_terms(codes)
-        expected = r.unsqueeze(2) + r.unsqueeze(1) - 2.0 * r.unsqueeze(2) * r.unsqueeze(1) / n
-        kernel = (n - 0.5 * hamming / (expected + 1e-3)).sum(0)
+        kernel, h = kernel_of(r, hamming, n).sum(0), hamming.sum(0)
         total = kernel if total is None else total + kernel
-        h = hamming.sum(0)
         total_h = h if total_h is None else total_h + h
-        count += steps
+        pairs += steps
         silent += int((r == 0).sum())
         scored += steps * batch
     if total is None:
         raise ValueError("no codes to score")
-    return KernelStats(total / count, total_h, scored, silent)
+    return total, total_h, pairs, scored, silent
+
+
+def sahd_kernel(code_sets: list[torch.Tensor]) -> KernelStats:
+    """SAHD kernel: mean over populations and steps of N - 0.5 H / (E + 1e-3); ``code_sets`` holds (S, B, N) codes."""
+
+    def per_step(r: torch.Tensor, hamming: torch.Tensor, n: int) -> torch.Tensor:
+        expected = r.unsqueeze(2) + r.unsqueeze(1) - 2.0 * r.unsqueeze(2) * r.unsqueeze(1) / n
+        return n - 0.5 * hamming / (expected + 1e-3)
+
+    total, total_h, pairs, scored, silent = _accumulate(code_sets, per_step)
+    return KernelStats(total / pairs, total_h, scored, silent)
 
 
 def naswot_kernel(code_sets: list[torch.Tensor]) -> KernelStats:
     """NASWOT kernel of the concatenated codes: total code length minus total Hamming distance."""
-    total_h = None
-    length = 0
-    silent = 0
-    scored = 0
-    for codes in code_sets:
-        steps, batch, n = codes.shape
-        r, hamming = _gram_terms(codes)
-        h = hamming.sum(0)
-        total_h = h if total_h is None else total_h + h
-        length += steps * n
-        silent += int((r == 0).sum())
-        scored += steps * batch
-    if total_h is None:
-        raise ValueError("no codes to score")
-    return KernelStats(length - total_h, total_h, scored, silent)
+    total, total_h, _, scored, silent = _accumulate(code_sets, lambda r, hamming, n: n - hamming)
+    return KernelStats(total, total_h, scored, silent)
 
 
 SCORES: dict[str, Callable[[list[torch.Tensor]], KernelStats]] = {"sahd": sahd_kernel, "naswot": naswot_kernel}
