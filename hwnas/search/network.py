@@ -22,7 +22,7 @@ from torch import nn
 
 from ..activity import ActivityStats, LayerActivity
 from ..neuron import OR_NEURON, LIFState, NeuronParams, count_active, initial_state, lif_step
-from .ops import AvgPoolThen, ConvBN, FlattenLinear, Identity, SumPool, Synapse
+from .ops import AvgPoolThen, Conv, ConvBN, FlattenLinear, Identity, SumPool, Synapse
 from .space import Architecture, Edge
 
 INPUT = "input"
@@ -164,6 +164,29 @@ class SpikingNetwork(nn.Module):
             raise KeyError(f"unknown connections {sorted(unknown)}")
         self.disabled = set(module_keys)
         self._fanout = None
+
+    def fold_batchnorm(self) -> None:
+        """Replace every convolution + batch-norm by one convolution with bias (running statistics folded in)."""
+        for key in list(self.synapses.keys()):
+            synapse = self.synapses[key]
+            if isinstance(synapse, ConvBN):
+                self.synapses[key] = Conv.from_conv_bn(synapse)
+            elif isinstance(synapse, AvgPoolThen) and isinstance(synapse.inner, ConvBN):
+                synapse.inner = Conv.from_conv_bn(synapse.inner)
+        self._fanout = None
+
+    @property
+    def is_folded(self) -> bool:
+        """True when no batch-norm is left."""
+        return not any(isinstance(m, ConvBN) for m in self.modules())
+
+    def set_weight_format(self, weight_format) -> None:
+        """Fake-quantise every weighted connection to ``weight_format`` (None: float weights). Needs folded BN."""
+        if weight_format is not None and not self.is_folded:
+            raise ValueError("fold batch-norm before quantising")
+        for module in self.modules():
+            if isinstance(module, (Conv, FlattenLinear)):
+                module.weight_format = weight_format
 
     # ----- simulation --------------------------------------------------------------------------------------
     def forward(self, inputs: torch.Tensor, record: bool = False) -> SimOutput:  # type: ignore[override]

@@ -36,16 +36,8 @@ class Synapse(nn.Module):
         return True
 
 
-class ConvBN(Synapse):
-    """3x3 convolution (stride 1, same padding, no bias) followed by batch-norm; BN folds into the conv for export."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False)
-        self.bn = nn.BatchNorm2d(out_channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bn(self.conv(x))
+class _Convolution(Synapse):
+    """Connectivity of a stride-1, same-padding convolution held in ``self.conv``."""
 
     def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (self.conv.out_channels, in_shape[1], in_shape[2])
@@ -59,6 +51,18 @@ class ConvBN(Synapse):
         ones = torch.ones((1, *in_shape), device=mask.device)
         return F.conv2d(ones, mask, padding=self.conv.padding)[0].cpu()
 
+
+class ConvBN(_Convolution):
+    """3x3 convolution (stride 1, same padding, no bias) followed by batch-norm; BN folds into the conv for export."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False)
+        self.bn = nn.BatchNorm2d(out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv(x))
+
     def maps_zero_to_zero(self) -> bool:
         bn = self.bn
         offset = bn.bias.detach() if bn.bias is not None else torch.zeros(1)
@@ -66,6 +70,37 @@ class ConvBN(Synapse):
             scale = bn.weight.detach() if bn.weight is not None else 1.0
             offset = offset - scale * bn.running_mean / torch.sqrt(bn.running_var + bn.eps)
         return bool((offset == 0).all())
+
+
+class Conv(_Convolution):
+    """3x3 convolution with bias (a ConvBN whose batch-norm was folded in); optionally fake-quantised weights."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=True)
+        self.weight_format = None  # a hwnas.quantize.WeightFormat during quantisation-aware training
+
+    @classmethod
+    def from_conv_bn(cls, source: "ConvBN") -> "Conv":
+        """Fold batch-norm (running statistics) into the convolution: W' = W g / s, b' = beta - g mu / s."""
+        conv, bn = source.conv, source.bn
+        folded = cls(conv.in_channels, conv.out_channels, conv.kernel_size[0])
+        scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+        with torch.no_grad():
+            folded.conv.weight.copy_(conv.weight.detach() * scale.reshape(-1, 1, 1, 1))
+            folded.conv.bias.copy_(bn.bias.detach() - scale * bn.running_mean)
+        return folded.to(conv.weight.device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight, bias = self.conv.weight, self.conv.bias
+        if self.weight_format is not None:
+            from ..quantize import fake_quantize_bias, fake_quantize_weight
+
+            weight, bias = fake_quantize_weight(weight, self.weight_format), fake_quantize_bias(bias)
+        return F.conv2d(x, weight, bias, padding=self.conv.padding)
+
+    def maps_zero_to_zero(self) -> bool:
+        return bool((self.conv.bias.detach() == 0).all())
 
 
 class Identity(Synapse):
@@ -137,9 +172,15 @@ class FlattenLinear(Synapse):
     def __init__(self, in_features: int, out_features: int) -> None:
         super().__init__()
         self.linear = nn.Linear(in_features, out_features, bias=False)
+        self.weight_format = None  # a hwnas.quantize.WeightFormat during quantisation-aware training
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(x.flatten(1))
+        weight = self.linear.weight
+        if self.weight_format is not None:
+            from ..quantize import fake_quantize_weight
+
+            weight = fake_quantize_weight(weight, self.weight_format)
+        return F.linear(x.flatten(1), weight)
 
     def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (self.linear.out_features,)

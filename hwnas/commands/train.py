@@ -1,0 +1,59 @@
+"""``hwnas train``: train a searched architecture with surrogate gradients, then quantisation-aware."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .common import non_negative_float, positive_int
+
+
+def add_parser(commands) -> None:
+    """Declare ``hwnas train DIR``."""
+    train = commands.add_parser(
+        "train", help="train the winner of a search run (BPTT, surrogate gradients, 8-bit QAT for Loihi)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Train the architecture in a search run folder on the search's dataset, in the target's timing model:\n"
+            "float training with batch-norm, then (for targets with integer weights, e.g. Loihi) batch-norm folded\n"
+            "into the convolutions and fine-tuning with weights fake-quantised to the target's fixed-point format.\n"
+            "Keeps the best checkpoint (validation accuracy) as DIR/model.pt and writes DIR/train.json with test\n"
+            "accuracy and spikes per inference."),
+        epilog="example:\n  hwnas search --out runs/demo && hwnas train runs/demo")
+    train.add_argument("run_dir", metavar="DIR", help="search run folder (holds architecture.json)")
+    train.add_argument("--epochs", type=positive_int, default=20, help="float training epochs (default: %(default)s)")
+    train.add_argument("--qat-epochs", type=int, default=5,
+                       help="quantisation-aware fine-tuning epochs after folding batch-norm (default: %(default)s)")
+    train.add_argument("--lr", type=non_negative_float, default=2e-3,
+                       help="Adam learning rate; fine-tuning uses a tenth (default: %(default)s)")
+    train.add_argument("--batch-size", type=positive_int, default=64, help="training batch (default: %(default)s)")
+    train.add_argument("--target", default=None, help="target (default: the search's); sets timing and weight bits")
+    quant = train.add_mutually_exclusive_group()
+    quant.add_argument("--quantize", dest="quantize", action="store_true", default=None,
+                       help="quantisation-aware fine-tuning (default for targets with integer weights)")
+    quant.add_argument("--no-quantize", dest="quantize", action="store_false", help="keep float weights")
+    train.add_argument("--seed", type=int, default=None, help="seed (default: the search's)")
+    train.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    train.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train and print the figures."""
+    from ..train import TrainConfig, train_run
+
+    config = TrainConfig(epochs=args.epochs, qat_epochs=args.qat_epochs, lr=args.lr, batch_size=args.batch_size,
+                         quantize=args.quantize, target=args.target, seed=args.seed)
+    say = None if args.quiet else (lambda message: print(message, file=sys.stderr, flush=True))
+    try:
+        outcome = train_run(args.run_dir, config, progress=say)
+    except KeyboardInterrupt:
+        print("\ninterrupted: nothing written (model.pt is written only when training ends)", file=sys.stderr)
+        return 130
+    report = outcome.report
+    quant = f"{report['weight_bits']}-bit quantised weights" if report["quantized"] else "float weights"
+    print(f"trained {outcome.architecture.key} on {report['dataset']['name']} ({report['timing']} timing, {quant})")
+    print(f"  test accuracy {100 * report['test_accuracy']:.2f}% (validation {100 * report['val_accuracy']:.2f}%), "
+          f"{report['spikes_per_inference']:.0f} spikes and {report['synops_per_inference']:.0f} synaptic ops per "
+          f"inference, {report['seconds']:.0f} s")
+    print(f"model in {args.run_dir}/model.pt, figures in {args.run_dir}/train.json")
+    return 0

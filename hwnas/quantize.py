@@ -1,0 +1,63 @@
+"""Loihi-style fixed-point quantisation, shared by quantisation-aware training and (later) the fixed-point export.
+
+ARCHITECTURE.md's convention: with a weight scale of 64, a float weight w becomes the integer round(64 w); a
+synaptic layer's integers use ``bits`` bits with one shared exponent e, so the stored mantissas m satisfy
+w ~= m * 2^e / 64. With mixed signs the mantissa is an even integer in [-2^bits, 2^bits - 2] (Lava's Dense
+drops the lowest bit when signs are mixed), i.e. for 8 bits even integers in -256..254. A bias becomes
+round(64 b) / 64; a threshold round(64 theta).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+WEIGHT_SCALE = 64
+MIN_EXPONENT, MAX_EXPONENT = -8, 7  # the shared-exponent range of Lava's synaptic processes
+
+
+@dataclass(frozen=True)
+class WeightFormat:
+    """Integer weight format: mantissa bits (plus sign) and the 1/64 scale."""
+
+    bits: int = 8
+    scale: int = WEIGHT_SCALE
+
+    @property
+    def max_mantissa(self) -> int:
+        return 2 ** self.bits - 2
+
+    @property
+    def min_mantissa(self) -> int:
+        return -(2 ** self.bits)
+
+
+def shared_exponent(weight: torch.Tensor, fmt: WeightFormat) -> int:
+    """The smallest exponent e in Lava's range with max |scale * w| / 2^e within the mantissa range."""
+    largest = float(weight.detach().abs().max()) * fmt.scale
+    if largest == 0:
+        return 0
+    exponent = math.ceil(math.log2(largest / fmt.max_mantissa))
+    return int(min(MAX_EXPONENT, max(MIN_EXPONENT, exponent)))
+
+
+def weight_mantissas(weight: torch.Tensor, fmt: WeightFormat) -> tuple[torch.Tensor, int]:
+    """Integer mantissas (even, clipped) and the shared exponent of a float weight tensor."""
+    exponent = shared_exponent(weight, fmt)
+    scaled = weight.detach() * fmt.scale / 2.0 ** exponent
+    mantissa = (torch.round(scaled / 2.0) * 2.0).clamp(fmt.min_mantissa, fmt.max_mantissa)
+    return mantissa, exponent
+
+
+def fake_quantize_weight(weight: torch.Tensor, fmt: WeightFormat) -> torch.Tensor:
+    """The float value of the quantised weight, with a straight-through gradient (identity backward)."""
+    mantissa, exponent = weight_mantissas(weight, fmt)
+    quantised = mantissa * 2.0 ** exponent / fmt.scale
+    return weight + (quantised - weight).detach()
+
+
+def fake_quantize_bias(bias: torch.Tensor, scale: int = WEIGHT_SCALE) -> torch.Tensor:
+    """A bias on the 1/scale grid, straight-through gradient."""
+    return bias + (torch.round(bias.detach() * scale) / scale - bias).detach()

@@ -1,0 +1,212 @@
+"""Surrogate-gradient training (BPTT) of a searched architecture, then quantisation-aware fine-tuning.
+
+Phases: (1) float training with batch-norm, Adam and a cosine learning-rate schedule, in the target's timing
+model; (2) on targets with integer weights (``--quantize``, default for Loihi targets): batch-norm is folded into
+the convolutions and training continues with weights and biases fake-quantised to the target's fixed-point
+format (:mod:`hwnas.quantize`), so the deployed integer network behaves like the trained one. The best
+checkpoint of the last phase (by validation accuracy) is kept as ``model.pt`` in the run folder.
+
+Readout: the output layer's synaptic current summed over all steps (a weighted sum of the last hidden layer's
+spike counts, which a chip can compute) is the logit vector; accuracy is its argmax.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .data import load_dataset
+from .data.splits import DatasetSplits, encode_batch
+from .errors import OptionError, ResumeError
+from .hw_models import load_target
+from .io_utils import write_bytes_atomic, write_json_atomic
+from .quantize import WeightFormat
+from .search.evaluate import build_seeded, pick_device
+from .search.network import SpikingNetwork, build_network
+from .search.space import Architecture
+
+MODEL_FILE = "model.pt"
+TRAIN_REPORT = "train.json"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Options of a training run."""
+
+    epochs: int = 20
+    qat_epochs: int = 5
+    lr: float = 2e-3
+    batch_size: int = 64
+    quantize: bool | None = None  # None: on when the target has integer weights
+    target: str | None = None     # None: the search's target
+    seed: int | None = None       # None: the search's seed
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise OptionError(f"--epochs must be at least 1, got {self.epochs}")
+        if self.qat_epochs < 0:
+            raise OptionError(f"--qat-epochs must be non-negative, got {self.qat_epochs}")
+        if not self.lr > 0:
+            raise OptionError(f"--lr must be positive, got {self.lr}")
+        if self.batch_size < 1:
+            raise OptionError(f"--batch-size must be positive, got {self.batch_size}")
+
+
+@dataclass
+class TrainOutcome:
+    """What training produced."""
+
+    network: SpikingNetwork
+    architecture: Architecture
+    report: dict
+
+
+def load_run(run_dir: Path) -> tuple[Architecture, dict]:
+    """The architecture of a search run folder and the search's configuration (empty if no report)."""
+    arch_path = run_dir / "architecture.json"
+    if not arch_path.is_file():
+        raise OptionError(f"no architecture.json in {run_dir} (train a search run folder)")
+    arch = Architecture.load(arch_path)
+    config = {}
+    report = run_dir / "report.json"
+    if report.is_file():
+        try:
+            config = json.loads(report.read_text(encoding="utf-8")).get("config", {})
+        except ValueError as exc:
+            raise ResumeError(f"{report} is not valid JSON ({exc})") from None
+    return arch, config
+
+
+def evaluate(net: SpikingNetwork, splits: DatasetSplits, split: str, arch: Architecture, seed: int,
+             batch_size: int = 256) -> tuple[float, dict]:
+    """Accuracy on a split and per-layer activity per sample (eval mode, no gradients)."""
+    x, y = splits.split(split)
+    device = next(net.parameters()).device
+    generator = torch.Generator().manual_seed(seed + 7919)
+    net.eval()
+    correct, activity = 0, None
+    with torch.no_grad():
+        for start in range(0, x.shape[0], batch_size):
+            batch = encode_batch(x[start:start + batch_size], splits.kind, arch.timesteps, arch.encoding, generator)
+            out = net(batch.to(device))
+            correct += int((out.logits.argmax(1).cpu() == y[start:start + batch_size]).sum())
+            activity = out.activity if activity is None else activity.merge(out.activity)
+    return correct / max(x.shape[0], 1), activity
+
+
+def train_run(run_dir: str | Path, config: TrainConfig,
+              progress: Callable[[str], None] | None = None) -> TrainOutcome:
+    """Train the architecture of a search run folder; writes ``model.pt`` and ``train.json`` there."""
+    run_dir = Path(run_dir)
+    arch, search_config = load_run(run_dir)
+    target = load_target(config.target or search_config.get("target", "loihi2"))
+    seed = config.seed if config.seed is not None else int(search_config.get("seed", 0))
+    arch = replace(arch, timing=target.timing)
+    splits = load_dataset(search_config.get("dataset", "digits"), search_config.get("data_dir"), arch.timesteps,
+                          seed, search_config.get("max_samples"))
+    if splits.input_shape != tuple(arch.input_shape):
+        raise OptionError(f"architecture expects input {list(arch.input_shape)}, dataset has {list(splits.input_shape)}")
+    quantize = config.quantize if config.quantize is not None else target.weight_bits is not None
+    if quantize and target.weight_bits is None:
+        raise OptionError(f"--quantize needs a target with integer weights; '{target.name}' has float weights")
+    say = progress or (lambda message: None)
+    device = pick_device()
+    torch.manual_seed(seed)
+    net = build_seeded(lambda: build_network(arch), seed, arch.key).to(device)
+    started = time.perf_counter()
+    history = []
+
+    def run_phase(name: str, epochs: int, lr: float, schedule: bool) -> tuple[float, dict]:
+        optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs) if schedule else None
+        x, y = splits.split("train")
+        best = (-1.0, None)
+        for epoch in range(1, epochs + 1):
+            net.train()
+            generator = torch.Generator().manual_seed(seed * 1000 + epoch + (500 if name == "qat" else 0))
+            order = torch.randperm(x.shape[0], generator=generator)
+            total_loss, batches = 0.0, 0
+            for start in range(0, x.shape[0], config.batch_size):
+                index = order[start:start + config.batch_size]
+                if index.numel() < 2:
+                    continue  # batch-norm needs two samples
+                batch = encode_batch(x[index], splits.kind, arch.timesteps, arch.encoding, generator).to(device)
+                loss = F.cross_entropy(net(batch).logits, y[index].to(device))
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                total_loss += float(loss)
+                batches += 1
+            if scheduler:
+                scheduler.step()
+            accuracy, _ = evaluate(net, splits, "val", arch, seed)
+            history.append({"phase": name, "epoch": epoch, "loss": total_loss / max(batches, 1), "val_accuracy": accuracy})
+            say(f"{name} epoch {epoch}/{epochs}: loss {total_loss / max(batches, 1):.4f}, "
+                f"validation accuracy {100 * accuracy:.2f}% ({time.perf_counter() - started:.0f} s)")
+            if accuracy > best[0]:
+                best = (accuracy, {k: v.detach().clone() for k, v in net.state_dict().items()})
+        return best
+
+    best_accuracy, best_state = run_phase("float", config.epochs, config.lr, schedule=True)
+    weight_format = None
+    if quantize:
+        net.load_state_dict(best_state)
+        net.fold_batchnorm()
+        weight_format = WeightFormat(bits=target.weight_bits)
+        net.set_weight_format(weight_format)
+        accuracy, _ = evaluate(net, splits, "val", arch, seed)
+        say(f"folded batch-norm and quantised weights to {target.weight_bits} bits: validation accuracy "
+            f"{100 * accuracy:.2f}% before fine-tuning")
+        if config.qat_epochs:
+            best_accuracy, best_state = run_phase("qat", config.qat_epochs, config.lr / 10, schedule=False)
+        else:
+            best_accuracy, best_state = accuracy, {k: v.detach().clone() for k, v in net.state_dict().items()}
+    net.load_state_dict(best_state)
+    test_accuracy, activity = evaluate(net, splits, "test", arch, seed)
+    seconds = time.perf_counter() - started
+    checkpoint = {"format": "hwnas.model", "architecture": arch.to_dict(), "state_dict": net.state_dict(),
+                  "folded": net.is_folded, "weight_bits": weight_format.bits if weight_format else None}
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    write_bytes_atomic(run_dir / MODEL_FILE, buffer.getvalue())
+    totals = activity.totals_per_sample()
+    report = {
+        "target": target.name, "timing": arch.timing, "dataset": splits.summary(), "device": str(device),
+        "config": asdict(config), "seed": seed, "quantized": bool(weight_format),
+        "weight_bits": weight_format.bits if weight_format else None,
+        "val_accuracy": best_accuracy, "test_accuracy": test_accuracy,
+        "spikes_per_inference": totals["spikes"], "synops_per_inference": totals["synops"],
+        "per_layer": activity.per_sample(), "seconds": seconds, "history": history,
+        "files": {"model": MODEL_FILE},
+    }
+    write_json_atomic(run_dir / TRAIN_REPORT, report)
+    return TrainOutcome(net, arch, report)
+
+
+def load_model(path: str | Path, device: torch.device | None = None) -> tuple[SpikingNetwork, Architecture, dict]:
+    """Rebuild a trained network from ``model.pt`` (read with ``weights_only=True``)."""
+    path = Path(path)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise OptionError(f"no trained model at {path} (run hwnas train first)") from None
+    except Exception as exc:  # a truncated or foreign file fails in many ways inside torch.load
+        raise OptionError(f"cannot read model {path}: {type(exc).__name__}: {exc}") from None
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != "hwnas.model":
+        raise OptionError(f"{path} is not an hwnas model")
+    arch = Architecture.from_dict(checkpoint["architecture"])
+    net = build_network(arch)
+    if checkpoint["folded"]:
+        net.fold_batchnorm()
+    if checkpoint.get("weight_bits"):
+        net.set_weight_format(WeightFormat(bits=checkpoint["weight_bits"]))
+    net.load_state_dict(checkpoint["state_dict"])
+    net.eval()
+    return net.to(device or torch.device("cpu")), arch, checkpoint

@@ -1,0 +1,74 @@
+import json
+
+import pytest
+import torch
+
+from hwnas.cli import main
+from hwnas.data import load_dataset
+from hwnas.quantize import WeightFormat, fake_quantize_weight, weight_mantissas
+from hwnas.search.evaluate import build_seeded
+from hwnas.search.network import build_network
+from hwnas.search.ops import Conv, ConvBN
+from hwnas.search.runner import SearchConfig, run_search
+from hwnas.train import TrainConfig, evaluate, load_model, train_run
+from conftest import FAST_SEARCH, FEEDBACK, small_arch
+
+
+def test_weight_quantisation_follows_the_loihi_format():
+    w = torch.tensor([0.5, -1.7, 0.013, 3.9, -4.0])
+    mantissa, exponent = weight_mantissas(w, WeightFormat(8))
+    assert exponent == 1  # 64 * 4.0 = 256 > 254, so one shift
+    assert torch.all(mantissa % 2 == 0) and mantissa.min() >= -256 and mantissa.max() <= 254
+    assert torch.allclose(mantissa * 2.0 ** exponent / 64, w, atol=2 * 2 / 64)
+    x = w.clone().requires_grad_(True)
+    fake_quantize_weight(x, WeightFormat(8)).sum().backward()
+    assert torch.equal(x.grad, torch.ones_like(w))  # straight-through
+
+
+def test_folding_batchnorm_keeps_eval_outputs():
+    arch = small_arch(FEEDBACK, timing="pipelined", downsample="avgpool")
+    net = build_seeded(lambda: build_network(arch), 0, "fold")
+    for module in net.modules():
+        if isinstance(module, ConvBN):
+            torch.nn.init.uniform_(module.bn.weight, 0.5, 1.5)
+            torch.nn.init.uniform_(module.bn.bias, -0.2, 0.2)
+            module.bn.running_mean.uniform_(-0.5, 0.5)
+            module.bn.running_var.uniform_(0.5, 2.0)
+    net.eval()
+    x = torch.bernoulli(torch.full((4, 5, 1, 8, 8), 0.4), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        before = net(x, record=True)
+        net.fold_batchnorm()
+        after = net(x, record=True)
+    assert net.is_folded and any(isinstance(m, Conv) for m in net.modules())
+    assert torch.allclose(before.logits, after.logits, atol=1e-4)
+    for name in before.codes:
+        assert (before.codes[name] != after.codes[name]).float().mean() < 1e-3, name
+
+
+def test_train_writes_a_model_that_reloads(tmp_path):
+    run_search(SearchConfig(strategy="random", candidates=2, **{**FAST_SEARCH, "width": 8}), tmp_path)
+    outcome = train_run(tmp_path, TrainConfig(epochs=3, qat_epochs=1))
+    report = json.loads((tmp_path / "train.json").read_text())
+    assert report["quantized"] and report["weight_bits"] == 8 and report["timing"] == "pipelined"
+    assert 0.3 < report["test_accuracy"] <= 1.0  # 10 classes: well above chance after 4 short epochs
+    assert [h["phase"] for h in report["history"]] == ["float", "float", "float", "qat"]
+    net, arch, checkpoint = load_model(tmp_path / "model.pt")
+    assert checkpoint["folded"] and arch == outcome.architecture
+    splits = load_dataset("digits", seed=0)
+    accuracy, _ = evaluate(net, splits, "test", arch, 0)
+    assert accuracy == pytest.approx(report["test_accuracy"])
+    for module in net.modules():
+        if isinstance(module, Conv):
+            weight = fake_quantize_weight(module.conv.weight.detach(), WeightFormat(8))
+            mantissa, exponent = weight_mantissas(module.conv.weight, WeightFormat(8))
+            assert torch.allclose(weight, mantissa * 2.0 ** exponent / 64)
+
+
+def test_train_command_errors(tmp_path, capsys):
+    assert main(["train", str(tmp_path)]) == 2
+    assert "no architecture.json" in capsys.readouterr().err
+    (tmp_path / "model.pt").write_bytes(b"garbage")
+    with pytest.raises(Exception) as info:
+        load_model(tmp_path / "model.pt")
+    assert "cannot read model" in str(info.value)
