@@ -1,0 +1,1 @@
+"""Exporting trained networks: NIR graphs (read back by :func:`hwnas.export.nir.load`)."""

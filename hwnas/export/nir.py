@@ -1,0 +1,382 @@
+"""hwnas networks to and from NIR graphs (``.nir``, HDF5).
+
+Node mapping (one NIR node per concept):
+
+* a population of CUBA-LIF neurons -> ``CubaLIF`` (``LIF`` when du = 1, i.e. no synaptic current memory);
+  a max-pool population of OR neurons (du = dv = 1, theta = 0.5) -> ``Threshold`` after a ``SumPool2d``;
+* a convolution (batch-norm folded) -> ``Conv2d`` with bias; the classifier -> ``Flatten`` + ``Linear``;
+  an average pool folded into the next connection -> ``AvgPool2d`` in front of it;
+* a skip connection -> a plain edge (NIR sums every edge into a node); a backward (feedback) connection -> the
+  same nodes, closing a cycle in the edge list.
+
+Time: NIR is continuous-time and stores no dt. hwnas writes, for a step of ``dt`` seconds (forward Euler),
+tau_syn = dt / du, tau_mem = dt / dv, r = tau_mem / dt and w_in = tau_syn / dt (so that the input gain is exactly
+the trained weight), v_leak = bias / dv, and records dt and the convention in the graph's metadata
+(``hwnas.dt_s``). Reading takes dt from there, or from the caller.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import HwnasError
+from ..io_utils import write_bytes_atomic
+from ..neuron import NeuronParams
+from ..search.network import INPUT, Connection, Population, SpikingNetwork
+from ..search.ops import AvgPoolThen, Conv, ConvBN, FlattenLinear, Identity, SumPool, Synapse
+from ..search.space import Architecture
+
+DEFAULT_DT_S = 1e-3
+READOUT = "readout"  # the NIR Output node; populations keep their hwnas names
+CONVENTION = ("hwnas discrete-time CUBA-LIF, forward Euler with step dt_s: du = dt/tau_syn, dv = dt/tau_mem, "
+              "input gain w_in*du = 1, r*dv = 1, bias = v_leak*dv, hard reset to v_reset, spike when v > v_threshold")
+
+
+class NirError(HwnasError):
+    """A NIR file cannot be written, read or mapped onto hwnas' simulator."""
+
+
+def _weights(synapse: Synapse) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The deployed (quantised, if so trained) weight and bias of a Conv or FlattenLinear."""
+    from ..quantize import fake_quantize_bias, fake_quantize_weight
+
+    if isinstance(synapse, Conv):
+        weight, bias = synapse.conv.weight.detach(), synapse.conv.bias.detach()
+        if synapse.weight_format is not None:
+            weight, bias = fake_quantize_weight(weight, synapse.weight_format), fake_quantize_bias(bias)
+        return weight.cpu(), bias.cpu()
+    weight = synapse.linear.weight.detach()
+    if synapse.weight_format is not None:
+        weight = fake_quantize_weight(weight, synapse.weight_format)
+    return weight.cpu(), None
+
+
+def to_nir(net: SpikingNetwork, arch: Architecture | None = None, dt_s: float = DEFAULT_DT_S):
+    """Build the NIR graph of a (batch-norm folded) network."""
+    import nir
+
+    if not net.is_folded:
+        raise NirError("fold batch-norm before exporting (train the network, or call fold_batchnorm)")
+    nodes: dict = {INPUT: nir.Input(input_type={"input": np.array(net.input_shape)})}
+    edges: list[tuple[str, str]] = []
+    for name, pop in net.populations.items():
+        nodes[name] = _neuron_node(pop, dt_s)
+    backward = []
+    for conn in net.active_connections():
+        synapse = net.synapses[conn.module_key]
+        source_shape = net.input_shape if conn.src == INPUT else net.populations[conn.src].shape
+        chain = _synapse_nodes(conn.module_key, synapse, source_shape)
+        previous = conn.src
+        for node_name, node in chain:
+            nodes[node_name] = node
+            edges.append((previous, node_name))
+            previous = node_name
+        edges.append((previous, conn.dst))
+        if conn.backward:
+            backward.append([conn.src, conn.dst, conn.tag])
+    nodes[READOUT] = nir.Output(output_type={"output": np.array(net.populations[net.output].shape)})
+    edges.append((net.output, READOUT))
+    metadata = {"hwnas.dt_s": float(dt_s), "hwnas.convention": CONVENTION, "hwnas.timing": net.timing,
+                "hwnas.backward": json.dumps(backward)}
+    if arch is not None:
+        metadata["hwnas.architecture"] = json.dumps(arch.to_dict())
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
+
+
+def _neuron_node(pop: Population, dt_s: float):
+    import nir
+
+    p = pop.params
+    shape = pop.shape
+    full = lambda value: np.full(shape, value, dtype=np.float32)  # noqa: E731
+    if p.du == 1.0 and p.dv == 1.0 and p.bias == 0.0:
+        return nir.Threshold(threshold=full(p.theta))
+    if p.du == 1.0:
+        return nir.LIF(tau=full(dt_s / p.dv), r=full(1.0 / p.dv), v_leak=full(p.bias / p.dv),
+                       v_threshold=full(p.theta), v_reset=full(0.0))
+    return nir.CubaLIF(tau_syn=full(dt_s / p.du), tau_mem=full(dt_s / p.dv), r=full(1.0 / p.dv),
+                       v_leak=full(p.bias / p.dv), v_threshold=full(p.theta), v_reset=full(0.0), w_in=full(1.0 / p.du))
+
+
+def _synapse_nodes(prefix: str, synapse: Synapse, source_shape: tuple[int, ...]) -> list[tuple[str, object]]:
+    import nir
+
+    if isinstance(synapse, Identity):
+        return []
+    if isinstance(synapse, SumPool):
+        k = synapse.kernel_size
+        return [(prefix, nir.SumPool2d(kernel_size=np.array([k, k]), stride=np.array([k, k]), padding=np.array([0, 0])))]
+    if isinstance(synapse, AvgPoolThen):
+        k = synapse.kernel_size
+        pooled = (source_shape[0], source_shape[1] // k, source_shape[2] // k)
+        pool = (f"{prefix}.avgpool", nir.AvgPool2d(kernel_size=np.array([k, k]), stride=np.array([k, k]),
+                                                   padding=np.array([0, 0])))
+        return [pool, *_synapse_nodes(prefix, synapse.inner, pooled)]
+    if isinstance(synapse, Conv):
+        weight, bias = _weights(synapse)
+        return [(prefix, nir.Conv2d(input_shape=(source_shape[1], source_shape[2]), weight=weight.numpy(),
+                                    stride=1, padding=synapse.conv.padding[0], dilation=1, groups=1,
+                                    bias=bias.numpy()))]
+    if isinstance(synapse, FlattenLinear):
+        weight, _ = _weights(synapse)
+        return [(f"{prefix}.flatten", nir.Flatten(input_type={"input": np.array(source_shape)}, start_dim=0, end_dim=-1)),
+                (prefix, nir.Linear(weight=weight.numpy()))]
+    if isinstance(synapse, ConvBN):
+        raise NirError("fold batch-norm before exporting")
+    raise NirError(f"no NIR mapping for connection type {type(synapse).__name__}")
+
+
+def write(path: str | Path, graph) -> None:
+    """Write a NIR graph atomically (a reader never sees a half-written file)."""
+    import nir
+
+    buffer = io.BytesIO()
+    nir.write(buffer, graph)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def export(net: SpikingNetwork, path: str | Path, arch: Architecture | None = None, dt_s: float = DEFAULT_DT_S) -> None:
+    """Export a network to ``path`` as NIR."""
+    write(path, to_nir(net, arch, dt_s))
+
+
+def read_graph(path: str | Path):
+    """``nir.read`` with every failure (not HDF5, truncated, type mismatch) as a one-line :class:`NirError`."""
+    import nir
+
+    path = Path(path)
+    if not path.is_file():
+        raise NirError(f"no NIR file at {path}")
+    try:
+        return nir.read(path)
+    except Exception as exc:  # h5py, nir's type checks and its registry raise many kinds
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise NirError(f"cannot read {path} as NIR: {type(exc).__name__}: {text}") from None
+
+
+_NEURON_TYPES = ("CubaLIF", "LIF", "Threshold")
+_SYNAPSE_TYPES = ("Conv2d", "Linear", "Affine", "Flatten", "SumPool2d", "AvgPool2d")
+
+
+def load(path_or_graph, dt_s: float | None = None, timing: str | None = None) -> SpikingNetwork:
+    """Build hwnas' simulator of a NIR graph (ours or another tool's, within the supported node set).
+
+    ``dt_s`` defaults to the graph's ``hwnas.dt_s`` metadata, ``timing`` to its ``hwnas.timing`` (else
+    zero-delay). Unsupported nodes, dangling edges and inconsistent shapes raise :class:`NirError`.
+    """
+    graph = read_graph(path_or_graph) if isinstance(path_or_graph, (str, Path)) else path_or_graph
+    metadata = dict(getattr(graph, "metadata", {}) or {})
+    if dt_s is None:
+        dt_s = metadata.get("hwnas.dt_s")
+        if dt_s is None:
+            raise NirError("the graph records no time step (no hwnas.dt_s metadata): pass dt explicitly (--dt)")
+    dt_s = float(dt_s)
+    timing = timing or str(metadata.get("hwnas.timing", "zero-delay"))
+    nodes = graph.nodes
+    for src, dst in graph.edges:
+        for end in (src, dst):
+            if end not in nodes:
+                raise NirError(f"dangling edge {src} -> {dst}: no node '{end}'")
+    inputs = [name for name, node in nodes.items() if type(node).__name__ == "Input"]
+    if len(inputs) != 1:
+        raise NirError(f"hwnas simulates graphs with exactly one Input node, found {len(inputs)}")
+    input_name = inputs[0]
+    input_shape = tuple(int(d) for d in np.asarray(nodes[input_name].input_type["input"]).reshape(-1))
+    outputs = [name for name, node in nodes.items() if type(node).__name__ == "Output"]
+    for name, node in nodes.items():
+        kind = type(node).__name__
+        if kind not in (*_NEURON_TYPES, *_SYNAPSE_TYPES, "Input", "Output"):
+            raise NirError(f"unsupported NIR node '{name}' of type {kind} (hwnas reads "
+                           f"{', '.join(_NEURON_TYPES + _SYNAPSE_TYPES)}, Input, Output)")
+    successors: dict[str, list[str]] = {name: [] for name in nodes}
+    for src, dst in graph.edges:
+        successors[src].append(dst)
+
+    populations = {name: _population(name, node, dt_s) for name, node in nodes.items()
+                   if type(node).__name__ in _NEURON_TYPES}
+    if not populations:
+        raise NirError("the graph has no neuron nodes (CubaLIF, LIF or Threshold)")
+    readout = READOUT if READOUT in outputs else (outputs[0] if len(outputs) == 1 else None)
+    if readout is None:
+        raise NirError(f"cannot tell the graph's output among {outputs}: name it '{READOUT}' or keep one Output")
+    feeding = [src for src, dst in graph.edges if dst == readout]
+    if len(feeding) != 1 or feeding[0] not in populations:
+        raise NirError(f"the Output node '{readout}' must be fed by exactly one neuron node")
+    output = feeding[0]
+
+    shapes = {input_name: input_shape, **{name: pop.shape for name, pop in populations.items()}}
+    chains: list[tuple[str, str, list[str]]] = []
+    for source in [input_name, *populations]:
+        stack = [(next_node, []) for next_node in successors[source]]
+        while stack:
+            node_name, chain = stack.pop()
+            kind = type(nodes[node_name]).__name__
+            if node_name in populations:
+                chains.append((source, node_name, chain))
+            elif kind in _SYNAPSE_TYPES:
+                if len(chain) > 4:
+                    raise NirError(f"synapse chain from {source} through {' -> '.join(chain)} is too long")
+                stack.extend((following, chain + [node_name]) for following in successors[node_name])
+    backward = _backward_connections(metadata, chains, input_name)
+    connections = []
+    for number, (src, dst, chain) in enumerate(chains):
+        synapse = _synapse(chain, nodes, shapes[src], src, dst)
+        out_shape = synapse.output_shape(shapes[src])
+        if tuple(out_shape) != tuple(shapes[dst]) and int(np.prod(out_shape)) != int(np.prod(shapes[dst])):
+            raise NirError(f"shape mismatch: {src} -> {dst} delivers {list(out_shape)}, {dst} has {list(shapes[dst])}")
+        tag = chain[-1] if chain else "skip"
+        conn = Connection(INPUT if src == input_name else src, dst, (src, dst, tag) in backward,
+                          tag=f"{number}.{tag}".replace(".", "_"))
+        connections.append((conn, synapse))
+    try:
+        net = SpikingNetwork(input_shape, list(populations.values()), connections, output, timing)
+    except ValueError as exc:
+        raise NirError(f"cannot simulate the graph: {exc}") from None
+    net.eval()
+    return net
+
+
+def _population(name: str, node, dt_s: float) -> Population:
+    kind = type(node).__name__
+
+    def uniform(field: str, values) -> float:
+        array = np.asarray(values, dtype=np.float64).reshape(-1)
+        if array.size == 0 or not np.allclose(array, array[0]):
+            raise NirError(f"node '{name}' ({kind}): heterogeneous {field} is not supported")
+        return float(array[0])
+
+    try:
+        if kind == "Threshold":
+            theta = uniform("threshold", node.threshold)
+            params = NeuronParams(du=1.0, dv=1.0, theta=theta)
+            shape = np.asarray(node.threshold).shape
+        elif kind == "LIF":
+            dv = dt_s / uniform("tau", node.tau)
+            r, v_leak = uniform("r", node.r), uniform("v_leak", node.v_leak)
+            _check_gain(name, kind, "r * dv", r * dv)
+            _check_reset(name, kind, node)
+            params = NeuronParams(du=1.0, dv=dv, theta=uniform("v_threshold", node.v_threshold), bias=v_leak * dv)
+            shape = np.asarray(node.tau).shape
+        else:
+            du, dv = dt_s / uniform("tau_syn", node.tau_syn), dt_s / uniform("tau_mem", node.tau_mem)
+            _check_gain(name, kind, "w_in * du", uniform("w_in", node.w_in) * du)
+            _check_gain(name, kind, "r * dv", uniform("r", node.r) * dv)
+            _check_reset(name, kind, node)
+            params = NeuronParams(du=du, dv=dv, theta=uniform("v_threshold", node.v_threshold),
+                                  bias=uniform("v_leak", node.v_leak) * dv)
+            shape = np.asarray(node.tau_mem).shape
+    except HwnasError as exc:
+        if isinstance(exc, NirError):
+            raise
+        raise NirError(f"node '{name}' ({kind}): {exc} (is dt right?)") from None
+    return Population(name, tuple(int(d) for d in shape), params)
+
+
+def _check_gain(name: str, kind: str, label: str, value: float) -> None:
+    if not np.isclose(value, 1.0, rtol=1e-5):
+        raise NirError(f"node '{name}' ({kind}): input gain {label} = {value:.6g}, hwnas needs 1 (fold it into the "
+                       "weights, or check dt)")
+
+
+def _check_reset(name: str, kind: str, node) -> None:
+    reset = getattr(node, "v_reset", None)
+    if reset is not None and not np.allclose(np.asarray(reset), 0.0):
+        raise NirError(f"node '{name}' ({kind}): v_reset must be 0 (hwnas' neuron resets to zero)")
+
+
+def _backward_connections(metadata: dict, chains: list, input_name: str) -> set[tuple[str, str, str]]:
+    """Connections that close a cycle: recorded by hwnas, else the back edges of a depth-first search."""
+    recorded = metadata.get("hwnas.backward")
+    found = set()
+    if recorded is not None:
+        pairs = {(src, dst) for src, dst, _ in json.loads(recorded)}
+        return {(s, d, chain[-1] if chain else "skip") for s, d, chain in chains if (s, d) in pairs}
+    graph: dict[str, list] = {}
+    for src, dst, chain in chains:
+        graph.setdefault(src, []).append((dst, chain[-1] if chain else "skip"))
+    state: dict[str, int] = {}
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        for dst, tag in graph.get(node, []):
+            if state.get(dst) == 1:
+                found.add((node, dst, tag))
+            elif dst not in state:
+                visit(dst)
+        state[node] = 2
+
+    visit(input_name)
+    for node in list(graph):
+        if node not in state:
+            visit(node)
+    return found
+
+
+def _synapse(chain: list[str], nodes: dict, source_shape: tuple[int, ...], src: str, dst: str) -> Synapse:
+    kinds = [type(nodes[name]).__name__ for name in chain]
+    where = f"{src} -> {dst}"
+    if not chain:
+        return Identity()
+    first = nodes[chain[0]]
+    if kinds[0] == "AvgPool2d":
+        k = _pool_size(chain[0], first)
+        pooled = (source_shape[0], source_shape[1] // k, source_shape[2] // k)
+        inner = _synapse(chain[1:], nodes, pooled, src, dst)
+        return AvgPoolThen(inner, k)
+    if kinds == ["SumPool2d"]:
+        return SumPool(_pool_size(chain[0], first))
+    if kinds == ["Conv2d"]:
+        return _conv(chain[0], first, source_shape)
+    if kinds in (["Flatten", "Linear"], ["Flatten", "Affine"], ["Linear"], ["Affine"]):
+        layer = nodes[chain[-1]]
+        if kinds[-1] == "Affine" and np.any(np.asarray(layer.bias) != 0):
+            raise NirError(f"node '{chain[-1]}' (Affine): a non-zero bias is not supported (put it in v_leak)")
+        weight = torch.as_tensor(np.asarray(layer.weight), dtype=torch.float32)
+        if weight.shape[1] != int(np.prod(source_shape)):
+            raise NirError(f"shape mismatch at '{chain[-1]}': weight takes {weight.shape[1]} inputs, {src} has "
+                           f"{int(np.prod(source_shape))}")
+        synapse = FlattenLinear(weight.shape[1], weight.shape[0])
+        with torch.no_grad():
+            synapse.linear.weight.copy_(weight)
+        return synapse
+    raise NirError(f"unsupported synapse chain {where}: {' -> '.join(f'{n} ({k})' for n, k in zip(chain, kinds))}")
+
+
+def _pool_size(name: str, node) -> int:
+    kernel = np.asarray(node.kernel_size).reshape(-1)
+    stride = np.asarray(node.stride).reshape(-1)
+    padding = np.asarray(node.padding).reshape(-1)
+    if len(set(kernel.tolist())) != 1 or not np.array_equal(kernel, stride) or np.any(padding != 0):
+        raise NirError(f"node '{name}' ({type(node).__name__}): only square, non-overlapping, unpadded pooling "
+                       "is supported")
+    return int(kernel[0])
+
+
+def _conv(name: str, node, source_shape: tuple[int, ...]) -> Conv:
+    weight = torch.as_tensor(np.asarray(node.weight), dtype=torch.float32)
+    if weight.dim() != 4 or weight.shape[2] != weight.shape[3] or weight.shape[2] % 2 == 0:
+        raise NirError(f"node '{name}' (Conv2d): only square odd kernels are supported, got {list(weight.shape)}")
+    k = weight.shape[2]
+    stride = np.asarray(node.stride).reshape(-1)
+    dilation = np.asarray(node.dilation).reshape(-1)
+    padding = node.padding
+    if isinstance(padding, str):
+        same = padding == "same"
+    else:
+        same = bool(np.all(np.asarray(padding).reshape(-1) == k // 2))
+    if np.any(stride != 1) or np.any(dilation != 1) or node.groups != 1 or not same:
+        raise NirError(f"node '{name}' (Conv2d): only stride 1, dilation 1, groups 1 and 'same' padding are supported")
+    if weight.shape[1] != source_shape[0]:
+        raise NirError(f"shape mismatch at '{name}' (Conv2d): weight takes {weight.shape[1]} channels, input has "
+                       f"{source_shape[0]}")
+    conv = Conv(weight.shape[1], weight.shape[0], k)
+    with torch.no_grad():
+        conv.conv.weight.copy_(weight)
+        bias = np.asarray(node.bias) if node.bias is not None else np.zeros(weight.shape[0])
+        conv.conv.bias.copy_(torch.as_tensor(np.broadcast_to(bias, (weight.shape[0],)).copy(), dtype=torch.float32))
+    return conv
