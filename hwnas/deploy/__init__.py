@@ -1,0 +1,1 @@
+"""Running exported networks on other simulators (Norse now; Lava later, imported lazily)."""
