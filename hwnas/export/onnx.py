@@ -1,0 +1,91 @@
+"""The network unrolled over time as an ONNX graph: input (T, batch, C, H, W) -> output spike counts and logits.
+
+Neuron state (synaptic current u, membrane v) is an explicit tensor carried from one unrolled step to the next;
+the timing rule (zero-delay or pipelined, feedback one step late) is the simulator's. ONNX has no notion of
+time, so the number of steps is fixed at export (the architecture's timesteps plus the pipeline latency).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import torch
+
+from ..errors import HwnasError
+from ..io_utils import write_bytes_atomic
+from ..neuron import initial_state, lif_step
+from ..search.network import INPUT, SpikingNetwork
+
+OPSET = 17
+
+
+class OnnxError(HwnasError):
+    """The network cannot be exported to or checked as ONNX."""
+
+
+class Unrolled(torch.nn.Module):
+    """A trace-friendly copy of the simulation loop (no counters, no skipped steps: a static graph)."""
+
+    def __init__(self, net: SpikingNetwork) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        net = self.net
+        steps_in = inputs.shape[0]
+        conns = net.active_connections()
+        incoming = {name: [(net.synapses[c.module_key], c.src, net._delay(c) > 0) for c in conns if c.dst == name]
+                    for name in net.order}
+        zeros_in = torch.zeros_like(inputs[0])
+        previous = {INPUT: zeros_in}
+        state = {}
+        for name, pop in net.populations.items():
+            blank = torch.zeros((inputs.shape[1], *pop.shape), dtype=inputs.dtype)
+            previous[name], state[name] = blank, initial_state(blank)
+        logits = torch.zeros((inputs.shape[1], net.populations[net.output].neurons))
+        counts = torch.zeros_like(logits)
+        for t in range(steps_in + net.latency_steps):
+            now = {INPUT: inputs[t] if t < steps_in else zeros_in}
+            for name in net.order:
+                current = torch.zeros_like(previous[name])
+                for synapse, src, delayed in incoming[name]:
+                    current = current + synapse(previous[src] if delayed else now[src])
+                now[name], state[name] = lif_step(current, state[name], net.populations[name].params)
+                if name == net.output:
+                    logits = logits + current
+                    counts = counts + now[name]
+            previous = now
+        return counts, logits / steps_in
+
+
+def export_onnx(net: SpikingNetwork, path: str | Path, timesteps: int, batch: int = 1) -> None:
+    """Write the network unrolled over ``timesteps`` input steps (plus its latency) and check it with onnx."""
+    import onnx
+
+    net = net.eval()
+    example = torch.zeros((timesteps, batch, *net.input_shape))
+    buffer = io.BytesIO()
+    import warnings
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tracer warns that the unrolled loop is fixed: that is the point
+        torch.onnx.export(Unrolled(net), (example,), buffer, opset_version=OPSET, input_names=["spikes_in"],
+                          output_names=["spike_counts", "logits"],
+                          dynamic_axes={"spikes_in": {1: "batch"}, "spike_counts": {0: "batch"}, "logits": {0: "batch"}})
+    model = onnx.load_from_string(buffer.getvalue())
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as exc:
+        raise OnnxError(f"the exported ONNX model does not pass onnx.checker: {str(exc).splitlines()[0]}") from None
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def run_onnx(path: str | Path, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Evaluate an exported model with ONNX's reference evaluator: (spike counts, logits)."""
+    import numpy as np
+    from onnx.reference import ReferenceEvaluator
+
+    evaluator = ReferenceEvaluator(str(path))
+    counts, logits = evaluator.run(None, {"spikes_in": inputs.numpy().astype(np.float32)})
+    return torch.from_numpy(np.asarray(counts)), torch.from_numpy(np.asarray(logits))
