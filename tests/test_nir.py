@@ -137,3 +137,12 @@ def test_write_is_atomic(tmp_path):
     net, arch = trained_like(dict(cell=CHAIN, timing="pipelined"))
     write(tmp_path / "model.nir", to_nir(net, arch))
     assert [p.name for p in tmp_path.iterdir()] == ["model.nir"]
+
+
+def test_estimate_reads_a_nir_graph(tmp_path, capsys):
+    net, arch = trained_like(dict(cell=FEEDBACK, timing="pipelined"))
+    export(net, tmp_path / "m.nir", arch)
+    assert main(["estimate", str(tmp_path / "m.nir"), "--target", "loihi", "--samples", "8"]) == 0
+    printed = capsys.readouterr().out
+    assert "weights as stored in the graph" in printed and "cell1.n3" in printed and "feasible:" in printed
+    assert main(["estimate", str(tmp_path / "m.nir"), "--target", "software"]) == 2

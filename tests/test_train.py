@@ -46,7 +46,7 @@ def test_folding_batchnorm_keeps_eval_outputs():
         assert (before.codes[name] != after.codes[name]).float().mean() < 1e-3, name
 
 
-def test_train_writes_a_model_that_reloads(tmp_path):
+def test_train_writes_a_model_that_reloads(tmp_path, capsys):
     run_search(SearchConfig(strategy="random", candidates=2, **{**FAST_SEARCH, "width": 8}), tmp_path)
     outcome = train_run(tmp_path, TrainConfig(epochs=3, qat_epochs=1))
     report = json.loads((tmp_path / "train.json").read_text())
@@ -72,3 +72,12 @@ def test_train_command_errors(tmp_path, capsys):
     with pytest.raises(Exception) as info:
         load_model(tmp_path / "model.pt")
     assert "cannot read model" in str(info.value)
+
+
+def test_estimate_uses_trained_weights_when_present(tmp_path, capsys):
+    run_search(SearchConfig(strategy="random", candidates=1, **{**FAST_SEARCH, "width": 8}), tmp_path)
+    assert main(["estimate", str(tmp_path), "--samples", "8"]) == 0
+    assert "untrained weights (no model.pt yet)" in capsys.readouterr().out
+    train_run(tmp_path, TrainConfig(epochs=1, qat_epochs=0))
+    assert main(["estimate", str(tmp_path), "--samples", "8"]) == 0
+    assert "trained weights" in capsys.readouterr().out

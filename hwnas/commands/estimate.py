@@ -18,10 +18,13 @@ def add_parser(commands) -> None:
             "Simulate an architecture (a search run folder or its architecture.json) on validation samples in the\n"
             "target's timing model, map it onto the target's cores, and print per layer: neurons, cores, spikes,\n"
             "synaptic operations and energy per inference, then the totals and the latency per step.\n"
-            "The weights are the untrained ones the search scored (batch-norm with batch statistics), so the\n"
-            "activity is that of the untrained network."),
+            "A run folder with a trained model.pt (hwnas train) is estimated with its trained weights; without one,\n"
+            "with the untrained weights the search scored (batch-norm with batch statistics). A .nir graph is run\n"
+            "on the dataset's test split with the weights it stores."),
         epilog="example:\n  hwnas estimate runs/search-20261123-101500 --target loihi")
-    estimate.add_argument("source", metavar="DIR_OR_ARCH_JSON", help="search run folder or architecture JSON file")
+    estimate.add_argument("source", metavar="DIR_OR_ARCH_JSON", help="search run folder, architecture JSON file, or a .nir graph")
+    estimate.add_argument("--steps", type=positive_int, default=None,
+                          help="steps per sample for a .nir that records no timesteps")
     estimate.add_argument("--target", default=None,
                           help="target name or TOML path (default: the run's target, else loihi2)")
     estimate.add_argument("--dataset", default=None, help="dataset (default: the run's dataset, else digits)")
@@ -39,10 +42,11 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import OptionError
     from ..hw_models import load_target
     from ..hw_models.estimate import estimate_architecture
-    from ..io_utils import write_json_atomic
     from ..search.space import Architecture
 
     source = Path(args.source)
+    if source.suffix == ".nir":
+        return _run_nir(args, source)
     arch_path = source / "architecture.json" if source.is_dir() else source
     if not arch_path.exists():
         raise OptionError(f"no architecture at {arch_path} (give a search run folder or an architecture JSON file)")
@@ -58,10 +62,79 @@ def run(args: argparse.Namespace) -> int:
     dataset = args.dataset or run_config.get("dataset", "digits")
     seed = args.seed if args.seed is not None else run_config.get("seed", 0)
     splits = load_dataset(dataset, args.data_dir or run_config.get("data_dir"), arch.timesteps, seed)
+    trained = arch_path.parent / "model.pt"
+    if trained.is_file():
+        return _run_trained(args, trained, target, splits, seed)
     estimate, mapping, simulated = estimate_architecture(arch, target, splits, args.samples, seed)
 
     print(f"{arch.key}  on {target.name} ({simulated.timing} timing), {estimate.samples} {dataset} samples, "
-          f"{estimate.steps} steps each, untrained weights")
+          f"{estimate.steps} steps each, untrained weights (no model.pt yet)")
+    return _print(args, estimate, mapping, target, {"architecture": arch.to_dict()})
+
+
+def _run_trained(args: argparse.Namespace, model_path: Path, target, splits, seed: int) -> int:
+    """Estimate the trained network of a run folder (model.pt) on validation samples."""
+    import torch
+
+    from ..errors import OptionError
+    from ..hw_models.energy import estimate_energy
+    from ..hw_models.estimate import encode_samples
+    from ..hw_models.mapping import map_network
+    from ..train import load_model
+
+    if not target.is_hardware:
+        raise OptionError(f"target '{target.name}' has no hardware model to estimate with")
+    net, arch, _ = load_model(model_path)
+    net.timing = target.timing
+    x = encode_samples(splits, "val", args.samples, arch.timesteps, arch.encoding, seed)
+    with torch.no_grad():
+        activity = net(x).activity
+    mapping = map_network(net, target)
+    estimate = estimate_energy(activity, mapping, target)
+    print(f"{arch.key}  on {target.name} ({target.timing} timing), {estimate.samples} {splits.name} validation "
+          f"samples, {estimate.steps} steps each, trained weights ({model_path})")
+    return _print(args, estimate, mapping, target, {"architecture": arch.to_dict(), "model": str(model_path)})
+
+
+def _run_nir(args: argparse.Namespace, source: Path) -> int:
+    """Estimate a NIR graph (trained weights as stored) on the test split of a dataset."""
+    from ..data import load_dataset
+    from ..errors import OptionError
+    from ..export.nir import load, read_graph
+    from ..hw_models import load_target
+    from ..hw_models.energy import estimate_energy
+    from ..hw_models.estimate import encode_samples
+    from ..hw_models.mapping import map_network
+    from ..search.space import Architecture
+
+    graph = read_graph(source)
+    metadata = dict(graph.metadata or {})
+    arch = Architecture.from_dict(json.loads(metadata["hwnas.architecture"])) if "hwnas.architecture" in metadata else None
+    steps = args.steps or (arch.timesteps if arch else None)
+    if steps is None:
+        raise OptionError(f"{source} records no timesteps: pass --steps")
+    target = load_target(args.target or "loihi2")
+    if not target.is_hardware:
+        raise OptionError(f"target '{target.name}' has no hardware model to estimate with")
+    net = load(graph, timing=target.timing)
+    dataset = args.dataset or "digits"
+    splits = load_dataset(dataset, args.data_dir, steps, args.seed or 0)
+    x = encode_samples(splits, "test", args.samples, steps, arch.encoding if arch else "rate", args.seed or 0)
+    import torch
+
+    with torch.no_grad():
+        activity = net(x).activity
+    mapping = map_network(net, target)
+    estimate = estimate_energy(activity, mapping, target)
+    print(f"{source}  on {target.name} ({target.timing} timing), {estimate.samples} {dataset} test samples, "
+          f"{estimate.steps} steps each, weights as stored in the graph")
+    return _print(args, estimate, mapping, target, {"nir": str(source)})
+
+
+def _print(args: argparse.Namespace, estimate, mapping, target, extra: dict) -> int:
+    """The per-layer table, totals and feasibility; also as JSON with ``--json``."""
+    from ..io_utils import write_json_atomic
+
     header = f"{'layer':10s} {'neurons':>8s} {'cores':>5s} {'spikes/inf':>11s} {'synops/inf':>11s} {'energy/inf':>11s} {'share':>6s}"
     print(header)
     print("-" * len(header))
@@ -83,8 +156,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"feasible: {len(mapping.cores)} of {target.chip.cores} cores")
     if args.json_out:
-        write_json_atomic(args.json_out, {"architecture": arch.to_dict(), "estimate": estimate.to_dict(),
-                                          "mapping": mapping.summary()})
+        write_json_atomic(args.json_out, {**extra, "estimate": estimate.to_dict(), "mapping": mapping.summary()})
         print(f"written to {args.json_out}")
     return 0 if mapping.feasible else 1
 

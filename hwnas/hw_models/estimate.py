@@ -41,6 +41,15 @@ def simulate_activity(arch: Architecture, splits: DatasetSplits, samples: int, s
     return activity
 
 
+def encode_samples(splits: DatasetSplits, split: str, samples: int, timesteps: int, encoding: str,
+                   seed: int) -> torch.Tensor:
+    """The first ``samples`` of a split as network input (T, B, ...)."""
+    x, _ = splits.split(split)
+    if x.shape[0] == 0:
+        raise OptionError(f"dataset {splits.name} has no {split} samples")
+    return encode_batch(x[:samples], splits.kind, timesteps, encoding, torch.Generator().manual_seed(seed))
+
+
 def estimate_architecture(arch: Architecture, target: Target, splits: DatasetSplits, samples: int = 64,
                           seed: int = 0) -> tuple[Estimate, Mapping, Architecture]:
     """Simulate ``arch`` in ``target``'s timing model on ``samples`` validation samples, map it onto the
