@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hwnas.search.space import Architecture, Edge
+from hwnas.search.space import Architecture
 
 
 def make_cell(spec: str):

@@ -8,7 +8,7 @@ from hwnas.errors import OptionError, ResumeError, SearchError
 from hwnas.search import runner
 from hwnas.search.evaluate import Evaluator
 from hwnas.search.runner import SearchConfig, run_search
-from hwnas.search.space import PAIRS, Architecture, SearchSpace, parse_cell_key
+from hwnas.search.space import PAIRS, Architecture, SearchSpace
 from conftest import FAST_SEARCH
 
 
@@ -23,6 +23,7 @@ def test_random_search_is_reproducible_and_ranks_best_first(tmp_path):
     b = run_search(config, tmp_path / "b")
     rows_a, rows_b = read_csv(tmp_path / "a" / "search.csv"), read_csv(tmp_path / "b" / "search.csv")
     assert [(r["cell"], r["score"]) for r in rows_a] == [(r["cell"], r["score"]) for r in rows_b]
+    assert a.architecture == b.architecture
     assert len({r["cell"] for r in rows_a}) == 6
     healthy = [r for r in a.rows if not r["degenerate"]]
     assert a.winner["score"] == max(r["score"] for r in healthy)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from hwnas.errors import ArchitectureError
-from hwnas.search.space import PAIRS, Architecture, Edge, SearchSpace, cell_key, parse_cell_key
+from hwnas.search.space import Architecture, SearchSpace, cell_key, parse_cell_key
 from conftest import CHAIN, FEEDBACK, small_arch
 
 
