@@ -74,23 +74,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_trained(args: argparse.Namespace, model_path: Path, target, splits, seed: int) -> int:
     """Estimate the trained network of a run folder (model.pt) on validation samples."""
-    import torch
-
-    from ..errors import OptionError
-    from ..hw_models.energy import estimate_energy
-    from ..hw_models.estimate import encode_samples
-    from ..hw_models.mapping import map_network
+    from ..hw_models.estimate import encode_samples, estimate_network
     from ..train import load_model
 
-    if not target.is_hardware:
-        raise OptionError(f"target '{target.name}' has no hardware model to estimate with")
     net, arch, _ = load_model(model_path)
-    net.timing = target.timing
     x = encode_samples(splits, "val", args.samples, arch.timesteps, arch.encoding, seed)
-    with torch.no_grad():
-        activity = net(x).activity
-    mapping = map_network(net, target)
-    estimate = estimate_energy(activity, mapping, target)
+    estimate, mapping = estimate_network(net, target, x)
     print(f"{arch.key}  on {target.name} ({target.timing} timing), {estimate.samples} {splits.name} validation "
           f"samples, {estimate.steps} steps each, trained weights ({model_path})")
     return _print(args, estimate, mapping, target, {"architecture": arch.to_dict(), "model": str(model_path)})
@@ -102,9 +91,7 @@ def _run_nir(args: argparse.Namespace, source: Path) -> int:
     from ..errors import OptionError
     from ..export.nir import load, read_graph
     from ..hw_models import load_target
-    from ..hw_models.energy import estimate_energy
-    from ..hw_models.estimate import encode_samples
-    from ..hw_models.mapping import map_network
+    from ..hw_models.estimate import encode_samples, estimate_network
     from ..search.space import Architecture
 
     graph = read_graph(source)
@@ -120,12 +107,7 @@ def _run_nir(args: argparse.Namespace, source: Path) -> int:
     dataset = args.dataset or "digits"
     splits = load_dataset(dataset, args.data_dir, steps, args.seed or 0)
     x = encode_samples(splits, "test", args.samples, steps, arch.encoding if arch else "rate", args.seed or 0)
-    import torch
-
-    with torch.no_grad():
-        activity = net(x).activity
-    mapping = map_network(net, target)
-    estimate = estimate_energy(activity, mapping, target)
+    estimate, mapping = estimate_network(net, target, x)
     print(f"{source}  on {target.name} ({target.timing} timing), {estimate.samples} {dataset} test samples, "
           f"{estimate.steps} steps each, weights as stored in the graph")
     return _print(args, estimate, mapping, target, {"nir": str(source)})

@@ -50,6 +50,18 @@ def encode_samples(splits: DatasetSplits, split: str, samples: int, timesteps: i
     return encode_batch(x[:samples], splits.kind, timesteps, encoding, torch.Generator().manual_seed(seed))
 
 
+def estimate_network(net, target: Target, inputs: torch.Tensor) -> tuple[Estimate, Mapping]:
+    """Run ``inputs`` (T, B, ...) through a built network (its weights as they are), map it onto ``target``'s
+    cores and estimate energy and latency per inference."""
+    if not target.is_hardware:
+        raise OptionError(f"target '{target.name}' has no hardware model to estimate with")
+    net.timing = target.timing
+    with torch.no_grad():
+        activity = net(inputs).activity
+    mapping = map_network(net, target)
+    return estimate_energy(activity, mapping, target), mapping
+
+
 def estimate_architecture(arch: Architecture, target: Target, splits: DatasetSplits, samples: int = 64,
                           seed: int = 0) -> tuple[Estimate, Mapping, Architecture]:
     """Simulate ``arch`` in ``target``'s timing model on ``samples`` validation samples, map it onto the
