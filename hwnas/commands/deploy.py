@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 import numpy as np
 
@@ -42,16 +41,15 @@ def run(args: argparse.Namespace) -> int:
     from ..data import load_dataset
     from ..deploy.compare import compare_with_norse, inputs_from
     from ..errors import OptionError
-    from ..export.nir import NirError, read_graph
+    from ..export.nir import NirError, read_graph, recorded_architecture
     from ..io_utils import write_json_atomic
-    from ..search.space import Architecture
 
     graph = read_graph(args.model)
     metadata = dict(graph.metadata or {})
     dt_s = args.dt or metadata.get("hwnas.dt_s")
     if dt_s is None:
         raise NirError(f"{args.model} records no time step: pass --dt")
-    arch = Architecture.from_dict(json.loads(metadata["hwnas.architecture"])) if "hwnas.architecture" in metadata else None
+    arch = recorded_architecture(graph)
     steps = args.steps or (arch.timesteps if arch else None)
     array = None
     if args.input:

@@ -89,14 +89,12 @@ def _run_nir(args: argparse.Namespace, source: Path) -> int:
     """Estimate a NIR graph (trained weights as stored) on the test split of a dataset."""
     from ..data import load_dataset
     from ..errors import OptionError
-    from ..export.nir import load, read_graph
+    from ..export.nir import load, read_graph, recorded_architecture
     from ..hw_models import load_target
     from ..hw_models.estimate import encode_samples, estimate_network
-    from ..search.space import Architecture
 
     graph = read_graph(source)
-    metadata = dict(graph.metadata or {})
-    arch = Architecture.from_dict(json.loads(metadata["hwnas.architecture"])) if "hwnas.architecture" in metadata else None
+    arch = recorded_architecture(graph)
     steps = args.steps or (arch.timesteps if arch else None)
     if steps is None:
         raise OptionError(f"{source} records no timesteps: pass --steps")

@@ -145,6 +145,12 @@ def export(net: SpikingNetwork, path: str | Path, arch: Architecture | None = No
     write(path, to_nir(net, arch, dt_s))
 
 
+def recorded_architecture(graph) -> Architecture | None:
+    """The hwnas architecture an exported graph records in its metadata (None for another tool's graph)."""
+    text = dict(getattr(graph, "metadata", {}) or {}).get("hwnas.architecture")
+    return Architecture.from_dict(json.loads(text)) if text is not None else None
+
+
 def read_graph(path: str | Path):
     """``nir.read`` with every failure (not HDF5, truncated, type mismatch) as a one-line :class:`NirError`."""
     import nir
