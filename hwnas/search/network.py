@@ -199,7 +199,7 @@ class SpikingNetwork(nn.Module):
         conns = self.active_connections()
         incoming = {name: [(self.synapses[c.module_key], c.src, self._delay(c) > 0) for c in conns if c.dst == name]
                     for name in self.order}
-        fanout = {name: f.flatten() for name, f in self.fanout_maps().items()}
+        fanout = {name: f.flatten().to(inputs.dtype) for name, f in self.fanout_maps().items()}
         zeros_in = torch.zeros_like(inputs[0])
 
         # A population whose inputs all map silence to exactly zero current (and that has no bias) stays at rest

@@ -1,0 +1,197 @@
+"""The Lava backend: a lowered network as a graph of Lava processes, run in Lava's Loihi 2 simulator.
+
+Mapping (every process is Lava's own, except the recorders of :mod:`hwnas.deploy.lava_procs.recorder`):
+
+* a population -> ``LIFReset`` (a ``LIF`` that zeroes u and v at the first step of every sample window);
+* a convolution -> ``Conv``; any other connection (identity, pooling, average-pool-then-conv, the classifier)
+  -> ``Sparse`` (or ``Dense`` when most weights are non-zero); skip fan-in is several connections into one
+  ``a_in``, feedback edges are ordinary connections (Lava allows cycles);
+* Lava's ``Conv`` fixed-point model ignores ``weight_exp``, so a fixed-point convolution with a negative
+  exponent becomes a ``Sparse`` connection (which applies it), one with a non-negative exponent a ``Conv``
+  with the shift folded into its integer weights (the same arithmetic);
+* the input comes from a ``RingBuffer`` holding every sample, padded to the window; every connection's
+  in-flight buffer is zeroed by a ``Reset`` process at the last step of each window, so samples are
+  independent exactly as in hwnas' simulator.
+
+Lava arrays are (x, y, channel) where hwnas' are (channel, y, x): shapes are reversed and flat indices
+permuted at the border of this module. Every connection delivers one step later (pipelined timing): hwnas
+step t of sample k is Lava step k * window + t + 1.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import HwnasError
+from ..search.network import INPUT
+from .fixed_point import Rasters, check_binary
+from .lowering import LoweredNetwork
+
+MODES = ("fixed", "float")
+DENSE_SHARE = 0.5  # a connection with more non-zero weights than this share is a Dense process
+
+
+class LavaError(HwnasError):
+    """Lava refused or failed to run the graph."""
+
+
+def lava_order(shape: tuple[int, ...]) -> tuple[tuple[int, ...], np.ndarray]:
+    """Lava's shape for an hwnas shape, and the permutation p with lava_flat[i] = hwnas_flat[p[i]]."""
+    index = np.arange(int(np.prod(shape))).reshape(shape)
+    return tuple(reversed(shape)), index.transpose(tuple(reversed(range(len(shape))))).ravel()
+
+
+def _conv_weight(weight: np.ndarray) -> np.ndarray:
+    """hwnas (C_out, C_in, ky, kx) cross-correlation kernel -> Lava (C_out, kx, ky, C_in); Lava's Conv flips the
+    kernel (a true convolution), so it is flipped here in advance."""
+    return np.ascontiguousarray(weight.transpose(0, 3, 2, 1)[:, ::-1, ::-1, :])
+
+
+def run_lava(lowered: LoweredNetwork, inputs: np.ndarray, mode: str = "fixed",
+             progress: Callable[[int, int], None] | None = None, chunk: int = 32) -> Rasters:
+    """Run ``inputs`` (T, B, *input_shape) through ``lowered`` in Lava's simulator, sample after sample.
+
+    ``mode`` ``fixed`` selects the bit-accurate fixed-point models (``Loihi2SimCfg(select_tag="fixed_pt")``),
+    ``float`` the floating-point ones. The runtime is stopped on every exit path, Ctrl-C included.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}")
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+
+    inputs = np.asarray(inputs, dtype=np.float64)
+    if tuple(inputs.shape[2:]) != lowered.input_shape:
+        raise LavaError(f"inputs have shape {list(inputs.shape[2:])} per step, the graph expects "
+                        f"{list(lowered.input_shape)}")
+    steps_in, batch = inputs.shape[:2]
+    window = steps_in + lowered.latency_steps
+    total = window * batch
+    with tempfile.TemporaryDirectory(prefix="hwnas-lava-") as folder:
+        graph = _build(lowered, inputs, mode, window, Path(folder))
+        source = graph["source"]
+        config = Loihi2SimCfg(select_tag="fixed_pt" if mode == "fixed" else "floating_pt")
+        done = 0
+        try:
+            while done < batch:
+                count = min(chunk, batch - done)
+                source.run(condition=RunSteps(num_steps=count * window), run_cfg=config)
+                done += count
+                if progress:
+                    progress(done, batch)
+        except KeyboardInterrupt:
+            raise
+        except HwnasError:
+            raise
+        except Exception as exc:  # Lava reports compile and runtime failures with many exception types
+            raise LavaError(f"Lava could not run the graph: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+        finally:
+            try:
+                source.stop()
+            except Exception:  # a runtime that never started has nothing to stop
+                pass
+        return _read(lowered, graph, batch, window, total, steps_in)
+
+
+def _build(lowered: LoweredNetwork, inputs: np.ndarray, mode: str, window: int, folder: Path) -> dict:
+    from lava.proc.conv.process import Conv
+    from lava.proc.dense.process import Dense
+    from lava.proc.io.reset import Reset
+    from lava.proc.io.source import RingBuffer
+    from lava.proc.lif.process import LIFReset
+    from lava.proc.sparse.process import Sparse
+
+    from .lava_procs.recorder import Recorder
+
+    fixed = mode == "fixed"
+    steps_in, batch = inputs.shape[:2]
+    total = window * batch
+    in_shape, in_perm = lava_order(lowered.input_shape)
+    flat = inputs.reshape(steps_in, batch, -1)[:, :, in_perm]
+    data = np.zeros((batch, window, flat.shape[2]))
+    data[:, :steps_in] = flat.transpose(1, 0, 2)
+    data = data.reshape(total, -1).T.reshape(*in_shape, total)
+    graded = not np.isin(data, (0, 1)).all()
+    if fixed:
+        data = check_binary(data)
+    source = RingBuffer(data=data)
+    ports = {INPUT: (source.s_out, lowered.input_shape)}
+
+    lifs, recorders, files = {}, {}, {}
+    for name, pop in lowered.populations.items():
+        shape, perm = lava_order(pop.shape)
+        if fixed:
+            p = pop.fixed()
+            lif = LIFReset(shape=shape, du=p["du"], dv=p["dv"], vth=p["vth"], bias_exp=p["bias_exp"],
+                           bias_mant=p["bias_mant"][perm].reshape(shape), reset_interval=window, reset_offset=1)
+        else:
+            lif = LIFReset(shape=shape, du=pop.du, dv=pop.dv, vth=pop.theta, bias_exp=0,
+                           bias_mant=pop.bias[perm].reshape(shape), reset_interval=window, reset_offset=1)
+        lifs[name] = lif
+        ports[name] = (lif.s_out, pop.shape)
+        files[name] = _memmap(folder / f"{len(files)}.spikes", total, pop.neurons, "uint8")
+        recorders[name] = Recorder(shape=shape, path=str(files[name]), steps=total, dtype="uint8")
+        lif.s_out.connect(recorders[name].a_in)
+
+    out_pop = lowered.populations[lowered.output]
+    current_file = _memmap(folder / "output.current", total, out_pop.neurons, "float64")
+    current_recorder = Recorder(shape=lava_order(out_pop.shape)[0], path=str(current_file), steps=total,
+                                dtype="float64")
+    resets = []
+    for conn in lowered.connections:
+        src_port, src_shape = ports[conn.src]
+        dst_pop = lowered.populations[conn.dst]
+        dst_shape, dst_perm = lava_order(dst_pop.shape)
+        message_bits = 24 if (conn.src == INPUT and graded) else 0
+        use_conv = conn.kind == "conv" and (not fixed or conn.exponent >= 0)
+        if use_conv:
+            weight = (np.asarray(conn.mantissa) << conn.exponent) if fixed else np.asarray(conn.weight)
+            process = Conv(weight=_conv_weight(weight), input_shape=lava_order(src_shape)[0], padding=conn.padding,
+                           num_message_bits=message_bits)
+            src_port.connect(process.s_in)
+            out = process.a_out
+            buffer = process.a_buf
+        else:
+            _, src_perm = lava_order(src_shape)
+            matrix = conn.as_matrix(src_shape, integer=fixed).tocsr()[dst_perm][:, src_perm]
+            kwargs = {"weight_exp": conn.exponent, "num_weight_bits": lowered.weight_format.bits} if fixed else {}
+            if matrix.nnz > DENSE_SHARE * matrix.shape[0] * matrix.shape[1]:
+                process = Dense(weights=matrix.toarray(), num_message_bits=message_bits, **kwargs)
+            else:
+                process = Sparse(weights=matrix, num_message_bits=message_bits, **kwargs)
+            (src_port.flatten() if len(src_shape) > 1 else src_port).connect(process.s_in)
+            out = process.a_out.reshape(dst_shape) if len(dst_shape) > 1 else process.a_out
+            buffer = process.a_buff
+        out.connect(lifs[conn.dst].a_in)
+        if conn.dst == lowered.output:
+            out.connect(current_recorder.a_in)
+        reset = Reset(reset_value=0, interval=window, offset=window - 1)
+        reset.connect_var(buffer)
+        resets.append(reset)
+    return {"source": source, "fixed": fixed, "files": files, "current": current_file, "resets": resets, "recorders": recorders}
+
+
+def _memmap(path: Path, steps: int, size: int, dtype: str) -> Path:
+    np.memmap(path, dtype=dtype, mode="w+", shape=(steps, size)).flush()
+    return path
+
+
+def _read(lowered: LoweredNetwork, graph: dict, batch: int, window: int, total: int, steps_in: int) -> Rasters:
+    spikes = {}
+    for name, path in graph["files"].items():
+        pop = lowered.populations[name]
+        _, perm = lava_order(pop.shape)
+        lava = np.array(np.memmap(path, dtype="uint8", mode="r", shape=(total, pop.neurons)))
+        ours = np.empty_like(lava)
+        ours[:, perm] = lava
+        spikes[name] = ours.reshape(batch, window, pop.neurons).astype(bool)
+    out_pop = lowered.populations[lowered.output]
+    _, perm = lava_order(out_pop.shape)
+    current = np.array(np.memmap(graph["current"], dtype="float64", mode="r", shape=(total, out_pop.neurons)))
+    ordered = np.empty_like(current)
+    ordered[:, perm] = current
+    summed = ordered.reshape(batch, window, -1).sum(1)
+    return Rasters(spikes, summed / lowered.weight_format.scale if graph["fixed"] else summed, None)
