@@ -12,16 +12,24 @@ from .common import positive_float, positive_int
 def add_parser(commands) -> None:
     """Declare ``hwnas deploy MODEL.nir --backend norse``."""
     deploy = commands.add_parser(
-        "deploy", help="run a .nir in Norse and compare spikes per layer with hwnas' simulator",
+        "deploy", help="run a .nir in Lava (Loihi 2 model) or Norse and compare spikes per layer with hwnas",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
             "Run a NIR graph (hwnas' or another tool's, within the supported nodes) on the test split of a dataset,\n"
-            "or on your own input array, in Norse and in hwnas' simulator, and print per layer the spikes per sample\n"
-            "in both, their relative difference, the share of identical spike values, and both accuracies.\n"
-            "Norse runs zero-delay timing, so hwnas simulates the graph zero-delay too."),
-        epilog="example:\n  hwnas deploy runs/demo/model.nir --backend norse --samples 100")
+            "or on your own input array, in Lava or Norse and in hwnas' simulator, and print per layer the spikes\n"
+            "per sample in both, their relative difference, the share of identical spike values, and accuracies.\n"
+            "Lava runs the chip's pipelined timing (one step per connection): in fixed-point mode (default, Loihi's\n"
+            "bit-accurate models) it is compared with hwnas' bit-exact integer twin, in float mode with hwnas'\n"
+            "float simulator; both should match exactly. Norse runs zero-delay timing, and so does hwnas then."),
+        epilog="examples:\n  hwnas deploy runs/demo/model.nir --backend lava --samples 50\n"
+               "  hwnas deploy runs/demo/model.nir --backend lava --float --save out.npz\n"
+               "  hwnas deploy runs/demo/model.nir --backend norse --samples 100")
     deploy.add_argument("model", metavar="MODEL.nir", help="NIR graph")
-    deploy.add_argument("--backend", choices=("norse",), default="norse", help="simulator (default: %(default)s)")
+    deploy.add_argument("--backend", choices=("lava", "norse"), default="lava", help="simulator (default: %(default)s)")
+    mode = deploy.add_mutually_exclusive_group()
+    mode.add_argument("--fixed-point", dest="mode", action="store_const", const="fixed",
+                      help="Lava: Loihi's bit-accurate fixed-point models (the default)")
+    mode.add_argument("--float", dest="mode", action="store_const", const="float", help="Lava: floating-point models")
     deploy.add_argument("--dataset", default="digits", help="dataset whose test split is run (default: %(default)s)")
     deploy.add_argument("--data-dir", default=None, help="folder that holds the dataset's files")
     deploy.add_argument("--samples", type=positive_int, default=100, help="test samples (default: %(default)s)")
@@ -32,14 +40,16 @@ def add_parser(commands) -> None:
     deploy.add_argument("--dt", type=positive_float, default=None,
                         help="seconds per step (default: the graph's hwnas.dt_s metadata)")
     deploy.add_argument("--seed", type=int, default=0, help="seed of the input encoding (default: %(default)s)")
-    deploy.add_argument("--save", default=None, metavar="OUT.json", help="write the comparison as JSON")
-    deploy.set_defaults(handler=run)
+    deploy.add_argument("--save", default=None, metavar="OUT.npz|OUT.json",
+                        help="write output spikes (samples, steps, classes) and spikes per layer (.npz), or the "
+                             "comparison (.json)")
+    deploy.set_defaults(handler=run, mode="fixed")
 
 
 def run(args: argparse.Namespace) -> int:
     """Load, run both, print the table."""
     from ..data import load_dataset
-    from ..deploy.compare import compare_with_norse, inputs_from
+    from ..deploy.compare import compare_with_lava, compare_with_norse, inputs_from
     from ..errors import OptionError
     from ..export.nir import NirError, read_graph, recorded_architecture
     from ..io_utils import write_json_atomic
@@ -63,17 +73,39 @@ def run(args: argparse.Namespace) -> int:
             raise OptionError("the graph records no timesteps: pass --steps")
         splits = load_dataset(args.dataset, args.data_dir, steps, args.seed)
     inputs, labels = inputs_from(splits, args.samples, steps or 0, arch.encoding if arch else "rate", args.seed, array)
-    result = compare_with_norse(graph, inputs, labels, float(dt_s))
-    print(f"{args.model} in Norse and in hwnas (zero-delay), {result.samples} samples x {result.steps} steps")
-    header = f"{'layer':10s} {'hwnas':>10s} {'norse':>10s} {'rel. diff':>9s} {'identical':>9s}"
+    if args.backend == "lava":
+        result = compare_with_lava(graph, inputs, labels, float(dt_s), args.mode)
+        print(f"{args.model} in Lava ({args.mode}) and in hwnas ({'bit-exact integer twin' if args.mode == 'fixed' else 'float'}"
+              f", pipelined), {result.samples} samples x {result.steps} steps")
+    else:
+        result = compare_with_norse(graph, inputs, labels, float(dt_s))
+        print(f"{args.model} in Norse and in hwnas (zero-delay), {result.samples} samples x {result.steps} steps")
+    backend = result.backend
+    header = f"{'layer':10s} {'hwnas':>10s} {backend:>10s} {'rel. diff':>9s} {'identical':>9s}"
     print(header)
     print("-" * len(header))
     for name, row in result.layers.items():
         print(f"{name:10s} {row['hwnas_spikes']:10.1f} {row['backend_spikes']:10.1f} "
               f"{100 * row['relative_error']:8.2f}% {100 * row['identical_share']:8.2f}%")
     if result.accuracy:
-        print(f"accuracy: hwnas {100 * result.accuracy['hwnas']:.2f}%, norse {100 * result.accuracy['backend']:.2f}%")
+        print(f"accuracy: hwnas {100 * result.accuracy['hwnas']:.2f}%, {backend} {100 * result.accuracy['backend']:.2f}%")
     if args.save:
-        write_json_atomic(args.save, result.to_dict())
+        if args.save.endswith(".npz"):
+            save_npz(args.save, result)
+        else:
+            write_json_atomic(args.save, result.to_dict())
         print(f"written to {args.save}")
     return 0
+
+
+def save_npz(path: str, result) -> None:
+    """The backend's output spikes (samples, steps, classes) and its spikes per sample of every layer."""
+    import io
+
+    from ..io_utils import write_bytes_atomic
+
+    arrays = {f"spikes_per_sample/{layer}": np.float64(row["backend_spikes"]) for layer, row in result.layers.items()}
+    arrays["output_spikes"] = result.output_spikes.astype(np.uint8)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_bytes_atomic(path, buffer.getvalue())

@@ -21,6 +21,7 @@ class Comparison:
     steps: int
     layers: dict[str, dict] = field(default_factory=dict)
     accuracy: dict[str, float] = field(default_factory=dict)
+    output_spikes: np.ndarray | None = None  # the backend's, (samples, steps, classes)
 
     def to_dict(self) -> dict:
         return {"backend": self.backend, "samples": self.samples, "steps": self.steps, "layers": self.layers,
@@ -40,6 +41,16 @@ def inputs_from(splits: DatasetSplits | None, samples: int, timesteps: int, enco
     return encode_batch(x, splits.kind, timesteps, encoding, generator), y
 
 
+def rate_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Cosine similarity of per-neuron spike counts of two rasters (steps, samples, neurons); 1 when both are
+    silent."""
+    rate_a, rate_b = a.sum((0, 1)).double(), b.sum((0, 1)).double()
+    norm = float(rate_a.norm() * rate_b.norm())
+    if norm == 0:
+        return float(float(rate_a.sum()) == float(rate_b.sum()))
+    return float(rate_a @ rate_b) / norm
+
+
 def compare_with_norse(graph, inputs: torch.Tensor, labels: torch.Tensor | None, dt_s: float) -> Comparison:
     """hwnas (zero-delay, as Norse runs) versus Norse on the same inputs."""
     from .norse import run_norse
@@ -54,15 +65,60 @@ def compare_with_norse(graph, inputs: torch.Tensor, labels: torch.Tensor | None,
     theirs = run_norse(graph, inputs, dt_s, list(net.populations), feeding[0] if len(feeding) == 1 else readout_source)
     batch = inputs.shape[1]
     result = Comparison("norse", batch, inputs.shape[0])
-    for name in net.order:
-        a, b = ours.codes[name], theirs["codes"][name]
-        result.layers[name] = {
-            "hwnas_spikes": float(a.sum()) / batch,
-            "backend_spikes": float(b.sum()) / batch,
-            "relative_error": float(abs(b.sum() - a.sum()) / max(float(a.sum()), 1.0)),
-            "identical_share": float((a == b).float().mean()),
-        }
+    result.output_spikes = theirs["codes"][net.output].numpy().transpose(1, 0, 2)
+    result.layers = layer_rows(ours.codes, theirs["codes"], net.order)
     if labels is not None:
         result.accuracy = {"hwnas": float((ours.logits.argmax(1) == labels).float().mean()),
                            "backend": float((theirs["logits"].argmax(1) == labels).float().mean())}
     return result
+
+
+def compare_with_lava(graph, inputs: torch.Tensor, labels: torch.Tensor | None, dt_s: float,
+                      mode: str = "fixed") -> Comparison:
+    """hwnas versus Lava on the same inputs, both in pipelined timing: fixed-point Lava against hwnas'
+    bit-exact integer twin, float Lava against hwnas' simulator (float64)."""
+    from .fixed_point import simulate_fixed
+    from .lava import run_lava
+    from .lowering import lower
+    from .validate import accuracy, hwnas_rasters
+
+    net = load(graph, dt_s=dt_s, timing="pipelined")
+    if tuple(inputs.shape[2:]) != net.input_shape:
+        raise OptionError(f"inputs have shape {list(inputs.shape[2:])} per step, the graph expects {list(net.input_shape)}")
+    lowered = lower(net)
+    ours = simulate_fixed(lowered, inputs.numpy()) if mode == "fixed" else hwnas_rasters(net, inputs)
+    theirs = run_lava(lowered, inputs.numpy(), mode)
+    result = Comparison(f"lava-{mode}", inputs.shape[1], inputs.shape[0] + lowered.latency_steps)
+    result.output_spikes = theirs.spikes[net.output]
+    result.layers = layer_rows(ours.as_codes(), theirs.as_codes(), net.order)
+    if labels is not None:
+        result.accuracy = {"hwnas": accuracy(ours.output_current, labels),
+                           "backend": accuracy(theirs.output_current, labels)}
+    return result
+
+
+def layer_rows(ours: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor], layers: list[str]) -> dict[str, dict]:
+    """Per layer, from rasters (steps, samples, neurons): spikes per sample in both, relative difference of the
+    counts, share of identical spike values, cosine similarity of per-neuron rates, share of coincident spikes,
+    and whether the rasters are identical."""
+    rows = {}
+    for name in layers:
+        a, b = ours[name], theirs[name]
+        batch = a.shape[1]
+        rows[name] = {
+            "hwnas_spikes": float(a.sum()) / batch,
+            "backend_spikes": float(b.sum()) / batch,
+            "relative_error": float(abs(b.sum() - a.sum()) / max(float(a.sum()), 1.0)),
+            "identical_share": float((a == b).float().mean()),
+            "rate_cosine": rate_cosine(a, b),
+            "coincident_share": coincident_share(a, b),
+            "identical": bool(torch.equal(a, b)),
+        }
+    return rows
+
+
+def coincident_share(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Spikes present in both rasters over spikes present in either (1 when both are silent)."""
+    a, b = a != 0, b != 0
+    either = int((a | b).sum())
+    return float(int((a & b).sum()) / either) if either else 1.0

@@ -35,6 +35,12 @@ class Rasters:
     output_current: np.ndarray | None
     active_updates: dict[str, np.ndarray] | None = None
 
+    def as_codes(self) -> dict:
+        """Spikes as float tensors (steps, samples, neurons), the layout of the simulator's recorded codes."""
+        import torch
+
+        return {name: torch.from_numpy(r.transpose(1, 0, 2).astype(np.float32)) for name, r in self.spikes.items()}
+
 
 def _trunc_decay(state: np.ndarray, keep: int) -> np.ndarray:
     """``sign(x) * (|x * keep| >> 12)``: Loihi's decay, rounding towards zero."""

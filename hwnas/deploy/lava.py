@@ -74,12 +74,15 @@ def run_lava(lowered: LoweredNetwork, inputs: np.ndarray, mode: str = "fixed",
         graph = _build(lowered, inputs, mode, window, Path(folder))
         source = graph["source"]
         config = Loihi2SimCfg(select_tag="fixed_pt" if mode == "fixed" else "floating_pt")
-        done = 0
+        done, ran = 0, 0
         try:
             while done < batch:
                 count = min(chunk, batch - done)
-                source.run(condition=RunSteps(num_steps=count * window), run_cfg=config)
-                done += count
+                # A pause exactly at a window's last step, where the Reset processes write through their
+                # reference ports, hangs Lava's runtime: each run stops one step into the next window instead.
+                end = min((done + count) * window + 1, total)
+                source.run(condition=RunSteps(num_steps=end - ran), run_cfg=config)
+                done, ran = done + count, end
                 if progress:
                     progress(done, batch)
         except KeyboardInterrupt:

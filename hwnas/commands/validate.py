@@ -1,0 +1,160 @@
+"""``hwnas validate``: predicted versus measured spikes and energy of a trained run, on every backend."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .common import positive_int
+
+BACKEND_COLUMNS = ("hwnas", "hwnas_int", "lava_fixed", "lava_float", "norse")
+
+
+def add_parser(commands) -> None:
+    """Declare ``hwnas validate DIR --target loihi2``."""
+    validate = commands.add_parser(
+        "validate", help="run the trained network in hwnas, Lava (fixed and float) and Norse; compare and estimate",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Run the same test samples through the exported network (DIR/model.nir, written by `hwnas export`) in:\n"
+            "  hwnas       hwnas' simulator, the chip's pipelined timing, the trained (quantised) float weights\n"
+            "  hwnas_int   hwnas' bit-exact integer twin of Loihi's fixed-point arithmetic\n"
+            "  lava_fixed  Lava's Loihi 2 simulator, bit-accurate fixed-point models\n"
+            "  lava_float  Lava's floating-point models\n"
+            "  norse       Norse (zero-delay timing; compared with hwnas in zero-delay timing)\n"
+            "and print per layer the spikes per sample in each, then per pair the relative count error, the\n"
+            "cosine similarity of per-neuron rates and the share of coincident spikes. Expected: hwnas = lava_float\n"
+            "and hwnas_int = lava_fixed exactly; hwnas vs lava_fixed shows what fixed-point arithmetic changes.\n"
+            "With a hardware target, the energy per inference predicted by hwnas is set next to the energy of the\n"
+            "spikes measured in Lava fixed-point. Writes DIR/validation.json and DIR/validation.png."),
+        epilog="examples:\n  hwnas validate runs/demo --target loihi2\n"
+               "  hwnas validate runs/demo --samples 50 --skip norse,lava_float")
+    validate.add_argument("run_dir", metavar="DIR", help="trained run folder with model.nir (hwnas export DIR)")
+    validate.add_argument("--target", default="loihi2", help="target for the energy estimate (default: %(default)s)")
+    validate.add_argument("--samples", type=positive_int, default=100,
+                          help="test samples (default: %(default)s; Lava runs about 30 samples/s on 2 cores)")
+    validate.add_argument("--dataset", default=None, help="dataset (default: the one the run was searched on)")
+    validate.add_argument("--data-dir", default=None, help="folder that holds the dataset's files")
+    validate.add_argument("--seed", type=int, default=0, help="seed of the input encoding (default: %(default)s)")
+    validate.add_argument("--skip", default="", help="comma-separated backends to leave out (hwnas_int, lava_fixed, "
+                                                     "lava_float, norse)")
+    validate.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the run and its data, validate, print, write the JSON and the plot."""
+    from ..data import load_dataset
+    from ..deploy.compare import inputs_from
+    from ..deploy.validate import validate
+    from ..errors import OptionError
+    from ..export.nir import read_graph
+    from ..hw_models.targets import load_target
+    from ..io_utils import write_json_atomic
+    from ..train import load_run
+    from ..export.nir import recorded_architecture
+
+    run_dir = Path(args.run_dir)
+    model = run_dir / "model.nir"
+    if not model.is_file():
+        raise OptionError(f"no model.nir in {run_dir}: run `hwnas train {run_dir}` and `hwnas export {run_dir}` first")
+    skip = {name.strip() for name in args.skip.split(",") if name.strip()}
+    unknown = skip - set(BACKEND_COLUMNS[1:])
+    if unknown:
+        raise OptionError(f"--skip: unknown backend '{sorted(unknown)[0]}' (known: {', '.join(BACKEND_COLUMNS[1:])})")
+    backends = tuple(b for b in BACKEND_COLUMNS[1:] if b not in skip)
+    target = load_target(args.target)
+    graph = read_graph(model)
+    arch = recorded_architecture(graph)
+    if arch is None:
+        raise OptionError(f"{model} records no hwnas architecture: validate runs hwnas' own exports")
+    _, config = load_run(run_dir)
+    dataset = args.dataset or config.get("dataset") or "digits"
+    splits = load_dataset(dataset, args.data_dir or config.get("data_dir"), arch.timesteps, args.seed)
+    inputs, labels = inputs_from(splits, args.samples, arch.timesteps, arch.encoding, args.seed)
+    search_estimate = _search_estimate(run_dir)
+    dt_s = float(dict(graph.metadata)["hwnas.dt_s"])
+    result = validate(graph, inputs, labels, dt_s, target, backends, progress=lambda m: print(m, file=sys.stderr),
+                      search_estimate=search_estimate)
+    print_report(result)
+    write_json_atomic(run_dir / "validation.json", result.to_dict())
+    plot(result, run_dir / "validation.png")
+    print(f"written: {run_dir / 'validation.json'}, {run_dir / 'validation.png'}")
+    return 0
+
+
+def _search_estimate(run_dir: Path) -> dict | None:
+    import json
+
+    report = run_dir / "report.json"
+    if not report.is_file():
+        return None
+    try:
+        return json.loads(report.read_text(encoding="utf-8")).get("estimate")
+    except ValueError:
+        return None
+
+
+def print_report(result) -> None:
+    """The per-layer table of spikes per sample, the pair checks, accuracy and energy."""
+    columns = [b for b in BACKEND_COLUMNS if b in result.spikes]
+    print(f"{result.samples} samples x {result.steps} steps (+{result.window - result.steps} pipeline steps); "
+          "spikes per sample:")
+    header = f"{'layer':10s}" + "".join(f"{c:>12s}" for c in columns)
+    print(header)
+    print("-" * len(header))
+    for layer in result.layers:
+        print(f"{layer:10s}" + "".join(f"{result.spikes[c].get(layer, float('nan')):12.1f}" for c in columns))
+    if result.accuracy:
+        print("accuracy:  " + ", ".join(f"{name} {100 * value:.2f}%" for name, value in result.accuracy.items()))
+    print()
+    for key, pair in result.pairs.items():
+        rows = pair["layers"]
+        worst_error = max(r["relative_error"] for r in rows.values())
+        worst_cos = min(r["rate_cosine"] for r in rows.values())
+        if key == "norse":
+            print(f"norse vs hwnas zero-delay: worst layer count error {100 * worst_error:.2f}%, "
+                  f"lowest rate cosine {worst_cos:.4f}")
+            continue
+        coincident = min(r["coincident_share"] for r in rows.values())
+        verdict = "IDENTICAL rasters" if pair["identical"] else "rasters differ"
+        print(f"{key:22s} {verdict:18s} worst layer count error {100 * worst_error:6.2f}%, lowest rate cosine "
+              f"{worst_cos:.4f}, lowest coincident share {100 * coincident:6.2f}%")
+    if result.energy:
+        e = result.energy
+        line = (f"\nenergy per inference on {e['target']}: predicted by hwnas {1e6 * e['predicted_j']:.3f} uJ, "
+                f"measured spikes in Lava fixed-point {1e6 * e['measured_lava_fixed_j']:.3f} uJ "
+                f"(prediction error {100 * e['prediction_error']:+.2f}%)")
+        if e.get("search_predicted_j"):
+            line += (f"; the search predicted {1e6 * e['search_predicted_j']:.3f} uJ for the untrained network "
+                     f"({100 * e['search_prediction_error']:+.1f}%)")
+        print(line)
+
+
+def plot(result, path: Path) -> None:
+    """Grouped bars: spikes per sample per layer, one bar per backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from ..io_utils import write_bytes_atomic
+
+    columns = [b for b in BACKEND_COLUMNS if b in result.spikes]
+    x = np.arange(len(result.layers))
+    width = 0.8 / max(len(columns), 1)
+    fig, ax = plt.subplots(figsize=(max(6, len(result.layers) * 0.9), 4))
+    for i, column in enumerate(columns):
+        ax.bar(x + i * width, [result.spikes[column].get(layer, 0.0) for layer in result.layers], width, label=column)
+    ax.set_xticks(x + width * (len(columns) - 1) / 2, result.layers, rotation=30, ha="right")
+    ax.set_ylabel("spikes per sample")
+    ax.set_title(f"per-layer spikes, {result.samples} samples")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    write_bytes_atomic(path, buffer.getvalue())

@@ -1,0 +1,182 @@
+"""Predicted versus measured: the same samples through hwnas' simulator, its bit-exact integer twin, Lava
+(fixed and float) and Norse, compared layer by layer, and the energy of the spikes measured in Lava.
+
+Backends (all on the trained, exported network):
+
+* ``hwnas``: hwnas' simulator in the chip's pipelined timing with the network's (quantised) float weights,
+  in float64 so that sums of quantised weights are exact;
+* ``hwnas_int``: :func:`hwnas.deploy.fixed_point.simulate_fixed`, Loihi's integer arithmetic;
+* ``lava_fixed`` / ``lava_float``: :func:`hwnas.deploy.lava.run_lava`;
+* ``norse``: Norse runs zero-delay timing only, so it is compared with hwnas in zero-delay timing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..activity import ActivityStats, LayerActivity
+from ..search.network import INPUT, SpikingNetwork
+from .compare import layer_rows
+from .fixed_point import Rasters, simulate_fixed
+from .lowering import LoweredNetwork, lower
+
+PAIRS = (  # (reference, backend, what the pair checks)
+    ("hwnas", "lava_float", "exact"),
+    ("hwnas_int", "lava_fixed", "exact"),
+    ("hwnas", "lava_fixed", "quantisation"),
+)
+
+
+@dataclass
+class Validation:
+    """Per backend: spikes per sample per layer and accuracy; per pair: per-layer agreement; energy."""
+
+    samples: int
+    steps: int
+    window: int
+    layers: list[str]
+    spikes: dict[str, dict[str, float]] = field(default_factory=dict)
+    accuracy: dict[str, float] = field(default_factory=dict)
+    pairs: dict[str, dict] = field(default_factory=dict)
+    energy: dict = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"samples": self.samples, "steps": self.steps, "window": self.window, "layers": self.layers,
+                "spikes_per_sample": self.spikes, "accuracy": self.accuracy, "pairs": self.pairs,
+                "energy": self.energy, "seconds": self.seconds}
+
+
+def hwnas_rasters(net: SpikingNetwork, inputs: torch.Tensor, timing: str = "pipelined") -> Rasters:
+    """hwnas' simulator (float64) on ``inputs``: spikes (samples, steps, neurons) and summed output current."""
+    net = net.double()
+    saved, net.timing = net.timing, timing
+    try:
+        with torch.no_grad():
+            result = net(inputs.double(), record=True)
+    finally:
+        net.timing = saved
+    spikes = {name: codes.numpy().transpose(1, 0, 2).astype(bool) for name, codes in result.codes.items()}
+    active = {name: np.array(layer.active_updates) for name, layer in result.activity.layers.items() if name != INPUT}
+    return Rasters(spikes, result.logits.numpy() * inputs.shape[0], active)
+
+
+def compare_rasters(reference: Rasters, other: Rasters, layers: list[str]) -> dict[str, dict]:
+    """Per layer agreement of two backends' rasters (see :func:`hwnas.deploy.compare.layer_rows`)."""
+    return layer_rows(reference.as_codes(), other.as_codes(), layers)
+
+
+def activity_from(rasters: Rasters, net: SpikingNetwork, inputs: torch.Tensor,
+                  active_updates: dict[str, np.ndarray]) -> ActivityStats:
+    """Activity statistics of measured rasters: spikes and synaptic ops per layer and step from the spikes,
+    neuron updates from ``active_updates`` (a backend that cannot observe its state borrows its twin's)."""
+    fanout = {name: f.flatten().double().cpu().numpy() for name, f in net.fanout_maps().items()}
+    samples = inputs.shape[1]
+    window = next(iter(rasters.spikes.values())).shape[1]
+    layers = {}
+    present = (inputs != 0).reshape(inputs.shape[0], samples, -1).sum(1).double().numpy()
+    padded = np.zeros((window, present.shape[1]))
+    padded[: present.shape[0]] = present
+    layers[INPUT] = LayerActivity(INPUT, present.shape[1], padded.sum(1).tolist(), [0.0] * window,
+                                  (padded @ fanout[INPUT]).tolist(), "input")
+    for name, raster in rasters.spikes.items():
+        per_step = raster.sum(0).astype(float)  # (steps, neurons)
+        layers[name] = LayerActivity(name, raster.shape[2], per_step.sum(1).tolist(),
+                                     list(map(float, active_updates[name])), (per_step @ fanout[name]).tolist())
+    return ActivityStats(samples, window, layers)
+
+
+def accuracy(current: np.ndarray, labels: torch.Tensor | None) -> float | None:
+    """Share of samples whose largest summed output current is the label's."""
+    if labels is None:
+        return None
+    return float((np.asarray(current).argmax(1) == labels.numpy()).mean())
+
+
+def validate(graph, inputs: torch.Tensor, labels: torch.Tensor | None, dt_s: float, target=None,
+             backends: tuple[str, ...] = ("hwnas_int", "lava_fixed", "lava_float", "norse"),
+             progress: Callable[[str], None] | None = None, search_estimate: dict | None = None) -> Validation:
+    """Run every backend on ``inputs`` (T, B, ...), compare them and, with a hardware ``target``, estimate the
+    energy per inference from hwnas' prediction and from the spikes measured in Lava fixed-point."""
+    import time
+
+    from ..export.nir import load
+    from .lava import run_lava
+
+    say = progress or (lambda message: None)
+    net = load(graph, dt_s=dt_s, timing="pipelined")
+    lowered: LoweredNetwork = lower(net)
+    layers = list(net.order)
+    steps, samples = inputs.shape[:2]
+    result = Validation(samples, steps, steps + lowered.latency_steps, layers)
+    rasters: dict[str, Rasters] = {}
+    timer = time.perf_counter()
+    rasters["hwnas"] = hwnas_rasters(net, inputs)
+    result.seconds["hwnas"] = time.perf_counter() - timer
+    for backend in backends:
+        timer = time.perf_counter()
+        if backend == "hwnas_int":
+            rasters[backend] = simulate_fixed(lowered, inputs.numpy())
+        elif backend in ("lava_fixed", "lava_float"):
+            mode = backend.split("_")[1]
+            say(f"running {samples} samples in Lava ({mode}) ...")
+            rasters[backend] = run_lava(lowered, inputs.numpy(), mode,
+                                        progress=lambda done, total: say(f"  lava {mode}: {done}/{total} samples"))
+        elif backend == "norse":
+            from .compare import compare_with_norse
+
+            comparison = compare_with_norse(graph, inputs.float(), labels, dt_s)
+            result.pairs["norse"] = {"reference": "hwnas zero-delay", "layers": comparison.layers}
+            result.spikes["norse"] = {name: row["backend_spikes"] for name, row in comparison.layers.items()}
+            result.spikes["hwnas_zero_delay"] = {name: row["hwnas_spikes"] for name, row in comparison.layers.items()}
+            if comparison.accuracy:
+                result.accuracy["norse"] = comparison.accuracy["backend"]
+                result.accuracy["hwnas_zero_delay"] = comparison.accuracy["hwnas"]
+        else:
+            raise ValueError(f"unknown backend {backend}")
+        result.seconds[backend] = time.perf_counter() - timer
+    for name, measured in rasters.items():
+        result.spikes[name] = {layer: float(measured.spikes[layer].sum()) / samples for layer in layers}
+        value = accuracy(measured.output_current, labels)
+        if value is not None:
+            result.accuracy[name] = value
+    for reference, backend, check in PAIRS:
+        if reference in rasters and backend in rasters:
+            rows = compare_rasters(rasters[reference], rasters[backend], layers)
+            result.pairs[f"{reference}/{backend}"] = {"reference": reference, "backend": backend, "check": check,
+                                                      "identical": all(r["identical"] for r in rows.values()),
+                                                      "layers": rows}
+    if target is not None and target.is_hardware and "lava_fixed" in rasters:
+        result.energy = _energy(net, inputs, rasters, target, search_estimate)
+    return result
+
+
+def _energy(net: SpikingNetwork, inputs: torch.Tensor, rasters: dict[str, Rasters], target,
+            search_estimate: dict | None) -> dict:
+    from ..hw_models.energy import estimate_energy
+    from ..hw_models.mapping import map_network
+
+    mapping = map_network(net.float(), target)
+    predicted = estimate_energy(activity_from(rasters["hwnas"], net, inputs, rasters["hwnas"].active_updates),
+                                mapping, target)
+    twin = rasters.get("hwnas_int") or simulate_fixed(lower(net), inputs.numpy())
+    measured = estimate_energy(activity_from(rasters["lava_fixed"], net, inputs, twin.active_updates), mapping,
+                               target)
+    energy = {
+        "target": target.name,
+        "predicted_j": predicted.energy_j,
+        "measured_lava_fixed_j": measured.energy_j,
+        "prediction_error": (predicted.energy_j - measured.energy_j) / measured.energy_j if measured.energy_j else 0.0,
+        "neuron_updates_from": "hwnas_int (Lava exposes no per-step neuron state without probes)",
+        "predicted": predicted.to_dict(),
+        "measured": measured.to_dict(),
+    }
+    if search_estimate:
+        search_j = float(search_estimate.get("totals", {}).get("energy_j", 0.0))
+        energy["search_predicted_j"] = search_j
+        energy["search_prediction_error"] = (search_j - measured.energy_j) / measured.energy_j if search_j else None
+    return energy
