@@ -120,7 +120,6 @@ def conv_matrix(weight: np.ndarray, in_shape: tuple[int, ...], padding: int) -> 
     c_out, c_in, kh, kw = weight.shape
     _, height, width = in_shape
     out_h, out_w = height + 2 * padding - kh + 1, width + 2 * padding - kw + 1
-    rows, cols, vals = [], [], []
     oc, ic, dy, dx, oy, ox = np.meshgrid(np.arange(c_out), np.arange(c_in), np.arange(kh), np.arange(kw),
                                          np.arange(out_h), np.arange(out_w), indexing="ij")
     iy, ix = oy + dy - padding, ox + dx - padding

@@ -1,0 +1,166 @@
+"""The Lava backend against hwnas' simulators: float Lava equals the float simulator, fixed-point Lava equals the
+bit-exact integer twin, spike for spike, on networks with skip, feedback, max-pool and average-pool edges."""
+
+import json
+import multiprocessing
+
+import numpy as np
+import pytest
+import torch
+
+from hwnas.cli import main
+from hwnas.deploy.fixed_point import simulate_fixed
+from hwnas.deploy.lava import lava_order, run_lava
+from hwnas.deploy.lowering import LoweringError, lower
+from hwnas.deploy.validate import hwnas_rasters
+from hwnas.errors import OptionError
+from hwnas.export.nir import load, to_nir
+from hwnas.quantize import WeightFormat
+from hwnas.search.evaluate import build_seeded
+from hwnas.search.network import build_network
+from hwnas.search.ops import ConvBN
+from conftest import CHAIN, FEEDBACK, small_arch
+
+
+def trained_like(cell, downsample="maxpool", scale=1.0):
+    """A folded, 8-bit quantised network (as exported after training), loaded back from its NIR graph."""
+    arch = small_arch(cell, width=6, downsample=downsample)
+    net = build_seeded(lambda: build_network(arch), 0, "lava")
+    for module in net.modules():
+        if isinstance(module, ConvBN):
+            module.bn.running_var.fill_(0.05 / scale)
+            module.bn.running_mean.fill_(0.02)
+    net.eval()
+    net.fold_batchnorm()
+    net.set_weight_format(WeightFormat())
+    graph = to_nir(net, arch)
+    return load(graph, timing="pipelined"), arch, graph
+
+
+def spikes(seed=0, samples=5, steps=5):
+    return torch.bernoulli(torch.full((steps, samples, 1, 8, 8), 0.4), generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("cell,downsample", [(FEEDBACK, "maxpool"), (CHAIN, "avgpool")])
+def test_lava_float_and_fixed_reproduce_hwnas_exactly(cell, downsample):
+    net, _, _ = trained_like(cell, downsample)
+    x = spikes()
+    lowered = lower(net)
+    reference = hwnas_rasters(net, x)
+    twin = simulate_fixed(lowered, x.numpy())
+    lava_float = run_lava(lowered, x.numpy(), "float", chunk=2)
+    lava_fixed = run_lava(lowered, x.numpy(), "fixed", chunk=2)
+    window = x.shape[0] + lowered.latency_steps
+    for name in net.populations:
+        assert lava_float.spikes[name].shape == (5, window, net.populations[name].neurons)
+        assert np.array_equal(lava_float.spikes[name], reference.spikes[name]), name
+        assert np.array_equal(lava_fixed.spikes[name], twin.spikes[name]), name
+    busy = [name for name in net.populations if reference.spikes[name].sum() > 0]
+    assert len(busy) >= len(net.populations) - 1  # the check is not vacuous: nearly every layer fires
+    np.testing.assert_allclose(lava_float.output_current, reference.output_current)
+    np.testing.assert_array_equal(lava_fixed.output_current, twin.output_current)
+    assert multiprocessing.active_children() == []  # the runtime was stopped, no Lava process left behind
+
+
+def test_integer_twin_differs_from_float_only_by_rounding():
+    net, _, _ = trained_like(FEEDBACK)
+    x = spikes(1, samples=8)
+    reference, twin = hwnas_rasters(net, x), simulate_fixed(lower(net), x.numpy())
+    busy = [name for name in net.populations if reference.spikes[name].sum() >= 100]
+    assert len(busy) >= 5
+    for name in busy:
+        a, b = int(reference.spikes[name].sum()), int(twin.spikes[name].sum())
+        assert abs(a - b) <= 0.05 * a, name
+    # truncating decays makes a difference somewhere, so this twin is not the float simulator again
+    assert any(not np.array_equal(reference.spikes[n], twin.spikes[n]) for n in busy)
+
+
+def test_lava_order_permutes_channel_first_to_x_first():
+    shape, perm = lava_order((2, 3, 4))
+    assert shape == (4, 3, 2)
+    values = np.arange(24).reshape(2, 3, 4)
+    assert np.array_equal(values.ravel()[perm].reshape(shape), values.transpose(2, 1, 0))
+
+
+def test_fixed_point_refuses_graded_input():
+    net, _, _ = trained_like(CHAIN)
+    with pytest.raises(OptionError, match="spike inputs"):
+        simulate_fixed(lower(net), np.full((2, 1, 1, 8, 8), 0.3))
+
+
+def test_weights_beyond_the_format_are_refused_naming_the_connection():
+    net, _, _ = trained_like(CHAIN)
+    conv = net.synapses[next(k for k in net.synapses if k.startswith("input"))]
+    with torch.no_grad():
+        conv.conv.weight.mul_(1e4)
+    with pytest.raises(LoweringError, match=r"connection input -> stem: weights up to .* overflow the 8-bit"):
+        lower(net)
+
+
+def test_connection_bias_into_slow_current_is_refused():
+    from hwnas.neuron import NeuronParams
+
+    net = build_network(small_arch(CHAIN, neuron=NeuronParams(du=0.5)))
+    for module in net.modules():
+        if isinstance(module, ConvBN):
+            module.bn.running_mean.fill_(0.1)
+    net.eval()
+    net.fold_batchnorm()
+    with pytest.raises(LoweringError, match="du < 1"):
+        lower(net)
+
+
+@pytest.fixture(scope="module")
+def run_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("run")
+    net, arch, graph = trained_like(FEEDBACK)
+    arch.save(folder / "architecture.json")
+    import nir
+
+    nir.write(str(folder / "model.nir"), graph)
+    return folder
+
+
+def test_deploy_lava_cli_prints_identical_layers_and_saves_npz(run_folder, tmp_path, capsys):
+    out = tmp_path / "lava.npz"
+    code = main(["deploy", str(run_folder / "model.nir"), "--backend", "lava", "--samples", "4", "--save", str(out)])
+    text = capsys.readouterr().out
+    assert code == 0
+    assert "in Lava (fixed)" in text
+    table = [line for line in text.splitlines() if line.startswith(("stem", "cell", "down", "output"))]
+    assert len(table) == 9 and all(line.rstrip().endswith("100.00%") for line in table)
+    saved = np.load(out)
+    assert saved["output_spikes"].shape[0] == 4 and saved["output_spikes"].shape[2] == 10
+    assert "spikes_per_sample/stem" in saved.files
+
+
+def test_validate_cli_writes_json_and_plot(run_folder, capsys):
+    code = main(["validate", str(run_folder), "--samples", "4"])
+    text = capsys.readouterr().out
+    assert code == 0
+    assert "hwnas/lava_float       IDENTICAL" in text
+    assert "hwnas_int/lava_fixed   IDENTICAL" in text
+    report = json.loads((run_folder / "validation.json").read_text())
+    assert report["pairs"]["hwnas/lava_float"]["identical"] and report["pairs"]["hwnas_int/lava_fixed"]["identical"]
+    assert report["pairs"]["norse"]["layers"]["stem"]["rate_cosine"] > 0.99
+    assert report["energy"]["measured_lava_fixed_j"] > 0
+    assert abs(report["energy"]["prediction_error"]) < 0.2
+    assert (run_folder / "validation.png").stat().st_size > 1000
+
+
+def test_validate_without_export_says_what_to_run(tmp_path, capsys):
+    assert main(["validate", str(tmp_path)]) == 2
+    assert "hwnas export" in capsys.readouterr().err
+
+
+def test_deploy_lava_refuses_graph_it_cannot_hold(run_folder, tmp_path, capsys):
+    import nir
+
+    graph = nir.read(str(run_folder / "model.nir"))
+    conv = next(name for name, node in graph.nodes.items() if type(node).__name__ == "Conv2d")
+    graph.nodes[conv].weight[...] = 1e5
+    path = tmp_path / "big.nir"
+    nir.write(str(path), graph)
+    assert main(["deploy", str(path), "--backend", "lava", "--samples", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "overflow the 8-bit weight format" in err
