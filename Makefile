@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 .PHONY: demo test bench install clean-venv
 
 demo: $(STAMP)
-	$(VENV)/bin/hwnas search --target loihi2
+	$(VENV)/bin/hwnas run --target loihi2 --out runs/demo
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -24,7 +24,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The full parser with every sub-command."""
-    from .commands import deploy, estimate, export, search, targets, train, validate
+    from .commands import deploy, estimate, export, run, search, targets, train, validate
 
     parser = _Parser(
         prog="hwnas",
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"hwnas {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in (search, train, export, deploy, validate, targets, estimate):
+    for module in (run, search, train, export, deploy, validate, targets, estimate):
         module.add_parser(commands)
     return parser
 

@@ -39,6 +39,23 @@ class LavaError(HwnasError):
     """Lava refused or failed to run the graph."""
 
 
+def import_lava_runtime() -> None:
+    """Import Lava's runtime, which calls ``multiprocessing.set_start_method("fork")`` when first imported and
+    fails when anything in this process fixed the start method before (torch and tqdm can). The start method is
+    'fork' either way on Linux, so an already-fixed 'fork' is released for Lava to set again."""
+    import multiprocessing
+    import sys
+
+    if "lava.magma.runtime.message_infrastructure.multiprocessing" in sys.modules:
+        return
+    current = multiprocessing.get_start_method(allow_none=True)
+    if current is not None:
+        if current != "fork":
+            raise LavaError(f"Lava needs the 'fork' start method of multiprocessing, this process uses '{current}'")
+        multiprocessing.set_start_method(None, force=True)
+    import lava.magma.runtime.message_infrastructure.multiprocessing  # noqa: F401
+
+
 def lava_order(shape: tuple[int, ...]) -> tuple[tuple[int, ...], np.ndarray]:
     """Lava's shape for an hwnas shape, and the permutation p with lava_flat[i] = hwnas_flat[p[i]]."""
     index = np.arange(int(np.prod(shape))).reshape(shape)
@@ -60,6 +77,7 @@ def run_lava(lowered: LoweredNetwork, inputs: np.ndarray, mode: str = "fixed",
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}")
+    import_lava_runtime()
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
 

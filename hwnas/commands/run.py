@@ -1,0 +1,112 @@
+"""``hwnas run``: search, train, export and validate in one go, and one summary table at the end."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from .common import positive_int
+
+
+def add_parser(commands) -> None:
+    """Declare ``hwnas run --target loihi2``."""
+    run_parser = commands.add_parser(
+        "run", help="the whole flow: search, train, export to NIR, run in Lava and validate; one summary",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Chains the steps with their default settings, each printing as it does on its own:\n"
+            "  hwnas search --target T --out DIR      hardware-aware, training-free search (about 15 s on digits)\n"
+            "  hwnas train DIR                        surrogate-gradient training + 8-bit QAT (about 90 s)\n"
+            "  hwnas export DIR --format nir          DIR/model.nir\n"
+            "  hwnas validate DIR --target T          hwnas vs Lava fixed/float vs Norse, energy (about 3 min)\n"
+            "A step whose result is already in DIR is skipped, so an interrupted run continues where it stopped."),
+        epilog="examples:\n  hwnas run --target loihi2\n  hwnas run --target loihi --out runs/loihi1 --samples 50")
+    run_parser.add_argument("--target", default="loihi2", help="target chip (default: %(default)s)")
+    run_parser.add_argument("--dataset", default="digits", help="dataset (default: %(default)s)")
+    run_parser.add_argument("--data-dir", default=None, help="folder that holds the dataset's files")
+    run_parser.add_argument("--out", default=None, help="run folder (default: runs/run-<date>-<time>)")
+    run_parser.add_argument("--samples", type=positive_int, default=1000,
+                            help="test samples for the validation (default: up to %(default)s; digits has 270)")
+    run_parser.add_argument("--seed", type=int, default=0, help="seed of every step (default: %(default)s)")
+    run_parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the steps that have no result yet, then print the summary."""
+    from ..cli import build_parser
+
+    out = Path(args.out) if args.out else Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
+    parser = build_parser()
+    steps = [
+        ("search", out / "report.json",
+         ["search", "--target", args.target, "--dataset", args.dataset, "--out", str(out), "--seed", str(args.seed)]
+         + (["--data-dir", args.data_dir] if args.data_dir else [])),
+        ("train", out / "model.pt", ["train", str(out), "--seed", str(args.seed), "--target", args.target]),
+        ("export", out / "model.nir", ["export", str(out), "--format", "nir"]),
+        ("validate", out / "validation.json",
+         ["validate", str(out), "--target", args.target, "--samples", str(args.samples), "--seed", str(args.seed)]
+         + (["--data-dir", args.data_dir] if args.data_dir else [])),
+    ]
+    seconds = {}
+    for name, result, argv in steps:
+        if result.is_file():
+            print(f"== {name}: {result} exists, skipped")
+            continue
+        print(f"== hwnas {' '.join(argv)}", flush=True)
+        started = time.perf_counter()
+        step_args = parser.parse_args(argv)
+        code = step_args.handler(step_args)
+        seconds[name] = time.perf_counter() - started
+        if code != 0:
+            print(f"== {name} stopped with exit code {code}; fix it and run the same command again to continue")
+            return code
+    print_summary(out, seconds)
+    return 0
+
+
+def print_summary(out: Path, seconds: dict[str, float]) -> None:
+    """One table: what the search predicted, what training reached, what Lava measured."""
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    trained = json.loads((out / "train.json").read_text(encoding="utf-8"))
+    validation = json.loads((out / "validation.json").read_text(encoding="utf-8"))
+    energy = validation.get("energy", {})
+    pairs = validation["pairs"]
+    rows = [
+        ("architecture", report["winner"]["cell"]),
+        ("target", report["target"]["name"]),
+        ("search: energy predicted (untrained)", _uj(report.get("estimate", {}).get("totals", {}).get("energy_j"))),
+        ("train: test accuracy", f"{100 * trained['test_accuracy']:.2f}%"),
+        ("Lava fixed-point: accuracy", f"{100 * validation['accuracy'].get('lava_fixed', float('nan')):.2f}%"
+         f" on {validation['samples']} test samples"),
+        ("hwnas = Lava float (rasters)", _verdict(pairs.get("hwnas/lava_float"))),
+        ("hwnas integer twin = Lava fixed", _verdict(pairs.get("hwnas_int/lava_fixed"))),
+        ("float QAT model vs Lava fixed", _worst(pairs.get("hwnas/lava_fixed"))),
+        ("energy predicted by hwnas (trained)", _uj(energy.get("predicted_j"))),
+        ("energy of Lava-measured spikes", _uj(energy.get("measured_lava_fixed_j"))
+         + (f" (prediction error {100 * energy['prediction_error']:+.2f}%)" if energy else "")),
+        ("time per step", ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()) or "all steps were done before"),
+    ]
+    width = max(len(label) for label, _ in rows)
+    print(f"\n== summary of {out}")
+    for label, value in rows:
+        print(f"{label:{width}s}  {value}")
+
+
+def _uj(value) -> str:
+    return f"{1e6 * value:.3f} uJ per inference" if value else "-"
+
+
+def _verdict(pair) -> str:
+    if not pair:
+        return "not run"
+    return "identical" if pair["identical"] else "DIFFERENT"
+
+
+def _worst(pair) -> str:
+    if not pair:
+        return "not run"
+    rows = pair["layers"].values()
+    return (f"worst layer spike-count error {100 * max(r['relative_error'] for r in rows):.2f}%, "
+            f"lowest rate cosine {min(r['rate_cosine'] for r in rows):.4f}")
