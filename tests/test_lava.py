@@ -164,3 +164,37 @@ def test_deploy_lava_refuses_graph_it_cannot_hold(run_folder, tmp_path, capsys):
     assert main(["deploy", str(path), "--backend", "lava", "--samples", "2"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "overflow the 8-bit weight format" in err
+
+
+def test_netx_export_loads_in_lava_and_matches_hwnas_integer_simulation(tmp_path):
+    from hwnas.deploy.lava import run_netx
+    from hwnas.export.netx import netx_twin, write_netx
+
+    net, _, _ = trained_like(CHAIN, "avgpool", scale=4.0)
+    layers = write_netx(net, tmp_path / "model.h5")
+    assert [layer.kind for layer in layers] == ["conv"] * 7 + ["dense"]
+    assert (layers[4].stride, layers[4].weight.shape[2:]) == (2, (6, 6))  # avg-pool folded into a strided conv
+    x = spikes(2, samples=4)
+    expected = simulate_fixed(netx_twin(net, layers), x.numpy(), timing="zero-delay")
+    measured = run_netx(str(tmp_path / "model.h5"), x.numpy(), [(l.population, int(np.prod(l.shape))) for l in layers])
+    for layer in layers:
+        assert np.array_equal(measured.spikes[layer.population], expected.spikes[layer.population]), layer.population
+    assert sum(int(expected.spikes[l.population].sum()) > 0 for l in layers) >= 6
+    # the file's coarser integer weights change little: spike counts stay close to the network's own
+    reference = hwnas_rasters(net, x, timing="zero-delay")
+    first = layers[0].population
+    assert abs(int(reference.spikes[first].sum()) - int(expected.spikes[first].sum())) <= 0.05 * reference.spikes[first].sum()
+
+
+@pytest.mark.parametrize("cell,downsample,message", [
+    (CHAIN, "maxpool", r"layer cell1.n3 -> down is a pooling layer .* --downsample avgpool"),
+    (FEEDBACK, "avgpool", r"feedback connection"),
+    ("0-1:conv3x3 0-2:skip 0-3:zero 1-2:conv3x3 1-3:zero 2-3:conv3x3", "avgpool", r"'stem' feeds 2 connections"),
+])
+def test_netx_refuses_what_it_cannot_hold(cell, downsample, message, tmp_path):
+    from hwnas.export.netx import NetxError, write_netx
+
+    net, _, _ = trained_like(cell, downsample)
+    with pytest.raises(NetxError, match=message):
+        write_netx(net, tmp_path / "model.h5")
+    assert not (tmp_path / "model.h5").exists()

@@ -11,7 +11,7 @@ from .common import positive_float
 def add_parser(commands) -> None:
     """Declare ``hwnas export DIR --format nir``."""
     export = commands.add_parser(
-        "export", help="write the trained network of a run folder as NIR (model.nir) or ONNX (model.onnx)",
+        "export", help="write the trained network of a run folder as NIR (model.nir), ONNX (model.onnx) or netx (model.h5)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
             "Export DIR/model.pt (written by hwnas train) as a NIR graph, DIR/model.nir, readable by nir.read and\n"
@@ -21,10 +21,16 @@ def add_parser(commands) -> None:
             "used for the time constants (--dt) is recorded in the graph's metadata (hwnas.dt_s).\n"
             "--format onnx writes the network unrolled over its timesteps (plus the pipeline latency), neuron state\n"
             "as explicit tensors: input (T, batch, C, H, W), outputs spike_counts and logits; checked with\n"
-            "onnx.checker and against hwnas' simulator with onnx's reference evaluator."),
-        epilog="examples:\n  hwnas export runs/demo --format nir\n  hwnas export runs/demo --format onnx")
+            "onnx.checker and against hwnas' simulator with onnx's reference evaluator.\n"
+            "--format netx writes lava-dl's netx HDF5 (DIR/model.h5), what Loihi 2 hardware deploys from. netx holds\n"
+            "a chain of conv/dense layers: no pooling layer (search with --downsample avgpool), no skip fan-in, no\n"
+            "feedback; anything else is refused naming the layer. The file is loaded with netx and run in Lava."),
+        epilog="examples:\n  hwnas export runs/demo --format nir\n  hwnas export runs/demo --format onnx\n"
+               "  hwnas export runs/chain --format netx")
     export.add_argument("run_dir", metavar="DIR", help="run folder with model.pt")
-    export.add_argument("--format", choices=("nir", "onnx"), default="nir", help="output format (default: %(default)s)")
+    export.add_argument("--format", choices=("nir", "onnx", "netx"), default="nir",
+                        help="nir (any NIR tool, hwnas deploy/validate), onnx (unrolled in time), netx (lava-dl's HDF5 "
+                             "for Loihi 2 hardware; sequential networks only) (default: %(default)s)")
     export.add_argument("--dt", type=positive_float, default=1e-3,
                         help="seconds per step for the NIR time constants (default: %(default)s)")
     export.add_argument("--out", default=None, help="output file (default: DIR/model.nir or DIR/model.onnx)")
@@ -38,7 +44,10 @@ def run(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run_dir)
     net, arch, _ = load_model(run_dir / MODEL_FILE)
-    out = Path(args.out) if args.out else run_dir / f"model.{args.format}"
+    suffix = {"nir": "nir", "onnx": "onnx", "netx": "h5"}[args.format]
+    out = Path(args.out) if args.out else run_dir / f"model.{suffix}"
+    if args.format == "netx":
+        return _netx(net, arch, out)
     if args.format == "onnx":
         return _onnx(net, arch, out)
     export(net, out, arch, args.dt)
@@ -46,6 +55,30 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {out}: {len(loaded.populations)} neuron populations, {len(loaded.connections)} connections "
           f"(dt {args.dt:g} s, {arch.timing} timing recorded in its metadata)")
     return 0
+
+
+def _netx(net, arch, out: Path) -> int:
+    """Write netx HDF5, load it with lava-dl's netx, run a test batch in Lava and compare with hwnas."""
+    import numpy as np
+    import torch
+
+    from ..deploy.fixed_point import simulate_fixed
+    from ..deploy.lava import run_netx
+    from ..export.netx import netx_twin, write_netx
+    from ..export.nir import load, to_nir
+
+    deployed = load(to_nir(net, arch))  # the weights as exported: quantised, batch-norm folded
+    layers = write_netx(deployed, out)
+    sample = torch.bernoulli(torch.full((arch.timesteps, 4, *arch.input_shape), 0.3),
+                             generator=torch.Generator().manual_seed(0)).numpy()
+    expected = simulate_fixed(netx_twin(deployed, layers), sample, timing="zero-delay")
+    measured = run_netx(str(out), sample, [(layer.population, int(np.prod(layer.shape))) for layer in layers])
+    agree = all(np.array_equal(expected.spikes[name], measured.spikes[name]) for name in measured.spikes)
+    kinds = ", ".join(f"{layer.kind} {layer.population}" for layer in layers)
+    print(f"wrote {out}: {len(layers)} layers ({kinds}); weights as even integers at scale 64")
+    print(f"loaded with lava.lib.dl.netx.hdf5.Network and run in Lava fixed-point on a test batch: spikes "
+          f"{'match' if agree else 'DIFFER from'} hwnas' integer simulation of the file in every layer")
+    return 0 if agree else 1
 
 
 def _onnx(net, arch, out: Path) -> int:

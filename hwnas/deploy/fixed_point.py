@@ -59,15 +59,25 @@ def check_binary(inputs: np.ndarray) -> np.ndarray:
     return inputs.astype(np.int64)
 
 
-def simulate_fixed(lowered: LoweredNetwork, inputs: np.ndarray) -> Rasters:
-    """Run ``inputs`` (T, B, *input_shape) of 0/1 spikes through ``lowered`` in Loihi integer arithmetic."""
+def simulate_fixed(lowered: LoweredNetwork, inputs: np.ndarray, timing: str = "pipelined") -> Rasters:
+    """Run ``inputs`` (T, B, *input_shape) of 0/1 spikes through ``lowered`` in Loihi integer arithmetic.
+
+    ``pipelined`` (the chip's timing, T + latency steps): every connection delivers the spikes of the step
+    before. ``zero-delay`` (T steps): forward connections deliver the same step's spikes (populations are in
+    topological order), backward ones the step before; that is what a layer-by-layer staggered reset makes a
+    pipelined chain compute (netx).
+    """
+    if timing not in ("pipelined", "zero-delay"):
+        raise ValueError(f"unknown timing {timing}")
     spikes_in = check_binary(np.asarray(inputs)).reshape(inputs.shape[0], inputs.shape[1], -1)
     steps_in, batch = spikes_in.shape[:2]
-    total = steps_in + lowered.latency_steps
+    delayed = {id(c): timing == "pipelined" or c.backward for c in lowered.connections}
+    total = steps_in + (lowered.latency_steps if timing == "pipelined" else 0)
     pops = lowered.populations
     params = {name: pop.fixed() for name, pop in pops.items()}
     matrices = [(c, c.as_matrix(lowered.shape_of(c.src), integer=True).astype(np.int64).T.tocsr())
                 for c in lowered.connections]
+    incoming = {name: [(c, m) for c, m in matrices if c.dst == name] for name in pops}
     u = {name: np.zeros((batch, pop.neurons), np.int64) for name, pop in pops.items()}
     v = {name: np.zeros((batch, pop.neurons), np.int64) for name, pop in pops.items()}
     previous = {name: np.zeros((batch, pop.neurons), np.int64) for name, pop in pops.items()}
@@ -77,10 +87,11 @@ def simulate_fixed(lowered: LoweredNetwork, inputs: np.ndarray) -> Rasters:
     output_current = np.zeros((batch, pops[lowered.output].neurons), np.int64)
     for t in range(total):
         current = {name: np.zeros((batch, pop.neurons), np.int64) for name, pop in pops.items()}
-        for conn, matrix in matrices:
-            current[conn.dst] += _shift(np.asarray(previous[conn.src] @ matrix), conn.exponent)
         now = {INPUT: spikes_in[t] if t < steps_in else np.zeros_like(previous[INPUT])}
         for name, p in params.items():
+            for conn, matrix in incoming[name]:
+                source = previous[conn.src] if delayed[id(conn)] else now[conn.src]
+                current[name] += _shift(np.asarray(source @ matrix), conn.exponent)
             uu = _trunc_decay(u[name], DECAY_UNITY - p["du"] - 1) + (current[name] << STATE_SHIFT)
             wrapped = np.where(uu > STATE_LIMIT, uu - 2 * STATE_LIMIT, uu)
             uu = np.where(wrapped <= -STATE_LIMIT, uu + 2 * STATE_LIMIT, wrapped)

@@ -117,6 +117,66 @@ def run_lava(lowered: LoweredNetwork, inputs: np.ndarray, mode: str = "fixed",
         return _read(lowered, graph, batch, window, total, steps_in)
 
 
+def run_netx(path: str, inputs: np.ndarray, populations: list[tuple[str, int]]) -> Rasters:
+    """Load a netx HDF5 with ``lava.lib.dl.netx.hdf5.Network`` and run 0/1 ``inputs`` (T, B, *shape) through it in
+    fixed-point, one window of T steps per sample; ``populations`` names the layers (name, neurons) in order.
+
+    netx resets each layer one step after the one before it, which makes every window compute zero-delay timing
+    (see :func:`hwnas.deploy.fixed_point.simulate_fixed`); layer k's window of sample s starts at step
+    s T + k + 1. Only spikes are recorded (``output_current`` is None).
+    """
+    import_lava_runtime()
+    from lava.lib.dl.netx.hdf5 import Network
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.io.source import RingBuffer
+
+    from .lava_procs.recorder import Recorder
+
+    steps_in, batch = inputs.shape[:2]
+    depth = len(populations)
+    total = batch * steps_in + depth + 1
+    in_shape, in_perm = lava_order(tuple(inputs.shape[2:]))
+    flat = check_binary(np.asarray(inputs)).reshape(steps_in, batch, -1)[:, :, in_perm]
+    data = np.zeros((total, flat.shape[2]), np.int64)
+    data[: batch * steps_in] = flat.transpose(1, 0, 2).reshape(batch * steps_in, -1)
+    with tempfile.TemporaryDirectory(prefix="hwnas-netx-") as folder:
+        try:
+            network = Network(net_config=str(path), reset_interval=steps_in, reset_offset=1)
+        except Exception as exc:  # netx raises many kinds of errors for files it cannot read
+            raise LavaError(f"netx could not load {path}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+        if len(network.layers) != depth:
+            raise LavaError(f"{path} has {len(network.layers)} layers, expected {depth}")
+        source = RingBuffer(data=data.T.reshape(*in_shape, total))
+        source.s_out.connect(network.inp)
+        files = []
+        for i, (layer, (name, neurons)) in enumerate(zip(network.layers, populations)):
+            files.append(_memmap(Path(folder) / f"{i}.spikes", total, neurons, "uint8"))
+            recorder = Recorder(shape=layer.neuron.s_out.shape, path=str(files[-1]), steps=total, dtype="uint8")
+            layer.neuron.s_out.connect(recorder.a_in)
+        try:
+            source.run(condition=RunSteps(num_steps=total), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            raise LavaError(f"Lava could not run {path}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+        finally:
+            try:
+                source.stop()
+            except Exception:
+                pass
+        spikes = {}
+        for k, ((name, neurons), file) in enumerate(zip(populations, files), start=1):
+            lava = np.array(np.memmap(file, dtype="uint8", mode="r", shape=(total, neurons)))
+            shape = tuple(network.layers[k - 1].neuron.s_out.shape)
+            _, perm = lava_order(tuple(reversed(shape)))
+            ours = np.empty_like(lava)
+            ours[:, perm] = lava
+            windows = ours[k: k + batch * steps_in]  # row = step - 1; layer k's first window starts at step k + 1
+            spikes[name] = windows.reshape(batch, steps_in, neurons).astype(bool)
+    return Rasters(spikes, None, None)
+
+
 def _build(lowered: LoweredNetwork, inputs: np.ndarray, mode: str, window: int, folder: Path) -> dict:
     from lava.proc.conv.process import Conv
     from lava.proc.dense.process import Dense

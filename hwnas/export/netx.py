@@ -1,0 +1,210 @@
+"""Export to lava-dl's netx HDF5, the format people with Loihi 2 hardware deploy from.
+
+netx holds a sequential network: an input, then convolution and dense layers, each a synapse followed by
+CUBA neurons (``lava.lib.dl.netx.hdf5.Network``). It has no pooling layer, no skip fan-in and no feedback, so
+only cells whose connections form one chain export; max-pool downsampling does not, average-pool
+downsampling does (pooling then a convolution is one convolution with stride k and a k-times larger kernel).
+
+netx stores weights as integers at scale 64 (w_int = round(64 w), ARCHITECTURE.md), without the per-layer
+exponent hwnas' quantisation uses for small weights; weights are rounded to even integers (Lava's Dense
+drops the lowest bit of mixed-sign 8-bit weights), so the file computes with slightly coarser weights than
+the trained network. :func:`netx_twin` gives the lowered network of exactly what the file holds, for hwnas'
+integer simulator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import HwnasError
+from ..io_utils import write_bytes_atomic
+from ..quantize import WEIGHT_SCALE
+from ..search.network import INPUT, Connection, SpikingNetwork
+from ..search.ops import AvgPoolThen, Conv, FlattenLinear, Identity, SumPool, Synapse
+
+MAX_WEIGHT = 254   # even 8-bit mixed-sign weights: -256 .. 254
+MIN_WEIGHT = -256
+
+
+class NetxError(HwnasError):
+    """The network has a layer netx cannot hold (the message names it)."""
+
+
+@dataclass
+class NetxLayer:
+    """One netx layer: kind ``conv`` or ``dense``, the destination population, integer weights, geometry."""
+
+    kind: str
+    population: str
+    shape: tuple[int, ...]          # output shape, hwnas order (C, H, W) or (N,)
+    weight: np.ndarray              # integers: conv (C_out, C_in, k, k), dense (out, in)
+    stride: int = 1
+    padding: int = 0
+
+
+def netx_chain(net: SpikingNetwork) -> list[Connection]:
+    """The connections from the input to the output when they form one chain; else :class:`NetxError`."""
+    conns = net.active_connections()
+    for conn in conns:
+        if conn.backward:
+            raise NetxError(f"feedback connection {conn.dst} -> {conn.src}: netx holds feed-forward chains only "
+                            "(search without --allow-backward)")
+    chain, node = [], INPUT
+    while node != net.output:
+        outgoing = [c for c in conns if c.src == node]
+        if len(outgoing) != 1:
+            raise NetxError(f"'{node}' feeds {len(outgoing)} connections: netx holds a single chain of layers "
+                            "(choose a cell whose edges form one path, without skip or parallel edges)")
+        conn = outgoing[0]
+        incoming = [c for c in conns if c.dst == conn.dst]
+        if len(incoming) != 1:
+            raise NetxError(f"population '{conn.dst}' adds up {len(incoming)} connections (skip fan-in): netx holds "
+                            "a single chain of layers")
+        chain.append(conn)
+        node = conn.dst
+    return chain
+
+
+def _integer(weight: torch.Tensor, where: str) -> np.ndarray:
+    scaled = weight.detach().double().cpu().numpy() * WEIGHT_SCALE
+    integers = np.round(scaled / 2.0) * 2.0
+    if integers.max(initial=0) > MAX_WEIGHT or integers.min(initial=0) < MIN_WEIGHT:
+        raise NetxError(f"layer {where}: weights up to {np.abs(scaled).max() / WEIGHT_SCALE:.4g} exceed netx's 8-bit "
+                        f"integer weights at scale {WEIGHT_SCALE} (|w| <= {-MIN_WEIGHT / WEIGHT_SCALE:g})")
+    return integers.astype(np.int64)
+
+
+def _layer(synapse: Synapse, population: str, src_shape: tuple[int, ...], dst_shape: tuple[int, ...],
+           where: str) -> NetxLayer:
+    if isinstance(synapse, Conv):
+        return NetxLayer("conv", population, dst_shape, _integer(synapse.conv.weight, where), 1,
+                         int(synapse.conv.padding[0]))
+    if isinstance(synapse, Identity):
+        if len(src_shape) != 3:
+            raise NetxError(f"layer {where}: an identity connection on a flat population has no netx layer")
+        eye = torch.eye(src_shape[0]).reshape(src_shape[0], src_shape[0], 1, 1)
+        return NetxLayer("conv", population, dst_shape, _integer(eye, where), 1, 0)
+    if isinstance(synapse, AvgPoolThen) and isinstance(synapse.inner, Conv):
+        k = synapse.kernel_size
+        if src_shape[1] % k or src_shape[2] % k:
+            raise NetxError(f"layer {where}: average pooling by {k} of a {src_shape[1]}x{src_shape[2]} map cuts the "
+                            "border, which a strided netx convolution cannot reproduce")
+        inner = synapse.inner.conv.weight.detach()
+        # pool by k, then conv(pad p) == conv with each tap spread over a k x k block / k^2, stride k, pad k p
+        spread = inner.repeat_interleave(k, dim=2).repeat_interleave(k, dim=3) / (k * k)
+        return NetxLayer("conv", population, dst_shape, _integer(spread, where), k,
+                         k * int(synapse.inner.conv.padding[0]))
+    if isinstance(synapse, FlattenLinear):
+        return NetxLayer("dense", population, dst_shape, _integer(synapse.linear.weight, where))
+    if isinstance(synapse, SumPool):
+        raise NetxError(f"layer {where} is a pooling layer (sum-pool into OR neurons, i.e. max-pool): netx cannot "
+                        "load pooling layers; search with --downsample avgpool, which folds pooling into the "
+                        "next convolution")
+    raise NetxError(f"layer {where}: {type(synapse).__name__} has no netx layer")
+
+
+def netx_layers(net: SpikingNetwork) -> list[NetxLayer]:
+    """The netx layers of a folded network, in order; :class:`NetxError` names the first that netx cannot hold."""
+    if not net.is_folded:
+        raise NetxError("batch-norm is not folded: export a trained network")
+    shapes = {INPUT: net.input_shape, **{name: pop.shape for name, pop in net.populations.items()}}
+    layers = []
+    for conn in netx_chain(net):
+        synapse = net.synapses[conn.module_key]
+        layers.append(_layer(synapse, conn.dst, shapes[conn.src], shapes[conn.dst], f"{conn.src} -> {conn.dst}"))
+    return layers
+
+
+def _neuron_fields(net: SpikingNetwork, layer: NetxLayer) -> dict:
+    params = net.populations[layer.population].params
+    return {"type": "CUBA", "iDecay": int(round(4096 * params.du)), "vDecay": min(int(round(4096 * params.dv)), 4095),
+            "vThMant": int(round(WEIGHT_SCALE * params.theta)), "refDelay": 1, "gradedSpike": False}
+
+
+def _bias(net: SpikingNetwork, layer: NetxLayer) -> np.ndarray:
+    """Integer bias at scale 64: per channel for convolutions, per neuron for dense layers."""
+    synapse = None
+    for conn in net.active_connections():
+        if conn.dst == layer.population:
+            synapse = net.synapses[conn.module_key]
+    conv = synapse.inner if isinstance(synapse, AvgPoolThen) else synapse
+    channels = layer.shape[0]
+    bias = np.full(channels, float(net.populations[layer.population].params.bias))
+    if isinstance(conv, Conv):
+        bias = bias + conv.conv.bias.detach().double().cpu().numpy()
+    return np.round(bias * WEIGHT_SCALE).astype(np.int64)
+
+
+def write_netx(net: SpikingNetwork, path: str | Path) -> list[NetxLayer]:
+    """Write the netx HDF5 of ``net`` (atomically) and return its layers."""
+    import io
+
+    import h5py
+
+    layers = netx_layers(net)
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
+        group = f.create_group("layer")
+        entries = [("input", None)] + [(layer.kind, layer) for layer in layers]
+        index = 0
+        for kind, layer in entries:
+            if kind == "dense" and len(_source_shape(net, layer)) > 1:
+                flatten = group.create_group(str(index))
+                flatten.create_dataset("type", data=np.array([b"flatten"]))
+                index += 1
+            g = group.create_group(str(index))
+            g.create_dataset("type", data=np.array([kind.encode("ascii")]))
+            index += 1
+            if layer is None:
+                g.create_dataset("shape", data=np.array(net.input_shape))
+                continue
+            g.create_dataset("shape", data=np.array(layer.shape))
+            g.create_dataset("weight", data=layer.weight.astype(np.float64))
+            g.create_dataset("bias", data=_bias(net, layer).astype(np.float64))
+            for key, value in _neuron_fields(net, layer).items():
+                g.create_dataset(f"neuron/{key}", data=np.array([value.encode("ascii")]) if key == "type" else value)
+            if kind == "conv":
+                for key, value in (("stride", layer.stride), ("padding", layer.padding), ("dilation", 1),
+                                   ("groups", 1)):
+                    g.create_dataset(key, data=value)
+    write_bytes_atomic(path, buffer.getvalue())
+    return layers
+
+
+def _source_shape(net: SpikingNetwork, layer: NetxLayer) -> tuple[int, ...]:
+    source = next(c.src for c in net.active_connections() if c.dst == layer.population)
+    return tuple(net.input_shape) if source == INPUT else net.populations[source].shape
+
+
+def netx_twin(net: SpikingNetwork, layers: list[NetxLayer]):
+    """The lowered network of exactly what the netx file holds (integer weights, exponent 0), for
+    :func:`hwnas.deploy.fixed_point.simulate_fixed` in zero-delay timing."""
+    import scipy.sparse as sparse
+
+    from ..deploy.lowering import LoweredConnection, LoweredNetwork, LoweredPopulation
+
+    populations, connections = {}, []
+    source, source_shape = INPUT, net.input_shape
+    for layer in layers:
+        params = net.populations[layer.population].params
+        neurons = int(np.prod(layer.shape))
+        per_neuron = np.repeat(_bias(net, layer), neurons // layer.shape[0]) / WEIGHT_SCALE
+        populations[layer.population] = LoweredPopulation(layer.population, layer.shape, params.du, params.dv,
+                                                          params.theta, per_neuron)
+        if layer.kind == "conv":
+            basis = torch.eye(int(np.prod(source_shape)), dtype=torch.float64).reshape(-1, *source_shape)
+            images = F.conv2d(basis, torch.as_tensor(layer.weight, dtype=torch.float64), stride=layer.stride,
+                              padding=layer.padding)
+            matrix = images.reshape(basis.shape[0], -1).T.round().numpy()
+        else:
+            matrix = layer.weight.astype(np.float64)
+        integers = sparse.csr_matrix(matrix.astype(np.int64))
+        connections.append(LoweredConnection(source, layer.population, False, "matrix",
+                                             integers.astype(np.float64) / WEIGHT_SCALE, integers, 0))
+        source, source_shape = layer.population, layer.shape
+    return LoweredNetwork(tuple(net.input_shape), populations, connections, layers[-1].population, len(layers))
