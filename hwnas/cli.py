@@ -24,19 +24,22 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The full parser with every sub-command."""
-    from .commands import deploy, estimate, export, run, search, targets, train, validate
+    from .commands import deploy, estimate, export, proxy_check, run, search, targets, train, validate
 
     parser = _Parser(
         prog="hwnas",
         description="Hardware-aware, training-free architecture search for spiking neural networks.\n\n"
-                    "Typical use: `hwnas search --target loihi2` scores candidate spiking cells without training,\n"
-                    "simulating each in the target's timing model and mapping it onto the chip's cores, and writes\n"
-                    "the winner to a run folder; `hwnas estimate RUN` prints its energy layer by layer.",
+                    "Typical use: `hwnas run --target loihi2` does everything on the embedded digits data:\n"
+                    "`hwnas search` scores candidate spiking cells without training, simulating each in the\n"
+                    "target's timing model and mapping it onto the chip's cores; `hwnas train` trains the winner\n"
+                    "(8-bit QAT); `hwnas export` writes NIR (also ONNX, netx); `hwnas validate` runs it in Lava's\n"
+                    "Loihi 2 simulator (fixed and float), Norse and hwnas, and compares spikes and energy per layer.\n"
+                    "`hwnas proxy-check` measures whether the search's signals rank cells on your data.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"hwnas {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in (run, search, train, export, deploy, validate, targets, estimate):
+    for module in (run, search, train, export, deploy, validate, targets, estimate, proxy_check):
         module.add_parser(commands)
     return parser
 
@@ -53,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     except HwnasError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

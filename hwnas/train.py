@@ -101,6 +101,48 @@ def evaluate(net: SpikingNetwork, splits: DatasetSplits, split: str, arch: Archi
     return correct / max(x.shape[0], 1), activity
 
 
+def train_epochs(net: SpikingNetwork, arch: Architecture, splits: DatasetSplits, epochs: int, lr: float,
+                 batch_size: int, seed: int, schedule: bool = True, name: str = "float",
+                 history: list | None = None, say: Callable[[str], None] | None = None,
+                 started: float | None = None) -> tuple[float, dict]:
+    """Surrogate-gradient BPTT of ``net`` for ``epochs`` on the training split (Adam, cosine schedule when
+    ``schedule``); returns the best validation accuracy and the state dict that reached it. ``history`` collects
+    one dict per epoch (phase, epoch, loss, val_accuracy)."""
+    device = next(net.parameters()).device
+    say = say or (lambda message: None)
+    started = time.perf_counter() if started is None else started
+    history = [] if history is None else history
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs) if schedule else None
+    x, y = splits.split("train")
+    best = (-1.0, None)
+    for epoch in range(1, epochs + 1):
+        net.train()
+        generator = torch.Generator().manual_seed(seed * 1000 + epoch + (500 if name == "qat" else 0))
+        order = torch.randperm(x.shape[0], generator=generator)
+        total_loss, batches = 0.0, 0
+        for start in range(0, x.shape[0], batch_size):
+            index = order[start:start + batch_size]
+            if index.numel() < 2:
+                continue  # batch-norm needs two samples
+            batch = encode_batch(x[index], splits.kind, arch.timesteps, arch.encoding, generator).to(device)
+            loss = F.cross_entropy(net(batch).logits, y[index].to(device))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total_loss += float(loss)
+            batches += 1
+        if scheduler:
+            scheduler.step()
+        accuracy, _ = evaluate(net, splits, "val", arch, seed)
+        history.append({"phase": name, "epoch": epoch, "loss": total_loss / max(batches, 1), "val_accuracy": accuracy})
+        say(f"{name} epoch {epoch}/{epochs}: loss {total_loss / max(batches, 1):.4f}, "
+            f"validation accuracy {100 * accuracy:.2f}% ({time.perf_counter() - started:.0f} s)")
+        if accuracy > best[0]:
+            best = (accuracy, {k: v.detach().clone() for k, v in net.state_dict().items()})
+    return best
+
+
 def train_run(run_dir: str | Path, config: TrainConfig,
               progress: Callable[[str], None] | None = None) -> TrainOutcome:
     """Train the architecture of a search run folder; writes ``model.pt`` and ``train.json`` there."""
@@ -124,35 +166,8 @@ def train_run(run_dir: str | Path, config: TrainConfig,
     history = []
 
     def run_phase(name: str, epochs: int, lr: float, schedule: bool) -> tuple[float, dict]:
-        optimizer = torch.optim.Adam(net.parameters(), lr=lr)
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs) if schedule else None
-        x, y = splits.split("train")
-        best = (-1.0, None)
-        for epoch in range(1, epochs + 1):
-            net.train()
-            generator = torch.Generator().manual_seed(seed * 1000 + epoch + (500 if name == "qat" else 0))
-            order = torch.randperm(x.shape[0], generator=generator)
-            total_loss, batches = 0.0, 0
-            for start in range(0, x.shape[0], config.batch_size):
-                index = order[start:start + config.batch_size]
-                if index.numel() < 2:
-                    continue  # batch-norm needs two samples
-                batch = encode_batch(x[index], splits.kind, arch.timesteps, arch.encoding, generator).to(device)
-                loss = F.cross_entropy(net(batch).logits, y[index].to(device))
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                total_loss += float(loss)
-                batches += 1
-            if scheduler:
-                scheduler.step()
-            accuracy, _ = evaluate(net, splits, "val", arch, seed)
-            history.append({"phase": name, "epoch": epoch, "loss": total_loss / max(batches, 1), "val_accuracy": accuracy})
-            say(f"{name} epoch {epoch}/{epochs}: loss {total_loss / max(batches, 1):.4f}, "
-                f"validation accuracy {100 * accuracy:.2f}% ({time.perf_counter() - started:.0f} s)")
-            if accuracy > best[0]:
-                best = (accuracy, {k: v.detach().clone() for k, v in net.state_dict().items()})
-        return best
+        return train_epochs(net, arch, splits, epochs, lr, config.batch_size, seed, schedule, name, history, say,
+                            started)
 
     best_accuracy, best_state = run_phase("float", config.epochs, config.lr, schedule=True)
     weight_format = None

@@ -53,7 +53,9 @@ def import_lava_runtime() -> None:
         if current != "fork":
             raise LavaError(f"Lava needs the 'fork' start method of multiprocessing, this process uses '{current}'")
         multiprocessing.set_start_method(None, force=True)
-    import lava.magma.runtime.message_infrastructure.multiprocessing  # noqa: F401
+    import importlib
+
+    importlib.import_module("lava.magma.runtime.message_infrastructure.multiprocessing")
 
 
 def lava_order(shape: tuple[int, ...]) -> tuple[tuple[int, ...], np.ndarray]:

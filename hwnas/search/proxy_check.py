@@ -1,0 +1,252 @@
+"""Does a search signal rank architectures? Sample cells, train each briefly with several seeds, and measure how
+well every registered proxy orders them by seed-mean test accuracy (Kendall tau, Spearman rho, bootstrap 95%
+intervals), next to the ceiling that training noise allows (tau between two training seeds).
+
+Proxies (higher must mean better):
+
+* ``sahd_batch`` / ``sahd_identity``: LightSNN's SAHD score at initialisation, batch-norm normalising with the
+  scoring batch's statistics (what the search uses) or left as the identity;
+* ``naswot``: NASWOT's Hamming kernel score (SNASNet);
+* ``neg_spikes``: minus the spikes per sample at initialisation (a baseline);
+* ``neg_convs``: minus the number of convolution edges (a baseline: any proxy must beat it);
+* ``short_train``: validation accuracy after ``short_epochs`` epochs of the real training, with its own seed.
+
+Trainings are the expensive part: every finished one is written to ``proxy_check_state.json`` at once, and a
+rerun with the same folder redoes none.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..data import load_dataset
+from ..errors import OptionError, ResumeError
+from ..hw_models import load_target
+from ..io_utils import write_bytes_atomic, write_json_atomic
+from ..neuron import NeuronParams
+from .evaluate import Evaluator, ScoreConfig, build_seeded, pick_device
+from .network import build_network
+from .runner import SearchConfig, scoring_batches
+from .space import Architecture, Edge, SearchSpace, cell_key, default_width, parse_cell_key
+
+PROXIES = ("sahd_batch", "sahd_identity", "naswot", "neg_spikes", "neg_convs", "short_train")
+BASELINES = ("neg_spikes", "neg_convs")
+STATE_FILE = "proxy_check_state.json"
+REPORT_FILE = "proxy_check.json"
+PLOT_FILE = "proxy_check.png"
+
+
+@dataclass(frozen=True)
+class ProxyCheckConfig:
+    """What to sample and how long to train."""
+
+    dataset: str = "digits"
+    data_dir: str | None = None
+    target: str = "loihi2"
+    candidates: int = 40
+    epochs: int = 4
+    seeds: int = 2
+    short_epochs: int = 1
+    timesteps: int = 8
+    width: int | None = None
+    seed: int = 0
+    bootstrap: int = 1000
+    max_samples: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.candidates < 4:
+            raise OptionError(f"--candidates must be at least 4 for a rank correlation, got {self.candidates}")
+        if self.seeds < 1 or self.epochs < 1 or self.short_epochs < 1:
+            raise OptionError("--seeds, --epochs and --short-epochs must be at least 1")
+
+
+def _template(config: ProxyCheckConfig, splits, timing: str) -> Architecture:
+    defaults = SearchConfig()
+    return Architecture(
+        cell=(Edge(0, 1, "conv3x3"), Edge(0, 2, "zero"), Edge(0, 3, "zero"), Edge(1, 2, "zero"),
+              Edge(1, 3, "conv3x3"), Edge(2, 3, "zero")),
+        input_shape=splits.input_shape, num_classes=splits.num_classes,
+        width=config.width or default_width(splits.input_shape), timesteps=config.timesteps,
+        downsample=defaults.downsample, timing=timing, encoding=defaults.encoding,
+        neuron=NeuronParams(du=defaults.du, dv=defaults.dv, theta=defaults.theta))
+
+
+def sample_cells(count: int, seed: int, allow_backward: bool = True) -> list[str]:
+    """``count`` distinct valid cells (canonical keys), drawn with ``seed``."""
+    space = SearchSpace(allow_backward=allow_backward)
+    rng = np.random.default_rng(seed)
+    keys: list[str] = []
+    while len(keys) < count:
+        key = cell_key(space.sample(rng))
+        if key not in keys:
+            keys.append(key)
+    return keys
+
+
+def _finite(values: list[float]) -> np.ndarray:
+    """-inf (degenerate scores) ranks below every finite value."""
+    array = np.asarray(values, dtype=float)
+    finite = array[np.isfinite(array)]
+    floor = (finite.min() - 1.0) if finite.size else 0.0
+    return np.where(np.isfinite(array), array, floor)
+
+
+def rank_agreement(proxy: list[float], accuracy: list[float], bootstrap: int, seed: int) -> dict:
+    """Kendall tau and Spearman rho of ``proxy`` against ``accuracy``, with bootstrap 95% intervals."""
+    from scipy.stats import kendalltau, spearmanr
+
+    x, y = _finite(proxy), np.asarray(accuracy, dtype=float)
+
+    def both(a, b):
+        if np.ptp(a) == 0 or np.ptp(b) == 0:
+            return 0.0, 0.0
+        return float(kendalltau(a, b).statistic), float(spearmanr(a, b).statistic)
+
+    tau, rho = both(x, y)
+    rng = np.random.default_rng(seed)
+    taus, rhos = [], []
+    for _ in range(bootstrap):
+        index = rng.integers(0, len(x), len(x))
+        t, r = both(x[index], y[index])
+        taus.append(t)
+        rhos.append(r)
+    return {"kendall_tau": tau, "tau_ci95": [float(np.percentile(taus, 2.5)), float(np.percentile(taus, 97.5))],
+            "spearman_rho": rho, "rho_ci95": [float(np.percentile(rhos, 2.5)), float(np.percentile(rhos, 97.5))]}
+
+
+class _State:
+    """Per candidate: proxies and accuracies per training seed, saved after every addition."""
+
+    def __init__(self, path: Path, config: ProxyCheckConfig) -> None:
+        self.path = path
+        self.config = config
+        self.candidates: dict[str, dict] = {}
+        if path.is_file():
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except ValueError as exc:
+                raise ResumeError(f"{path} is not valid JSON ({exc}); delete it to start over") from None
+            stored = data.get("config") or {}
+            defaults = asdict(ProxyCheckConfig())  # fields added later take their default in older states
+            if any(stored.get(key, defaults[key]) != value for key, value in asdict(config).items()):
+                raise ResumeError(f"{path} was written with other settings; use another --out or the same options")
+            self.candidates = data.get("candidates", {})
+
+    def save(self) -> None:
+        write_json_atomic(self.path, {"config": asdict(self.config), "candidates": self.candidates})
+
+
+def run_proxy_check(config: ProxyCheckConfig, out_dir: str | Path,
+                    progress: Callable[[str], None] | None = None) -> dict:
+    """Score, train and correlate; writes the state, ``proxy_check.json`` and ``proxy_check.png``."""
+    from ..train import evaluate, train_epochs
+
+    say = progress or (lambda message: None)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = _State(out / STATE_FILE, config)
+    target = load_target(config.target)
+    splits = load_dataset(config.dataset, config.data_dir, config.timesteps, config.seed, config.max_samples)
+    template = _template(config, splits, target.timing)
+    device = pick_device()
+    search_defaults = SearchConfig(dataset=config.dataset, timesteps=config.timesteps, seed=config.seed)
+    batches = scoring_batches(search_defaults, splits)
+    scorers = {
+        "sahd_batch": Evaluator(batches, ScoreConfig("sahd", bn_mode="batch"), device),
+        "sahd_identity": Evaluator(batches, ScoreConfig("sahd", bn_mode="identity"), device),
+        "naswot": Evaluator(batches, ScoreConfig("naswot", bn_mode="batch"), device),
+    }
+    keys = sample_cells(config.candidates, config.seed)
+    started = time.perf_counter()
+    for number, key in enumerate(keys, start=1):
+        entry = state.candidates.setdefault(key, {"proxies": {}, "test_accuracy": {}})
+        arch = template.with_cell(parse_cell_key(key))
+        if "sahd_batch" not in entry["proxies"]:
+            for name, evaluator in scorers.items():
+                result = evaluator.evaluate(build_seeded(lambda: build_network(arch), config.seed, arch.key))
+                entry["proxies"][name] = result["score"]
+                if name == "sahd_batch":
+                    entry["proxies"]["neg_spikes"] = -result["spikes_per_sample"]
+            entry["proxies"]["neg_convs"] = -float(sum(edge.op == "conv3x3" for edge in arch.cell))
+            state.save()
+        runs = [(str(s), config.epochs, "test") for s in range(config.seeds)] + [("short", config.short_epochs, "val")]
+        for label, epochs, split in runs:
+            done = entry["test_accuracy"] if split == "test" else entry["proxies"]
+            field = label if split == "test" else "short_train"
+            if field in done:
+                continue
+            train_seed = 1000 * (config.seed + 1) + (int(label) if label != "short" else 999)
+            net = build_seeded(lambda: build_network(arch), train_seed, arch.key).to(device)
+            accuracy, best = train_epochs(net, arch, splits, epochs, 2e-3, 64, train_seed)
+            if split == "test":
+                net.load_state_dict(best)
+                accuracy, _ = evaluate(net, splits, "test", arch, train_seed)
+            done[field] = accuracy
+            state.save()
+            say(f"[{number}/{len(keys)}] {key}: {'seed ' + label if split == 'test' else 'short'} training "
+                f"({epochs} epochs) -> {split} accuracy {100 * accuracy:.2f}% ({time.perf_counter() - started:.0f} s)")
+    report = summarise(state.candidates, keys, config)
+    report["seconds_this_run"] = time.perf_counter() - started
+    write_json_atomic(out / REPORT_FILE, report)
+    plot(report, state.candidates, keys, out / PLOT_FILE)
+    return report
+
+
+def summarise(candidates: dict[str, dict], keys: list[str], config: ProxyCheckConfig) -> dict:
+    """Rank agreement of every proxy with seed-mean test accuracy, the seed ceiling, and the verdict."""
+    accuracies = [[candidates[k]["test_accuracy"][str(s)] for s in range(config.seeds)] for k in keys]
+    mean = [float(np.mean(a)) for a in accuracies]
+    proxies = {}
+    for name in PROXIES:
+        values = [candidates[k]["proxies"][name] for k in keys]
+        proxies[name] = rank_agreement(values, mean, config.bootstrap, config.seed)
+    report = {"config": asdict(config), "candidates": len(keys), "mean_accuracy": float(np.mean(mean)),
+              "accuracy_range": [float(min(mean)), float(max(mean))], "proxies": proxies}
+    if config.seeds >= 2:
+        first = [a[0] for a in accuracies]
+        second = [a[1] for a in accuracies]
+        report["seed_ceiling"] = rank_agreement(first, second, config.bootstrap, config.seed)
+    best_baseline = max(proxies[b]["kendall_tau"] for b in BASELINES)
+    report["passes"] = {name: bool(row["kendall_tau"] >= 0.3 and row["tau_ci95"][0] > 0
+                                   and row["kendall_tau"] > best_baseline)
+                        for name, row in proxies.items() if name not in BASELINES}
+    report["top_quartile_accuracy"] = float(np.percentile(mean, 75))
+    return report
+
+
+def plot(report: dict, candidates: dict[str, dict], keys: list[str], path: Path) -> None:
+    """One scatter per proxy: proxy value against seed-mean test accuracy, tau in the title."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    seeds = report["config"]["seeds"]
+    mean = [float(np.mean([candidates[k]["test_accuracy"][str(s)] for s in range(seeds)])) for k in keys]
+    columns = 3
+    rows = math.ceil(len(PROXIES) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3.2 * rows))
+    for ax, name in zip(np.ravel(axes), PROXIES):
+        values = _finite([candidates[k]["proxies"][name] for k in keys])
+        ax.scatter(values, [100 * m for m in mean], s=14)
+        row = report["proxies"][name]
+        ax.set_title(f"{name}: tau {row['kendall_tau']:.2f} [{row['tau_ci95'][0]:.2f}, {row['tau_ci95'][1]:.2f}]",
+                     fontsize=9)
+        ax.set_xlabel(name, fontsize=8)
+        ax.set_ylabel("test accuracy (%)", fontsize=8)
+    for ax in np.ravel(axes)[len(PROXIES):]:
+        ax.axis("off")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90)
+    plt.close(fig)
+    write_bytes_atomic(path, buffer.getvalue())

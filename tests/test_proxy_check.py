@@ -1,0 +1,54 @@
+import json
+import math
+
+import pytest
+
+from hwnas.cli import main
+from hwnas.search.proxy_check import PROXIES, rank_agreement, sample_cells
+
+
+def test_rank_agreement_of_perfect_reversed_and_degenerate_orders():
+    accuracy = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
+    same = rank_agreement([1, 2, 3, 4, 5, 6], accuracy, 200, 0)
+    assert same["kendall_tau"] == pytest.approx(1.0) and same["spearman_rho"] == pytest.approx(1.0)
+    assert same["tau_ci95"][0] == pytest.approx(1.0)
+    reverse = rank_agreement([6, 5, 4, 3, 2, 1], accuracy, 200, 0)
+    assert reverse["kendall_tau"] == pytest.approx(-1.0)
+    # a degenerate score (-inf) ranks below every finite one
+    floor = rank_agreement([-math.inf, 2, 3, 4, 5, 6], accuracy, 200, 0)
+    assert floor["kendall_tau"] == pytest.approx(1.0)
+
+
+def test_sampled_cells_are_distinct_and_seeded():
+    cells = sample_cells(10, 3)
+    assert len(set(cells)) == 10
+    assert cells == sample_cells(10, 3) and cells != sample_cells(10, 4)
+
+
+def test_proxy_check_cli_reports_every_proxy_and_resumes_without_retraining(tmp_path, capsys):
+    out = tmp_path / "proxy"
+    argv = ["proxy-check", "--candidates", "4", "--epochs", "1", "--width", "4", "--timesteps", "4",
+            "--max-samples", "300", "--out", str(out)]
+    assert main(argv) == 0
+    first = capsys.readouterr()
+    assert first.err.count("training (1 epochs)") == 4 * 3  # two seeds and the short-training proxy per cell
+    report = json.loads((out / "proxy_check.json").read_text())
+    assert set(report["proxies"]) == set(PROXIES)
+    for row in report["proxies"].values():
+        assert -1 <= row["kendall_tau"] <= 1 and row["tau_ci95"][0] <= row["tau_ci95"][1]
+    assert "seed_ceiling" in report and set(report["passes"]) == set(PROXIES) - {"neg_spikes", "neg_convs"}
+    assert (out / "proxy_check.png").stat().st_size > 1000
+    for name in PROXIES:
+        assert name in first.out
+    state = (out / "proxy_check_state.json").read_text()
+    assert main(argv) == 0
+    assert "training" not in capsys.readouterr().err  # nothing retrained
+    assert (out / "proxy_check_state.json").read_text() == state
+
+
+def test_proxy_check_refuses_state_written_with_other_settings(tmp_path, capsys):
+    out = tmp_path / "proxy"
+    out.mkdir()
+    (out / "proxy_check_state.json").write_text(json.dumps({"config": {"candidates": 99}, "candidates": {}}))
+    assert main(["proxy-check", "--candidates", "4", "--out", str(out)]) == 2
+    assert "other settings" in capsys.readouterr().err
