@@ -116,7 +116,7 @@ def run_lava(lowered: LoweredNetwork, inputs: np.ndarray, mode: str = "fixed",
                 source.stop()
             except Exception:  # a runtime that never started has nothing to stop
                 pass
-        return _read(lowered, graph, batch, window, total, steps_in)
+        return _read(lowered, graph, batch, window, total)
 
 
 def run_netx(path: str, inputs: np.ndarray, populations: list[tuple[str, int]]) -> Rasters:
@@ -262,7 +262,7 @@ def _memmap(path: Path, steps: int, size: int, dtype: str) -> Path:
     return path
 
 
-def _read(lowered: LoweredNetwork, graph: dict, batch: int, window: int, total: int, steps_in: int) -> Rasters:
+def _read(lowered: LoweredNetwork, graph: dict, batch: int, window: int, total: int) -> Rasters:
     spikes = {}
     for name, path in graph["files"].items():
         pop = lowered.populations[name]
