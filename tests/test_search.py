@@ -189,3 +189,25 @@ def test_interrupted_prune_search_resumes_to_the_same_cell(tmp_path, monkeypatch
     assert resumed.architecture == reference.architecture
     assert [(r["kind"], r["score"], r.get("importance")) for r in resumed.rows] == \
         [(r["kind"], r["score"], r.get("importance")) for r in reference.rows]
+
+
+def test_refine_trains_the_best_candidates_and_lets_short_training_choose(tmp_path):
+    import json
+
+    from hwnas.search.runner import SearchConfig, run_search
+
+    config = SearchConfig(strategy="random", candidates=5, refine=2, max_samples=200, seed=1, **FAST_SEARCH)
+    outcome = run_search(config, tmp_path / "run")
+    signal = outcome.report["signal"]
+    assert signal["chosen_by"].startswith("short training") and signal["preselected_by"] == "sahd"
+    pool = signal["pool"]
+    assert len(pool) == 2 and outcome.winner["cell"] in {row["cell"] for row in pool}
+    best = max(pool, key=lambda row: row["refine_fitness"])
+    assert outcome.winner["cell"] == best["cell"]
+    assert all(0.0 <= row["refine_accuracy"] <= 1.0 for row in pool)
+    # the pool is the two highest-fitness candidates the search scored
+    scored = sorted((r for r in outcome.rows if r["kind"] == "cell"), key=lambda r: -r["fitness"])
+    assert {row["cell"] for row in pool} == {r["cell"] for r in scored[:2]}
+    checkpoint = json.loads((tmp_path / "run" / "checkpoint.json").read_text())
+    assert sum(key.startswith("refine|") for key in checkpoint["results"]) == 2
+    assert "refine_accuracy" in (tmp_path / "run" / "search.csv").read_text().splitlines()[0]

@@ -86,6 +86,12 @@ def add_parser(commands) -> None:
                             "untrained nets from going silent); identity = fresh batch-norm (default: %(default)s)")
     group.add_argument("--no-reset", dest="reset_state", action="store_false",
                        help="run the repeats as one stream without resetting neuron state in between")
+    group.add_argument("--refine", type=int, default=None, metavar="K",
+                       help="multi-fidelity: train the K best-fitness candidates for --refine-epochs and choose by "
+                            "validation accuracy plus the energy term (0 = the score alone decides; default: 8, since on digits one "
+                            "epoch of training ranks cells far better than SAHD: see README, hwnas proxy-check)")
+    group.add_argument("--refine-epochs", type=positive_int, default=1,
+                       help="epochs of each refinement training (default: %(default)s)")
     group = search.add_argument_group("hardware terms (hardware targets only)")
     group.add_argument("--energy-weight", type=non_negative_float, default=None,
                        help="score points one doubling of energy per inference costs (default: 4; 0 = rank by "
@@ -105,7 +111,7 @@ def add_parser(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run or resume a search and print the winner."""
-    from ..search.runner import DEFAULT_ENERGY_WEIGHT, SearchConfig, run_search
+    from ..search.runner import DEFAULT_ENERGY_WEIGHT, DEFAULT_REFINE, SearchConfig, run_search
 
     if args.resume:
         out = Path(args.resume)
@@ -121,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
             du=args.du, dv=args.dv, theta=args.theta, seed=args.seed, max_samples=args.max_samples,
             energy_weight=DEFAULT_ENERGY_WEIGHT if args.energy_weight is None else args.energy_weight,
             max_cores=args.max_cores, max_energy=args.max_energy,
+            refine=DEFAULT_REFINE if args.refine is None else args.refine, refine_epochs=args.refine_epochs,
         )
         out = Path(args.out) if args.out else Path("runs") / time.strftime("search-%Y%m%d-%H%M%S")
     bar = ProgressBar(enabled=not args.quiet)
@@ -135,6 +142,11 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
     report, winner = outcome.report, outcome.winner
     print(f"winner: {winner['cell']}")
+    signal = report.get("signal", {})
+    if signal.get("refine"):
+        chosen = next(r for r in signal["pool"] if r["cell"] == winner["cell"])
+        print(f"  chosen by {signal['chosen_by']} among the {len(signal['pool'])} best by {signal['preselected_by']} "
+              f"fitness: {100 * chosen['refine_accuracy']:.2f}%, refined fitness {chosen['refine_fitness']:.4g}")
     print(f"  {report['config']['score']} score {winner['score']:.4g}, firing rate at init {winner['firing_rate']:.3f}, "
           f"{winner['spikes_per_sample']:.0f} spikes and {winner['synops_per_sample']:.0f} synaptic ops per sample, "
           f"latency {winner['latency_steps']} steps ({report['timing']} timing, target {report['target']['name']})")

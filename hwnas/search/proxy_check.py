@@ -143,11 +143,22 @@ class _State:
         write_json_atomic(self.path, {"config": asdict(self.config), "candidates": self.candidates})
 
 
+def short_training_accuracy(arch: Architecture, splits, epochs: int, seed: int, split: str, device=None) -> float:
+    """Accuracy on ``split`` (``val`` or ``test``) after ``epochs`` of ``hwnas train``'s float training from the
+    weights ``seed`` gives; the checkpoint with the best validation accuracy is the one evaluated."""
+    from ..train import evaluate, train_epochs
+
+    net = build_seeded(lambda: build_network(arch), seed, arch.key).to(device or pick_device())
+    accuracy, best = train_epochs(net, arch, splits, epochs, 2e-3, 64, seed)
+    if split == "test":
+        net.load_state_dict(best)
+        accuracy, _ = evaluate(net, splits, "test", arch, seed)
+    return accuracy
+
+
 def run_proxy_check(config: ProxyCheckConfig, out_dir: str | Path,
                     progress: Callable[[str], None] | None = None) -> dict:
     """Score, train and correlate; writes the state, ``proxy_check.json`` and ``proxy_check.png``."""
-    from ..train import evaluate, train_epochs
-
     say = progress or (lambda message: None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -183,15 +194,10 @@ def run_proxy_check(config: ProxyCheckConfig, out_dir: str | Path,
             if field in done:
                 continue
             train_seed = 1000 * (config.seed + 1) + (int(label) if label != "short" else 999)
-            net = build_seeded(lambda: build_network(arch), train_seed, arch.key).to(device)
-            accuracy, best = train_epochs(net, arch, splits, epochs, 2e-3, 64, train_seed)
-            if split == "test":
-                net.load_state_dict(best)
-                accuracy, _ = evaluate(net, splits, "test", arch, train_seed)
-            done[field] = accuracy
+            done[field] = short_training_accuracy(arch, splits, epochs, train_seed, split, device)
             state.save()
             say(f"[{number}/{len(keys)}] {key}: {'seed ' + label if split == 'test' else 'short'} training "
-                f"({epochs} epochs) -> {split} accuracy {100 * accuracy:.2f}% ({time.perf_counter() - started:.0f} s)")
+                f"({epochs} epochs) -> {split} accuracy {100 * done[field]:.2f}% ({time.perf_counter() - started:.0f} s)")
     report = summarise(state.candidates, keys, config)
     report["seconds_this_run"] = time.perf_counter() - started
     write_json_atomic(out / REPORT_FILE, report)

@@ -27,19 +27,26 @@ from ..io_utils import write_csv_atomic, write_json_atomic
 from ..neuron import NeuronParams
 from .evaluate import Evaluator, ScoreConfig, build_seeded, pick_device
 from .network import build_network
-from .space import DOWNSAMPLES, TIMINGS, Architecture, Cell, Edge, SearchSpace, cell_key, default_width
+from .space import (DOWNSAMPLES, TIMINGS, Architecture, Cell, Edge, SearchSpace, cell_key, default_width,
+                    parse_cell_key)
 from .names import BN_MODES, STRATEGIES
 from .strategies import run_prune, run_random, sort_key
 
 CHECKPOINT = "checkpoint.json"
 CSV_COLUMNS = ("index", "kind", "round", "cell", "ablated", "score", "degenerate", "reason", "energy_j", "cores",
                "feasible", "rule", "violation", "fitness", "importance", "firing_rate", "silent_share",
-               "spikes_per_sample", "synops_per_sample", "neurons", "latency_steps", "step_time_s", "seconds", "rank")
+               "spikes_per_sample", "synops_per_sample", "neurons", "latency_steps", "step_time_s", "seconds", "rank",
+               "refine_accuracy", "refine_fitness")
 # Default --energy-weight: score points per doubling of energy. Measured on digits/loihi2 (200 random cells, seed 0):
 # SAHD scores spread over 39 points and energies over 3.6 doublings; the best-scoring cell stays the winner up
 # to a weight of 6 and an all-skip cell with 0.22x its energy wins from 8 on. At 4 the prune strategy already
 # trades 6.6 score points for 0.72x energy (bench/hw_fitness.py); energy does not decide alone.
 DEFAULT_ENERGY_WEIGHT = 4.0
+# Default --refine of the command line (the library's SearchConfig keeps 0: score only). Measured with
+# `hwnas proxy-check` on digits (40 random cells, 4 epochs x 2 seeds): SAHD ranks trained accuracy at Kendall tau
+# 0.14 [-0.05, 0.32], no better than the baselines; one epoch of training ranks at 0.44 [0.27, 0.61], near the
+# seed-noise ceiling of 0.52. So by default the score preselects and a one-epoch training chooses.
+DEFAULT_REFINE = 8
 CHECKPOINT_EVERY_S = 5.0
 
 
@@ -71,6 +78,8 @@ class SearchConfig:
     energy_weight: float = DEFAULT_ENERGY_WEIGHT
     max_cores: int | None = None
     max_energy: float | None = None
+    refine: int = 0
+    refine_epochs: int = 1
 
     def __post_init__(self) -> None:
         positive = {"candidates": self.candidates, "timesteps": self.timesteps, "repeats": self.repeats}
@@ -86,6 +95,8 @@ class SearchConfig:
             raise OptionError(f"--max-cores must be a positive integer, got {self.max_cores!r}")
         if self.max_energy is not None and not self.max_energy > 0:
             raise OptionError(f"--max-energy must be a positive number of joules, got {self.max_energy!r}")
+        if self.refine < 0 or self.refine_epochs < 1:
+            raise OptionError(f"--refine must be >= 0 and --refine-epochs >= 1, got {self.refine}, {self.refine_epochs}")
         if self.max_samples is not None and self.max_samples < 1:
             raise OptionError(f"--max-samples must be a positive integer, got {self.max_samples!r}")
         choices = {"strategy": STRATEGIES, "downsample": DOWNSAMPLES, "encoding": ENCODINGS, "bn_mode": BN_MODES}
@@ -276,6 +287,14 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False,
     except BaseException:
         checkpoint.save()
         raise
+    signal = {"chosen_by": config.score, "refine": 0}
+    if config.refine:
+        try:
+            result, signal = _refine(config, space, result, score_cell, scorer, template, splits, checkpoint,
+                                     target.is_hardware)
+        except BaseException:
+            checkpoint.save()
+            raise
     checkpoint.save(complete=True)
     elapsed = time.perf_counter() - started
 
@@ -312,6 +331,7 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False,
         "winner": {key: winner.get(key) for key in ("cell", "score", "fitness", "energy_j", "cores", "step_time_s",
                                                     "firing_rate", "silent_share", "spikes_per_sample",
                                                     "synops_per_sample", "neurons", "latency_steps")},
+        "signal": signal,
         "evaluations": len(rows),
         "candidates": len(candidates),
         "degenerate_share": degenerate_share,
@@ -332,6 +352,47 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False,
         report["files"]["pareto"] = "pareto.png"
     write_json_atomic(out / "report.json", report)
     return SearchOutcome(out, architecture, winner, rows, report)
+
+
+def _refine(config: SearchConfig, space: SearchSpace, result, score_cell, scorer, template: Architecture, splits,
+            checkpoint: "_Checkpoint", hardware: bool) -> tuple:
+    """Train the ``config.refine`` best-fitness candidates briefly and let short-training accuracy plus the energy
+    term choose (see :mod:`hwnas.search.refine`); trainings are cached in the checkpoint."""
+    from ..train import train_epochs
+    from .refine import pad_with_neighbours, refine_pool, refined_fitness
+    from .strategies import StrategyResult
+
+    rows = list(result.rows)
+
+    def score_row(cell: Cell, index: int) -> dict:
+        key = cell_key(cell)
+        return scorer(f"cell|{key}", score_cell(cell), {"index": index, "kind": "cell", "cell": key})
+
+    if config.strategy == "prune":  # prune scores one cell only: its neighbours fill the pool
+        rows += pad_with_neighbours(rows, space, result.cell, config.refine, score_row)
+    pool = refine_pool(rows, config.refine)
+    if not pool:  # nothing usable to train: the checks after the search report why
+        return StrategyResult(result.cell, rows), {"chosen_by": config.score, "refine": 0,
+                                                   "note": "no usable candidate to refine"}
+    weight = config.energy_weight if hardware else 0.0
+    device = pick_device()
+    for row in pool:
+        cache_key = f"refine|{row['cell']}|{config.refine_epochs}"
+        if cache_key not in checkpoint.results:
+            arch = template.with_cell(parse_cell_key(row["cell"]))
+            net = build_seeded(lambda: build_network(arch), config.seed, arch.key).to(device)
+            accuracy, _ = train_epochs(net, arch, splits, config.refine_epochs, 2e-3, 64, config.seed)
+            checkpoint.results[cache_key] = {"val_accuracy": accuracy}
+            checkpoint.save()
+        row["refine_accuracy"] = checkpoint.results[cache_key]["val_accuracy"]
+        row["refine_fitness"] = refined_fitness(row["refine_accuracy"], row.get("energy_j"), weight)
+    chosen = max(pool, key=lambda r: (r["refine_fitness"], -r["index"]))
+    signal = {"chosen_by": f"short training ({config.refine_epochs} epoch(s), validation accuracy)",
+              "refine": config.refine, "refine_epochs": config.refine_epochs,
+              "preselected_by": config.score,
+              "pool": [{"cell": r["cell"], "fitness": r["fitness"], "refine_accuracy": r["refine_accuracy"],
+                        "refine_fitness": r["refine_fitness"]} for r in pool]}
+    return StrategyResult(parse_cell_key(chosen["cell"]), rows), signal
 
 
 def _write_pareto(path: Path, rows: list[dict], winner: dict, target: str, weight: float) -> None:
