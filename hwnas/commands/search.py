@@ -88,8 +88,9 @@ def add_parser(commands) -> None:
                        help="run the repeats as one stream without resetting neuron state in between")
     group.add_argument("--refine", type=int, default=None, metavar="K",
                        help="multi-fidelity: train the K best-fitness candidates for --refine-epochs and choose by "
-                            "validation accuracy plus the energy term (0 = the score alone decides; default: 8, since on digits one "
-                            "epoch of training ranks cells far better than SAHD: see README, hwnas proxy-check)")
+                            "validation accuracy plus the energy term (default 0: the score alone decides; on digits one epoch "
+                            "of training ranks random cells far better than SAHD, but its winner was not better end to "
+                            "end: see README, hwnas proxy-check)")
     group.add_argument("--refine-epochs", type=positive_int, default=1,
                        help="epochs of each refinement training (default: %(default)s)")
     group = search.add_argument_group("hardware terms (hardware targets only)")
