@@ -19,7 +19,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hwnas.data import load_dataset  # noqa: E402
-from hwnas.search.proxy_check import REPORT_FILE, STATE_FILE, short_training_accuracy  # noqa: E402
+from hwnas.search.proxy_check import REPORT_FILE, STATE_FILE  # noqa: E402
+from hwnas.train import short_training_accuracy  # noqa: E402
 from hwnas.search.runner import SearchConfig, run_search  # noqa: E402
 from hwnas.search.space import Architecture  # noqa: E402
 

@@ -143,6 +143,17 @@ def train_epochs(net: SpikingNetwork, arch: Architecture, splits: DatasetSplits,
     return best
 
 
+def short_training_accuracy(arch: Architecture, splits, epochs: int, seed: int, split: str, device=None) -> float:
+    """Accuracy on ``split`` (``val`` or ``test``) after ``epochs`` of ``hwnas train``'s float training from the
+    weights ``seed`` gives; the checkpoint with the best validation accuracy is the one evaluated."""
+    net = build_seeded(lambda: build_network(arch), seed, arch.key).to(device or pick_device())
+    accuracy, best = train_epochs(net, arch, splits, epochs, 2e-3, 64, seed)
+    if split == "test":
+        net.load_state_dict(best)
+        accuracy, _ = evaluate(net, splits, "test", arch, seed)
+    return accuracy
+
+
 def train_run(run_dir: str | Path, config: TrainConfig,
               progress: Callable[[str], None] | None = None) -> TrainOutcome:
     """Train the architecture of a search run folder; writes ``model.pt`` and ``train.json`` there."""

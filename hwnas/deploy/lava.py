@@ -80,7 +80,6 @@ def run_lava(lowered: LoweredNetwork, inputs: np.ndarray, mode: str = "fixed",
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}")
     import_lava_runtime()
-    from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
 
     inputs = np.asarray(inputs, dtype=np.float64)
@@ -94,29 +93,43 @@ def run_lava(lowered: LoweredNetwork, inputs: np.ndarray, mode: str = "fixed",
         graph = _build(lowered, inputs, mode, window, Path(folder))
         source = graph["source"]
         config = Loihi2SimCfg(select_tag="fixed_pt" if mode == "fixed" else "floating_pt")
-        done, ran = 0, 0
-        try:
-            while done < batch:
-                count = min(chunk, batch - done)
-                # A pause exactly at a window's last step, where the Reset processes write through their
-                # reference ports, hangs Lava's runtime: each run stops one step into the next window instead.
-                end = min((done + count) * window + 1, total)
-                source.run(condition=RunSteps(num_steps=end - ran), run_cfg=config)
-                done, ran = done + count, end
-                if progress:
-                    progress(done, batch)
-        except KeyboardInterrupt:
-            raise
-        except HwnasError:
-            raise
-        except Exception as exc:  # Lava reports compile and runtime failures with many exception types
-            raise LavaError(f"Lava could not run the graph: {type(exc).__name__}: {exc}".splitlines()[0]) from None
-        finally:
-            try:
-                source.stop()
-            except Exception:  # a runtime that never started has nothing to stop
-                pass
+        # A pause exactly at a window's last step, where the Reset processes write through their reference
+        # ports, hangs Lava's runtime: each run stops one step into the next window instead.
+        ends = [min((done + chunk) * window + 1, total) for done in range(0, batch, chunk)]
+        _run_then_stop(source, ends, config, "the graph",
+                       lambda index: progress(min((index + 1) * chunk, batch), batch) if progress else None)
         return _read(lowered, graph, batch, window, total)
+
+
+def _run_then_stop(source, ends: list[int], config, what: str, after=None) -> None:
+    """Run the graph of ``source`` up to each step in ``ends`` in turn (``after(index)`` after each), then stop
+    the runtime, whatever happened; Lava's own errors become one :class:`LavaError` line."""
+    from lava.magma.core.run_conditions import RunSteps
+
+    ran = 0
+    try:
+        for index, end in enumerate(ends):
+            source.run(condition=RunSteps(num_steps=end - ran), run_cfg=config)
+            ran = end
+            if after:
+                after(index)
+    except (KeyboardInterrupt, HwnasError):
+        raise
+    except Exception as exc:  # Lava reports compile and runtime failures with many exception types
+        raise LavaError(f"Lava could not run {what}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
+    finally:
+        try:
+            source.stop()
+        except Exception:  # a runtime that never started has nothing to stop
+            pass
+
+
+def _recorded(path: Path, steps: int, perm: np.ndarray, dtype: str) -> np.ndarray:
+    """A recorder's file (steps, size) with its columns put back from Lava's order into hwnas' order."""
+    lava = np.array(np.memmap(path, dtype=dtype, mode="r", shape=(steps, perm.size)))
+    ours = np.empty_like(lava)
+    ours[:, perm] = lava
+    return ours
 
 
 def run_netx(path: str, inputs: np.ndarray, populations: list[tuple[str, int]]) -> Rasters:
@@ -129,7 +142,6 @@ def run_netx(path: str, inputs: np.ndarray, populations: list[tuple[str, int]]) 
     """
     import_lava_runtime()
     from lava.lib.dl.netx.hdf5 import Network
-    from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.io.source import RingBuffer
 
@@ -156,24 +168,12 @@ def run_netx(path: str, inputs: np.ndarray, populations: list[tuple[str, int]]) 
             files.append(_memmap(Path(folder) / f"{i}.spikes", total, neurons, "uint8"))
             recorder = Recorder(shape=layer.neuron.s_out.shape, path=str(files[-1]), steps=total, dtype="uint8")
             layer.neuron.s_out.connect(recorder.a_in)
-        try:
-            source.run(condition=RunSteps(num_steps=total), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
-        except KeyboardInterrupt:
-            raise
-        except Exception as exc:
-            raise LavaError(f"Lava could not run {path}: {type(exc).__name__}: {exc}".splitlines()[0]) from None
-        finally:
-            try:
-                source.stop()
-            except Exception:
-                pass
+        _run_then_stop(source, [total], Loihi2SimCfg(select_tag="fixed_pt"), str(path))
         spikes = {}
         for k, ((name, neurons), file) in enumerate(zip(populations, files), start=1):
-            lava = np.array(np.memmap(file, dtype="uint8", mode="r", shape=(total, neurons)))
             shape = tuple(network.layers[k - 1].neuron.s_out.shape)
             _, perm = lava_order(tuple(reversed(shape)))
-            ours = np.empty_like(lava)
-            ours[:, perm] = lava
+            ours = _recorded(file, total, perm, "uint8")
             windows = ours[k: k + batch * steps_in]  # row = step - 1; layer k's first window starts at step k + 1
             spikes[name] = windows.reshape(batch, steps_in, neurons).astype(bool)
     return Rasters(spikes, None, None)
@@ -266,15 +266,9 @@ def _read(lowered: LoweredNetwork, graph: dict, batch: int, window: int, total: 
     spikes = {}
     for name, path in graph["files"].items():
         pop = lowered.populations[name]
-        _, perm = lava_order(pop.shape)
-        lava = np.array(np.memmap(path, dtype="uint8", mode="r", shape=(total, pop.neurons)))
-        ours = np.empty_like(lava)
-        ours[:, perm] = lava
+        ours = _recorded(path, total, lava_order(pop.shape)[1], "uint8")
         spikes[name] = ours.reshape(batch, window, pop.neurons).astype(bool)
     out_pop = lowered.populations[lowered.output]
-    _, perm = lava_order(out_pop.shape)
-    current = np.array(np.memmap(graph["current"], dtype="float64", mode="r", shape=(total, out_pop.neurons)))
-    ordered = np.empty_like(current)
-    ordered[:, perm] = current
-    summed = ordered.reshape(batch, window, -1).sum(1)
+    current = _recorded(graph["current"], total, lava_order(out_pop.shape)[1], "float64")
+    summed = current.reshape(batch, window, -1).sum(1)
     return Rasters(spikes, summed / lowered.weight_format.scale if graph["fixed"] else summed, None)

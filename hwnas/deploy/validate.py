@@ -52,14 +52,16 @@ class Validation:
 
 
 def hwnas_rasters(net: SpikingNetwork, inputs: torch.Tensor, timing: str = "pipelined") -> Rasters:
-    """hwnas' simulator (float64) on ``inputs``: spikes (samples, steps, neurons) and summed output current."""
-    net = net.double()
+    """hwnas' simulator on ``inputs``, computed in float64 (``net`` is left as it was): spikes (samples, steps,
+    neurons) and summed output current."""
+    dtype = next(net.parameters()).dtype
     saved, net.timing = net.timing, timing
     try:
         with torch.no_grad():
-            result = net(inputs.double(), record=True)
+            result = net.double()(inputs.double(), record=True)
     finally:
         net.timing = saved
+        net.to(dtype)
     spikes = {name: codes.numpy().transpose(1, 0, 2).astype(bool) for name, codes in result.codes.items()}
     active = {name: np.array(layer.active_updates) for name, layer in result.activity.layers.items() if name != INPUT}
     return Rasters(spikes, result.logits.numpy() * inputs.shape[0], active)
@@ -160,7 +162,7 @@ def _energy(net: SpikingNetwork, inputs: torch.Tensor, rasters: dict[str, Raster
     from ..hw_models.energy import estimate_energy
     from ..hw_models.mapping import map_network
 
-    mapping = map_network(net.float(), target)
+    mapping = map_network(net, target)
     predicted = estimate_energy(activity_from(rasters["hwnas"], net, inputs, rasters["hwnas"].active_updates),
                                 mapping, target)
     twin = rasters.get("hwnas_int") or simulate_fixed(lower(net), inputs.numpy())

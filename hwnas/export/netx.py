@@ -45,6 +45,8 @@ class NetxLayer:
     weight: np.ndarray              # integers: conv (C_out, C_in, k, k), dense (out, in)
     stride: int = 1
     padding: int = 0
+    bias: np.ndarray | None = None  # integers at scale 64: per channel (conv) or per neuron (dense)
+    flatten_before: bool = False    # the source is a feature map (a netx flatten layer precedes a dense one)
 
 
 def netx_chain(net: SpikingNetwork) -> list[Connection]:
@@ -116,7 +118,10 @@ def netx_layers(net: SpikingNetwork) -> list[NetxLayer]:
     layers = []
     for conn in netx_chain(net):
         synapse = net.synapses[conn.module_key]
-        layers.append(_layer(synapse, conn.dst, shapes[conn.src], shapes[conn.dst], f"{conn.src} -> {conn.dst}"))
+        layer = _layer(synapse, conn.dst, shapes[conn.src], shapes[conn.dst], f"{conn.src} -> {conn.dst}")
+        layer.bias = _bias(net, layer, synapse)
+        layer.flatten_before = layer.kind == "dense" and len(shapes[conn.src]) > 1
+        layers.append(layer)
     return layers
 
 
@@ -126,12 +131,8 @@ def _neuron_fields(net: SpikingNetwork, layer: NetxLayer) -> dict:
             "vThMant": int(round(WEIGHT_SCALE * params.theta)), "refDelay": 1, "gradedSpike": False}
 
 
-def _bias(net: SpikingNetwork, layer: NetxLayer) -> np.ndarray:
+def _bias(net: SpikingNetwork, layer: NetxLayer, synapse: Synapse) -> np.ndarray:
     """Integer bias at scale 64: per channel for convolutions, per neuron for dense layers."""
-    synapse = None
-    for conn in net.active_connections():
-        if conn.dst == layer.population:
-            synapse = net.synapses[conn.module_key]
     conv = synapse.inner if isinstance(synapse, AvgPoolThen) else synapse
     channels = layer.shape[0]
     bias = np.full(channels, float(net.populations[layer.population].params.bias))
@@ -153,7 +154,7 @@ def write_netx(net: SpikingNetwork, path: str | Path) -> list[NetxLayer]:
         entries = [("input", None)] + [(layer.kind, layer) for layer in layers]
         index = 0
         for kind, layer in entries:
-            if kind == "dense" and len(_source_shape(net, layer)) > 1:
+            if layer is not None and layer.flatten_before:
                 flatten = group.create_group(str(index))
                 flatten.create_dataset("type", data=np.array([b"flatten"]))
                 index += 1
@@ -165,7 +166,7 @@ def write_netx(net: SpikingNetwork, path: str | Path) -> list[NetxLayer]:
                 continue
             g.create_dataset("shape", data=np.array(layer.shape))
             g.create_dataset("weight", data=layer.weight.astype(np.float64))
-            g.create_dataset("bias", data=_bias(net, layer).astype(np.float64))
+            g.create_dataset("bias", data=layer.bias.astype(np.float64))
             for key, value in _neuron_fields(net, layer).items():
                 g.create_dataset(f"neuron/{key}", data=np.array([value.encode("ascii")]) if key == "type" else value)
             if kind == "conv":
@@ -174,11 +175,6 @@ def write_netx(net: SpikingNetwork, path: str | Path) -> list[NetxLayer]:
                     g.create_dataset(key, data=value)
     write_bytes_atomic(path, buffer.getvalue())
     return layers
-
-
-def _source_shape(net: SpikingNetwork, layer: NetxLayer) -> tuple[int, ...]:
-    source = next(c.src for c in net.active_connections() if c.dst == layer.population)
-    return tuple(net.input_shape) if source == INPUT else net.populations[source].shape
 
 
 def netx_twin(net: SpikingNetwork, layers: list[NetxLayer]):
@@ -193,7 +189,7 @@ def netx_twin(net: SpikingNetwork, layers: list[NetxLayer]):
     for layer in layers:
         params = net.populations[layer.population].params
         neurons = int(np.prod(layer.shape))
-        per_neuron = np.repeat(_bias(net, layer), neurons // layer.shape[0]) / WEIGHT_SCALE
+        per_neuron = np.repeat(layer.bias, neurons // layer.shape[0]) / WEIGHT_SCALE
         populations[layer.population] = LoweredPopulation(layer.population, layer.shape, params.du, params.dv,
                                                           params.theta, per_neuron)
         if layer.kind == "conv":

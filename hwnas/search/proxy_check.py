@@ -30,11 +30,10 @@ from ..data import load_dataset
 from ..errors import OptionError, ResumeError
 from ..hw_models import load_target
 from ..io_utils import write_bytes_atomic, write_json_atomic
-from ..neuron import NeuronParams
 from .evaluate import Evaluator, ScoreConfig, build_seeded, pick_device
 from .network import build_network
-from .runner import SearchConfig, scoring_batches
-from .space import Architecture, Edge, SearchSpace, cell_key, default_width, parse_cell_key
+from .runner import SearchConfig, scoring_batches, template_architecture
+from .space import SearchSpace, cell_key, parse_cell_key
 
 PROXIES = ("sahd_batch", "sahd_identity", "naswot", "neg_spikes", "neg_convs", "short_train")
 BASELINES = ("neg_spikes", "neg_convs")
@@ -65,17 +64,6 @@ class ProxyCheckConfig:
             raise OptionError(f"--candidates must be at least 4 for a rank correlation, got {self.candidates}")
         if self.seeds < 1 or self.epochs < 1 or self.short_epochs < 1:
             raise OptionError("--seeds, --epochs and --short-epochs must be at least 1")
-
-
-def _template(config: ProxyCheckConfig, splits, timing: str) -> Architecture:
-    defaults = SearchConfig()
-    return Architecture(
-        cell=(Edge(0, 1, "conv3x3"), Edge(0, 2, "zero"), Edge(0, 3, "zero"), Edge(1, 2, "zero"),
-              Edge(1, 3, "conv3x3"), Edge(2, 3, "zero")),
-        input_shape=splits.input_shape, num_classes=splits.num_classes,
-        width=config.width or default_width(splits.input_shape), timesteps=config.timesteps,
-        downsample=defaults.downsample, timing=timing, encoding=defaults.encoding,
-        neuron=NeuronParams(du=defaults.du, dv=defaults.dv, theta=defaults.theta))
 
 
 def sample_cells(count: int, seed: int, allow_backward: bool = True) -> list[str]:
@@ -143,31 +131,21 @@ class _State:
         write_json_atomic(self.path, {"config": asdict(self.config), "candidates": self.candidates})
 
 
-def short_training_accuracy(arch: Architecture, splits, epochs: int, seed: int, split: str, device=None) -> float:
-    """Accuracy on ``split`` (``val`` or ``test``) after ``epochs`` of ``hwnas train``'s float training from the
-    weights ``seed`` gives; the checkpoint with the best validation accuracy is the one evaluated."""
-    from ..train import evaluate, train_epochs
-
-    net = build_seeded(lambda: build_network(arch), seed, arch.key).to(device or pick_device())
-    accuracy, best = train_epochs(net, arch, splits, epochs, 2e-3, 64, seed)
-    if split == "test":
-        net.load_state_dict(best)
-        accuracy, _ = evaluate(net, splits, "test", arch, seed)
-    return accuracy
-
-
 def run_proxy_check(config: ProxyCheckConfig, out_dir: str | Path,
                     progress: Callable[[str], None] | None = None) -> dict:
     """Score, train and correlate; writes the state, ``proxy_check.json`` and ``proxy_check.png``."""
+    from ..train import short_training_accuracy
+
     say = progress or (lambda message: None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = _State(out / STATE_FILE, config)
     target = load_target(config.target)
     splits = load_dataset(config.dataset, config.data_dir, config.timesteps, config.seed, config.max_samples)
-    template = _template(config, splits, target.timing)
+    search_defaults = SearchConfig(dataset=config.dataset, timesteps=config.timesteps, width=config.width,
+                                   seed=config.seed)
+    template = template_architecture(search_defaults, splits, target.timing)
     device = pick_device()
-    search_defaults = SearchConfig(dataset=config.dataset, timesteps=config.timesteps, seed=config.seed)
     batches = scoring_batches(search_defaults, splits)
     scorers = {
         "sahd_batch": Evaluator(batches, ScoreConfig("sahd", bn_mode="batch"), device),

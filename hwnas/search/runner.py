@@ -191,6 +191,19 @@ def scoring_batches(config: SearchConfig, splits) -> list[torch.Tensor]:
     return batches
 
 
+def template_architecture(config: SearchConfig, splits, timing: str) -> Architecture:
+    """The architecture every candidate shares (data shapes, width, timesteps, neuron, timing); its cell is a
+    placeholder that ``with_cell`` replaces."""
+    return Architecture(
+        cell=(Edge(0, 1, "conv3x3"), Edge(0, 2, "zero"), Edge(0, 3, "zero"), Edge(1, 2, "zero"),
+              Edge(1, 3, "conv3x3"), Edge(2, 3, "zero")),
+        input_shape=splits.input_shape, num_classes=splits.num_classes,
+        width=config.width or default_width(splits.input_shape), timesteps=config.timesteps,
+        downsample=config.downsample, timing=timing, encoding=config.encoding,
+        neuron=NeuronParams(du=config.du, dv=config.dv, theta=config.theta),
+    )
+
+
 def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False,
                progress: Callable[[int, int | None, str], None] | None = None,
                splits: "DatasetSplits | None" = None) -> SearchOutcome:
@@ -216,14 +229,7 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False,
         splits = load_dataset(config.dataset, config.data_dir, config.timesteps, config.seed, config.max_samples)
     if splits.kind == "frames" and config.encoding != "rate":
         raise OptionError("event datasets are spikes already: --encoding applies to static images only")
-    width = config.width or default_width(splits.input_shape)
-    template = Architecture(
-        cell=(Edge(0, 1, "conv3x3"), Edge(0, 2, "zero"), Edge(0, 3, "zero"), Edge(1, 2, "zero"),
-              Edge(1, 3, "conv3x3"), Edge(2, 3, "zero")),
-        input_shape=splits.input_shape, num_classes=splits.num_classes, width=width,
-        timesteps=config.timesteps, downsample=config.downsample, timing=timing, encoding=config.encoding,
-        neuron=NeuronParams(du=config.du, dv=config.dv, theta=config.theta),
-    )
+    template = template_architecture(config, splits, timing)
     score_config = ScoreConfig(config.score, config.batch_size, config.repeats, config.bn_mode, config.reset_state)
     device = pick_device()
     evaluator = Evaluator(scoring_batches(config, splits), score_config, device)
@@ -359,7 +365,7 @@ def _refine(config: SearchConfig, space: SearchSpace, result, score_cell, scorer
             checkpoint: "_Checkpoint", hardware: bool) -> tuple:
     """Train the ``config.refine`` best-fitness candidates briefly and let short-training accuracy plus the energy
     term choose (see :mod:`hwnas.search.refine`); trainings are cached in the checkpoint."""
-    from ..train import train_epochs
+    from ..train import short_training_accuracy
     from .refine import pad_with_neighbours, refine_pool, refined_fitness
     from .strategies import StrategyResult
 
@@ -376,13 +382,11 @@ def _refine(config: SearchConfig, space: SearchSpace, result, score_cell, scorer
         return StrategyResult(result.cell, rows), {"chosen_by": config.score, "refine": 0,
                                                    "note": "no usable candidate to refine"}
     weight = config.energy_weight if hardware else 0.0
-    device = pick_device()
     for row in pool:
         cache_key = f"refine|{row['cell']}|{config.refine_epochs}"
         if cache_key not in checkpoint.results:
             arch = template.with_cell(parse_cell_key(row["cell"]))
-            net = build_seeded(lambda: build_network(arch), config.seed, arch.key).to(device)
-            accuracy, _ = train_epochs(net, arch, splits, config.refine_epochs, 2e-3, 64, config.seed)
+            accuracy = short_training_accuracy(arch, splits, config.refine_epochs, config.seed, "val")
             checkpoint.results[cache_key] = {"val_accuracy": accuracy}
             checkpoint.save()
         row["refine_accuracy"] = checkpoint.results[cache_key]["val_accuracy"]
