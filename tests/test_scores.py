@@ -83,3 +83,24 @@ def test_one_duplicate_step_is_not_degenerate():
 def test_registry_names_match_cli_choices():
     assert set(SCORES) == set(SCORE_NAMES)
     assert SCORES["sahd"] is sahd_kernel and SCORES["naswot"] is naswot_kernel
+
+
+@pytest.mark.parametrize("bn_mode", ["identity", "batch"])
+def test_rate_calibration_brings_every_population_to_the_target_rate(bn_mode):
+    from conftest import small_arch
+
+    from hwnas.search.network import build_network
+    from hwnas.search.rate_init import calibrate_firing, window_rates
+
+    net = build_network(small_arch("0-1:conv3x3 0-2:zero 0-3:skip 1-2:conv3x3 1-3:zero 2-3:conv3x3"))
+    net.train(bn_mode == "batch")
+    batch = (torch.rand(4, 32, 1, 8, 8, generator=torch.Generator().manual_seed(3)) < 0.3).float()
+    before = window_rates(net, batch)
+    reached = calibrate_firing(net, batch, 0.2)
+    assert set(reached) == set(before) and "down" not in net.current_gain  # the max-pool OR keeps its semantics
+    calibrated = [name for name in net.current_gain]
+    assert "stem" in calibrated and "output" in calibrated
+    for name in calibrated:
+        assert abs(reached[name] - 0.2) < 0.05, (name, reached[name], before[name])
+    with pytest.raises(ValueError, match="target firing rate"):
+        calibrate_firing(net, batch, 1.5)

@@ -191,23 +191,47 @@ def test_interrupted_prune_search_resumes_to_the_same_cell(tmp_path, monkeypatch
         [(r["kind"], r["score"], r.get("importance")) for r in reference.rows]
 
 
-def test_refine_trains_the_best_candidates_and_lets_short_training_choose(tmp_path):
+def test_refine_halves_the_field_and_lets_short_training_choose(tmp_path):
     import json
 
+    from hwnas.search.refine import halving_rungs
     from hwnas.search.runner import SearchConfig, run_search
 
-    config = SearchConfig(strategy="random", candidates=5, refine=2, max_samples=200, seed=1, **FAST_SEARCH)
+    assert halving_rungs(8, 1) == [(8, 1), (4, 2), (2, 4)]
+    assert halving_rungs(5, 2) == [(5, 2), (3, 4), (2, 8)]
+    assert halving_rungs(2, 1) == [(2, 1)]
+    config = SearchConfig(strategy="random", candidates=6, refine=3, max_samples=200, seed=1, **FAST_SEARCH)
     outcome = run_search(config, tmp_path / "run")
     signal = outcome.report["signal"]
     assert signal["chosen_by"].startswith("short training") and signal["preselected_by"] == "sahd"
-    pool = signal["pool"]
-    assert len(pool) == 2 and outcome.winner["cell"] in {row["cell"] for row in pool}
-    best = max(pool, key=lambda row: row["refine_fitness"])
-    assert outcome.winner["cell"] == best["cell"]
-    assert all(0.0 <= row["refine_accuracy"] <= 1.0 for row in pool)
-    # the pool is the two highest-fitness candidates the search scored
+    # the pool is the three highest-fitness candidates the search scored
     scored = sorted((r for r in outcome.rows if r["kind"] == "cell"), key=lambda r: -r["fitness"])
-    assert {row["cell"] for row in pool} == {r["cell"] for r in scored[:2]}
+    assert [row["cell"] for row in signal["pool"]] == [r["cell"] for r in scored[:3]]
+    first, last = signal["rungs"]
+    assert (first["epochs"], len(first["cells"])) == (1, 3) and (last["epochs"], len(last["cells"])) == (2, 2)
+    # the two best of the first rung by refined fitness go on; the best of the last rung wins
+    ranked = sorted(first["cells"], key=lambda c: -c["refine_fitness"])
+    assert {c["cell"] for c in last["cells"]} == {c["cell"] for c in ranked[:2]}
+    assert outcome.winner["cell"] == max(last["cells"], key=lambda c: c["refine_fitness"])["cell"]
+    assert all(0.0 <= c["val_accuracy"] <= 1.0 for rung in signal["rungs"] for c in rung["cells"])
     checkpoint = json.loads((tmp_path / "run" / "checkpoint.json").read_text())
-    assert sum(key.startswith("refine|") for key in checkpoint["results"]) == 2
-    assert "refine_accuracy" in (tmp_path / "run" / "search.csv").read_text().splitlines()[0]
+    assert sorted(k.rsplit("|", 1)[1] for k in checkpoint["results"] if k.startswith("refine|")) == \
+        ["1", "1", "1", "2", "2"]
+    header = (tmp_path / "run" / "search.csv").read_text().splitlines()[0]
+    assert "refine_accuracy" in header and "refine_epochs" in header
+    # resuming the finished search trains nothing again and picks the same winner
+    again = run_search(config, tmp_path / "run", resume=True)
+    assert again.winner["cell"] == outcome.winner["cell"] and again.report["signal"]["rungs"] == signal["rungs"]
+
+
+def test_refine_after_prune_draws_its_pool_from_the_whole_space(tmp_path):
+    from hwnas.search.refine import pool_sample_size
+    from hwnas.search.runner import SearchConfig, run_search
+
+    config = SearchConfig(strategy="prune", refine=2, max_samples=200, seed=2, **FAST_SEARCH)
+    outcome = run_search(config, tmp_path / "run")
+    drawn = [r for r in outcome.rows if r["kind"] == "cell"]
+    assert len(drawn) == pool_sample_size(2)
+    final = next(r for r in outcome.rows if r["kind"] == "final")
+    candidates = sorted(drawn + [final], key=lambda r: (-r["fitness"], r["index"]))
+    assert [row["cell"] for row in outcome.report["signal"]["pool"]] == [r["cell"] for r in candidates[:2]]

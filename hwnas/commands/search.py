@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from .common import ProgressBar, non_negative_float, positive_float, positive_int
+from .common import ProgressBar, non_negative_float, non_negative_int, positive_float, positive_int
 
 EXIT_INTERRUPTED = 130
 
@@ -16,7 +16,7 @@ def add_parser(commands) -> None:
     """Declare ``hwnas search`` and its options."""
     from ..data import DATASETS
     from ..hw_models import builtin_targets
-    from ..search.names import BN_MODES, SCORE_NAMES, STRATEGIES
+    from ..search.names import BN_MODES, DEFAULT_REFINE, DEFAULT_REFINE_ENERGY_WEIGHT, SCORE_NAMES, STRATEGIES
 
     search = commands.add_parser(
         "search", help="find a spiking cell without training (SAHD score + the target's energy and core limits)",
@@ -86,13 +86,15 @@ def add_parser(commands) -> None:
                             "untrained nets from going silent); identity = fresh batch-norm (default: %(default)s)")
     group.add_argument("--no-reset", dest="reset_state", action="store_false",
                        help="run the repeats as one stream without resetting neuron state in between")
-    group.add_argument("--refine", type=int, default=None, metavar="K",
-                       help="multi-fidelity: train the K best-fitness candidates for --refine-epochs and choose by "
-                            "validation accuracy plus the energy term (default 0: the score alone decides; on digits one epoch "
-                            "of training ranks random cells far better than SAHD, but its winner was not better end to "
-                            "end: see README, hwnas proxy-check)")
+    group.add_argument("--refine", type=non_negative_int, default=None, metavar="K",
+                       help="multi-fidelity: take the K best-fitness candidates (a prune search first adds 3K random "
+                            "cells) through successive halving of short trainings, and choose by validation accuracy "
+                            "plus the energy term (default: %s; 0 = the score alone decides; see README, "
+                            "hwnas proxy-check)" % DEFAULT_REFINE)
     group.add_argument("--refine-epochs", type=positive_int, default=1,
-                       help="epochs of each refinement training (default: %(default)s)")
+                       help="epochs of the first halving rung; each later rung doubles them (default: %(default)s)")
+    group.add_argument("--refine-energy-weight", type=non_negative_float, default=DEFAULT_REFINE_ENERGY_WEIGHT,
+                       help="accuracy points one doubling of energy costs when refining (default: %(default)s)")
     group = search.add_argument_group("hardware terms (hardware targets only)")
     group.add_argument("--energy-weight", type=non_negative_float, default=None,
                        help="score points one doubling of energy per inference costs (default: 4; 0 = rank by "
@@ -112,7 +114,8 @@ def add_parser(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run or resume a search and print the winner."""
-    from ..search.runner import DEFAULT_ENERGY_WEIGHT, DEFAULT_REFINE, SearchConfig, run_search
+    from ..search.names import DEFAULT_REFINE
+    from ..search.runner import DEFAULT_ENERGY_WEIGHT, SearchConfig, run_search
 
     if args.resume:
         out = Path(args.resume)
@@ -129,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
             energy_weight=DEFAULT_ENERGY_WEIGHT if args.energy_weight is None else args.energy_weight,
             max_cores=args.max_cores, max_energy=args.max_energy,
             refine=DEFAULT_REFINE if args.refine is None else args.refine, refine_epochs=args.refine_epochs,
+            refine_energy_weight=args.refine_energy_weight,
         )
         out = Path(args.out) if args.out else Path("runs") / time.strftime("search-%Y%m%d-%H%M%S")
     bar = ProgressBar(enabled=not args.quiet)
@@ -147,7 +151,8 @@ def run(args: argparse.Namespace) -> int:
     if signal.get("refine"):
         chosen = next(r for r in signal["pool"] if r["cell"] == winner["cell"])
         print(f"  chosen by {signal['chosen_by']} among the {len(signal['pool'])} best by {signal['preselected_by']} "
-              f"fitness: {100 * chosen['refine_accuracy']:.2f}%, refined fitness {chosen['refine_fitness']:.4g}")
+              f"fitness: {100 * chosen['refine_accuracy']:.2f}% after {chosen['refine_epochs']} epoch(s), refined "
+              f"fitness {chosen['refine_fitness']:.4g}")
     print(f"  {report['config']['score']} score {winner['score']:.4g}, firing rate at init {winner['firing_rate']:.3f}, "
           f"{winner['spikes_per_sample']:.0f} spikes and {winner['synops_per_sample']:.0f} synaptic ops per sample, "
           f"latency {winner['latency_steps']} steps ({report['timing']} timing, target {report['target']['name']})")

@@ -12,6 +12,7 @@ import torch
 from ..errors import OptionError
 from .network import SpikingNetwork
 from .names import BN_MODES
+from .rate_init import calibrate_firing
 from .scores import SCORES, ScoreResult, score_codes
 
 
@@ -22,7 +23,9 @@ class ScoreConfig:
     ``bn_mode``: ``batch`` normalises each convolution's output with the statistics of the scoring batch (as
     SNASNet scores; keeps untrained networks out of the silent regime), ``identity`` leaves fresh batch-norm as
     the identity. ``reset_state``: start every repeat from rest; without it the repeats run as one continuous
-    stream and the neurons carry their state from one batch into the next.
+    stream and the neurons carry their state from one batch into the next. ``target_rate``: when set, calibrate
+    every population to fire at this rate on the first scoring batch before scoring
+    (:mod:`hwnas.search.rate_init`).
     """
 
     score: str = "sahd"
@@ -30,6 +33,7 @@ class ScoreConfig:
     repeats: int = 2
     bn_mode: str = "batch"
     reset_state: bool = True
+    target_rate: float | None = None
 
     def __post_init__(self) -> None:
         if self.score not in SCORES:
@@ -40,6 +44,8 @@ class ScoreConfig:
             raise OptionError(f"--repeats must be at least 1, got {self.repeats}")
         if self.bn_mode not in BN_MODES:
             raise OptionError(f"unknown --bn-mode '{self.bn_mode}' (choose {', '.join(BN_MODES)})")
+        if self.target_rate is not None and not 0.0 < self.target_rate < 1.0:
+            raise OptionError(f"the target firing rate must lie in (0, 1), got {self.target_rate}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,6 +86,8 @@ class Evaluator:
         start = time.perf_counter()
         net = net.to(self.device)
         net.train(self.config.bn_mode == "batch")
+        if self.config.target_rate is not None:
+            calibrate_firing(net, self.batches[0], self.config.target_rate)
         steps = self.batches[0].shape[0]
         arrival = net.arrival_steps()
         if self.config.reset_state:

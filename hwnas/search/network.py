@@ -93,6 +93,8 @@ class SpikingNetwork(nn.Module):
         self.edge_modules: dict[Edge, list[str]] = {}  # cell edge -> module keys of its connections (both cells)
         self.order = self._topological_order()
         self._fanout: dict[str, torch.Tensor] | None = None
+        # Population name -> factor on its summed input current; set only by firing-rate calibration for scoring.
+        self.current_gain: dict[str, float] = {}
 
     # ----- structure ---------------------------------------------------------------------------------------
     def _topological_order(self) -> list[str]:
@@ -239,6 +241,8 @@ class SpikingNetwork(nn.Module):
                     current = contribution if current is None else current + contribution
                 if current is None:
                     current = previous[name].new_zeros(previous[name].shape)
+                elif name in self.current_gain:
+                    current = current * self.current_gain[name]
                 spikes, state[name] = lif_step(current, state[name], pop.params)
                 current_spikes[name] = spikes
                 with torch.no_grad():

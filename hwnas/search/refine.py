@@ -1,35 +1,25 @@
-"""Multi-fidelity refinement: the cheap signal picks the K best candidates, a short real training picks the winner.
+"""Multi-fidelity refinement: the cheap signal preselects K candidates, short real trainings pick the winner.
 
 A proxy at initialisation may rank cells no better than chance on small spiking networks (``hwnas
-proxy-check`` measures it). Refinement keeps the zero-cost score for what it is cheap at, discarding most of
-the space, and then trains the K best-fitness candidates for a few epochs each; the winner maximises
+proxy-check`` measures it). Refinement keeps the zero-cost score plus the hardware terms for what they are cheap
+at, discarding most of the space, then runs successive halving (Jamieson & Talwalkar, AISTATS 2016) on the K
+best-fitness candidates: every candidate of a rung is trained for the rung's epochs, the better half by refined
+fitness goes on to a rung with twice the epochs, until two are left; the best of the last rung wins.
 
     refined fitness = 100 * validation accuracy - w * log2(energy / 1 uJ)
 
-with the same energy weight w as the search's fitness (one doubling of energy costs w accuracy points).
-The prune strategy scores only its final cell, so its pool is padded with that cell's single-edge neighbours.
+where w (``--refine-energy-weight``) is the accuracy points one doubling of energy per inference costs. The
+prune strategy scores a single final cell, so its pool also draws random cells from the whole space, scored
+like any candidate.
 """
 
 from __future__ import annotations
 
 import math
 
-from .space import Cell, SearchSpace, cell_key
 from .strategies import usable
 
 ENERGY_UNIT_J = 1e-6
-
-
-def neighbours(space: SearchSpace, cell: Cell) -> list[Cell]:
-    """Every valid cell that differs from ``cell`` on exactly one node pair, in a fixed order."""
-    found = []
-    for index, edge in enumerate(cell):
-        for option in space.choices[(edge.src, edge.dst)]:
-            if option != edge:
-                new = cell[:index] + (option,) + cell[index + 1:]
-                if space.is_valid(new):
-                    found.append(new)
-    return found
 
 
 def refined_fitness(val_accuracy: float, energy_j: float | None, energy_weight: float) -> float:
@@ -49,13 +39,15 @@ def refine_pool(rows: list[dict], k: int) -> list[dict]:
     return sorted(best.values(), key=lambda r: (-r["fitness"], r["index"]))[:k]
 
 
-def pad_with_neighbours(rows: list[dict], space: SearchSpace, cell: Cell, k: int, score_row) -> list[dict]:
-    """Score ``cell``'s neighbours with ``score_row(cell, index) -> row`` until the pool can hold ``k`` cells."""
-    seen = {row["cell"] for row in rows if row["kind"] in ("cell", "final")}
-    added = []
-    for neighbour in neighbours(space, cell):
-        if len(refine_pool(rows + added, k)) >= k:
-            break
-        if cell_key(neighbour) not in seen:
-            added.append(score_row(neighbour, len(rows) + len(added)))
-    return added
+def halving_rungs(k: int, epochs: int) -> list[tuple[int, int]]:
+    """(candidates, epochs) per rung of successive halving from ``k`` candidates at ``epochs``: halve the field
+    and double the epochs until two or fewer are left."""
+    rungs = [(k, epochs)]
+    while rungs[-1][0] > 2:
+        rungs.append((math.ceil(rungs[-1][0] / 2), rungs[-1][1] * 2))
+    return rungs
+
+
+def pool_sample_size(k: int) -> int:
+    """Random cells a prune search adds to its pool of ``k`` (the winner alone is no choice to refine)."""
+    return 3 * k

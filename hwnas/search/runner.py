@@ -29,25 +29,19 @@ from .evaluate import Evaluator, ScoreConfig, build_seeded, pick_device
 from .network import build_network
 from .space import (DOWNSAMPLES, TIMINGS, Architecture, Cell, Edge, SearchSpace, cell_key, default_width,
                     parse_cell_key)
-from .names import BN_MODES, STRATEGIES
+from .names import BN_MODES, DEFAULT_REFINE_ENERGY_WEIGHT, STRATEGIES
 from .strategies import run_prune, run_random, sort_key
 
 CHECKPOINT = "checkpoint.json"
 CSV_COLUMNS = ("index", "kind", "round", "cell", "ablated", "score", "degenerate", "reason", "energy_j", "cores",
                "feasible", "rule", "violation", "fitness", "importance", "firing_rate", "silent_share",
                "spikes_per_sample", "synops_per_sample", "neurons", "latency_steps", "step_time_s", "seconds", "rank",
-               "refine_accuracy", "refine_fitness")
+               "refine_epochs", "refine_accuracy", "refine_fitness")
 # Default --energy-weight: score points per doubling of energy. Measured on digits/loihi2 (200 random cells, seed 0):
 # SAHD scores spread over 39 points and energies over 3.6 doublings; the best-scoring cell stays the winner up
 # to a weight of 6 and an all-skip cell with 0.22x its energy wins from 8 on. At 4 the prune strategy already
 # trades 6.6 score points for 0.72x energy (bench/hw_fitness.py); energy does not decide alone.
 DEFAULT_ENERGY_WEIGHT = 4.0
-# Default --refine of the command line. Measured with `hwnas proxy-check` on digits (40 random cells, 4 epochs x
-# 2 seeds): SAHD ranks trained accuracy at Kendall tau 0.14 [-0.05, 0.32], one epoch of training at 0.44
-# [0.27, 0.61] (seed ceiling 0.52). But end to end, seed 0, the refined prune winner trained fully reached 94.44%
-# at 37.9 uJ against the score-only winner's 95.56% at 28.1 uJ (Lava-measured): one-epoch accuracy is noisy enough
-# to swamp the energy term within the prune winner's neighbourhood. Refinement stays an option until it wins.
-DEFAULT_REFINE = 0
 CHECKPOINT_EVERY_S = 5.0
 
 
@@ -81,6 +75,7 @@ class SearchConfig:
     max_energy: float | None = None
     refine: int = 0
     refine_epochs: int = 1
+    refine_energy_weight: float = DEFAULT_REFINE_ENERGY_WEIGHT
 
     def __post_init__(self) -> None:
         positive = {"candidates": self.candidates, "timesteps": self.timesteps, "repeats": self.repeats}
@@ -96,6 +91,9 @@ class SearchConfig:
             raise OptionError(f"--max-cores must be a positive integer, got {self.max_cores!r}")
         if self.max_energy is not None and not self.max_energy > 0:
             raise OptionError(f"--max-energy must be a positive number of joules, got {self.max_energy!r}")
+        if isinstance(self.refine_energy_weight, bool) or not isinstance(self.refine_energy_weight, (int, float)) \
+                or not self.refine_energy_weight >= 0:
+            raise OptionError(f"--refine-energy-weight must be a non-negative number, got {self.refine_energy_weight!r}")
         if self.refine < 0 or self.refine_epochs < 1:
             raise OptionError(f"--refine must be >= 0 and --refine-epochs >= 1, got {self.refine}, {self.refine_epochs}")
         if self.max_samples is not None and self.max_samples < 1:
@@ -160,10 +158,14 @@ class _Checkpoint:
         if not isinstance(data, dict) or data.get("format") != "hwnas.search-checkpoint":
             raise ResumeError(f"{path} is not an hwnas search checkpoint")
         results = data.get("results")
-        if not isinstance(results, dict) or not all(isinstance(v, dict) and "score" in v for v in results.values()):
+        def well_formed(key, value) -> bool:  # a scored evaluation, or a refinement training's accuracy
+            return isinstance(value, dict) and ("val_accuracy" in value if key.startswith("refine|") else "score" in value)
+
+        if not isinstance(results, dict) or not all(well_formed(k, v) for k, v in results.items()):
             raise ResumeError(f"{path}: 'results' is malformed")
         for value in results.values():
-            value["score"] = -math.inf if value["score"] is None else float(value["score"])
+            if "score" in value:
+                value["score"] = -math.inf if value["score"] is None else float(value["score"])
         return cls(path, SearchConfig.from_dict(data.get("config")), results)
 
     def save(self, complete: bool = False) -> None:
@@ -363,40 +365,47 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False,
 
 def _refine(config: SearchConfig, space: SearchSpace, result, score_cell, scorer, template: Architecture, splits,
             checkpoint: "_Checkpoint", hardware: bool) -> tuple:
-    """Train the ``config.refine`` best-fitness candidates briefly and let short-training accuracy plus the energy
-    term choose (see :mod:`hwnas.search.refine`); trainings are cached in the checkpoint."""
+    """Successive halving over the ``config.refine`` best-fitness candidates, chosen by short-training accuracy
+    plus the energy term (see :mod:`hwnas.search.refine`); every training is cached in the checkpoint."""
     from ..train import short_training_accuracy
-    from .refine import pad_with_neighbours, refine_pool, refined_fitness
-    from .strategies import StrategyResult
+    from .refine import halving_rungs, pool_sample_size, refine_pool, refined_fitness
+    from .strategies import StrategyResult, random_cells
 
     rows = list(result.rows)
-
-    def score_row(cell: Cell, index: int) -> dict:
-        key = cell_key(cell)
-        return scorer(f"cell|{key}", score_cell(cell), {"index": index, "kind": "cell", "cell": key})
-
-    if config.strategy == "prune":  # prune scores one cell only: its neighbours fill the pool
-        rows += pad_with_neighbours(rows, space, result.cell, config.refine, score_row)
+    if config.strategy == "prune":  # prune scores one cell only: random cells from the whole space join the pool
+        seen = {row["cell"] for row in rows if row["kind"] in ("cell", "final")}
+        rng = np.random.default_rng([config.seed, 1])
+        for cell in random_cells(space, pool_sample_size(config.refine), rng):
+            key = cell_key(cell)
+            if key not in seen:
+                rows.append(scorer(f"cell|{key}", score_cell(cell), {"index": len(rows), "kind": "cell", "cell": key}))
     pool = refine_pool(rows, config.refine)
     if not pool:  # nothing usable to train: the checks after the search report why
         return StrategyResult(result.cell, rows), {"chosen_by": config.score, "refine": 0,
                                                    "note": "no usable candidate to refine"}
-    weight = config.energy_weight if hardware else 0.0
-    for row in pool:
-        cache_key = f"refine|{row['cell']}|{config.refine_epochs}"
-        if cache_key not in checkpoint.results:
-            arch = template.with_cell(parse_cell_key(row["cell"]))
-            accuracy = short_training_accuracy(arch, splits, config.refine_epochs, config.seed, "val")
-            checkpoint.results[cache_key] = {"val_accuracy": accuracy}
-            checkpoint.save()
-        row["refine_accuracy"] = checkpoint.results[cache_key]["val_accuracy"]
-        row["refine_fitness"] = refined_fitness(row["refine_accuracy"], row.get("energy_j"), weight)
-    chosen = max(pool, key=lambda r: (r["refine_fitness"], -r["index"]))
-    signal = {"chosen_by": f"short training ({config.refine_epochs} epoch(s), validation accuracy)",
+    weight = config.refine_energy_weight if hardware else 0.0
+    field, rungs = pool, []
+    for count, epochs in halving_rungs(len(pool), config.refine_epochs):
+        field = sorted(field, key=lambda r: (-r.get("refine_fitness", r["fitness"]), r["index"]))[:count]
+        for row in field:
+            cache_key = f"refine|{row['cell']}|{epochs}"
+            if cache_key not in checkpoint.results:
+                arch = template.with_cell(parse_cell_key(row["cell"]))
+                accuracy = short_training_accuracy(arch, splits, epochs, config.seed, "val")
+                checkpoint.results[cache_key] = {"val_accuracy": accuracy}
+                checkpoint.save()
+            row["refine_epochs"] = epochs
+            row["refine_accuracy"] = checkpoint.results[cache_key]["val_accuracy"]
+            row["refine_fitness"] = refined_fitness(row["refine_accuracy"], row.get("energy_j"), weight)
+        rungs.append({"epochs": epochs, "cells": [{"cell": r["cell"], "val_accuracy": r["refine_accuracy"],
+                                                    "refine_fitness": r["refine_fitness"]} for r in field]})
+    chosen = max(field, key=lambda r: (r["refine_fitness"], -r["index"]))
+    signal = {"chosen_by": f"short training (successive halving up to {rungs[-1]['epochs']} epoch(s), validation "
+                           "accuracy)",
               "refine": config.refine, "refine_epochs": config.refine_epochs,
-              "preselected_by": config.score,
-              "pool": [{"cell": r["cell"], "fitness": r["fitness"], "refine_accuracy": r["refine_accuracy"],
-                        "refine_fitness": r["refine_fitness"]} for r in pool]}
+              "refine_energy_weight": weight, "preselected_by": config.score, "rungs": rungs,
+              "pool": [{"cell": r["cell"], "fitness": r["fitness"], "refine_epochs": r["refine_epochs"],
+                        "refine_accuracy": r["refine_accuracy"], "refine_fitness": r["refine_fitness"]} for r in pool]}
     return StrategyResult(parse_cell_key(chosen["cell"]), rows), signal
 
 
