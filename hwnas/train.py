@@ -22,6 +22,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from .activity import ActivityStats
 from .data import load_dataset
 from .data.splits import DatasetSplits, encode_batch
 from .errors import OptionError, ResumeError
@@ -85,8 +86,8 @@ def load_run(run_dir: Path) -> tuple[Architecture, dict]:
 
 
 def evaluate(net: SpikingNetwork, splits: DatasetSplits, split: str, arch: Architecture, seed: int,
-             batch_size: int = 256) -> tuple[float, dict]:
-    """Accuracy on a split and per-layer activity per sample (eval mode, no gradients)."""
+             batch_size: int = 256) -> tuple[float, ActivityStats]:
+    """Accuracy on a split and the activity of running it (eval mode, no gradients)."""
     x, y = splits.split(split)
     device = next(net.parameters()).device
     generator = torch.Generator().manual_seed(seed + 7919)
@@ -143,15 +144,19 @@ def train_epochs(net: SpikingNetwork, arch: Architecture, splits: DatasetSplits,
     return best
 
 
-def short_training_accuracy(arch: Architecture, splits, epochs: int, seed: int, split: str, device=None) -> float:
-    """Accuracy on ``split`` (``val`` or ``test``) after ``epochs`` of ``hwnas train``'s float training from the
-    weights ``seed`` gives; the checkpoint with the best validation accuracy is the one evaluated."""
+def short_training(arch: Architecture, splits, epochs: int, seed: int, split: str,
+                   device=None) -> tuple[float, ActivityStats]:
+    """Accuracy and activity on ``split`` (``val`` or ``test``) after ``epochs`` of ``hwnas train``'s float training
+    from the weights ``seed`` gives; the checkpoint with the best validation accuracy is the one evaluated."""
     net = build_seeded(lambda: build_network(arch), seed, arch.key).to(device or pick_device())
-    accuracy, best = train_epochs(net, arch, splits, epochs, 2e-3, 64, seed)
-    if split == "test":
-        net.load_state_dict(best)
-        accuracy, _ = evaluate(net, splits, "test", arch, seed)
-    return accuracy
+    _, best = train_epochs(net, arch, splits, epochs, 2e-3, 64, seed)
+    net.load_state_dict(best)
+    return evaluate(net, splits, split, arch, seed)
+
+
+def short_training_accuracy(arch: Architecture, splits, epochs: int, seed: int, split: str, device=None) -> float:
+    """The accuracy of :func:`short_training`."""
+    return short_training(arch, splits, epochs, seed, split, device)[0]
 
 
 def train_run(run_dir: str | Path, config: TrainConfig,

@@ -213,6 +213,12 @@ def test_refine_halves_the_field_and_lets_short_training_choose(tmp_path):
     ranked = sorted(first["cells"], key=lambda c: -c["refine_fitness"])
     assert {c["cell"] for c in last["cells"]} == {c["cell"] for c in ranked[:2]}
     assert outcome.winner["cell"] == max(last["cells"], key=lambda c: c["refine_fitness"])["cell"]
+    # energy in the refined fitness comes from the trained network's activity, and the report carries the winner's
+    chosen = max(last["cells"], key=lambda c: c["refine_fitness"])
+    assert outcome.report["refined_estimate"]["energy_j"] == chosen["energy_j"] > 0
+    assert outcome.report["refined_estimate"]["training_epochs"] == 2
+    untrained = next(r["energy_j"] for r in outcome.rows if r["cell"] == chosen["cell"])
+    assert chosen["energy_j"] != untrained
     assert all(0.0 <= c["val_accuracy"] <= 1.0 for rung in signal["rungs"] for c in rung["cells"])
     checkpoint = json.loads((tmp_path / "run" / "checkpoint.json").read_text())
     assert sorted(k.rsplit("|", 1)[1] for k in checkpoint["results"] if k.startswith("refine|")) == \

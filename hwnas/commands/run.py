@@ -17,7 +17,7 @@ def add_parser(commands) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
             "Chains the steps with their default settings, each printing as it does on its own:\n"
-            "  hwnas search --target T --out DIR      hardware-aware, training-free search (about 15 s on digits)\n"
+            "  hwnas search --target T --out DIR      hardware-aware search, short trainings choose (about 90 s on digits)\n"
             "  hwnas train DIR                        surrogate-gradient training + 8-bit QAT (about 90 s)\n"
             "  hwnas export DIR --format nir          DIR/model.nir\n"
             "  hwnas validate DIR --target T          hwnas vs Lava fixed/float vs Norse, energy (about 3 min)\n"
@@ -77,6 +77,8 @@ def print_summary(out: Path, seconds: dict[str, float]) -> None:
         ("architecture", report["winner"]["cell"]),
         ("target", report["target"]["name"]),
         ("search: energy predicted (untrained)", _uj(report.get("estimate", {}).get("totals", {}).get("energy_j"))),
+        ("search: energy after refinement", _uj(report["refined_estimate"]["energy_j"])
+         + f" ({report['refined_estimate']['training_epochs']}-epoch training)" if "refined_estimate" in report else "-"),
         ("train: test accuracy", f"{100 * trained['test_accuracy']:.2f}%"),
         ("Lava fixed-point: accuracy", f"{100 * validation['accuracy'].get('lava_fixed', float('nan')):.2f}%"
          f" on {validation['samples']} test samples"),

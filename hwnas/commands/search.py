@@ -153,6 +153,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"  chosen by {signal['chosen_by']} among the {len(signal['pool'])} best by {signal['preselected_by']} "
               f"fitness: {100 * chosen['refine_accuracy']:.2f}% after {chosen['refine_epochs']} epoch(s), refined "
               f"fitness {chosen['refine_fitness']:.4g}")
+    if "refined_estimate" in report:
+        refined = report["refined_estimate"]
+        print(f"  on {report['target']['name']} after its {refined['training_epochs']}-epoch refinement training: "
+              f"{refined['energy_j'] * 1e6:.3g} uJ per inference")
     print(f"  {report['config']['score']} score {winner['score']:.4g}, firing rate at init {winner['firing_rate']:.3f}, "
           f"{winner['spikes_per_sample']:.0f} spikes and {winner['synops_per_sample']:.0f} synaptic ops per sample, "
           f"latency {winner['latency_steps']} steps ({report['timing']} timing, target {report['target']['name']})")

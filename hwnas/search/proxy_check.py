@@ -157,7 +157,7 @@ def run_proxy_check(config: ProxyCheckConfig, out_dir: str | Path,
     for number, key in enumerate(keys, start=1):
         entry = state.candidates.setdefault(key, {"proxies": {}, "test_accuracy": {}})
         arch = template.with_cell(parse_cell_key(key))
-        if "sahd_batch" not in entry["proxies"]:
+        if any(name not in entry["proxies"] for name in (*scorers, "neg_spikes", "neg_convs")):
             for name, evaluator in scorers.items():
                 result = evaluator.evaluate(build_seeded(lambda: build_network(arch), config.seed, arch.key))
                 entry["proxies"][name] = result["score"]

@@ -36,7 +36,7 @@ CHECKPOINT = "checkpoint.json"
 CSV_COLUMNS = ("index", "kind", "round", "cell", "ablated", "score", "degenerate", "reason", "energy_j", "cores",
                "feasible", "rule", "violation", "fitness", "importance", "firing_rate", "silent_share",
                "spikes_per_sample", "synops_per_sample", "neurons", "latency_steps", "step_time_s", "seconds", "rank",
-               "refine_epochs", "refine_accuracy", "refine_fitness")
+               "refine_epochs", "refine_accuracy", "refine_energy_j", "refine_fitness")
 # Default --energy-weight: score points per doubling of energy. Measured on digits/loihi2 (200 random cells, seed 0):
 # SAHD scores spread over 39 points and energies over 3.6 doublings; the best-scoring cell stays the winner up
 # to a weight of 6 and an all-skip cell with 0.22x its energy wins from 8 on. At 4 the prune strategy already
@@ -272,6 +272,11 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False,
     def score_cell(cell: Cell) -> Callable[[], dict]:
         return lambda: measure(build_cell(cell))
 
+    def trained_energy(cell: Cell, activity) -> float | None:
+        if not target.is_hardware:
+            return None
+        return hardware_terms(build_cell(cell), activity, target)[0]["energy_j"]
+
     supernet_holder: dict = {}
 
     def score_supernet(options: dict, ablated: Edge | None) -> Callable[[], dict]:
@@ -300,7 +305,7 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False,
     if config.refine:
         try:
             result, signal = _refine(config, space, result, score_cell, scorer, template, splits, checkpoint,
-                                     target.is_hardware)
+                                     trained_energy)
         except BaseException:
             checkpoint.save()
             raise
@@ -359,15 +364,22 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False,
                               f"batches ({config.bn_mode} batch-norm), per inference"}
         report["mapping"] = mapping.summary()
         report["files"]["pareto"] = "pareto.png"
+        refined = next((c for c in signal.get("rungs", [{}])[-1].get("cells", []) if c["cell"] == winner_key), None)
+        if refined and refined.get("energy_j"):
+            report["refined_estimate"] = {"energy_j": refined["energy_j"], "training_epochs": signal["rungs"][-1]["epochs"],
+                                          "note": "activity of the winner after its refinement training, on the "
+                                                  "validation split, per inference"}
     write_json_atomic(out / "report.json", report)
     return SearchOutcome(out, architecture, winner, rows, report)
 
 
 def _refine(config: SearchConfig, space: SearchSpace, result, score_cell, scorer, template: Architecture, splits,
-            checkpoint: "_Checkpoint", hardware: bool) -> tuple:
+            checkpoint: "_Checkpoint", trained_energy: Callable[[Cell, object], float | None]) -> tuple:
     """Successive halving over the ``config.refine`` best-fitness candidates, chosen by short-training accuracy
-    plus the energy term (see :mod:`hwnas.search.refine`); every training is cached in the checkpoint."""
-    from ..train import short_training_accuracy
+    plus the energy term of the trained network (see :mod:`hwnas.search.refine`); ``trained_energy(cell,
+    activity)`` gives the energy per inference of that activity (None without a hardware model). Every training
+    is cached in the checkpoint."""
+    from ..train import short_training
     from .refine import halving_rungs, pool_sample_size, refine_pool, refined_fitness
     from .strategies import StrategyResult, random_cells
 
@@ -383,6 +395,7 @@ def _refine(config: SearchConfig, space: SearchSpace, result, score_cell, scorer
     if not pool:  # nothing usable to train: the checks after the search report why
         return StrategyResult(result.cell, rows), {"chosen_by": config.score, "refine": 0,
                                                    "note": "no usable candidate to refine"}
+    hardware = any(row.get("energy_j") for row in pool)
     weight = config.refine_energy_weight if hardware else 0.0
     field, rungs = pool, []
     for count, epochs in halving_rungs(len(pool), config.refine_epochs):
@@ -390,22 +403,26 @@ def _refine(config: SearchConfig, space: SearchSpace, result, score_cell, scorer
         for row in field:
             cache_key = f"refine|{row['cell']}|{epochs}"
             if cache_key not in checkpoint.results:
-                arch = template.with_cell(parse_cell_key(row["cell"]))
-                accuracy = short_training_accuracy(arch, splits, epochs, config.seed, "val")
-                checkpoint.results[cache_key] = {"val_accuracy": accuracy}
+                cell = parse_cell_key(row["cell"])
+                accuracy, activity = short_training(template.with_cell(cell), splits, epochs, config.seed, "val")
+                checkpoint.results[cache_key] = {"val_accuracy": accuracy, "energy_j": trained_energy(cell, activity)}
                 checkpoint.save()
+            cached = checkpoint.results[cache_key]
             row["refine_epochs"] = epochs
-            row["refine_accuracy"] = checkpoint.results[cache_key]["val_accuracy"]
-            row["refine_fitness"] = refined_fitness(row["refine_accuracy"], row.get("energy_j"), weight)
+            row["refine_accuracy"] = cached["val_accuracy"]
+            row["refine_energy_j"] = cached.get("energy_j") or row.get("energy_j")
+            row["refine_fitness"] = refined_fitness(row["refine_accuracy"], row["refine_energy_j"], weight)
         rungs.append({"epochs": epochs, "cells": [{"cell": r["cell"], "val_accuracy": r["refine_accuracy"],
-                                                    "refine_fitness": r["refine_fitness"]} for r in field]})
+                                                    "energy_j": r["refine_energy_j"], "refine_fitness": r["refine_fitness"]}
+                                                   for r in field]})
     chosen = max(field, key=lambda r: (r["refine_fitness"], -r["index"]))
     signal = {"chosen_by": f"short training (successive halving up to {rungs[-1]['epochs']} epoch(s), validation "
                            "accuracy)",
               "refine": config.refine, "refine_epochs": config.refine_epochs,
               "refine_energy_weight": weight, "preselected_by": config.score, "rungs": rungs,
-              "pool": [{"cell": r["cell"], "fitness": r["fitness"], "refine_epochs": r["refine_epochs"],
-                        "refine_accuracy": r["refine_accuracy"], "refine_fitness": r["refine_fitness"]} for r in pool]}
+              "pool": [{"cell": r["cell"], "fitness": r["fitness"], "energy_j": r.get("energy_j"),
+                        "refine_epochs": r["refine_epochs"], "refine_accuracy": r["refine_accuracy"],
+                        "refine_energy_j": r["refine_energy_j"], "refine_fitness": r["refine_fitness"]} for r in pool]}
     return StrategyResult(parse_cell_key(chosen["cell"]), rows), signal
 
 
@@ -462,7 +479,8 @@ def _expected_evaluations(config: SearchConfig, space: SearchSpace) -> int | Non
 def _csv_row(row: dict) -> dict:
     formatted = dict(row)
     for key in ("score", "fitness", "importance", "energy_j", "step_time_s", "firing_rate", "silent_share",
-                "spikes_per_sample", "synops_per_sample", "seconds"):
+                "spikes_per_sample", "synops_per_sample", "seconds", "refine_accuracy", "refine_energy_j",
+                "refine_fitness"):
         value = formatted.get(key)
         if isinstance(value, float):
             formatted[key] = "-inf" if value == -math.inf else ("inf" if value == math.inf else f"{value:.6g}")
