@@ -73,6 +73,9 @@ def main() -> None:
                         f"seed-mean test accuracy {100 * mean:.2f}% (percentile {percentile:.0f}, top quartile: "
                         f"{'yes' if mean >= quartile else 'no'}); search-predicted energy "
                         f"{1e6 * predicted:.2f} uJ" if predicted else "")
+                refined = outcome.report.get("refined_estimate")
+                if refined:
+                    line += f", {1e6 * refined['energy_j']:.2f} uJ after refinement"
                 if args.full:
                     trained = train_run(run_dir, TrainConfig())
                     inputs = encode_samples(splits, "test", 10_000, arch.timesteps, arch.encoding, search_seed)

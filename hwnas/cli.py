@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Hardware-aware, training-free architecture search for spiking neural networks.\n\n"
                     "Typical use: `hwnas run --target loihi2` does everything on the embedded digits data:\n"
                     "`hwnas search` scores candidate spiking cells without training, simulating each in the\n"
-                    "target's timing model and mapping it onto the chip's cores; `hwnas train` trains the winner\n"
+                    "target's timing model and mapping it onto the chip's cores, then lets short trainings of the\n"
+                    "8 best choose (--refine); `hwnas train` trains the winner\n"
                     "(8-bit QAT); `hwnas export` writes NIR (also ONNX, netx); `hwnas validate` runs it in Lava's\n"
                     "Loihi 2 simulator (fixed and float), Norse and hwnas, and compares spikes and energy per layer.\n"
                     "`hwnas proxy-check` measures whether the search's signals rank cells on your data.",

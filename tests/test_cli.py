@@ -30,6 +30,9 @@ def test_search_command_writes_run_folder_and_prints_winner(tmp_path, capsys):
     state_a, state_b = net_a.state_dict(), net_b.state_dict()
     assert list(state_a) == list(state_b) and all(torch.equal(state_a[k], state_b[k]) for k in state_a)
     assert report["config"]["candidates"] == 3
+    # by default short trainings choose among the candidates the score and the hardware terms preselected
+    assert report["config"]["refine"] == 8 and report["signal"]["chosen_by"].startswith("short training")
+    assert "chosen by short training" in printed and "after its 2-epoch refinement training" in printed
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -19,7 +19,7 @@ def add_parser(commands) -> None:
     from ..search.names import BN_MODES, DEFAULT_REFINE, DEFAULT_REFINE_ENERGY_WEIGHT, SCORE_NAMES, STRATEGIES
 
     search = commands.add_parser(
-        "search", help="find a spiking cell without training (SAHD score + the target's energy and core limits)",
+        "search", help="find a spiking cell: SAHD score + the target's energy and core limits, short trainings choose",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
             "Search the LightSNN/SNASNet cell space (4-node cell; each of the 6 node pairs carries zero, skip or\n"
@@ -30,10 +30,15 @@ def add_parser(commands) -> None:
             "mapped onto the chip's cores (candidates that break a design rule or budget are rejected, with the\n"
             "rule) and its energy per inference enters the fitness:\n"
             "    fitness = score - energy_weight * log2(energy / 1 uJ)\n"
+            "The zero-cost score may not rank cells on your data (hwnas proxy-check measures it; on digits it\n"
+            "does not), so by default the --refine 8 best candidates by fitness (a prune search first adds 24\n"
+            "random cells) go through successive halving of short trainings (1, 2, 4 epochs) and the winner\n"
+            "maximises 100 * validation accuracy - refine_energy_weight * log2(trained energy / 1 uJ).\n"
             "The run folder gets architecture.json (the winner), search.csv (every evaluation), report.json\n"
             "(with the winner's per-layer energy and core use), pareto.png and checkpoint.json (for --resume)."),
         epilog="examples:\n"
-               "  hwnas search --target loihi2                      prune search on the embedded digits data\n"
+               "  hwnas search --target loihi2                      prune search + refinement on the digits data\n"
+               "  hwnas search --refine 0                           training-free: the score alone decides\n"
                "  hwnas search --strategy random --candidates 1000  SNASNet-style random search\n"
                "  hwnas search --energy-weight 0                    ignore energy (rules still apply)\n"
                "  hwnas search --target software                    no hardware: zero-delay timing, no limits\n"

@@ -4,10 +4,11 @@ STRATEGIES = ("prune", "random")
 SCORE_NAMES = ("sahd", "naswot")
 BN_MODES = ("batch", "identity")
 
-# Default --refine of the command line (see the README's proxy-check section and bench/winner_quartile.py).
+# Default --refine of the command line (README, "Does the signal rank architectures?"; bench/winner_quartile.py).
 # Measured with `hwnas proxy-check` on digits (40 random cells, 4 epochs x 2 seeds): SAHD ranks trained accuracy
-# at Kendall tau 0.14 [-0.05, 0.32], one epoch of training at 0.44 [0.27, 0.61] (seed ceiling 0.52).
-DEFAULT_REFINE = 0
+# at Kendall tau 0.14 [-0.05, 0.32], one epoch of training at 0.44 [0.27, 0.61] (seed ceiling 0.52), so short
+# training is the signal that chooses; 8 candidates through successive halving cost about 80 s on 2 cores.
+DEFAULT_REFINE = 8
 # Default --refine-energy-weight: validation-accuracy points one doubling of energy costs in the refined fitness.
 # Replaying selection on the 40 proxy-check cells (1-epoch accuracy, random pools of 16): weight 1 kept the
 # winner's mean accuracy percentile at 86 (87 at weight 0), weight 4 pulled it to 76 for 0.75x the energy.
