@@ -201,7 +201,9 @@ def test_refine_halves_the_field_and_lets_short_training_choose(tmp_path):
     assert halving_rungs(5, 2) == [(5, 2), (3, 4), (2, 8)]
     assert halving_rungs(2, 1) == [(2, 1)]
     config = SearchConfig(strategy="random", candidates=6, refine=3, max_samples=200, seed=1, **FAST_SEARCH)
-    outcome = run_search(config, tmp_path / "run")
+    messages = []
+    outcome = run_search(config, tmp_path / "run", progress=lambda done, total, message: messages.append(message))
+    assert sum(message.startswith("refine: training") for message in messages) == 5  # 3 + 2 trainings announced
     signal = outcome.report["signal"]
     assert signal["chosen_by"].startswith("short training") and signal["preselected_by"] == "sahd"
     # the pool is the three highest-fitness candidates the search scored

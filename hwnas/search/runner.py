@@ -304,8 +304,12 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False,
     signal = {"chosen_by": config.score, "refine": 0}
     if config.refine:
         try:
+            def announce(message: str) -> None:
+                if progress:
+                    progress(done[0], total, message)
+
             result, signal = _refine(config, space, result, score_cell, scorer, template, splits, checkpoint,
-                                     trained_energy)
+                                     trained_energy, announce)
         except BaseException:
             checkpoint.save()
             raise
@@ -374,11 +378,12 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False,
 
 
 def _refine(config: SearchConfig, space: SearchSpace, result, score_cell, scorer, template: Architecture, splits,
-            checkpoint: "_Checkpoint", trained_energy: Callable[[Cell, object], float | None]) -> tuple:
+            checkpoint: "_Checkpoint", trained_energy: Callable[[Cell, object], float | None],
+            announce: Callable[[str], None]) -> tuple:
     """Successive halving over the ``config.refine`` best-fitness candidates, chosen by short-training accuracy
     plus the energy term of the trained network (see :mod:`hwnas.search.refine`); ``trained_energy(cell,
-    activity)`` gives the energy per inference of that activity (None without a hardware model). Every training
-    is cached in the checkpoint."""
+    activity)`` gives the energy per inference of that activity (None without a hardware model); ``announce``
+    receives a line before each training. Every training is cached in the checkpoint."""
     from ..train import short_training
     from .refine import halving_rungs, pool_sample_size, refine_pool, refined_fitness
     from .strategies import StrategyResult, random_cells
@@ -403,6 +408,7 @@ def _refine(config: SearchConfig, space: SearchSpace, result, score_cell, scorer
         for row in field:
             cache_key = f"refine|{row['cell']}|{epochs}"
             if cache_key not in checkpoint.results:
+                announce(f"refine: training {row['cell']} for {epochs} epoch(s)")
                 cell = parse_cell_key(row["cell"])
                 accuracy, activity = short_training(template.with_cell(cell), splits, epochs, config.seed, "val")
                 checkpoint.results[cache_key] = {"val_accuracy": accuracy, "energy_j": trained_energy(cell, activity)}
