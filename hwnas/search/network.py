@@ -118,25 +118,13 @@ class SpikingNetwork(nn.Module):
 
     def arrival_steps(self) -> dict[str, float]:
         """Earliest step at which each population can receive input caused by input step 0 (inf if never)."""
-        best = {INPUT: 0}
-        queue = [(0, INPUT)]
-        conns = self.active_connections()
-        while queue:
-            dist, node = heapq.heappop(queue)
-            if dist > best.get(node, float("inf")):
-                continue
-            for conn in conns:
-                if conn.src == node and dist + self._delay(conn) < best.get(conn.dst, float("inf")):
-                    best[conn.dst] = dist + self._delay(conn)
-                    heapq.heappush(queue, (best[conn.dst], conn.dst))
-        return {name: float(best.get(name, float("inf"))) for name in self.order}
+        return self._earliest_reach([INPUT], self.active_connections())
 
-    def _earliest_activity(self, quiet: dict[str, bool], conns: list[Connection]) -> dict[str, float]:
-        """Earliest step at which each population can hold any activity: 0 for a population driven by a bias
-        (``quiet`` False), otherwise the earliest step activity from the input or a biased population reaches it."""
-        best = {INPUT: 0.0, **{name: 0.0 for name, is_quiet in quiet.items() if not is_quiet}}
-        queue = [(0.0, name) for name in best]
-        heapq.heapify(queue)
+    def _earliest_reach(self, sources: list[str], conns: list[Connection]) -> dict[str, float]:
+        """Per population, the earliest step activity present at step 0 in ``sources`` can reach it over ``conns``
+        (each adding its delay); 0 for a source, inf if never."""
+        best = {name: 0.0 for name in sources}
+        queue = [(0.0, name) for name in sources]
         while queue:
             dist, node = heapq.heappop(queue)
             if dist > best.get(node, math.inf):
@@ -145,7 +133,7 @@ class SpikingNetwork(nn.Module):
                 if conn.src == node and dist + self._delay(conn) < best.get(conn.dst, math.inf):
                     best[conn.dst] = dist + self._delay(conn)
                     heapq.heappush(queue, (best[conn.dst], conn.dst))
-        return {name: best.get(name, math.inf) for name in self.populations}
+        return {name: best.get(name, math.inf) for name in self.order}
 
     @property
     def latency_steps(self) -> int:
@@ -226,7 +214,8 @@ class SpikingNetwork(nn.Module):
         # at initialisation).
         quiet = {name: pop.params.bias == 0 and all(synapse.maps_zero_to_zero() for synapse, _, _ in incoming[name])
                  for name, pop in self.populations.items()}
-        active_from = self._earliest_activity(quiet, conns)
+        # a population driven by a bias can be active from step 0, whatever the input
+        active_from = self._earliest_reach([INPUT] + [name for name in self.order if not quiet[name]], conns)
         dormant_until = {name: min(active_from[name], total_steps) if quiet[name] else 0 for name in self.populations}
 
         state: dict[str, LIFState] = {}

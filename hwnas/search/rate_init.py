@@ -52,7 +52,6 @@ def calibrate_firing(net: SpikingNetwork, batch: torch.Tensor, target_rate: floa
         raise ValueError(f"target firing rate must lie in (0, 1), got {target_rate}")
     net.current_gain = {}
     arrival = net.arrival_steps()
-    reached: dict[str, float] = {}
     for name in net.order:
         if net.populations[name].params == OR_NEURON or math.isinf(arrival[name]):
             continue
@@ -65,6 +64,4 @@ def calibrate_firing(net: SpikingNetwork, batch: torch.Tensor, target_rate: floa
             else:
                 high = middle
         net.current_gain[name] = 2.0 ** (0.5 * (low + high))
-    if net.current_gain:
-        reached = window_rates(net, batch)
-    return reached
+    return window_rates(net, batch) if net.current_gain else {}

@@ -84,16 +84,14 @@ class SearchConfig:
                 raise OptionError(f"--{name} must be a positive integer, got {value!r}")
         if self.width is not None and (not isinstance(self.width, int) or self.width < 1):
             raise OptionError(f"--width must be a positive integer, got {self.width!r}")
-        if isinstance(self.energy_weight, bool) or not isinstance(self.energy_weight, (int, float)) \
-                or not self.energy_weight >= 0:
-            raise OptionError(f"--energy-weight must be a non-negative number, got {self.energy_weight!r}")
+        for name in ("energy_weight", "refine_energy_weight"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise OptionError(f"--{name.replace('_', '-')} must be a non-negative number, got {value!r}")
         if self.max_cores is not None and (not isinstance(self.max_cores, int) or self.max_cores < 1):
             raise OptionError(f"--max-cores must be a positive integer, got {self.max_cores!r}")
         if self.max_energy is not None and not self.max_energy > 0:
             raise OptionError(f"--max-energy must be a positive number of joules, got {self.max_energy!r}")
-        if isinstance(self.refine_energy_weight, bool) or not isinstance(self.refine_energy_weight, (int, float)) \
-                or not self.refine_energy_weight >= 0:
-            raise OptionError(f"--refine-energy-weight must be a non-negative number, got {self.refine_energy_weight!r}")
         if self.refine < 0 or self.refine_epochs < 1:
             raise OptionError(f"--refine must be >= 0 and --refine-epochs >= 1, got {self.refine}, {self.refine_epochs}")
         if self.max_samples is not None and self.max_samples < 1:
