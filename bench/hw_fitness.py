@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hwnas.data import load_dataset  # noqa: E402
 from hwnas.hw_models import load_target  # noqa: E402
 from hwnas.hw_models.estimate import estimate_architecture  # noqa: E402
-from hwnas.search.runner import DEFAULT_ENERGY_WEIGHT, SearchConfig, run_search  # noqa: E402
+from hwnas.search.config import DEFAULT_ENERGY_WEIGHT  # noqa: E402
+from hwnas.search.runner import SearchConfig, run_search  # noqa: E402
 
 
 def main() -> None:
@@ -39,7 +40,7 @@ def main() -> None:
     print(f"digits, loihi2, energy weight {args.energy_weight:g}, seed {args.seed}, 2-core CPU")
     with tempfile.TemporaryDirectory() as scratch:
         for strategy in args.strategies.split(","):
-            common = dict(strategy=strategy, candidates=args.candidates, seed=args.seed)
+            common = dict(strategy=strategy, candidates=args.candidates, seed=args.seed, refine=0)
             runs = {}
             for label, config in (
                 ("hardware-aware", SearchConfig(target="loihi2", energy_weight=args.energy_weight, **common)),
@@ -54,12 +55,12 @@ def main() -> None:
                 if label == "hardware-aware":
                     extra = (f", {outcome.report['infeasible']} of {outcome.report['candidates']} candidates "
                              f"infeasible {outcome.report['broken_rules'] or ''}")
-                print(f"  {strategy:6s} {label:14s} winner {outcome.architecture.key}: SAHD {outcome.winner['score']:.3f}, "
+                print(f"  {strategy:6s} {label:14s} winner {outcome.architecture.key}: SAHD {outcome.winner.score:.3f}, "
                       f"{estimate.energy_j * 1e6:.2f} uJ/inference, search {seconds:.1f} s ({len(outcome.rows)} "
                       f"evaluations){extra}")
             (hw, hw_s, hw_e), (plain, plain_s, plain_e) = runs["hardware-aware"], runs["plain"]
             print(f"  {strategy:6s} energy ratio hardware-aware/plain {hw_e / plain_e:.3f}; SAHD ratio "
-                  f"{hw.winner['score'] / plain.winner['score']:.3f} (difference {hw.winner['score'] - plain.winner['score']:+.3f}); "
+                  f"{hw.winner.score / plain.winner.score:.3f} (difference {hw.winner.score - plain.winner.score:+.3f}); "
                   f"hardware-term overhead on search time {100 * (hw_s / plain_s - 1):+.1f}%")
 
 

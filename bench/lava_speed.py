@@ -17,12 +17,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hwnas.data import load_dataset  # noqa: E402
+from hwnas.deploy.backends import hwnas_rasters  # noqa: E402
 from hwnas.deploy.compare import inputs_from  # noqa: E402
-from hwnas.deploy.fixed_point import simulate_fixed  # noqa: E402
 from hwnas.deploy.lava import run_lava  # noqa: E402
-from hwnas.deploy.lowering import lower  # noqa: E402
-from hwnas.deploy.validate import hwnas_rasters  # noqa: E402
 from hwnas.export.nir import load, read_graph, recorded_architecture  # noqa: E402
+from hwnas.sim.integer import simulate_fixed  # noqa: E402
+from hwnas.sim.lowering import lower  # noqa: E402
 
 
 def main() -> None:

@@ -18,13 +18,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from hwnas.arch.builder import build_network  # noqa: E402
+from hwnas.arch.genotype import parse_cell_key  # noqa: E402
 from hwnas.data import load_dataset  # noqa: E402
 from hwnas.hw_models import load_target  # noqa: E402
-from hwnas.search.evaluate import Evaluator, ScoreConfig, build_seeded  # noqa: E402
-from hwnas.search.network import build_network  # noqa: E402
+from hwnas.search.evaluate import Evaluator, ScoreConfig  # noqa: E402
 from hwnas.search.proxy_check import STATE_FILE, rank_agreement  # noqa: E402
 from hwnas.search.runner import SearchConfig, scoring_batches, template_architecture  # noqa: E402
-from hwnas.search.space import parse_cell_key  # noqa: E402
+from hwnas.sim.seeding import build_seeded  # noqa: E402
 
 
 def main() -> None:

@@ -53,7 +53,7 @@ def main() -> None:
     else:
         splits = load_dataset("digits")
     common = dict(target=args.target, timesteps=args.timesteps, width=args.width, batch_size=args.batch,
-                  repeats=args.repeats)
+                  repeats=args.repeats, refine=0)  # the scoring alone is timed
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__} with {torch.get_num_threads()} threads, device "
           f"{'cuda' if torch.cuda.is_available() else 'cpu'}")
@@ -65,7 +65,7 @@ def main() -> None:
             outcome = run_search(SearchConfig(strategy="random", candidates=args.candidates, **common),
                                  Path(scratch, "random"), splits=splits)
             wall = time.perf_counter() - start
-            evals = [r["seconds"] for r in outcome.rows]
+            evals = [r.seconds for r in outcome.rows]
             n = len(outcome.rows)
             print(f"random search: {n} candidates in {wall:.1f} s -> {n / wall:.2f} candidates/s "
                   f"(target >= 5 on digits); score evaluation {sum(evals) / n * 1000:.1f} ms mean "
@@ -78,7 +78,7 @@ def main() -> None:
             wall = time.perf_counter() - start
             n = len(outcome.rows)
             print(f"prune search: {n} evaluations in {wall:.1f} s (target < 60 s on digits); "
-                  f"{sum(r['seconds'] for r in outcome.rows) / n * 1000:.1f} ms per evaluation; "
+                  f"{sum(r.seconds for r in outcome.rows) / n * 1000:.1f} ms per evaluation; "
                   f"winner {outcome.architecture.key}")
 
 

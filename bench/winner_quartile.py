@@ -22,12 +22,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from hwnas.arch.genotype import Architecture  # noqa: E402
 from hwnas.data import load_dataset  # noqa: E402
 from hwnas.hw_models import load_target  # noqa: E402
 from hwnas.hw_models.estimate import encode_samples, estimate_network  # noqa: E402
 from hwnas.search.proxy_check import REPORT_FILE, STATE_FILE  # noqa: E402
 from hwnas.search.runner import SearchConfig, run_search  # noqa: E402
-from hwnas.search.space import Architecture  # noqa: E402
 from hwnas.train import TrainConfig, short_training_accuracy, train_run  # noqa: E402
 
 
@@ -69,7 +69,7 @@ def main() -> None:
                 percentile = 100.0 * float(np.mean([a <= mean for a in accuracies]))
                 summary.setdefault(refine, []).append((percentile, mean >= quartile))
                 predicted = outcome.report.get("estimate", {}).get("totals", {}).get("energy_j")
-                line = (f"seed {search_seed} --refine {refine}: winner {outcome.winner['cell']} in {search_seconds:.0f} s: "
+                line = (f"seed {search_seed} --refine {refine}: winner {outcome.winner.cell} in {search_seconds:.0f} s: "
                         f"seed-mean test accuracy {100 * mean:.2f}% (percentile {percentile:.0f}, top quartile: "
                         f"{'yes' if mean >= quartile else 'no'}); search-predicted energy "
                         f"{1e6 * predicted:.2f} uJ" if predicted else "")

@@ -27,3 +27,15 @@ class ResumeError(HwnasError):
 
 class SearchError(HwnasError):
     """A search could not produce a result (for example every candidate was degenerate)."""
+
+
+class LoweringError(HwnasError):
+    """The network cannot be held by the chip's representation (names the connection or population)."""
+
+
+class NirError(HwnasError):
+    """A NIR file cannot be written, read or mapped onto hwnas' simulator."""
+
+
+class NetxError(HwnasError):
+    """The network has a layer netx cannot hold (the message names it)."""

@@ -13,7 +13,6 @@ spike counts, which a chip can compute) is the logit vector; accuracy is its arg
 from __future__ import annotations
 
 import io
-import json
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -22,19 +21,18 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .activity import ActivityStats
+from .arch.builder import build_network
+from .arch.genotype import Architecture
 from .data import load_dataset
 from .data.splits import DatasetSplits, encode_batch
-from .errors import OptionError, ResumeError
+from .errors import OptionError
 from .hw_models import load_target
 from .io_utils import write_bytes_atomic, write_json_atomic
-from .quantize import WeightFormat
-from .search.evaluate import build_seeded, pick_device
-from .search.network import SpikingNetwork, build_network
-from .search.space import Architecture
-
-MODEL_FILE = "model.pt"
-TRAIN_REPORT = "train.json"
+from .run_folder import MODEL, RunFolder
+from .sim.activity import ActivityStats
+from .sim.network import SpikingNetwork
+from .sim.quantize import WeightFormat
+from .sim.seeding import build_seeded, pick_device
 
 
 @dataclass(frozen=True)
@@ -71,18 +69,8 @@ class TrainOutcome:
 
 def load_run(run_dir: Path) -> tuple[Architecture, dict]:
     """The architecture of a search run folder and the search's configuration (empty if no report)."""
-    arch_path = run_dir / "architecture.json"
-    if not arch_path.is_file():
-        raise OptionError(f"no architecture.json in {run_dir} (train a search run folder)")
-    arch = Architecture.load(arch_path)
-    config = {}
-    report = run_dir / "report.json"
-    if report.is_file():
-        try:
-            config = json.loads(report.read_text(encoding="utf-8")).get("config", {})
-        except ValueError as exc:
-            raise ResumeError(f"{report} is not valid JSON ({exc})") from None
-    return arch, config
+    folder = RunFolder(run_dir)
+    return folder.load_architecture(), folder.search_config()
 
 
 def evaluate(net: SpikingNetwork, splits: DatasetSplits, split: str, arch: Architecture, seed: int,
@@ -206,7 +194,7 @@ def train_run(run_dir: str | Path, config: TrainConfig,
                   "folded": net.is_folded, "weight_bits": weight_format.bits if weight_format else None}
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
-    write_bytes_atomic(run_dir / MODEL_FILE, buffer.getvalue())
+    write_bytes_atomic(RunFolder(run_dir).model, buffer.getvalue())
     totals = activity.totals_per_sample()
     report = {
         "target": target.name, "timing": arch.timing, "dataset": splits.summary(), "device": str(device),
@@ -215,9 +203,9 @@ def train_run(run_dir: str | Path, config: TrainConfig,
         "val_accuracy": best_accuracy, "test_accuracy": test_accuracy,
         "spikes_per_inference": totals["spikes"], "synops_per_inference": totals["synops"],
         "per_layer": activity.per_sample(), "seconds": seconds, "history": history,
-        "files": {"model": MODEL_FILE},
+        "files": {"model": MODEL},
     }
-    write_json_atomic(run_dir / TRAIN_REPORT, report)
+    write_json_atomic(RunFolder(run_dir).train_report, report)
     return TrainOutcome(net, arch, report)
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hwnas.search.space import Architecture
+from hwnas.arch.genotype import Architecture
 
 
 def make_cell(spec: str):
     """Cell from a compact text, e.g. '0-1:conv3x3 0-2:zero ...' (the canonical key format)."""
-    from hwnas.search.space import parse_cell_key
+    from hwnas.arch.genotype import parse_cell_key
 
     return parse_cell_key(spec)
 
@@ -33,4 +33,4 @@ def small_arch(cell: str = CHAIN, **overrides) -> Architecture:
     return Architecture(**values)
 
 
-FAST_SEARCH = dict(timesteps=4, width=4, batch_size=16, repeats=1)
+FAST_SEARCH = dict(timesteps=4, width=4, batch_size=16, repeats=1, refine=0)  # score-only: no trainings

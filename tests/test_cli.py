@@ -5,10 +5,10 @@ import sys
 import pytest
 import torch
 
+from hwnas.arch.builder import build_network
+from hwnas.arch.genotype import Architecture
 from hwnas.cli import build_parser, main
-from hwnas.search.evaluate import build_seeded
-from hwnas.search.network import build_network
-from hwnas.search.space import Architecture
+from hwnas.sim.seeding import build_seeded
 
 FAST = ["--timesteps", "4", "--width", "4", "--batch-size", "16", "--repeats", "1", "--quiet"]
 

@@ -3,17 +3,19 @@ import re
 
 import pytest
 import torch
+from conftest import FEEDBACK, small_arch
 
+from hwnas.arch.builder import build_network
 from hwnas.errors import TargetError
 from hwnas.hw_models import load_target
 from hwnas.hw_models.energy import estimate_energy
 from hwnas.hw_models.fitness import fitness
 from hwnas.hw_models.mapping import block_mask, map_network
 from hwnas.hw_models.targets import builtin_target_text, builtin_targets
-from hwnas.neuron import NeuronParams
-from hwnas.search.network import Connection, Population, SpikingNetwork, build_network
-from hwnas.search.ops import FlattenLinear, Identity
-from conftest import FEEDBACK, small_arch
+from hwnas.sim.graph import Connection, Population
+from hwnas.sim.network import SpikingNetwork
+from hwnas.sim.neuron import NeuronParams
+from hwnas.sim.ops import FlattenLinear, Identity
 
 TINY_TARGET = """
 [target]

@@ -7,19 +7,19 @@ import multiprocessing
 import numpy as np
 import pytest
 import torch
+from conftest import CHAIN, FEEDBACK, small_arch
 
+from hwnas.arch.builder import build_network
 from hwnas.cli import main
-from hwnas.deploy.fixed_point import simulate_fixed
+from hwnas.deploy.backends import hwnas_rasters
 from hwnas.deploy.lava import lava_order, run_lava
-from hwnas.deploy.lowering import LoweringError, lower
-from hwnas.deploy.validate import hwnas_rasters
 from hwnas.errors import OptionError
 from hwnas.export.nir import load, to_nir
-from hwnas.quantize import WeightFormat
-from hwnas.search.evaluate import build_seeded
-from hwnas.search.network import build_network
-from hwnas.search.ops import ConvBN
-from conftest import CHAIN, FEEDBACK, small_arch
+from hwnas.sim.integer import simulate_fixed
+from hwnas.sim.lowering import LoweringError, lower
+from hwnas.sim.ops import ConvBN
+from hwnas.sim.quantize import WeightFormat
+from hwnas.sim.seeding import build_seeded
 
 
 def trained_like(cell, downsample="maxpool", scale=1.0):
@@ -98,7 +98,7 @@ def test_weights_beyond_the_format_are_refused_naming_the_connection():
 
 
 def test_connection_bias_into_slow_current_is_refused():
-    from hwnas.neuron import NeuronParams
+    from hwnas.sim.neuron import NeuronParams
 
     net = build_network(small_arch(CHAIN, neuron=NeuronParams(du=0.5)))
     for module in net.modules():

@@ -1,12 +1,12 @@
 import pytest
 import torch
 import torch.nn.functional as F
-
-from hwnas.search.evaluate import build_seeded
-from hwnas.search.network import build_network
-from hwnas.search.ops import ConvBN, SumPool
-from hwnas.search.space import Edge
 from conftest import CHAIN, FEEDBACK, small_arch
+
+from hwnas.arch.builder import build_network
+from hwnas.arch.genotype import Edge
+from hwnas.sim.ops import ConvBN, SumPool
+from hwnas.sim.seeding import build_seeded
 
 FEEDBACK_LOOP = "0-1:conv3x3 0-2:zero 0-3:zero 1-2:conv3x3 1-3:conv3x3< 2-3:conv3x3"
 
@@ -130,7 +130,7 @@ def test_rejects_wrong_input_shape():
 
 def reference_codes(net, x):
     """Slow, literal simulation: every population, every step, the timing rule applied per connection."""
-    from hwnas.neuron import initial_state, lif_step
+    from hwnas.sim.neuron import initial_state, lif_step
 
     steps = x.shape[0] + net.latency_steps
     spikes = {name: [] for name in net.order}

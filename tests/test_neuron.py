@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from hwnas.errors import ArchitectureError
-from hwnas.neuron import LIFState, NeuronParams, initial_state, lif_step
+from hwnas.sim.neuron import LIFState, NeuronParams, initial_state, lif_step
 
 
 def run(params, currents):

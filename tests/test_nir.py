@@ -3,15 +3,15 @@ import nir
 import numpy as np
 import pytest
 import torch
+from conftest import CHAIN, FEEDBACK, small_arch
 
+from hwnas.arch.builder import build_network
 from hwnas.cli import main
 from hwnas.export.nir import NirError, export, load, to_nir, write
-from hwnas.neuron import NeuronParams
-from hwnas.quantize import WeightFormat
-from hwnas.search.evaluate import build_seeded
-from hwnas.search.network import build_network
-from hwnas.search.ops import ConvBN
-from conftest import CHAIN, FEEDBACK, small_arch
+from hwnas.sim.neuron import NeuronParams
+from hwnas.sim.ops import ConvBN
+from hwnas.sim.quantize import WeightFormat
+from hwnas.sim.seeding import build_seeded
 
 FEEDBACK_LOOP = "0-1:conv3x3 0-2:zero 0-3:zero 1-2:conv3x3 1-3:conv3x3< 2-3:conv3x3"
 

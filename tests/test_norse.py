@@ -2,16 +2,15 @@ import nir
 import numpy as np
 import pytest
 import torch
-
-from hwnas.cli import main
-from hwnas.deploy.compare import compare_with_norse
-from hwnas.deploy.norse import NorseError, norse_executor
-from hwnas.export.nir import export, to_nir
-from hwnas.search.evaluate import build_seeded
-from hwnas.search.network import build_network
-from hwnas.search.ops import ConvBN
 from conftest import CHAIN, FEEDBACK, small_arch
 
+from hwnas.arch.builder import build_network
+from hwnas.cli import main
+from hwnas.deploy.compare import compare
+from hwnas.deploy.norse import NorseError, norse_executor
+from hwnas.export.nir import export, to_nir
+from hwnas.sim.ops import ConvBN
+from hwnas.sim.seeding import build_seeded
 
 
 def active_network(cell, **overrides):
@@ -33,7 +32,7 @@ def inputs(seed=0):
 @pytest.mark.parametrize("cell,downsample", [(CHAIN, "maxpool"), (CHAIN, "avgpool")])
 def test_norse_matches_hwnas_zero_delay_on_forward_graphs(cell, downsample):
     net, arch = active_network(cell, downsample=downsample)
-    result = compare_with_norse(to_nir(net, arch), inputs(), torch.zeros(12, dtype=torch.long), 1e-3)
+    result = compare(to_nir(net, arch), inputs(), torch.zeros(12, dtype=torch.long), 1e-3, "norse")
     assert set(result.layers) == set(net.populations)
     for name, row in result.layers.items():
         if name != "output":
@@ -46,7 +45,7 @@ def test_norse_runs_feedback_within_the_step():
     # nirtorch's executor runs node 3 before a node it feeds back to, so Norse delivers the feedback in the same
     # step; hwnas delivers it one step later (as the chip does): the fed-back node differs, its sources do not
     net, arch = active_network(FEEDBACK)
-    result = compare_with_norse(to_nir(net, arch), inputs(1), None, 1e-3)
+    result = compare(to_nir(net, arch), inputs(1), None, 1e-3, "norse")
     assert result.layers["stem"]["identical_share"] > 0.99
     assert result.layers["cell1.n1"]["identical_share"] > 0.99
     assert result.layers["cell1.n2"]["identical_share"] < 1.0

@@ -1,14 +1,14 @@
 import onnx
 import pytest
 import torch
+from conftest import FEEDBACK, small_arch
 
+from hwnas.arch.builder import build_network
 from hwnas.cli import main
 from hwnas.export.onnx import export_onnx, run_onnx
-from hwnas.quantize import WeightFormat
-from hwnas.search.evaluate import build_seeded
-from hwnas.search.network import build_network
-from hwnas.search.ops import ConvBN, FlattenLinear
-from conftest import FEEDBACK, small_arch
+from hwnas.sim.ops import ConvBN, FlattenLinear
+from hwnas.sim.quantize import WeightFormat
+from hwnas.sim.seeding import build_seeded
 
 
 @pytest.mark.parametrize("timing,downsample", [("pipelined", "maxpool"), ("zero-delay", "avgpool")])
@@ -40,7 +40,8 @@ def test_export_command_onnx(tmp_path, capsys):
     from hwnas.search.runner import SearchConfig, run_search
     from hwnas.train import TrainConfig, train_run
 
-    run_search(SearchConfig(strategy="random", candidates=1, timesteps=4, width=8, batch_size=16, repeats=1), tmp_path)
+    run_search(SearchConfig(strategy="random", candidates=1, timesteps=4, width=8, batch_size=16, repeats=1, refine=0),
+               tmp_path)
     train_run(tmp_path, TrainConfig(epochs=1, qat_epochs=0))
     assert main(["export", str(tmp_path), "--format", "onnx"]) == 0
     assert "reference evaluator matches" in capsys.readouterr().out

@@ -89,7 +89,7 @@ def test_registry_names_match_cli_choices():
 def test_rate_calibration_brings_every_population_to_the_target_rate(bn_mode):
     from conftest import small_arch
 
-    from hwnas.search.network import build_network
+    from hwnas.arch.builder import build_network
     from hwnas.search.rate_init import calibrate_firing, window_rates
 
     net = build_network(small_arch("0-1:conv3x3 0-2:zero 0-3:skip 1-2:conv3x3 1-3:zero 2-3:conv3x3"))

@@ -3,13 +3,14 @@ import json
 import math
 
 import pytest
+from conftest import FAST_SEARCH
 
+from hwnas.arch.genotype import PAIRS, Architecture
 from hwnas.errors import OptionError, ResumeError, SearchError
 from hwnas.search import runner
 from hwnas.search.evaluate import Evaluator
 from hwnas.search.runner import SearchConfig, run_search
-from hwnas.search.space import PAIRS, Architecture, SearchSpace
-from conftest import FAST_SEARCH
+from hwnas.search.space import SearchSpace
 
 
 def read_csv(path):
@@ -25,9 +26,9 @@ def test_random_search_is_reproducible_and_ranks_best_first(tmp_path):
     assert [(r["cell"], r["score"]) for r in rows_a] == [(r["cell"], r["score"]) for r in rows_b]
     assert a.architecture == b.architecture
     assert len({r["cell"] for r in rows_a}) == 6
-    healthy = [r for r in a.rows if not r["degenerate"]]
-    assert a.winner["score"] == max(r["score"] for r in healthy)
-    assert a.winner["rank"] == 1
+    healthy = [r for r in a.rows if not r.degenerate]
+    assert a.winner.score == max(r.score for r in healthy)
+    assert a.winner.rank == 1
     assert a.architecture == Architecture.load(tmp_path / "a" / "architecture.json")
     report = json.loads((tmp_path / "a" / "report.json").read_text())
     assert report["timing"] == "pipelined" and report["target"]["name"] == "loihi2"
@@ -41,10 +42,10 @@ def test_prune_search_ends_with_one_valid_op_per_pair(tmp_path):
     cell = outcome.architecture.cell
     assert [(e.src, e.dst) for e in cell] == list(PAIRS)
     assert SearchSpace().is_valid(cell)
-    kinds = [r["kind"] for r in outcome.rows]
+    kinds = [r.kind for r in outcome.rows]
     assert kinds[0] == "supernet" and kinds[-1] == "final" and "ablation" in kinds
-    ablations = [r for r in outcome.rows if r["kind"] == "ablation"]
-    assert all("importance" in r for r in ablations)
+    ablations = [r for r in outcome.rows if r.kind == "ablation"]
+    assert all(r.importance is not None for r in ablations)
 
 
 def test_interrupted_search_resumes_without_rescoring(tmp_path, monkeypatch):
@@ -76,7 +77,7 @@ def test_interrupted_search_resumes_without_rescoring(tmp_path, monkeypatch):
     # only the 5 unscored candidates were evaluated, plus one run of the winner for report.json's energy estimate
     assert len(calls) == 3 + 5 + 1
     assert resumed.architecture == reference.architecture
-    assert [r["score"] for r in resumed.rows] == [r["score"] for r in reference.rows]
+    assert [r.score for r in resumed.rows] == [r.score for r in reference.rows]
 
 
 def test_existing_run_folder_is_not_overwritten(tmp_path):
@@ -116,7 +117,7 @@ def test_identity_bn_mode_is_quieter_than_batch_mode(tmp_path):
     common = dict(strategy="random", candidates=3, **FAST_SEARCH)
     batch = run_search(SearchConfig(bn_mode="batch", **common), tmp_path / "b")
     identity = run_search(SearchConfig(bn_mode="identity", **common), tmp_path / "i")
-    rate = lambda rows: sum(r["firing_rate"] for r in rows) / len(rows)
+    rate = lambda rows: sum(r.firing_rate for r in rows) / len(rows)
     assert rate(batch.rows) > rate(identity.rows)
 
 
@@ -137,8 +138,8 @@ def test_hardware_terms_enter_rows_report_and_plot(tmp_path):
         assert energy > 0 and int(row["cores"]) >= 1 and row["feasible"] == "1"
         assert float(row["fitness"]) == pytest.approx(float(row["score"]) - 4.0 * math.log2(energy / 1e-6), rel=1e-5)
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["estimate"]["totals"]["energy_j"] == pytest.approx(outcome.winner["energy_j"])
-    assert report["mapping"]["cores"] == outcome.winner["cores"]
+    assert report["estimate"]["totals"]["energy_j"] == pytest.approx(outcome.winner.energy_j)
+    assert report["mapping"]["cores"] == outcome.winner.cores
     assert {row["layer"] for row in report["estimate"]["layers"]} >= {"input", "stem", "output"}
     assert (tmp_path / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -147,9 +148,9 @@ def test_energy_weight_trades_score_for_energy(tmp_path):
     common = dict(strategy="random", candidates=8, **FAST_SEARCH)
     by_score = run_search(SearchConfig(energy_weight=0.0, **common), tmp_path / "a")
     by_energy = run_search(SearchConfig(energy_weight=1000.0, **common), tmp_path / "b")
-    assert by_score.winner["score"] == max(r["score"] for r in by_score.rows)
-    assert by_energy.winner["energy_j"] == min(r["energy_j"] for r in by_energy.rows)
-    assert by_energy.winner["energy_j"] <= by_score.winner["energy_j"]
+    assert by_score.winner.score == max(r.score for r in by_score.rows)
+    assert by_energy.winner.energy_j == min(r.energy_j for r in by_energy.rows)
+    assert by_energy.winner.energy_j <= by_score.winner.energy_j
 
 
 def test_budgets_reject_candidates_with_the_rule(tmp_path):
@@ -163,13 +164,13 @@ def test_budgets_reject_candidates_with_the_rule(tmp_path):
     budget = energies[1] * 1.0001  # keeps the two cheapest candidates
     outcome = run_search(SearchConfig(strategy="random", candidates=3, max_energy=budget, **FAST_SEARCH), tmp_path / "b")
     assert outcome.report["infeasible"] == 1 and outcome.report["broken_rules"] == {"max-energy": 1}
-    assert outcome.winner["energy_j"] <= budget
+    assert outcome.winner.energy_j <= budget
 
 
 def test_software_target_has_no_hardware_terms(tmp_path):
     outcome = run_search(SearchConfig(target="software", strategy="random", candidates=3, **FAST_SEARCH), tmp_path)
     assert outcome.report["timing"] == "zero-delay" and "estimate" not in outcome.report
-    assert outcome.winner["fitness"] == outcome.winner["score"] and outcome.winner["latency_steps"] == 0
+    assert outcome.winner.fitness == outcome.winner.score and outcome.winner.latency_steps == 0
     with pytest.raises(OptionError, match="need a hardware target"):
         run_search(SearchConfig(target="software", max_cores=4, **FAST_SEARCH), tmp_path / "x")
 
@@ -187,8 +188,8 @@ def test_interrupted_prune_search_resumes_to_the_same_cell(tmp_path, monkeypatch
         run_search(config, tmp_path / "run", progress=interrupt)
     resumed = run_search(config, tmp_path / "run", resume=True)
     assert resumed.architecture == reference.architecture
-    assert [(r["kind"], r["score"], r.get("importance")) for r in resumed.rows] == \
-        [(r["kind"], r["score"], r.get("importance")) for r in reference.rows]
+    assert [(r.kind, r.score, r.importance) for r in resumed.rows] == \
+        [(r.kind, r.score, r.importance) for r in reference.rows]
 
 
 def test_refine_halves_the_field_and_lets_short_training_choose(tmp_path):
@@ -200,26 +201,26 @@ def test_refine_halves_the_field_and_lets_short_training_choose(tmp_path):
     assert halving_rungs(8, 1) == [(8, 1), (4, 2), (2, 4)]
     assert halving_rungs(5, 2) == [(5, 2), (3, 4), (2, 8)]
     assert halving_rungs(2, 1) == [(2, 1)]
-    config = SearchConfig(strategy="random", candidates=6, refine=3, max_samples=200, seed=1, **FAST_SEARCH)
+    config = SearchConfig(strategy="random", candidates=6, max_samples=200, seed=1, **{**FAST_SEARCH, "refine": 3})
     messages = []
     outcome = run_search(config, tmp_path / "run", progress=lambda done, total, message: messages.append(message))
     assert sum(message.startswith("refine: training") for message in messages) == 5  # 3 + 2 trainings announced
     signal = outcome.report["signal"]
     assert signal["chosen_by"].startswith("short training") and signal["preselected_by"] == "sahd"
     # the pool is the three highest-fitness candidates the search scored
-    scored = sorted((r for r in outcome.rows if r["kind"] == "cell"), key=lambda r: -r["fitness"])
-    assert [row["cell"] for row in signal["pool"]] == [r["cell"] for r in scored[:3]]
+    scored = sorted((r for r in outcome.rows if r.kind == "cell"), key=lambda r: -r.fitness)
+    assert [row["cell"] for row in signal["pool"]] == [r.cell for r in scored[:3]]
     first, last = signal["rungs"]
     assert (first["epochs"], len(first["cells"])) == (1, 3) and (last["epochs"], len(last["cells"])) == (2, 2)
     # the two best of the first rung by refined fitness go on; the best of the last rung wins
     ranked = sorted(first["cells"], key=lambda c: -c["refine_fitness"])
     assert {c["cell"] for c in last["cells"]} == {c["cell"] for c in ranked[:2]}
-    assert outcome.winner["cell"] == max(last["cells"], key=lambda c: c["refine_fitness"])["cell"]
+    assert outcome.winner.cell == max(last["cells"], key=lambda c: c["refine_fitness"])["cell"]
     # energy in the refined fitness comes from the trained network's activity, and the report carries the winner's
     chosen = max(last["cells"], key=lambda c: c["refine_fitness"])
     assert outcome.report["refined_estimate"]["energy_j"] == chosen["energy_j"] > 0
     assert outcome.report["refined_estimate"]["training_epochs"] == 2
-    untrained = next(r["energy_j"] for r in outcome.rows if r["cell"] == chosen["cell"])
+    untrained = next(r.energy_j for r in outcome.rows if r.cell == chosen["cell"])
     assert chosen["energy_j"] != untrained
     assert all(0.0 <= c["val_accuracy"] <= 1.0 for rung in signal["rungs"] for c in rung["cells"])
     checkpoint = json.loads((tmp_path / "run" / "checkpoint.json").read_text())
@@ -229,17 +230,17 @@ def test_refine_halves_the_field_and_lets_short_training_choose(tmp_path):
     assert "refine_accuracy" in header and "refine_epochs" in header
     # resuming the finished search trains nothing again and picks the same winner
     again = run_search(config, tmp_path / "run", resume=True)
-    assert again.winner["cell"] == outcome.winner["cell"] and again.report["signal"]["rungs"] == signal["rungs"]
+    assert again.winner.cell == outcome.winner.cell and again.report["signal"]["rungs"] == signal["rungs"]
 
 
 def test_refine_after_prune_draws_its_pool_from_the_whole_space(tmp_path):
     from hwnas.search.refine import pool_sample_size
     from hwnas.search.runner import SearchConfig, run_search
 
-    config = SearchConfig(strategy="prune", refine=2, max_samples=200, seed=2, **FAST_SEARCH)
+    config = SearchConfig(strategy="prune", max_samples=200, seed=2, **{**FAST_SEARCH, "refine": 2})
     outcome = run_search(config, tmp_path / "run")
-    drawn = [r for r in outcome.rows if r["kind"] == "cell"]
+    drawn = [r for r in outcome.rows if r.kind == "cell"]
     assert len(drawn) == pool_sample_size(2)
-    final = next(r for r in outcome.rows if r["kind"] == "final")
-    candidates = sorted(drawn + [final], key=lambda r: (-r["fitness"], r["index"]))
-    assert [row["cell"] for row in outcome.report["signal"]["pool"]] == [r["cell"] for r in candidates[:2]]
+    final = next(r for r in outcome.rows if r.kind == "final")
+    candidates = sorted(drawn + [final], key=lambda r: (-r.fitness, r.index))
+    assert [row["cell"] for row in outcome.report["signal"]["pool"]] == [r.cell for r in candidates[:2]]

@@ -2,10 +2,11 @@ import json
 
 import numpy as np
 import pytest
-
-from hwnas.errors import ArchitectureError
-from hwnas.search.space import Architecture, SearchSpace, cell_key, parse_cell_key
 from conftest import CHAIN, FEEDBACK, small_arch
+
+from hwnas.arch.genotype import Architecture, cell_key, parse_cell_key
+from hwnas.errors import ArchitectureError
+from hwnas.search.space import SearchSpace
 
 
 def test_architecture_json_round_trip(tmp_path):

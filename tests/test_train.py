@@ -2,16 +2,16 @@ import json
 
 import pytest
 import torch
+from conftest import FAST_SEARCH, FEEDBACK, small_arch
 
+from hwnas.arch.builder import build_network
 from hwnas.cli import main
 from hwnas.data import load_dataset
-from hwnas.quantize import WeightFormat, fake_quantize_weight, weight_mantissas
-from hwnas.search.evaluate import build_seeded
-from hwnas.search.network import build_network
-from hwnas.search.ops import Conv, ConvBN
 from hwnas.search.runner import SearchConfig, run_search
+from hwnas.sim.ops import Conv, ConvBN
+from hwnas.sim.quantize import WeightFormat, fake_quantize_weight, weight_mantissas
+from hwnas.sim.seeding import build_seeded
 from hwnas.train import TrainConfig, evaluate, load_model, train_run
-from conftest import FAST_SEARCH, FEEDBACK, small_arch
 
 
 def test_weight_quantisation_follows_the_loihi_format():

@@ -49,7 +49,7 @@ def add_parser(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     """Load, run both, print the table."""
     from ..data import load_dataset
-    from ..deploy.compare import compare_with_lava, compare_with_norse, inputs_from
+    from ..deploy.compare import compare, inputs_from
     from ..errors import OptionError
     from ..export.nir import NirError, read_graph, recorded_architecture
     from ..io_utils import write_json_atomic
@@ -74,11 +74,11 @@ def run(args: argparse.Namespace) -> int:
         splits = load_dataset(args.dataset, args.data_dir, steps, args.seed)
     inputs, labels = inputs_from(splits, args.samples, steps or 0, arch.encoding if arch else "rate", args.seed, array)
     if args.backend == "lava":
-        result = compare_with_lava(graph, inputs, labels, float(dt_s), args.mode)
+        result = compare(graph, inputs, labels, float(dt_s), f"lava_{args.mode}")
         print(f"{args.model} in Lava ({args.mode}) and in hwnas ({'bit-exact integer twin' if args.mode == 'fixed' else 'float'}"
               f", pipelined), {result.samples} samples x {result.steps} steps")
     else:
-        result = compare_with_norse(graph, inputs, labels, float(dt_s))
+        result = compare(graph, inputs, labels, float(dt_s), "norse")
         print(f"{args.model} in Norse and in hwnas (zero-delay), {result.samples} samples x {result.steps} steps")
     backend = result.backend
     header = f"{'layer':10s} {'hwnas':>10s} {backend:>10s} {'rel. diff':>9s} {'identical':>9s}"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from .common import positive_int
@@ -38,31 +37,30 @@ def add_parser(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load, simulate, map, estimate, print."""
+    from ..arch.genotype import Architecture
     from ..data import load_dataset
-    from ..errors import OptionError
+    from ..errors import HwnasError, OptionError
     from ..hw_models import load_target
     from ..hw_models.estimate import estimate_architecture
-    from ..search.space import Architecture
+    from ..run_folder import RunFolder
 
     source = Path(args.source)
     if source.suffix == ".nir":
         return _run_nir(args, source)
-    arch_path = source / "architecture.json" if source.is_dir() else source
+    folder = RunFolder(source if source.is_dir() else source.parent)
+    arch_path = folder.architecture if source.is_dir() else source
     if not arch_path.exists():
         raise OptionError(f"no architecture at {arch_path} (give a search run folder or an architecture JSON file)")
     arch = Architecture.load(arch_path)
-    run_config = {}
-    report_path = arch_path.parent / "report.json"
-    if report_path.is_file():
-        try:
-            run_config = json.loads(report_path.read_text(encoding="utf-8")).get("config", {})
-        except (OSError, ValueError):
-            run_config = {}
+    try:
+        run_config = folder.search_config()
+    except HwnasError:  # an unreadable report only loses the defaults it would give
+        run_config = {}
     target = load_target(args.target or run_config.get("target", "loihi2"))
     dataset = args.dataset or run_config.get("dataset", "digits")
     seed = args.seed if args.seed is not None else run_config.get("seed", 0)
     splits = load_dataset(dataset, args.data_dir or run_config.get("data_dir"), arch.timesteps, seed)
-    trained = arch_path.parent / "model.pt"
+    trained = folder.model
     if trained.is_file():
         return _run_trained(args, trained, target, splits, seed)
     estimate, mapping, simulated = estimate_architecture(arch, target, splits, args.samples, seed)

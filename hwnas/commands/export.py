@@ -40,12 +40,12 @@ def add_parser(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     """Export and check by reading the file back."""
     from ..export.nir import export, load
-    from ..train import MODEL_FILE, load_model
+    from ..run_folder import RunFolder
+    from ..train import load_model
 
-    run_dir = Path(args.run_dir)
-    net, arch, _ = load_model(run_dir / MODEL_FILE)
-    suffix = {"nir": "nir", "onnx": "onnx", "netx": "h5"}[args.format]
-    out = Path(args.out) if args.out else run_dir / f"model.{suffix}"
+    folder = RunFolder(args.run_dir)
+    net, arch, _ = load_model(folder.model)
+    out = Path(args.out) if args.out else folder.export(args.format)
     if args.format == "netx":
         return _netx(net, arch, out)
     if args.format == "onnx":
@@ -62,10 +62,10 @@ def _netx(net, arch, out: Path) -> int:
     import numpy as np
     import torch
 
-    from ..deploy.fixed_point import simulate_fixed
     from ..deploy.lava import run_netx
     from ..export.netx import netx_twin, write_netx
     from ..export.nir import load, to_nir
+    from ..sim.integer import simulate_fixed
 
     deployed = load(to_nir(net, arch))  # the weights as exported: quantised, batch-norm folded
     layers = write_netx(deployed, out)

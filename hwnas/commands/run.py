@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -35,17 +34,18 @@ def add_parser(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the steps that have no result yet, then print the summary."""
-    from ..cli import build_parser
+    from ..run_folder import RunFolder
 
     out = Path(args.out) if args.out else Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
-    parser = build_parser()
+    folder = RunFolder(out)
+    parser = _steps_parser()
     steps = [
-        ("search", out / "report.json",
+        ("search", folder.report,
          ["search", "--target", args.target, "--dataset", args.dataset, "--out", str(out), "--seed", str(args.seed)]
          + (["--data-dir", args.data_dir] if args.data_dir else [])),
-        ("train", out / "model.pt", ["train", str(out), "--seed", str(args.seed), "--target", args.target]),
-        ("export", out / "model.nir", ["export", str(out), "--format", "nir"]),
-        ("validate", out / "validation.json",
+        ("train", folder.model, ["train", str(out), "--seed", str(args.seed), "--target", args.target]),
+        ("export", folder.export("nir"), ["export", str(out), "--format", "nir"]),
+        ("validate", folder.validation,
          ["validate", str(out), "--target", args.target, "--samples", str(args.samples), "--seed", str(args.seed)]
          + (["--data-dir", args.data_dir] if args.data_dir else [])),
     ]
@@ -66,11 +66,25 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _steps_parser() -> argparse.ArgumentParser:
+    """A parser of the sub-commands this one chains, each declared by its own module."""
+    from . import export, search, train, validate
+
+    parser = argparse.ArgumentParser(prog="hwnas")
+    commands = parser.add_subparsers(dest="command")
+    for module in (search, train, export, validate):
+        module.add_parser(commands)
+    return parser
+
+
 def print_summary(out: Path, seconds: dict[str, float]) -> None:
     """One table: what the search predicted, what training reached, what Lava measured."""
-    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
-    trained = json.loads((out / "train.json").read_text(encoding="utf-8"))
-    validation = json.loads((out / "validation.json").read_text(encoding="utf-8"))
+    from ..run_folder import RunFolder
+
+    folder = RunFolder(out)
+    report = folder.search_report()
+    trained = folder.read_json(folder.train_report)
+    validation = folder.read_json(folder.validation)
     energy = validation.get("energy", {})
     pairs = validation["pairs"]
     rows = [

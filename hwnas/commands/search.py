@@ -14,9 +14,11 @@ EXIT_INTERRUPTED = 130
 
 def add_parser(commands) -> None:
     """Declare ``hwnas search`` and its options."""
+    from ..arch.choices import DOWNSAMPLES, ENCODINGS, TIMINGS
     from ..data import DATASETS
     from ..hw_models import builtin_targets
-    from ..search.names import BN_MODES, DEFAULT_REFINE, DEFAULT_REFINE_ENERGY_WEIGHT, SCORE_NAMES, STRATEGIES
+    from ..search.config import SearchConfig as D  # the library's defaults are the command line's
+    from ..search.names import BN_MODES, SCORE_NAMES, STRATEGIES
 
     search = commands.add_parser(
         "search", help="find a spiking cell: SAHD score + the target's energy and core limits, short trainings choose",
@@ -45,71 +47,71 @@ def add_parser(commands) -> None:
                "  hwnas search --dataset nmnist --data-dir ~/data   N-MNIST from ~/data/NMNIST\n"
                "  hwnas search --resume runs/search-20261123-101500 continue an interrupted search")
     group = search.add_argument_group("target and data")
-    group.add_argument("--target", default="loihi2",
+    group.add_argument("--target", default=D.target,
                        help=f"built-in target ({', '.join(builtin_targets())}) or a path to a target TOML file; "
                             "it sets the timing model, the core limits and the energy model (default: %(default)s)")
-    group.add_argument("--dataset", default="digits",
+    group.add_argument("--dataset", default=D.dataset,
                        help="dataset: " + "; ".join(f"{k}: {v}" for k, v in DATASETS.items()) + " (default: %(default)s)")
     group.add_argument("--data-dir", default=None, help="folder that holds the dataset's files (not needed for digits)")
     group.add_argument("--max-samples", type=positive_int, default=None,
                        help="read at most this many samples per split (event and CIFAR data)")
-    group.add_argument("--timesteps", type=positive_int, default=8,
+    group.add_argument("--timesteps", type=positive_int, default=D.timesteps,
                        help="steps each input is presented for (event data is binned into this many frames; "
                             "default: %(default)s)")
-    group.add_argument("--encoding", choices=("rate", "direct"), default="rate",
+    group.add_argument("--encoding", choices=ENCODINGS, default=D.encoding,
                        help="static images: rate = Bernoulli spikes with the pixel intensity as probability, "
                             "direct = the analog image as input current every step (default: %(default)s)")
     group = search.add_argument_group("search space")
     group.add_argument("--width", type=positive_int, default=None,
                        help="channels of stem and cells (default: 16 for inputs up to 16x16, 32 up to 64x64, else 64)")
-    group.add_argument("--downsample", choices=("maxpool", "avgpool"), default="maxpool",
+    group.add_argument("--downsample", choices=DOWNSAMPLES, default=D.downsample,
                        help="maxpool = OR of spikes in 2x2 (a sum-pool into threshold-0.5 neurons); avgpool = linear, "
                             "folded into the next connection (default: %(default)s)")
     group.add_argument("--no-backward", dest="allow_backward", action="store_false",
                        help="forward edges only (no temporal feedback edges in the cell)")
-    group.add_argument("--timing", choices=("zero-delay", "pipelined"), default=None,
+    group.add_argument("--timing", choices=TIMINGS, default=D.timing,
                        help="override the target's timing model: zero-delay (GPU simulators) or pipelined "
                             "(one step per connection, as on Loihi)")
-    group.add_argument("--du", type=float, default=1.0, help="current decay (1 = current-free LIF; default: %(default)s)")
-    group.add_argument("--dv", type=float, default=0.75, help="membrane decay (default: %(default)s)")
-    group.add_argument("--theta", type=float, default=1.0, help="firing threshold (default: %(default)s)")
+    group.add_argument("--du", type=float, default=D.du, help="current decay (1 = current-free LIF; default: %(default)s)")
+    group.add_argument("--dv", type=float, default=D.dv, help="membrane decay (default: %(default)s)")
+    group.add_argument("--theta", type=float, default=D.theta, help="firing threshold (default: %(default)s)")
     group = search.add_argument_group("strategy and score")
-    group.add_argument("--strategy", choices=STRATEGIES, default="prune",
+    group.add_argument("--strategy", choices=STRATEGIES, default=D.strategy,
                        help="prune = LightSNN pruning by importance over a supernet; random = SNASNet random "
                             "sampling of --candidates cells (default: %(default)s)")
-    group.add_argument("--candidates", type=positive_int, default=100,
+    group.add_argument("--candidates", type=positive_int, default=D.candidates,
                        help="cells scored by the random strategy (default: %(default)s)")
-    group.add_argument("--score", choices=SCORE_NAMES, default="sahd",
+    group.add_argument("--score", choices=SCORE_NAMES, default=D.score,
                        help="sahd = sparsity-aware Hamming distance (SNASNet/LightSNN); naswot = plain Hamming "
                             "kernel of the concatenated codes (default: %(default)s)")
-    group.add_argument("--batch-size", type=positive_int, default=64,
+    group.add_argument("--batch-size", type=positive_int, default=D.batch_size,
                        help="samples per scoring batch, i.e. kernel size (LightSNN: 64; default: %(default)s)")
-    group.add_argument("--repeats", type=positive_int, default=2,
+    group.add_argument("--repeats", type=positive_int, default=D.repeats,
                        help="scoring batches whose scores are averaged (SNASNet: 2; default: %(default)s)")
-    group.add_argument("--bn-mode", choices=BN_MODES, default="batch",
+    group.add_argument("--bn-mode", choices=BN_MODES, default=D.bn_mode,
                        help="batch = batch-norm with the scoring batch's statistics (as SNASNet scores; keeps "
                             "untrained nets from going silent); identity = fresh batch-norm (default: %(default)s)")
     group.add_argument("--no-reset", dest="reset_state", action="store_false",
                        help="run the repeats as one stream without resetting neuron state in between")
-    group.add_argument("--refine", type=non_negative_int, default=None, metavar="K",
+    group.add_argument("--refine", type=non_negative_int, default=D.refine, metavar="K",
                        help="multi-fidelity: take the K best-fitness candidates (a prune search first adds 3K random "
                             "cells) through successive halving of short trainings, and choose by validation accuracy "
-                            "plus the energy term (default: %s; 0 = the score alone decides; see README, "
-                            "hwnas proxy-check)" % DEFAULT_REFINE)
-    group.add_argument("--refine-epochs", type=positive_int, default=1,
+                            "plus the energy term (default: %(default)s; 0 = the score alone decides; see README, "
+                            "hwnas proxy-check)")
+    group.add_argument("--refine-epochs", type=positive_int, default=D.refine_epochs,
                        help="epochs of the first halving rung; each later rung doubles them (default: %(default)s)")
-    group.add_argument("--refine-energy-weight", type=non_negative_float, default=DEFAULT_REFINE_ENERGY_WEIGHT,
+    group.add_argument("--refine-energy-weight", type=non_negative_float, default=D.refine_energy_weight,
                        help="accuracy points one doubling of energy costs when refining (default: %(default)s)")
     group = search.add_argument_group("hardware terms (hardware targets only)")
-    group.add_argument("--energy-weight", type=non_negative_float, default=None,
-                       help="score points one doubling of energy per inference costs (default: 4; 0 = rank by "
+    group.add_argument("--energy-weight", type=non_negative_float, default=D.energy_weight,
+                       help="score points one doubling of energy per inference costs (default: %(default)g; 0 = rank by "
                             "score alone, design rules still apply)")
     group.add_argument("--max-cores", type=positive_int, default=None,
                        help="reject candidates that need more cores than this (rule max-cores)")
     group.add_argument("--max-energy", type=positive_float, default=None, metavar="JOULES",
                        help="reject candidates whose energy per inference exceeds this, e.g. 2e-5 (rule max-energy)")
     group = search.add_argument_group("run")
-    group.add_argument("--seed", type=int, default=0, help="seed of everything random (default: %(default)s)")
+    group.add_argument("--seed", type=int, default=D.seed, help="seed of everything random (default: %(default)s)")
     group.add_argument("--out", default=None, help="run folder (default: runs/search-<date>-<time>)")
     group.add_argument("--resume", metavar="DIR", default=None,
                        help="continue the search in DIR with its recorded options, re-scoring nothing")
@@ -119,8 +121,7 @@ def add_parser(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run or resume a search and print the winner."""
-    from ..search.names import DEFAULT_REFINE
-    from ..search.runner import DEFAULT_ENERGY_WEIGHT, SearchConfig, run_search
+    from ..search.runner import SearchConfig, run_search
 
     if args.resume:
         out = Path(args.resume)
@@ -134,9 +135,9 @@ def run(args: argparse.Namespace) -> int:
             encoding=args.encoding, timing=args.timing, allow_backward=args.allow_backward, score=args.score,
             batch_size=args.batch_size, repeats=args.repeats, bn_mode=args.bn_mode, reset_state=args.reset_state,
             du=args.du, dv=args.dv, theta=args.theta, seed=args.seed, max_samples=args.max_samples,
-            energy_weight=DEFAULT_ENERGY_WEIGHT if args.energy_weight is None else args.energy_weight,
+            energy_weight=args.energy_weight,
             max_cores=args.max_cores, max_energy=args.max_energy,
-            refine=DEFAULT_REFINE if args.refine is None else args.refine, refine_epochs=args.refine_epochs,
+            refine=args.refine, refine_epochs=args.refine_epochs,
             refine_energy_weight=args.refine_energy_weight,
         )
         out = Path(args.out) if args.out else Path("runs") / time.strftime("search-%Y%m%d-%H%M%S")
@@ -151,10 +152,10 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     report, winner = outcome.report, outcome.winner
-    print(f"winner: {winner['cell']}")
+    print(f"winner: {winner.cell}")
     signal = report.get("signal", {})
     if signal.get("refine"):
-        chosen = next(r for r in signal["pool"] if r["cell"] == winner["cell"])
+        chosen = next(r for r in signal["pool"] if r["cell"] == winner.cell)
         print(f"  chosen by {signal['chosen_by']} among the {len(signal['pool'])} best by {signal['preselected_by']} "
               f"fitness: {100 * chosen['refine_accuracy']:.2f}% after {chosen['refine_epochs']} epoch(s), refined "
               f"fitness {chosen['refine_fitness']:.4g}")
@@ -162,14 +163,14 @@ def run(args: argparse.Namespace) -> int:
         refined = report["refined_estimate"]
         print(f"  on {report['target']['name']} after its {refined['training_epochs']}-epoch refinement training: "
               f"{refined['energy_j'] * 1e6:.3g} uJ per inference")
-    print(f"  {report['config']['score']} score {winner['score']:.4g}, firing rate at init {winner['firing_rate']:.3f}, "
-          f"{winner['spikes_per_sample']:.0f} spikes and {winner['synops_per_sample']:.0f} synaptic ops per sample, "
-          f"latency {winner['latency_steps']} steps ({report['timing']} timing, target {report['target']['name']})")
+    print(f"  {report['config']['score']} score {winner.score:.4g}, firing rate at init {winner.firing_rate:.3f}, "
+          f"{winner.spikes_per_sample:.0f} spikes and {winner.synops_per_sample:.0f} synaptic ops per sample, "
+          f"latency {winner.latency_steps} steps ({report['timing']} timing, target {report['target']['name']})")
     if "estimate" in report:
         totals = report["estimate"]["totals"]
         print(f"  on {report['target']['name']}: {totals['energy_j'] * 1e6:.3g} uJ per inference, {totals['cores']} of "
               f"{report['mapping']['cores_available']} cores, {totals['step_time_s'] * 1e6:.3g} us per step "
-              f"(untrained activity); fitness {winner['fitness']:.4g} with energy weight "
+              f"(untrained activity); fitness {winner.fitness:.4g} with energy weight "
               f"{report['config']['energy_weight']:g}")
         rules = ", ".join(f"{rule} {count}" for rule, count in sorted(report["broken_rules"].items())) or "none"
         print(f"  infeasible candidates: {report['infeasible']} of {report['candidates']} (rules broken: {rules})")

@@ -48,14 +48,14 @@ def run(args: argparse.Namespace) -> int:
     from ..deploy.compare import inputs_from
     from ..deploy.validate import validate
     from ..errors import OptionError
-    from ..export.nir import read_graph
+    from ..export.nir import read_graph, recorded_architecture
     from ..hw_models.targets import load_target
     from ..io_utils import write_json_atomic
-    from ..train import load_run
-    from ..export.nir import recorded_architecture
+    from ..run_folder import RunFolder
 
     run_dir = Path(args.run_dir)
-    model = run_dir / "model.nir"
+    folder = RunFolder(run_dir)
+    model = folder.export("nir")
     if not model.is_file():
         raise OptionError(f"no model.nir in {run_dir}: run `hwnas train {run_dir}` and `hwnas export {run_dir}` first")
     skip = {name.strip() for name in args.skip.split(",") if name.strip()}
@@ -68,31 +68,19 @@ def run(args: argparse.Namespace) -> int:
     arch = recorded_architecture(graph)
     if arch is None:
         raise OptionError(f"{model} records no hwnas architecture: validate runs hwnas' own exports")
-    _, config = load_run(run_dir)
+    config = folder.search_config()
     dataset = args.dataset or config.get("dataset") or "digits"
     splits = load_dataset(dataset, args.data_dir or config.get("data_dir"), arch.timesteps, args.seed)
     inputs, labels = inputs_from(splits, args.samples, arch.timesteps, arch.encoding, args.seed)
-    search_estimate = _search_estimate(run_dir)
+    search_estimate = folder.search_estimate()
     dt_s = float(dict(graph.metadata)["hwnas.dt_s"])
     result = validate(graph, inputs, labels, dt_s, target, backends, progress=lambda m: print(m, file=sys.stderr),
                       search_estimate=search_estimate)
     print_report(result)
-    write_json_atomic(run_dir / "validation.json", result.to_dict())
-    plot(result, run_dir / "validation.png")
-    print(f"written: {run_dir / 'validation.json'}, {run_dir / 'validation.png'}")
+    write_json_atomic(folder.validation, result.to_dict())
+    plot(result, folder.validation_plot)
+    print(f"written: {folder.validation}, {folder.validation_plot}")
     return 0
-
-
-def _search_estimate(run_dir: Path) -> dict | None:
-    import json
-
-    report = run_dir / "report.json"
-    if not report.is_file():
-        return None
-    try:
-        return json.loads(report.read_text(encoding="utf-8")).get("estimate")
-    except ValueError:
-        return None
 
 
 def print_report(result) -> None:

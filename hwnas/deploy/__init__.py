@@ -1,1 +1,3 @@
-"""Running exported networks on other simulators (Norse now; Lava later, imported lazily)."""
+"""Running exported networks on other simulators (Lava's Loihi 2 model, Norse) and on hwnas' own, through one
+registry of backends (:mod:`.backends`), and comparing them (:mod:`.compare`, :mod:`.validate`). Lava and Norse
+are imported lazily."""

@@ -1,4 +1,5 @@
-"""Running the same samples through hwnas' simulator and another backend, layer by layer."""
+"""Comparing two backends' recordings of the same samples, layer by layer (the backends are in
+:mod:`hwnas.deploy.backends`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import torch
 
 from ..data.splits import DatasetSplits, encode_batch
 from ..errors import OptionError
-from ..export.nir import READOUT, load
 
 
 @dataclass
@@ -51,50 +51,32 @@ def rate_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(rate_a @ rate_b) / norm
 
 
-def compare_with_norse(graph, inputs: torch.Tensor, labels: torch.Tensor | None, dt_s: float) -> Comparison:
-    """hwnas (zero-delay, as Norse runs) versus Norse on the same inputs."""
-    from .norse import run_norse
+def compare(graph, inputs: torch.Tensor, labels: torch.Tensor | None, dt_s: float, backend: str,
+            progress=None) -> Comparison:
+    """``backend`` against its reference in hwnas (:data:`hwnas.deploy.backends.BACKENDS`) on the same inputs,
+    layer by layer: Lava fixed-point against the bit-exact integer twin, Lava float against the float simulator
+    (both pipelined), Norse against hwnas in zero-delay timing."""
+    from .backends import BACKENDS, Deployment, run_backend
 
-    net = load(graph, dt_s=dt_s, timing="zero-delay")
-    if tuple(inputs.shape[2:]) != net.input_shape:
-        raise OptionError(f"inputs have shape {list(inputs.shape[2:])} per step, the graph expects {list(net.input_shape)}")
-    with torch.no_grad():
-        ours = net(inputs, record=True)
-    readout_source = next(src for src, dst in graph.edges if dst == READOUT) if READOUT in graph.nodes else net.output
-    feeding = [src for src, dst in graph.edges if dst == readout_source]
-    theirs = run_norse(graph, inputs, dt_s, list(net.populations), feeding[0] if len(feeding) == 1 else readout_source)
-    batch = inputs.shape[1]
-    result = Comparison("norse", batch, inputs.shape[0])
-    result.output_spikes = theirs["codes"][net.output].numpy().transpose(1, 0, 2)
-    result.layers = layer_rows(ours.codes, theirs["codes"], net.order)
-    if labels is not None:
-        result.accuracy = {"hwnas": float((ours.logits.argmax(1) == labels).float().mean()),
-                           "backend": float((theirs["logits"].argmax(1) == labels).float().mean())}
-    return result
-
-
-def compare_with_lava(graph, inputs: torch.Tensor, labels: torch.Tensor | None, dt_s: float,
-                      mode: str = "fixed") -> Comparison:
-    """hwnas versus Lava on the same inputs, both in pipelined timing: fixed-point Lava against hwnas'
-    bit-exact integer twin, float Lava against hwnas' simulator (float64)."""
-    from .fixed_point import simulate_fixed
-    from .lava import run_lava
-    from .lowering import lower
-    from .validate import accuracy, hwnas_rasters
-
-    net = load(graph, dt_s=dt_s, timing="pipelined")
-    if tuple(inputs.shape[2:]) != net.input_shape:
-        raise OptionError(f"inputs have shape {list(inputs.shape[2:])} per step, the graph expects {list(net.input_shape)}")
-    lowered = lower(net)
-    ours = simulate_fixed(lowered, inputs.numpy()) if mode == "fixed" else hwnas_rasters(net, inputs)
-    theirs = run_lava(lowered, inputs.numpy(), mode)
-    result = Comparison(f"lava-{mode}", inputs.shape[1], inputs.shape[0] + lowered.latency_steps)
+    deployment = Deployment(graph, dt_s)
+    reference = BACKENDS[backend].reference
+    ours = run_backend(reference, deployment, inputs, progress)
+    theirs = run_backend(backend, deployment, inputs, progress)
+    net = deployment.network(BACKENDS[backend].timing)
+    result = Comparison(backend, inputs.shape[1], theirs.spikes[net.output].shape[1])
     result.output_spikes = theirs.spikes[net.output]
     result.layers = layer_rows(ours.as_codes(), theirs.as_codes(), net.order)
     if labels is not None:
         result.accuracy = {"hwnas": accuracy(ours.output_current, labels),
                            "backend": accuracy(theirs.output_current, labels)}
     return result
+
+
+def accuracy(current: np.ndarray, labels: torch.Tensor | None) -> float | None:
+    """Share of samples whose largest summed output current is the label's."""
+    if labels is None:
+        return None
+    return float((np.asarray(current).argmax(1) == labels.numpy()).mean())
 
 
 def layer_rows(ours: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor], layers: list[str]) -> dict[str, dict]:

@@ -27,9 +27,9 @@ from typing import Callable
 import numpy as np
 
 from ..errors import HwnasError
-from ..search.network import INPUT
-from .fixed_point import Rasters, check_binary
-from .lowering import LoweredNetwork
+from ..sim.graph import INPUT
+from ..sim.integer import Rasters, check_binary
+from ..sim.lowering import LoweredNetwork
 
 MODES = ("fixed", "float")
 DENSE_SHARE = 0.5  # a connection with more non-zero weights than this share is a Dense process

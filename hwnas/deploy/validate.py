@@ -5,9 +5,12 @@ Backends (all on the trained, exported network):
 
 * ``hwnas``: hwnas' simulator in the chip's pipelined timing with the network's (quantised) float weights,
   in float64 so that sums of quantised weights are exact;
-* ``hwnas_int``: :func:`hwnas.deploy.fixed_point.simulate_fixed`, Loihi's integer arithmetic;
+* ``hwnas_int``: :func:`hwnas.sim.integer.simulate_fixed`, Loihi's integer arithmetic;
 * ``lava_fixed`` / ``lava_float``: :func:`hwnas.deploy.lava.run_lava`;
-* ``norse``: Norse runs zero-delay timing only, so it is compared with hwnas in zero-delay timing.
+* ``norse``: Norse runs zero-delay timing only, so it is compared with hwnas in zero-delay timing
+  (``hwnas_zero_delay``).
+
+Every backend runs through the registry of :mod:`hwnas.deploy.backends`.
 """
 
 from __future__ import annotations
@@ -18,17 +21,19 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..activity import ActivityStats, LayerActivity
-from ..search.network import INPUT, SpikingNetwork
-from .compare import layer_rows
-from .fixed_point import Rasters, simulate_fixed
-from .lowering import LoweredNetwork, lower
+from ..sim.activity import ActivityStats, LayerActivity
+from ..sim.graph import INPUT
+from ..sim.integer import Rasters, simulate_fixed
+from ..sim.network import SpikingNetwork
+from .backends import Deployment, run_backend
+from .compare import accuracy, layer_rows
 
 PAIRS = (  # (reference, backend, what the pair checks)
     ("hwnas", "lava_float", "exact"),
     ("hwnas_int", "lava_fixed", "exact"),
     ("hwnas", "lava_fixed", "quantisation"),
 )
+NORSE_PAIR = ("hwnas_zero_delay", "norse")  # a timing difference is expected there (see hwnas.deploy.norse)
 
 
 @dataclass
@@ -49,22 +54,6 @@ class Validation:
         return {"samples": self.samples, "steps": self.steps, "window": self.window, "layers": self.layers,
                 "spikes_per_sample": self.spikes, "accuracy": self.accuracy, "pairs": self.pairs,
                 "energy": self.energy, "seconds": self.seconds}
-
-
-def hwnas_rasters(net: SpikingNetwork, inputs: torch.Tensor, timing: str = "pipelined") -> Rasters:
-    """hwnas' simulator on ``inputs``, computed in float64 (``net`` is left as it was): spikes (samples, steps,
-    neurons) and summed output current."""
-    dtype = next(net.parameters()).dtype
-    saved, net.timing = net.timing, timing
-    try:
-        with torch.no_grad():
-            result = net.double()(inputs.double(), record=True)
-    finally:
-        net.timing = saved
-        net.to(dtype)
-    spikes = {name: codes.numpy().transpose(1, 0, 2).astype(bool) for name, codes in result.codes.items()}
-    active = {name: np.array(layer.active_updates) for name, layer in result.activity.layers.items() if name != INPUT}
-    return Rasters(spikes, result.logits.numpy() * inputs.shape[0], active)
 
 
 def compare_rasters(reference: Rasters, other: Rasters, layers: list[str]) -> dict[str, dict]:
@@ -92,13 +81,6 @@ def activity_from(rasters: Rasters, net: SpikingNetwork, inputs: torch.Tensor,
     return ActivityStats(samples, window, layers)
 
 
-def accuracy(current: np.ndarray, labels: torch.Tensor | None) -> float | None:
-    """Share of samples whose largest summed output current is the label's."""
-    if labels is None:
-        return None
-    return float((np.asarray(current).argmax(1) == labels.numpy()).mean())
-
-
 def validate(graph, inputs: torch.Tensor, labels: torch.Tensor | None, dt_s: float, target=None,
              backends: tuple[str, ...] = ("hwnas_int", "lava_fixed", "lava_float", "norse"),
              progress: Callable[[str], None] | None = None, search_estimate: dict | None = None) -> Validation:
@@ -106,40 +88,18 @@ def validate(graph, inputs: torch.Tensor, labels: torch.Tensor | None, dt_s: flo
     energy per inference from hwnas' prediction and from the spikes measured in Lava fixed-point."""
     import time
 
-    from ..export.nir import load
-    from .lava import run_lava
-
     say = progress or (lambda message: None)
-    net = load(graph, dt_s=dt_s, timing="pipelined")
-    lowered: LoweredNetwork = lower(net)
+    deployment = Deployment(graph, dt_s)
+    deployment.check_inputs(inputs)
+    net, lowered = deployment.network("pipelined"), deployment.lowered
     layers = list(net.order)
     steps, samples = inputs.shape[:2]
     result = Validation(samples, steps, steps + lowered.latency_steps, layers)
     rasters: dict[str, Rasters] = {}
-    timer = time.perf_counter()
-    rasters["hwnas"] = hwnas_rasters(net, inputs)
-    result.seconds["hwnas"] = time.perf_counter() - timer
-    for backend in backends:
+    wanted = ["hwnas", *backends] + (["hwnas_zero_delay"] if "norse" in backends else [])
+    for backend in wanted:
         timer = time.perf_counter()
-        if backend == "hwnas_int":
-            rasters[backend] = simulate_fixed(lowered, inputs.numpy())
-        elif backend in ("lava_fixed", "lava_float"):
-            mode = backend.split("_")[1]
-            say(f"running {samples} samples in Lava ({mode}) ...")
-            rasters[backend] = run_lava(lowered, inputs.numpy(), mode,
-                                        progress=lambda done, total: say(f"  lava {mode}: {done}/{total} samples"))
-        elif backend == "norse":
-            from .compare import compare_with_norse
-
-            comparison = compare_with_norse(graph, inputs.float(), labels, dt_s)
-            result.pairs["norse"] = {"reference": "hwnas zero-delay", "layers": comparison.layers}
-            result.spikes["norse"] = {name: row["backend_spikes"] for name, row in comparison.layers.items()}
-            result.spikes["hwnas_zero_delay"] = {name: row["hwnas_spikes"] for name, row in comparison.layers.items()}
-            if comparison.accuracy:
-                result.accuracy["norse"] = comparison.accuracy["backend"]
-                result.accuracy["hwnas_zero_delay"] = comparison.accuracy["hwnas"]
-        else:
-            raise ValueError(f"unknown backend {backend}")
+        rasters[backend] = run_backend(backend, deployment, inputs, say)
         result.seconds[backend] = time.perf_counter() - timer
     for name, measured in rasters.items():
         result.spikes[name] = {layer: float(measured.spikes[layer].sum()) / samples for layer in layers}
@@ -152,12 +112,15 @@ def validate(graph, inputs: torch.Tensor, labels: torch.Tensor | None, dt_s: flo
             result.pairs[f"{reference}/{backend}"] = {"reference": reference, "backend": backend, "check": check,
                                                       "identical": all(r["identical"] for r in rows.values()),
                                                       "layers": rows}
+    if "norse" in rasters:
+        result.pairs["norse"] = {"reference": "hwnas zero-delay",
+                                 "layers": compare_rasters(rasters[NORSE_PAIR[0]], rasters["norse"], layers)}
     if target is not None and target.is_hardware and "lava_fixed" in rasters:
-        result.energy = _energy(net, inputs, rasters, target, search_estimate)
+        result.energy = _energy(net, lowered, inputs, rasters, target, search_estimate)
     return result
 
 
-def _energy(net: SpikingNetwork, inputs: torch.Tensor, rasters: dict[str, Rasters], target,
+def _energy(net: SpikingNetwork, lowered, inputs: torch.Tensor, rasters: dict[str, Rasters], target,
             search_estimate: dict | None) -> dict:
     from ..hw_models.energy import estimate_energy
     from ..hw_models.mapping import map_network
@@ -165,7 +128,7 @@ def _energy(net: SpikingNetwork, inputs: torch.Tensor, rasters: dict[str, Raster
     mapping = map_network(net, target)
     predicted = estimate_energy(activity_from(rasters["hwnas"], net, inputs, rasters["hwnas"].active_updates),
                                 mapping, target)
-    twin = rasters.get("hwnas_int") or simulate_fixed(lower(net), inputs.numpy())
+    twin = rasters.get("hwnas_int") or simulate_fixed(lowered, inputs.numpy())
     measured = estimate_energy(activity_from(rasters["lava_fixed"], net, inputs, twin.active_updates), mapping,
                                target)
     energy = {

@@ -5,7 +5,7 @@ CUBA neurons (``lava.lib.dl.netx.hdf5.Network``). It has no pooling layer, no sk
 only cells whose connections form one chain export; max-pool downsampling does not, average-pool
 downsampling does (pooling then a convolution is one convolution with stride k and a k-times larger kernel).
 
-netx stores weights as integers at scale 64 (w_int = round(64 w), ARCHITECTURE.md), without the per-layer
+netx stores weights as integers at scale 64 (w_int = round(64 w), docs/ARCHITECTURE.md), without the per-layer
 exponent hwnas' quantisation uses for small weights; weights are rounded to even integers (Lava's Dense
 drops the lowest bit of mixed-sign 8-bit weights), so the file computes with slightly coarser weights than
 the trained network. :func:`netx_twin` gives the lowered network of exactly what the file holds, for hwnas'
@@ -21,18 +21,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import HwnasError
+from ..errors import NetxError
 from ..io_utils import write_bytes_atomic
-from ..quantize import WEIGHT_SCALE
-from ..search.network import INPUT, Connection, SpikingNetwork
-from ..search.ops import AvgPoolThen, Conv, FlattenLinear, Identity, SumPool, Synapse
+from ..sim.graph import INPUT, Connection
+from ..sim.lowering import LoweredConnection, LoweredNetwork, LoweredPopulation
+from ..sim.network import SpikingNetwork
+from ..sim.ops import Synapse
+from ..sim.quantize import WEIGHT_SCALE
 
 MAX_WEIGHT = 254   # even 8-bit mixed-sign weights: -256 .. 254
 MIN_WEIGHT = -256
-
-
-class NetxError(HwnasError):
-    """The network has a layer netx cannot hold (the message names it)."""
 
 
 @dataclass
@@ -81,35 +79,6 @@ def _integer(weight: torch.Tensor, where: str) -> np.ndarray:
     return integers.astype(np.int64)
 
 
-def _layer(synapse: Synapse, population: str, src_shape: tuple[int, ...], dst_shape: tuple[int, ...],
-           where: str) -> NetxLayer:
-    if isinstance(synapse, Conv):
-        return NetxLayer("conv", population, dst_shape, _integer(synapse.conv.weight, where), 1,
-                         int(synapse.conv.padding[0]))
-    if isinstance(synapse, Identity):
-        if len(src_shape) != 3:
-            raise NetxError(f"layer {where}: an identity connection on a flat population has no netx layer")
-        eye = torch.eye(src_shape[0]).reshape(src_shape[0], src_shape[0], 1, 1)
-        return NetxLayer("conv", population, dst_shape, _integer(eye, where), 1, 0)
-    if isinstance(synapse, AvgPoolThen) and isinstance(synapse.inner, Conv):
-        k = synapse.kernel_size
-        if src_shape[1] % k or src_shape[2] % k:
-            raise NetxError(f"layer {where}: average pooling by {k} of a {src_shape[1]}x{src_shape[2]} map cuts the "
-                            "border, which a strided netx convolution cannot reproduce")
-        inner = synapse.inner.conv.weight.detach()
-        # pool by k, then conv(pad p) == conv with each tap spread over a k x k block / k^2, stride k, pad k p
-        spread = inner.repeat_interleave(k, dim=2).repeat_interleave(k, dim=3) / (k * k)
-        return NetxLayer("conv", population, dst_shape, _integer(spread, where), k,
-                         k * int(synapse.inner.conv.padding[0]))
-    if isinstance(synapse, FlattenLinear):
-        return NetxLayer("dense", population, dst_shape, _integer(synapse.linear.weight, where))
-    if isinstance(synapse, SumPool):
-        raise NetxError(f"layer {where} is a pooling layer (sum-pool into OR neurons, i.e. max-pool): netx cannot "
-                        "load pooling layers; search with --downsample avgpool, which folds pooling into the "
-                        "next convolution")
-    raise NetxError(f"layer {where}: {type(synapse).__name__} has no netx layer")
-
-
 def netx_layers(net: SpikingNetwork) -> list[NetxLayer]:
     """The netx layers of a folded network, in order; :class:`NetxError` names the first that netx cannot hold."""
     if not net.is_folded:
@@ -118,7 +87,9 @@ def netx_layers(net: SpikingNetwork) -> list[NetxLayer]:
     layers = []
     for conn in netx_chain(net):
         synapse = net.synapses[conn.module_key]
-        layer = _layer(synapse, conn.dst, shapes[conn.src], shapes[conn.dst], f"{conn.src} -> {conn.dst}")
+        where = f"{conn.src} -> {conn.dst}"
+        spec = synapse.netx_layer(shapes[conn.src], where)
+        layer = NetxLayer(spec.kind, conn.dst, shapes[conn.dst], _integer(spec.weight, where), spec.stride, spec.padding)
         layer.bias = _bias(net, layer, synapse)
         layer.flatten_before = layer.kind == "dense" and len(shapes[conn.src]) > 1
         layers.append(layer)
@@ -133,11 +104,11 @@ def _neuron_fields(net: SpikingNetwork, layer: NetxLayer) -> dict:
 
 def _bias(net: SpikingNetwork, layer: NetxLayer, synapse: Synapse) -> np.ndarray:
     """Integer bias at scale 64: per channel for convolutions, per neuron for dense layers."""
-    conv = synapse.inner if isinstance(synapse, AvgPoolThen) else synapse
     channels = layer.shape[0]
     bias = np.full(channels, float(net.populations[layer.population].params.bias))
-    if isinstance(conv, Conv):
-        bias = bias + conv.conv.bias.detach().double().cpu().numpy()
+    added = synapse.channel_bias()
+    if added is not None:
+        bias = bias + added.double().cpu().numpy()
     return np.round(bias * WEIGHT_SCALE).astype(np.int64)
 
 
@@ -179,10 +150,9 @@ def write_netx(net: SpikingNetwork, path: str | Path) -> list[NetxLayer]:
 
 def netx_twin(net: SpikingNetwork, layers: list[NetxLayer]):
     """The lowered network of exactly what the netx file holds (integer weights, exponent 0), for
-    :func:`hwnas.deploy.fixed_point.simulate_fixed` in zero-delay timing."""
+    :func:`hwnas.sim.integer.simulate_fixed` in zero-delay timing."""
     import scipy.sparse as sparse
 
-    from ..deploy.lowering import LoweredConnection, LoweredNetwork, LoweredPopulation
 
     populations, connections = {}, []
     source, source_shape = INPUT, net.input_shape

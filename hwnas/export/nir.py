@@ -1,6 +1,6 @@
 """hwnas networks to and from NIR graphs (``.nir``, HDF5).
 
-Node mapping (one NIR node per concept):
+Node mapping (one NIR node per concept; each op writes and reads its own nodes, :mod:`hwnas.sim.ops`):
 
 * a population of CUBA-LIF neurons -> ``CubaLIF`` (``LIF`` when du = 1, i.e. no synaptic current memory);
   a max-pool population of OR neurons (du = dv = 1, theta = 0.5) -> ``Threshold`` after a ``SumPool2d``;
@@ -22,38 +22,19 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from ..errors import HwnasError
+from ..arch.genotype import Architecture
+from ..errors import HwnasError, NirError
 from ..io_utils import write_bytes_atomic
-from ..neuron import NeuronParams
-from ..search.network import INPUT, Connection, Population, SpikingNetwork
-from ..search.ops import AvgPoolThen, Conv, ConvBN, FlattenLinear, Identity, SumPool, Synapse
-from ..search.space import Architecture
+from ..sim.graph import INPUT, Connection, Population
+from ..sim.network import SpikingNetwork
+from ..sim.neuron import NeuronParams
+from ..sim.ops import synapse_from_nir
 
 DEFAULT_DT_S = 1e-3
 READOUT = "readout"  # the NIR Output node; populations keep their hwnas names
 CONVENTION = ("hwnas discrete-time CUBA-LIF, forward Euler with step dt_s: du = dt/tau_syn, dv = dt/tau_mem, "
               "input gain w_in*du = 1, r*dv = 1, bias = v_leak*dv, hard reset to v_reset, spike when v > v_threshold")
-
-
-class NirError(HwnasError):
-    """A NIR file cannot be written, read or mapped onto hwnas' simulator."""
-
-
-def _weights(synapse: Synapse) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The deployed (quantised, if so trained) weight and bias of a Conv or FlattenLinear."""
-    from ..quantize import fake_quantize_bias, fake_quantize_weight
-
-    if isinstance(synapse, Conv):
-        weight, bias = synapse.conv.weight.detach(), synapse.conv.bias.detach()
-        if synapse.weight_format is not None:
-            weight, bias = fake_quantize_weight(weight, synapse.weight_format), fake_quantize_bias(bias)
-        return weight.cpu(), bias.cpu()
-    weight = synapse.linear.weight.detach()
-    if synapse.weight_format is not None:
-        weight = fake_quantize_weight(weight, synapse.weight_format)
-    return weight.cpu(), None
 
 
 def to_nir(net: SpikingNetwork, arch: Architecture | None = None, dt_s: float = DEFAULT_DT_S):
@@ -70,7 +51,7 @@ def to_nir(net: SpikingNetwork, arch: Architecture | None = None, dt_s: float = 
     for conn in net.active_connections():
         synapse = net.synapses[conn.module_key]
         source_shape = net.input_shape if conn.src == INPUT else net.populations[conn.src].shape
-        chain = _synapse_nodes(conn.module_key, synapse, source_shape)
+        chain = synapse.nir_nodes(conn.module_key, source_shape)
         previous = conn.src
         for node_name, node in chain:
             nodes[node_name] = node
@@ -101,34 +82,6 @@ def _neuron_node(pop: Population, dt_s: float):
                        v_threshold=full(p.theta), v_reset=full(0.0))
     return nir.CubaLIF(tau_syn=full(dt_s / p.du), tau_mem=full(dt_s / p.dv), r=full(1.0 / p.dv),
                        v_leak=full(p.bias / p.dv), v_threshold=full(p.theta), v_reset=full(0.0), w_in=full(1.0 / p.du))
-
-
-def _synapse_nodes(prefix: str, synapse: Synapse, source_shape: tuple[int, ...]) -> list[tuple[str, object]]:
-    import nir
-
-    if isinstance(synapse, Identity):
-        return []
-    if isinstance(synapse, SumPool):
-        k = synapse.kernel_size
-        return [(prefix, nir.SumPool2d(kernel_size=np.array([k, k]), stride=np.array([k, k]), padding=np.array([0, 0])))]
-    if isinstance(synapse, AvgPoolThen):
-        k = synapse.kernel_size
-        pooled = (source_shape[0], source_shape[1] // k, source_shape[2] // k)
-        pool = (f"{prefix}.avgpool", nir.AvgPool2d(kernel_size=np.array([k, k]), stride=np.array([k, k]),
-                                                   padding=np.array([0, 0])))
-        return [pool, *_synapse_nodes(prefix, synapse.inner, pooled)]
-    if isinstance(synapse, Conv):
-        weight, bias = _weights(synapse)
-        return [(prefix, nir.Conv2d(input_shape=(source_shape[1], source_shape[2]), weight=weight.numpy(),
-                                    stride=1, padding=synapse.conv.padding[0], dilation=1, groups=1,
-                                    bias=bias.numpy()))]
-    if isinstance(synapse, FlattenLinear):
-        weight, _ = _weights(synapse)
-        return [(f"{prefix}.flatten", nir.Flatten(input_type={"input": np.array(source_shape)}, start_dim=0, end_dim=-1)),
-                (prefix, nir.Linear(weight=weight.numpy()))]
-    if isinstance(synapse, ConvBN):
-        raise NirError("fold batch-norm before exporting")
-    raise NirError(f"no NIR mapping for connection type {type(synapse).__name__}")
 
 
 def write(path: str | Path, graph) -> None:
@@ -231,7 +184,7 @@ def load(path_or_graph, dt_s: float | None = None, timing: str | None = None) ->
     backward = _backward_connections(metadata, chains, input_name)
     connections = []
     for number, (src, dst, chain) in enumerate(chains):
-        synapse = _synapse(chain, nodes, shapes[src], src, dst)
+        synapse = synapse_from_nir(chain, nodes, shapes[src], f"{src} -> {dst}")
         out_shape = synapse.output_shape(shapes[src])
         if tuple(out_shape) != tuple(shapes[dst]) and int(np.prod(out_shape)) != int(np.prod(shapes[dst])):
             raise NirError(f"shape mismatch: {src} -> {dst} delivers {list(out_shape)}, {dst} has {list(shapes[dst])}")
@@ -321,68 +274,3 @@ def _backward_connections(metadata: dict, chains: list, input_name: str) -> set[
         if node not in state:
             visit(node)
     return found
-
-
-def _synapse(chain: list[str], nodes: dict, source_shape: tuple[int, ...], src: str, dst: str) -> Synapse:
-    kinds = [type(nodes[name]).__name__ for name in chain]
-    where = f"{src} -> {dst}"
-    if not chain:
-        return Identity()
-    first = nodes[chain[0]]
-    if kinds[0] == "AvgPool2d":
-        k = _pool_size(chain[0], first)
-        pooled = (source_shape[0], source_shape[1] // k, source_shape[2] // k)
-        inner = _synapse(chain[1:], nodes, pooled, src, dst)
-        return AvgPoolThen(inner, k)
-    if kinds == ["SumPool2d"]:
-        return SumPool(_pool_size(chain[0], first))
-    if kinds == ["Conv2d"]:
-        return _conv(chain[0], first, source_shape)
-    if kinds in (["Flatten", "Linear"], ["Flatten", "Affine"], ["Linear"], ["Affine"]):
-        layer = nodes[chain[-1]]
-        if kinds[-1] == "Affine" and np.any(np.asarray(layer.bias) != 0):
-            raise NirError(f"node '{chain[-1]}' (Affine): a non-zero bias is not supported (put it in v_leak)")
-        weight = torch.as_tensor(np.asarray(layer.weight), dtype=torch.float32)
-        if weight.shape[1] != int(np.prod(source_shape)):
-            raise NirError(f"shape mismatch at '{chain[-1]}': weight takes {weight.shape[1]} inputs, {src} has "
-                           f"{int(np.prod(source_shape))}")
-        synapse = FlattenLinear(weight.shape[1], weight.shape[0])
-        with torch.no_grad():
-            synapse.linear.weight.copy_(weight)
-        return synapse
-    raise NirError(f"unsupported synapse chain {where}: {' -> '.join(f'{n} ({k})' for n, k in zip(chain, kinds))}")
-
-
-def _pool_size(name: str, node) -> int:
-    kernel = np.asarray(node.kernel_size).reshape(-1)
-    stride = np.asarray(node.stride).reshape(-1)
-    padding = np.asarray(node.padding).reshape(-1)
-    if len(set(kernel.tolist())) != 1 or not np.array_equal(kernel, stride) or np.any(padding != 0):
-        raise NirError(f"node '{name}' ({type(node).__name__}): only square, non-overlapping, unpadded pooling "
-                       "is supported")
-    return int(kernel[0])
-
-
-def _conv(name: str, node, source_shape: tuple[int, ...]) -> Conv:
-    weight = torch.as_tensor(np.asarray(node.weight), dtype=torch.float32)
-    if weight.dim() != 4 or weight.shape[2] != weight.shape[3] or weight.shape[2] % 2 == 0:
-        raise NirError(f"node '{name}' (Conv2d): only square odd kernels are supported, got {list(weight.shape)}")
-    k = weight.shape[2]
-    stride = np.asarray(node.stride).reshape(-1)
-    dilation = np.asarray(node.dilation).reshape(-1)
-    padding = node.padding
-    if isinstance(padding, str):
-        same = padding == "same"
-    else:
-        same = bool(np.all(np.asarray(padding).reshape(-1) == k // 2))
-    if np.any(stride != 1) or np.any(dilation != 1) or node.groups != 1 or not same:
-        raise NirError(f"node '{name}' (Conv2d): only stride 1, dilation 1, groups 1 and 'same' padding are supported")
-    if weight.shape[1] != source_shape[0]:
-        raise NirError(f"shape mismatch at '{name}' (Conv2d): weight takes {weight.shape[1]} channels, input has "
-                       f"{source_shape[0]}")
-    conv = Conv(weight.shape[1], weight.shape[0], k)
-    with torch.no_grad():
-        conv.conv.weight.copy_(weight)
-        bias = np.asarray(node.bias) if node.bias is not None else np.zeros(weight.shape[0])
-        conv.conv.bias.copy_(torch.as_tensor(np.broadcast_to(bias, (weight.shape[0],)).copy(), dtype=torch.float32))
-    return conv

@@ -1,8 +1,9 @@
 """The network unrolled over time as an ONNX graph: input (T, batch, C, H, W) -> output spike counts and logits.
 
 Neuron state (synaptic current u, membrane v) is an explicit tensor carried from one unrolled step to the next;
-the timing rule (zero-delay or pipelined, feedback one step late) is the simulator's. ONNX has no notion of
-time, so the number of steps is fixed at export (the architecture's timesteps plus the pipeline latency).
+the order and delays come from the network's :class:`~hwnas.sim.graph.StepPlan`, as in the simulator. ONNX has
+no notion of time, so the number of steps is fixed at export (the architecture's timesteps plus the pipeline
+latency).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import torch
 
 from ..errors import HwnasError
 from ..io_utils import write_bytes_atomic
-from ..neuron import initial_state, lif_step
-from ..search.network import INPUT, SpikingNetwork
+from ..sim.graph import INPUT
+from ..sim.network import SpikingNetwork
+from ..sim.neuron import initial_state, lif_step
 
 OPSET = 17
 
@@ -27,16 +29,17 @@ class OnnxError(HwnasError):
 class Unrolled(torch.nn.Module):
     """A trace-friendly copy of the simulation loop (no counters, no skipped steps: a static graph)."""
 
-    def __init__(self, net: SpikingNetwork) -> None:
+    def __init__(self, net: SpikingNetwork, timing: str | None = None) -> None:
         super().__init__()
         self.net = net
+        self.timing = timing or net.timing
 
     def forward(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         net = self.net
+        plan = net.plan(self.timing)
         steps_in = inputs.shape[0]
-        conns = net.active_connections()
-        incoming = {name: [(net.synapses[c.module_key], c.src, net._delay(c) > 0) for c in conns if c.dst == name]
-                    for name in net.order}
+        incoming = {name: [(net.synapses[c.module_key], c.src, delayed) for c, delayed in plan.incoming[name]]
+                    for name in plan.order}
         zeros_in = torch.zeros_like(inputs[0])
         previous = {INPUT: zeros_in}
         state = {}
@@ -45,9 +48,9 @@ class Unrolled(torch.nn.Module):
             previous[name], state[name] = blank, initial_state(blank)
         logits = torch.zeros((inputs.shape[1], net.populations[net.output].neurons))
         counts = torch.zeros_like(logits)
-        for t in range(steps_in + net.latency_steps):
+        for t in range(steps_in + plan.latency_steps):
             now = {INPUT: inputs[t] if t < steps_in else zeros_in}
-            for name in net.order:
+            for name in plan.order:
                 current = torch.zeros_like(previous[name])
                 for synapse, src, delayed in incoming[name]:
                     current = current + synapse(previous[src] if delayed else now[src])

@@ -1,4 +1,4 @@
-"""Energy and latency per inference from activity statistics and a core mapping (ARCHITECTURE.md):
+"""Energy and latency per inference from activity statistics and a core mapping (docs/ARCHITECTURE.md):
 
     E = N_synop E_synop + N_upd,active E_active + N_upd,inactive E_inactive + sum over spike messages of
         (E_spike_in_tile + hops_EW E_hop_EW + hops_NS E_hop_NS)
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..activity import ActivityStats
+from ..sim.activity import ActivityStats
 from .mapping import Mapping
 from .rules import check_energy_budget
 from .targets import Target

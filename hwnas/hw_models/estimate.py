@@ -6,12 +6,12 @@ from dataclasses import replace
 
 import torch
 
-from ..activity import ActivityStats
+from ..arch.builder import build_network
+from ..arch.genotype import Architecture
 from ..data.splits import DatasetSplits, encode_batch
 from ..errors import OptionError
-from ..search.evaluate import build_seeded, pick_device
-from ..search.network import build_network
-from ..search.space import Architecture
+from ..sim.activity import ActivityStats
+from ..sim.seeding import build_seeded, pick_device
 from .energy import Estimate, estimate_energy
 from .mapping import Mapping, map_network
 from .targets import Target
@@ -55,9 +55,8 @@ def estimate_network(net, target: Target, inputs: torch.Tensor) -> tuple[Estimat
     cores and estimate energy and latency per inference."""
     if not target.is_hardware:
         raise OptionError(f"target '{target.name}' has no hardware model to estimate with")
-    net.timing = target.timing
     with torch.no_grad():
-        activity = net(inputs).activity
+        activity = net(inputs, timing=target.timing).activity
     mapping = map_network(net, target)
     return estimate_energy(activity, mapping, target), mapping
 

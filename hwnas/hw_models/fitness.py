@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from ..activity import ActivityStats
+from ..sim.activity import ActivityStats
 from .energy import Estimate, estimate_energy
 from .mapping import Mapping, map_network
 from .rules import ConstraintError

@@ -25,9 +25,16 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..search.network import INPUT, SpikingNetwork
-from .rules import (ConstraintError, check_core_budget, check_core_fanout, check_neuron_fanin,
-                    check_neuron_synapses, check_total_cores)
+from ..sim.graph import INPUT
+from ..sim.network import SpikingNetwork
+from .rules import (
+    ConstraintError,
+    check_core_budget,
+    check_core_fanout,
+    check_neuron_fanin,
+    check_neuron_synapses,
+    check_total_cores,
+)
 from .targets import Target
 
 

@@ -1,1 +1,2 @@
-"""Training-free search: the cell space, the spiking network simulator, scores and strategies."""
+"""Architecture search: the space over cells, training-free scores, strategies, refinement by short trainings,
+and the run driver (the network it simulates is the core's, :mod:`hwnas.sim`)."""

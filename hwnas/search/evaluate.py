@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -10,7 +9,8 @@ from dataclasses import asdict, dataclass
 import torch
 
 from ..errors import OptionError
-from .network import SpikingNetwork
+from ..sim.network import SpikingNetwork
+from ..sim.seeding import pick_device
 from .names import BN_MODES
 from .rate_init import calibrate_firing
 from .scores import SCORES, ScoreResult, score_codes
@@ -49,24 +49,6 @@ class ScoreConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def candidate_seed(seed: int, key: str) -> int:
-    """Seed of a candidate's initial weights: depends on the run seed and the candidate only, not on order."""
-    digest = hashlib.sha256(f"{seed}|{key}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
-
-
-def build_seeded(builder, seed: int, key: str):
-    """Call ``builder()`` with torch's RNG seeded for this candidate, leaving the global RNG untouched."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(candidate_seed(seed, key))
-        return builder()
-
-
-def pick_device() -> torch.device:
-    """CUDA when present, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 class Evaluator:

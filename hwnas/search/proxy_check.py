@@ -17,7 +17,6 @@ rerun with the same folder redoes none.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -26,14 +25,17 @@ from typing import Callable
 
 import numpy as np
 
+from ..arch.builder import build_network
+from ..arch.genotype import cell_key, parse_cell_key
+from ..cache import ResultCache
 from ..data import load_dataset
 from ..errors import OptionError, ResumeError
 from ..hw_models import load_target
 from ..io_utils import write_bytes_atomic, write_json_atomic
-from .evaluate import Evaluator, ScoreConfig, build_seeded, pick_device
-from .network import build_network
+from ..sim.seeding import build_seeded, pick_device
+from .evaluate import Evaluator, ScoreConfig
 from .runner import SearchConfig, scoring_batches, template_architecture
-from .space import SearchSpace, cell_key, parse_cell_key
+from .space import SearchSpace
 
 PROXIES = ("sahd_batch", "sahd_identity", "naswot", "neg_spikes", "neg_convs", "short_train")
 BASELINES = ("neg_spikes", "neg_convs")
@@ -109,26 +111,19 @@ def rank_agreement(proxy: list[float], accuracy: list[float], bootstrap: int, se
             "spearman_rho": rho, "rho_ci95": [float(np.percentile(rhos, 2.5)), float(np.percentile(rhos, 97.5))]}
 
 
-class _State:
-    """Per candidate: proxies and accuracies per training seed, saved after every addition."""
-
-    def __init__(self, path: Path, config: ProxyCheckConfig) -> None:
-        self.path = path
-        self.config = config
-        self.candidates: dict[str, dict] = {}
-        if path.is_file():
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except ValueError as exc:
-                raise ResumeError(f"{path} is not valid JSON ({exc}); delete it to start over") from None
-            stored = data.get("config") or {}
-            defaults = asdict(ProxyCheckConfig())  # fields added later take their default in older states
-            if any(stored.get(key, defaults[key]) != value for key, value in asdict(config).items()):
-                raise ResumeError(f"{path} was written with other settings; use another --out or the same options")
-            self.candidates = data.get("candidates", {})
-
-    def save(self) -> None:
-        write_json_atomic(self.path, {"config": asdict(self.config), "candidates": self.candidates})
+def open_state(path: Path, config: ProxyCheckConfig) -> ResultCache:
+    """The proxy check's cache of proxies and accuracies per candidate; a file written with other settings is
+    refused (fields added to the configuration later take their default in older files)."""
+    cache = ResultCache(path, asdict(config), {}, results_key="candidates", every_s=0.0)
+    if path.is_file():
+        try:
+            stored, cache.results = ResultCache.read(path, results_key="candidates")
+        except ResumeError as exc:
+            raise ResumeError(f"{exc}; delete it to start over") from None
+        defaults = asdict(ProxyCheckConfig())
+        if any(stored.get(key, defaults[key]) != value for key, value in asdict(config).items()):
+            raise ResumeError(f"{path} was written with other settings; use another --out or the same options")
+    return cache
 
 
 def run_proxy_check(config: ProxyCheckConfig, out_dir: str | Path,
@@ -139,7 +134,7 @@ def run_proxy_check(config: ProxyCheckConfig, out_dir: str | Path,
     say = progress or (lambda message: None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    state = _State(out / STATE_FILE, config)
+    state = open_state(out / STATE_FILE, config)
     target = load_target(config.target)
     splits = load_dataset(config.dataset, config.data_dir, config.timesteps, config.seed, config.max_samples)
     search_defaults = SearchConfig(dataset=config.dataset, timesteps=config.timesteps, width=config.width,
@@ -155,7 +150,7 @@ def run_proxy_check(config: ProxyCheckConfig, out_dir: str | Path,
     keys = sample_cells(config.candidates, config.seed)
     started = time.perf_counter()
     for number, key in enumerate(keys, start=1):
-        entry = state.candidates.setdefault(key, {"proxies": {}, "test_accuracy": {}})
+        entry = state.results.setdefault(key, {"proxies": {}, "test_accuracy": {}})
         arch = template.with_cell(parse_cell_key(key))
         if any(name not in entry["proxies"] for name in (*scorers, "neg_spikes", "neg_convs")):
             for name, evaluator in scorers.items():
@@ -176,10 +171,10 @@ def run_proxy_check(config: ProxyCheckConfig, out_dir: str | Path,
             state.save()
             say(f"[{number}/{len(keys)}] {key}: {'seed ' + label if split == 'test' else 'short'} training "
                 f"({epochs} epochs) -> {split} accuracy {100 * done[field]:.2f}% ({time.perf_counter() - started:.0f} s)")
-    report = summarise(state.candidates, keys, config)
+    report = summarise(state.results, keys, config)
     report["seconds_this_run"] = time.perf_counter() - started
     write_json_atomic(out / REPORT_FILE, report)
-    plot(report, state.candidates, keys, out / PLOT_FILE)
+    plot(report, state.results, keys, out / PLOT_FILE)
     return report
 
 

@@ -18,8 +18,8 @@ import math
 
 import torch
 
-from ..neuron import OR_NEURON
-from .network import SpikingNetwork
+from ..sim.network import SpikingNetwork
+from ..sim.neuron import OR_NEURON
 
 LOG2_GAIN_RANGE = (-8.0, 8.0)
 BISECTION_STEPS = 9

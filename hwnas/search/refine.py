@@ -17,7 +17,11 @@ from __future__ import annotations
 
 import math
 
-from .strategies import usable
+import numpy as np
+
+from ..arch.genotype import cell_key, parse_cell_key
+from .rows import Row
+from .strategies import StrategyResult, random_cells
 
 ENERGY_UNIT_J = 1e-6
 
@@ -29,14 +33,14 @@ def refined_fitness(val_accuracy: float, energy_j: float | None, energy_weight: 
     return 100.0 * val_accuracy - energy_weight * math.log2(energy_j / ENERGY_UNIT_J)
 
 
-def refine_pool(rows: list[dict], k: int) -> list[dict]:
+def refine_pool(rows: list[Row], k: int) -> list[Row]:
     """The ``k`` usable (non-degenerate, feasible) candidate rows of highest fitness, one per cell."""
-    best: dict[str, dict] = {}
+    best: dict[str, Row] = {}
     for row in rows:
-        if row["kind"] in ("cell", "final") and usable(row):
-            if row["cell"] not in best or row["fitness"] > best[row["cell"]]["fitness"]:
-                best[row["cell"]] = row
-    return sorted(best.values(), key=lambda r: (-r["fitness"], r["index"]))[:k]
+        if row.is_candidate and row.usable:
+            if row.cell not in best or row.fitness > best[row.cell].fitness:
+                best[row.cell] = row
+    return sorted(best.values(), key=lambda r: (-r.fitness, r.index))[:k]
 
 
 def halving_rungs(k: int, epochs: int) -> list[tuple[int, int]]:
@@ -51,3 +55,57 @@ def halving_rungs(k: int, epochs: int) -> list[tuple[int, int]]:
 def pool_sample_size(k: int) -> int:
     """Random cells a prune search adds to its pool of ``k`` (the winner alone is no choice to refine)."""
     return 3 * k
+
+
+def refine(config, space, result: StrategyResult, scorer, splits) -> tuple[StrategyResult, dict]:
+    """Successive halving over the ``config.refine`` best-fitness candidates of ``result``, chosen by
+    short-training accuracy plus the energy term of the trained network; ``scorer`` is the search's
+    :class:`~hwnas.search.candidates.CandidateScorer`. Every training is cached in its checkpoint. Returns the
+    result with the winner and the signal that chose it (for ``report.json``)."""
+    from ..train import short_training
+
+    rows = list(result.rows)
+    if config.strategy == "prune":  # prune scores one cell only: random cells from the whole space join the pool
+        seen = {row.cell for row in rows if row.is_candidate}
+        rng = np.random.default_rng([config.seed, 1])
+        for cell in random_cells(space, pool_sample_size(config.refine), rng):
+            key = cell_key(cell)
+            if key not in seen:
+                rows.append(scorer.row(f"cell|{key}", scorer.score_cell(cell),
+                                       {"index": len(rows), "kind": "cell", "cell": key}))
+    pool = refine_pool(rows, config.refine)
+    if not pool:  # nothing usable to train: the checks after the search report why
+        return StrategyResult(result.cell, rows), {"chosen_by": config.score, "refine": 0,
+                                                   "note": "no usable candidate to refine"}
+    hardware = any(row.energy_j for row in pool)
+    weight = config.refine_energy_weight if hardware else 0.0
+    cache = scorer.cache
+    field, rungs = pool, []
+    for count, epochs in halving_rungs(len(pool), config.refine_epochs):
+        field = sorted(field, key=lambda r: (-(r.refine_fitness if r.refine_fitness is not None else r.fitness),
+                                             r.index))[:count]
+        for row in field:
+            cache_key = f"refine|{row.cell}|{epochs}"
+            if cache_key not in cache.results:
+                scorer.announce(f"refine: training {row.cell} for {epochs} epoch(s)")
+                cell = parse_cell_key(row.cell)
+                accuracy, activity = short_training(scorer.template.with_cell(cell), splits, epochs, config.seed, "val")
+                cache.results[cache_key] = {"val_accuracy": accuracy, "energy_j": scorer.trained_energy(cell, activity)}
+                cache.save()
+            cached = cache.results[cache_key]
+            row.refine_epochs = epochs
+            row.refine_accuracy = cached["val_accuracy"]
+            row.refine_energy_j = cached.get("energy_j") or row.energy_j
+            row.refine_fitness = refined_fitness(row.refine_accuracy, row.refine_energy_j, weight)
+        rungs.append({"epochs": epochs, "cells": [{"cell": r.cell, "val_accuracy": r.refine_accuracy,
+                                                    "energy_j": r.refine_energy_j, "refine_fitness": r.refine_fitness}
+                                                   for r in field]})
+    chosen = max(field, key=lambda r: (r.refine_fitness, -r.index))
+    signal = {"chosen_by": f"short training (successive halving up to {rungs[-1]['epochs']} epoch(s), validation "
+                           "accuracy)",
+              "refine": config.refine, "refine_epochs": config.refine_epochs,
+              "refine_energy_weight": weight, "preselected_by": config.score, "rungs": rungs,
+              "pool": [{"cell": r.cell, "fitness": r.fitness, "energy_j": r.energy_j,
+                        "refine_epochs": r.refine_epochs, "refine_accuracy": r.refine_accuracy,
+                        "refine_energy_j": r.refine_energy_j, "refine_fitness": r.refine_fitness} for r in pool]}
+    return StrategyResult(parse_cell_key(chosen.cell), rows), signal

@@ -16,10 +16,13 @@ from typing import Callable
 
 import numpy as np
 
-from .space import PAIRS, Cell, Edge, SearchSpace, cell_key, forward_reachable
+from ..arch.genotype import PAIRS, Cell, Edge, cell_key, forward_reachable
+from .rows import Row, sort_key
+from .space import SearchSpace
 
-# A scoring callback: cache key, a function that computes the result dict when it is not cached, extra row fields.
-Scorer = Callable[[str, Callable[[], dict], dict], dict]
+# A scoring callback: cache key, a function that computes the measured fields when they are not cached, and the
+# row's own fields (index, kind, cell, ...); it returns the row.
+Scorer = Callable[[str, Callable[[], dict], dict], Row]
 
 
 @dataclass
@@ -27,17 +30,7 @@ class StrategyResult:
     """The chosen cell and the rows (one per scored evaluation) the strategy produced."""
 
     cell: Cell
-    rows: list[dict] = field(default_factory=list)
-
-
-def usable(row: dict) -> bool:
-    """A candidate that may win: its score is healthy and it fits the target (and the user's budgets)."""
-    return not row["degenerate"] and row.get("feasible", True)
-
-
-def sort_key(row: dict) -> tuple:
-    """Rank rows best first: usable before unusable, then higher fitness, then earlier index."""
-    return (not usable(row), -row["fitness"] if usable(row) else 0.0, row["index"])
+    rows: list[Row] = field(default_factory=list)
 
 
 def random_cells(space: SearchSpace, count: int, rng: np.random.Generator) -> list[Cell]:
@@ -67,7 +60,7 @@ def run_random(space: SearchSpace, count: int, rng: np.random.Generator,
         row = scorer(f"cell|{key}", score_cell(cell), {"index": index, "kind": "cell", "cell": key})
         rows.append(row)
     best = min(rows, key=sort_key)
-    return StrategyResult(cells[best["index"]], rows)
+    return StrategyResult(cells[best.index], rows)
 
 
 def _options_key(options: dict[tuple[int, int], list[Edge]]) -> str:
@@ -103,8 +96,8 @@ def run_prune(space: SearchSpace, score_supernet: Callable[[dict, Edge | None], 
                     row = scorer(f"super|{state}|-{edge.key}", score_supernet(options, edge),
                                  {"index": len(rows), "kind": "ablation", "round": round_number, "cell": state,
                                   "ablated": edge.key})
-                    importance = _importance(base["fitness"], row["fitness"])
-                    row["importance"] = importance
+                    importance = _importance(base.fitness, row.fitness)
+                    row.importance = importance
                     rows.append(row)
                 ranked.append((importance, position, edge))
             for importance, _, edge in sorted(ranked, key=lambda item: (item[0], item[1])):

@@ -45,34 +45,31 @@ def digest(array) -> str:
 
 def _api():
     """Every hwnas name the golden numbers use, in one place (the only part a refactor may edit)."""
-    from hwnas.deploy.fixed_point import simulate_fixed
-    from hwnas.deploy.lowering import lower
+    from hwnas.arch.builder import build_network
+    from hwnas.arch.genotype import Architecture, parse_cell_key
     from hwnas.export.nir import load, to_nir
     from hwnas.export.onnx import Unrolled
     from hwnas.hw_models import load_target
     from hwnas.hw_models.energy import estimate_energy
     from hwnas.hw_models.mapping import map_network
-    from hwnas.quantize import WeightFormat
-    from hwnas.search.evaluate import build_seeded
-    from hwnas.search.network import build_network
     from hwnas.search.runner import SearchConfig, run_search
-    from hwnas.search.space import Architecture, SearchSpace, parse_cell_key
+    from hwnas.search.space import SearchSpace
+    from hwnas.sim.integer import simulate_fixed
+    from hwnas.sim.lowering import lower
+    from hwnas.sim.quantize import WeightFormat
+    from hwnas.sim.seeding import build_seeded
 
     def forward(net, inputs, timing, record=True):
-        net.timing = timing
-        return net(inputs, record=record)
+        return net(inputs, record=record, timing=timing)
 
     def arrival(net, timing):
-        net.timing = timing
-        return net.arrival_steps()
+        return net.arrival_steps(timing)
 
     def latency(net, timing):
-        net.timing = timing
-        return net.latency_steps
+        return net.latency(timing)
 
     def unrolled(net, inputs, timing):
-        net.timing = timing
-        return Unrolled(net)(inputs)
+        return Unrolled(net, timing)(inputs)
 
     def twin(lowered, inputs, timing):
         return simulate_fixed(lowered, inputs, timing=timing)

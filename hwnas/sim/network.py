@@ -1,62 +1,22 @@
-"""The spiking network simulator: populations of CUBA-LIF neurons joined by synaptic connections.
-
-Two timing models (ARCHITECTURE.md, "Timing"):
-
-* ``zero-delay``: a forward connection delivers the source's spikes of the same step (GPU-simulator semantics);
-  backward (feedback) connections deliver them one step later.
-* ``pipelined``: every connection delivers one step later, as on Loihi and in Lava. An input shown for T steps
-  then needs ``latency_steps`` (the longest chain of connections from input to output) extra steps to reach the
-  output; the simulator runs them.
+"""The spiking network module: populations of CUBA-LIF neurons joined by synaptic connections, simulated step
+by step from a :class:`~hwnas.sim.graph.StepPlan` in either timing model (the network's own by default, any
+other by argument; the network is never switched into another timing).
 
 Every forward pass counts spikes, active neuron updates and synaptic operations per population and step.
 """
 
 from __future__ import annotations
 
-import heapq
 import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from ..activity import ActivityStats, LayerActivity
-from ..neuron import OR_NEURON, LIFState, NeuronParams, count_active, initial_state, lif_step
-from .ops import AvgPoolThen, Conv, ConvBN, FlattenLinear, Identity, SumPool, Synapse
-from .space import Architecture, Edge
-
-INPUT = "input"
-
-
-@dataclass(frozen=True)
-class Population:
-    """A group of identical neurons: name, shape of one sample's activity, neuron parameters."""
-
-    name: str
-    shape: tuple[int, ...]
-    params: NeuronParams
-
-    @property
-    def neurons(self) -> int:
-        count = 1
-        for d in self.shape:
-            count *= d
-        return count
-
-
-@dataclass(frozen=True)
-class Connection:
-    """A synaptic connection ``src -> dst``; ``backward`` ones always deliver one step later."""
-
-    src: str
-    dst: str
-    backward: bool = False
-    tag: str = ""  # tells apart several connections between the same populations (e.g. the op name)
-
-    @property
-    def module_key(self) -> str:
-        tag = f":{self.tag}" if self.tag else ""
-        return f"{self.src}->{self.dst}{tag}{'<' if self.backward else ''}".replace(".", "_")
+from .activity import ActivityStats, LayerActivity
+from .graph import INPUT, Connection, Population, StepPlan, check_timing, topological_order
+from .neuron import LIFState, count_active, initial_state, lif_step
+from .ops import Synapse
 
 
 @dataclass
@@ -76,77 +36,54 @@ class SimOutput:
 
 
 class SpikingNetwork(nn.Module):
-    """A graph of populations and connections, simulated step by step in one of two timing models."""
+    """A graph of populations and connections, simulated step by step in either timing model; ``timing`` is the
+    model a forward pass uses unless it is given another."""
 
     def __init__(self, input_shape: tuple[int, ...], populations: list[Population],
                  connections: list[tuple[Connection, Synapse]], output: str, timing: str) -> None:
         super().__init__()
-        if timing not in ("zero-delay", "pipelined"):
-            raise ValueError(f"unknown timing model {timing}")
         self.input_shape = tuple(input_shape)
-        self.timing = timing
+        self.timing = check_timing(timing)
         self.output = output
         self.populations = {p.name: p for p in populations}
         self.connections = [c for c, _ in connections]
         self.synapses = nn.ModuleDict({c.module_key: m for c, m in connections})
         self.disabled: set[str] = set()  # module keys of connections switched off (supernet ablation)
-        self.edge_modules: dict[Edge, list[str]] = {}  # cell edge -> module keys of its connections (both cells)
-        self.order = self._topological_order()
+        self.edge_modules: dict[object, list[str]] = {}  # the builder's edge -> module keys of its connections
+        self.order = topological_order(list(self.populations), self.connections)
         self._fanout: dict[str, torch.Tensor] | None = None
+        self._plans: dict[str, StepPlan] = {}
         # Population name -> factor on its summed input current; set only by firing-rate calibration for scoring.
         self.current_gain: dict[str, float] = {}
 
     # ----- structure ---------------------------------------------------------------------------------------
-    def _topological_order(self) -> list[str]:
-        incoming = {name: {c.src for c in self.connections if c.dst == name and not c.backward}
-                    for name in self.populations}
-        order, done = [], {INPUT}
-        while len(order) < len(self.populations):
-            ready = [n for n in self.populations if n not in done and incoming[n] <= done]
-            if not ready:
-                raise ValueError("forward connections form a cycle")
-            order.extend(ready)
-            done.update(ready)
-        return order
-
     def active_connections(self) -> list[Connection]:
         """Connections not switched off."""
         return [c for c in self.connections if c.module_key not in self.disabled]
 
-    def _delay(self, conn: Connection) -> int:
-        return 1 if (self.timing == "pipelined" or conn.backward) else 0
+    def plan(self, timing: str | None = None) -> StepPlan:
+        """The step plan of the active connections in ``timing`` (default: the network's own)."""
+        timing = check_timing(timing or self.timing)
+        if timing not in self._plans:
+            self._plans[timing] = StepPlan.build(self.order, self.active_connections(), timing)
+        return self._plans[timing]
 
-    def arrival_steps(self) -> dict[str, float]:
+    def arrival_steps(self, timing: str | None = None) -> dict[str, float]:
         """Earliest step at which each population can receive input caused by input step 0 (inf if never)."""
-        return self._earliest_reach([INPUT], self.active_connections())
+        return self.plan(timing).arrival_steps()
 
-    def _earliest_reach(self, sources: list[str], conns: list[Connection]) -> dict[str, float]:
-        """Per population, the earliest step activity present at step 0 in ``sources`` can reach it over ``conns``
-        (each adding its delay); 0 for a source, inf if never."""
-        best = {name: 0.0 for name in sources}
-        queue = [(0.0, name) for name in sources]
-        while queue:
-            dist, node = heapq.heappop(queue)
-            if dist > best.get(node, math.inf):
-                continue
-            for conn in conns:
-                if conn.src == node and dist + self._delay(conn) < best.get(conn.dst, math.inf):
-                    best[conn.dst] = dist + self._delay(conn)
-                    heapq.heappush(queue, (best[conn.dst], conn.dst))
-        return {name: best.get(name, math.inf) for name in self.order}
+    def latency(self, timing: str | None = None) -> int:
+        """Extra steps after the last input step until its effect has crossed the longest forward chain."""
+        return self.plan(timing).latency_steps
 
     @property
     def latency_steps(self) -> int:
-        """Extra steps after the last input step until its effect has crossed the longest forward chain."""
-        if self.timing != "pipelined":
-            return 0
-        longest = {INPUT: 0}
-        conns = [c for c in self.active_connections() if not c.backward]
-        for name in self.order:
-            sources = [longest[c.src] + 1 for c in conns if c.dst == name and c.src in longest]
-            if sources:
-                longest[name] = max(sources)
-        return int(max((v for k, v in longest.items() if k != INPUT), default=0))
+        """:meth:`latency` in the network's own timing."""
+        return self.latency()
+
+    def shape_of(self, name: str) -> tuple[int, ...]:
+        """Shape of a population or of the input."""
+        return self.input_shape if name == INPUT else self.populations[name].shape
 
     def fanout_maps(self) -> dict[str, torch.Tensor]:
         """Per population, the non-zero fan-out of each neuron summed over its active outgoing connections."""
@@ -170,41 +107,39 @@ class SpikingNetwork(nn.Module):
             raise KeyError(f"unknown connections {sorted(unknown)}")
         self.disabled = set(module_keys)
         self._fanout = None
+        self._plans = {}
 
     def fold_batchnorm(self) -> None:
         """Replace every convolution + batch-norm by one convolution with bias (running statistics folded in)."""
         for key in list(self.synapses.keys()):
-            synapse = self.synapses[key]
-            if isinstance(synapse, ConvBN):
-                self.synapses[key] = Conv.from_conv_bn(synapse)
-            elif isinstance(synapse, AvgPoolThen) and isinstance(synapse.inner, ConvBN):
-                synapse.inner = Conv.from_conv_bn(synapse.inner)
+            self.synapses[key] = self.synapses[key].folded()
         self._fanout = None
 
     @property
     def is_folded(self) -> bool:
         """True when no batch-norm is left."""
-        return not any(isinstance(m, ConvBN) for m in self.modules())
+        return not any(synapse.has_batchnorm for synapse in self.synapses.values())
 
     def set_weight_format(self, weight_format) -> None:
         """Fake-quantise every weighted connection to ``weight_format`` (None: float weights). Needs folded BN."""
         if weight_format is not None and not self.is_folded:
             raise ValueError("fold batch-norm before quantising")
-        for module in self.modules():
-            if isinstance(module, (Conv, FlattenLinear)):
-                module.weight_format = weight_format
+        for synapse in self.synapses.values():
+            synapse.set_weight_format(weight_format)
 
     # ----- simulation --------------------------------------------------------------------------------------
-    def forward(self, inputs: torch.Tensor, record: bool = False) -> SimOutput:  # type: ignore[override]
-        """Run ``inputs`` of shape (T, B, *input_shape) for T + ``latency_steps`` steps."""
+    def forward(self, inputs: torch.Tensor, record: bool = False,  # type: ignore[override]
+                timing: str | None = None) -> SimOutput:
+        """Run ``inputs`` of shape (T, B, *input_shape) for T + latency steps in ``timing`` (default: the
+        network's own); ``record`` keeps every population's spikes (``SimOutput.codes``)."""
         if inputs.dim() != 2 + len(self.input_shape) or tuple(inputs.shape[2:]) != self.input_shape:
             raise ValueError(f"expected input (T, B, {', '.join(map(str, self.input_shape))}), got {tuple(inputs.shape)}")
+        plan = self.plan(timing)
         steps_in, batch = inputs.shape[0], inputs.shape[1]
-        latency = self.latency_steps
+        latency = plan.latency_steps
         total_steps = steps_in + latency
-        conns = self.active_connections()
-        incoming = {name: [(self.synapses[c.module_key], c.src, self._delay(c) > 0) for c in conns if c.dst == name]
-                    for name in self.order}
+        incoming = {name: [(self.synapses[c.module_key], c.src, delayed) for c, delayed in plan.incoming[name]]
+                    for name in plan.order}
         fanout = {name: f.flatten().to(inputs.dtype) for name, f in self.fanout_maps().items()}
         zeros_in = torch.zeros_like(inputs[0])
 
@@ -215,7 +150,7 @@ class SpikingNetwork(nn.Module):
         quiet = {name: pop.params.bias == 0 and all(synapse.maps_zero_to_zero() for synapse, _, _ in incoming[name])
                  for name, pop in self.populations.items()}
         # a population driven by a bias can be active from step 0, whatever the input
-        active_from = self._earliest_reach([INPUT] + [name for name in self.order if not quiet[name]], conns)
+        active_from = plan.earliest_reach([INPUT] + [name for name in plan.order if not quiet[name]])
         dormant_until = {name: min(active_from[name], total_steps) if quiet[name] else 0 for name in self.populations}
 
         state: dict[str, LIFState] = {}
@@ -224,7 +159,7 @@ class SpikingNetwork(nn.Module):
             blank = inputs.new_zeros((batch, *pop.shape))
             previous[name] = blank
             state[name] = initial_state(blank)
-        counters = {name: ([], [], []) for name in self.order}
+        counters = {name: ([], [], []) for name in plan.order}
         no_count = inputs.new_zeros(())
         codes = {name: inputs.new_zeros((total_steps, batch, pop.neurons)) for name, pop in self.populations.items()} \
             if record else {}
@@ -233,7 +168,7 @@ class SpikingNetwork(nn.Module):
 
         for t in range(total_steps):
             current_spikes = {INPUT: inputs[t] if t < steps_in else zeros_in}
-            for name in self.order:
+            for name in plan.order:
                 pop = self.populations[name]
                 if t < dormant_until[name]:
                     current_spikes[name] = previous[name]  # still all zeros
@@ -289,58 +224,3 @@ class SpikingNetwork(nn.Module):
             else:
                 layers[name] = LayerActivity(name, self.populations[name].neurons, spikes, active, synops)
         return ActivityStats(batch, steps, layers)
-
-
-def cell_synapse(edge: Edge, width: int) -> Synapse:
-    """The connection that implements a non-zero cell op."""
-    if edge.op == "conv3x3":
-        return ConvBN(width, width)
-    if edge.op == "skip":
-        return Identity()
-    raise ValueError(f"op {edge.op} has no connection")
-
-
-def build_network(arch: Architecture, cell_edges: tuple[Edge, ...] | None = None) -> SpikingNetwork:
-    """Build the network of ``arch``: stem, cell, downsample, cell, classifier.
-
-    ``cell_edges`` overrides the architecture's cell with any edge list (several ops per pair make the pruning
-    strategy's supernet). Populations are named ``stem``, ``cell1.n1`` .. ``cell2.n3``, ``down`` (max-pool only)
-    and ``output``.
-    """
-    edges = tuple(e for e in (cell_edges if cell_edges is not None else arch.cell) if e.op != "zero")
-    channels, height, width_px = arch.input_shape
-    c = arch.width
-    full = (c, height, width_px)
-    half = (c, height // 2, width_px // 2)
-    populations = [Population("stem", full, arch.neuron)]
-    connections: list[tuple[Connection, Synapse]] = [(Connection(INPUT, "stem"), ConvBN(channels, c))]
-    edge_modules: dict[Edge, list[str]] = {}
-
-    def add_cell(prefix: str, input_name: str, shape: tuple[int, ...], wrap_input=None) -> str:
-        names = {0: input_name, 1: f"{prefix}.n1", 2: f"{prefix}.n2", 3: f"{prefix}.n3"}
-        for node in (1, 2, 3):
-            populations.append(Population(names[node], shape, arch.neuron))
-        for edge in edges:
-            synapse = cell_synapse(edge, c)
-            if edge.backward:
-                conn = Connection(names[edge.dst], names[edge.src], backward=True, tag=edge.op)
-            else:
-                if edge.src == 0 and wrap_input is not None:
-                    synapse = wrap_input(synapse)
-                conn = Connection(names[edge.src], names[edge.dst], tag=edge.op)
-            connections.append((conn, synapse))
-            edge_modules.setdefault(edge, []).append(conn.module_key)
-        return names[3]
-
-    cell1_out = add_cell("cell1", "stem", full)
-    if arch.downsample == "maxpool":
-        populations.append(Population("down", half, OR_NEURON))
-        connections.append((Connection(cell1_out, "down"), SumPool(2)))
-        cell2_out = add_cell("cell2", "down", half)
-    else:
-        cell2_out = add_cell("cell2", cell1_out, half, wrap_input=lambda s: AvgPoolThen(s, 2))
-    populations.append(Population("output", (arch.num_classes,), arch.neuron))
-    connections.append((Connection(cell2_out, "output"), FlattenLinear(c * half[1] * half[2], arch.num_classes)))
-    net = SpikingNetwork(arch.input_shape, populations, connections, "output", arch.timing)
-    net.edge_modules = edge_modules
-    return net

@@ -1,6 +1,6 @@
 """The one spiking neuron model of hwnas: Loihi's current-based leaky integrate-and-fire (CUBA-LIF).
 
-Discrete time, per step t (ARCHITECTURE.md, "The neuron")::
+Discrete time, per step t (docs/ARCHITECTURE.md, "The neuron")::
 
     u[t] = (1 - du) * u[t-1] + I[t]            synaptic current, I = weighted input spikes
     v[t] = (1 - dv) * v[t-1] + u[t] + b        membrane potential
@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import torch
 
-from .errors import ArchitectureError
+from ..errors import ArchitectureError
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
-"""Loihi-style fixed-point quantisation, shared by quantisation-aware training and (later) the fixed-point export.
+"""Loihi-style fixed-point quantisation, shared by quantisation-aware training, the lowering to Loihi integers
+and the exports.
 
-ARCHITECTURE.md's convention: with a weight scale of 64, a float weight w becomes the integer round(64 w); a
+docs/ARCHITECTURE.md's convention: with a weight scale of 64, a float weight w becomes the integer round(64 w); a
 synaptic layer's integers use ``bits`` bits with one shared exponent e, so the stored mantissas m satisfy
 w ~= m * 2^e / 64. With mixed signs the mantissa is an even integer in [-2^bits, 2^bits - 2] (Lava's Dense
 drops the lowest bit when signs are mixed), i.e. for 8 bits even integers in -256..254. A bias becomes
@@ -61,3 +62,27 @@ def fake_quantize_weight(weight: torch.Tensor, fmt: WeightFormat) -> torch.Tenso
 def fake_quantize_bias(bias: torch.Tensor, scale: int = WEIGHT_SCALE) -> torch.Tensor:
     """A bias on the 1/scale grid, straight-through gradient."""
     return bias + (torch.round(bias.detach() * scale) / scale - bias).detach()
+
+
+def quantised_weights(weight: torch.Tensor, fmt: WeightFormat, where: str):
+    """Float values (float64 numpy, as given), integer mantissas and the exponent of a weight tensor in ``fmt``.
+
+    Weights beyond the format's range (the exponent is capped) raise :class:`~hwnas.errors.LoweringError`.
+    """
+    from ..errors import LoweringError
+
+    mantissa, exponent = weight_mantissas(weight, fmt)
+    values = weight.detach().double().cpu().numpy()
+    largest = float(weight.detach().abs().max()) if weight.numel() else 0.0
+    if largest * fmt.scale / 2.0 ** exponent > fmt.max_mantissa + 1:
+        raise LoweringError(f"connection {where}: weights up to {largest:.4g} overflow the {fmt.bits}-bit weight "
+                            f"format (largest representable {fmt.max_mantissa * 2.0 ** exponent / fmt.scale:.4g})")
+    return values, mantissa.to(torch.int64).numpy(), exponent
+
+
+def deployed_weight(weight: torch.Tensor, weight_format: WeightFormat | None) -> torch.Tensor:
+    """The weight as deployed: quantised when trained with a format (no gradient), on the CPU."""
+    weight = weight.detach()
+    if weight_format is not None:
+        weight = fake_quantize_weight(weight, weight_format)
+    return weight.cpu()

@@ -9,7 +9,8 @@ It computes what Lava's bit-accurate models compute (``PyLifModelBitAcc`` / ``Py
 * ``v = clip(trunc(v * (4096 - dv) / 4096) + u + (bias << 6), +-(2^23 - 1))``;
 * spike where ``v > vth << 6``, then ``v = 0`` there.
 
-One sample runs ``steps + latency`` steps from a zero state, as the simulator does (see ``SpikingNetwork``).
+One sample runs ``steps + latency`` steps from a zero state, as the simulator does; the order of updates and
+the delay of every connection come from the same :class:`~hwnas.sim.graph.StepPlan`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import OptionError
-from ..search.network import INPUT
+from .graph import INPUT
 from .lowering import DECAY_UNITY, STATE_SHIFT, LoweredNetwork
 
 STATE_LIMIT = 2 ** 23  # u and v are 24-bit signed
@@ -67,17 +68,15 @@ def simulate_fixed(lowered: LoweredNetwork, inputs: np.ndarray, timing: str = "p
     topological order), backward ones the step before; that is what a layer-by-layer staggered reset makes a
     pipelined chain compute (netx).
     """
-    if timing not in ("pipelined", "zero-delay"):
-        raise ValueError(f"unknown timing {timing}")
+    plan = lowered.plan(timing)
     spikes_in = check_binary(np.asarray(inputs)).reshape(inputs.shape[0], inputs.shape[1], -1)
     steps_in, batch = spikes_in.shape[:2]
-    delayed = {id(c): timing == "pipelined" or c.backward for c in lowered.connections}
-    total = steps_in + (lowered.latency_steps if timing == "pipelined" else 0)
+    total = steps_in + plan.latency_steps
     pops = lowered.populations
-    params = {name: pop.fixed() for name, pop in pops.items()}
-    matrices = [(c, c.as_matrix(lowered.shape_of(c.src), integer=True).astype(np.int64).T.tocsr())
-                for c in lowered.connections]
-    incoming = {name: [(c, m) for c, m in matrices if c.dst == name] for name in pops}
+    params = {name: pops[name].fixed() for name in plan.order}
+    matrices = {id(c): c.as_matrix(lowered.shape_of(c.src), integer=True).astype(np.int64).T.tocsr()
+                for c in lowered.connections}
+    incoming = {name: [(c, matrices[id(c)], delayed) for c, delayed in plan.incoming[name]] for name in plan.order}
     u = {name: np.zeros((batch, pop.neurons), np.int64) for name, pop in pops.items()}
     v = {name: np.zeros((batch, pop.neurons), np.int64) for name, pop in pops.items()}
     previous = {name: np.zeros((batch, pop.neurons), np.int64) for name, pop in pops.items()}
@@ -89,8 +88,8 @@ def simulate_fixed(lowered: LoweredNetwork, inputs: np.ndarray, timing: str = "p
         current = {name: np.zeros((batch, pop.neurons), np.int64) for name, pop in pops.items()}
         now = {INPUT: spikes_in[t] if t < steps_in else np.zeros_like(previous[INPUT])}
         for name, p in params.items():
-            for conn, matrix in incoming[name]:
-                source = previous[conn.src] if delayed[id(conn)] else now[conn.src]
+            for conn, matrix, delayed in incoming[name]:
+                source = previous[conn.src] if delayed else now[conn.src]
                 current[name] += _shift(np.asarray(source @ matrix), conn.exponent)
             uu = _trunc_decay(u[name], DECAY_UNITY - p["du"] - 1) + (current[name] << STATE_SHIFT)
             wrapped = np.where(uu > STATE_LIMIT, uu - 2 * STATE_LIMIT, uu)

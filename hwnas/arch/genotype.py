@@ -1,0 +1,244 @@
+"""The ``Architecture`` genotype: the LightSNN/SNASNet-style cell and the macro skeleton around it.
+
+Macro skeleton: ``stem -> cell -> downsample -> cell -> classifier``; both cells share one searched genotype.
+A cell has 4 nodes: node 0 is the cell input, nodes 1-3 are spiking populations, node 3 is the cell output.
+Each of the 6 node pairs (i, j), i < j, carries one op from {zero, skip, conv3x3} and a direction:
+
+* forward: node j receives op(spikes of node i) at the same step (zero-delay timing) or one step later
+  (pipelined timing, as on Loihi);
+* backward (temporal feedback): node i receives op(spikes of node j at step t) at step t+1. Node 0 is the cell
+  input, not a population of the cell, so pairs (0, j) can only be forward.
+
+A cell is valid when node 3 can be reached from node 0 through forward non-zero edges.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from ..errors import ArchitectureError
+from ..io_utils import write_json_atomic
+from ..sim.neuron import NeuronParams
+from .choices import DOWNSAMPLES, ENCODINGS, OPS, PAIRS, TIMINGS
+
+FORMAT = "hwnas.architecture"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One op on node pair (src, dst), src < dst; ``backward`` means dst feeds src one step later."""
+
+    src: int
+    dst: int
+    op: str
+    backward: bool = False
+
+    def __post_init__(self) -> None:
+        if (self.src, self.dst) not in PAIRS:
+            raise ArchitectureError(f"edge ({self.src}, {self.dst}) is not a node pair of the cell (pairs: {PAIRS})")
+        if self.op not in OPS:
+            raise ArchitectureError(f"edge ({self.src}, {self.dst}): unknown op '{self.op}' (choose {', '.join(OPS)})")
+        if self.backward and self.src == 0:
+            raise ArchitectureError(f"edge ({self.src}, {self.dst}): node 0 is the cell input and takes no backward edge")
+        if self.backward and self.op == "zero":
+            raise ArchitectureError(f"edge ({self.src}, {self.dst}): a zero op has no direction")
+
+    @property
+    def key(self) -> str:
+        """Short text form, e.g. ``0-1:conv3x3`` or ``1-3:skip<`` (``<`` marks a backward edge)."""
+        return f"{self.src}-{self.dst}:{self.op}{'<' if self.backward else ''}"
+
+    def to_dict(self) -> dict:
+        """JSON-ready form."""
+        return {"pair": [self.src, self.dst], "op": self.op, "direction": "backward" if self.backward else "forward"}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Edge":
+        """Inverse of :meth:`to_dict`."""
+        try:
+            src, dst = data["pair"]
+            direction = data.get("direction", "forward")
+            op = data["op"]
+        except (KeyError, TypeError, ValueError):
+            raise ArchitectureError(f"cell edge {data!r} needs 'pair': [i, j], 'op' and 'direction'") from None
+        if direction not in ("forward", "backward"):
+            raise ArchitectureError(f"cell edge {data!r}: direction must be 'forward' or 'backward'")
+        if not isinstance(src, int) or not isinstance(dst, int) or not isinstance(op, str):
+            raise ArchitectureError(f"cell edge {data!r}: pair must hold two integers and op a name")
+        return cls(src, dst, op, direction == "backward")
+
+
+Cell = tuple[Edge, ...]
+
+
+def cell_key(cell: Cell) -> str:
+    """Canonical text key of a cell (edges in pair order)."""
+    return " ".join(edge.key for edge in sorted(cell, key=lambda e: (PAIRS.index((e.src, e.dst)), e.op, e.backward)))
+
+
+def parse_cell_key(key: str) -> Cell:
+    """Inverse of :func:`cell_key` for a cell with one edge per pair."""
+    edges = []
+    for token in key.split():
+        try:
+            pair, op = token.split(":")
+            src, dst = (int(n) for n in pair.split("-"))
+        except ValueError:
+            raise ArchitectureError(f"malformed cell edge '{token}' (expected e.g. 0-1:conv3x3 or 1-3:skip<)") from None
+        edges.append(Edge(src, dst, op.rstrip("<"), op.endswith("<")))
+    cell = tuple(edges)
+    check_cell(cell)
+    return cell
+
+
+def forward_reachable(edges: Cell) -> set[int]:
+    """Nodes reachable from node 0 through forward, non-zero edges."""
+    reached = {0}
+    for src, dst in PAIRS:  # pairs are in topological order, so one pass suffices
+        if src in reached and any(e.src == src and e.dst == dst and not e.backward and e.op != "zero" for e in edges):
+            reached.add(dst)
+    return reached
+
+
+def check_cell(cell: Cell) -> None:
+    """Raise :class:`ArchitectureError` unless the cell has exactly one edge per pair and reaches node 3."""
+    pairs = [(e.src, e.dst) for e in cell]
+    for pair in PAIRS:
+        if pairs.count(pair) != 1:
+            raise ArchitectureError(f"cell must have exactly one edge on pair {pair}, found {pairs.count(pair)}")
+    if 3 not in forward_reachable(cell):
+        raise ArchitectureError("cell output (node 3) is not reachable from its input through forward non-zero edges")
+
+
+def pair_choices(pair: tuple[int, int], allow_backward: bool = True) -> list[Edge]:
+    """Every edge that pair ``pair`` can carry: zero, then each non-zero op forward (and backward if allowed)."""
+    src, dst = pair
+    choices = [Edge(src, dst, "zero")]
+    for op in OPS[1:]:
+        choices.append(Edge(src, dst, op))
+        if allow_backward and src != 0:
+            choices.append(Edge(src, dst, op, True))
+    return choices
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A complete, JSON-serialisable network description (genotype plus everything needed to build it)."""
+
+    cell: Cell
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    width: int
+    timesteps: int
+    downsample: str = "maxpool"
+    timing: str = "pipelined"
+    encoding: str = "rate"
+    neuron: NeuronParams = field(default_factory=NeuronParams)
+
+    def __post_init__(self) -> None:
+        check_cell(self.cell)
+        if len(self.input_shape) != 3 or any(int(d) < 1 for d in self.input_shape):
+            raise ArchitectureError(f"input_shape must be [channels, height, width] of positive sizes, got {list(self.input_shape)}")
+        if self.input_shape[1] < 2 or self.input_shape[2] < 2:
+            raise ArchitectureError(f"input must be at least 2x2 for the downsampling stage, got {list(self.input_shape)}")
+        for name in ("num_classes", "width", "timesteps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ArchitectureError(f"{name} must be a positive integer, got {value!r}")
+        if self.num_classes < 2:
+            raise ArchitectureError(f"num_classes must be at least 2, got {self.num_classes}")
+        for name, allowed in (("downsample", DOWNSAMPLES), ("timing", TIMINGS), ("encoding", ENCODINGS)):
+            if getattr(self, name) not in allowed:
+                raise ArchitectureError(f"{name} '{getattr(self, name)}' is unknown (choose {', '.join(allowed)})")
+
+    @property
+    def key(self) -> str:
+        """Canonical key of the searched part (the cell)."""
+        return cell_key(self.cell)
+
+    def with_cell(self, cell: Cell) -> "Architecture":
+        """A copy with another cell."""
+        return replace(self, cell=tuple(cell))
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (see :meth:`from_dict`)."""
+        return {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "cell": [edge.to_dict() for edge in self.cell],
+            "cell_key": self.key,
+            "input_shape": list(self.input_shape),
+            "num_classes": self.num_classes,
+            "width": self.width,
+            "timesteps": self.timesteps,
+            "downsample": self.downsample,
+            "timing": self.timing,
+            "encoding": self.encoding,
+            "neuron": self.neuron.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Architecture":
+        """Build from :meth:`to_dict`'s form; anything malformed raises :class:`ArchitectureError`."""
+        if not isinstance(data, dict):
+            raise ArchitectureError("architecture must be a JSON object")
+        if data.get("format", FORMAT) != FORMAT:
+            raise ArchitectureError(f"not an hwnas architecture (format '{data.get('format')}')")
+        if data.get("version", FORMAT_VERSION) != FORMAT_VERSION:
+            raise ArchitectureError(f"architecture version {data.get('version')} is not supported (this hwnas reads {FORMAT_VERSION})")
+        required = ("cell", "input_shape", "num_classes", "width", "timesteps")
+        for name in required:
+            if name not in data:
+                raise ArchitectureError(f"architecture is missing field '{name}'")
+        known = set(required) | {"format", "version", "cell_key", "downsample", "timing", "encoding", "neuron"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ArchitectureError(f"architecture has unknown field '{unknown[0]}'")
+        if not isinstance(data["cell"], list):
+            raise ArchitectureError("architecture 'cell' must be a list of edges")
+        if not isinstance(data["input_shape"], list) or not all(isinstance(d, int) for d in data["input_shape"]):
+            raise ArchitectureError("architecture 'input_shape' must be a list of integers")
+        return cls(
+            cell=tuple(Edge.from_dict(edge) for edge in data["cell"]),
+            input_shape=tuple(data["input_shape"]),  # type: ignore[arg-type]
+            num_classes=data["num_classes"],
+            width=data["width"],
+            timesteps=data["timesteps"],
+            downsample=data.get("downsample", "maxpool"),
+            timing=data.get("timing", "pipelined"),
+            encoding=data.get("encoding", "rate"),
+            neuron=NeuronParams.from_dict(data.get("neuron", {})),
+        )
+
+    def save(self, path: str | Path) -> None:
+        """Write as JSON, atomically."""
+        write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Architecture":
+        """Read a JSON file written by :meth:`save`; unreadable or malformed files raise :class:`ArchitectureError`."""
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ArchitectureError(f"cannot read architecture {path}: {exc.strerror or exc}") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ArchitectureError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+        try:
+            return cls.from_dict(data)
+        except ArchitectureError as exc:
+            raise ArchitectureError(f"{path}: {exc}") from None
+
+
+def default_width(input_shape: tuple[int, int, int]) -> int:
+    """Channels per cell chosen from the input size: 16 up to 16x16 pixels, 32 up to 64x64, 64 beyond."""
+    pixels = input_shape[1] * input_shape[2]
+    if pixels <= 16 * 16:
+        return 16
+    if pixels <= 64 * 64:
+        return 32
+    return 64

@@ -1,0 +1,120 @@
+"""The run folder: the one owner of its file names and of reading what earlier steps wrote there.
+
+A run folder is what ``hwnas search`` creates and every later step adds to (``hwnas train``, ``export``,
+``validate``); ``hwnas run`` chains them. Files (all written atomically):
+
+=====================  ======================================================================
+architecture.json      the search's winner (:class:`~hwnas.arch.genotype.Architecture`)
+search.csv             one row per scored evaluation
+report.json            the search's report; ``config`` is the search's configuration
+checkpoint.json        the search's cache of results (what ``--resume`` reads)
+pareto.png             score versus energy of every candidate
+model.pt               the trained network (``hwnas train``)
+train.json             the training's figures
+model.nir / .onnx/.h5  exports (``hwnas export``)
+validation.json/.png   backends compared (``hwnas validate``)
+=====================  ======================================================================
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .errors import OptionError, ResumeError
+
+ARCHITECTURE = "architecture.json"
+SEARCH_CSV = "search.csv"
+REPORT = "report.json"
+CHECKPOINT = "checkpoint.json"
+PARETO = "pareto.png"
+MODEL = "model.pt"
+TRAIN_REPORT = "train.json"
+EXPORTS = {"nir": "model.nir", "onnx": "model.onnx", "netx": "model.h5"}
+VALIDATION = "validation.json"
+VALIDATION_PLOT = "validation.png"
+
+
+class RunFolder:
+    """Paths of a run folder's files, and readers of what they hold."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    @property
+    def architecture(self) -> Path:
+        return self.path / ARCHITECTURE
+
+    @property
+    def search_csv(self) -> Path:
+        return self.path / SEARCH_CSV
+
+    @property
+    def report(self) -> Path:
+        return self.path / REPORT
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / CHECKPOINT
+
+    @property
+    def pareto(self) -> Path:
+        return self.path / PARETO
+
+    @property
+    def model(self) -> Path:
+        return self.path / MODEL
+
+    @property
+    def train_report(self) -> Path:
+        return self.path / TRAIN_REPORT
+
+    def export(self, fmt: str) -> Path:
+        """Where ``hwnas export --format fmt`` writes (``nir``, ``onnx``, ``netx``)."""
+        return self.path / EXPORTS[fmt]
+
+    @property
+    def validation(self) -> Path:
+        return self.path / VALIDATION
+
+    @property
+    def validation_plot(self) -> Path:
+        return self.path / VALIDATION_PLOT
+
+    def load_architecture(self):
+        """The search's winner; a missing file is a one-line error saying what to run."""
+        from .arch.genotype import Architecture
+
+        if not self.architecture.is_file():
+            raise OptionError(f"no {ARCHITECTURE} in {self.path} (train a search run folder)")
+        return Architecture.load(self.architecture)
+
+    def read_json(self, path: Path, missing=None):
+        """A JSON file of the folder (``missing`` when there is none); unreadable JSON is a one-line error."""
+        if not path.is_file():
+            return missing
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise ResumeError(f"{path} is not valid JSON ({exc})") from None
+
+    def search_report(self) -> dict:
+        """``report.json`` (empty when the folder has none)."""
+        report = self.read_json(self.report, {})
+        if not isinstance(report, dict):
+            raise ResumeError(f"{self.report} does not hold a search report")
+        return report
+
+    def search_config(self) -> dict:
+        """The search's configuration as recorded in ``report.json`` (empty when there is none)."""
+        config = self.search_report().get("config", {})
+        if not isinstance(config, dict):
+            raise ResumeError(f"{self.report}: 'config' is not an object")
+        return config
+
+    def search_estimate(self) -> dict | None:
+        """The search's energy estimate of the untrained winner, if it recorded one."""
+        return self.search_report().get("estimate")

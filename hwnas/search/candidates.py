@@ -1,0 +1,111 @@
+"""Scoring candidates through the search's cache: every evaluation (a cell, a supernet, a supernet with an op
+switched off) is measured once, stored under a text key in the checkpoint, and returned as a typed
+:class:`~hwnas.search.rows.Row` with its hardware-aware fitness."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+from ..arch.builder import build_network
+from ..arch.genotype import Architecture, Cell, Edge, cell_key
+from ..cache import ResultCache
+from ..hw_models.fitness import fitness, hardware_terms
+from ..sim.seeding import build_seeded
+from .config import SearchConfig
+from .evaluate import Evaluator
+from .rows import MEASURED, ROW_FIELDS, Row
+from .space import SearchSpace
+
+Progress = Callable[[int, "int | None", str], None]
+
+
+class CandidateScorer:
+    """Builds, evaluates and caches candidates of one search; counts evaluations for the progress callback."""
+
+    def __init__(self, config: SearchConfig, target, template: Architecture, evaluator: Evaluator,
+                 cache: ResultCache, space: SearchSpace, total: int | None, progress: Progress | None) -> None:
+        self.config = config
+        self.target = target
+        self.template = template
+        self.evaluator = evaluator
+        self.cache = cache
+        self.space = space
+        self.total = total
+        self.progress = progress
+        self.done = 0
+        self._supernet = None
+
+    @property
+    def energy_weight(self) -> float:
+        """The weight of the energy term in the fitness (0 on a target without a hardware model)."""
+        return self.config.energy_weight if self.target.is_hardware else 0.0
+
+    def row(self, cache_key: str, compute: Callable[[], dict], extra: dict) -> Row:
+        """The row of an evaluation: cached measurements (``compute()`` when not cached) plus ``extra`` fields."""
+        cached = self.cache.results.get(cache_key)
+        if cached is None:
+            cached = compute()
+            self.cache.put(cache_key, cached)
+        self.done += 1
+        self.announce(extra.get("kind", ""))
+        fields = {k: v for k, v in cached.items() if k in MEASURED}
+        value = fitness(fields["score"], fields.get("energy_j"), self.energy_weight)
+        return Row(**fields, **{k: v for k, v in extra.items() if k in ROW_FIELDS}, fitness=value)
+
+    def announce(self, message: str) -> None:
+        """Pass a message to the progress callback with the evaluations done so far."""
+        if self.progress:
+            self.progress(self.done, self.total, message)
+
+    def measure(self, net) -> dict:
+        """Score ``net`` and, on a hardware target, map it and estimate its energy (the cached fields)."""
+        result = self.evaluator.evaluate(net)
+        activity = result.pop("activity")
+        if self.target.is_hardware:
+            terms, _, _ = hardware_terms(net, activity, self.target, self.config.max_cores, self.config.max_energy)
+            result.update(terms)
+        return result
+
+    def build_cell(self, cell: Cell):
+        """The candidate network of ``cell``, with the weights its seed and key give."""
+        return build_seeded(lambda: build_network(self.template.with_cell(cell)), self.config.seed, cell_key(cell))
+
+    def score_cell(self, cell: Cell) -> Callable[[], dict]:
+        """What :meth:`row` calls to measure ``cell`` when it is not cached."""
+        return lambda: self.measure(self.build_cell(cell))
+
+    def trained_energy(self, cell: Cell, activity) -> float | None:
+        """Energy per inference of ``activity`` (e.g. after a short training) of ``cell`` on the target."""
+        if not self.target.is_hardware:
+            return None
+        return hardware_terms(self.build_cell(cell), activity, self.target)[0]["energy_j"]
+
+    def score_supernet(self, options: dict, ablated: Edge | None) -> Callable[[], dict]:
+        """What :meth:`row` calls to measure the supernet holding ``options`` per pair, without ``ablated``."""
+        def compute() -> dict:
+            if self._supernet is None:
+                every_edge = tuple(e for pair in options for e in self.space.choices[pair] if e.op != "zero")
+                self._supernet = build_seeded(lambda: build_network(self.template, every_edge), self.config.seed,
+                                              "supernet")
+            net = self._supernet
+            off = set()
+            for edge, keys in net.edge_modules.items():
+                if edge not in options[(edge.src, edge.dst)] or edge == ablated:
+                    off.update(keys)
+            net.set_disabled(off)
+            return self.measure(net)
+        return compute
+
+
+def stored_result(key: str, value) -> bool:
+    """A well-formed checkpoint entry: a scored evaluation, or a refinement training's accuracy."""
+    return isinstance(value, dict) and ("val_accuracy" in value if key.startswith("refine|") else "score" in value)
+
+
+def restore_scores(results: dict) -> dict:
+    """Scores as floats again (JSON stores -inf as null)."""
+    for value in results.values():
+        if "score" in value:
+            value["score"] = -math.inf if value["score"] is None else float(value["score"])
+    return results

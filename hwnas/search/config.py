@@ -1,0 +1,95 @@
+"""The configuration of a search: every option that determines its result, with the defaults that the library
+and the command line share. Importable without torch (the command line's help reads the defaults)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from ..arch.choices import DOWNSAMPLES, ENCODINGS, TIMINGS
+from ..errors import OptionError, ResumeError
+from .names import BN_MODES, DEFAULT_REFINE, DEFAULT_REFINE_ENERGY_WEIGHT, STRATEGIES
+
+# Default --energy-weight: score points per doubling of energy. Measured on digits/loihi2 (200 random cells, seed 0):
+# SAHD scores spread over 39 points and energies over 3.6 doublings; the best-scoring cell stays the winner up
+# to a weight of 6 and an all-skip cell with 0.22x its energy wins from 8 on. At 4 the prune strategy already
+# trades 6.6 score points for 0.72x energy (bench/hw_fitness.py); energy does not decide alone.
+DEFAULT_ENERGY_WEIGHT = 4.0
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything that determines a search's result (with the seed, the same config gives the same result).
+
+    The defaults are the command line's: ``hwnas search`` takes every default from here."""
+
+    target: str = "loihi2"
+    dataset: str = "digits"
+    data_dir: str | None = None
+    strategy: str = "prune"
+    candidates: int = 100
+    timesteps: int = 8
+    width: int | None = None
+    downsample: str = "maxpool"
+    encoding: str = "rate"
+    timing: str | None = None
+    allow_backward: bool = True
+    score: str = "sahd"
+    batch_size: int = 64
+    repeats: int = 2
+    bn_mode: str = "batch"
+    reset_state: bool = True
+    du: float = 1.0
+    dv: float = 0.75
+    theta: float = 1.0
+    seed: int = 0
+    max_samples: int | None = None
+    energy_weight: float = DEFAULT_ENERGY_WEIGHT
+    max_cores: int | None = None
+    max_energy: float | None = None
+    refine: int = DEFAULT_REFINE
+    refine_epochs: int = 1
+    refine_energy_weight: float = DEFAULT_REFINE_ENERGY_WEIGHT
+
+    def __post_init__(self) -> None:
+        positive = {"candidates": self.candidates, "timesteps": self.timesteps, "repeats": self.repeats}
+        for name, value in positive.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise OptionError(f"--{name} must be a positive integer, got {value!r}")
+        if self.width is not None and (not isinstance(self.width, int) or self.width < 1):
+            raise OptionError(f"--width must be a positive integer, got {self.width!r}")
+        for name in ("energy_weight", "refine_energy_weight"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise OptionError(f"--{name.replace('_', '-')} must be a non-negative number, got {value!r}")
+        if self.max_cores is not None and (not isinstance(self.max_cores, int) or self.max_cores < 1):
+            raise OptionError(f"--max-cores must be a positive integer, got {self.max_cores!r}")
+        if self.max_energy is not None and not self.max_energy > 0:
+            raise OptionError(f"--max-energy must be a positive number of joules, got {self.max_energy!r}")
+        if self.refine < 0 or self.refine_epochs < 1:
+            raise OptionError(f"--refine must be >= 0 and --refine-epochs >= 1, got {self.refine}, {self.refine_epochs}")
+        if self.max_samples is not None and self.max_samples < 1:
+            raise OptionError(f"--max-samples must be a positive integer, got {self.max_samples!r}")
+        choices = {"strategy": STRATEGIES, "downsample": DOWNSAMPLES, "encoding": ENCODINGS, "bn_mode": BN_MODES}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise OptionError(f"--{name.replace('_', '-')} '{getattr(self, name)}' is unknown (choose {', '.join(allowed)})")
+        if self.timing is not None and self.timing not in TIMINGS:
+            raise OptionError(f"--timing '{self.timing}' is unknown (choose {', '.join(TIMINGS)})")
+        from ..sim.neuron import NeuronParams
+        from .evaluate import ScoreConfig
+
+        ScoreConfig(self.score, self.batch_size, self.repeats, self.bn_mode, self.reset_state)
+        try:
+            NeuronParams(du=self.du, dv=self.dv, theta=self.theta)
+        except Exception as exc:  # ArchitectureError on a bad neuron parameter
+            raise OptionError(str(exc)) from None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SearchConfig":
+        names = {f.name for f in fields(cls)}
+        if not isinstance(data, dict) or set(data) - names:
+            raise ResumeError(f"checkpoint configuration has unknown fields {sorted(set(data) - names) if isinstance(data, dict) else data!r}")
+        return cls(**data)

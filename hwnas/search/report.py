@@ -1,0 +1,122 @@
+"""What a finished search writes: ``search.csv`` (every row, ranked), ``pareto.png``, the winner's
+``architecture.json`` and ``report.json`` (configuration, target, winner, the signal that chose it, counts, and
+on a hardware target the winner's energy estimate and mapping)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from .. import __version__
+from ..errors import SearchError
+from ..io_utils import write_bytes_atomic, write_csv_atomic, write_json_atomic
+from ..run_folder import RunFolder
+from .rows import CSV_COLUMNS, Row, sort_key
+
+WINNER_FIELDS = ("cell", "score", "fitness", "energy_j", "cores", "step_time_s", "firing_rate", "silent_share",
+                 "spikes_per_sample", "synops_per_sample", "neurons", "latency_steps")
+
+
+def rank_candidates(rows: list[Row]) -> None:
+    """Number the candidate rows best first (``rank`` 1 is the best by :func:`~hwnas.search.rows.sort_key`)."""
+    for rank, row in enumerate(sorted((r for r in rows if r.is_candidate), key=sort_key), start=1):
+        row.rank = rank
+
+
+def write_report(folder: RunFolder, config, target, timing: str, splits, device, space_size: int, rows: list[Row],
+                 winner: Row, architecture, signal: dict, elapsed: float, hardware_estimate) -> dict:
+    """Write every output of a finished search into ``folder`` and return the report; a winner that is degenerate
+    or breaks a rule raises :class:`SearchError` after ``search.csv`` is written (naming it).
+
+    ``hardware_estimate()`` returns the winner's (estimate, mapping) on a hardware target."""
+    write_csv_atomic(folder.search_csv, CSV_COLUMNS, (r.csv_fields() for r in rows))
+    candidates = [r for r in rows if r.is_candidate]
+    scanned = [r for r in rows if r.kind != "final"] if config.strategy == "prune" else rows
+    degenerate_share = sum(bool(r.degenerate) for r in scanned) / max(len(scanned), 1)
+    infeasible = [r for r in candidates if r.feasible is False]
+    broken_rules: dict[str, int] = {}
+    for row in infeasible:
+        broken_rules[row.rule] = broken_rules.get(row.rule, 0) + 1
+    if target.is_hardware:
+        write_pareto(folder.pareto, candidates, winner, target.name, config.energy_weight)
+    if winner.degenerate:
+        raise SearchError(f"every candidate was degenerate ({winner.reason}); results are in {folder.search_csv}; "
+                          f"try --bn-mode batch, more --timesteps or --encoding direct")
+    if winner.feasible is False:
+        raise SearchError(f"no feasible candidate: {len(infeasible)} of {len(candidates)} break a rule, e.g. "
+                          f"{infeasible[0].violation}; results are in {folder.search_csv}")
+    architecture.save(folder.architecture)
+    report = {
+        "hwnas": __version__,
+        "config": config.to_dict(),
+        "target": target.to_dict(),
+        "timing": timing,
+        "dataset": splits.summary(),
+        "device": str(device),
+        "winner": {key: getattr(winner, key) for key in WINNER_FIELDS},
+        "signal": signal,
+        "evaluations": len(rows),
+        "candidates": len(candidates),
+        "degenerate_share": degenerate_share,
+        "infeasible": len(infeasible),
+        "broken_rules": broken_rules,
+        "search_seconds": elapsed,
+        "space_size": space_size,
+        "files": {"architecture": folder.architecture.name, "search": folder.search_csv.name,
+                  "report": folder.report.name, "checkpoint": folder.checkpoint.name},
+    }
+    if target.is_hardware:
+        estimate, mapping = hardware_estimate()
+        report["estimate"] = {**estimate.to_dict(), "note": "activity of the untrained network on the scoring "
+                              f"batches ({config.bn_mode} batch-norm), per inference"}
+        report["mapping"] = mapping.summary()
+        report["files"]["pareto"] = folder.pareto.name
+        refined = next((c for c in signal.get("rungs", [{}])[-1].get("cells", []) if c["cell"] == winner.cell), None)
+        if refined and refined.get("energy_j"):
+            report["refined_estimate"] = {"energy_j": refined["energy_j"], "training_epochs": signal["rungs"][-1]["epochs"],
+                                          "note": "activity of the winner after its refinement training, on the "
+                                                  "validation split, per inference"}
+    write_json_atomic(folder.report, report)
+    return report
+
+
+def write_pareto(path: Path, rows: list[Row], winner: Row, target: str, weight: float) -> None:
+    """Score versus energy of every candidate, feasible and infeasible marked, the winner circled."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = [r for r in rows if not r.degenerate and r.energy_j]
+    figure, axes = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    for feasible, marker, label in ((True, "o", "feasible"), (False, "x", "infeasible")):
+        chosen = [r for r in points if (r.feasible is not False) == feasible]
+        if chosen:
+            axes.scatter([r.energy_j * 1e6 for r in chosen], [r.score for r in chosen], marker=marker,
+                         s=18, alpha=0.7, label=f"{label} ({len(chosen)})")
+    front, best = [], -math.inf
+    for r in sorted((r for r in points if r.feasible is not False), key=lambda r: r.energy_j):
+        if r.score > best:
+            best = r.score
+            front.append(r)
+    if front:
+        axes.step([r.energy_j * 1e6 for r in front], [r.score for r in front], where="post", color="gray",
+                  linewidth=1, label="Pareto front")
+    if winner.energy_j and not winner.degenerate:
+        axes.scatter([winner.energy_j * 1e6], [winner.score], s=160, facecolors="none", edgecolors="red",
+                     linewidths=1.5, label=f"winner (energy weight {weight:g})")
+    axes.set_xscale("log")
+    axes.set_xlabel(f"energy per inference on {target} (uJ, untrained activity)")
+    axes.set_ylabel("score (log |det K|)")
+    axes.set_title("hwnas search: score versus energy")
+    if points:
+        axes.legend(fontsize=8)
+    else:
+        axes.text(0.5, 0.5, "no candidate with a finite score", ha="center", va="center", transform=axes.transAxes)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    write_bytes_atomic(path, buffer.getvalue())
