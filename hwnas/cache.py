@@ -35,8 +35,8 @@ class ResultCache:
     def read(path: Path, fmt: str | None = None, results_key: str = "results",
              well_formed: Callable[[str, object], bool] | None = None,
              what: str = "an hwnas results file") -> tuple[dict, dict]:
-        """(configuration, results) stored at ``path``; a missing, unreadable or foreign file (not ``what``) is a
-        one-line :class:`ResumeError`."""
+        """(configuration as stored, results) at ``path``; a missing, unreadable or foreign file (not ``what``) or
+        malformed results are a one-line :class:`ResumeError`."""
         path = Path(path)
         if not path.is_file():
             raise ResumeError(f"cannot resume: {path} does not exist")
@@ -48,11 +48,10 @@ class ResultCache:
             raise ResumeError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
         if not isinstance(data, dict) or (fmt is not None and data.get("format") != fmt):
             raise ResumeError(f"{path} is not {what}")
-        results = data.get(results_key, {})
+        results = data.get(results_key)
         if not isinstance(results, dict) or (well_formed and not all(well_formed(k, v) for k, v in results.items())):
             raise ResumeError(f"{path}: '{results_key}' is malformed")
-        config = data.get("config") or {}
-        return config, results
+        return data.get("config"), results
 
     def put(self, key: str, value) -> None:
         """Store one result; the file is rewritten if the last save is older than ``every_s``."""

@@ -9,24 +9,16 @@ import argparse
 import sys
 
 from . import __version__
+from .commands.common import EXIT_USER_ERROR, OneLineParser
 from .errors import HwnasError
 
-EXIT_USER_ERROR = 2
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (``error: ...``) and exit code 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"error: {self.prog.split()[-1]}: {message} (see {self.prog} --help)\n")
-        raise SystemExit(EXIT_USER_ERROR)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The full parser with every sub-command."""
     from .commands import deploy, estimate, export, proxy_check, run, search, targets, train, validate
 
-    parser = _Parser(
+    parser = OneLineParser(
         prog="hwnas",
         description="Hardware-aware, training-free architecture search for spiking neural networks.\n\n"
                     "Typical use: `hwnas run --target loihi2` does everything on the embedded digits data:\n"
@@ -39,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"hwnas {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for module in (run, search, train, export, deploy, validate, targets, estimate, proxy_check):
         module.add_parser(commands)
     return parser

@@ -5,6 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 
+EXIT_USER_ERROR = 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (``error: ...``) and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"error: {self.prog.split()[-1]}: {message} (see {self.prog} --help)\n")
+        raise SystemExit(EXIT_USER_ERROR)
+
 
 def _integer_at_least(text: str, low: int, what: str) -> int:
     try:

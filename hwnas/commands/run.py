@@ -69,9 +69,10 @@ def run(args: argparse.Namespace) -> int:
 def _steps_parser() -> argparse.ArgumentParser:
     """A parser of the sub-commands this one chains, each declared by its own module."""
     from . import export, search, train, validate
+    from .common import OneLineParser
 
-    parser = argparse.ArgumentParser(prog="hwnas")
-    commands = parser.add_subparsers(dest="command")
+    parser = OneLineParser(prog="hwnas")
+    commands = parser.add_subparsers(dest="command", parser_class=OneLineParser)
     for module in (search, train, export, validate):
         module.add_parser(commands)
     return parser

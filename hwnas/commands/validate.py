@@ -68,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     arch = recorded_architecture(graph)
     if arch is None:
         raise OptionError(f"{model} records no hwnas architecture: validate runs hwnas' own exports")
+    folder.load_architecture()  # a search run folder, as `hwnas train` made it
     config = folder.search_config()
     dataset = args.dataset or config.get("dataset") or "digits"
     splits = load_dataset(dataset, args.data_dir or config.get("data_dir"), arch.timesteps, args.seed)

@@ -63,7 +63,7 @@ def compare(graph, inputs: torch.Tensor, labels: torch.Tensor | None, dt_s: floa
     ours = run_backend(reference, deployment, inputs, progress)
     theirs = run_backend(backend, deployment, inputs, progress)
     net = deployment.network(BACKENDS[backend].timing)
-    result = Comparison(backend, inputs.shape[1], theirs.spikes[net.output].shape[1])
+    result = Comparison(backend.replace("_", "-"), inputs.shape[1], theirs.spikes[net.output].shape[1])
     result.output_spikes = theirs.spikes[net.output]
     result.layers = layer_rows(ours.as_codes(), theirs.as_codes(), net.order)
     if labels is not None:

@@ -121,6 +121,7 @@ def open_state(path: Path, config: ProxyCheckConfig) -> ResultCache:
         except ResumeError as exc:
             raise ResumeError(f"{exc}; delete it to start over") from None
         defaults = asdict(ProxyCheckConfig())
+        stored = stored if isinstance(stored, dict) else {}
         if any(stored.get(key, defaults[key]) != value for key, value in asdict(config).items()):
             raise ResumeError(f"{path} was written with other settings; use another --out or the same options")
     return cache

@@ -84,7 +84,7 @@ class AvgPoolThen(Synapse):
 
     def netx_layer(self, src_shape: tuple[int, ...], where: str) -> NetxSpec:
         if not isinstance(self.inner, Conv):
-            raise NetxError(f"layer {where}: {type(self).__name__} around {type(self.inner).__name__} has no netx layer")
+            raise NetxError(f"layer {where}: {type(self).__name__} has no netx layer")
         k = self.kernel_size
         if src_shape[1] % k or src_shape[2] % k:
             raise NetxError(f"layer {where}: average pooling by {k} of a {src_shape[1]}x{src_shape[2]} map cuts the "
