@@ -16,7 +16,7 @@ def make_cell(spec: str):
 
 
 CHAIN = "0-1:conv3x3 0-2:zero 0-3:zero 1-2:conv3x3 1-3:zero 2-3:conv3x3"
-FEEDBACK = "0-1:conv3x3 0-2:skip 0-3:zero 1-2:conv3x3 1-3:conv3x3 2-3:conv3x3<"
+FEEDBACK = "0-1:conv3x3 0-2:skip 0-3:zero 1-2:conv3x3 1-3:conv3x3< 2-3:conv3x3"  # node 3 feeds node 1 back
 
 
 @pytest.fixture(autouse=True)

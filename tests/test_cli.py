@@ -117,7 +117,8 @@ def test_oversized_width_reports_broken_rules(tmp_path, capsys):
                  "--batch-size", "8", "--repeats", "1", "--target", "loihi", "--out", str(out), "--quiet"])
     assert code == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: no feasible candidate: 2 of 2 break a rule") and err.count("\n") == 1
-    with open(out / "search.csv") as handle:
-        text = handle.read()
-    assert "fanin: layer" in text and "cores: network needs more than 128 cores" in text
+    # the pre-flight stops it before anything is scored, naming the rule, the layer, the figure and the limit
+    assert err.startswith("error: no skeleton fits loihi") and err.count("\n") == 1
+    assert "synapse-memory: layer cell1.n3 needs 12960000 synapse bits for a single neuron" in err
+    assert "has 1048576 per core; lower --width" in err
+    assert not (out / "search.csv").exists()

@@ -3,7 +3,7 @@ import re
 
 import pytest
 import torch
-from conftest import FEEDBACK, small_arch
+from conftest import CHAIN, FEEDBACK, small_arch
 
 from hwnas.arch.builder import build_network
 from hwnas.errors import TargetError
@@ -150,7 +150,7 @@ def test_populations_are_split_to_respect_each_core_limit(tmp_path):
 
 def test_block_input_axons_match_brute_force(tmp_path):
     target = load_target(write_target(tmp_path, load_tiny_like(neurons=100, fanin=10000, memory=10 ** 7, bits=8)))
-    net = build_network(small_arch(FEEDBACK, width=4))
+    net = build_network(small_arch(CHAIN, width=4))  # cell1.n1 hears the stem only
     with torch.no_grad():
         net.synapses["stem->cell1_n1:conv3x3"].conv.weight[:, 1] = 0.0  # input channel 1 unused
     mapping = map_network(net, target)
@@ -170,7 +170,7 @@ def test_block_input_axons_match_brute_force(tmp_path):
 
 
 def test_oversized_network_names_the_rules_it_breaks():
-    net = build_network(small_arch(FEEDBACK, width=512))
+    net = build_network(small_arch(CHAIN, width=512))
     mapping = map_network(net, load_target("loihi2"))
     messages = [str(v) for v in mapping.violations]
     assert "fanin: layer cell1.n1 needs 4608 input axons for a single neuron, target loihi2 allows 4096 per core" in messages
@@ -184,7 +184,7 @@ def test_fanout_limit_is_repaired_by_recutting():
     target = load_target("loihi2")
     once = map_network(net, target, attempts=1)  # packed densely, the stem's core needs too many output axons
     assert [v.rule for v in once.violations] == ["fanout"]
-    assert "needs 6336 output axons, target loihi2 allows 4096 per core" in str(once.violations[0])
+    assert "needs 5120 output axons, target loihi2 allows 4096 per core" in str(once.violations[0])
     repaired = map_network(net, target)
     assert repaired.feasible and len(repaired.cores) > len(once.cores)
     assert all(core.axons_out <= target.core.fanout_axons for core in repaired.cores)

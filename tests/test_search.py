@@ -27,7 +27,7 @@ def test_random_search_is_reproducible_and_ranks_best_first(tmp_path):
     assert a.architecture == b.architecture
     assert len({r["cell"] for r in rows_a}) == 6
     healthy = [r for r in a.rows if not r.degenerate]
-    assert a.winner.score == max(r.score for r in healthy)
+    assert a.winner.fitness == max(r.fitness for r in healthy)
     assert a.winner.rank == 1
     assert a.architecture == Architecture.load(tmp_path / "a" / "architecture.json")
     report = json.loads((tmp_path / "a" / "report.json").read_text())
@@ -154,13 +154,15 @@ def test_energy_weight_trades_score_for_energy(tmp_path):
 
 
 def test_budgets_reject_candidates_with_the_rule(tmp_path):
-    with pytest.raises(SearchError, match="no feasible candidate: 3 of 3 break a rule, e.g. max-cores: network needs"):
+    # a budget no skeleton meets stops the search in the pre-flight, before anything is scored
+    with pytest.raises(SearchError, match="no skeleton fits loihi .* breaks max-cores: network needs .* the budget "
+                                          "is 1; raise --max-cores"):
         run_search(SearchConfig(target="loihi", strategy="random", candidates=3, max_cores=1, **FAST_SEARCH),
-                   tmp_path / "a")
-    rows = read_csv(tmp_path / "a" / "search.csv")
-    assert all(r["feasible"] == "0" and r["rule"] == "max-cores" for r in rows)
-    assert (tmp_path / "a" / "pareto.png").exists() and not (tmp_path / "a" / "architecture.json").exists()
-    energies = sorted(float(r["energy_j"]) for r in rows)
+                   tmp_path / "x")
+    assert not (tmp_path / "x" / "search.csv").exists()
+    # an energy budget some candidates meet rejects the others with the rule
+    everything = run_search(SearchConfig(strategy="random", candidates=3, **FAST_SEARCH), tmp_path / "all")
+    energies = sorted(r.energy_j for r in everything.rows)
     budget = energies[1] * 1.0001  # keeps the two cheapest candidates
     outcome = run_search(SearchConfig(strategy="random", candidates=3, max_energy=budget, **FAST_SEARCH), tmp_path / "b")
     assert outcome.report["infeasible"] == 1 and outcome.report["broken_rules"] == {"max-energy": 1}

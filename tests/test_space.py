@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from conftest import CHAIN, FEEDBACK, small_arch
 
-from hwnas.arch.genotype import Architecture, cell_key, parse_cell_key
+from hwnas.arch.genotype import Architecture, canonical_cell, cell_key, live_nodes, parse_cell_key
 from hwnas.errors import ArchitectureError
 from hwnas.search.space import SearchSpace
 
@@ -16,17 +16,17 @@ def test_architecture_json_round_trip(tmp_path):
     assert again == arch
     data = json.loads((tmp_path / "a.json").read_text())
     assert data["cell_key"] == FEEDBACK
-    assert data["cell"][5] == {"pair": [2, 3], "op": "conv3x3", "direction": "backward"}
+    assert data["cell"][4] == {"pair": [1, 3], "op": "conv3x3", "direction": "backward"}
 
 
 def test_space_size_and_validity():
     space = SearchSpace()
     cells = space.enumerate()
     # 3 choices on each pair (0, j), 5 on pairs (i, j) with i >= 1: 3^3 * 5^3 combinations, minus those whose
-    # output cannot be reached through forward non-zero edges
-    assert len(cells) < 27 * 125
+    # output cannot be reached through forward non-zero edges, counted once per canonical cell
+    assert len(cells) == space.size() == 898
     assert len({cell_key(c) for c in cells}) == len(cells)
-    assert all(space.is_valid(c) for c in cells)
+    assert all(space.is_valid(c) and canonical_cell(c) == c for c in cells)
     forward_only = SearchSpace(allow_backward=False)
     assert all(not e.backward for c in forward_only.enumerate() for e in c)
     assert forward_only.size() == sum(all(not e.backward for e in c) for c in cells)
@@ -40,8 +40,8 @@ def test_sampling_is_seeded_and_mutation_changes_one_pair():
     cell = space.sample(rng)
     for _ in range(20):
         new = space.mutate(cell, rng)
-        assert space.is_valid(new)
-        assert sum(x != y for x, y in zip(cell, new)) == 1
+        assert space.is_valid(new) and canonical_cell(new) == new and new != cell
+        assert sum(x != y for x, y in zip(cell, new)) >= 1
         cell = new
 
 
@@ -77,3 +77,21 @@ def test_architecture_field_errors():
     data["widht"] = 3
     with pytest.raises(ArchitectureError, match="unknown field 'widht'"):
         Architecture.from_dict(data)
+
+
+def test_canonical_cells_drop_what_cannot_reach_the_output():
+    # the old digits default winner: nodes 1 and 2 only receive feedback and feed each other
+    winner = parse_cell_key("0-1:zero 0-2:skip 0-3:conv3x3 1-2:conv3x3 1-3:skip< 2-3:conv3x3<")
+    assert live_nodes(winner) == {0, 3}
+    assert cell_key(canonical_cell(winner)) == "0-1:zero 0-2:zero 0-3:conv3x3 1-2:zero 1-3:zero 2-3:zero"
+    arch = small_arch("0-1:zero 0-2:skip 0-3:conv3x3 1-2:conv3x3 1-3:skip< 2-3:conv3x3<")
+    assert arch.key == "0-1:zero 0-2:zero 0-3:conv3x3 1-2:zero 1-3:zero 2-3:zero"
+    from hwnas.arch.builder import build_network
+
+    assert sorted(build_network(arch).populations) == ["cell1.n3", "cell2.n3", "down", "output", "stem"]
+    # feedback into a node that reaches the output is kept
+    loop = parse_cell_key(FEEDBACK)
+    assert canonical_cell(loop) == loop and live_nodes(loop) == {0, 1, 2, 3}
+    # a node driven only by a node nothing drives is dead
+    orphan = parse_cell_key("0-1:zero 0-2:zero 0-3:conv3x3 1-2:conv3x3 1-3:zero 2-3:conv3x3")
+    assert cell_key(canonical_cell(orphan)) == "0-1:zero 0-2:zero 0-3:conv3x3 1-2:zero 1-3:zero 2-3:zero"

@@ -1,6 +1,8 @@
 """The ``Architecture`` genotype: the LightSNN/SNASNet-style cell and the macro skeleton around it.
 
-Macro skeleton: ``stem -> cell -> downsample -> cell -> classifier``; both cells share one searched genotype.
+Macro skeleton: ``stem -> cell -> (downsample -> cell) x (stages - 1) -> [head pooling] -> classifier``; every
+cell shares one searched genotype; the width, the number of stages and the head pooling are the macro choices
+(chosen for the target by the search's pre-flight, :mod:`hwnas.search.preflight`).
 A cell has 4 nodes: node 0 is the cell input, nodes 1-3 are spiking populations, node 3 is the cell output.
 Each of the 6 node pairs (i, j), i < j, carries one op from {zero, skip, conv3x3} and a direction:
 
@@ -9,7 +11,9 @@ Each of the 6 node pairs (i, j), i < j, carries one op from {zero, skip, conv3x3
 * backward (temporal feedback): node i receives op(spikes of node j at step t) at step t+1. Node 0 is the cell
   input, not a population of the cell, so pairs (0, j) can only be forward.
 
-A cell is valid when node 3 can be reached from node 0 through forward non-zero edges.
+A cell is valid when node 3 can be reached from node 0 through forward non-zero edges. Its *canonical* form
+(:func:`canonical_cell`, what an :class:`Architecture` holds) sets every edge that cannot influence node 3, or
+that nothing drives, to ``zero``: cells equal after that compute the same and are one candidate.
 """
 
 from __future__ import annotations
@@ -103,6 +107,45 @@ def forward_reachable(edges: Cell) -> set[int]:
     return reached
 
 
+def _connections(edges: Cell) -> list[tuple[int, int]]:
+    """The cell's non-zero edges as (from, to) node pairs: a backward edge (i, j) carries node j's spikes to i."""
+    return [(e.dst, e.src) if e.backward else (e.src, e.dst) for e in edges if e.op != "zero"]
+
+
+def _closure(start: int, links: list[tuple[int, int]]) -> set[int]:
+    reached, frontier = {start}, [start]
+    while frontier:
+        node = frontier.pop()
+        for a, b in links:
+            if a == node and b not in reached:
+                reached.add(b)
+                frontier.append(b)
+    return reached
+
+
+def live_nodes(edges: Cell) -> set[int]:
+    """Nodes that carry information to the output: driven from node 0 and able to reach node 3, over forward and
+    backward edges alike (nodes 0 and 3 always)."""
+    links = _connections(edges)
+    driven = _closure(0, links)
+    useful = _closure(3, [(b, a) for a, b in links])
+    return {0, 3} | (driven & useful)
+
+
+def canonical_cell(cell: Cell) -> Cell:
+    """The cell with every edge that cannot influence the output, or that nothing drives, set to ``zero``.
+
+    Two cells that compute the same output this way are one candidate; the builder creates no population for a
+    node left without edges, so simulation, mapping, energy and export never carry dead populations.
+    """
+    live = live_nodes(cell)
+    kept = []
+    for edge in cell:
+        a, b = (edge.dst, edge.src) if edge.backward else (edge.src, edge.dst)
+        kept.append(edge if edge.op == "zero" or (a in live and b in live) else Edge(edge.src, edge.dst, "zero"))
+    return tuple(kept)
+
+
 def check_cell(cell: Cell) -> None:
     """Raise :class:`ArchitectureError` unless the cell has exactly one edge per pair and reaches node 3."""
     pairs = [(e.src, e.dst) for e in cell]
@@ -137,14 +180,17 @@ class Architecture:
     timing: str = "pipelined"
     encoding: str = "rate"
     neuron: NeuronParams = field(default_factory=NeuronParams)
+    stages: int = 2      # cells; each after the first follows a 2x2 downsampling
+    head_pool: int = 1   # k > 1: a k x k max-pool population before the classifier (cuts its fan-in by k^2)
 
     def __post_init__(self) -> None:
         check_cell(self.cell)
+        object.__setattr__(self, "cell", canonical_cell(self.cell))  # dead edges never reach a network
         if len(self.input_shape) != 3 or any(int(d) < 1 for d in self.input_shape):
             raise ArchitectureError(f"input_shape must be [channels, height, width] of positive sizes, got {list(self.input_shape)}")
         if self.input_shape[1] < 2 or self.input_shape[2] < 2:
             raise ArchitectureError(f"input must be at least 2x2 for the downsampling stage, got {list(self.input_shape)}")
-        for name in ("num_classes", "width", "timesteps"):
+        for name in ("num_classes", "width", "timesteps", "stages", "head_pool"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ArchitectureError(f"{name} must be a positive integer, got {value!r}")
@@ -153,6 +199,10 @@ class Architecture:
         for name, allowed in (("downsample", DOWNSAMPLES), ("timing", TIMINGS), ("encoding", ENCODINGS)):
             if getattr(self, name) not in allowed:
                 raise ArchitectureError(f"{name} '{getattr(self, name)}' is unknown (choose {', '.join(allowed)})")
+        side = min(self.input_shape[1], self.input_shape[2]) // 2 ** (self.stages - 1) // self.head_pool
+        if side < 1:
+            raise ArchitectureError(f"{self.stages} stages and head pooling {self.head_pool} shrink a "
+                                    f"{self.input_shape[1]}x{self.input_shape[2]} input below one pixel")
 
     @property
     def key(self) -> str:
@@ -178,6 +228,8 @@ class Architecture:
             "timing": self.timing,
             "encoding": self.encoding,
             "neuron": self.neuron.to_dict(),
+            "stages": self.stages,
+            "head_pool": self.head_pool,
         }
 
     @classmethod
@@ -193,7 +245,8 @@ class Architecture:
         for name in required:
             if name not in data:
                 raise ArchitectureError(f"architecture is missing field '{name}'")
-        known = set(required) | {"format", "version", "cell_key", "downsample", "timing", "encoding", "neuron"}
+        known = set(required) | {"format", "version", "cell_key", "downsample", "timing", "encoding", "neuron",
+                                 "stages", "head_pool"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ArchitectureError(f"architecture has unknown field '{unknown[0]}'")
@@ -211,6 +264,8 @@ class Architecture:
             timing=data.get("timing", "pipelined"),
             encoding=data.get("encoding", "rate"),
             neuron=NeuronParams.from_dict(data.get("neuron", {})),
+            stages=data.get("stages", 2),
+            head_pool=data.get("head_pool", 1),
         )
 
     def save(self, path: str | Path) -> None:

@@ -25,8 +25,11 @@ def add_parser(commands) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
             "Search the LightSNN/SNASNet cell space (4-node cell; each of the 6 node pairs carries zero, skip or\n"
-            "conv3x3, forward or as temporal feedback) inside the skeleton stem -> cell -> downsample -> cell ->\n"
-            "classifier. Every candidate is simulated at initialisation on the same batches, in the target's\n"
+            "conv3x3, forward or as temporal feedback; cells equal once edges that cannot reach the output are\n"
+            "dropped count once) inside the skeleton stem -> cell -> (downsample -> cell) x (stages - 1) ->\n"
+            "[head pooling] -> classifier. Before scoring, a pre-flight fits the skeleton to the target: the widest\n"
+            "width, fewest stages and least head pooling whose lightest cell fits the chip's cores (or it stops at\n"
+            "once naming the rule that cannot be met). Every candidate is simulated at initialisation on the same batches, in the target's\n"
             "timing model, and scored from its binary spike codes; candidates whose codes are silent or\n"
             "duplicated are marked degenerate and ranked last. On a hardware target every candidate is also\n"
             "mapped onto the chip's cores (candidates that break a design rule or budget are rejected, with the\n"
@@ -62,8 +65,15 @@ def add_parser(commands) -> None:
                        help="static images: rate = Bernoulli spikes with the pixel intensity as probability, "
                             "direct = the analog image as input current every step (default: %(default)s)")
     group = search.add_argument_group("search space")
-    group.add_argument("--width", type=positive_int, default=None,
-                       help="channels of stem and cells (default: 16 for inputs up to 16x16, 32 up to 64x64, else 64)")
+    group.add_argument("--width", type=positive_int, default=D.width,
+                       help="channels of stem and cells (default: the widest that fits the target, starting from 16 "
+                            "for inputs up to 16x16, 32 up to 64x64, else 64, halving down to 4)")
+    group.add_argument("--stages", type=positive_int, default=D.stages,
+                       help="cells, each after the first behind a 2x2 downsampling (default: the fewest of 2-4 that "
+                            "fit the target)")
+    group.add_argument("--head-pool", type=positive_int, default=D.head_pool, metavar="K",
+                       help="K x K max-pooling before the classifier, cutting its fan-in by K^2 (default: the least "
+                            "of 1, 2, 4 that fits the target)")
     group.add_argument("--downsample", choices=DOWNSAMPLES, default=D.downsample,
                        help="maxpool = OR of spikes in 2x2 (a sum-pool into threshold-0.5 neurons); avgpool = linear, "
                             "folded into the next connection (default: %(default)s)")
@@ -131,7 +141,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         config = SearchConfig(
             target=args.target, dataset=args.dataset, data_dir=args.data_dir, strategy=args.strategy,
-            candidates=args.candidates, timesteps=args.timesteps, width=args.width, downsample=args.downsample,
+            candidates=args.candidates, timesteps=args.timesteps, width=args.width, stages=args.stages,
+            head_pool=args.head_pool, downsample=args.downsample,
             encoding=args.encoding, timing=args.timing, allow_backward=args.allow_backward, score=args.score,
             batch_size=args.batch_size, repeats=args.repeats, bn_mode=args.bn_mode, reset_state=args.reset_state,
             du=args.du, dv=args.dv, theta=args.theta, seed=args.seed, max_samples=args.max_samples,
@@ -153,6 +164,11 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
     report, winner = outcome.report, outcome.winner
     print(f"winner: {winner.cell}")
+    skeleton = report["skeleton"]
+    preflight = report["preflight"]
+    print(f"  skeleton: width {skeleton['width']}, {skeleton['stages']} stages, head pooling {skeleton['head_pool']} "
+          f"(pre-flight: {preflight['verdict']}; {preflight['tried']} tried, {len(preflight['rejected'])} rejected, "
+          f"{preflight['seconds']:.1f} s)")
     signal = report.get("signal", {})
     if signal.get("refine"):
         chosen = next(r for r in signal["pool"] if r["cell"] == winner.cell)

@@ -6,6 +6,9 @@ Model (hwnas' own; each assumption stated):
   then the next pixel), so a block of a convolutional layer needs only the input window around its pixels.
 * A block fits a core when its neurons, its input axons (distinct source neurons with a synapse into the
   block, counted per source population) and its synapses x ``synapse_bits`` stay within the core's limits.
+  On a target with ``core.shared_conv_weights`` (Loihi's hierarchical connectivity) a convolution's synapses
+  are not stored per neuron: the block stores the convolution's kernel once (all of it, whatever share of the
+  layer the block holds: conservative), and only the other connections' synapses per neuron.
   Each population is cut greedily into the largest blocks that fit; blocks are then packed next-fit onto cores
   (small blocks of consecutive layers share a core; shared input axons are not deduplicated: conservative).
 * A neuron that cannot fit a core even alone breaks rule ``fanin`` or ``synapse-memory``; it is still placed
@@ -146,17 +149,21 @@ def block_mask(shape: tuple[int, ...], start: int, stop: int) -> torch.Tensor:
     return flat.reshape(shape)
 
 
-def map_network(net: SpikingNetwork, target: Target, attempts: int = 6) -> Mapping:
+def map_network(net: SpikingNetwork, target: Target, attempts: int = 6, stop_early: bool = False,
+                core_budget: int | None = None) -> Mapping:
     """Place ``net`` onto ``target``'s cores; rule violations are collected in ``Mapping.violations``.
 
     When a core's neurons need more output axons than the core has (rule ``fanout``), the layers on it are
     re-cut into smaller blocks, each on cores of their own, and the mapping is redone (up to ``attempts`` times).
+    ``stop_early``: when a single neuron already breaks a rule, return at once without placing blocks (an
+    incomplete mapping: enough to know the network cannot fit, as the search's pre-flight needs), and also when
+    it needs more than ``core_budget`` cores counting neurons and synapse memory alone.
     """
     if not target.is_hardware:
         raise ValueError(f"target {target.name} has no cores to map onto")
     limit = target.core.fanout_axons
     caps: dict[str, int] = {}
-    mapping = _map_once(net, target, caps)
+    mapping = _map_once(net, target, caps, stop_early, core_budget)
     for _ in range(attempts - 1):
         overloaded = [core for core in mapping.cores if core.axons_out > limit]
         if not mapping.complete or not overloaded:
@@ -175,7 +182,8 @@ def map_network(net: SpikingNetwork, target: Target, attempts: int = 6) -> Mappi
     return mapping
 
 
-def _map_once(net: SpikingNetwork, target: Target, caps: dict[str, int]) -> Mapping:
+def _map_once(net: SpikingNetwork, target: Target, caps: dict[str, int], stop_early: bool = False,
+              core_budget: int | None = None) -> Mapping:
     """One placement; ``caps`` limits the neurons per block of some layers (and keeps their cores unshared)."""
     core_spec, chip = target.core, target.chip
     shapes = {INPUT: net.input_shape, **{name: pop.shape for name, pop in net.populations.items()}}
@@ -202,35 +210,58 @@ def _map_once(net: SpikingNetwork, target: Target, caps: dict[str, int]) -> Mapp
         return neurons <= core_spec.neurons and axons <= core_spec.fanin_axons and bits <= core_spec.synapse_memory_bits
 
     # synapses per destination neuron, position-major, as prefix sums: a block's synapse bits in O(1)
+    # with shared convolution weights, a core holding part of a convolutional layer stores its kernel once
+    # (``shared`` bits per block) and only the other synapses per neuron
     prefixes: dict[str, torch.Tensor] = {}
+    shared: dict[str, int] = {}
     for layer in net.order:
         shape = shapes[layer]
-        per_neuron = torch.zeros(shape)
+        per_neuron, stored = torch.zeros(shape), torch.zeros(shape)
+        shared[layer] = 0
         for synapse, src in incoming[layer]:
-            per_neuron = per_neuron + synapse.fanin(shapes[src]).reshape(shape)
-        ordered = per_neuron.permute(1, 2, 0).flatten() if len(shape) == 3 else per_neuron.flatten()
+            fanin = synapse.fanin(shapes[src]).reshape(shape)
+            per_neuron = per_neuron + fanin
+            kernel = synapse.kernel_weights() if core_spec.shared_conv_weights else None
+            if kernel is None:
+                stored = stored + fanin
+            else:
+                shared[layer] += kernel * core_spec.synapse_bits
+        ordered = stored.permute(1, 2, 0).flatten() if len(shape) == 3 else stored.flatten()
         prefixes[layer] = torch.cat([torch.zeros(1, dtype=torch.float64), ordered.double().cumsum(0)])
         # a neuron's synapses each come from a distinct source neuron: its fan-in is its synapse count
-        widest = int(ordered.max()) if ordered.numel() else 0
+        widest = int(per_neuron.max()) if per_neuron.numel() else 0
+        widest_stored = int(ordered.max()) if ordered.numel() else 0
         note(lambda: check_neuron_fanin(layer, widest, core_spec.fanin_axons, target.name))
-        note(lambda: check_neuron_synapses(layer, widest * core_spec.synapse_bits, core_spec.synapse_memory_bits,
-                                           target.name))
+        note(lambda: check_neuron_synapses(layer, widest_stored * core_spec.synapse_bits + shared[layer],
+                                           core_spec.synapse_memory_bits, target.name))
 
     def longest_block(layer: str, start: int) -> int:
         """End of the longest block from ``start`` within the neuron and synapse-memory limits (at least 1)."""
         prefix = prefixes[layer] * core_spec.synapse_bits
-        budget = float(prefix[start]) + core_spec.synapse_memory_bits
+        budget = float(prefix[start]) + core_spec.synapse_memory_bits - shared[layer]
         end = int(torch.searchsorted(prefix, torch.tensor([budget], dtype=torch.float64), right=True)) - 1
         return max(start + 1, min(len(prefix) - 1, start + core_spec.neurons, end, start + caps.get(layer, 1 << 62)))
+
+    if stop_early and violations:
+        return Mapping(target, [], {}, {layer: Route() for layer in net.order}, _synop_shares(net, shapes),
+                       violations, complete=False)
 
     # a lower bound first (neurons and synapse memory only): an oversized network is rejected without
     # the expensive axon and routing analysis of hundreds of blocks
     lower_bound = 0
+    limit = min(chip.cores, core_budget or chip.cores)
     for layer in net.order:
         start = 0
-        while start < len(prefixes[layer]) - 1 and lower_bound <= chip.cores:
+        while start < len(prefixes[layer]) - 1 and lower_bound <= limit:
             start = longest_block(layer, start)
             lower_bound += 1
+    if stop_early and core_budget is not None and chip.cores >= lower_bound > core_budget:
+        violations.append(ConstraintError(
+            "max-cores", None, lower_bound, core_budget,
+            f"max-cores: network needs more than {lower_bound - 1} cores counting neurons and synapse memory alone, "
+            f"the budget is {core_budget}"))
+        return Mapping(target, [], {}, {layer: Route() for layer in net.order}, _synop_shares(net, shapes),
+                       violations, complete=False)
     if lower_bound > chip.cores:
         violations.append(ConstraintError(
             "cores", None, lower_bound, chip.cores,
@@ -240,25 +271,44 @@ def _map_once(net: SpikingNetwork, target: Target, caps: dict[str, int]) -> Mapp
         return Mapping(target, [], {}, {layer: Route() for layer in net.order}, _synop_shares(net, shapes),
                        violations, complete=False)
 
+    def fitting_block(layer: str, start: int) -> tuple[int, int]:
+        """(end, input axons) of the longest block from ``start`` that also fits the core's fan-in axons."""
+        stop = longest_block(layer, start)
+        axons = input_axons(layer, start, stop)
+        if axons > core_spec.fanin_axons and stop > start + 1:  # shorten by bisection until the axons fit
+            low, high = start + 1, stop - 1
+            while low < high:
+                middle = (low + high + 1) // 2
+                if input_axons(layer, start, middle) <= core_spec.fanin_axons:
+                    low = middle
+                else:
+                    high = middle - 1
+            stop = low
+            axons = input_axons(layer, start, stop)
+        return stop, axons
+
+    if stop_early:
+        # an estimate with the axons too: every block of a layer as long as its first one (the first sits at the
+        # map's border, where the input window is cut, so it is the longest: the estimate is low, never high)
+        estimate = sum(math.ceil((len(prefixes[layer]) - 1) / fitting_block(layer, 0)[0]) for layer in net.order)
+        if estimate > limit:
+            rule, allowed = ("max-cores", core_budget) if limit < chip.cores else ("cores", chip.cores)
+            violations.append(ConstraintError(
+                rule, None, estimate, allowed,
+                f"{rule}: network needs about {estimate} cores (estimated from each layer's first block, fan-in "
+                f"axons included), {'the budget is' if rule == 'max-cores' else f'target {target.name} has'} "
+                f"{allowed}"))
+            return Mapping(target, [], {}, {layer: Route() for layer in net.order}, _synop_shares(net, shapes),
+                           violations, complete=False)
+
     blocks: dict[str, list[Block]] = {}
     for layer in net.order:
         total = len(prefixes[layer]) - 1
         blocks[layer] = []
         start = 0
         while start < total:
-            stop = longest_block(layer, start)
-            axons = input_axons(layer, start, stop)
-            if axons > core_spec.fanin_axons and stop > start + 1:  # shorten by bisection until the axons fit
-                low, high = start + 1, stop - 1
-                while low < high:
-                    middle = (low + high + 1) // 2
-                    if input_axons(layer, start, middle) <= core_spec.fanin_axons:
-                        low = middle
-                    else:
-                        high = middle - 1
-                stop = low
-                axons = input_axons(layer, start, stop)
-            bits = int((prefixes[layer][stop] - prefixes[layer][start]) * core_spec.synapse_bits)
+            stop, axons = fitting_block(layer, start)
+            bits = int((prefixes[layer][stop] - prefixes[layer][start]) * core_spec.synapse_bits) + shared[layer]
             blocks[layer].append(Block(layer, start, stop, -1, axons, bits))
             start = stop
 

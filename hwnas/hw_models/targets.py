@@ -41,6 +41,9 @@ class CoreSpec:
     fanout_axons: int
     synapse_memory_bits: int
     synapse_bits: int
+    # True when a core stores a convolution's kernel once and shares it among the neurons it holds, instead of
+    # one synapse per connection (optional in a target file; default false)
+    shared_conv_weights: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ _INT_TABLES = {"chip": ChipSpec, "core": CoreSpec}
 _FLOAT_TABLES = {"energy": EnergySpec, "time": TimeSpec}
 _TARGET_FIELDS = {"name": str, "description": str, "timing": str, "weight_bits": int, "sources": list}
 _TARGET_REQUIRED = ("name", "description", "timing")
+_OPTIONAL_FLAGS = {"core": ("shared_conv_weights",)}  # true/false fields that may be left out
 
 
 @dataclass(frozen=True)
@@ -184,11 +188,17 @@ def _parse(data: dict, label: str, path: str) -> Target:
 def _spec(cls, table, section: str, label: str, integer: bool):
     if not isinstance(table, dict):
         raise TargetError(f"target {label}: '{section}' must be a table")
-    names = [f.name for f in fields(cls)]
+    flags = _OPTIONAL_FLAGS.get(section, ())
+    names = [f.name for f in fields(cls) if f.name not in flags]
     for key in table:
-        if key not in names:
-            raise TargetError(f"target {label}: unknown field '{section}.{key}' (known: {', '.join(names)})")
+        if key not in names and key not in flags:
+            raise TargetError(f"target {label}: unknown field '{section}.{key}' (known: {', '.join(names + list(flags))})")
     values = {}
+    for key in flags:
+        if key in table:
+            if not isinstance(table[key], bool):
+                raise TargetError(f"target {label}: field '{section}.{key}' must be true or false, got {table[key]!r}")
+            values[key] = table[key]
     for key in names:
         if key not in table:
             raise TargetError(f"target {label}: missing field '{section}.{key}'")

@@ -29,6 +29,8 @@ class SearchConfig:
     candidates: int = 100
     timesteps: int = 8
     width: int | None = None
+    stages: int | None = None
+    head_pool: int | None = None
     downsample: str = "maxpool"
     encoding: str = "rate"
     timing: str | None = None
@@ -55,8 +57,10 @@ class SearchConfig:
         for name, value in positive.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise OptionError(f"--{name} must be a positive integer, got {value!r}")
-        if self.width is not None and (not isinstance(self.width, int) or self.width < 1):
-            raise OptionError(f"--width must be a positive integer, got {self.width!r}")
+        for name in ("width", "stages", "head_pool"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise OptionError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
         for name in ("energy_weight", "refine_energy_weight"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:

@@ -24,11 +24,12 @@ def rank_candidates(rows: list[Row]) -> None:
 
 
 def write_report(folder: RunFolder, config, target, timing: str, splits, device, space_size: int, rows: list[Row],
-                 winner: Row, architecture, signal: dict, elapsed: float, hardware_estimate) -> dict:
+                 winner: Row, architecture, signal: dict, elapsed: float, hardware_estimate, preflight: dict) -> dict:
     """Write every output of a finished search into ``folder`` and return the report; a winner that is degenerate
     or breaks a rule raises :class:`SearchError` after ``search.csv`` is written (naming it).
 
-    ``hardware_estimate()`` returns the winner's (estimate, mapping) on a hardware target."""
+    ``hardware_estimate()`` returns the winner's (estimate, mapping) on a hardware target; ``preflight`` is the
+    report of the skeleton's choice (:func:`hwnas.search.preflight.choose_skeleton`)."""
     write_csv_atomic(folder.search_csv, CSV_COLUMNS, (r.csv_fields() for r in rows))
     candidates = [r for r in rows if r.is_candidate]
     scanned = [r for r in rows if r.kind != "final"] if config.strategy == "prune" else rows
@@ -54,6 +55,8 @@ def write_report(folder: RunFolder, config, target, timing: str, splits, device,
         "dataset": splits.summary(),
         "device": str(device),
         "winner": {key: getattr(winner, key) for key in WINNER_FIELDS},
+        "skeleton": {"width": architecture.width, "stages": architecture.stages, "head_pool": architecture.head_pool},
+        "preflight": preflight,
         "signal": signal,
         "evaluations": len(rows),
         "candidates": len(candidates),

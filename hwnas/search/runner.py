@@ -31,6 +31,7 @@ from ..sim.seeding import pick_device
 from .candidates import CandidateScorer, restore_scores, stored_result
 from .config import SearchConfig
 from .evaluate import Evaluator, ScoreConfig
+from .preflight import choose_skeleton
 from .refine import refine
 from .report import rank_candidates, write_report
 from .rows import Row
@@ -67,8 +68,9 @@ def scoring_batches(config: SearchConfig, splits) -> list[torch.Tensor]:
 
 
 def template_architecture(config: SearchConfig, splits, timing: str) -> Architecture:
-    """The architecture every candidate shares (data shapes, width, timesteps, neuron, timing); its cell is a
-    placeholder that ``with_cell`` replaces."""
+    """The architecture every candidate shares (data shapes, width, timesteps, neuron, timing; the skeleton the
+    configuration fixes, else the input-size defaults); its cell is a placeholder that ``with_cell`` replaces.
+    :func:`hwnas.search.preflight.choose_skeleton` fits the skeleton to a target."""
     return Architecture(
         cell=(Edge(0, 1, "conv3x3"), Edge(0, 2, "zero"), Edge(0, 3, "zero"), Edge(1, 2, "zero"),
               Edge(1, 3, "conv3x3"), Edge(2, 3, "zero")),
@@ -76,6 +78,7 @@ def template_architecture(config: SearchConfig, splits, timing: str) -> Architec
         width=config.width or default_width(splits.input_shape), timesteps=config.timesteps,
         downsample=config.downsample, timing=timing, encoding=config.encoding,
         neuron=NeuronParams(du=config.du, dv=config.dv, theta=config.theta),
+        stages=config.stages or 2, head_pool=config.head_pool or 1,
     )
 
 
@@ -121,7 +124,8 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False,
         splits = load_dataset(config.dataset, config.data_dir, config.timesteps, config.seed, config.max_samples)
     if splits.kind == "frames" and config.encoding != "rate":
         raise OptionError("event datasets are spikes already: --encoding applies to static images only")
-    template = template_architecture(config, splits, timing)
+    template, preflight = choose_skeleton(template_architecture(config, splits, timing), target, config.width,
+                                          config.stages, config.head_pool, config.max_cores)
     score_config = ScoreConfig(config.score, config.batch_size, config.repeats, config.bn_mode, config.reset_state)
     device = pick_device()
     evaluator = Evaluator(scoring_batches(config, splits), score_config, device)
@@ -160,5 +164,5 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False,
         return estimate, mapping
 
     report = write_report(folder, config, target, timing, splits, device, space.size(), rows, winner, architecture,
-                          signal, elapsed, hardware_estimate)
+                          signal, elapsed, hardware_estimate, preflight)
     return SearchOutcome(folder.path, architecture, winner, rows, report)

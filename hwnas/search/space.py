@@ -7,7 +7,7 @@ import itertools
 
 import numpy as np
 
-from ..arch.genotype import PAIRS, Cell, check_cell, forward_reachable, pair_choices
+from ..arch.genotype import PAIRS, Cell, canonical_cell, check_cell, forward_reachable, pair_choices
 from ..errors import ArchitectureError
 
 
@@ -17,6 +17,7 @@ class SearchSpace:
     def __init__(self, allow_backward: bool = True) -> None:
         self.allow_backward = allow_backward
         self.choices = {pair: pair_choices(pair, allow_backward) for pair in PAIRS}
+        self._canonical: list[Cell] | None = None
 
     def is_valid(self, cell: Cell) -> bool:
         """True when the cell passes :func:`check_cell` and uses only this space's edges."""
@@ -27,26 +28,30 @@ class SearchSpace:
         return all(edge in self.choices[(edge.src, edge.dst)] for edge in cell)
 
     def sample(self, rng: np.random.Generator) -> Cell:
-        """A uniformly random valid cell (rejection sampling over the per-pair choices)."""
-        while True:
-            cell = tuple(self.choices[pair][rng.integers(len(self.choices[pair]))] for pair in PAIRS)
-            if 3 in forward_reachable(cell):
-                return cell
+        """A uniformly random canonical cell of the space."""
+        cells = self.enumerate()
+        return cells[int(rng.integers(len(cells)))]
 
     def mutate(self, cell: Cell, rng: np.random.Generator) -> Cell:
-        """A new valid cell that differs from ``cell`` on exactly one pair."""
+        """A new valid canonical cell made by changing one pair of ``cell`` (other edges may die with it)."""
+        cell = canonical_cell(cell)
         while True:
             index = int(rng.integers(len(PAIRS)))
             options = [e for e in self.choices[PAIRS[index]] if e != cell[index]]
             new = cell[:index] + (options[rng.integers(len(options))],) + cell[index + 1:]
-            if 3 in forward_reachable(new):
-                return new
+            if 3 in forward_reachable(new) and canonical_cell(new) != cell:
+                return canonical_cell(new)
 
     def enumerate(self) -> list[Cell]:
-        """Every valid cell of the space, in a fixed order."""
-        cells = (tuple(combo) for combo in itertools.product(*(self.choices[pair] for pair in PAIRS)))
-        return [cell for cell in cells if 3 in forward_reachable(cell)]
+        """Every canonical cell of the space once, in a fixed order."""
+        if self._canonical is None:
+            seen: dict[Cell, None] = {}
+            for combo in itertools.product(*(self.choices[pair] for pair in PAIRS)):
+                if 3 in forward_reachable(combo):
+                    seen.setdefault(canonical_cell(tuple(combo)), None)
+            self._canonical = list(seen)
+        return list(self._canonical)
 
     def size(self) -> int:
-        """Number of valid cells."""
+        """Number of canonical cells (cells that differ in what they compute)."""
         return len(self.enumerate())

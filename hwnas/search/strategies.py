@@ -1,7 +1,7 @@
 """Search strategies. A strategy only talks to the space (sample, choices, validity) and to two scoring
 callbacks; every result passes through a cache keyed by text, which is what makes a search resumable.
 
-* ``random`` (SNASNet, Kim et al. ECCV 2022): sample N distinct valid cells, score each, keep the best.
+* ``random`` (SNASNet, Kim et al. ECCV 2022): sample N distinct canonical cells, score each, keep the best.
 * ``prune`` (LightSNN, Liu et al. 2025): start from a supernet holding every op on every pair; each round,
   score the supernet with each op ablated, and on every pair drop the op whose removal costs the least score
   (importance = fitness(supernet) - fitness(without op), where fitness is the score, less the energy penalty on a
@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..arch.genotype import PAIRS, Cell, Edge, cell_key, forward_reachable
+from ..arch.genotype import PAIRS, Cell, Edge, canonical_cell, cell_key, forward_reachable
 from .rows import Row, sort_key
 from .space import SearchSpace
 
@@ -105,7 +105,7 @@ def run_prune(space: SearchSpace, score_supernet: Callable[[dict, Edge | None], 
                 if _can_stay_valid(trial):
                     options = trial
                     break
-    cell = tuple(options[pair][0] for pair in PAIRS)
+    cell = canonical_cell(tuple(options[pair][0] for pair in PAIRS))
     final = scorer(f"cell|{cell_key(cell)}", score_cell(cell),
                    {"index": len(rows), "kind": "final", "round": round_number, "cell": cell_key(cell)})
     rows.append(final)

@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 GOLDEN_FILE = HERE / "golden.json"
 
 DEFAULT_WINNER = "0-1:zero 0-2:skip 0-3:conv3x3 1-2:conv3x3 1-3:skip< 2-3:conv3x3<"
-FEEDBACK = "0-1:conv3x3 0-2:skip 0-3:zero 1-2:conv3x3 1-3:conv3x3 2-3:conv3x3<"
+FEEDBACK = "0-1:conv3x3 0-2:skip 0-3:zero 1-2:conv3x3 1-3:conv3x3< 2-3:conv3x3"
 CHAIN = "0-1:conv3x3 0-2:zero 0-3:zero 1-2:conv3x3 1-3:zero 2-3:conv3x3"
 TIMINGS = ("pipelined", "zero-delay")
 SEARCH = dict(timesteps=4, width=4, batch_size=16, repeats=1, refine=0)

@@ -68,6 +68,11 @@ class Synapse(nn.Module):
         """True when silent input gives exactly zero current (no bias term), in the module's current mode."""
         return True
 
+    def kernel_weights(self) -> int | None:
+        """Weights a chip with shared convolution weights stores once per core for this op (a convolution's
+        kernel), or None when every synapse is stored with its destination neuron."""
+        return None
+
     # ----- training to deployment ---------------------------------------------------------------------------
     @property
     def has_batchnorm(self) -> bool:

@@ -28,6 +28,9 @@ class _Convolution(Synapse):
         ones = torch.ones((1, *in_shape), device=mask.device)
         return F.conv2d(ones, mask, padding=self.conv.padding)[0].cpu()
 
+    def kernel_weights(self) -> int:
+        return int(self.conv.weight.numel())
+
 
 class ConvBN(_Convolution):
     """3x3 convolution (stride 1, same padding, no bias) followed by batch-norm; BN folds into the conv for export."""

@@ -1,0 +1,138 @@
+"""Pre-flight: choose the macro skeleton (width, stages, head pooling) for the target before anything is scored.
+
+A skeleton can be tried without any simulation: its network is built with a given cell and mapped onto the
+target's cores. If the lightest cell (one convolution from the cell's input to its output) breaks a rule of the
+target (fan-in, synaptic memory, cores) or the user's ``--max-cores``, no cell in that skeleton can fit; if the
+heaviest (a convolution on every pair) fits, every cell does. Skeletons are tried in order of preference (widest
+first, then fewest stages, then least head pooling); the first in which every cell fits is the search's, else
+the first in which some do. When none fits, the search stops at once with one line naming the rule, the
+layer, the figure, the limit and what to change, instead of scoring candidates that can never be deployed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+
+from ..arch.builder import build_network
+from ..arch.genotype import Architecture, Edge, default_width
+from ..errors import ArchitectureError, SearchError
+from ..hw_models.mapping import map_network
+from ..hw_models.rules import ConstraintError
+
+LIGHTEST_CELL = (Edge(0, 1, "zero"), Edge(0, 2, "zero"), Edge(0, 3, "conv3x3"), Edge(1, 2, "zero"),
+                 Edge(1, 3, "zero"), Edge(2, 3, "zero"))
+# every pair a convolution: every population, the most connections a cell can have
+HEAVIEST_CELL = tuple(Edge(src, dst, "conv3x3") for src, dst in ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)))
+STAGE_CHOICES = (2, 3, 4)
+HEAD_POOL_CHOICES = (1, 2, 4)
+MIN_WIDTH = 4
+ADVICE = {
+    "fanin": "pool more before the classifier (--head-pool, --stages) or lower --width",
+    "synapse-memory": "lower --width",
+    "cores": "lower --width, add --stages, or choose a target with more chips",
+    "fanout": "lower --width or add --stages",
+    "max-cores": "raise --max-cores or lower --width",
+}
+
+
+@dataclass(frozen=True)
+class Skeleton:
+    """The macro choices of a network: channels per cell, cells (stages), head pooling before the classifier."""
+
+    width: int
+    stages: int
+    head_pool: int
+
+    def describe(self) -> str:
+        return f"width {self.width}, {self.stages} stages, head pooling {self.head_pool}"
+
+
+def skeleton_options(input_shape: tuple[int, int, int], width: int | None, stages: int | None,
+                     head_pool: int | None) -> list[Skeleton]:
+    """Skeletons in order of preference within the user's bounds (a given option is fixed; None: the search
+    chooses among widths from the input-size default down to 4, 2-4 stages and head pooling 1, 2 or 4)."""
+    if width is not None:
+        widths = [width]
+    else:
+        widths, w = [], default_width(input_shape)
+        while w >= MIN_WIDTH:
+            widths.append(w)
+            w //= 2
+    side = min(input_shape[1], input_shape[2])
+    options = []
+    for w in widths:
+        for s in ([stages] if stages is not None else STAGE_CHOICES):
+            for h in ([head_pool] if head_pool is not None else HEAD_POOL_CHOICES):
+                if side // 2 ** (s - 1) // h >= 1:
+                    options.append(Skeleton(w, s, h))
+    return options
+
+
+def check_skeleton(template: Architecture, target, max_cores: int | None, cell=LIGHTEST_CELL) -> list[ConstraintError]:
+    """The rules ``cell`` (default: the lightest) in ``template``'s skeleton breaks on ``target`` (empty: fits)."""
+    net = build_network(template.with_cell(cell))
+    mapping = map_network(net, target, stop_early=True, core_budget=max_cores)
+    broken = list(mapping.violations)
+    if not broken and max_cores is not None:
+        try:
+            mapping.check(max_cores)
+        except ConstraintError as exc:
+            broken.append(exc)
+    return broken
+
+
+def choose_skeleton(base: Architecture, target, width: int | None, stages: int | None, head_pool: int | None,
+                    max_cores: int | None = None) -> tuple[Architecture, dict]:
+    """The template architecture with the skeleton the search uses on ``target``, and a report of the pre-flight.
+
+    The first skeleton (in order of preference) in which every cell fits, judged by the heaviest cell (a
+    convolution on every pair), else the first in which the lightest cell fits (then the hardware terms reject
+    the cells that do not); :class:`SearchError` (one line) when not even the lightest cell fits any skeleton.
+    A target without cores takes the first skeleton."""
+    started = time.perf_counter()
+    options = skeleton_options(base.input_shape, width, stages, head_pool)
+    if not options:
+        raise SearchError(f"no skeleton: {stages} stages with head pooling {head_pool} shrink the "
+                          f"{base.input_shape[1]}x{base.input_shape[2]} input below one pixel")
+    templates, rejected = [], []
+    for skeleton in options:
+        try:
+            templates.append((skeleton, replace(base, width=skeleton.width, stages=skeleton.stages,
+                                                head_pool=skeleton.head_pool)))
+        except ArchitectureError as exc:
+            rejected.append((skeleton, None, str(exc)))
+    if not target.is_hardware:
+        skeleton, template = templates[0]
+        return template, _report(skeleton, "no hardware model", 1, rejected, started)
+    light_fits, crowded_widths = [], set()
+    for tried, (skeleton, template) in enumerate(templates, start=1):
+        broken = check_skeleton(template, target, max_cores, LIGHTEST_CELL)
+        if broken:
+            rejected.append((skeleton, broken[0].rule, str(broken[0])))
+            continue
+        light_fits.append((skeleton, template))
+        if skeleton.width in crowded_widths:
+            continue
+        heavy = check_skeleton(template, target, max_cores, HEAVIEST_CELL)
+        if not heavy:
+            return template, _report(skeleton, "every cell fits", tried, rejected, started)
+        if heavy[0].rule != "fanin":
+            # cores, memory or fan-out: the full-resolution stage decides them, and more stages or pooling only
+            # add populations; at this width heavy cells cannot fit
+            crowded_widths.add(skeleton.width)
+    if light_fits:
+        skeleton, template = light_fits[0]
+        return template, _report(skeleton, "the lightest cell fits; heavier cells may not", len(templates),
+                                 rejected, started)
+    skeleton, rule, violation = rejected[-1]  # the least demanding skeleton tried
+    advice = ADVICE.get(rule, "choose a larger target")
+    raise SearchError(f"no skeleton fits {target.name} (tried {len(rejected)} in "
+                      f"{time.perf_counter() - started:.1f} s); even the lightest cell with {skeleton.describe()} "
+                      f"breaks {violation}; {advice}")
+
+
+def _report(skeleton: Skeleton, verdict: str, tried: int, rejected: list, started: float) -> dict:
+    return {"skeleton": skeleton.__dict__, "verdict": verdict, "tried": tried,
+            "rejected": [{"skeleton": s.__dict__, "rule": r, "violation": v} for s, r, v in rejected],
+            "seconds": time.perf_counter() - started}
