@@ -209,31 +209,10 @@ def _map_once(net: SpikingNetwork, target: Target, caps: dict[str, int], stop_ea
     def fits(neurons: int, axons: int, bits: int) -> bool:
         return neurons <= core_spec.neurons and axons <= core_spec.fanin_axons and bits <= core_spec.synapse_memory_bits
 
-    # synapses per destination neuron, position-major, as prefix sums: a block's synapse bits in O(1)
-    # with shared convolution weights, a core holding part of a convolutional layer stores its kernel once
-    # (``shared`` bits per block) and only the other synapses per neuron
-    prefixes: dict[str, torch.Tensor] = {}
-    shared: dict[str, int] = {}
+    prefixes, shared, widest = _stored_synapses(net, core_spec, shapes, incoming)
     for layer in net.order:
-        shape = shapes[layer]
-        per_neuron, stored = torch.zeros(shape), torch.zeros(shape)
-        shared[layer] = 0
-        for synapse, src in incoming[layer]:
-            fanin = synapse.fanin(shapes[src]).reshape(shape)
-            per_neuron = per_neuron + fanin
-            kernel = synapse.kernel_weights() if core_spec.shared_conv_weights else None
-            if kernel is None:
-                stored = stored + fanin
-            else:
-                shared[layer] += kernel * core_spec.synapse_bits
-        ordered = stored.permute(1, 2, 0).flatten() if len(shape) == 3 else stored.flatten()
-        prefixes[layer] = torch.cat([torch.zeros(1, dtype=torch.float64), ordered.double().cumsum(0)])
-        # a neuron's synapses each come from a distinct source neuron: its fan-in is its synapse count
-        widest = int(per_neuron.max()) if per_neuron.numel() else 0
-        widest_stored = int(ordered.max()) if ordered.numel() else 0
-        note(lambda: check_neuron_fanin(layer, widest, core_spec.fanin_axons, target.name))
-        note(lambda: check_neuron_synapses(layer, widest_stored * core_spec.synapse_bits + shared[layer],
-                                           core_spec.synapse_memory_bits, target.name))
+        note(lambda: check_neuron_fanin(layer, widest[layer][0], core_spec.fanin_axons, target.name))
+        note(lambda: check_neuron_synapses(layer, widest[layer][1], core_spec.synapse_memory_bits, target.name))
 
     def longest_block(layer: str, start: int) -> int:
         """End of the longest block from ``start`` within the neuron and synapse-memory limits (at least 1)."""
@@ -329,6 +308,50 @@ def _map_once(net: SpikingNetwork, target: Target, caps: dict[str, int], stop_ea
     except ConstraintError as exc:
         violations.append(exc)
 
+    routes = _route(net, target, shapes, blocks, cores)
+    for core in cores:
+        try:
+            check_core_fanout(",".join(sorted({b.layer for b in core.blocks})), core.index, core.axons_out,
+                              core_spec.fanout_axons, target.name)
+        except ConstraintError as exc:
+            violations.append(exc)
+
+    return Mapping(target, cores, blocks, routes, _synop_shares(net, shapes), violations)
+
+
+def _stored_synapses(net: SpikingNetwork, core_spec, shapes: dict, incoming: dict) -> tuple[dict, dict, dict]:
+    """Per layer: prefix sums of the synapses stored per destination neuron (position-major: a block's synapse
+    bits in O(1)), the bits stored once per block (shared convolution kernels, when the target shares them), and
+    (fan-in axons, synapse bits) of its widest single neuron. A neuron's synapses each come from a distinct source
+    neuron: its fan-in is its synapse count."""
+    prefixes: dict[str, torch.Tensor] = {}
+    shared: dict[str, int] = {}
+    widest: dict[str, tuple[int, int]] = {}
+    for layer in net.order:
+        shape = shapes[layer]
+        per_neuron, stored = torch.zeros(shape), torch.zeros(shape)
+        shared[layer] = 0
+        for synapse, src in incoming[layer]:
+            fanin = synapse.fanin(shapes[src]).reshape(shape)
+            per_neuron = per_neuron + fanin
+            kernel = synapse.kernel_weights() if core_spec.shared_conv_weights else None
+            if kernel is None:
+                stored = stored + fanin
+            else:
+                shared[layer] += kernel * core_spec.synapse_bits
+        ordered = stored.permute(1, 2, 0).flatten() if len(shape) == 3 else stored.flatten()
+        prefixes[layer] = torch.cat([torch.zeros(1, dtype=torch.float64), ordered.double().cumsum(0)])
+        fanin = int(per_neuron.max()) if per_neuron.numel() else 0
+        bits = (int(ordered.max()) if ordered.numel() else 0) * core_spec.synapse_bits + shared[layer]
+        widest[layer] = (fanin, bits)
+    return prefixes, shared, widest
+
+
+def _route(net: SpikingNetwork, target: Target, shapes: dict, blocks: dict[str, list[Block]],
+           cores: list[Core]) -> dict[str, Route]:
+    """Per layer, the messages, energy and time one spike costs to reach the cores of its destinations; adds each
+    core's output axons (one per destination core a neuron reaches)."""
+    connections = net.active_connections()
     routes = {layer: Route() for layer in net.order}
     for layer in net.order:
         outgoing = [(net.synapses[c.module_key], c.dst) for c in connections if c.src == layer]
@@ -357,14 +380,7 @@ def _map_once(net: SpikingNetwork, target: Target, caps: dict[str, int], stop_ea
                 route.energy_per_spike_j += senders * energy / total
                 route.time_per_spike_s += senders * seconds / total
                 origin.axons_out += senders
-    for core in cores:
-        try:
-            check_core_fanout(",".join(sorted({b.layer for b in core.blocks})), core.index, core.axons_out,
-                              core_spec.fanout_axons, target.name)
-        except ConstraintError as exc:
-            violations.append(exc)
-
-    return Mapping(target, cores, blocks, routes, _synop_shares(net, shapes), violations)
+    return routes
 
 
 def _synop_shares(net: SpikingNetwork, shapes: dict) -> dict[str, dict[str, float]]:
