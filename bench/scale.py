@@ -6,7 +6,8 @@ made from scikit-learn's digits so that the classes are learnable: N-MNIST-like 
 event camera making three saccades over the digit (ON where brightness rises, OFF where it falls), DVS-like
 events from the digit drifting across the sensor, CIFAR-like images are the digit upscaled in colour. Then runs
 ``hwnas search --target loihi2`` with default settings (only --max-samples bounds the data read) and prints,
-per shape: evaluations, seconds, feasible share, the winner's skeleton, cores, neurons and energy.
+per shape: evaluations, seconds, feasible share, the winner's skeleton, cores, neurons and energy; then trains
+the winner briefly, exports it to NIR and runs a few test samples in Lava fixed-point next to the integer twin.
 
     .venv/bin/python bench/scale.py [--shapes nmnist,dvsgesture,cifar10] [--max-samples 600] [--out DIR]
 """
@@ -108,6 +109,33 @@ def write_cifar10(root: Path, count: int, seed: int = 0) -> None:
 WRITERS = {"nmnist": write_nmnist, "dvsgesture": write_dvsgesture, "cifar10": write_cifar10}
 
 
+def deploy_check(run_dir: Path, samples: int) -> str:
+    """Train the winner briefly (1 epoch + 1 epoch 8-bit QAT), export it to NIR and run ``samples`` test samples
+    in Lava fixed-point next to hwnas' integer twin; one line with what happened."""
+    import torch
+
+    from hwnas.data import load_dataset
+    from hwnas.deploy.compare import compare, inputs_from
+    from hwnas.export.nir import export, read_graph
+    from hwnas.run_folder import RunFolder
+    from hwnas.train import TrainConfig, train_run
+
+    started = time.perf_counter()
+    outcome = train_run(run_dir, TrainConfig(epochs=1, qat_epochs=1))
+    folder = RunFolder(run_dir)
+    export(outcome.network.cpu(), folder.export("nir"), outcome.architecture)
+    config = folder.search_config()
+    arch = outcome.architecture
+    splits = load_dataset(config["dataset"], config["data_dir"], arch.timesteps, 0, config.get("max_samples"))
+    inputs, labels = inputs_from(splits, samples, arch.timesteps, arch.encoding, 0)
+    with torch.no_grad():
+        result = compare(read_graph(folder.export("nir")), inputs, labels, 1e-3, "lava_fixed")
+    identical = all(row["identical"] for row in result.layers.values())
+    return (f"trained 1+1 epochs: test accuracy {100 * outcome.report['test_accuracy']:.1f}%; NIR exported; "
+            f"Lava fixed-point on {samples} samples: {'IDENTICAL to' if identical else 'DIFFERENT from'} hwnas' "
+            f"integer twin in every layer ({time.perf_counter() - started:.0f} s)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", default="nmnist,dvsgesture,cifar10")
@@ -115,6 +143,8 @@ def main() -> None:
     parser.add_argument("--max-samples", type=int, default=600, help="samples read per split (--max-samples)")
     parser.add_argument("--refine", type=int, default=None, help="override --refine (default: the search's)")
     parser.add_argument("--out", default=None, help="keep data and runs here (default: a temporary folder)")
+    parser.add_argument("--deploy-samples", type=int, default=4,
+                        help="train each winner briefly, export it and run this many samples in Lava (0: skip)")
     args = parser.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory() as scratch:
@@ -142,6 +172,8 @@ def main() -> None:
                   f"{1e6 * totals['energy_j']:.1f} uJ per inference (untrained)"
                   + (f", {1e6 * report['refined_estimate']['energy_j']:.1f} uJ after refinement"
                      if "refined_estimate" in report else ""), flush=True)
+            if args.deploy_samples:
+                print(f"{'':10s} {deploy_check(outcome.out_dir, args.deploy_samples)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -172,7 +172,8 @@ def map_network(net: SpikingNetwork, target: Target, attempts: int = 6, stop_ear
         for core in overloaded:
             for layer in {b.layer for b in core.blocks}:
                 largest = max(b.neurons for b in core.blocks if b.layer == layer)
-                cap = max(1, (largest * limit) // core.axons_out)
+                # 5% below the proportional cut: output axons shrink less than linearly with a block (halos)
+                cap = max(1, int(0.95 * largest * limit / core.axons_out))
                 if cap < caps.get(layer, largest + 1):
                     caps[layer] = cap
                     changed = True
