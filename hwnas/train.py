@@ -226,6 +226,13 @@ def load_model(path: str | Path, device: torch.device | None = None) -> tuple[Sp
         net.fold_batchnorm()
     if checkpoint.get("weight_bits"):
         net.set_weight_format(WeightFormat(bits=checkpoint["weight_bits"]))
-    net.load_state_dict(checkpoint["state_dict"])
+    state = checkpoint["state_dict"]
+    # a model trained before cells were canonical holds the weights of populations that could not reach the
+    # output; the network rebuilt from the same architecture no longer has them, and they changed nothing
+    known = set(net.state_dict())
+    try:
+        net.load_state_dict({key: value for key, value in state.items() if key in known})
+    except RuntimeError as exc:
+        raise OptionError(f"{path} does not fit its architecture: {str(exc).splitlines()[0]}") from None
     net.eval()
     return net.to(device or torch.device("cpu")), arch, checkpoint

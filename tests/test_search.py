@@ -154,12 +154,13 @@ def test_energy_weight_trades_score_for_energy(tmp_path):
 
 
 def test_budgets_reject_candidates_with_the_rule(tmp_path):
-    # a budget no skeleton meets stops the search in the pre-flight, before anything is scored
-    with pytest.raises(SearchError, match="no skeleton fits loihi .* breaks max-cores: network needs .* the budget "
-                                          "is 1; raise --max-cores"):
+    # the lightest cell fits one core, so the pre-flight lets the search run; every candidate needs two
+    with pytest.raises(SearchError, match="no feasible candidate: 3 of 3 break a rule, e.g. max-cores: network needs"):
         run_search(SearchConfig(target="loihi", strategy="random", candidates=3, max_cores=1, **FAST_SEARCH),
-                   tmp_path / "x")
-    assert not (tmp_path / "x" / "search.csv").exists()
+                   tmp_path / "a")
+    rows = read_csv(tmp_path / "a" / "search.csv")
+    assert all(r["feasible"] == "0" and r["rule"] == "max-cores" for r in rows)
+    assert (tmp_path / "a" / "pareto.png").exists() and not (tmp_path / "a" / "architecture.json").exists()
     # an energy budget some candidates meet rejects the others with the rule
     everything = run_search(SearchConfig(strategy="random", candidates=3, **FAST_SEARCH), tmp_path / "all")
     energies = sorted(r.energy_j for r in everything.rows)

@@ -210,17 +210,28 @@ def _map_once(net: SpikingNetwork, target: Target, caps: dict[str, int], stop_ea
     def fits(neurons: int, axons: int, bits: int) -> bool:
         return neurons <= core_spec.neurons and axons <= core_spec.fanin_axons and bits <= core_spec.synapse_memory_bits
 
-    prefixes, shared, widest = _stored_synapses(net, core_spec, shapes, incoming)
+    prefixes, conv_prefixes, shared, widest = _stored_synapses(net, core_spec, shapes, incoming)
     for layer in net.order:
         note(lambda: check_neuron_fanin(layer, widest[layer][0], core_spec.fanin_axons, target.name))
         note(lambda: check_neuron_synapses(layer, widest[layer][1], core_spec.synapse_memory_bits, target.name))
 
+    def last_within(prefix: torch.Tensor, budget: float) -> int:
+        return int(torch.searchsorted(prefix, torch.tensor([budget], dtype=torch.float64), right=True)) - 1
+
     def longest_block(layer: str, start: int) -> int:
-        """End of the longest block from ``start`` within the neuron and synapse-memory limits (at least 1)."""
+        """End of the longest block from ``start`` within the neuron and synapse-memory limits (at least 1). A
+        shared kernel is stored once or, where that is cheaper, as per-neuron synapses."""
         prefix = prefixes[layer] * core_spec.synapse_bits
-        budget = float(prefix[start]) + core_spec.synapse_memory_bits - shared[layer]
-        end = int(torch.searchsorted(prefix, torch.tensor([budget], dtype=torch.float64), right=True)) - 1
+        end = last_within(prefix, float(prefix[start]) + core_spec.synapse_memory_bits - shared[layer])
+        if shared[layer]:
+            per_neuron = prefix + conv_prefixes[layer] * core_spec.synapse_bits
+            end = max(end, last_within(per_neuron, float(per_neuron[start]) + core_spec.synapse_memory_bits))
         return max(start + 1, min(len(prefix) - 1, start + core_spec.neurons, end, start + caps.get(layer, 1 << 62)))
+
+    def block_bits(layer: str, start: int, stop: int) -> int:
+        stored = float(prefixes[layer][stop] - prefixes[layer][start]) * core_spec.synapse_bits
+        conv = float(conv_prefixes[layer][stop] - conv_prefixes[layer][start]) * core_spec.synapse_bits
+        return int(stored + min(shared[layer], conv))
 
     if stop_early and violations:
         return Mapping(target, [], {}, {layer: Route() for layer in net.order}, _synop_shares(net, shapes),
@@ -229,19 +240,11 @@ def _map_once(net: SpikingNetwork, target: Target, caps: dict[str, int], stop_ea
     # a lower bound first (neurons and synapse memory only): an oversized network is rejected without
     # the expensive axon and routing analysis of hundreds of blocks
     lower_bound = 0
-    limit = min(chip.cores, core_budget or chip.cores)
     for layer in net.order:
         start = 0
-        while start < len(prefixes[layer]) - 1 and lower_bound <= limit:
+        while start < len(prefixes[layer]) - 1 and lower_bound <= chip.cores:
             start = longest_block(layer, start)
             lower_bound += 1
-    if stop_early and core_budget is not None and chip.cores >= lower_bound > core_budget:
-        violations.append(ConstraintError(
-            "max-cores", None, lower_bound, core_budget,
-            f"max-cores: network needs more than {lower_bound - 1} cores counting neurons and synapse memory alone, "
-            f"the budget is {core_budget}"))
-        return Mapping(target, [], {}, {layer: Route() for layer in net.order}, _synop_shares(net, shapes),
-                       violations, complete=False)
     if lower_bound > chip.cores:
         violations.append(ConstraintError(
             "cores", None, lower_bound, chip.cores,
@@ -269,10 +272,21 @@ def _map_once(net: SpikingNetwork, target: Target, caps: dict[str, int], stop_ea
 
     if stop_early:
         # an estimate with the axons too: every block of a layer as long as its first one (the first sits at the
-        # map's border, where the input window is cut, so it is the longest: the estimate is low, never high)
-        estimate = sum(math.ceil((len(prefixes[layer]) - 1) / fitting_block(layer, 0)[0]) for layer in net.order)
-        if estimate > limit:
-            rule, allowed = ("max-cores", core_budget) if limit < chip.cores else ("cores", chip.cores)
+        # map's border, where the input window is cut, so it is the longest), and a layer that fits one block
+        # counted by the share of the core it fills (small layers share cores): low rather than high
+        needed = 0.0
+        for layer in net.order:
+            total = len(prefixes[layer]) - 1
+            stop, axons = fitting_block(layer, 0)
+            if stop < total:
+                needed += total / stop
+            else:
+                needed += max(total / core_spec.neurons, axons / core_spec.fanin_axons,
+                              block_bits(layer, 0, total) / core_spec.synapse_memory_bits)
+        estimate = math.ceil(needed - 1e-9)
+        budget = min(chip.cores, core_budget or chip.cores)
+        if estimate > budget:
+            rule, allowed = ("cores", chip.cores) if estimate > chip.cores else ("max-cores", core_budget)
             violations.append(ConstraintError(
                 rule, None, estimate, allowed,
                 f"{rule}: network needs about {estimate} cores (estimated from each layer's first block, fan-in "
@@ -288,7 +302,7 @@ def _map_once(net: SpikingNetwork, target: Target, caps: dict[str, int], stop_ea
         start = 0
         while start < total:
             stop, axons = fitting_block(layer, start)
-            bits = int((prefixes[layer][stop] - prefixes[layer][start]) * core_spec.synapse_bits) + shared[layer]
+            bits = block_bits(layer, start, stop)
             blocks[layer].append(Block(layer, start, stop, -1, axons, bits))
             start = stop
 
@@ -320,17 +334,23 @@ def _map_once(net: SpikingNetwork, target: Target, caps: dict[str, int], stop_ea
     return Mapping(target, cores, blocks, routes, _synop_shares(net, shapes), violations)
 
 
-def _stored_synapses(net: SpikingNetwork, core_spec, shapes: dict, incoming: dict) -> tuple[dict, dict, dict]:
-    """Per layer: prefix sums of the synapses stored per destination neuron (position-major: a block's synapse
-    bits in O(1)), the bits stored once per block (shared convolution kernels, when the target shares them), and
-    (fan-in axons, synapse bits) of its widest single neuron. A neuron's synapses each come from a distinct source
-    neuron: its fan-in is its synapse count."""
+def _stored_synapses(net: SpikingNetwork, core_spec, shapes: dict, incoming: dict) -> tuple[dict, dict, dict, dict]:
+    """Per layer: prefix sums (position-major: a block's synapse bits in O(1)) of the synapses stored per
+    destination neuron, and of the synapses of the connections whose kernel the target can share instead; the
+    bits such kernels take once per block; and (fan-in axons, synapse bits) of its widest single neuron. A neuron's
+    synapses each come from a distinct source neuron: its fan-in is its synapse count."""
     prefixes: dict[str, torch.Tensor] = {}
+    conv_prefixes: dict[str, torch.Tensor] = {}
     shared: dict[str, int] = {}
     widest: dict[str, tuple[int, int]] = {}
+
+    def prefix_sums(values: torch.Tensor) -> torch.Tensor:
+        ordered = values.permute(1, 2, 0).flatten() if values.dim() == 3 else values.flatten()
+        return torch.cat([torch.zeros(1, dtype=torch.float64), ordered.double().cumsum(0)])
+
     for layer in net.order:
         shape = shapes[layer]
-        per_neuron, stored = torch.zeros(shape), torch.zeros(shape)
+        per_neuron, stored, sharable = torch.zeros(shape), torch.zeros(shape), torch.zeros(shape)
         shared[layer] = 0
         for synapse, src in incoming[layer]:
             fanin = synapse.fanin(shapes[src]).reshape(shape)
@@ -339,13 +359,13 @@ def _stored_synapses(net: SpikingNetwork, core_spec, shapes: dict, incoming: dic
             if kernel is None:
                 stored = stored + fanin
             else:
+                sharable = sharable + fanin
                 shared[layer] += kernel * core_spec.synapse_bits
-        ordered = stored.permute(1, 2, 0).flatten() if len(shape) == 3 else stored.flatten()
-        prefixes[layer] = torch.cat([torch.zeros(1, dtype=torch.float64), ordered.double().cumsum(0)])
-        fanin = int(per_neuron.max()) if per_neuron.numel() else 0
-        bits = (int(ordered.max()) if ordered.numel() else 0) * core_spec.synapse_bits + shared[layer]
-        widest[layer] = (fanin, bits)
-    return prefixes, shared, widest
+        prefixes[layer], conv_prefixes[layer] = prefix_sums(stored), prefix_sums(sharable)
+        bits = stored * core_spec.synapse_bits + torch.clamp(sharable * core_spec.synapse_bits, max=shared[layer])
+        widest[layer] = (int(per_neuron.max()) if per_neuron.numel() else 0,
+                         int(bits.max()) if bits.numel() else 0)
+    return prefixes, conv_prefixes, shared, widest
 
 
 def _route(net: SpikingNetwork, target: Target, shapes: dict, blocks: dict[str, list[Block]],

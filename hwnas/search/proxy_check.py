@@ -71,6 +71,8 @@ class ProxyCheckConfig:
 def sample_cells(count: int, seed: int, allow_backward: bool = True) -> list[str]:
     """``count`` distinct valid cells (canonical keys), drawn with ``seed``."""
     space = SearchSpace(allow_backward=allow_backward)
+    if count > space.size():
+        raise OptionError(f"--candidates {count} exceeds the {space.size()} distinct (canonical) cells of the space")
     rng = np.random.default_rng(seed)
     keys: list[str] = []
     while len(keys) < count:

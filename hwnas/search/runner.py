@@ -95,6 +95,9 @@ def open_checkpoint(folder: RunFolder, config: SearchConfig, resume: bool) -> Re
         stored, results = ResultCache.read(folder.checkpoint, CHECKPOINT_FORMAT, well_formed=stored_result,
                                            what="an hwnas search checkpoint")
         config = SearchConfig.from_dict(stored)
+        if "stages" not in stored:
+            raise ResumeError(f"cannot resume: {folder.checkpoint} was written before the skeleton was fitted to "
+                              "the target (no 'stages'); its results would mix two skeletons: start a new search")
         return ResultCache(folder.checkpoint, config.to_dict(), restore_scores(results), CHECKPOINT_FORMAT,
                            extra=extra, every_s=CHECKPOINT_EVERY_S)
     if folder.checkpoint.exists():

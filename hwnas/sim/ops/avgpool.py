@@ -43,6 +43,11 @@ class AvgPoolThen(Synapse):
     def maps_zero_to_zero(self) -> bool:
         return self.inner.maps_zero_to_zero()
 
+    def kernel_weights(self) -> int | None:
+        # pooling then a convolution is one convolution with a k-times larger kernel and stride k
+        inner = self.inner.kernel_weights()
+        return None if inner is None else inner * self.kernel_size ** 2
+
     @property
     def has_batchnorm(self) -> bool:
         return self.inner.has_batchnorm
