@@ -119,6 +119,7 @@ def test_oversized_width_reports_broken_rules(tmp_path, capsys):
     err = capsys.readouterr().err
     # the pre-flight stops it before anything is scored, naming the rule, the layer, the figure and the limit
     assert err.startswith("error: no skeleton fits loihi") and err.count("\n") == 1
-    assert "synapse-memory: layer cell1.n3 needs 12960000 synapse bits for a single neuron" in err
-    assert "has 1048576 per core; lower --width" in err
+    assert "even the lightest cell with width 400, 4 stages, head pooling 1 breaks cores: network needs more " \
+           "than 128 cores" in err
+    assert "target loihi has 128 (1 chip); lower --width, add --stages, or choose a target with more chips" in err
     assert not (out / "search.csv").exists()
