@@ -22,9 +22,9 @@ from hwnas.sim.quantize import WeightFormat
 from hwnas.sim.seeding import build_seeded
 
 
-def trained_like(cell, downsample="maxpool", scale=1.0):
+def trained_like(cell, downsample="maxpool", scale=1.0, **skeleton):
     """A folded, 8-bit quantised network (as exported after training), loaded back from its NIR graph."""
-    arch = small_arch(cell, width=6, downsample=downsample)
+    arch = small_arch(cell, width=6, downsample=downsample, **skeleton)
     net = build_seeded(lambda: build_network(arch), 0, "lava")
     for module in net.modules():
         if isinstance(module, ConvBN):
@@ -41,9 +41,13 @@ def spikes(seed=0, samples=5, steps=5):
     return torch.bernoulli(torch.full((steps, samples, 1, 8, 8), 0.4), generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("cell,downsample", [(FEEDBACK, "maxpool"), (CHAIN, "avgpool")])
-def test_lava_float_and_fixed_reproduce_hwnas_exactly(cell, downsample):
-    net, _, _ = trained_like(cell, downsample)
+@pytest.mark.parametrize("cell,downsample,skeleton", [
+    (FEEDBACK, "maxpool", {}), (CHAIN, "avgpool", {}),
+    # conv downsampling doubling the width, and head pooling behind it
+    (FEEDBACK, "conv", {"stages": 2, "widths": (6, 12), "head_pool": 2, "scale": 4.0}),
+])
+def test_lava_float_and_fixed_reproduce_hwnas_exactly(cell, downsample, skeleton):
+    net, _, _ = trained_like(cell, downsample, **skeleton)
     x = spikes()
     lowered = lower(net)
     reference = hwnas_rasters(net, x)
@@ -166,20 +170,28 @@ def test_deploy_lava_refuses_graph_it_cannot_hold(run_folder, tmp_path, capsys):
     assert err.count("\n") == 1 and "overflow the 8-bit weight format" in err
 
 
-def test_netx_export_loads_in_lava_and_matches_hwnas_integer_simulation(tmp_path):
+@pytest.mark.parametrize("cell,skeleton,strided", [
+    (CHAIN, {}, {4: (6, 6)}),
+    # a skip edge into the chain (average pooling then identity: a 2x2 stride-2 conv) and avg-pool head pooling
+    # (average pooling then a convolution into spiking neurons: a 6x6 stride-2 conv), as --deployable netx builds
+    ("0-1:skip 0-2:zero 0-3:zero 1-2:zero 1-3:conv3x3 2-3:zero", {"head_pool": 2}, {3: (2, 2), 5: (6, 6)}),
+])
+def test_netx_export_loads_in_lava_and_matches_hwnas_integer_simulation(cell, skeleton, strided, tmp_path):
     from hwnas.deploy.lava import run_netx
     from hwnas.export.netx import netx_twin, write_netx
 
-    net, _, _ = trained_like(CHAIN, "avgpool", scale=4.0)
+    net, _, _ = trained_like(cell, "avgpool", scale=4.0, **skeleton)
     layers = write_netx(net, tmp_path / "model.h5")
-    assert [layer.kind for layer in layers] == ["conv"] * 7 + ["dense"]
-    assert (layers[4].stride, layers[4].weight.shape[2:]) == (2, (6, 6))  # avg-pool folded into a strided conv
+    convs = len(net.active_connections()) - 1
+    assert [layer.kind for layer in layers] == ["conv"] * convs + ["dense"]
+    for index, kernel in strided.items():  # avg-pool folded into a strided conv
+        assert (layers[index].stride, layers[index].weight.shape[2:]) == (2, kernel), layers[index].population
     x = spikes(2, samples=4)
     expected = simulate_fixed(netx_twin(net, layers), x.numpy(), timing="zero-delay")
     measured = run_netx(str(tmp_path / "model.h5"), x.numpy(), [(l.population, int(np.prod(l.shape))) for l in layers])
     for layer in layers:
         assert np.array_equal(measured.spikes[layer.population], expected.spikes[layer.population]), layer.population
-    assert sum(int(expected.spikes[l.population].sum()) > 0 for l in layers) >= 6
+    assert sum(int(expected.spikes[l.population].sum()) > 0 for l in layers) >= len(layers) - 2
     # the file's coarser integer weights change little: spike counts stay close to the network's own
     reference = hwnas_rasters(net, x, timing="zero-delay")
     first = layers[0].population
@@ -187,7 +199,7 @@ def test_netx_export_loads_in_lava_and_matches_hwnas_integer_simulation(tmp_path
 
 
 @pytest.mark.parametrize("cell,downsample,message", [
-    (CHAIN, "maxpool", r"layer cell1.n3 -> down is a pooling layer .* --downsample avgpool"),
+    (CHAIN, "maxpool", r"layer cell1.n3 -> down is a pooling layer .* --deployable netx"),
     (FEEDBACK, "avgpool", r"feedback connection"),
     ("0-1:conv3x3 0-2:skip 0-3:zero 1-2:conv3x3 1-3:zero 2-3:conv3x3", "avgpool", r"'stem' feeds 2 connections"),
 ])

@@ -69,3 +69,58 @@ def test_nmnist_search_returns_a_feasible_winner_without_dead_populations(tmp_pa
     assert outcome.winner.feasible and report["mapping"]["cores"] <= 128
     net = build_network(outcome.architecture)
     assert set(net.populations) == reaching_output(net)
+
+
+def test_deployable_netx_search_returns_a_chain_that_netx_writes(tmp_path):
+    from hwnas.arch.genotype import is_chain, parse_cell_key
+    from hwnas.export.netx import write_netx
+    from hwnas.sim.quantize import WeightFormat
+
+    config = SearchConfig(deployable="netx", head_pool=2, **FAST_SEARCH)
+    assert (config.downsample, config.allow_backward) == ("avgpool", False)
+    outcome = run_search(config, tmp_path / "run")
+    cells = {row.cell for row in outcome.rows if row.is_candidate}
+    assert cells and all(is_chain(parse_cell_key(cell)) for cell in cells)
+    assert outcome.report["space_size"] == 18  # chains 0-3, 0-1-3, 0-2-3, 0-1-2-3 with skip or conv3x3 per step
+    net = build_network(outcome.architecture)
+    net.eval()
+    net.fold_batchnorm()
+    net.set_weight_format(WeightFormat())
+    layers = write_netx(net, tmp_path / "model.h5")
+    assert layers[-2].population == "head" and layers[-2].stride == 2
+
+
+def test_deployable_netx_refuses_max_pooling_in_one_line(capsys):
+    from hwnas.cli import main
+
+    assert main(["search", "--deployable", "netx", "--downsample", "maxpool"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--deployable netx needs --downsample avgpool" in err
+
+
+def test_widths_per_stage_search_with_conv_downsampling(tmp_path, capsys):
+    from hwnas.cli import main
+
+    config = SearchConfig(widths=(4, 8, 16), **{**FAST_SEARCH, "width": None})
+    assert config.downsample == "conv" and config.stages is None
+    outcome = run_search(config, tmp_path / "run")
+    arch = outcome.architecture
+    assert (arch.stage_widths, arch.stages, arch.downsample) == ((4, 8, 16), 3, "conv")
+    assert outcome.report["skeleton"]["widths"] == [4, 8, 16]
+    net = build_network(arch)
+    assert net.populations["cell3.n3"].shape == (16, 2, 2) and net.populations["down2"].shape == (16, 2, 2)
+    assert Architecture.from_dict(arch.to_dict()) == arch
+    assert main(["search", "--widths", "8,16", "--downsample", "maxpool"]) == 2
+    assert "--widths 8,16 change channels between stages: only --downsample conv" in capsys.readouterr().err
+    assert main(["search", "--widths", "8,16", "--stages", "3"]) == 2
+    assert "--stages 3 but --widths names 2 stages" in capsys.readouterr().err
+
+
+def test_preflight_with_conv_downsampling_tries_doubling_widths_first():
+    target = load_target("loihi2")
+    base = Architecture(cell=LIGHTEST_CELL, input_shape=(2, 34, 34), num_classes=10, width=32, timesteps=8,
+                        downsample="conv")
+    template, report = choose_skeleton(base, target, None, None, None)
+    assert report["rejected"][0]["skeleton"] == {"width": 32, "stages": 2, "head_pool": 1, "widths": [32, 64]}
+    mapping = map_network(build_network(template.with_cell(HEAVIEST_CELL)), target)
+    assert mapping.feasible and len(mapping.cores) <= 128

@@ -25,14 +25,17 @@ def build_network(arch: Architecture, cell_edges: tuple[Edge, ...] | None = None
 
     ``cell_edges`` overrides the architecture's cell with any edge list (several ops per pair make the pruning
     strategy's supernet). Populations are named ``stem``, ``cell<s>.n1`` .. ``cell<s>.n3``, ``down``, ``down2``, ..
-    (max-pool downsampling only), ``head`` (head pooling) and ``output``; ``edge_modules`` maps every cell edge
-    to the module keys of its connections (all cells). Nodes without edges get no population.
+    (max-pool downsampling: OR neurons; conv downsampling: spiking neurons behind average pooling then a 3x3
+    convolution to the next stage's width), ``head`` (head pooling: an OR population after max-pool downsampling,
+    spiking neurons behind an average pool then a convolution otherwise) and ``output``; ``edge_modules`` maps
+    every cell edge to the module keys of its connections (all cells). Nodes without edges get no population.
     """
     edges = tuple(e for e in (cell_edges if cell_edges is not None else arch.cell) if e.op != "zero")
     channels, height, width_px = arch.input_shape
-    c = arch.width
-    full = (c, height, width_px)
-    populations = [Population("stem", full, arch.neuron)]
+    widths = arch.stage_widths
+    c = widths[0]
+    shape = (c, height, width_px)
+    populations = [Population("stem", shape, arch.neuron)]
     connections: list[tuple[Connection, Synapse]] = [(Connection(INPUT, "stem"), ConvBN(channels, c))]
     edge_modules: dict[Edge, list[str]] = {}
 
@@ -43,7 +46,7 @@ def build_network(arch: Architecture, cell_edges: tuple[Edge, ...] | None = None
             if node in used:  # a node without edges (dead in a canonical cell) has no population
                 populations.append(Population(names[node], shape, arch.neuron))
         for edge in edges:
-            synapse = cell_synapse(edge, c)
+            synapse = cell_synapse(edge, shape[0])
             if edge.backward:
                 conn = Connection(names[edge.dst], names[edge.src], backward=True, tag=edge.op)
             else:
@@ -54,24 +57,31 @@ def build_network(arch: Architecture, cell_edges: tuple[Edge, ...] | None = None
             edge_modules.setdefault(edge, []).append(conn.module_key)
         return names[3]
 
-    shape = full
-    out = add_cell("cell1", "stem", full)
-    for stage in range(2, arch.stages + 1):
-        shape = (c, shape[1] // 2, shape[2] // 2)
+    def add_pooling(name: str, source: str, k: int, new_channels: int) -> str:
+        """A k x k pooling population: OR neurons after max-pooling, else spiking neurons behind a strided conv."""
+        pooled = (new_channels, shape[1] // k, shape[2] // k)
         if arch.downsample == "maxpool":
-            down = "down" if stage == 2 else f"down{stage - 1}"
-            populations.append(Population(down, shape, OR_NEURON))
-            connections.append((Connection(out, down), SumPool(2)))
-            out = add_cell(f"cell{stage}", down, shape)
+            populations.append(Population(name, pooled, OR_NEURON))
+            connections.append((Connection(source, name), SumPool(k)))
         else:
+            populations.append(Population(name, pooled, arch.neuron))
+            connections.append((Connection(source, name), AvgPoolThen(ConvBN(shape[0], new_channels), k)))
+        return name
+
+    out = add_cell("cell1", "stem", shape)
+    for stage in range(2, arch.stages + 1):
+        if arch.downsample == "avgpool":  # folded into the cell's input edges: no population
+            shape = (shape[0], shape[1] // 2, shape[2] // 2)
             out = add_cell(f"cell{stage}", out, shape, wrap_input=lambda s: AvgPoolThen(s, 2))
+            continue
+        down = add_pooling("down" if stage == 2 else f"down{stage - 1}", out, 2, widths[stage - 1])
+        shape = populations[-1].shape
+        out = add_cell(f"cell{stage}", down, shape)
     if arch.head_pool > 1:
-        shape = (c, shape[1] // arch.head_pool, shape[2] // arch.head_pool)
-        populations.append(Population("head", shape, OR_NEURON))
-        connections.append((Connection(out, "head"), SumPool(arch.head_pool)))
-        out = "head"
+        out = add_pooling("head", out, arch.head_pool, shape[0])
+        shape = populations[-1].shape
     populations.append(Population("output", (arch.num_classes,), arch.neuron))
-    connections.append((Connection(out, "output"), FlattenLinear(c * shape[1] * shape[2], arch.num_classes)))
+    connections.append((Connection(out, "output"), FlattenLinear(shape[0] * shape[1] * shape[2], arch.num_classes)))
     net = SpikingNetwork(arch.input_shape, populations, connections, "output", arch.timing)
     net.edge_modules = edge_modules
     return net

@@ -1,8 +1,9 @@
 """The ``Architecture`` genotype: the LightSNN/SNASNet-style cell and the macro skeleton around it.
 
 Macro skeleton: ``stem -> cell -> (downsample -> cell) x (stages - 1) -> [head pooling] -> classifier``; every
-cell shares one searched genotype; the width, the number of stages and the head pooling are the macro choices
-(chosen for the target by the search's pre-flight, :mod:`hwnas.search.preflight`).
+cell shares one searched genotype; the width (or one width per stage), the number of stages, the downsampling
+and the head pooling are the macro choices (fitted to the target by the search's pre-flight,
+:mod:`hwnas.search.preflight`).
 A cell has 4 nodes: node 0 is the cell input, nodes 1-3 are spiking populations, node 3 is the cell output.
 Each of the 6 node pairs (i, j), i < j, carries one op from {zero, skip, conv3x3} and a direction:
 
@@ -146,6 +147,17 @@ def canonical_cell(cell: Cell) -> Cell:
     return tuple(kept)
 
 
+def is_chain(cell: Cell) -> bool:
+    """True when the canonical cell's non-zero edges form one forward path from node 0 to node 3 (no fan-out, no
+    fan-in, no feedback): the only cells lava-dl's netx, a sequential layer format, can hold."""
+    links = [(e.src, e.dst, e.backward) for e in canonical_cell(cell) if e.op != "zero"]
+    if any(backward for _, _, backward in links):
+        return False
+    sources = [src for src, _, _ in links]
+    targets = [dst for _, dst, _ in links]
+    return len(set(sources)) == len(sources) and len(set(targets)) == len(targets)
+
+
 def check_cell(cell: Cell) -> None:
     """Raise :class:`ArchitectureError` unless the cell has exactly one edge per pair and reaches node 3."""
     pairs = [(e.src, e.dst) for e in cell]
@@ -181,7 +193,8 @@ class Architecture:
     encoding: str = "rate"
     neuron: NeuronParams = field(default_factory=NeuronParams)
     stages: int = 2      # cells; each after the first follows a 2x2 downsampling
-    head_pool: int = 1   # k > 1: a k x k max-pool population before the classifier (cuts its fan-in by k^2)
+    head_pool: int = 1   # k > 1: k x k pooling before the classifier (cuts its fan-in by k^2), as ``downsample``
+    widths: tuple[int, ...] = ()  # channels per stage (widths[0] == width); empty: ``width`` in every stage
 
     def __post_init__(self) -> None:
         check_cell(self.cell)
@@ -199,6 +212,17 @@ class Architecture:
         for name, allowed in (("downsample", DOWNSAMPLES), ("timing", TIMINGS), ("encoding", ENCODINGS)):
             if getattr(self, name) not in allowed:
                 raise ArchitectureError(f"{name} '{getattr(self, name)}' is unknown (choose {', '.join(allowed)})")
+        if self.widths:
+            object.__setattr__(self, "widths", tuple(self.widths))
+            if len(self.widths) != self.stages or any(isinstance(w, bool) or not isinstance(w, int) or w < 1
+                                                      for w in self.widths):
+                raise ArchitectureError(f"widths must be {self.stages} positive integers (one per stage), got "
+                                        f"{list(self.widths)}")
+            if self.widths[0] != self.width:
+                raise ArchitectureError(f"widths[0] ({self.widths[0]}) must equal width ({self.width}), the stem's")
+            if len(set(self.widths)) > 1 and self.downsample != "conv":
+                raise ArchitectureError(f"widths {list(self.widths)} change channels between stages: only the conv "
+                                        "downsampling (a strided convolution into spiking neurons) can")
         side = min(self.input_shape[1], self.input_shape[2]) // 2 ** (self.stages - 1) // self.head_pool
         if side < 1:
             raise ArchitectureError(f"{self.stages} stages and head pooling {self.head_pool} shrink a "
@@ -208,6 +232,11 @@ class Architecture:
     def key(self) -> str:
         """Canonical key of the searched part (the cell)."""
         return cell_key(self.cell)
+
+    @property
+    def stage_widths(self) -> tuple[int, ...]:
+        """Channels of each stage's cell (the first is also the stem's)."""
+        return self.widths or (self.width,) * self.stages
 
     def with_cell(self, cell: Cell) -> "Architecture":
         """A copy with another cell."""
@@ -230,6 +259,7 @@ class Architecture:
             "neuron": self.neuron.to_dict(),
             "stages": self.stages,
             "head_pool": self.head_pool,
+            **({"widths": list(self.widths)} if self.widths else {}),
         }
 
     @classmethod
@@ -246,7 +276,7 @@ class Architecture:
             if name not in data:
                 raise ArchitectureError(f"architecture is missing field '{name}'")
         known = set(required) | {"format", "version", "cell_key", "downsample", "timing", "encoding", "neuron",
-                                 "stages", "head_pool"}
+                                 "stages", "head_pool", "widths"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ArchitectureError(f"architecture has unknown field '{unknown[0]}'")
@@ -254,6 +284,8 @@ class Architecture:
             raise ArchitectureError("architecture 'cell' must be a list of edges")
         if not isinstance(data["input_shape"], list) or not all(isinstance(d, int) for d in data["input_shape"]):
             raise ArchitectureError("architecture 'input_shape' must be a list of integers")
+        if not isinstance(data.get("widths", []), list):
+            raise ArchitectureError("architecture 'widths' must be a list of integers")
         return cls(
             cell=tuple(Edge.from_dict(edge) for edge in data["cell"]),
             input_shape=tuple(data["input_shape"]),  # type: ignore[arg-type]
@@ -266,6 +298,7 @@ class Architecture:
             neuron=NeuronParams.from_dict(data.get("neuron", {})),
             stages=data.get("stages", 2),
             head_pool=data.get("head_pool", 1),
+            widths=tuple(data.get("widths", ())),
         )
 
     def save(self, path: str | Path) -> None:

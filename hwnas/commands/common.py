@@ -31,6 +31,11 @@ def positive_int(text: str) -> int:
     return _integer_at_least(text, 1, "positive")
 
 
+def positive_int_list(text: str) -> tuple[int, ...]:
+    """argparse type: comma-separated integers >= 1, e.g. ``8,16,32``."""
+    return tuple(positive_int(part.strip()) for part in text.split(","))
+
+
 def non_negative_int(text: str) -> int:
     """argparse type: an integer >= 0."""
     return _integer_at_least(text, 0, "non-negative")

@@ -23,8 +23,9 @@ def add_parser(commands) -> None:
             "as explicit tensors: input (T, batch, C, H, W), outputs spike_counts and logits; checked with\n"
             "onnx.checker and against hwnas' simulator with onnx's reference evaluator.\n"
             "--format netx writes lava-dl's netx HDF5 (DIR/model.h5), what Loihi 2 hardware deploys from. netx holds\n"
-            "a chain of conv/dense layers: no pooling layer (search with --downsample avgpool), no skip fan-in, no\n"
-            "feedback; anything else is refused naming the layer. The file is loaded with netx and run in Lava."),
+            "a chain of conv/dense layers: no pooling layer, no skip fan-in, no feedback (hwnas search --deployable\n"
+            "netx searches only such networks); anything else is refused naming the layer. The file is loaded with\n"
+            "netx and run in Lava."),
         epilog="examples:\n  hwnas export runs/demo --format nir\n  hwnas export runs/demo --format onnx\n"
                "  hwnas export runs/chain --format netx")
     export.add_argument("run_dir", metavar="DIR", help="run folder with model.pt")

@@ -7,7 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from .common import ProgressBar, non_negative_float, non_negative_int, positive_float, positive_int
+from .common import (ProgressBar, non_negative_float, non_negative_int, positive_float, positive_int,
+                     positive_int_list)
 
 EXIT_INTERRUPTED = 130
 
@@ -18,7 +19,7 @@ def add_parser(commands) -> None:
     from ..data import DATASETS
     from ..hw_models import builtin_targets
     from ..search.config import SearchConfig as D  # the library's defaults are the command line's
-    from ..search.names import BN_MODES, SCORE_NAMES, STRATEGIES
+    from ..search.names import BN_MODES, DEPLOYABLES, SCORE_NAMES, STRATEGIES
 
     search = commands.add_parser(
         "search", help="find a spiking cell: SAHD score + the target's energy and core limits, short trainings choose",
@@ -47,6 +48,7 @@ def add_parser(commands) -> None:
                "  hwnas search --strategy random --candidates 1000  SNASNet-style random search\n"
                "  hwnas search --energy-weight 0                    ignore energy (rules still apply)\n"
                "  hwnas search --target software                    no hardware: zero-delay timing, no limits\n"
+               "  hwnas search --deployable netx                    a winner that hwnas export --format netx writes\n"
                "  hwnas search --dataset nmnist --data-dir ~/data   N-MNIST from ~/data/NMNIST\n"
                "  hwnas search --resume runs/search-20261123-101500 continue an interrupted search")
     group = search.add_argument_group("target and data")
@@ -72,13 +74,25 @@ def add_parser(commands) -> None:
                        help="cells, each after the first behind a 2x2 downsampling (default: the fewest of 2-4 that "
                             "fit the target)")
     group.add_argument("--head-pool", type=positive_int, default=D.head_pool, metavar="K",
-                       help="K x K max-pooling before the classifier, cutting its fan-in by K^2 (default: the least "
-                            "of 1, 2, 4 that fits the target)")
+                       help="K x K pooling before the classifier (as --downsample), cutting its fan-in by K^2 "
+                            "(default: the least of 1, 2, 4 that fits the target)")
+    group.add_argument("--widths", type=positive_int_list, default=D.widths, metavar="W1,W2,..",
+                       help="channels of each stage, e.g. 8,16,32 (fixes the stages; widths that change need "
+                            "--downsample conv, chosen when left out; default: one width throughout, or with "
+                            "--downsample conv doubling at each stage when that fits)")
     group.add_argument("--downsample", choices=DOWNSAMPLES, default=D.downsample,
                        help="maxpool = OR of spikes in 2x2 (a sum-pool into threshold-0.5 neurons); avgpool = linear, "
-                            "folded into the next connection (default: %(default)s)")
-    group.add_argument("--no-backward", dest="allow_backward", action="store_false",
+                            "folded into the next connection; conv = 2x2 average pooling then a 3x3 convolution "
+                            "(a strided convolution) into spiking neurons, which may change the width; head pooling "
+                            "follows the same choice (default: maxpool; conv with --widths that change; avgpool "
+                            "with --deployable netx)")
+    group.add_argument("--no-backward", dest="allow_backward", action="store_false", default=D.allow_backward,
                        help="forward edges only (no temporal feedback edges in the cell)")
+    group.add_argument("--deployable", choices=DEPLOYABLES, default=D.deployable,
+                       help="any = every cell hwnas, Lava and Norse run (deploy from NIR); netx = only networks "
+                            "lava-dl's netx HDF5 holds, as Loihi 2 hardware users deploy: cells that are one chain "
+                            "of skip/conv edges, average-pool downsampling and head pooling folded into strided "
+                            "convolutions, no feedback (default: %(default)s)")
     group.add_argument("--timing", choices=TIMINGS, default=D.timing,
                        help="override the target's timing model: zero-delay (GPU simulators) or pipelined "
                             "(one step per connection, as on Loihi)")
@@ -142,8 +156,9 @@ def run(args: argparse.Namespace) -> int:
         config = SearchConfig(
             target=args.target, dataset=args.dataset, data_dir=args.data_dir, strategy=args.strategy,
             candidates=args.candidates, timesteps=args.timesteps, width=args.width, stages=args.stages,
-            head_pool=args.head_pool, downsample=args.downsample,
-            encoding=args.encoding, timing=args.timing, allow_backward=args.allow_backward, score=args.score,
+            head_pool=args.head_pool, widths=args.widths, downsample=args.downsample,
+            encoding=args.encoding, timing=args.timing, allow_backward=args.allow_backward,
+            deployable=args.deployable, score=args.score,
             batch_size=args.batch_size, repeats=args.repeats, bn_mode=args.bn_mode, reset_state=args.reset_state,
             du=args.du, dv=args.dv, theta=args.theta, seed=args.seed, max_samples=args.max_samples,
             energy_weight=args.energy_weight,
@@ -166,7 +181,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"winner: {winner.cell}")
     skeleton = report["skeleton"]
     preflight = report["preflight"]
-    print(f"  skeleton: width {skeleton['width']}, {skeleton['stages']} stages, head pooling {skeleton['head_pool']} "
+    width = "/".join(map(str, skeleton["widths"])) if len(set(skeleton["widths"])) > 1 else skeleton["width"]
+    print(f"  skeleton: width {width}, {skeleton['stages']} stages, {skeleton['downsample']} downsampling, head "
+          f"pooling {skeleton['head_pool']} "
           f"(pre-flight: {preflight['verdict']}; {preflight['tried']} tried, {len(preflight['rejected'])} rejected, "
           f"{preflight['seconds']:.1f} s)")
     signal = report.get("signal", {})

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, fields
 
 from ..arch.choices import DOWNSAMPLES, ENCODINGS, TIMINGS
 from ..errors import OptionError, ResumeError
-from .names import BN_MODES, DEFAULT_REFINE, DEFAULT_REFINE_ENERGY_WEIGHT, STRATEGIES
+from .names import BN_MODES, DEFAULT_REFINE, DEFAULT_REFINE_ENERGY_WEIGHT, DEPLOYABLES, STRATEGIES
 
 # Default --energy-weight: score points per doubling of energy. Measured on digits/loihi2 (200 random cells, seed 0):
 # SAHD scores spread over 39 points and energies over 3.6 doublings; the best-scoring cell stays the winner up
@@ -31,10 +31,12 @@ class SearchConfig:
     width: int | None = None
     stages: int | None = None
     head_pool: int | None = None
-    downsample: str = "maxpool"
+    widths: tuple[int, ...] | None = None  # channels per stage (fixes the stages); None: one width throughout
+    downsample: str | None = None     # None: maxpool; conv for growing widths; avgpool when deployable is netx
     encoding: str = "rate"
     timing: str | None = None
-    allow_backward: bool = True
+    allow_backward: bool | None = None  # None: True, or False when deployable is netx
+    deployable: str = "any"
     score: str = "sahd"
     batch_size: int = 64
     repeats: int = 2
@@ -73,6 +75,21 @@ class SearchConfig:
             raise OptionError(f"--refine must be >= 0 and --refine-epochs >= 1, got {self.refine}, {self.refine_epochs}")
         if self.max_samples is not None and self.max_samples < 1:
             raise OptionError(f"--max-samples must be a positive integer, got {self.max_samples!r}")
+        if self.deployable not in DEPLOYABLES:
+            raise OptionError(f"--deployable '{self.deployable}' is unknown (choose {', '.join(DEPLOYABLES)})")
+        uneven = self._check_widths()
+        netx = self.deployable == "netx"
+        if self.downsample is None:
+            object.__setattr__(self, "downsample", "conv" if uneven else "avgpool" if netx else "maxpool")
+        if self.allow_backward is None:
+            object.__setattr__(self, "allow_backward", not netx)
+        if netx and (self.downsample == "maxpool" or self.allow_backward):
+            raise OptionError("--deployable netx needs --downsample avgpool or conv and no feedback edges (netx "
+                              "holds a feed-forward chain of convolution and dense layers, without pooling layers); "
+                              "leave --downsample out and it is chosen")
+        if uneven and self.downsample != "conv":
+            raise OptionError(f"--widths {','.join(map(str, self.widths))} change channels between stages: only "
+                              "--downsample conv (a strided convolution into spiking neurons) can")
         choices = {"strategy": STRATEGIES, "downsample": DOWNSAMPLES, "encoding": ENCODINGS, "bn_mode": BN_MODES}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -87,6 +104,21 @@ class SearchConfig:
             NeuronParams(du=self.du, dv=self.dv, theta=self.theta)
         except Exception as exc:  # ArchitectureError on a bad neuron parameter
             raise OptionError(str(exc)) from None
+
+    def _check_widths(self) -> bool:
+        """Check --widths against --width and --stages; True when the widths differ between stages."""
+        if self.widths is None:
+            return False
+        widths = self.widths
+        if (isinstance(widths, (str, bytes)) or not isinstance(widths, (list, tuple)) or not widths
+                or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths)):
+            raise OptionError(f"--widths must be positive integers, one per stage, got {widths!r}")
+        object.__setattr__(self, "widths", tuple(widths))
+        if self.width is not None and self.width != widths[0]:
+            raise OptionError(f"--width {self.width} and --widths {widths[0]},...: give one of them")
+        if self.stages is not None and self.stages != len(widths):
+            raise OptionError(f"--stages {self.stages} but --widths names {len(widths)} stages: give one of them")
+        return len(set(widths)) > 1
 
     def to_dict(self) -> dict:
         return asdict(self)

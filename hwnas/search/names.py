@@ -3,6 +3,9 @@
 STRATEGIES = ("prune", "random")
 SCORE_NAMES = ("sahd", "naswot")
 BN_MODES = ("batch", "identity")
+# --deployable: any = every cell the simulators run; netx = only what lava-dl's netx format holds (chains of
+# convolution and dense layers: average-pool downsampling folded into strided convolutions, no feedback)
+DEPLOYABLES = ("any", "netx")
 
 # Default --refine of the command line (README, "Does the signal rank architectures?"; bench/winner_quartile.py).
 # Measured with `hwnas proxy-check` on digits (40 random cells, 4 epochs x 2 seeds): SAHD ranks trained accuracy

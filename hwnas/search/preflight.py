@@ -24,6 +24,9 @@ LIGHTEST_CELL = (Edge(0, 1, "zero"), Edge(0, 2, "zero"), Edge(0, 3, "conv3x3"), 
                  Edge(1, 3, "zero"), Edge(2, 3, "zero"))
 # every pair a convolution: every population, the most connections a cell can have
 HEAVIEST_CELL = tuple(Edge(src, dst, "conv3x3") for src, dst in ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)))
+# the heaviest chain (--deployable netx): a convolution on every step of the longest path
+HEAVIEST_CHAIN = (Edge(0, 1, "conv3x3"), Edge(0, 2, "zero"), Edge(0, 3, "zero"), Edge(1, 2, "conv3x3"),
+                  Edge(1, 3, "zero"), Edge(2, 3, "conv3x3"))
 STAGE_CHOICES = (2, 3, 4)
 HEAD_POOL_CHOICES = (1, 2, 4)
 MIN_WIDTH = 4
@@ -38,34 +41,56 @@ ADVICE = {
 
 @dataclass(frozen=True)
 class Skeleton:
-    """The macro choices of a network: channels per cell, cells (stages), head pooling before the classifier."""
+    """The macro choices of a network: channels per stage, cells (stages), head pooling before the classifier."""
 
-    width: int
-    stages: int
+    widths: tuple[int, ...]
     head_pool: int
 
+    @property
+    def stages(self) -> int:
+        return len(self.widths)
+
     def describe(self) -> str:
-        return f"width {self.width}, {self.stages} stages, head pooling {self.head_pool}"
+        width = "/".join(map(str, self.widths)) if len(set(self.widths)) > 1 else str(self.widths[0])
+        return f"width {width}, {self.stages} stages, head pooling {self.head_pool}"
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (``widths`` only when they differ between stages)."""
+        uneven = {"widths": list(self.widths)} if len(set(self.widths)) > 1 else {}
+        return {"width": self.widths[0], "stages": self.stages, "head_pool": self.head_pool, **uneven}
 
 
 def skeleton_options(input_shape: tuple[int, int, int], width: int | None, stages: int | None,
-                     head_pool: int | None) -> list[Skeleton]:
+                     head_pool: int | None, widths: tuple[int, ...] | None = None,
+                     grow: bool = False) -> list[Skeleton]:
     """Skeletons in order of preference within the user's bounds (a given option is fixed; None: the search
-    chooses among widths from the input-size default down to 4, 2-4 stages and head pooling 1, 2 or 4)."""
-    if width is not None:
-        widths = [width]
+    chooses among widths from the input-size default down to 4, 2-4 stages and head pooling 1, 2 or 4).
+    ``widths`` fixes the width of every stage; ``grow`` (conv downsampling) tries each width doubling at every
+    stage before the same width throughout."""
+    if widths:
+        bases, stage_counts = [tuple(widths)], [len(widths)]
     else:
-        widths, w = [], default_width(input_shape)
-        while w >= MIN_WIDTH:
-            widths.append(w)
-            w //= 2
+        if width is not None:
+            first = [width]
+        else:
+            first, w = [], default_width(input_shape)
+            while w >= MIN_WIDTH:
+                first.append(w)
+                w //= 2
+        stage_counts = [stages] if stages is not None else list(STAGE_CHOICES)
+        bases = [(w,) for w in first]
     side = min(input_shape[1], input_shape[2])
     options = []
-    for w in widths:
-        for s in ([stages] if stages is not None else STAGE_CHOICES):
-            for h in ([head_pool] if head_pool is not None else HEAD_POOL_CHOICES):
-                if side // 2 ** (s - 1) // h >= 1:
-                    options.append(Skeleton(w, s, h))
+    for base in bases:
+        for s in stage_counts:
+            if len(base) == s:
+                growths = [base]
+            else:
+                growths = ([tuple(base[0] * 2 ** i for i in range(s))] if grow else []) + [(base[0],) * s]
+            for stage_widths in growths:
+                for h in ([head_pool] if head_pool is not None else HEAD_POOL_CHOICES):
+                    if side // 2 ** (s - 1) // h >= 1:
+                        options.append(Skeleton(stage_widths, h))
     return options
 
 
@@ -83,44 +108,50 @@ def check_skeleton(template: Architecture, target, max_cores: int | None, cell=L
 
 
 def choose_skeleton(base: Architecture, target, width: int | None, stages: int | None, head_pool: int | None,
-                    max_cores: int | None = None) -> tuple[Architecture, dict]:
+                    max_cores: int | None = None, heaviest=HEAVIEST_CELL,
+                    widths: tuple[int, ...] | None = None) -> tuple[Architecture, dict]:
     """The template architecture with the skeleton the search uses on ``target``, and a report of the pre-flight.
 
-    The first skeleton (in order of preference) in which every cell fits, judged by the heaviest cell (a
-    convolution on every pair), else the first in which the lightest cell fits (then the hardware terms reject
+    The first skeleton (in order of preference) in which every cell fits, judged by the space's ``heaviest``
+    cell (default: a convolution on every pair; :data:`HEAVIEST_CHAIN` for a space of chains), else the first in which the lightest cell fits (then the hardware terms reject
     the cells that do not); :class:`SearchError` (one line) when not even the lightest cell fits any skeleton.
     A target without cores takes the first skeleton."""
     started = time.perf_counter()
-    options = skeleton_options(base.input_shape, width, stages, head_pool)
+    options = skeleton_options(base.input_shape, width, stages, head_pool, widths, base.downsample == "conv")
     if not options:
-        raise SearchError(f"no skeleton: {stages} stages with head pooling {head_pool} shrink the "
-                          f"{base.input_shape[1]}x{base.input_shape[2]} input below one pixel")
+        raise SearchError(f"no skeleton: {stages or len(widths or ())} stages with head pooling {head_pool} shrink "
+                          f"the {base.input_shape[1]}x{base.input_shape[2]} input below one pixel")
     templates, rejected = [], []
     for skeleton in options:
         try:
-            templates.append((skeleton, replace(base, width=skeleton.width, stages=skeleton.stages,
-                                                head_pool=skeleton.head_pool)))
+            even = len(set(skeleton.widths)) == 1
+            templates.append((skeleton, replace(base, width=skeleton.widths[0], stages=skeleton.stages,
+                                                head_pool=skeleton.head_pool,
+                                                widths=() if even else skeleton.widths)))
         except ArchitectureError as exc:
             rejected.append((skeleton, None, str(exc)))
     if not target.is_hardware:
         skeleton, template = templates[0]
         return template, _report(skeleton, "no hardware model", 1, rejected, started)
-    light_fits, crowded_widths = [], set()
+    light_fits, crowded = [], set()
     for tried, (skeleton, template) in enumerate(templates, start=1):
+        family = (skeleton.widths[0], skeleton.widths[-1] > skeleton.widths[0])  # first width; growing or not
+        if family in crowded and light_fits:
+            continue  # heavy cells cannot fit, and a fallback for light cells is already known
         broken = check_skeleton(template, target, max_cores, LIGHTEST_CELL)
         if broken:
             rejected.append((skeleton, broken[0].rule, str(broken[0])))
             continue
         light_fits.append((skeleton, template))
-        if skeleton.width in crowded_widths:
+        if family in crowded:
             continue
-        heavy = check_skeleton(template, target, max_cores, HEAVIEST_CELL)
+        heavy = check_skeleton(template, target, max_cores, heaviest)
         if not heavy:
             return template, _report(skeleton, "every cell fits", tried, rejected, started)
         if heavy[0].rule != "fanin":
             # cores, memory or fan-out: the full-resolution stage decides them, and more stages or pooling only
             # add populations; at this width heavy cells cannot fit
-            crowded_widths.add(skeleton.width)
+            crowded.add(family)
     if light_fits:
         skeleton, template = light_fits[0]
         return template, _report(skeleton, "the lightest cell fits; heavier cells may not", len(templates),
@@ -133,6 +164,6 @@ def choose_skeleton(base: Architecture, target, width: int | None, stages: int |
 
 
 def _report(skeleton: Skeleton, verdict: str, tried: int, rejected: list, started: float) -> dict:
-    return {"skeleton": skeleton.__dict__, "verdict": verdict, "tried": tried,
-            "rejected": [{"skeleton": s.__dict__, "rule": r, "violation": v} for s, r, v in rejected],
+    return {"skeleton": skeleton.to_dict(), "verdict": verdict, "tried": tried,
+            "rejected": [{"skeleton": s.to_dict(), "rule": r, "violation": v} for s, r, v in rejected],
             "seconds": time.perf_counter() - started}

@@ -31,7 +31,7 @@ from ..sim.seeding import pick_device
 from .candidates import CandidateScorer, restore_scores, stored_result
 from .config import SearchConfig
 from .evaluate import Evaluator, ScoreConfig
-from .preflight import choose_skeleton
+from .preflight import HEAVIEST_CELL, HEAVIEST_CHAIN, choose_skeleton
 from .refine import refine
 from .report import rank_candidates, write_report
 from .rows import Row
@@ -127,12 +127,13 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False,
         splits = load_dataset(config.dataset, config.data_dir, config.timesteps, config.seed, config.max_samples)
     if splits.kind == "frames" and config.encoding != "rate":
         raise OptionError("event datasets are spikes already: --encoding applies to static images only")
+    space = SearchSpace(allow_backward=config.allow_backward, chains_only=config.deployable == "netx")
     template, preflight = choose_skeleton(template_architecture(config, splits, timing), target, config.width,
-                                          config.stages, config.head_pool, config.max_cores)
+                                          config.stages, config.head_pool, config.max_cores,
+                                          HEAVIEST_CHAIN if space.chains_only else HEAVIEST_CELL, config.widths)
     score_config = ScoreConfig(config.score, config.batch_size, config.repeats, config.bn_mode, config.reset_state)
     device = pick_device()
     evaluator = Evaluator(scoring_batches(config, splits), score_config, device)
-    space = SearchSpace(allow_backward=config.allow_backward)
     folder.path.mkdir(parents=True, exist_ok=True)
     if not resume:
         cache.save()

@@ -7,25 +7,30 @@ import itertools
 
 import numpy as np
 
-from ..arch.genotype import PAIRS, Cell, canonical_cell, check_cell, forward_reachable, pair_choices
+from ..arch.genotype import PAIRS, Cell, canonical_cell, check_cell, forward_reachable, is_chain, pair_choices
 from ..errors import ArchitectureError
 
 
 class SearchSpace:
     """The cell space: sampling, mutation, enumeration and validity, each random function taking a Generator."""
 
-    def __init__(self, allow_backward: bool = True) -> None:
-        self.allow_backward = allow_backward
-        self.choices = {pair: pair_choices(pair, allow_backward) for pair in PAIRS}
+    def __init__(self, allow_backward: bool = True, chains_only: bool = False) -> None:
+        self.allow_backward = allow_backward and not chains_only
+        self.chains_only = chains_only  # --deployable netx: cells whose edges form one path (see is_chain)
+        self.choices = {pair: pair_choices(pair, self.allow_backward) for pair in PAIRS}
         self._canonical: list[Cell] | None = None
 
+    def admits(self, cell: Cell) -> bool:
+        """True when a cell that reaches node 3 belongs to this space's kind (a chain, when chains only)."""
+        return 3 in forward_reachable(cell) and (not self.chains_only or is_chain(cell))
+
     def is_valid(self, cell: Cell) -> bool:
-        """True when the cell passes :func:`check_cell` and uses only this space's edges."""
+        """True when the cell passes :func:`check_cell`, uses only this space's edges and is of its kind."""
         try:
             check_cell(cell)
         except ArchitectureError:
             return False
-        return all(edge in self.choices[(edge.src, edge.dst)] for edge in cell)
+        return all(edge in self.choices[(edge.src, edge.dst)] for edge in cell) and self.admits(cell)
 
     def sample(self, rng: np.random.Generator) -> Cell:
         """A uniformly random canonical cell of the space."""
@@ -39,7 +44,7 @@ class SearchSpace:
             index = int(rng.integers(len(PAIRS)))
             options = [e for e in self.choices[PAIRS[index]] if e != cell[index]]
             new = cell[:index] + (options[rng.integers(len(options))],) + cell[index + 1:]
-            if 3 in forward_reachable(new) and canonical_cell(new) != cell:
+            if self.admits(new) and canonical_cell(new) != cell:
                 return canonical_cell(new)
 
     def enumerate(self) -> list[Cell]:
@@ -47,7 +52,7 @@ class SearchSpace:
         if self._canonical is None:
             seen: dict[Cell, None] = {}
             for combo in itertools.product(*(self.choices[pair] for pair in PAIRS)):
-                if 3 in forward_reachable(combo):
+                if self.admits(combo):
                     seen.setdefault(canonical_cell(tuple(combo)), None)
             self._canonical = list(seen)
         return list(self._canonical)

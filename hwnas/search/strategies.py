@@ -10,6 +10,7 @@ callbacks; every result passes through a cache keyed by text, which is what make
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -102,7 +103,7 @@ def run_prune(space: SearchSpace, score_supernet: Callable[[dict, Edge | None], 
                 ranked.append((importance, position, edge))
             for importance, _, edge in sorted(ranked, key=lambda item: (item[0], item[1])):
                 trial = {p: [e for e in options[p] if e != edge] for p in PAIRS}
-                if _can_stay_valid(trial):
+                if _can_stay_valid(trial, space):
                     options = trial
                     break
     cell = canonical_cell(tuple(options[pair][0] for pair in PAIRS))
@@ -112,7 +113,9 @@ def run_prune(space: SearchSpace, score_supernet: Callable[[dict, Edge | None], 
     return StrategyResult(cell, rows)
 
 
-def _can_stay_valid(options: dict[tuple[int, int], list[Edge]]) -> bool:
-    """True when some choice of one remaining op per pair reaches node 3 (forward ops only help reachability)."""
-    edges = tuple(edge for pair in PAIRS for edge in options[pair])
-    return 3 in forward_reachable(edges)
+def _can_stay_valid(options: dict[tuple[int, int], list[Edge]], space: SearchSpace) -> bool:
+    """True when some choice of one remaining op per pair is a cell of ``space`` (for the whole space: reaches
+    node 3, and forward ops only help reachability; for chains only, at most 3^6 choices are tried)."""
+    if not space.chains_only:
+        return 3 in forward_reachable(tuple(edge for pair in PAIRS for edge in options[pair]))
+    return any(space.admits(combo) for combo in itertools.product(*(options[pair] for pair in PAIRS)))

@@ -11,7 +11,6 @@ import torch.nn.functional as F
 
 from ...errors import LoweringError, NetxError
 from .base import Lowered, NetxSpec, Synapse, nir_pool_node, nir_pool_size, pooled_shape, unpool
-from .conv import Conv
 from .matrices import conv_matrix, pool_matrix
 
 
@@ -88,13 +87,13 @@ class AvgPoolThen(Synapse):
                        exponent - int(shift), 0, bias)
 
     def netx_layer(self, src_shape: tuple[int, ...], where: str) -> NetxSpec:
-        if not isinstance(self.inner, Conv):
-            raise NetxError(f"layer {where}: {type(self).__name__} has no netx layer")
         k = self.kernel_size
+        inner = self.inner.netx_layer(self._pooled(src_shape), where)
+        if inner.kind != "conv" or inner.stride != 1:
+            raise NetxError(f"layer {where}: average pooling before a {inner.kind} layer has no netx layer")
         if src_shape[1] % k or src_shape[2] % k:
             raise NetxError(f"layer {where}: average pooling by {k} of a {src_shape[1]}x{src_shape[2]} map cuts the "
                             "border, which a strided netx convolution cannot reproduce")
-        inner = self.inner.netx_layer(self._pooled(src_shape), where)
         # pool by k, then conv(pad p) == conv with each tap spread over a k x k block / k^2, stride k, pad k p
         spread = inner.weight.repeat_interleave(k, dim=2).repeat_interleave(k, dim=3) / (k * k)
         return NetxSpec("conv", spread, k, k * inner.padding)

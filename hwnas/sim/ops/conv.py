@@ -20,7 +20,16 @@ class _Convolution(Synapse):
         return (self.conv.out_channels, in_shape[1], in_shape[2])
 
     def transpose_count(self, dst: torch.Tensor, in_shape: tuple[int, ...]) -> torch.Tensor:
-        mask = (self.conv.weight.detach() != 0).float()
+        nonzero = self.conv.weight.detach() != 0
+        if bool(nonzero.all()):
+            # every tap non-zero (any untrained or dense kernel): each source channel gets the same count, the
+            # destination summed over channels and spread by a kernel of ones; exact, and C_in x C_out cheaper
+            out_channels, in_channels, kh, kw = nonzero.shape
+            ones = torch.ones((1, 1, kh, kw))
+            spread = F.conv_transpose2d(dst.float().cpu().sum(0, keepdim=True).unsqueeze(0), ones,
+                                        padding=self.conv.padding)[0]
+            return spread.expand(in_channels, -1, -1).contiguous()
+        mask = nonzero.float()
         return F.conv_transpose2d(dst.float().to(mask.device).unsqueeze(0), mask, padding=self.conv.padding)[0].cpu()
 
     def fanin(self, in_shape: tuple[int, ...]) -> torch.Tensor:

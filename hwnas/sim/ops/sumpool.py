@@ -45,5 +45,5 @@ class SumPool(Synapse):
 
     def netx_layer(self, src_shape: tuple[int, ...], where: str) -> NetxSpec:
         raise NetxError(f"layer {where} is a pooling layer (sum-pool into OR neurons, i.e. max-pool): netx cannot "
-                        "load pooling layers; search with --downsample avgpool, which folds pooling into the "
-                        "next convolution, and --head-pool 1")
+                        "load pooling layers; search with --deployable netx, which folds pooling into "
+                        "strided convolutions")
