@@ -14,7 +14,7 @@ from hwnas.arch.genotype import Architecture
 from hwnas.errors import SearchError
 from hwnas.hw_models import load_target
 from hwnas.hw_models.mapping import map_network
-from hwnas.search.preflight import HEAVIEST_CELL, LIGHTEST_CELL, choose_skeleton
+from hwnas.search.preflight import HEAVIEST_CELL, LIGHTEST_CELL, choose_skeletons
 from hwnas.search.runner import SearchConfig, run_search
 from hwnas.sim.graph import INPUT
 
@@ -35,7 +35,7 @@ def reaching_output(net):
 def test_preflight_fits_a_skeleton_to_loihi2_at_benchmark_shapes(shape, classes):
     target = load_target("loihi2")
     base = Architecture(cell=LIGHTEST_CELL, input_shape=shape, num_classes=classes, width=32, timesteps=8)
-    template, report = choose_skeleton(base, target, None, None, None)
+    (template,), report = choose_skeletons(base, target, None, None, None)
     # the old fixed skeleton (2 stages, flatten into the classifier) breaks the classifier's fan-in
     assert report["rejected"][0]["skeleton"] == {"width": 32, "stages": 2, "head_pool": 1}
     assert report["verdict"] == "every cell fits"
@@ -50,10 +50,10 @@ def test_impossible_request_fails_within_seconds_naming_the_rule():
     started = time.perf_counter()
     with pytest.raises(SearchError, match=r"no skeleton fits loihi2 .* breaks max-cores: .* the budget is 1; "
                                           r"raise --max-cores"):
-        choose_skeleton(base, target, None, None, None, max_cores=1)
+        choose_skeletons(base, target, None, None, None, max_cores=1)
     assert time.perf_counter() - started < 10
     with pytest.raises(SearchError, match=r"breaks fanin: layer output needs 9248 input axons .* allows 4096"):
-        choose_skeleton(base, target, 32, 2, 1)
+        choose_skeletons(base, target, 32, 2, 1)
 
 
 def test_nmnist_search_returns_a_feasible_winner_without_dead_populations(tmp_path):
@@ -120,7 +120,29 @@ def test_preflight_with_conv_downsampling_tries_doubling_widths_first():
     target = load_target("loihi2")
     base = Architecture(cell=LIGHTEST_CELL, input_shape=(2, 34, 34), num_classes=10, width=32, timesteps=8,
                         downsample="conv")
-    template, report = choose_skeleton(base, target, None, None, None)
+    (template,), report = choose_skeletons(base, target, None, None, None)
     assert report["rejected"][0]["skeleton"] == {"width": 32, "stages": 2, "head_pool": 1, "widths": [32, 64]}
     mapping = map_network(build_network(template.with_cell(HEAVIEST_CELL)), target)
     assert mapping.feasible and len(mapping.cores) <= 128
+
+
+def test_skeletons_are_searched_with_the_cells(tmp_path):
+    from hwnas.search.rows import CSV_COLUMNS
+
+    config = SearchConfig(strategy="random", candidates=8, skeletons=3, **{**FAST_SEARCH, "refine": 4})
+    outcome = run_search(config, tmp_path / "run")
+    kept = outcome.report["preflight"]["skeletons"]
+    assert [s["head_pool"] for s in kept] == [1, 2, 4] and all(s["width"] == 4 for s in kept)
+    keys = {f"4/4 pool{s['head_pool']}" for s in kept}
+    drawn = [row.skeleton for row in outcome.rows if row.is_candidate]
+    assert set(drawn) <= keys and len(set(drawn)) > 1  # candidates are cells in several skeletons
+    # the winner is built in its own skeleton, and the refinement trained each candidate in its skeleton
+    assert outcome.architecture.skeleton_key == outcome.winner.skeleton
+    assert outcome.report["skeleton"]["head_pool"] == outcome.architecture.head_pool
+    trained = [c for rung in outcome.report["signal"]["rungs"] for c in rung["cells"]]
+    assert {c["skeleton"] for c in trained} <= keys
+    header = (tmp_path / "run" / "search.csv").read_text().splitlines()[0].split(",")
+    assert header == list(CSV_COLUMNS) and "skeleton" in header
+    # resuming re-scores nothing and keeps every candidate in its skeleton
+    again = run_search(config, tmp_path / "run", resume=True)
+    assert [(r.cell, r.skeleton, r.score) for r in again.rows] == [(r.cell, r.skeleton, r.score) for r in outcome.rows]

@@ -238,6 +238,11 @@ class Architecture:
         """Channels of each stage's cell (the first is also the stem's)."""
         return self.widths or (self.width,) * self.stages
 
+    @property
+    def skeleton_key(self) -> str:
+        """Short text form of the macro choices: widths per stage and head pooling, e.g. ``16/16 pool1``."""
+        return f"{'/'.join(map(str, self.stage_widths))} pool{self.head_pool}"
+
     def with_cell(self, cell: Cell) -> "Architecture":
         """A copy with another cell."""
         return replace(self, cell=tuple(cell))

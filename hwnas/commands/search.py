@@ -80,6 +80,10 @@ def add_parser(commands) -> None:
                        help="channels of each stage, e.g. 8,16,32 (fixes the stages; widths that change need "
                             "--downsample conv, chosen when left out; default: one width throughout, or with "
                             "--downsample conv doubling at each stage when that fits)")
+    group.add_argument("--skeletons", type=positive_int, default=D.skeletons, metavar="K",
+                       help="keep the K most preferred skeletons in which every cell fits and search cells and "
+                            "skeletons together: every candidate is a cell in one of them, the energy term and the "
+                            "refinement's trainings choose (default: %(default)s, the pre-flight's first)")
     group.add_argument("--downsample", choices=DOWNSAMPLES, default=D.downsample,
                        help="maxpool = OR of spikes in 2x2 (a sum-pool into threshold-0.5 neurons); avgpool = linear, "
                             "folded into the next connection; conv = 2x2 average pooling then a 3x3 convolution "
@@ -156,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
         config = SearchConfig(
             target=args.target, dataset=args.dataset, data_dir=args.data_dir, strategy=args.strategy,
             candidates=args.candidates, timesteps=args.timesteps, width=args.width, stages=args.stages,
-            head_pool=args.head_pool, widths=args.widths, downsample=args.downsample,
+            head_pool=args.head_pool, widths=args.widths, skeletons=args.skeletons, downsample=args.downsample,
             encoding=args.encoding, timing=args.timing, allow_backward=args.allow_backward,
             deployable=args.deployable, score=args.score,
             batch_size=args.batch_size, repeats=args.repeats, bn_mode=args.bn_mode, reset_state=args.reset_state,
@@ -188,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
           f"{preflight['seconds']:.1f} s)")
     signal = report.get("signal", {})
     if signal.get("refine"):
-        chosen = next(r for r in signal["pool"] if r["cell"] == winner.cell)
+        chosen = next(r for r in signal["pool"] if (r["cell"], r["skeleton"]) == (winner.cell, winner.skeleton))
         print(f"  chosen by {signal['chosen_by']} among the {len(signal['pool'])} best by {signal['preselected_by']} "
               f"fitness: {100 * chosen['refine_accuracy']:.2f}% after {chosen['refine_epochs']} epoch(s), refined "
               f"fitness {chosen['refine_fitness']:.4g}")

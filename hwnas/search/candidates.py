@@ -1,6 +1,9 @@
-"""Scoring candidates through the search's cache: every evaluation (a cell, a supernet, a supernet with an op
-switched off) is measured once, stored under a text key in the checkpoint, and returned as a typed
-:class:`~hwnas.search.rows.Row` with its hardware-aware fitness."""
+"""Scoring candidates through the search's cache: every evaluation (a cell in a skeleton, a supernet, a supernet
+with an op switched off) is measured once, stored under a text key in the checkpoint, and returned as a typed
+:class:`~hwnas.search.rows.Row` with its hardware-aware fitness.
+
+A candidate is a cell in one of the skeletons the pre-flight kept (``--skeletons``); the first skeleton is the
+primary one: the supernet of the prune strategy is built in it, and its candidates' keys name no skeleton."""
 
 from __future__ import annotations
 
@@ -23,11 +26,13 @@ Progress = Callable[[int, "int | None", str], None]
 class CandidateScorer:
     """Builds, evaluates and caches candidates of one search; counts evaluations for the progress callback."""
 
-    def __init__(self, config: SearchConfig, target, template: Architecture, evaluator: Evaluator,
+    def __init__(self, config: SearchConfig, target, templates: list[Architecture], evaluator: Evaluator,
                  cache: ResultCache, space: SearchSpace, total: int | None, progress: Progress | None) -> None:
         self.config = config
         self.target = target
-        self.template = template
+        self.templates = {template.skeleton_key: template for template in templates}  # in order of preference
+        self.template = templates[0]
+        self.primary = self.template.skeleton_key
         self.evaluator = evaluator
         self.cache = cache
         self.space = space
@@ -51,7 +56,23 @@ class CandidateScorer:
         self.announce(extra.get("kind", ""))
         fields = {k: v for k, v in cached.items() if k in MEASURED}
         value = fitness(fields["score"], fields.get("energy_j"), self.energy_weight)
+        extra = {"skeleton": self.primary, **extra}
         return Row(**fields, **{k: v for k, v in extra.items() if k in ROW_FIELDS}, fitness=value)
+
+    def cell_row(self, cell: Cell, skeleton: str | None, extra: dict) -> Row:
+        """The row of ``cell`` in ``skeleton`` (None: the primary one), scored when not cached."""
+        skeleton = skeleton or self.primary
+        key = cell_key(cell)
+        cache_key = f"cell|{key}" if skeleton == self.primary else f"cell|{key}|{skeleton}"
+        return self.row(cache_key, self.score_cell(cell, skeleton), {**extra, "cell": key, "skeleton": skeleton})
+
+    def draw_skeletons(self, count: int, rng) -> list[str]:
+        """``count`` skeletons drawn uniformly from those kept (all the primary one when only one is kept, drawing
+        nothing from ``rng``)."""
+        keys = list(self.templates)
+        if len(keys) == 1:
+            return keys * count
+        return [keys[int(i)] for i in rng.integers(len(keys), size=count)]
 
     def announce(self, message: str) -> None:
         """Pass a message to the progress callback with the evaluations done so far."""
@@ -67,19 +88,24 @@ class CandidateScorer:
             result.update(terms)
         return result
 
-    def build_cell(self, cell: Cell):
-        """The candidate network of ``cell``, with the weights its seed and key give."""
-        return build_seeded(lambda: build_network(self.template.with_cell(cell)), self.config.seed, cell_key(cell))
+    def architecture(self, cell: Cell, skeleton: str | None = None) -> Architecture:
+        """``cell`` in ``skeleton`` (None: the primary one)."""
+        return self.templates[skeleton or self.primary].with_cell(cell)
 
-    def score_cell(self, cell: Cell) -> Callable[[], dict]:
-        """What :meth:`row` calls to measure ``cell`` when it is not cached."""
-        return lambda: self.measure(self.build_cell(cell))
+    def build_cell(self, cell: Cell, skeleton: str | None = None):
+        """The candidate network of ``cell`` in ``skeleton``, with the weights its seed and key give."""
+        return build_seeded(lambda: build_network(self.architecture(cell, skeleton)), self.config.seed,
+                            cell_key(cell))
 
-    def trained_energy(self, cell: Cell, activity) -> float | None:
+    def score_cell(self, cell: Cell, skeleton: str | None = None) -> Callable[[], dict]:
+        """What :meth:`row` calls to measure ``cell`` in ``skeleton`` when it is not cached."""
+        return lambda: self.measure(self.build_cell(cell, skeleton))
+
+    def trained_energy(self, cell: Cell, activity, skeleton: str | None = None) -> float | None:
         """Energy per inference of ``activity`` (e.g. after a short training) of ``cell`` on the target."""
         if not self.target.is_hardware:
             return None
-        return hardware_terms(self.build_cell(cell), activity, self.target)[0]["energy_j"]
+        return hardware_terms(self.build_cell(cell, skeleton), activity, self.target)[0]["energy_j"]
 
     def score_supernet(self, options: dict, ablated: Edge | None) -> Callable[[], dict]:
         """What :meth:`row` calls to measure the supernet holding ``options`` per pair, without ``ablated``."""

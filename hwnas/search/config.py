@@ -32,6 +32,7 @@ class SearchConfig:
     stages: int | None = None
     head_pool: int | None = None
     widths: tuple[int, ...] | None = None  # channels per stage (fixes the stages); None: one width throughout
+    skeletons: int = 1  # skeletons the pre-flight keeps for the search (every candidate is a cell in one of them)
     downsample: str | None = None     # None: maxpool; conv for growing widths; avgpool when deployable is netx
     encoding: str = "rate"
     timing: str | None = None
@@ -55,7 +56,8 @@ class SearchConfig:
     refine_energy_weight: float = DEFAULT_REFINE_ENERGY_WEIGHT
 
     def __post_init__(self) -> None:
-        positive = {"candidates": self.candidates, "timesteps": self.timesteps, "repeats": self.repeats}
+        positive = {"candidates": self.candidates, "timesteps": self.timesteps, "repeats": self.repeats,
+                    "skeletons": self.skeletons}
         for name, value in positive.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise OptionError(f"--{name} must be a positive integer, got {value!r}")

@@ -1,12 +1,14 @@
-"""Pre-flight: choose the macro skeleton (width, stages, head pooling) for the target before anything is scored.
+"""Pre-flight: choose the macro skeletons (widths per stage, stages, head pooling) for the target before anything
+is scored.
 
 A skeleton can be tried without any simulation: its network is built with a given cell and mapped onto the
 target's cores. If the lightest cell (one convolution from the cell's input to its output) breaks a rule of the
 target (fan-in, synaptic memory, cores) or the user's ``--max-cores``, no cell in that skeleton can fit; if the
 heaviest (a convolution on every pair) fits, every cell does. Skeletons are tried in order of preference (widest
-first, then fewest stages, then least head pooling); the first in which every cell fits is the search's, else
-the first in which some do. When none fits, the search stops at once with one line naming the rule, the
-layer, the figure, the limit and what to change, instead of scoring candidates that can never be deployed.
+first, doubling widths before even ones with conv downsampling, then fewest stages, then least head pooling);
+the first ``--skeletons`` K in which every cell fits are the search's (the first is the primary one), else the
+first in which some do. When none fits, the search stops at once with one line naming the rule, the layer, the
+figure, the limit and what to change, instead of scoring candidates that can never be deployed.
 """
 
 from __future__ import annotations
@@ -107,15 +109,17 @@ def check_skeleton(template: Architecture, target, max_cores: int | None, cell=L
     return broken
 
 
-def choose_skeleton(base: Architecture, target, width: int | None, stages: int | None, head_pool: int | None,
-                    max_cores: int | None = None, heaviest=HEAVIEST_CELL,
-                    widths: tuple[int, ...] | None = None) -> tuple[Architecture, dict]:
-    """The template architecture with the skeleton the search uses on ``target``, and a report of the pre-flight.
+def choose_skeletons(base: Architecture, target, width: int | None, stages: int | None, head_pool: int | None,
+                     max_cores: int | None = None, heaviest=HEAVIEST_CELL, widths: tuple[int, ...] | None = None,
+                     keep: int = 1) -> tuple[list[Architecture], dict]:
+    """The template architectures with the skeletons the search uses on ``target`` (the primary one first), and a
+    report of the pre-flight.
 
-    The first skeleton (in order of preference) in which every cell fits, judged by the space's ``heaviest``
-    cell (default: a convolution on every pair; :data:`HEAVIEST_CHAIN` for a space of chains), else the first in which the lightest cell fits (then the hardware terms reject
-    the cells that do not); :class:`SearchError` (one line) when not even the lightest cell fits any skeleton.
-    A target without cores takes the first skeleton."""
+    The first ``keep`` skeletons (in order of preference) in which every cell fits, judged by the space's
+    ``heaviest`` cell (default: a convolution on every pair; :data:`HEAVIEST_CHAIN` for a space of chains); when
+    there is none, the first in which the lightest cell fits alone (then the hardware terms reject the cells that
+    do not); :class:`SearchError` (one line) when not even the lightest cell fits any skeleton. A target without
+    cores takes the first ``keep``."""
     started = time.perf_counter()
     options = skeleton_options(base.input_shape, width, stages, head_pool, widths, base.downsample == "conv")
     if not options:
@@ -131,9 +135,9 @@ def choose_skeleton(base: Architecture, target, width: int | None, stages: int |
         except ArchitectureError as exc:
             rejected.append((skeleton, None, str(exc)))
     if not target.is_hardware:
-        skeleton, template = templates[0]
-        return template, _report(skeleton, "no hardware model", 1, rejected, started)
-    light_fits, crowded = [], set()
+        kept = templates[:keep]
+        return [t for _, t in kept], _report([s for s, _ in kept], "no hardware model", len(kept), rejected, started)
+    light_fits, fitting, crowded = [], [], set()
     for tried, (skeleton, template) in enumerate(templates, start=1):
         family = (skeleton.widths[0], skeleton.widths[-1] > skeleton.widths[0])  # first width; growing or not
         if family in crowded and light_fits:
@@ -147,15 +151,19 @@ def choose_skeleton(base: Architecture, target, width: int | None, stages: int |
             continue
         heavy = check_skeleton(template, target, max_cores, heaviest)
         if not heavy:
-            return template, _report(skeleton, "every cell fits", tried, rejected, started)
-        if heavy[0].rule != "fanin":
+            fitting.append((skeleton, template))
+            if len(fitting) == keep:
+                break
+        elif heavy[0].rule != "fanin":
             # cores, memory or fan-out: the full-resolution stage decides them, and more stages or pooling only
             # add populations; at this width heavy cells cannot fit
             crowded.add(family)
+    if fitting:
+        return [t for _, t in fitting], _report([s for s, _ in fitting], "every cell fits", tried, rejected, started)
     if light_fits:
         skeleton, template = light_fits[0]
-        return template, _report(skeleton, "the lightest cell fits; heavier cells may not", len(templates),
-                                 rejected, started)
+        return [template], _report([skeleton], "the lightest cell fits; heavier cells may not", len(templates),
+                                   rejected, started)
     skeleton, rule, violation = rejected[-1]  # the least demanding skeleton tried
     advice = ADVICE.get(rule, "choose a larger target")
     raise SearchError(f"no skeleton fits {target.name} (tried {len(rejected)} in "
@@ -163,7 +171,7 @@ def choose_skeleton(base: Architecture, target, width: int | None, stages: int |
                       f"breaks {violation}; {advice}")
 
 
-def _report(skeleton: Skeleton, verdict: str, tried: int, rejected: list, started: float) -> dict:
-    return {"skeleton": skeleton.to_dict(), "verdict": verdict, "tried": tried,
-            "rejected": [{"skeleton": s.to_dict(), "rule": r, "violation": v} for s, r, v in rejected],
+def _report(skeletons: list[Skeleton], verdict: str, tried: int, rejected: list, started: float) -> dict:
+    return {"skeleton": skeletons[0].to_dict(), "skeletons": [s.to_dict() for s in skeletons], "verdict": verdict,
+            "tried": tried, "rejected": [{"skeleton": s.to_dict(), "rule": r, "violation": v} for s, r, v in rejected],
             "seconds": time.perf_counter() - started}

@@ -34,12 +34,13 @@ def refined_fitness(val_accuracy: float, energy_j: float | None, energy_weight: 
 
 
 def refine_pool(rows: list[Row], k: int) -> list[Row]:
-    """The ``k`` usable (non-degenerate, feasible) candidate rows of highest fitness, one per cell."""
-    best: dict[str, Row] = {}
+    """The ``k`` usable (non-degenerate, feasible) candidate rows of highest fitness, one per cell and skeleton."""
+    best: dict[tuple[str, str], Row] = {}
     for row in rows:
         if row.is_candidate and row.usable:
-            if row.cell not in best or row.fitness > best[row.cell].fitness:
-                best[row.cell] = row
+            key = (row.cell, row.skeleton)
+            if key not in best or row.fitness > best[key].fitness:
+                best[key] = row
     return sorted(best.values(), key=lambda r: (-r.fitness, r.index))[:k]
 
 
@@ -68,14 +69,13 @@ def refine(config, space, result: StrategyResult, scorer, splits) -> tuple[Strat
     if config.strategy == "prune":  # prune scores one cell only: random cells from the whole space join the pool
         seen = {row.cell for row in rows if row.is_candidate}
         rng = np.random.default_rng([config.seed, 1])
-        for cell in random_cells(space, pool_sample_size(config.refine), rng):
-            key = cell_key(cell)
-            if key not in seen:
-                rows.append(scorer.row(f"cell|{key}", scorer.score_cell(cell),
-                                       {"index": len(rows), "kind": "cell", "cell": key}))
+        cells = random_cells(space, pool_sample_size(config.refine), rng)
+        for cell, skeleton in zip(cells, scorer.draw_skeletons(len(cells), np.random.default_rng([config.seed, 3]))):
+            if cell_key(cell) not in seen:
+                rows.append(scorer.cell_row(cell, skeleton, {"index": len(rows), "kind": "cell"}))
     pool = refine_pool(rows, config.refine)
     if not pool:  # nothing usable to train: the checks after the search report why
-        return StrategyResult(result.cell, rows), {"chosen_by": config.score, "refine": 0,
+        return StrategyResult(result.cell, rows, result.skeleton), {"chosen_by": config.score, "refine": 0,
                                                    "note": "no usable candidate to refine"}
     hardware = any(row.energy_j for row in pool)
     weight = config.refine_energy_weight if hardware else 0.0
@@ -85,27 +85,32 @@ def refine(config, space, result: StrategyResult, scorer, splits) -> tuple[Strat
         field = sorted(field, key=lambda r: (-(r.refine_fitness if r.refine_fitness is not None else r.fitness),
                                              r.index))[:count]
         for row in field:
-            cache_key = f"refine|{row.cell}|{epochs}"
+            primary = row.skeleton == scorer.primary
+            cache_key = f"refine|{row.cell}|{epochs}" + ("" if primary else f"|{row.skeleton}")
             if cache_key not in cache.results:
-                scorer.announce(f"refine: training {row.cell} for {epochs} epoch(s)")
+                scorer.announce(f"refine: training {row.cell}{'' if primary else ' in ' + row.skeleton} for "
+                                f"{epochs} epoch(s)")
                 cell = parse_cell_key(row.cell)
-                accuracy, activity = short_training(scorer.template.with_cell(cell), splits, epochs, config.seed, "val")
-                cache.results[cache_key] = {"val_accuracy": accuracy, "energy_j": scorer.trained_energy(cell, activity)}
+                accuracy, activity = short_training(scorer.architecture(cell, row.skeleton), splits, epochs,
+                                                    config.seed, "val")
+                cache.results[cache_key] = {"val_accuracy": accuracy,
+                                            "energy_j": scorer.trained_energy(cell, activity, row.skeleton)}
                 cache.save()
             cached = cache.results[cache_key]
             row.refine_epochs = epochs
             row.refine_accuracy = cached["val_accuracy"]
             row.refine_energy_j = cached.get("energy_j") or row.energy_j
             row.refine_fitness = refined_fitness(row.refine_accuracy, row.refine_energy_j, weight)
-        rungs.append({"epochs": epochs, "cells": [{"cell": r.cell, "val_accuracy": r.refine_accuracy,
-                                                    "energy_j": r.refine_energy_j, "refine_fitness": r.refine_fitness}
+        rungs.append({"epochs": epochs, "cells": [{"cell": r.cell, "skeleton": r.skeleton,
+                                                    "val_accuracy": r.refine_accuracy, "energy_j": r.refine_energy_j,
+                                                    "refine_fitness": r.refine_fitness}
                                                    for r in field]})
     chosen = max(field, key=lambda r: (r.refine_fitness, -r.index))
     signal = {"chosen_by": f"short training (successive halving up to {rungs[-1]['epochs']} epoch(s), validation "
                            "accuracy)",
               "refine": config.refine, "refine_epochs": config.refine_epochs,
               "refine_energy_weight": weight, "preselected_by": config.score, "rungs": rungs,
-              "pool": [{"cell": r.cell, "fitness": r.fitness, "energy_j": r.energy_j,
+              "pool": [{"cell": r.cell, "skeleton": r.skeleton, "fitness": r.fitness, "energy_j": r.energy_j,
                         "refine_epochs": r.refine_epochs, "refine_accuracy": r.refine_accuracy,
                         "refine_energy_j": r.refine_energy_j, "refine_fitness": r.refine_fitness} for r in pool]}
-    return StrategyResult(parse_cell_key(chosen.cell), rows), signal
+    return StrategyResult(parse_cell_key(chosen.cell), rows, chosen.skeleton), signal

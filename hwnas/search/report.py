@@ -13,7 +13,7 @@ from ..io_utils import write_bytes_atomic, write_csv_atomic, write_json_atomic
 from ..run_folder import RunFolder
 from .rows import CSV_COLUMNS, Row, sort_key
 
-WINNER_FIELDS = ("cell", "score", "fitness", "energy_j", "cores", "step_time_s", "firing_rate", "silent_share",
+WINNER_FIELDS = ("cell", "skeleton", "score", "fitness", "energy_j", "cores", "step_time_s", "firing_rate", "silent_share",
                  "spikes_per_sample", "synops_per_sample", "neurons", "latency_steps")
 
 
@@ -29,7 +29,7 @@ def write_report(folder: RunFolder, config, target, timing: str, splits, device,
     or breaks a rule raises :class:`SearchError` after ``search.csv`` is written (naming it).
 
     ``hardware_estimate()`` returns the winner's (estimate, mapping) on a hardware target; ``preflight`` is the
-    report of the skeleton's choice (:func:`hwnas.search.preflight.choose_skeleton`)."""
+    report of the skeleton's choice (:func:`hwnas.search.preflight.choose_skeletons`)."""
     write_csv_atomic(folder.search_csv, CSV_COLUMNS, (r.csv_fields() for r in rows))
     candidates = [r for r in rows if r.is_candidate]
     scanned = [r for r in rows if r.kind != "final"] if config.strategy == "prune" else rows
@@ -75,7 +75,8 @@ def write_report(folder: RunFolder, config, target, timing: str, splits, device,
                               f"batches ({config.bn_mode} batch-norm), per inference"}
         report["mapping"] = mapping.summary()
         report["files"]["pareto"] = folder.pareto.name
-        refined = next((c for c in signal.get("rungs", [{}])[-1].get("cells", []) if c["cell"] == winner.cell), None)
+        refined = next((c for c in signal.get("rungs", [{}])[-1].get("cells", [])
+                        if (c["cell"], c["skeleton"]) == (winner.cell, winner.skeleton)), None)
         if refined and refined.get("energy_j"):
             report["refined_estimate"] = {"energy_j": refined["energy_j"], "training_epochs": signal["rungs"][-1]["epochs"],
                                           "note": "activity of the winner after its refinement training, on the "

@@ -1,6 +1,6 @@
 """One typed row per scored evaluation of a search: what ``search.csv`` holds and what the strategies rank.
 
-A row is a candidate cell (``kind`` ``cell``, or ``final`` for the prune strategy's last cell), a supernet
+A row is a candidate cell in one skeleton (``kind`` ``cell``, or ``final`` for the prune strategy's last cell), a supernet
 (``supernet``) or a supernet with one op switched off (``ablation``). The measured fields come from the
 evaluation (cached in the checkpoint), the hardware fields from the target's mapping and energy model (None on a
 target without one), ``fitness`` from both; ``rank`` and the ``refine_*`` fields are filled in later.
@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, fields
 # What the evaluation of one network measures (the cached part of a row).
 MEASURED = ("score", "degenerate", "reason", "silent_share", "firing_rate", "spikes_per_sample", "synops_per_sample",
             "neurons", "latency_steps", "seconds", "energy_j", "cores", "step_time_s", "feasible", "rule", "violation")
-CSV_COLUMNS = ("index", "kind", "round", "cell", "ablated", "score", "degenerate", "reason", "energy_j", "cores",
+CSV_COLUMNS = ("index", "kind", "round", "cell", "skeleton", "ablated", "score", "degenerate", "reason", "energy_j", "cores",
                "feasible", "rule", "violation", "fitness", "importance", "firing_rate", "silent_share",
                "spikes_per_sample", "synops_per_sample", "neurons", "latency_steps", "step_time_s", "seconds", "rank",
                "refine_epochs", "refine_accuracy", "refine_energy_j", "refine_fitness")
@@ -33,6 +33,7 @@ class Row:
     score: float
     degenerate: bool
     fitness: float
+    skeleton: str = ""   # Architecture.skeleton_key of the skeleton the cell was built in
     reason: str = ""
     round: int | None = None
     ablated: str | None = None

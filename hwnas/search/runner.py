@@ -31,7 +31,7 @@ from ..sim.seeding import pick_device
 from .candidates import CandidateScorer, restore_scores, stored_result
 from .config import SearchConfig
 from .evaluate import Evaluator, ScoreConfig
-from .preflight import HEAVIEST_CELL, HEAVIEST_CHAIN, choose_skeleton
+from .preflight import HEAVIEST_CELL, HEAVIEST_CHAIN, choose_skeletons
 from .refine import refine
 from .report import rank_candidates, write_report
 from .rows import Row
@@ -70,7 +70,7 @@ def scoring_batches(config: SearchConfig, splits) -> list[torch.Tensor]:
 def template_architecture(config: SearchConfig, splits, timing: str) -> Architecture:
     """The architecture every candidate shares (data shapes, width, timesteps, neuron, timing; the skeleton the
     configuration fixes, else the input-size defaults); its cell is a placeholder that ``with_cell`` replaces.
-    :func:`hwnas.search.preflight.choose_skeleton` fits the skeleton to a target."""
+    :func:`hwnas.search.preflight.choose_skeletons` fits the skeletons to a target."""
     return Architecture(
         cell=(Edge(0, 1, "conv3x3"), Edge(0, 2, "zero"), Edge(0, 3, "zero"), Edge(1, 2, "zero"),
               Edge(1, 3, "conv3x3"), Edge(2, 3, "zero")),
@@ -128,9 +128,10 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False,
     if splits.kind == "frames" and config.encoding != "rate":
         raise OptionError("event datasets are spikes already: --encoding applies to static images only")
     space = SearchSpace(allow_backward=config.allow_backward, chains_only=config.deployable == "netx")
-    template, preflight = choose_skeleton(template_architecture(config, splits, timing), target, config.width,
-                                          config.stages, config.head_pool, config.max_cores,
-                                          HEAVIEST_CHAIN if space.chains_only else HEAVIEST_CELL, config.widths)
+    templates, preflight = choose_skeletons(template_architecture(config, splits, timing), target, config.width,
+                                            config.stages, config.head_pool, config.max_cores,
+                                            HEAVIEST_CHAIN if space.chains_only else HEAVIEST_CELL, config.widths,
+                                            config.skeletons)
     score_config = ScoreConfig(config.score, config.batch_size, config.repeats, config.bn_mode, config.reset_state)
     device = pick_device()
     evaluator = Evaluator(scoring_batches(config, splits), score_config, device)
@@ -138,14 +139,15 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False,
     if not resume:
         cache.save()
     total = min(config.candidates, space.size()) if config.strategy == "random" else None  # prune: rounds vary
-    scorer = CandidateScorer(config, target, template, evaluator, cache, space, total, progress)
+    scorer = CandidateScorer(config, target, templates, evaluator, cache, space, total, progress)
     started = time.perf_counter()
     try:
         if config.strategy == "random":
-            result = run_random(space, config.candidates, np.random.default_rng(config.seed), scorer.score_cell,
-                                scorer.row)
+            skeleton_rng = np.random.default_rng([config.seed, 2])
+            result = run_random(space, config.candidates, np.random.default_rng(config.seed), scorer.cell_row,
+                                lambda count: scorer.draw_skeletons(count, skeleton_rng))
         else:
-            result = run_prune(space, scorer.score_supernet, scorer.score_cell, scorer.row)
+            result = run_prune(space, scorer.score_supernet, scorer.cell_row, scorer.row)
         signal = {"chosen_by": config.score, "refine": 0}
         if config.refine:
             result, signal = refine(config, space, result, scorer, splits)
@@ -157,12 +159,12 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False,
 
     rows = result.rows
     rank_candidates(rows)
-    winner_key = cell_key(result.cell)
-    winner = next(r for r in rows if r.is_candidate and r.cell == winner_key)
-    architecture = template.with_cell(result.cell)
+    winner_key, skeleton = cell_key(result.cell), result.skeleton or scorer.primary
+    winner = next(r for r in rows if r.is_candidate and (r.cell, r.skeleton) == (winner_key, skeleton))
+    architecture = scorer.architecture(result.cell, skeleton)
 
     def hardware_estimate():
-        net = scorer.build_cell(result.cell)
+        net = scorer.build_cell(result.cell, skeleton)
         activity = evaluator.evaluate(net)["activity"]
         _, mapping, estimate = hardware_terms(net, activity, target, config.max_cores, config.max_energy)
         return estimate, mapping

@@ -1,7 +1,8 @@
-"""Search strategies. A strategy only talks to the space (sample, choices, validity) and to two scoring
-callbacks; every result passes through a cache keyed by text, which is what makes a search resumable.
+"""Search strategies. A strategy only talks to the space (sample, choices, validity) and to scoring callbacks;
+every result passes through a cache keyed by text, which is what makes a search resumable.
 
-* ``random`` (SNASNet, Kim et al. ECCV 2022): sample N distinct canonical cells, score each, keep the best.
+* ``random`` (SNASNet, Kim et al. ECCV 2022): sample N distinct canonical cells, each in a skeleton drawn from
+  those the pre-flight kept, score each, keep the best.
 * ``prune`` (LightSNN, Liu et al. 2025): start from a supernet holding every op on every pair; each round,
   score the supernet with each op ablated, and on every pair drop the op whose removal costs the least score
   (importance = fitness(supernet) - fitness(without op), where fitness is the score, less the energy penalty on a
@@ -24,14 +25,17 @@ from .space import SearchSpace
 # A scoring callback: cache key, a function that computes the measured fields when they are not cached, and the
 # row's own fields (index, kind, cell, ...); it returns the row.
 Scorer = Callable[[str, Callable[[], dict], dict], Row]
+# Scores a cell in a skeleton (None: the primary one), with the row's own fields (index, kind, ...).
+CellScorer = Callable[[Cell, "str | None", dict], Row]
 
 
 @dataclass
 class StrategyResult:
-    """The chosen cell and the rows (one per scored evaluation) the strategy produced."""
+    """The chosen cell, its skeleton (None: the primary one) and the rows (one per scored evaluation)."""
 
     cell: Cell
     rows: list[Row] = field(default_factory=list)
+    skeleton: str | None = None
 
 
 def random_cells(space: SearchSpace, count: int, rng: np.random.Generator) -> list[Cell]:
@@ -51,17 +55,16 @@ def random_cells(space: SearchSpace, count: int, rng: np.random.Generator) -> li
     return cells
 
 
-def run_random(space: SearchSpace, count: int, rng: np.random.Generator,
-               score_cell: Callable[[Cell], Callable[[], dict]], scorer: Scorer) -> StrategyResult:
-    """Score ``count`` random distinct cells; the best non-degenerate one wins."""
-    rows = []
+def run_random(space: SearchSpace, count: int, rng: np.random.Generator, cell_row: CellScorer,
+               skeletons: Callable[[int], list] = lambda count: [None] * count) -> StrategyResult:
+    """Score ``count`` random distinct cells, each in the skeleton ``skeletons(count)`` gives it; the best
+    usable one wins."""
     cells = random_cells(space, count, rng)
-    for index, cell in enumerate(cells):
-        key = cell_key(cell)
-        row = scorer(f"cell|{key}", score_cell(cell), {"index": index, "kind": "cell", "cell": key})
-        rows.append(row)
+    drawn = skeletons(len(cells))
+    rows = [cell_row(cell, skeleton, {"index": index, "kind": "cell"})
+            for index, (cell, skeleton) in enumerate(zip(cells, drawn))]
     best = min(rows, key=sort_key)
-    return StrategyResult(cells[best.index], rows)
+    return StrategyResult(cells[best.index], rows, drawn[best.index])
 
 
 def _options_key(options: dict[tuple[int, int], list[Edge]]) -> str:
@@ -75,7 +78,7 @@ def _importance(base: float, ablated: float) -> float:
 
 
 def run_prune(space: SearchSpace, score_supernet: Callable[[dict, Edge | None], Callable[[], dict]],
-              score_cell: Callable[[Cell], Callable[[], dict]], scorer: Scorer) -> StrategyResult:
+              cell_row: CellScorer, scorer: Scorer) -> StrategyResult:
     """LightSNN-style pruning by importance; the zero op's ablation changes nothing, so its importance is 0."""
     options = {pair: list(space.choices[pair]) for pair in PAIRS}
     rows = []
@@ -107,8 +110,7 @@ def run_prune(space: SearchSpace, score_supernet: Callable[[dict, Edge | None], 
                     options = trial
                     break
     cell = canonical_cell(tuple(options[pair][0] for pair in PAIRS))
-    final = scorer(f"cell|{cell_key(cell)}", score_cell(cell),
-                   {"index": len(rows), "kind": "final", "round": round_number, "cell": cell_key(cell)})
+    final = cell_row(cell, None, {"index": len(rows), "kind": "final", "round": round_number})
     rows.append(final)
     return StrategyResult(cell, rows)
 
