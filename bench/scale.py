@@ -10,6 +10,7 @@ per shape: evaluations, seconds, feasible share, the winner's skeleton, cores, n
 the winner briefly, exports it to NIR and runs a few test samples in Lava fixed-point next to the integer twin.
 
     .venv/bin/python bench/scale.py [--shapes nmnist,dvsgesture,cifar10] [--max-samples 600] [--out DIR]
+                                    [--deployable netx]
 """
 
 from __future__ import annotations
@@ -109,9 +110,10 @@ def write_cifar10(root: Path, count: int, seed: int = 0) -> None:
 WRITERS = {"nmnist": write_nmnist, "dvsgesture": write_dvsgesture, "cifar10": write_cifar10}
 
 
-def deploy_check(run_dir: Path, samples: int) -> str:
+def deploy_check(run_dir: Path, samples: int, netx: bool = False) -> str:
     """Train the winner briefly (1 epoch + 1 epoch 8-bit QAT), export it to NIR and run ``samples`` test samples
-    in Lava fixed-point next to hwnas' integer twin; one line with what happened."""
+    in Lava fixed-point next to hwnas' integer twin; with ``netx`` also ``hwnas export --format netx`` (which
+    loads the file with netx and runs it in Lava); one line with what happened."""
     import torch
 
     from hwnas.data import load_dataset
@@ -131,9 +133,15 @@ def deploy_check(run_dir: Path, samples: int) -> str:
     with torch.no_grad():
         result = compare(read_graph(folder.export("nir")), inputs, labels, 1e-3, "lava_fixed")
     identical = all(row["identical"] for row in result.layers.values())
+    netx_note = ""
+    if netx:
+        from hwnas.cli import main as hwnas_main
+
+        status = hwnas_main(["export", str(run_dir), "--format", "netx"])
+        netx_note = f"; hwnas export --format netx exited {status}"
     return (f"trained 1+1 epochs: test accuracy {100 * outcome.report['test_accuracy']:.1f}%; NIR exported; "
             f"Lava fixed-point on {samples} samples: {'IDENTICAL to' if identical else 'DIFFERENT from'} hwnas' "
-            f"integer twin in every layer ({time.perf_counter() - started:.0f} s)")
+            f"integer twin in every layer{netx_note} ({time.perf_counter() - started:.0f} s)")
 
 
 def main() -> None:
@@ -143,6 +151,7 @@ def main() -> None:
     parser.add_argument("--max-samples", type=int, default=600, help="samples read per split (--max-samples)")
     parser.add_argument("--refine", type=int, default=None, help="override --refine (default: the search's)")
     parser.add_argument("--out", default=None, help="keep data and runs here (default: a temporary folder)")
+    parser.add_argument("--deployable", default="any", help="--deployable of the search (netx: also export netx)")
     parser.add_argument("--deploy-samples", type=int, default=4,
                         help="train each winner briefly, export it and run this many samples in Lava (0: skip)")
     args = parser.parse_args()
@@ -155,7 +164,7 @@ def main() -> None:
                 WRITERS[name](data, args.samples)
             extra = {} if args.refine is None else {"refine": args.refine}
             config = SearchConfig(target="loihi2", dataset=name, data_dir=str(data), max_samples=args.max_samples,
-                                  **extra)
+                                  deployable=args.deployable, **extra)
             started = time.perf_counter()
             outcome = run_search(config, base / f"run-{name}-{int(time.time())}")
             seconds = time.perf_counter() - started
@@ -167,13 +176,14 @@ def main() -> None:
             print(f"{name:10s} input {report['dataset']['input_shape']}: {report['evaluations']} evaluations in "
                   f"{seconds:.0f} s (pre-flight {report['preflight']['seconds']:.1f} s), feasible share "
                   f"{100 * feasible:.0f}% of {len(candidates)} candidates; winner {outcome.winner.cell}")
-            print(f"{'':10s} skeleton width {skeleton['width']}, {skeleton['stages']} stages, head pooling "
-                  f"{skeleton['head_pool']}; {totals['cores']} cores, {outcome.winner.neurons} neurons, "
+            print(f"{'':10s} skeleton widths {skeleton['widths']}, {skeleton['downsample']} downsampling, head "
+                  f"pooling {skeleton['head_pool']}; {totals['cores']} cores, {outcome.winner.neurons} neurons, "
                   f"{1e6 * totals['energy_j']:.1f} uJ per inference (untrained)"
                   + (f", {1e6 * report['refined_estimate']['energy_j']:.1f} uJ after refinement"
                      if "refined_estimate" in report else ""), flush=True)
             if args.deploy_samples:
-                print(f"{'':10s} {deploy_check(outcome.out_dir, args.deploy_samples)}", flush=True)
+                print(f"{'':10s} {deploy_check(outcome.out_dir, args.deploy_samples, args.deployable == 'netx')}",
+                      flush=True)
 
 
 if __name__ == "__main__":
