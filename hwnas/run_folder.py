@@ -30,6 +30,7 @@ CHECKPOINT = "checkpoint.json"
 PARETO = "pareto.png"
 MODEL = "model.pt"
 TRAIN_REPORT = "train.json"
+SUPERNET = "supernet.pt"
 EXPORTS = {"nir": "model.nir", "onnx": "model.onnx", "netx": "model.h5"}
 VALIDATION = "validation.json"
 VALIDATION_PLOT = "validation.png"
@@ -71,6 +72,10 @@ class RunFolder:
     @property
     def train_report(self) -> Path:
         return self.path / TRAIN_REPORT
+
+    @property
+    def supernet(self) -> Path:
+        return self.path / SUPERNET
 
     def export(self, fmt: str) -> Path:
         """Where ``hwnas export --format fmt`` writes (``nir``, ``onnx``, ``netx``)."""

@@ -46,6 +46,7 @@ def add_parser(commands) -> None:
                "  hwnas search --target loihi2                      prune search + refinement on the digits data\n"
                "  hwnas search --refine 0                           training-free: the score alone decides\n"
                "  hwnas search --strategy random --candidates 1000  SNASNet-style random search\n"
+               "  hwnas search --strategy evolution                 AutoSNN: supernet + spike-aware evolution\n"
                "  hwnas search --energy-weight 0                    ignore energy (rules still apply)\n"
                "  hwnas search --target software                    no hardware: zero-delay timing, no limits\n"
                "  hwnas search --deployable netx                    a winner that hwnas export --format netx writes\n"
@@ -106,9 +107,22 @@ def add_parser(commands) -> None:
     group = search.add_argument_group("strategy and score")
     group.add_argument("--strategy", choices=STRATEGIES, default=D.strategy,
                        help="prune = LightSNN pruning by importance over a supernet; random = SNASNet random "
-                            "sampling of --candidates cells (default: %(default)s)")
+                            "sampling of --candidates cells; evolution = AutoSNN: train a one-shot supernet "
+                            "(uniform single-path sampling), then evolve cells scored by their accuracy with the "
+                            "supernet's weights times (spikes / average spikes)^lambda (default: %(default)s)")
     group.add_argument("--candidates", type=positive_int, default=D.candidates,
                        help="cells scored by the random strategy (default: %(default)s)")
+    group.add_argument("--population", type=positive_int, default=D.population,
+                       help="evolution: random cells to start with, and new cells per generation, bred from the "
+                            "best half so far by mutation or crossover (default: %(default)s)")
+    group.add_argument("--generations", type=non_negative_int, default=D.generations,
+                       help="evolution: generations after the first (default: %(default)s)")
+    group.add_argument("--supernet-epochs", type=positive_int, default=D.supernet_epochs,
+                       help="evolution: epochs of the supernet's training, saved in DIR/supernet.pt after each "
+                            "(default: %(default)s)")
+    group.add_argument("--spike-lambda", type=float, default=D.spike_lambda,
+                       help="evolution: lambda of AutoSNN's fitness Acc x (N / N_avg)^lambda; negative favours "
+                            "fewer spikes (default: %(default)s, AutoSNN's)")
     group.add_argument("--score", choices=SCORE_NAMES, default=D.score,
                        help="sahd = sparsity-aware Hamming distance (SNASNet/LightSNN); naswot = plain Hamming "
                             "kernel of the concatenated codes (default: %(default)s)")
@@ -168,7 +182,8 @@ def run(args: argparse.Namespace) -> int:
             energy_weight=args.energy_weight,
             max_cores=args.max_cores, max_energy=args.max_energy,
             refine=args.refine, refine_epochs=args.refine_epochs,
-            refine_energy_weight=args.refine_energy_weight,
+            refine_energy_weight=args.refine_energy_weight, population=args.population,
+            generations=args.generations, supernet_epochs=args.supernet_epochs, spike_lambda=args.spike_lambda,
         )
         out = Path(args.out) if args.out else Path("runs") / time.strftime("search-%Y%m%d-%H%M%S")
     bar = ProgressBar(enabled=not args.quiet)
@@ -200,8 +215,13 @@ def run(args: argparse.Namespace) -> int:
         refined = report["refined_estimate"]
         print(f"  on {report['target']['name']} after its {refined['training_epochs']}-epoch refinement training: "
               f"{refined['energy_j'] * 1e6:.3g} uJ per inference")
-    print(f"  {report['config']['score']} score {winner.score:.4g}, firing rate at init {winner.firing_rate:.3f}, "
-          f"{winner.spikes_per_sample:.0f} spikes and {winner.synops_per_sample:.0f} synaptic ops per sample, "
+    if winner.accuracy is not None:
+        measured = (f"  spike-aware fitness {winner.score:.4g} (validation accuracy {100 * winner.accuracy:.2f}% with "
+                    f"the supernet's weights; supernet N_avg {signal['supernet']['spikes_avg']:.0f}), firing rate "
+                    f"{winner.firing_rate:.3f}, ")
+    else:
+        measured = f"  {report['config']['score']} score {winner.score:.4g}, firing rate at init {winner.firing_rate:.3f}, "
+    print(measured + f"{winner.spikes_per_sample:.0f} spikes and {winner.synops_per_sample:.0f} synaptic ops per sample, "
           f"latency {winner.latency_steps} steps ({report['timing']} timing, target {report['target']['name']})")
     if "estimate" in report:
         totals = report["estimate"]["totals"]

@@ -40,11 +40,15 @@ class CandidateScorer:
         self.progress = progress
         self.done = 0
         self._supernet = None
+        self.cell_measure: Callable[[Cell], dict] | None = None  # replaces the zero-cost measure (evolution)
 
     @property
     def energy_weight(self) -> float:
-        """The weight of the energy term in the fitness (0 on a target without a hardware model)."""
-        return self.config.energy_weight if self.target.is_hardware else 0.0
+        """The weight of the energy term in the fitness (0 on a target without a hardware model); the evolution's
+        scores are accuracy points, so it takes the refinement's weight (points per doubling of energy)."""
+        if not self.target.is_hardware:
+            return 0.0
+        return self.config.refine_energy_weight if self.config.strategy == "evolution" else self.config.energy_weight
 
     def row(self, cache_key: str, compute: Callable[[], dict], extra: dict) -> Row:
         """The row of an evaluation: cached measurements (``compute()`` when not cached) plus ``extra`` fields."""
@@ -99,6 +103,8 @@ class CandidateScorer:
 
     def score_cell(self, cell: Cell, skeleton: str | None = None) -> Callable[[], dict]:
         """What :meth:`row` calls to measure ``cell`` in ``skeleton`` when it is not cached."""
+        if self.cell_measure is not None:
+            return lambda: self.cell_measure(cell)
         return lambda: self.measure(self.build_cell(cell, skeleton))
 
     def trained_energy(self, cell: Cell, activity, skeleton: str | None = None) -> float | None:

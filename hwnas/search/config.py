@@ -7,7 +7,8 @@ from dataclasses import asdict, dataclass, fields
 
 from ..arch.choices import DOWNSAMPLES, ENCODINGS, TIMINGS
 from ..errors import OptionError, ResumeError
-from .names import BN_MODES, DEFAULT_REFINE, DEFAULT_REFINE_ENERGY_WEIGHT, DEPLOYABLES, STRATEGIES
+from .names import (BN_MODES, DEFAULT_REFINE, DEFAULT_REFINE_ENERGY_WEIGHT, DEFAULT_SPIKE_LAMBDA, DEPLOYABLES,
+                    STRATEGIES)
 
 # Default --energy-weight: score points per doubling of energy. Measured on digits/loihi2 (200 random cells, seed 0):
 # SAHD scores spread over 39 points and energies over 3.6 doublings; the best-scoring cell stays the winner up
@@ -54,10 +55,15 @@ class SearchConfig:
     refine: int = DEFAULT_REFINE
     refine_epochs: int = 1
     refine_energy_weight: float = DEFAULT_REFINE_ENERGY_WEIGHT
+    population: int = 16          # evolution: candidates per generation (and random ones to start)
+    generations: int = 6          # evolution: rounds of mutation and crossover
+    supernet_epochs: int = 5      # evolution: epochs of the one-shot supernet's training
+    spike_lambda: float = DEFAULT_SPIKE_LAMBDA  # evolution: lambda of F = Acc x (N / N_avg)^lambda
 
     def __post_init__(self) -> None:
         positive = {"candidates": self.candidates, "timesteps": self.timesteps, "repeats": self.repeats,
-                    "skeletons": self.skeletons}
+                    "skeletons": self.skeletons, "population": self.population,
+                    "supernet_epochs": self.supernet_epochs}
         for name, value in positive.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise OptionError(f"--{name} must be a positive integer, got {value!r}")
@@ -73,6 +79,14 @@ class SearchConfig:
             raise OptionError(f"--max-cores must be a positive integer, got {self.max_cores!r}")
         if self.max_energy is not None and not self.max_energy > 0:
             raise OptionError(f"--max-energy must be a positive number of joules, got {self.max_energy!r}")
+        if isinstance(self.generations, bool) or not isinstance(self.generations, int) or self.generations < 0:
+            raise OptionError(f"--generations must be a non-negative integer, got {self.generations!r}")
+        if isinstance(self.spike_lambda, bool) or not isinstance(self.spike_lambda, (int, float)) \
+                or not -10 <= self.spike_lambda <= 10:
+            raise OptionError(f"--spike-lambda must be a number in [-10, 10], got {self.spike_lambda!r}")
+        if self.strategy == "evolution" and self.skeletons != 1:
+            raise OptionError("--strategy evolution searches cells in one skeleton (its supernet's): leave "
+                              "--skeletons at 1")
         if self.refine < 0 or self.refine_epochs < 1:
             raise OptionError(f"--refine must be >= 0 and --refine-epochs >= 1, got {self.refine}, {self.refine_epochs}")
         if self.max_samples is not None and self.max_samples < 1:

@@ -1,6 +1,6 @@
 """Names of the search's choices, importable without torch (the CLI's help lists them)."""
 
-STRATEGIES = ("prune", "random")
+STRATEGIES = ("prune", "random", "evolution")
 SCORE_NAMES = ("sahd", "naswot")
 BN_MODES = ("batch", "identity")
 # --deployable: any = every cell the simulators run; netx = only what lava-dl's netx format holds (chains of
@@ -16,3 +16,5 @@ DEFAULT_REFINE = 8
 # Replaying selection on the 40 proxy-check cells (1-epoch accuracy, random pools of 16): weight 1 kept the
 # winner's mean accuracy percentile at 86 (87 at weight 0), weight 4 pulled it to 76 for 0.75x the energy.
 DEFAULT_REFINE_ENERGY_WEIGHT = 1.0
+# AutoSNN's default weight of the spike term (Na et al., ICML 2022: lambda = -0.08 in F = Acc x (N/N_avg)^lambda)
+DEFAULT_SPIKE_LAMBDA = -0.08

@@ -58,6 +58,13 @@ def pool_sample_size(k: int) -> int:
     return 3 * k
 
 
+def preselection_signal(config) -> str:
+    """What ranked the candidates before any refinement training."""
+    if config.strategy == "evolution":
+        return f"spike-aware fitness with supernet weights (lambda {config.spike_lambda:g})"
+    return config.score
+
+
 def refine(config, space, result: StrategyResult, scorer, splits) -> tuple[StrategyResult, dict]:
     """Successive halving over the ``config.refine`` best-fitness candidates of ``result``, chosen by
     short-training accuracy plus the energy term of the trained network; ``scorer`` is the search's
@@ -75,8 +82,8 @@ def refine(config, space, result: StrategyResult, scorer, splits) -> tuple[Strat
                 rows.append(scorer.cell_row(cell, skeleton, {"index": len(rows), "kind": "cell"}))
     pool = refine_pool(rows, config.refine)
     if not pool:  # nothing usable to train: the checks after the search report why
-        return StrategyResult(result.cell, rows, result.skeleton), {"chosen_by": config.score, "refine": 0,
-                                                   "note": "no usable candidate to refine"}
+        return StrategyResult(result.cell, rows, result.skeleton), {
+            "chosen_by": preselection_signal(config), "refine": 0, "note": "no usable candidate to refine"}
     hardware = any(row.energy_j for row in pool)
     weight = config.refine_energy_weight if hardware else 0.0
     cache = scorer.cache
@@ -109,7 +116,7 @@ def refine(config, space, result: StrategyResult, scorer, splits) -> tuple[Strat
     signal = {"chosen_by": f"short training (successive halving up to {rungs[-1]['epochs']} epoch(s), validation "
                            "accuracy)",
               "refine": config.refine, "refine_epochs": config.refine_epochs,
-              "refine_energy_weight": weight, "preselected_by": config.score, "rungs": rungs,
+              "refine_energy_weight": weight, "preselected_by": preselection_signal(config), "rungs": rungs,
               "pool": [{"cell": r.cell, "skeleton": r.skeleton, "fitness": r.fitness, "energy_j": r.energy_j,
                         "refine_epochs": r.refine_epochs, "refine_accuracy": r.refine_accuracy,
                         "refine_energy_j": r.refine_energy_j, "refine_fitness": r.refine_fitness} for r in pool]}

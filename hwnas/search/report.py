@@ -13,7 +13,7 @@ from ..io_utils import write_bytes_atomic, write_csv_atomic, write_json_atomic
 from ..run_folder import RunFolder
 from .rows import CSV_COLUMNS, Row, sort_key
 
-WINNER_FIELDS = ("cell", "skeleton", "score", "fitness", "energy_j", "cores", "step_time_s", "firing_rate", "silent_share",
+WINNER_FIELDS = ("cell", "skeleton", "score", "accuracy", "fitness", "energy_j", "cores", "step_time_s", "firing_rate", "silent_share",
                  "spikes_per_sample", "synops_per_sample", "neurons", "latency_steps")
 
 
@@ -39,7 +39,10 @@ def write_report(folder: RunFolder, config, target, timing: str, splits, device,
     for row in infeasible:
         broken_rules[row.rule] = broken_rules.get(row.rule, 0) + 1
     if target.is_hardware:
-        write_pareto(folder.pareto, candidates, winner, target.name, config.energy_weight)
+        evolution = config.strategy == "evolution"
+        write_pareto(folder.pareto, candidates, winner, target.name,
+                     config.refine_energy_weight if evolution else config.energy_weight,
+                     "spike-aware fitness (accuracy points, supernet weights)" if evolution else "score (log |det K|)")
     if winner.degenerate:
         raise SearchError(f"every candidate was degenerate ({winner.reason}); results are in {folder.search_csv}; "
                           f"try --bn-mode batch, more --timesteps or --encoding direct")
@@ -85,7 +88,8 @@ def write_report(folder: RunFolder, config, target, timing: str, splits, device,
     return report
 
 
-def write_pareto(path: Path, rows: list[Row], winner: Row, target: str, weight: float) -> None:
+def write_pareto(path: Path, rows: list[Row], winner: Row, target: str, weight: float,
+                 score_label: str = "score (log |det K|)") -> None:
     """Score versus energy of every candidate, feasible and infeasible marked, the winner circled."""
     import io
 
@@ -114,7 +118,7 @@ def write_pareto(path: Path, rows: list[Row], winner: Row, target: str, weight: 
                      linewidths=1.5, label=f"winner (energy weight {weight:g})")
     axes.set_xscale("log")
     axes.set_xlabel(f"energy per inference on {target} (uJ, untrained activity)")
-    axes.set_ylabel("score (log |det K|)")
+    axes.set_ylabel(score_label)
     axes.set_title("hwnas search: score versus energy")
     if points:
         axes.legend(fontsize=8)

@@ -12,13 +12,13 @@ import math
 from dataclasses import asdict, dataclass, fields
 
 # What the evaluation of one network measures (the cached part of a row).
-MEASURED = ("score", "degenerate", "reason", "silent_share", "firing_rate", "spikes_per_sample", "synops_per_sample",
+MEASURED = ("score", "accuracy", "degenerate", "reason", "silent_share", "firing_rate", "spikes_per_sample", "synops_per_sample",
             "neurons", "latency_steps", "seconds", "energy_j", "cores", "step_time_s", "feasible", "rule", "violation")
-CSV_COLUMNS = ("index", "kind", "round", "cell", "skeleton", "ablated", "score", "degenerate", "reason", "energy_j", "cores",
+CSV_COLUMNS = ("index", "kind", "round", "cell", "skeleton", "ablated", "score", "accuracy", "degenerate", "reason", "energy_j", "cores",
                "feasible", "rule", "violation", "fitness", "importance", "firing_rate", "silent_share",
                "spikes_per_sample", "synops_per_sample", "neurons", "latency_steps", "step_time_s", "seconds", "rank",
                "refine_epochs", "refine_accuracy", "refine_energy_j", "refine_fitness")
-_FLOAT_COLUMNS = ("score", "fitness", "importance", "energy_j", "step_time_s", "firing_rate", "silent_share",
+_FLOAT_COLUMNS = ("score", "accuracy", "fitness", "importance", "energy_j", "step_time_s", "firing_rate", "silent_share",
                   "spikes_per_sample", "synops_per_sample", "seconds", "refine_accuracy", "refine_energy_j",
                   "refine_fitness")
 
@@ -34,6 +34,7 @@ class Row:
     degenerate: bool
     fitness: float
     skeleton: str = ""   # Architecture.skeleton_key of the skeleton the cell was built in
+    accuracy: float | None = None  # validation accuracy with the supernet's weights (evolution)
     reason: str = ""
     round: int | None = None
     ablated: str | None = None

@@ -32,10 +32,11 @@ from .candidates import CandidateScorer, restore_scores, stored_result
 from .config import SearchConfig
 from .evaluate import Evaluator, ScoreConfig
 from .preflight import HEAVIEST_CELL, HEAVIEST_CHAIN, choose_skeletons
-from .refine import refine
+from .refine import preselection_signal, refine
 from .report import rank_candidates, write_report
 from .rows import Row
 from .space import SearchSpace
+from .evolution import evolve
 from .strategies import run_prune, run_random
 
 CHECKPOINT_FORMAT = "hwnas.search-checkpoint"
@@ -138,7 +139,9 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False,
     folder.path.mkdir(parents=True, exist_ok=True)
     if not resume:
         cache.save()
-    total = min(config.candidates, space.size()) if config.strategy == "random" else None  # prune: rounds vary
+    totals = {"random": min(config.candidates, space.size()),
+              "evolution": min(config.population * (config.generations + 1), space.size())}
+    total = totals.get(config.strategy)  # prune: the rounds vary
     scorer = CandidateScorer(config, target, templates, evaluator, cache, space, total, progress)
     started = time.perf_counter()
     try:
@@ -146,11 +149,15 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False,
             skeleton_rng = np.random.default_rng([config.seed, 2])
             result = run_random(space, config.candidates, np.random.default_rng(config.seed), scorer.cell_row,
                                 lambda count: scorer.draw_skeletons(count, skeleton_rng))
+        elif config.strategy == "evolution":
+            result, supernet_log = evolve(config, space, scorer, splits, folder.supernet, scorer.announce)
         else:
             result = run_prune(space, scorer.score_supernet, scorer.cell_row, scorer.row)
-        signal = {"chosen_by": config.score, "refine": 0}
+        signal = {"chosen_by": preselection_signal(config), "refine": 0}
         if config.refine:
             result, signal = refine(config, space, result, scorer, splits)
+        if config.strategy == "evolution":
+            signal["supernet"] = supernet_log
     except BaseException:
         cache.save()
         raise
