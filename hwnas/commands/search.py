@@ -224,11 +224,12 @@ def run(args: argparse.Namespace) -> int:
     print(measured + f"{winner.spikes_per_sample:.0f} spikes and {winner.synops_per_sample:.0f} synaptic ops per sample, "
           f"latency {winner.latency_steps} steps ({report['timing']} timing, target {report['target']['name']})")
     if "estimate" in report:
+        config = report["config"]
+        weight = config["refine_energy_weight"] if config["strategy"] == "evolution" else config["energy_weight"]
         totals = report["estimate"]["totals"]
         print(f"  on {report['target']['name']}: {totals['energy_j'] * 1e6:.3g} uJ per inference, {totals['cores']} of "
               f"{report['mapping']['cores_available']} cores, {totals['step_time_s'] * 1e6:.3g} us per step "
-              f"(untrained activity); fitness {winner.fitness:.4g} with energy weight "
-              f"{report['config']['energy_weight']:g}")
+              f"(untrained activity); fitness {winner.fitness:.4g} with energy weight {weight:g}")
         rules = ", ".join(f"{rule} {count}" for rule, count in sorted(report["broken_rules"].items())) or "none"
         print(f"  infeasible candidates: {report['infeasible']} of {report['candidates']} (rules broken: {rules})")
     print(f"  {report['evaluations']} evaluations in {report['search_seconds']:.1f} s; "
