@@ -28,12 +28,15 @@ def test_sampled_cells_are_distinct_and_seeded():
 def test_proxy_check_cli_reports_every_proxy_and_resumes_without_retraining(tmp_path, capsys):
     out = tmp_path / "proxy"
     argv = ["proxy-check", "--candidates", "4", "--epochs", "1", "--width", "4", "--timesteps", "4",
-            "--max-samples", "300", "--out", str(out)]
+            "--max-samples", "300", "--supernet-epochs", "1", "--out", str(out)]
     assert main(argv) == 0
     first = capsys.readouterr()
     assert first.err.count("training (1 epochs)") == 4 * 3  # two seeds and the short-training proxy per cell
+    assert first.err.count("supernet epoch 1/1") == 1 and (out / "supernet.pt").is_file()
     report = json.loads((out / "proxy_check.json").read_text())
     assert set(report["proxies"]) == set(PROXIES)
+    state = json.loads((out / "proxy_check_state.json").read_text())
+    assert all(0 <= entry["proxies"]["supernet"] <= 1 for entry in state["candidates"].values())
     for row in report["proxies"].values():
         assert -1 <= row["kendall_tau"] <= 1 and row["tau_ci95"][0] <= row["tau_ci95"][1]
     assert "seed_ceiling" in report and set(report["passes"]) == set(PROXIES) - {"neg_spikes", "neg_convs"}

@@ -18,8 +18,9 @@ def add_parser(commands) -> None:
             "hwnas train, float weights), and reports for every proxy the Kendall tau and Spearman rho against the\n"
             "seed-mean test accuracy with bootstrap 95% intervals, plus the ceiling set by training noise (tau\n"
             "between two seeds). Proxies: sahd_batch (the search's default), sahd_identity, naswot, neg_spikes and\n"
-            "neg_convs (baselines any proxy must beat) and short_train (validation accuracy after --short-epochs of\n"
-            "training, its own seed). A proxy passes with tau >= 0.3, the interval above 0 and tau above both\n"
+            "neg_convs (baselines any proxy must beat), short_train (validation accuracy after --short-epochs of\n"
+            "training, its own seed) and supernet (validation accuracy with the weights of AutoSNN's one-shot\n"
+            "supernet after --supernet-epochs, as --strategy evolution scores). A proxy passes with tau >= 0.3, the interval above 0 and tau above both\n"
             "baselines. Writes proxy_check.json and proxy_check.png; rerun the same command to continue after an\n"
             "interruption (finished trainings are kept in proxy_check_state.json)."),
         epilog="examples:\n  hwnas proxy-check --out runs/proxy\n  hwnas proxy-check --candidates 12 --epochs 2 --out runs/quick")
@@ -31,6 +32,8 @@ def add_parser(commands) -> None:
     check.add_argument("--seeds", type=positive_int, default=2, help="training seeds per cell (default: %(default)s)")
     check.add_argument("--short-epochs", type=positive_int, default=1,
                        help="epochs of the short-training proxy (default: %(default)s)")
+    check.add_argument("--supernet-epochs", type=positive_int, default=5,
+                       help="epochs of the one-shot supernet of the supernet proxy (default: %(default)s)")
     check.add_argument("--timesteps", type=positive_int, default=8, help="timesteps per sample (default: %(default)s)")
     check.add_argument("--width", type=positive_int, default=None, help="channels (default: the search's)")
     check.add_argument("--seed", type=int, default=0, help="seed of the sampling (default: %(default)s)")
@@ -47,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     config = ProxyCheckConfig(dataset=args.dataset, data_dir=args.data_dir, target=args.target,
                               candidates=args.candidates, epochs=args.epochs, seeds=args.seeds,
                               short_epochs=args.short_epochs, timesteps=args.timesteps, width=args.width,
-                              seed=args.seed, max_samples=args.max_samples)
+                              seed=args.seed, max_samples=args.max_samples, supernet_epochs=args.supernet_epochs)
     try:
         report = run_proxy_check(config, args.out, progress=lambda m: print(m, file=sys.stderr, flush=True))
     except KeyboardInterrupt:

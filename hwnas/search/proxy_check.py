@@ -9,7 +9,10 @@ Proxies (higher must mean better):
 * ``naswot``: NASWOT's Hamming kernel score (SNASNet);
 * ``neg_spikes``: minus the spikes per sample at initialisation (a baseline);
 * ``neg_convs``: minus the number of convolution edges (a baseline: any proxy must beat it);
-* ``short_train``: validation accuracy after ``short_epochs`` epochs of the real training, with its own seed.
+* ``short_train``: validation accuracy after ``short_epochs`` epochs of the real training, with its own seed;
+* ``supernet``: validation accuracy with the weights inherited from AutoSNN's one-shot supernet, trained for
+  ``supernet_epochs`` epochs (:mod:`.supernet`; saved as ``supernet.pt`` in the folder), as the evolution
+  strategy measures it.
 
 Trainings are the expensive part: every finished one is written to ``proxy_check_state.json`` at once, and a
 rerun with the same folder redoes none.
@@ -37,7 +40,7 @@ from .evaluate import Evaluator, ScoreConfig
 from .runner import SearchConfig, scoring_batches, template_architecture
 from .space import SearchSpace
 
-PROXIES = ("sahd_batch", "sahd_identity", "naswot", "neg_spikes", "neg_convs", "short_train")
+PROXIES = ("sahd_batch", "sahd_identity", "naswot", "neg_spikes", "neg_convs", "short_train", "supernet")
 BASELINES = ("neg_spikes", "neg_convs")
 STATE_FILE = "proxy_check_state.json"
 REPORT_FILE = "proxy_check.json"
@@ -60,12 +63,13 @@ class ProxyCheckConfig:
     seed: int = 0
     bootstrap: int = 1000
     max_samples: int | None = None
+    supernet_epochs: int = 5
 
     def __post_init__(self) -> None:
         if self.candidates < 4:
             raise OptionError(f"--candidates must be at least 4 for a rank correlation, got {self.candidates}")
-        if self.seeds < 1 or self.epochs < 1 or self.short_epochs < 1:
-            raise OptionError("--seeds, --epochs and --short-epochs must be at least 1")
+        if self.seeds < 1 or self.epochs < 1 or self.short_epochs < 1 or self.supernet_epochs < 1:
+            raise OptionError("--seeds, --epochs, --short-epochs and --supernet-epochs must be at least 1")
 
 
 def sample_cells(count: int, seed: int, allow_backward: bool = True) -> list[str]:
@@ -132,7 +136,8 @@ def open_state(path: Path, config: ProxyCheckConfig) -> ResultCache:
 def run_proxy_check(config: ProxyCheckConfig, out_dir: str | Path,
                     progress: Callable[[str], None] | None = None) -> dict:
     """Score, train and correlate; writes the state, ``proxy_check.json`` and ``proxy_check.png``."""
-    from ..train import short_training_accuracy
+    from ..train import evaluate, short_training_accuracy
+    from .supernet import Supernet
 
     say = progress or (lambda message: None)
     out = Path(out_dir)
@@ -152,6 +157,7 @@ def run_proxy_check(config: ProxyCheckConfig, out_dir: str | Path,
     }
     keys = sample_cells(config.candidates, config.seed)
     started = time.perf_counter()
+    supernet = None
     for number, key in enumerate(keys, start=1):
         entry = state.results.setdefault(key, {"proxies": {}, "test_accuracy": {}})
         arch = template.with_cell(parse_cell_key(key))
@@ -162,6 +168,14 @@ def run_proxy_check(config: ProxyCheckConfig, out_dir: str | Path,
                 if name == "sahd_batch":
                     entry["proxies"]["neg_spikes"] = -result["spikes_per_sample"]
             entry["proxies"]["neg_convs"] = -float(sum(edge.op == "conv3x3" for edge in arch.cell))
+            state.save()
+        if "supernet" not in entry["proxies"]:
+            if supernet is None:  # trained once (or read back from supernet.pt) when a candidate needs it
+                supernet = Supernet(template, SearchSpace(), config.seed, device)
+                supernet.train(splits, config.supernet_epochs, 2e-3, search_defaults.batch_size,
+                               out / "supernet.pt", say)
+            inherited = supernet.candidate(arch.cell, splits, search_defaults.batch_size)
+            entry["proxies"]["supernet"] = evaluate(inherited, splits, "val", arch, config.seed)[0]
             state.save()
         runs = [(str(s), config.epochs, "test") for s in range(config.seeds)] + [("short", config.short_epochs, "val")]
         for label, epochs, split in runs:
