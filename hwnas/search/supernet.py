@@ -146,8 +146,8 @@ class Supernet:
         :data:`BN_CALIBRATION_BATCHES` training batches (the same batches for every candidate)."""
         arch = self.template.with_cell(cell)
         net = build_network(arch).to(self.device)
-        shared = self.net.state_dict()
-        net.load_state_dict({key: value for key, value in shared.items() if key in net.state_dict()})
+        own = net.state_dict()
+        net.load_state_dict({key: value for key, value in self.net.state_dict().items() if key in own})
         for module in net.modules():
             if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
                 module.reset_running_stats()
