@@ -86,11 +86,15 @@ class CandidateScorer:
     def measure(self, net) -> dict:
         """Score ``net`` and, on a hardware target, map it and estimate its energy (the cached fields)."""
         result = self.evaluator.evaluate(net)
-        activity = result.pop("activity")
-        if self.target.is_hardware:
-            terms, _, _ = hardware_terms(net, activity, self.target, self.config.max_cores, self.config.max_energy)
-            result.update(terms)
+        result.update(self.hardware_fields(net, result.pop("activity")))
         return result
+
+    def hardware_fields(self, net, activity) -> dict:
+        """Energy, cores and feasibility of ``net`` running ``activity`` on the target (none without a hardware
+        model), under the search's budgets."""
+        if not self.target.is_hardware:
+            return {}
+        return hardware_terms(net, activity, self.target, self.config.max_cores, self.config.max_energy)[0]
 
     def architecture(self, cell: Cell, skeleton: str | None = None) -> Architecture:
         """``cell`` in ``skeleton`` (None: the primary one)."""
@@ -117,7 +121,7 @@ class CandidateScorer:
         """What :meth:`row` calls to measure the supernet holding ``options`` per pair, without ``ablated``."""
         def compute() -> dict:
             if self._supernet is None:
-                every_edge = tuple(e for pair in options for e in self.space.choices[pair] if e.op != "zero")
+                every_edge = self.space.nonzero_edges()
                 self._supernet = build_seeded(lambda: build_network(self.template, every_edge), self.config.seed,
                                               "supernet")
             net = self._supernet

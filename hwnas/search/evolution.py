@@ -18,7 +18,6 @@ from typing import Callable
 import numpy as np
 
 from ..arch.genotype import PAIRS, Cell, canonical_cell, cell_key
-from ..hw_models.fitness import hardware_terms
 from .rows import sort_key
 from .space import SearchSpace
 from .strategies import CellScorer, StrategyResult, random_cells
@@ -93,9 +92,7 @@ def evolve(config, space: SearchSpace, scorer, splits, supernet_path,
             "synops_per_sample": totals["synops"], "neurons": totals["neurons"],
             "latency_steps": net.latency_steps,
         }
-        if scorer.target.is_hardware:
-            terms, _, _ = hardware_terms(net, activity, scorer.target, config.max_cores, config.max_energy)
-            result.update(terms)
+        result.update(scorer.hardware_fields(net, activity))
         result["seconds"] = time.perf_counter() - started
         return result
 

@@ -20,6 +20,10 @@ class SearchSpace:
         self.choices = {pair: pair_choices(pair, self.allow_backward) for pair in PAIRS}
         self._canonical: list[Cell] | None = None
 
+    def nonzero_edges(self) -> Cell:
+        """Every non-zero edge any pair can carry: the ops a supernet of this space holds."""
+        return tuple(e for pair in PAIRS for e in self.choices[pair] if e.op != "zero")
+
     def admits(self, cell: Cell) -> bool:
         """True when a cell that reaches node 3 belongs to this space's kind (a chain, when chains only)."""
         return 3 in forward_reachable(cell) and (not self.chains_only or is_chain(cell))

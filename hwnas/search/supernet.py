@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from ..arch.builder import build_network
-from ..arch.genotype import PAIRS, Architecture, Cell
+from ..arch.genotype import Architecture, Cell
 from ..data.splits import DatasetSplits, encode_batch
 from ..errors import ResumeError
 from ..io_utils import write_bytes_atomic
@@ -53,7 +53,7 @@ class Supernet:
         self.space = space
         self.seed = seed
         self.device = device
-        every_edge = tuple(e for pair in PAIRS for e in space.choices[pair] if e.op != "zero")
+        every_edge = space.nonzero_edges()
         self.net = build_seeded(lambda: build_network(template, every_edge), seed, "one-shot supernet").to(device)
         self.log: list[dict] = []
 
