@@ -28,6 +28,31 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
         raise
 
 
+def check_writable(path: str | Path, option: str, folder: bool = False, suffixes: tuple[str, ...] = ()) -> Path:
+    """Check, before any work, that ``path`` (a file, or a folder when ``folder``) can be written: it is not a
+    folder (a file) or a file (a folder), no file stands where a parent folder must go, and the deepest existing
+    folder on its way accepts a new file (tried for real, so root's and read-only file systems' answers are right).
+    One-line :class:`OptionError` naming ``option`` otherwise. Creates nothing that stays."""
+    from .errors import OptionError
+
+    path = Path(path)
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise OptionError(f"{option} {path}: the file name must end in {' or '.join(suffixes)}")
+    if path.exists() and path.is_dir() != folder:
+        raise OptionError(f"{option} {path} is a {'file' if folder else 'folder'}, not a {'folder' if folder else 'file'}")
+    existing = path if folder and path.is_dir() else path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OptionError(f"{option} {path}: {existing} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing, prefix=".hwnas-probe-"):
+            pass
+    except OSError as exc:
+        raise OptionError(f"{option} {path}: cannot write in {existing} ({exc.strerror or exc})") from None
+    return path
+
+
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Write UTF-8 text atomically."""
     write_bytes_atomic(path, text.encode("utf-8"))

@@ -13,12 +13,17 @@ model.pt               the trained network (``hwnas train``)
 train.json             the training's figures
 model.nir / .onnx/.h5  exports (``hwnas export``)
 validation.json/.png   backends compared (``hwnas validate``)
+.hwnas.lock            held (``flock``) by the process writing the folder: one writer at a time
 =====================  ======================================================================
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import OptionError, ResumeError
@@ -34,6 +39,9 @@ SUPERNET = "supernet.pt"
 EXPORTS = {"nir": "model.nir", "onnx": "model.onnx", "netx": "model.h5"}
 VALIDATION = "validation.json"
 VALIDATION_PLOT = "validation.png"
+LOCK = ".hwnas.lock"
+
+_HELD: dict[Path, int] = {}  # folders this process holds the lock of, with the depth of nested holds
 
 
 class RunFolder:
@@ -88,6 +96,41 @@ class RunFolder:
     @property
     def validation_plot(self) -> Path:
         return self.path / VALIDATION_PLOT
+
+    @contextmanager
+    def writing(self, command: str):
+        """Hold the folder's lock while ``command`` writes it (creating the folder): a second process that tries
+        gets a one-line :class:`OptionError` naming the holder. Re-entrant within a process (``hwnas run`` chains
+        steps); the operating system releases the lock when the process ends, however it ends."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        key = self.path.resolve()
+        if key in _HELD:
+            _HELD[key] += 1
+            try:
+                yield self
+            finally:
+                _HELD[key] -= 1
+            return
+        handle = open(self.path / LOCK, "a+", encoding="utf-8")
+        try:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                raise OptionError(f"{self.path} is being written by {holder}: wait for it to finish or choose "
+                                  "another folder") from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"hwnas {command} (pid {os.getpid()}, since {time.strftime('%Y-%m-%d %H:%M:%S')})\n")
+            handle.flush()
+            _HELD[key] = 1
+            try:
+                yield self
+            finally:
+                del _HELD[key]
+        finally:
+            handle.close()
 
     def load_architecture(self):
         """The search's winner; a missing file is a one-line error saying what to run."""

@@ -26,13 +26,14 @@ from .arch.genotype import Architecture
 from .data import load_dataset
 from .data.splits import DatasetSplits, encode_batch
 from .errors import OptionError
+from .limits import DEFAULT_THREADS, check_network_memory, check_seed, check_threads
 from .hw_models import load_target
 from .io_utils import write_bytes_atomic, write_json_atomic
 from .run_folder import MODEL, RunFolder
 from .sim.activity import ActivityStats
 from .sim.network import SpikingNetwork
 from .sim.quantize import WeightFormat
-from .sim.seeding import build_seeded, pick_device
+from .sim.seeding import build_seeded, computing_threads, pick_device
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class TrainConfig:
     quantize: bool | None = None  # None: on when the target has integer weights
     target: str | None = None     # None: the search's target
     seed: int | None = None       # None: the search's seed
+    threads: int | None = None    # None: the search's thread count
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -56,6 +58,10 @@ class TrainConfig:
             raise OptionError(f"--lr must be positive, got {self.lr}")
         if self.batch_size < 1:
             raise OptionError(f"--batch-size must be positive, got {self.batch_size}")
+        if self.seed is not None:
+            check_seed(self.seed)
+        if self.threads is not None:
+            check_threads(self.threads)
 
 
 @dataclass
@@ -132,12 +138,15 @@ def train_epochs(net: SpikingNetwork, arch: Architecture, splits: DatasetSplits,
     return best
 
 
+SHORT_TRAINING_BATCH = 64  # samples per batch of the search's short trainings
+
+
 def short_training(arch: Architecture, splits, epochs: int, seed: int, split: str,
                    device=None) -> tuple[float, ActivityStats]:
     """Accuracy and activity on ``split`` (``val`` or ``test``) after ``epochs`` of ``hwnas train``'s float training
     from the weights ``seed`` gives; the checkpoint with the best validation accuracy is the one evaluated."""
     net = build_seeded(lambda: build_network(arch), seed, arch.key).to(device or pick_device())
-    _, best = train_epochs(net, arch, splits, epochs, 2e-3, 64, seed)
+    _, best = train_epochs(net, arch, splits, epochs, 2e-3, SHORT_TRAINING_BATCH, seed)
     net.load_state_dict(best)
     return evaluate(net, splits, split, arch, seed)
 
@@ -152,8 +161,16 @@ def train_run(run_dir: str | Path, config: TrainConfig,
     """Train the architecture of a search run folder; writes ``model.pt`` and ``train.json`` there."""
     run_dir = Path(run_dir)
     arch, search_config = load_run(run_dir)
+    threads = config.threads or check_threads(search_config.get("threads", DEFAULT_THREADS), "the search's threads")
+    with RunFolder(run_dir).writing("train"), computing_threads(threads):
+        return _train(run_dir, arch, search_config, replace(config, threads=threads), progress)
+
+
+def _train(run_dir: Path, arch: Architecture, search_config: dict, config: TrainConfig,
+           progress: Callable[[str], None] | None) -> TrainOutcome:
+    """:func:`train_run` while this process holds the run folder."""
     target = load_target(config.target or search_config.get("target", "loihi2"))
-    seed = config.seed if config.seed is not None else int(search_config.get("seed", 0))
+    seed = config.seed if config.seed is not None else check_seed(search_config.get("seed", 0), "the search's seed")
     arch = replace(arch, timing=target.timing)
     splits = load_dataset(search_config.get("dataset", "digits"), search_config.get("data_dir"), arch.timesteps,
                           seed, search_config.get("max_samples"))
@@ -162,6 +179,8 @@ def train_run(run_dir: str | Path, config: TrainConfig,
     quantize = config.quantize if config.quantize is not None else target.weight_bits is not None
     if quantize and target.weight_bits is None:
         raise OptionError(f"--quantize needs a target with integer weights; '{target.name}' has float weights")
+    check_network_memory(arch, config.batch_size, True, f"training {arch.key} (width {arch.width}, "
+                         f"{arch.timesteps} timesteps) with --batch-size {config.batch_size}", "lower --batch-size")
     say = progress or (lambda message: None)
     device = pick_device()
     torch.manual_seed(seed)

@@ -74,7 +74,7 @@ def test_builtin_targets_carry_cited_figures():
 @pytest.mark.parametrize("edit,message", [
     (lambda t: t.replace("synop_j = 1\n", ""), "missing field 'energy.synop_j'"),
     (lambda t: t.replace("synop_j = 1", "synop_jj = 1"), "unknown field 'energy.synop_jj'"),
-    (lambda t: t.replace("hop_ew_j = 10000", "hop_ew_j = -3"), "field 'energy.hop_ew_j' must be a non-negative number"),
+    (lambda t: t.replace("hop_ew_j = 10000", "hop_ew_j = -3"), "field 'energy.hop_ew_j' must be a finite non-negative number"),
     (lambda t: t.replace('neurons = 2', 'neurons = "two"'), "field 'core.neurons' must be a positive integer"),
     (lambda t: t.replace("[time]", "[timing]"), "unknown table '[timing]'"),
     (lambda t: t.split("[time]")[0], "missing table '[time]'"),

@@ -317,6 +317,8 @@ class Architecture:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise ArchitectureError(f"cannot read architecture {path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise ArchitectureError(f"{path} is not a text (JSON) file") from None
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:

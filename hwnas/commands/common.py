@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..limits import MAX_SEED
+
 EXIT_USER_ERROR = 2
 
 
@@ -39,6 +41,14 @@ def positive_int_list(text: str) -> tuple[int, ...]:
 def non_negative_int(text: str) -> int:
     """argparse type: an integer >= 0."""
     return _integer_at_least(text, 0, "non-negative")
+
+
+def seed_int(text: str) -> int:
+    """argparse type: a seed, an integer in 0..2^32-1."""
+    value = _integer_at_least(text, 0, "non-negative")
+    if value > MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_SEED} (2^32 - 1), got {value}")
+    return value
 
 
 def non_negative_float(text: str) -> float:

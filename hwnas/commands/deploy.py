@@ -6,7 +6,7 @@ import argparse
 
 import numpy as np
 
-from .common import positive_float, positive_int
+from .common import positive_float, positive_int, seed_int
 
 
 def add_parser(commands) -> None:
@@ -39,7 +39,7 @@ def add_parser(commands) -> None:
                         help="run this array (time, batch, ...) instead of a dataset split")
     deploy.add_argument("--dt", type=positive_float, default=None,
                         help="seconds per step (default: the graph's hwnas.dt_s metadata)")
-    deploy.add_argument("--seed", type=int, default=0, help="seed of the input encoding (default: %(default)s)")
+    deploy.add_argument("--seed", type=seed_int, default=0, help="seed of the input encoding (default: %(default)s)")
     deploy.add_argument("--save", default=None, metavar="OUT.npz|OUT.json",
                         help="write output spikes (samples, steps, classes) and spikes per layer (.npz), or the "
                              "comparison (.json)")
@@ -49,37 +49,40 @@ def add_parser(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     """Load, run both, print the table."""
     from ..data import load_dataset
-    from ..deploy.compare import compare, inputs_from
+    from ..deploy.compare import compare, inputs_from, read_input_array
     from ..errors import OptionError
-    from ..export.nir import NirError, read_graph, recorded_architecture
-    from ..io_utils import write_json_atomic
+    from ..export.nir import NirError, check_run_memory, read_graph, recorded_architecture, recorded_dt
+    from ..io_utils import check_writable, write_json_atomic
+    from ..limits import DEFAULT_THREADS
+    from ..sim.seeding import computing_threads
 
+    if args.save:  # before the run, so that its result is not lost
+        check_writable(args.save, "--save", suffixes=(".npz", ".json"))
     graph = read_graph(args.model)
-    metadata = dict(graph.metadata or {})
-    dt_s = args.dt or metadata.get("hwnas.dt_s")
+    dt_s = args.dt or recorded_dt(graph)
     if dt_s is None:
         raise NirError(f"{args.model} records no time step: pass --dt")
     arch = recorded_architecture(graph)
     steps = args.steps or (arch.timesteps if arch else None)
     array = None
     if args.input:
-        try:
-            array = np.load(args.input)
-        except (OSError, ValueError) as exc:
-            raise OptionError(f"cannot read --input {args.input}: {exc}") from None
+        array = read_input_array(args.input)
         splits = None
+        check_run_memory(graph, array.shape[1], array.shape[0], 2, "deploy")
     else:
         if steps is None:
             raise OptionError("the graph records no timesteps: pass --steps")
+        check_run_memory(graph, args.samples, steps, 2, "deploy")
         splits = load_dataset(args.dataset, args.data_dir, steps, args.seed)
     inputs, labels = inputs_from(splits, args.samples, steps or 0, arch.encoding if arch else "rate", args.seed, array)
-    if args.backend == "lava":
-        result = compare(graph, inputs, labels, float(dt_s), f"lava_{args.mode}")
-        print(f"{args.model} in Lava ({args.mode}) and in hwnas ({'bit-exact integer twin' if args.mode == 'fixed' else 'float'}"
-              f", pipelined), {result.samples} samples x {result.steps} steps")
-    else:
-        result = compare(graph, inputs, labels, float(dt_s), "norse")
-        print(f"{args.model} in Norse and in hwnas (zero-delay), {result.samples} samples x {result.steps} steps")
+    with computing_threads(DEFAULT_THREADS):  # results depend on the thread count: a fixed one
+        if args.backend == "lava":
+            result = compare(graph, inputs, labels, float(dt_s), f"lava_{args.mode}")
+            print(f"{args.model} in Lava ({args.mode}) and in hwnas ({'bit-exact integer twin' if args.mode == 'fixed' else 'float'}"
+                  f", pipelined), {result.samples} samples x {result.steps} steps")
+        else:
+            result = compare(graph, inputs, labels, float(dt_s), "norse")
+            print(f"{args.model} in Norse and in hwnas (zero-delay), {result.samples} samples x {result.steps} steps")
     backend = result.backend
     header = f"{'layer':10s} {'hwnas':>10s} {backend:>10s} {'rel. diff':>9s} {'identical':>9s}"
     print(header)

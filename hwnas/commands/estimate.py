@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import positive_int
+from .common import positive_int, seed_int
 
 
 def add_parser(commands) -> None:
@@ -30,7 +30,7 @@ def add_parser(commands) -> None:
     estimate.add_argument("--data-dir", default=None, help="folder that holds the dataset's files")
     estimate.add_argument("--samples", type=positive_int, default=64,
                           help="validation samples to simulate (default: %(default)s)")
-    estimate.add_argument("--seed", type=int, default=None, help="seed of weights and encoding (default: the run's, else 0)")
+    estimate.add_argument("--seed", type=seed_int, default=None, help="seed of weights and encoding (default: the run's, else 0)")
     estimate.add_argument("--json", dest="json_out", default=None, metavar="FILE", help="also write the estimate as JSON")
     estimate.set_defaults(handler=run)
 
@@ -44,6 +44,11 @@ def run(args: argparse.Namespace) -> int:
     from ..hw_models.estimate import estimate_architecture
     from ..run_folder import RunFolder
 
+    from ..io_utils import check_writable
+    from ..limits import check_seed
+
+    if args.json_out:  # before the work, so that its result is not lost
+        check_writable(args.json_out, "--json")
     source = Path(args.source)
     if source.suffix == ".nir":
         return _run_nir(args, source)
@@ -58,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         run_config = {}
     target = load_target(args.target or run_config.get("target", "loihi2"))
     dataset = args.dataset or run_config.get("dataset", "digits")
-    seed = args.seed if args.seed is not None else run_config.get("seed", 0)
+    seed = args.seed if args.seed is not None else check_seed(run_config.get("seed", 0), "the run's seed")
     splits = load_dataset(dataset, args.data_dir or run_config.get("data_dir"), arch.timesteps, seed)
     trained = folder.model
     if trained.is_file():
@@ -87,7 +92,7 @@ def _run_nir(args: argparse.Namespace, source: Path) -> int:
     """Estimate a NIR graph (trained weights as stored) on the test split of a dataset."""
     from ..data import load_dataset
     from ..errors import OptionError
-    from ..export.nir import load, read_graph, recorded_architecture
+    from ..export.nir import check_run_memory, load, read_graph, recorded_architecture
     from ..hw_models import load_target
     from ..hw_models.estimate import encode_samples, estimate_network
 
@@ -99,6 +104,7 @@ def _run_nir(args: argparse.Namespace, source: Path) -> int:
     target = load_target(args.target or "loihi2")
     if not target.is_hardware:
         raise OptionError(f"target '{target.name}' has no hardware model to estimate with")
+    check_run_memory(graph, args.samples, steps, 1, "estimate")
     net = load(graph, timing=target.timing)
     dataset = args.dataset or "digits"
     splits = load_dataset(dataset, args.data_dir, steps, args.seed or 0)

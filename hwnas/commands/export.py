@@ -41,17 +41,20 @@ def add_parser(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     """Export and check by reading the file back."""
     from ..export.nir import export, load
+    from ..io_utils import check_writable
     from ..run_folder import RunFolder
     from ..train import load_model
 
     folder = RunFolder(args.run_dir)
-    net, arch, _ = load_model(folder.model)
     out = Path(args.out) if args.out else folder.export(args.format)
-    if args.format == "netx":
-        return _netx(net, arch, out)
-    if args.format == "onnx":
-        return _onnx(net, arch, out)
-    export(net, out, arch, args.dt)
+    check_writable(out, "--out")
+    net, arch, _ = load_model(folder.model)
+    with folder.writing("export"):
+        if args.format == "netx":
+            return _netx(net, arch, out)
+        if args.format == "onnx":
+            return _onnx(net, arch, out)
+        export(net, out, arch, args.dt)
     loaded = load(out)
     print(f"wrote {out}: {len(loaded.populations)} neuron populations, {len(loaded.connections)} connections "
           f"(dt {args.dt:g} s, {arch.timing} timing recorded in its metadata)")

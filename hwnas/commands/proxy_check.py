@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import positive_int
+from ..limits import DEFAULT_THREADS
+from .common import positive_int, seed_int
 
 
 def add_parser(commands) -> None:
@@ -36,7 +37,9 @@ def add_parser(commands) -> None:
                        help="epochs of the one-shot supernet of the supernet proxy (default: %(default)s)")
     check.add_argument("--timesteps", type=positive_int, default=8, help="timesteps per sample (default: %(default)s)")
     check.add_argument("--width", type=positive_int, default=None, help="channels (default: the search's)")
-    check.add_argument("--seed", type=int, default=0, help="seed of the sampling (default: %(default)s)")
+    check.add_argument("--seed", type=seed_int, default=0, help="seed of the sampling (default: %(default)s)")
+    check.add_argument("--threads", type=positive_int, default=DEFAULT_THREADS,
+                       help="torch's compute threads (results depend on them; default: %(default)s)")
     check.add_argument("--max-samples", type=positive_int, default=None,
                        help="use at most this many samples of the dataset (default: all)")
     check.add_argument("--out", default="runs/proxy-check", help="output folder (default: %(default)s)")
@@ -50,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     config = ProxyCheckConfig(dataset=args.dataset, data_dir=args.data_dir, target=args.target,
                               candidates=args.candidates, epochs=args.epochs, seeds=args.seeds,
                               short_epochs=args.short_epochs, timesteps=args.timesteps, width=args.width,
-                              seed=args.seed, max_samples=args.max_samples, supernet_epochs=args.supernet_epochs)
+                              seed=args.seed, max_samples=args.max_samples, supernet_epochs=args.supernet_epochs,
+                              threads=args.threads)
     try:
         report = run_proxy_check(config, args.out, progress=lambda m: print(m, file=sys.stderr, flush=True))
     except KeyboardInterrupt:

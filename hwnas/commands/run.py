@@ -6,7 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
-from .common import positive_int
+from ..limits import DEFAULT_THREADS
+from .common import positive_int, seed_int
 
 
 def add_parser(commands) -> None:
@@ -28,12 +29,15 @@ def add_parser(commands) -> None:
     run_parser.add_argument("--out", default=None, help="run folder (default: runs/run-<date>-<time>)")
     run_parser.add_argument("--samples", type=positive_int, default=1000,
                             help="test samples for the validation (default: up to %(default)s; digits has 270)")
-    run_parser.add_argument("--seed", type=int, default=0, help="seed of every step (default: %(default)s)")
+    run_parser.add_argument("--seed", type=seed_int, default=0, help="seed of every step (default: %(default)s)")
+    run_parser.add_argument("--threads", type=positive_int, default=DEFAULT_THREADS,
+                            help="torch's compute threads of every step (results depend on them; default: %(default)s)")
     run_parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the steps that have no result yet, then print the summary."""
+    from ..io_utils import check_writable
     from ..run_folder import RunFolder
 
     out = Path(args.out) if args.out else Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
@@ -41,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     parser = _steps_parser()
     steps = [
         ("search", folder.report,
-         ["search", "--target", args.target, "--dataset", args.dataset, "--out", str(out), "--seed", str(args.seed)]
+         ["search", "--target", args.target, "--dataset", args.dataset, "--out", str(out), "--seed", str(args.seed),
+          "--threads", str(args.threads)]
          + (["--data-dir", args.data_dir] if args.data_dir else [])),
         ("train", folder.model, ["train", str(out), "--seed", str(args.seed), "--target", args.target]),
         ("export", folder.export("nir"), ["export", str(out), "--format", "nir"]),
@@ -49,19 +54,21 @@ def run(args: argparse.Namespace) -> int:
          ["validate", str(out), "--target", args.target, "--samples", str(args.samples), "--seed", str(args.seed)]
          + (["--data-dir", args.data_dir] if args.data_dir else [])),
     ]
+    check_writable(out, "--out", folder=True)
     seconds = {}
-    for name, result, argv in steps:
-        if result.is_file():
-            print(f"== {name}: {result} exists, skipped")
-            continue
-        print(f"== hwnas {' '.join(argv)}", flush=True)
-        started = time.perf_counter()
-        step_args = parser.parse_args(argv)
-        code = step_args.handler(step_args)
-        seconds[name] = time.perf_counter() - started
-        if code != 0:
-            print(f"== {name} stopped with exit code {code}; fix it and run the same command again to continue")
-            return code
+    with folder.writing("run"):  # one writer for all the steps
+        for name, result, argv in steps:
+            if result.is_file():
+                print(f"== {name}: {result} exists, skipped")
+                continue
+            print(f"== hwnas {' '.join(argv)}", flush=True)
+            started = time.perf_counter()
+            step_args = parser.parse_args(argv)
+            code = step_args.handler(step_args)
+            seconds[name] = time.perf_counter() - started
+            if code != 0:
+                print(f"== {name} stopped with exit code {code}; fix it and run the same command again to continue")
+                return code
     print_summary(out, seconds)
     return 0
 

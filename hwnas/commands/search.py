@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from .common import (ProgressBar, non_negative_float, non_negative_int, positive_float, positive_int,
-                     positive_int_list)
+                     positive_int_list, seed_int)
 
 EXIT_INTERRUPTED = 130
 
@@ -153,7 +153,11 @@ def add_parser(commands) -> None:
     group.add_argument("--max-energy", type=positive_float, default=None, metavar="JOULES",
                        help="reject candidates whose energy per inference exceeds this, e.g. 2e-5 (rule max-energy)")
     group = search.add_argument_group("run")
-    group.add_argument("--seed", type=int, default=D.seed, help="seed of everything random (default: %(default)s)")
+    group.add_argument("--seed", type=seed_int, default=D.seed, help="seed of everything random (default: %(default)s)")
+    group.add_argument("--threads", type=positive_int, default=D.threads,
+                       help="torch's compute threads; results depend on the thread count, so a run fixes it (and records "
+                            "it) instead of taking the machine's: the same seed and thread count give the same result "
+                            "whatever the machine's cores (default: %(default)s; more are faster on large inputs)")
     group.add_argument("--out", default=None, help="run folder (default: runs/search-<date>-<time>)")
     group.add_argument("--resume", metavar="DIR", default=None,
                        help="continue the search in DIR with its recorded options, re-scoring nothing")
@@ -178,7 +182,8 @@ def run(args: argparse.Namespace) -> int:
             encoding=args.encoding, timing=args.timing, allow_backward=args.allow_backward,
             deployable=args.deployable, score=args.score,
             batch_size=args.batch_size, repeats=args.repeats, bn_mode=args.bn_mode, reset_state=args.reset_state,
-            du=args.du, dv=args.dv, theta=args.theta, seed=args.seed, max_samples=args.max_samples,
+            du=args.du, dv=args.dv, theta=args.theta, seed=args.seed, threads=args.threads,
+            max_samples=args.max_samples,
             energy_weight=args.energy_weight,
             max_cores=args.max_cores, max_energy=args.max_energy,
             refine=args.refine, refine_epochs=args.refine_epochs,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import non_negative_float, positive_int
+from .common import non_negative_float, positive_int, seed_int
 
 
 def add_parser(commands) -> None:
@@ -32,7 +32,9 @@ def add_parser(commands) -> None:
     quant.add_argument("--quantize", dest="quantize", action="store_true", default=None,
                        help="quantisation-aware fine-tuning (default for targets with integer weights)")
     quant.add_argument("--no-quantize", dest="quantize", action="store_false", help="keep float weights")
-    train.add_argument("--seed", type=int, default=None, help="seed (default: the search's)")
+    train.add_argument("--seed", type=seed_int, default=None, help="seed (default: the search's)")
+    train.add_argument("--threads", type=positive_int, default=None,
+                       help="torch's compute threads (results depend on them; default: the search's)")
     train.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     train.set_defaults(handler=run)
 
@@ -42,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     from ..train import TrainConfig, train_run
 
     config = TrainConfig(epochs=args.epochs, qat_epochs=args.qat_epochs, lr=args.lr, batch_size=args.batch_size,
-                         quantize=args.quantize, target=args.target, seed=args.seed)
+                         quantize=args.quantize, target=args.target, seed=args.seed,
+                         threads=args.threads)
     say = None if args.quiet else (lambda message: print(message, file=sys.stderr, flush=True))
     try:
         outcome = train_run(args.run_dir, config, progress=say)

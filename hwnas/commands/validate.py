@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import positive_int
+from .common import positive_int, seed_int
 
 BACKEND_COLUMNS = ("hwnas", "hwnas_int", "lava_fixed", "lava_float", "norse")
 
@@ -36,7 +36,7 @@ def add_parser(commands) -> None:
                           help="test samples (default: %(default)s; Lava runs about 30 samples/s on 2 cores)")
     validate.add_argument("--dataset", default=None, help="dataset (default: the one the run was searched on)")
     validate.add_argument("--data-dir", default=None, help="folder that holds the dataset's files")
-    validate.add_argument("--seed", type=int, default=0, help="seed of the input encoding (default: %(default)s)")
+    validate.add_argument("--seed", type=seed_int, default=0, help="seed of the input encoding (default: %(default)s)")
     validate.add_argument("--skip", default="", help="comma-separated backends to leave out (hwnas_int, lava_fixed, "
                                                      "lava_float, norse)")
     validate.set_defaults(handler=run)
@@ -48,10 +48,12 @@ def run(args: argparse.Namespace) -> int:
     from ..deploy.compare import inputs_from
     from ..deploy.validate import validate
     from ..errors import OptionError
-    from ..export.nir import read_graph, recorded_architecture
+    from ..export.nir import check_run_memory, read_graph, recorded_architecture, recorded_dt
     from ..hw_models.targets import load_target
     from ..io_utils import write_json_atomic
+    from ..limits import DEFAULT_THREADS, check_threads
     from ..run_folder import RunFolder
+    from ..sim.seeding import computing_threads
 
     run_dir = Path(args.run_dir)
     folder = RunFolder(run_dir)
@@ -71,15 +73,20 @@ def run(args: argparse.Namespace) -> int:
     folder.load_architecture()  # a search run folder, as `hwnas train` made it
     config = folder.search_config()
     dataset = args.dataset or config.get("dataset") or "digits"
+    check_run_memory(graph, args.samples, arch.timesteps, len(backends) + 1, "validate")
     splits = load_dataset(dataset, args.data_dir or config.get("data_dir"), arch.timesteps, args.seed)
     inputs, labels = inputs_from(splits, args.samples, arch.timesteps, arch.encoding, args.seed)
     search_estimate = folder.search_estimate()
-    dt_s = float(dict(graph.metadata)["hwnas.dt_s"])
-    result = validate(graph, inputs, labels, dt_s, target, backends, progress=lambda m: print(m, file=sys.stderr),
-                      search_estimate=search_estimate)
-    print_report(result)
-    write_json_atomic(folder.validation, result.to_dict())
-    plot(result, folder.validation_plot)
+    dt_s = recorded_dt(graph)
+    if dt_s is None:
+        raise OptionError(f"{model} records no time step (hwnas.dt_s): export it again with hwnas export")
+    threads = check_threads(config.get("threads", DEFAULT_THREADS), "the search's threads")
+    with folder.writing("validate"), computing_threads(threads):
+        result = validate(graph, inputs, labels, dt_s, target, backends, progress=lambda m: print(m, file=sys.stderr),
+                          search_estimate=search_estimate)
+        print_report(result)
+        write_json_atomic(folder.validation, result.to_dict())
+        plot(result, folder.validation_plot)
     print(f"written: {folder.validation}, {folder.validation_plot}")
     return 0
 

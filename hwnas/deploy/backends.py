@@ -66,7 +66,7 @@ def hwnas_rasters(net: SpikingNetwork, inputs: torch.Tensor, timing: str = "pipe
                   dtype: torch.dtype = torch.float64) -> Rasters:
     """hwnas' simulator on ``inputs`` in ``timing``, computed in ``dtype`` (float64: sums of quantised weights are
     exact; ``net`` is left in its own dtype): spikes (samples, steps, neurons) and summed output current."""
-    own = next(net.parameters()).dtype
+    own = next(net.parameters(), torch.empty(0)).dtype  # a graph without weights (pooling only) has no parameters
     try:
         with torch.no_grad():
             result = net.to(dtype)(inputs.to(dtype), record=True, timing=timing)
@@ -109,7 +109,7 @@ def _norse(deployment: Deployment, inputs: torch.Tensor, say: Progress) -> Raste
     result = run_norse(graph, inputs.float(), deployment.dt_s, list(net.populations),
                        feeding[0] if len(feeding) == 1 else readout_source)
     spikes = {name: codes.numpy().transpose(1, 0, 2).astype(bool) for name, codes in result["codes"].items()}
-    return Rasters(spikes, result["logits"].numpy() * inputs.shape[0], None)
+    return Rasters(spikes, result["logits"].numpy().reshape(inputs.shape[1], -1) * inputs.shape[0], None)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,24 @@ class Comparison:
                 "accuracy": self.accuracy}
 
 
+def read_input_array(path: str) -> np.ndarray:
+    """An ``--input`` array (time, batch, ...) from a ``.npy`` file: numbers, finite, at least three dimensions;
+    anything else is a one-line :class:`OptionError`."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise OptionError(f"cannot read --input {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    if not isinstance(array, np.ndarray):
+        raise OptionError(f"--input {path} holds several arrays (an .npz): give one .npy array (time, batch, ...)")
+    if array.dtype.kind not in "biuf":
+        raise OptionError(f"--input {path} holds {array.dtype} values: give numbers (time, batch, ...)")
+    if array.ndim < 3:
+        raise OptionError(f"--input must be an array (time, batch, ...), got shape {list(array.shape)}")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise OptionError(f"--input {path} holds NaN or infinite values")
+    return array
+
+
 def inputs_from(splits: DatasetSplits | None, samples: int, timesteps: int, encoding: str, seed: int,
                 array: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Network input (T, B, ...) from the test split (with labels) or from a given array (time first)."""

@@ -26,7 +26,7 @@ import numpy as np
 from ..arch.genotype import Architecture
 from ..errors import HwnasError, NirError
 from ..io_utils import write_bytes_atomic
-from ..sim.graph import INPUT, Connection, Population
+from ..sim.graph import INPUT, TIMINGS, Connection, Population
 from ..sim.network import SpikingNetwork
 from ..sim.neuron import NeuronParams
 from ..sim.ops import synapse_from_nir
@@ -98,24 +98,147 @@ def export(net: SpikingNetwork, path: str | Path, arch: Architecture | None = No
     write(path, to_nir(net, arch, dt_s))
 
 
+def _metadata(graph) -> dict:
+    return dict(getattr(graph, "metadata", {}) or {})
+
+
+def _metadata_text(graph, key: str) -> str | None:
+    value = _metadata(graph).get(key)
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    if value is not None and not isinstance(value, str):
+        raise NirError(f"metadata {key} must be text, got {type(value).__name__}")
+    return value
+
+
+def _metadata_json(graph, key: str):
+    text = _metadata_text(graph, key)
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise NirError(f"metadata {key} is not valid JSON ({exc})") from None
+
+
+def recorded_dt(graph) -> float | None:
+    """The step the graph records in its ``hwnas.dt_s`` metadata (None when it records none); anything but a
+    finite positive number of seconds is a one-line :class:`NirError`."""
+    value = _metadata(graph).get("hwnas.dt_s")
+    if value is None:
+        return None
+    try:
+        dt_s = float(np.asarray(value).reshape(-1)[0]) if np.asarray(value).size == 1 else float("nan")
+    except (TypeError, ValueError):
+        dt_s = float("nan")
+    if not 0 < dt_s < float("inf"):
+        raise NirError(f"metadata hwnas.dt_s must be a positive number of seconds, got {value!r}")
+    return dt_s
+
+
 def recorded_architecture(graph) -> Architecture | None:
     """The hwnas architecture an exported graph records in its metadata (None for another tool's graph)."""
-    text = dict(getattr(graph, "metadata", {}) or {}).get("hwnas.architecture")
-    return Architecture.from_dict(json.loads(text)) if text is not None else None
+    data = _metadata_json(graph, "hwnas.architecture")
+    return Architecture.from_dict(data) if data is not None else None
 
 
 def read_graph(path: str | Path):
-    """``nir.read`` with every failure (not HDF5, truncated, type mismatch) as a one-line :class:`NirError`."""
+    """``nir.read`` with every failure (not HDF5, truncated, type mismatch) as a one-line :class:`NirError`; the
+    file's node types and array sizes are checked before anything is read, so that an unknown node is named and a
+    graph declaring more than this machine holds is refused without being loaded."""
     import nir
 
     path = Path(path)
     if not path.is_file():
         raise NirError(f"no NIR file at {path}")
+    _prescan(path)
     try:
         return nir.read(path)
     except Exception as exc:  # h5py, nir's type checks and its registry raise many kinds
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise NirError(f"cannot read {path} as NIR: {type(exc).__name__}: {text}") from None
+
+
+def _nir_node_types() -> set[str]:
+    import nir
+
+    found, stack = set(), [nir.NIRNode]
+    while stack:
+        for cls in stack.pop().__subclasses__():
+            if cls.__name__ not in found:
+                found.add(cls.__name__)
+                stack.append(cls)
+    return found
+
+
+def _prescan(path: Path) -> None:
+    """Check a NIR file's node types and the memory its arrays take, reading only HDF5's headers."""
+    import h5py
+
+    from ..limits import check_memory
+
+    known = _nir_node_types()
+    arrays = {"bytes": 0, "largest": (0, "", ())}
+
+    def visit(name: str, item) -> None:
+        if isinstance(item, h5py.Dataset):
+            size = int(item.size) * int(item.dtype.itemsize)
+            arrays["bytes"] += size
+            if size > arrays["largest"][0]:
+                arrays["largest"] = (size, name, tuple(item.shape))
+        elif isinstance(item, h5py.Group) and "type" in item and isinstance(item["type"], h5py.Dataset):
+            kind = item["type"][()]
+            kind = kind.decode("utf-8", errors="replace") if isinstance(kind, bytes) else str(kind)
+            if kind not in known:
+                node = name.rsplit("/", 1)[-1]
+                raise NirError(f"{path}: node '{node}' has type '{kind}', which is no NIR node type (NIR "
+                               f"{nir_version()} knows {', '.join(sorted(known))})")
+
+    try:
+        with h5py.File(path, "r") as handle:
+            if "node" not in handle:
+                raise NirError(f"cannot read {path} as NIR: the file has no 'node' group")
+            handle["node"].visititems(visit)
+    except NirError:
+        raise
+    except Exception as exc:  # not HDF5, truncated: h5py raises OSError and others
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise NirError(f"cannot read {path} as NIR: {type(exc).__name__}: {text}") from None
+    _, name, shape = arrays["largest"]
+    # the arrays are read, converted to float64 where checked, and copied into the simulator's tensors
+    check_memory(4 * arrays["bytes"], f"reading {path} (arrays of {arrays['bytes'] / 2 ** 30:.3g} GiB; the largest, "
+                 f"{name}, has shape {list(shape)})", "this graph is larger than this machine can simulate")
+
+
+def graph_size(graph) -> tuple[int, int]:
+    """(neurons, input values per step) a graph declares, read from its nodes without building anything."""
+    neurons, input_size = 0, 0
+    for node in graph.nodes.values():
+        kind = type(node).__name__
+        if kind == "Threshold":
+            neurons += int(np.asarray(node.threshold).size)
+        elif kind in _NEURON_TYPES:
+            neurons += int(np.asarray(node.v_threshold).size)
+        elif kind == "Input":
+            input_size += int(np.prod(np.asarray(node.input_type["input"], dtype=np.int64)))
+    return neurons, input_size
+
+
+def check_run_memory(graph, samples: int, steps: int, runs: int, what: str) -> None:
+    """Refuse (one line) running ``samples`` x ``steps`` through ``runs`` recorded simulations of ``graph`` when
+    that would not fit in this machine's memory."""
+    from ..limits import check_simulation_memory
+
+    neurons, input_size = graph_size(graph)
+    check_simulation_memory(neurons, input_size, samples, steps, runs,
+                            f"{what}: {samples} samples x {steps} steps of {neurons} neurons",
+                            "lower --samples or --steps")
+
+
+def nir_version() -> str:
+    import nir
+
+    return getattr(nir, "__version__", "?")
 
 
 _NEURON_TYPES = ("CubaLIF", "LIF", "Threshold")
@@ -129,13 +252,15 @@ def load(path_or_graph, dt_s: float | None = None, timing: str | None = None) ->
     zero-delay). Unsupported nodes, dangling edges and inconsistent shapes raise :class:`NirError`.
     """
     graph = read_graph(path_or_graph) if isinstance(path_or_graph, (str, Path)) else path_or_graph
-    metadata = dict(getattr(graph, "metadata", {}) or {})
+    metadata = _metadata(graph)
     if dt_s is None:
-        dt_s = metadata.get("hwnas.dt_s")
+        dt_s = recorded_dt(graph)
         if dt_s is None:
             raise NirError("the graph records no time step (no hwnas.dt_s metadata): pass dt explicitly (--dt)")
     dt_s = float(dt_s)
-    timing = timing or str(metadata.get("hwnas.timing", "zero-delay"))
+    timing = timing or _metadata_text(graph, "hwnas.timing") or "zero-delay"
+    if timing not in TIMINGS:
+        raise NirError(f"timing '{timing}' is unknown (metadata hwnas.timing; hwnas knows {', '.join(TIMINGS)})")
     nodes = graph.nodes
     for src, dst in graph.edges:
         for end in (src, dst):
@@ -143,7 +268,11 @@ def load(path_or_graph, dt_s: float | None = None, timing: str | None = None) ->
                 raise NirError(f"dangling edge {src} -> {dst}: no node '{end}'")
     inputs = [name for name, node in nodes.items() if type(node).__name__ == "Input"]
     if len(inputs) != 1:
-        raise NirError(f"hwnas simulates graphs with exactly one Input node, found {len(inputs)}")
+        feeds = {name: [dst for src, dst in graph.edges if src == name] for name in inputs}
+        listed = ", ".join(f"'{name}' ({'feeds ' + ', '.join(dsts) if dsts else 'feeds nothing'})"
+                           for name, dsts in feeds.items())
+        raise NirError(f"hwnas simulates graphs with exactly one Input node, found {len(inputs)}: {listed or 'none'} "
+                       "(nir.read adds an Input node for every node whose input is not connected)")
     input_name = inputs[0]
     input_shape = tuple(int(d) for d in np.asarray(nodes[input_name].input_type["input"]).reshape(-1))
     outputs = [name for name, node in nodes.items() if type(node).__name__ == "Output"]
@@ -152,6 +281,7 @@ def load(path_or_graph, dt_s: float | None = None, timing: str | None = None) ->
         if kind not in (*_NEURON_TYPES, *_SYNAPSE_TYPES, "Input", "Output"):
             raise NirError(f"unsupported NIR node '{name}' of type {kind} (hwnas reads "
                            f"{', '.join(_NEURON_TYPES + _SYNAPSE_TYPES)}, Input, Output)")
+        _check_finite(name, node)
     successors: dict[str, list[str]] = {name: [] for name in nodes}
     for src, dst in graph.edges:
         successors[src].append(dst)
@@ -200,6 +330,20 @@ def load(path_or_graph, dt_s: float | None = None, timing: str | None = None) ->
     return net
 
 
+def _check_finite(name: str, node) -> None:
+    """Every number a node holds must be finite (NaN or inf weights, thresholds or time constants would run but
+    compute nothing meaningful)."""
+    for field, value in vars(node).items():
+        if isinstance(value, dict):
+            continue  # input_type / output_type shapes, metadata
+        array = np.asarray(value) if isinstance(value, (np.ndarray, np.generic, int, float)) else None
+        if array is None or array.dtype.kind not in "biuf":
+            continue
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            bad = array.reshape(-1)[~np.isfinite(array.reshape(-1))][0]
+            raise NirError(f"node '{name}' ({type(node).__name__}): {field} holds {bad} (every value must be finite)")
+
+
 def _population(name: str, node, dt_s: float) -> Population:
     kind = type(node).__name__
 
@@ -207,6 +351,8 @@ def _population(name: str, node, dt_s: float) -> Population:
         array = np.asarray(values, dtype=np.float64).reshape(-1)
         if array.size == 0 or not np.allclose(array, array[0]):
             raise NirError(f"node '{name}' ({kind}): heterogeneous {field} is not supported")
+        if field.startswith("tau") and not array[0] > 0:
+            raise NirError(f"node '{name}' ({kind}): {field} must be a positive time constant, got {array[0]:g}")
         return float(array[0])
 
     try:
@@ -253,7 +399,13 @@ def _backward_connections(metadata: dict, chains: list, input_name: str) -> set[
     recorded = metadata.get("hwnas.backward")
     found = set()
     if recorded is not None:
-        pairs = {(src, dst) for src, dst, _ in json.loads(recorded)}
+        try:
+            recorded = json.loads(recorded) if isinstance(recorded, (str, bytes)) else recorded
+        except ValueError as exc:
+            raise NirError(f"metadata hwnas.backward is not valid JSON ({exc})") from None
+        if not isinstance(recorded, list) or not all(isinstance(r, list) and len(r) == 3 for r in recorded):
+            raise NirError("metadata hwnas.backward must be a list of [source, destination, tag] triples")
+        pairs = {(src, dst) for src, dst, _ in recorded}
         return {(s, d, chain[-1] if chain else "skip") for s, d, chain in chains if (s, d) in pairs}
     graph: dict[str, list] = {}
     for src, dst, chain in chains:

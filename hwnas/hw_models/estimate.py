@@ -10,6 +10,7 @@ from ..arch.builder import build_network
 from ..arch.genotype import Architecture
 from ..data.splits import DatasetSplits, encode_batch
 from ..errors import OptionError
+from ..limits import check_network_memory
 from ..sim.activity import ActivityStats
 from ..sim.seeding import build_seeded, pick_device
 from .energy import Estimate, estimate_energy
@@ -68,6 +69,8 @@ def estimate_architecture(arch: Architecture, target: Target, splits: DatasetSpl
     if not target.is_hardware:
         raise OptionError(f"target '{target.name}' has no hardware model to estimate with")
     arch = replace(arch, timing=target.timing)
+    check_network_memory(arch, samples, False, f"simulating {arch.key} on {samples} samples",
+                         "lower --samples, or the architecture's width or timesteps")
     activity = simulate_activity(arch, splits, samples, seed)
     net = build_seeded(lambda: build_network(arch), seed, arch.key)
     mapping = map_network(net, target)

@@ -15,6 +15,7 @@ from pathlib import Path
 from ..errors import TargetError
 
 TIMINGS = ("zero-delay", "pipelined")
+MAX_COUNT = 2 ** 31 - 1  # largest count (chips, cores, neurons, bits) a target file may give
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,9 @@ def load_target(name_or_path: str) -> Target:
         text, label = builtin.read_text(encoding="utf-8"), f"{name_or_path}.toml"
     else:
         candidate = Path(name_or_path)
+        if candidate.is_dir():
+            raise TargetError(f"target '{name_or_path}' is a folder: give a built-in name "
+                              f"({', '.join(builtin_targets())}) or a .toml file")
         if not candidate.is_file():
             raise TargetError(f"unknown target '{name_or_path}' (built-in: {', '.join(builtin_targets())}; "
                               "or a path to a .toml file)")
@@ -204,10 +208,12 @@ def _spec(cls, table, section: str, label: str, integer: bool):
             raise TargetError(f"target {label}: missing field '{section}.{key}'")
         value = table[key]
         if integer:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise TargetError(f"target {label}: field '{section}.{key}' must be a positive integer, got {value!r}")
-        elif isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or value != value:
-            raise TargetError(f"target {label}: field '{section}.{key}' must be a non-negative number, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_COUNT:
+                raise TargetError(f"target {label}: field '{section}.{key}' must be a positive integer up to "
+                                  f"{MAX_COUNT}, got {value!r}")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+            raise TargetError(f"target {label}: field '{section}.{key}' must be a finite non-negative number, "
+                              f"got {value!r}")
         values[key] = value if integer else float(value)
     spec = cls(**values)
     if isinstance(spec, ChipSpec) and spec.cores_per_chip > spec.cores_per_tile * spec.mesh_tiles_x * spec.mesh_tiles_y:

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields
 
 from ..arch.choices import DOWNSAMPLES, ENCODINGS, TIMINGS
 from ..errors import OptionError, ResumeError
+from ..limits import DEFAULT_THREADS, check_seed, check_threads
 from .names import (BN_MODES, DEFAULT_REFINE, DEFAULT_REFINE_ENERGY_WEIGHT, DEFAULT_SPIKE_LAMBDA, DEPLOYABLES,
                     STRATEGIES)
 
@@ -48,6 +49,7 @@ class SearchConfig:
     dv: float = 0.75
     theta: float = 1.0
     seed: int = 0
+    threads: int = DEFAULT_THREADS  # torch's intra-op threads: results depend on them, so the run fixes them
     max_samples: int | None = None
     energy_weight: float = DEFAULT_ENERGY_WEIGHT
     max_cores: int | None = None
@@ -112,6 +114,12 @@ class SearchConfig:
                 raise OptionError(f"--{name.replace('_', '-')} '{getattr(self, name)}' is unknown (choose {', '.join(allowed)})")
         if self.timing is not None and self.timing not in TIMINGS:
             raise OptionError(f"--timing '{self.timing}' is unknown (choose {', '.join(TIMINGS)})")
+        check_seed(self.seed)
+        check_threads(self.threads)
+        for name in ("du", "dv"):
+            if getattr(self, name) == 0:
+                raise OptionError(f"--{name} 0 (no decay) has no finite NIR time constant (tau = dt/{name}), so the "
+                                  f"winner could not be exported: use a small positive decay such as 0.01")
         from ..sim.neuron import NeuronParams
         from .evaluate import ScoreConfig
 

@@ -34,8 +34,10 @@ from ..cache import ResultCache
 from ..data import load_dataset
 from ..errors import OptionError, ResumeError
 from ..hw_models import load_target
-from ..io_utils import write_bytes_atomic, write_json_atomic
-from ..sim.seeding import build_seeded, pick_device
+from ..io_utils import check_writable, write_bytes_atomic, write_json_atomic
+from ..limits import DEFAULT_THREADS, check_seed, check_threads
+from ..run_folder import RunFolder
+from ..sim.seeding import build_seeded, computing_threads, pick_device
 from .evaluate import Evaluator, ScoreConfig
 from .runner import SearchConfig, scoring_batches, template_architecture
 from .space import SearchSpace
@@ -64,8 +66,11 @@ class ProxyCheckConfig:
     bootstrap: int = 1000
     max_samples: int | None = None
     supernet_epochs: int = 5
+    threads: int = DEFAULT_THREADS
 
     def __post_init__(self) -> None:
+        check_seed(self.seed)
+        check_threads(self.threads)
         if self.candidates < 4:
             raise OptionError(f"--candidates must be at least 4 for a rank correlation, got {self.candidates}")
         if self.seeds < 1 or self.epochs < 1 or self.short_epochs < 1 or self.supernet_epochs < 1:
@@ -135,13 +140,19 @@ def open_state(path: Path, config: ProxyCheckConfig) -> ResultCache:
 
 def run_proxy_check(config: ProxyCheckConfig, out_dir: str | Path,
                     progress: Callable[[str], None] | None = None) -> dict:
-    """Score, train and correlate; writes the state, ``proxy_check.json`` and ``proxy_check.png``."""
+    """Score, train and correlate; writes the state, ``proxy_check.json`` and ``proxy_check.png`` (holding the
+    folder, with the configuration's thread count)."""
+    out = Path(out_dir)
+    check_writable(out, "--out", folder=True)
+    with RunFolder(out).writing("proxy-check"), computing_threads(config.threads):
+        return _run_proxy_check(config, out, progress)
+
+
+def _run_proxy_check(config: ProxyCheckConfig, out: Path, progress: Callable[[str], None] | None) -> dict:
     from ..train import evaluate, short_training_accuracy
     from .supernet import Supernet
 
     say = progress or (lambda message: None)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     state = open_state(out / STATE_FILE, config)
     target = load_target(config.target)
     splits = load_dataset(config.dataset, config.data_dir, config.timesteps, config.seed, config.max_samples)

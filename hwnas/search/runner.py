@@ -10,7 +10,7 @@ reads), ``search.csv`` (one row per scored evaluation), ``architecture.json`` (t
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -23,11 +23,12 @@ from ..cache import ResultCache
 from ..data import load_dataset
 from ..data.splits import DatasetSplits, encode_batch
 from ..errors import OptionError, ResumeError
+from ..io_utils import check_writable
 from ..hw_models import load_target
 from ..hw_models.fitness import hardware_terms
 from ..run_folder import RunFolder
 from ..sim.neuron import NeuronParams
-from ..sim.seeding import pick_device
+from ..sim.seeding import computing_threads, pick_device
 from .candidates import CandidateScorer, restore_scores, stored_result
 from .config import SearchConfig
 from .evaluate import Evaluator, ScoreConfig
@@ -118,8 +119,18 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False,
     ``splits`` supplies data in memory instead of loading ``config.dataset`` (benchmarks, notebooks).
     """
     folder = RunFolder(out_dir)
+    if not resume:
+        check_writable(folder.path, "--out", folder=True)
     cache = open_checkpoint(folder, config, resume)
     config = SearchConfig(**cache.config)
+    with computing_threads(config.threads):
+        return _prepare_and_search(config, folder, cache, resume, progress, splits)
+
+
+def _prepare_and_search(config: SearchConfig, folder: RunFolder, cache: ResultCache, resume: bool, progress,
+                        splits) -> SearchOutcome:
+    """Check everything that can be checked before scoring (target, data, skeleton, memory), then search while
+    holding the run folder."""
     target = load_target(config.target)
     timing = config.timing or target.timing
     if not target.is_hardware and (config.max_cores is not None or config.max_energy is not None):
@@ -129,14 +140,48 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False,
     if splits.kind == "frames" and config.encoding != "rate":
         raise OptionError("event datasets are spikes already: --encoding applies to static images only")
     space = SearchSpace(allow_backward=config.allow_backward, chains_only=config.deployable == "netx")
-    templates, preflight = choose_skeletons(template_architecture(config, splits, timing), target, config.width,
+    template = template_architecture(config, splits, timing)
+    if config.widths:  # before the pre-flight builds networks of the widths asked for
+        check_search_memory(config, [replace(template, width=config.widths[0], stages=len(config.widths),
+                                             widths=config.widths if len(set(config.widths)) > 1 else ())])
+    elif config.width:
+        check_search_memory(config, [template])
+    templates, preflight = choose_skeletons(template, target, config.width,
                                             config.stages, config.head_pool, config.max_cores,
                                             HEAVIEST_CHAIN if space.chains_only else HEAVIEST_CELL, config.widths,
                                             config.skeletons)
+    check_search_memory(config, templates)
+    with folder.writing("search"):
+        if not resume and folder.checkpoint.exists():  # written by a search that ran while this one started
+            open_checkpoint(folder, config, resume)
+        return _search(config, folder, cache, resume, target, timing, splits, space, templates, preflight, progress)
+
+
+def check_search_memory(config: SearchConfig, templates: list[Architecture]) -> None:
+    """Refuse (one line, before anything is allocated) a search whose scoring or trainings would not fit in memory:
+    the scoring batches and one scoring pass of the heaviest cell, and its training when candidates are trained."""
+    from ..limits import FLOAT_BYTES, check_network_memory
+    from ..train import SHORT_TRAINING_BATCH
+
+    for template in templates:
+        heaviest = template.with_cell(HEAVIEST_CELL)
+        width = "/".join(map(str, template.widths)) if template.widths else str(template.width)
+        batches = FLOAT_BYTES * config.repeats * config.batch_size * config.timesteps * int(np.prod(template.input_shape))
+        check_network_memory(heaviest, config.batch_size, False, f"scoring at width {width} with "
+                             f"--timesteps {config.timesteps}, --batch-size {config.batch_size}",
+                             "lower --timesteps, --batch-size or --width", batches)
+        if config.refine or config.strategy == "evolution":
+            batch = max(SHORT_TRAINING_BATCH, config.batch_size if config.strategy == "evolution" else 0)
+            check_network_memory(heaviest, batch, True, f"training candidates at width {width} "
+                                 f"with --timesteps {config.timesteps}", "lower --timesteps or --width")
+
+
+def _search(config, folder, cache, resume, target, timing, splits, space, templates, preflight,
+            progress) -> SearchOutcome:
+    """The search proper, while this process holds the run folder."""
     score_config = ScoreConfig(config.score, config.batch_size, config.repeats, config.bn_mode, config.reset_state)
     device = pick_device()
     evaluator = Evaluator(scoring_batches(config, splits), score_config, device)
-    folder.path.mkdir(parents=True, exist_ok=True)
     if not resume:
         cache.save()
     totals = {"random": min(config.candidates, space.size()),

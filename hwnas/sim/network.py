@@ -88,7 +88,7 @@ class SpikingNetwork(nn.Module):
     def fanout_maps(self) -> dict[str, torch.Tensor]:
         """Per population, the non-zero fan-out of each neuron summed over its active outgoing connections."""
         if self._fanout is None:
-            device = next(self.parameters()).device
+            device = next(self.parameters(), torch.empty(0)).device  # no parameters: a pooling-only graph
             maps = {}
             shapes = {INPUT: self.input_shape, **{name: pop.shape for name, pop in self.populations.items()}}
             for name, shape in shapes.items():
@@ -194,8 +194,8 @@ class SpikingNetwork(nn.Module):
                         counters[name][0].append(spike_sum.sum())
                         counters[name][2].append(torch.dot(spike_sum, fanout[name]))
                 if name == self.output:
-                    logits = logits + current
-                    out_spikes = out_spikes + spikes
+                    logits = logits + current.reshape(batch, -1)  # a conv-shaped output population too
+                    out_spikes = out_spikes + spikes.reshape(batch, -1)
             previous = current_spikes
 
         if record:

@@ -4,6 +4,7 @@ candidate, never on the order in which candidates are built; and the device ever
 from __future__ import annotations
 
 import hashlib
+from contextlib import contextmanager
 
 import torch
 
@@ -24,3 +25,15 @@ def build_seeded(builder, seed: int, key: str):
 def pick_device() -> torch.device:
     """CUDA when present, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@contextmanager
+def computing_threads(threads: int):
+    """Compute with ``threads`` intra-op threads inside the block (restoring the previous count after): results
+    depend on the thread count, so every step of a run computes with the count the run records."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
