@@ -22,13 +22,14 @@ import torch
 import torch.nn.functional as F
 
 from .arch.builder import build_network
+from .arch.footprint import check_network_memory
 from .arch.genotype import Architecture
 from .data import load_dataset
 from .data.splits import DatasetSplits, encode_batch
 from .errors import OptionError
-from .limits import DEFAULT_THREADS, check_network_memory, check_seed, check_threads
 from .hw_models import load_target
 from .io_utils import write_bytes_atomic, write_json_atomic
+from .limits import DEFAULT_THREADS, check_seed, check_threads
 from .run_folder import MODEL, RunFolder
 from .sim.activity import ActivityStats
 from .sim.network import SpikingNetwork
@@ -54,8 +55,8 @@ class TrainConfig:
             raise OptionError(f"--epochs must be at least 1, got {self.epochs}")
         if self.qat_epochs < 0:
             raise OptionError(f"--qat-epochs must be non-negative, got {self.qat_epochs}")
-        if not self.lr > 0:
-            raise OptionError(f"--lr must be positive, got {self.lr}")
+        if not 0 < self.lr < float("inf"):
+            raise OptionError(f"--lr must be a finite positive number, got {self.lr}")
         if self.batch_size < 1:
             raise OptionError(f"--batch-size must be positive, got {self.batch_size}")
         if self.seed is not None:

@@ -139,7 +139,12 @@ def recorded_dt(graph) -> float | None:
 def recorded_architecture(graph) -> Architecture | None:
     """The hwnas architecture an exported graph records in its metadata (None for another tool's graph)."""
     data = _metadata_json(graph, "hwnas.architecture")
-    return Architecture.from_dict(data) if data is not None else None
+    if data is None:
+        return None
+    try:
+        return Architecture.from_dict(data)
+    except HwnasError as exc:
+        raise NirError(f"metadata hwnas.architecture: {exc}") from None
 
 
 def read_graph(path: str | Path):

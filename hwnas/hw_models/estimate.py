@@ -7,10 +7,10 @@ from dataclasses import replace
 import torch
 
 from ..arch.builder import build_network
+from ..arch.footprint import check_network_memory
 from ..arch.genotype import Architecture
 from ..data.splits import DatasetSplits, encode_batch
 from ..errors import OptionError
-from ..limits import check_network_memory
 from ..sim.activity import ActivityStats
 from ..sim.seeding import build_seeded, pick_device
 from .energy import Estimate, estimate_energy

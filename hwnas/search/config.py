@@ -75,8 +75,8 @@ class SearchConfig:
                 raise OptionError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
         for name in ("energy_weight", "refine_energy_weight"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-                raise OptionError(f"--{name.replace('_', '-')} must be a non-negative number, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+                raise OptionError(f"--{name.replace('_', '-')} must be a finite non-negative number, got {value!r}")
         if self.max_cores is not None and (not isinstance(self.max_cores, int) or self.max_cores < 1):
             raise OptionError(f"--max-cores must be a positive integer, got {self.max_cores!r}")
         if self.max_energy is not None and not self.max_energy > 0:

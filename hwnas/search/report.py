@@ -38,11 +38,16 @@ def write_report(folder: RunFolder, config, target, timing: str, splits, device,
     broken_rules: dict[str, int] = {}
     for row in infeasible:
         broken_rules[row.rule] = broken_rules.get(row.rule, 0) + 1
-    if target.is_hardware:
-        evolution = config.strategy == "evolution"
-        write_pareto(folder.pareto, candidates, winner, target.name,
-                     config.refine_energy_weight if evolution else config.energy_weight,
-                     "spike-aware fitness (accuracy points, supernet weights)" if evolution else "score (log |det K|)")
+    def draw_pareto() -> None:
+        if target.is_hardware:
+            evolution = config.strategy == "evolution"
+            write_pareto(folder.pareto, candidates, winner, target.name,
+                         config.refine_energy_weight if evolution else config.energy_weight,
+                         "spike-aware fitness (accuracy points, supernet weights)" if evolution else
+                         "score (log |det K|)")
+
+    if winner.degenerate or winner.feasible is False:
+        draw_pareto()  # the figure shows why no winner stands
     if winner.degenerate:
         raise SearchError(f"every candidate was degenerate ({winner.reason}); results are in {folder.search_csv}; "
                           f"try --bn-mode batch, more --timesteps or --encoding direct")
@@ -85,6 +90,7 @@ def write_report(folder: RunFolder, config, target, timing: str, splits, device,
                                           "note": "activity of the winner after its refinement training, on the "
                                                   "validation split, per inference"}
     write_json_atomic(folder.report, report)
+    draw_pareto()  # last: the winner and the report stand even if the figure cannot be drawn
     return report
 
 
@@ -98,7 +104,8 @@ def write_pareto(path: Path, rows: list[Row], winner: Row, target: str, weight: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    points = [r for r in rows if not r.degenerate and r.energy_j]
+    points = [r for r in rows if not r.degenerate and r.energy_j and 0 < r.energy_j < math.inf
+              and math.isfinite(r.score)]
     figure, axes = plt.subplots(figsize=(6.4, 4.4), dpi=120)
     for feasible, marker, label in ((True, "o", "feasible"), (False, "x", "infeasible")):
         chosen = [r for r in points if (r.feasible is not False) == feasible]
@@ -113,10 +120,11 @@ def write_pareto(path: Path, rows: list[Row], winner: Row, target: str, weight: 
     if front:
         axes.step([r.energy_j * 1e6 for r in front], [r.score for r in front], where="post", color="gray",
                   linewidth=1, label="Pareto front")
-    if winner.energy_j and not winner.degenerate:
+    if any(r is winner for r in points):
         axes.scatter([winner.energy_j * 1e6], [winner.score], s=160, facecolors="none", edgecolors="red",
                      linewidths=1.5, label=f"winner (energy weight {weight:g})")
-    axes.set_xscale("log")
+    if points:
+        axes.set_xscale("log")
     axes.set_xlabel(f"energy per inference on {target} (uJ, untrained activity)")
     axes.set_ylabel(score_label)
     axes.set_title("hwnas search: score versus energy")

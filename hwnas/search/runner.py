@@ -22,7 +22,7 @@ from ..arch.genotype import Architecture, Edge, cell_key, default_width
 from ..cache import ResultCache
 from ..data import load_dataset
 from ..data.splits import DatasetSplits, encode_batch
-from ..errors import OptionError, ResumeError
+from ..errors import OptionError, ResumeError, SearchError
 from ..io_utils import check_writable
 from ..hw_models import load_target
 from ..hw_models.fitness import hardware_terms
@@ -160,7 +160,8 @@ def _prepare_and_search(config: SearchConfig, folder: RunFolder, cache: ResultCa
 def check_search_memory(config: SearchConfig, templates: list[Architecture]) -> None:
     """Refuse (one line, before anything is allocated) a search whose scoring or trainings would not fit in memory:
     the scoring batches and one scoring pass of the heaviest cell, and its training when candidates are trained."""
-    from ..limits import FLOAT_BYTES, check_network_memory
+    from ..arch.footprint import check_network_memory
+    from ..limits import FLOAT_BYTES
     from ..train import SHORT_TRAINING_BATCH
 
     for template in templates:
@@ -221,6 +222,11 @@ def _search(config, folder, cache, resume, target, timing, splits, space, templa
         _, mapping, estimate = hardware_terms(net, activity, target, config.max_cores, config.max_energy)
         return estimate, mapping
 
-    report = write_report(folder, config, target, timing, splits, device, space.size(), rows, winner, architecture,
-                          signal, elapsed, hardware_estimate, preflight)
+    try:
+        report = write_report(folder, config, target, timing, splits, device, space.size(), rows, winner,
+                              architecture, signal, elapsed, hardware_estimate, preflight)
+    except OSError as exc:  # the scored results are safe in the checkpoint: say how to get the files
+        raise SearchError(f"could not write the search's files ({exc.strerror or exc}: {exc.filename}); every "
+                          f"result is kept in {folder.checkpoint}: hwnas search --resume {folder.path} writes them "
+                          "without scoring again") from None
     return SearchOutcome(folder.path, architecture, winner, rows, report)

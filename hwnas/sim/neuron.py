@@ -37,10 +37,12 @@ class NeuronParams:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ArchitectureError(f"neuron.{name} must lie in [0, 1], got {value}")
-        if not self.theta > 0:
-            raise ArchitectureError(f"neuron.theta must be positive, got {self.theta}")
-        if not self.surrogate_slope > 0:
-            raise ArchitectureError(f"neuron.surrogate_slope must be positive, got {self.surrogate_slope}")
+        if not 0 < self.theta < float("inf"):
+            raise ArchitectureError(f"neuron.theta must be a finite positive number, got {self.theta}")
+        if not abs(self.bias) < float("inf"):
+            raise ArchitectureError(f"neuron.bias must be a finite number, got {self.bias}")
+        if not 0 < self.surrogate_slope < float("inf"):
+            raise ArchitectureError(f"neuron.surrogate_slope must be a finite positive number, got {self.surrogate_slope}")
 
     def to_dict(self) -> dict:
         """JSON-ready dict of the parameters."""
