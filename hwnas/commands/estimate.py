@@ -38,20 +38,19 @@ def add_parser(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     """Load, simulate, map, estimate, print."""
     from ..arch.genotype import Architecture
-    from ..data import load_dataset
     from ..errors import HwnasError, OptionError
     from ..hw_models import load_target
-    from ..hw_models.estimate import estimate_architecture
-    from ..run_folder import RunFolder
-
     from ..io_utils import check_writable
-    from ..limits import check_seed
+    from ..limits import DEFAULT_THREADS, check_seed, check_threads
+    from ..run_folder import RunFolder
+    from ..sim.seeding import computing_threads
 
     if args.json_out:  # before the work, so that its result is not lost
         check_writable(args.json_out, "--json")
     source = Path(args.source)
     if source.suffix == ".nir":
-        return _run_nir(args, source)
+        with computing_threads(DEFAULT_THREADS):  # results depend on the thread count: a fixed one
+            return _run_nir(args, source)
     folder = RunFolder(source if source.is_dir() else source.parent)
     arch_path = folder.architecture if source.is_dir() else source
     if not arch_path.exists():
@@ -64,7 +63,18 @@ def run(args: argparse.Namespace) -> int:
     target = load_target(args.target or run_config.get("target", "loihi2"))
     dataset = args.dataset or run_config.get("dataset", "digits")
     seed = args.seed if args.seed is not None else check_seed(run_config.get("seed", 0), "the run's seed")
-    splits = load_dataset(dataset, args.data_dir or run_config.get("data_dir"), arch.timesteps, seed)
+    threads = check_threads(run_config.get("threads", DEFAULT_THREADS), "the run's threads")
+    with computing_threads(threads):
+        return _estimate_run(args, arch, folder, target, dataset, args.data_dir or run_config.get("data_dir"), seed)
+
+
+def _estimate_run(args: argparse.Namespace, arch, folder, target, dataset: str, data_dir: str | None,
+                  seed: int) -> int:
+    """Estimate a run folder's trained network (model.pt), else its untrained architecture."""
+    from ..data import load_dataset
+    from ..hw_models.estimate import estimate_architecture
+
+    splits = load_dataset(dataset, data_dir, arch.timesteps, seed)
     trained = folder.model
     if trained.is_file():
         return _run_trained(args, trained, target, splits, seed)

@@ -160,8 +160,13 @@ def read_graph(path: str | Path):
     try:
         return nir.read(path)
     except Exception as exc:  # h5py, nir's type checks and its registry raise many kinds
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise NirError(f"cannot read {path} as NIR: {type(exc).__name__}: {text}") from None
+        raise _unreadable(path, exc) from None
+
+
+def _unreadable(path: Path, exc: Exception) -> NirError:
+    """The one-line error for a file that h5py or nir could not read."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return NirError(f"cannot read {path} as NIR: {type(exc).__name__}: {text}")
 
 
 def _nir_node_types() -> set[str]:
@@ -207,8 +212,7 @@ def _prescan(path: Path) -> None:
     except NirError:
         raise
     except Exception as exc:  # not HDF5, truncated: h5py raises OSError and others
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise NirError(f"cannot read {path} as NIR: {type(exc).__name__}: {text}") from None
+        raise _unreadable(path, exc) from None
     _, name, shape = arrays["largest"]
     # the arrays are read, converted to float64 where checked, and copied into the simulator's tensors
     check_memory(4 * arrays["bytes"], f"reading {path} (arrays of {arrays['bytes'] / 2 ** 30:.3g} GiB; the largest, "
