@@ -123,3 +123,31 @@ def test_oversized_width_reports_broken_rules(tmp_path, capsys):
            "than 128 cores" in err
     assert "target loihi has 128 (1 chip); lower --width, add --stages, or choose a target with more chips" in err
     assert not (out / "search.csv").exists()
+
+
+def test_piped_progress_is_plain_lines():
+    """On a pipe or file (CI logs, tee) progress is a plain line at most every so often, never carriage returns."""
+    import io
+
+    from hwnas.commands.common import ProgressBar
+
+    stream = io.StringIO()
+    bar = ProgressBar(enabled=True, stream=stream, every_s=3600)
+    for done in range(1, 11):
+        bar.update(done, 10, "ablation")
+    bar.close()
+    assert "\r" not in stream.getvalue()
+    assert stream.getvalue().splitlines() == ["search: 1/10 evals: ablation", "search: 10/10 evals: ablation"]
+
+
+def test_outputs_follow_the_umask_not_mkstemps_0600(tmp_path):
+    import os
+
+    from hwnas.io_utils import write_json_atomic
+
+    previous = os.umask(0o022)
+    try:
+        write_json_atomic(tmp_path / "report.json", {"a": 1})
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "report.json").stat().st_mode & 0o777 == 0o644

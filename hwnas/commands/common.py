@@ -71,25 +71,49 @@ def positive_float(text: str) -> float:
 
 
 class ProgressBar:
-    """A tqdm bar on stderr driven by a ``progress(done, total, message)`` callback."""
+    """Progress on stderr driven by a ``progress(done, total, message)`` callback: a tqdm bar on a terminal; a
+    plain line at most every ``every_s`` seconds when stderr is a pipe or a file (CI logs, ``tee``), so that logs
+    do not fill with carriage returns."""
 
-    def __init__(self, enabled: bool, desc: str = "search", unit: str = "eval") -> None:
+    def __init__(self, enabled: bool, desc: str = "search", unit: str = "eval", stream=None,
+                 every_s: float = 30.0) -> None:
         self.enabled = enabled
         self.desc = desc
         self.unit = unit
+        self.stream = stream or sys.stderr
+        self.every_s = every_s
         self.bar = None
+        self.last_line = None
 
     def update(self, done: int, total: int | None, message: str = "") -> None:
         if not self.enabled:
             return
+        if not self._terminal():
+            self._line(done, total, message)
+            return
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit=self.unit, desc=self.desc, file=sys.stderr, dynamic_ncols=True,
+            self.bar = tqdm(total=total, unit=self.unit, desc=self.desc, file=self.stream, dynamic_ncols=True,
                             mininterval=0.5)
         self.bar.update(done - self.bar.n)
         if message:
             self.bar.set_postfix_str(message)
+
+    def _terminal(self) -> bool:
+        isatty = getattr(self.stream, "isatty", None)
+        return bool(isatty and isatty())
+
+    def _line(self, done: int, total: int | None, message: str) -> None:
+        import time
+
+        now = time.monotonic()
+        if self.last_line is not None and now - self.last_line < self.every_s and done != total:
+            return
+        self.last_line = now
+        count = f"{done}/{total}" if total else str(done)
+        self.stream.write(f"{self.desc}: {count} {self.unit}s{': ' + message if message else ''}\n")
+        self.stream.flush()
 
     def close(self) -> None:
         if self.bar is not None:
