@@ -231,6 +231,11 @@ def test_refine_halves_the_field_and_lets_short_training_choose(tmp_path):
         ["1", "1", "1", "2", "2"]
     header = (tmp_path / "run" / "search.csv").read_text().splitlines()[0]
     assert "refine_accuracy" in header and "refine_epochs" in header
+    # ranks follow the choice: the winner first, then the rest of the last rung, then the first rung's others
+    ranks = {r.cell: r.rank for r in outcome.rows if r.is_candidate}
+    assert ranks[outcome.winner.cell] == 1
+    assert {ranks[c["cell"]] for c in last["cells"]} == {1, 2}
+    assert {ranks[c["cell"]] for c in first["cells"]} == {1, 2, 3}
     # resuming the finished search trains nothing again and picks the same winner
     again = run_search(config, tmp_path / "run", resume=True)
     assert again.winner.cell == outcome.winner.cell and again.report["signal"]["rungs"] == signal["rungs"]

@@ -18,8 +18,15 @@ WINNER_FIELDS = ("cell", "skeleton", "score", "accuracy", "fitness", "energy_j",
 
 
 def rank_candidates(rows: list[Row]) -> None:
-    """Number the candidate rows best first (``rank`` 1 is the best by :func:`~hwnas.search.rows.sort_key`)."""
-    for rank, row in enumerate(sorted((r for r in rows if r.is_candidate), key=sort_key), start=1):
+    """Number the candidate rows best first, as the search chose: rows the refinement trained come first (those
+    that reached a later rung first, then by refined fitness), so that its winner has rank 1; the others follow by
+    :func:`~hwnas.search.rows.sort_key`."""
+    def final_key(row: Row) -> tuple:
+        if row.usable and row.refine_fitness is not None:
+            return (0, -(row.refine_epochs or 0), -row.refine_fitness, row.index)
+        return (1, *sort_key(row))
+
+    for rank, row in enumerate(sorted((r for r in rows if r.is_candidate), key=final_key), start=1):
         row.rank = rank
 
 
@@ -38,6 +45,7 @@ def write_report(folder: RunFolder, config, target, timing: str, splits, device,
     broken_rules: dict[str, int] = {}
     for row in infeasible:
         broken_rules[row.rule] = broken_rules.get(row.rule, 0) + 1
+
     def draw_pareto() -> None:
         if target.is_hardware:
             evolution = config.strategy == "evolution"
