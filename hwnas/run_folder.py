@@ -163,6 +163,21 @@ class RunFolder:
             raise ResumeError(f"{self.report}: 'config' is not an object")
         return config
 
+    def check_data(self, summary: dict, sizes: bool = True) -> None:
+        """Refuse (one line) data that is not what the search ran on: another name, kind, input shape or class
+        count, or (``sizes``) other split sizes. A run searched on data handed over in memory records that data's
+        summary, so a later step that would load something else says so instead of training on it."""
+        recorded = self.search_report().get("dataset")
+        if not isinstance(recorded, dict):
+            return  # a run folder from before reports recorded their data
+        keys = ("name", "kind", "input_shape", "num_classes") + (("train", "val", "test") if sizes else ())
+        differ = [key for key in keys if key in recorded and recorded[key] != summary.get(key)]
+        if differ:
+            pairs = ", ".join(f"{key} {recorded[key]} vs {summary.get(key)}" for key in differ)
+            raise OptionError(f"{self.path} was searched on other data than this step loads ({pairs}; searched vs "
+                              "loaded): give the same --dataset, --data-dir and --max-samples, or pass the search's "
+                              "data from Python")
+
     def search_estimate(self) -> dict | None:
         """The search's energy estimate of the untrained winner, if it recorded one."""
         return self.search_report().get("estimate")

@@ -175,6 +175,7 @@ def _train(run_dir: Path, arch: Architecture, search_config: dict, config: Train
     arch = replace(arch, timing=target.timing)
     splits = load_dataset(search_config.get("dataset", "digits"), search_config.get("data_dir"), arch.timesteps,
                           seed, search_config.get("max_samples"))
+    RunFolder(run_dir).check_data(splits.summary())
     if splits.input_shape != tuple(arch.input_shape):
         raise OptionError(f"architecture expects input {list(arch.input_shape)}, dataset has {list(splits.input_shape)}")
     quantize = config.quantize if config.quantize is not None else target.weight_bits is not None

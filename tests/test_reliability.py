@@ -378,3 +378,22 @@ def test_fuzz_hostile_options(trained_run, tmp_path, capsys):
         assert code in (0, 2) and "Traceback" not in err, (argv, code, err)
         if code == 2:
             assert_refused(code, err)
+
+
+def test_a_run_searched_on_data_in_memory_refuses_to_train_on_other_data(tmp_path, capsys):
+    """run_search(splits=...) records the data's summary; `hwnas train` would load the configured dataset instead
+    (digits here) and must say so rather than train on it (issue 17's finding: a traceback, or silently wrong)."""
+    from hwnas.data import load_dataset
+    from hwnas.data.splits import DatasetSplits
+
+    digits = load_dataset("digits", None, 4, 0)
+    keep = lambda x, y: (x[y < 5], y[y < 5])  # noqa: E731  five classes of my own
+    parts = [keep(*digits.split(name)) for name in ("train", "val", "test")]
+    mine = DatasetSplits("five-digits", "static", *parts[0], *parts[1], *parts[2], num_classes=5)
+    out = tmp_path / "run"
+    run_search(SearchConfig(strategy="random", candidates=2, timesteps=4, width=4, batch_size=16, repeats=1,
+                            refine=0), out, splits=mine)
+    assert json.loads((out / "report.json").read_text())["dataset"]["name"] == "five-digits"
+    assert_refused(*outcome(["train", str(out), "--epochs", "1", "--quiet"], capsys),
+                   "was searched on other data than this step loads (name five-digits vs digits, num_classes 5 vs 10")
+    assert not (out / "model.pt").exists()
