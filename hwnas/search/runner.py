@@ -23,9 +23,9 @@ from ..cache import ResultCache
 from ..data import load_dataset
 from ..data.splits import DatasetSplits, encode_batch
 from ..errors import OptionError, ResumeError, SearchError
-from ..io_utils import check_writable
 from ..hw_models import load_target
 from ..hw_models.fitness import hardware_terms
+from ..io_utils import check_writable
 from ..run_folder import RunFolder
 from ..sim.neuron import NeuronParams
 from ..sim.seeding import computing_threads, pick_device
