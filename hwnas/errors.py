@@ -5,6 +5,13 @@ class HwnasError(Exception):
     """Base class of every user-facing hwnas error; its message is one line."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of another library's exception message (its type's name when the message is empty), for
+    a one-line :class:`HwnasError` that wraps it."""
+    text = str(exc)
+    return text.splitlines()[0] if text.strip() else type(exc).__name__
+
+
 class DataError(HwnasError):
     """A dataset is unknown, missing from disk, or malformed."""
 

@@ -33,6 +33,12 @@ def check_threads(threads, what: str = "--threads") -> int:
     return threads
 
 
+def recorded_threads(config: dict) -> int:
+    """The thread count a run's recorded configuration (``report.json`` ``config``) computes with; the default for
+    runs from before it was recorded."""
+    return check_threads(config.get("threads", DEFAULT_THREADS), "the run's recorded threads")
+
+
 def available_memory_bytes() -> int:
     """Memory this process may still take: the kernel's MemAvailable, else the physical memory."""
     try:

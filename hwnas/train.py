@@ -26,10 +26,10 @@ from .arch.footprint import check_network_memory
 from .arch.genotype import Architecture
 from .data import load_dataset
 from .data.splits import DatasetSplits, encode_batch
-from .errors import OptionError
+from .errors import OptionError, first_line
 from .hw_models import load_target
 from .io_utils import write_bytes_atomic, write_json_atomic
-from .limits import DEFAULT_THREADS, check_seed, check_threads
+from .limits import check_seed, check_threads, recorded_threads
 from .run_folder import MODEL, RunFolder
 from .sim.activity import ActivityStats
 from .sim.network import SpikingNetwork
@@ -162,7 +162,7 @@ def train_run(run_dir: str | Path, config: TrainConfig,
     """Train the architecture of a search run folder; writes ``model.pt`` and ``train.json`` there."""
     run_dir = Path(run_dir)
     arch, search_config = load_run(run_dir)
-    threads = config.threads or check_threads(search_config.get("threads", DEFAULT_THREADS), "the search's threads")
+    threads = config.threads or recorded_threads(search_config)
     with RunFolder(run_dir).writing("train"), computing_threads(threads):
         return _train(run_dir, arch, search_config, replace(config, threads=threads), progress)
 
@@ -254,6 +254,6 @@ def load_model(path: str | Path, device: torch.device | None = None) -> tuple[Sp
     try:
         net.load_state_dict({key: value for key, value in state.items() if key in known})
     except RuntimeError as exc:
-        raise OptionError(f"{path} does not fit its architecture: {str(exc).splitlines()[0]}") from None
+        raise OptionError(f"{path} does not fit its architecture: {first_line(exc)}") from None
     net.eval()
     return net.to(device or torch.device("cpu")), arch, checkpoint

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from ..limits import MAX_SEED
 
@@ -105,8 +106,6 @@ class ProgressBar:
         return bool(isatty and isatty())
 
     def _line(self, done: int, total: int | None, message: str) -> None:
-        import time
-
         now = time.monotonic()
         if self.last_line is not None and now - self.last_line < self.every_s and done != total:
             return

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import HwnasError, OptionError
     from ..hw_models import load_target
     from ..io_utils import check_writable
-    from ..limits import DEFAULT_THREADS, check_seed, check_threads
+    from ..limits import DEFAULT_THREADS, check_seed, recorded_threads
     from ..run_folder import RunFolder
     from ..sim.seeding import computing_threads
 
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     target = load_target(args.target or run_config.get("target", "loihi2"))
     dataset = args.dataset or run_config.get("dataset", "digits")
     seed = args.seed if args.seed is not None else check_seed(run_config.get("seed", 0), "the run's seed")
-    threads = check_threads(run_config.get("threads", DEFAULT_THREADS), "the run's threads")
+    threads = recorded_threads(run_config)
     with computing_threads(threads):
         return _estimate_run(args, arch, folder, target, dataset, args.data_dir or run_config.get("data_dir"), seed)
 

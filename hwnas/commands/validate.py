@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from ..export.nir import check_run_memory, read_graph, recorded_architecture, recorded_dt
     from ..hw_models.targets import load_target
     from ..io_utils import write_json_atomic
-    from ..limits import DEFAULT_THREADS, check_threads
+    from ..limits import recorded_threads
     from ..run_folder import RunFolder
     from ..sim.seeding import computing_threads
 
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     dt_s = recorded_dt(graph)
     if dt_s is None:
         raise OptionError(f"{model} records no time step (hwnas.dt_s): export it again with hwnas export")
-    threads = check_threads(config.get("threads", DEFAULT_THREADS), "the search's threads")
+    threads = recorded_threads(config)
     with folder.writing("validate"), computing_threads(threads):
         result = validate(graph, inputs, labels, dt_s, target, backends, progress=lambda m: print(m, file=sys.stderr),
                           search_estimate=search_estimate)

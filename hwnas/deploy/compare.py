@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..data.splits import DatasetSplits, encode_batch
-from ..errors import OptionError
+from ..errors import OptionError, first_line
 
 
 @dataclass
@@ -34,7 +34,7 @@ def read_input_array(path: str) -> np.ndarray:
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as exc:
-        raise OptionError(f"cannot read --input {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise OptionError(f"cannot read --input {path}: {first_line(exc)}") from None
     if not isinstance(array, np.ndarray):
         raise OptionError(f"--input {path} holds several arrays (an .npz): give one .npy array (time, batch, ...)")
     if array.dtype.kind not in "biuf":

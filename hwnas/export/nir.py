@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..arch.genotype import Architecture
-from ..errors import HwnasError, NirError
+from ..errors import HwnasError, NirError, first_line
 from ..io_utils import write_bytes_atomic
 from ..sim.graph import INPUT, TIMINGS, Connection, Population
 from ..sim.network import SpikingNetwork
@@ -165,8 +165,7 @@ def read_graph(path: str | Path):
 
 def _unreadable(path: Path, exc: Exception) -> NirError:
     """The one-line error for a file that h5py or nir could not read."""
-    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return NirError(f"cannot read {path} as NIR: {type(exc).__name__}: {text}")
+    return NirError(f"cannot read {path} as NIR: {type(exc).__name__}: {first_line(exc)}")
 
 
 def _nir_node_types() -> set[str]:
@@ -261,7 +260,6 @@ def load(path_or_graph, dt_s: float | None = None, timing: str | None = None) ->
     zero-delay). Unsupported nodes, dangling edges and inconsistent shapes raise :class:`NirError`.
     """
     graph = read_graph(path_or_graph) if isinstance(path_or_graph, (str, Path)) else path_or_graph
-    metadata = _metadata(graph)
     if dt_s is None:
         dt_s = recorded_dt(graph)
         if dt_s is None:
@@ -320,7 +318,7 @@ def load(path_or_graph, dt_s: float | None = None, timing: str | None = None) ->
                 if len(chain) > 4:
                     raise NirError(f"synapse chain from {source} through {' -> '.join(chain)} is too long")
                 stack.extend((following, chain + [node_name]) for following in successors[node_name])
-    backward = _backward_connections(metadata, chains, input_name)
+    backward = _backward_connections(_metadata_json(graph, "hwnas.backward"), chains, input_name)
     connections = []
     for number, (src, dst, chain) in enumerate(chains):
         synapse = synapse_from_nir(chain, nodes, shapes[src], f"{src} -> {dst}")
@@ -403,15 +401,10 @@ def _check_reset(name: str, kind: str, node) -> None:
         raise NirError(f"node '{name}' ({kind}): v_reset must be 0 (hwnas' neuron resets to zero)")
 
 
-def _backward_connections(metadata: dict, chains: list, input_name: str) -> set[tuple[str, str, str]]:
+def _backward_connections(recorded, chains: list, input_name: str) -> set[tuple[str, str, str]]:
     """Connections that close a cycle: recorded by hwnas, else the back edges of a depth-first search."""
-    recorded = metadata.get("hwnas.backward")
     found = set()
     if recorded is not None:
-        try:
-            recorded = json.loads(recorded) if isinstance(recorded, (str, bytes)) else recorded
-        except ValueError as exc:
-            raise NirError(f"metadata hwnas.backward is not valid JSON ({exc})") from None
         if not isinstance(recorded, list) or not all(isinstance(r, list) and len(r) == 3 for r in recorded):
             raise NirError("metadata hwnas.backward must be a list of [source, destination, tag] triples")
         pairs = {(src, dst) for src, dst, _ in recorded}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import HwnasError
+from ..errors import HwnasError, first_line
 from ..io_utils import write_bytes_atomic
 from ..sim.graph import INPUT
 from ..sim.network import SpikingNetwork
@@ -80,7 +80,7 @@ def export_onnx(net: SpikingNetwork, path: str | Path, timesteps: int, batch: in
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
-        raise OnnxError(f"the exported ONNX model does not pass onnx.checker: {str(exc).splitlines()[0]}") from None
+        raise OnnxError(f"the exported ONNX model does not pass onnx.checker: {first_line(exc)}") from None
     write_bytes_atomic(path, buffer.getvalue())
 
 
