@@ -8,6 +8,7 @@ sized in :mod:`hwnas.arch.footprint`. Importable without torch (the command line
 from __future__ import annotations
 
 import os
+import re
 
 from .errors import OptionError
 
@@ -31,6 +32,23 @@ def check_threads(threads, what: str = "--threads") -> int:
     if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS:
         raise OptionError(f"{what} must be an integer in 1..{MAX_THREADS}, got {threads!r}")
     return threads
+
+
+DEVICES = "auto, cpu, cuda or cuda:N"
+
+
+def check_device(device, what: str = "--device") -> str:
+    """``device`` as one of auto, cpu, cuda, cuda:N (whether this machine has it is checked where it is used, by
+    :func:`hwnas.sim.seeding.resolve_device`), else a one-line :class:`OptionError`."""
+    if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:[0-9]{1,3})?", device):
+        raise OptionError(f"{what} must be {DEVICES}, got {device!r}")
+    return device
+
+
+def recorded_device(config: dict) -> str:
+    """The device option a run's recorded configuration computes with (``auto`` for runs from before it was
+    recorded)."""
+    return check_device(config.get("device", "auto"), "the run's recorded device")
 
 
 def recorded_threads(config: dict) -> int:

@@ -29,12 +29,12 @@ from .data.splits import DatasetSplits, encode_batch
 from .errors import OptionError, first_line
 from .hw_models import load_target
 from .io_utils import write_bytes_atomic, write_json_atomic
-from .limits import check_seed, check_threads, recorded_threads
+from .limits import check_device, check_seed, check_threads, recorded_device, recorded_threads
 from .run_folder import MODEL, RunFolder
 from .sim.activity import ActivityStats
 from .sim.network import SpikingNetwork
 from .sim.quantize import WeightFormat
-from .sim.seeding import build_seeded, computing_threads, pick_device
+from .sim.seeding import build_seeded, computing_threads, pick_device, resolve_device
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ class TrainConfig:
     target: str | None = None     # None: the search's target
     seed: int | None = None       # None: the search's seed
     threads: int | None = None    # None: the search's thread count
+    device: str | None = None     # None: the search's device option (auto: CUDA when present)
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -63,6 +64,8 @@ class TrainConfig:
             check_seed(self.seed)
         if self.threads is not None:
             check_threads(self.threads)
+        if self.device is not None:
+            check_device(self.device)
 
 
 @dataclass
@@ -126,7 +129,7 @@ def train_epochs(net: SpikingNetwork, arch: Architecture, splits: DatasetSplits,
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            total_loss += float(loss)
+            total_loss += loss.item()
             batches += 1
         if scheduler:
             scheduler.step()
@@ -163,8 +166,10 @@ def train_run(run_dir: str | Path, config: TrainConfig,
     run_dir = Path(run_dir)
     arch, search_config = load_run(run_dir)
     threads = config.threads or recorded_threads(search_config)
+    device = config.device or recorded_device(search_config)
+    resolve_device(device)  # a device this machine lacks is refused before the folder is held
     with RunFolder(run_dir).writing("train"), computing_threads(threads):
-        return _train(run_dir, arch, search_config, replace(config, threads=threads), progress)
+        return _train(run_dir, arch, search_config, replace(config, threads=threads, device=device), progress)
 
 
 def _train(run_dir: Path, arch: Architecture, search_config: dict, config: TrainConfig,
@@ -184,7 +189,7 @@ def _train(run_dir: Path, arch: Architecture, search_config: dict, config: Train
     check_network_memory(arch, config.batch_size, True, f"training {arch.key} (width {arch.width}, "
                          f"{arch.timesteps} timesteps) with --batch-size {config.batch_size}", "lower --batch-size")
     say = progress or (lambda message: None)
-    device = pick_device()
+    device = resolve_device(config.device or "auto")
     torch.manual_seed(seed)
     net = build_seeded(lambda: build_network(arch), seed, arch.key).to(device)
     started = time.perf_counter()

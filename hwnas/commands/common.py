@@ -6,7 +6,8 @@ import argparse
 import sys
 import time
 
-from ..limits import MAX_SEED
+from ..errors import OptionError
+from ..limits import DEVICES, MAX_SEED, check_device
 
 EXIT_USER_ERROR = 2
 
@@ -50,6 +51,18 @@ def seed_int(text: str) -> int:
     if value > MAX_SEED:
         raise argparse.ArgumentTypeError(f"must be at most {MAX_SEED} (2^32 - 1), got {value}")
     return value
+
+
+def device_name(text: str) -> str:
+    """argparse type: a ``--device``: auto, cpu, cuda or cuda:N."""
+    try:
+        return check_device(text)
+    except OptionError:
+        raise argparse.ArgumentTypeError(f"must be {DEVICES}, got {text!r}") from None
+
+
+DEVICE_HELP = ("where torch computes: auto (the first CUDA GPU when torch sees one, else the CPU), cpu, cuda or "
+               "cuda:N; results depend on it like on --threads, so the run records it")
 
 
 def non_negative_float(text: str) -> float:

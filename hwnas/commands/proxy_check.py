@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..limits import DEFAULT_THREADS
-from .common import positive_int, seed_int
+from .common import DEVICE_HELP, device_name, positive_int, seed_int
 
 
 def add_parser(commands) -> None:
@@ -40,6 +40,7 @@ def add_parser(commands) -> None:
     check.add_argument("--seed", type=seed_int, default=0, help="seed of the sampling (default: %(default)s)")
     check.add_argument("--threads", type=positive_int, default=DEFAULT_THREADS,
                        help="torch's compute threads (results depend on them; default: %(default)s)")
+    check.add_argument("--device", type=device_name, default="auto", help=DEVICE_HELP + " (default: %(default)s)")
     check.add_argument("--max-samples", type=positive_int, default=None,
                        help="use at most this many samples of the dataset (default: all)")
     check.add_argument("--out", default="runs/proxy-check", help="output folder (default: %(default)s)")
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
                               candidates=args.candidates, epochs=args.epochs, seeds=args.seeds,
                               short_epochs=args.short_epochs, timesteps=args.timesteps, width=args.width,
                               seed=args.seed, max_samples=args.max_samples, supernet_epochs=args.supernet_epochs,
-                              threads=args.threads)
+                              threads=args.threads, device=args.device)
     try:
         report = run_proxy_check(config, args.out, progress=lambda m: print(m, file=sys.stderr, flush=True))
     except KeyboardInterrupt:

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from ..limits import DEFAULT_THREADS
-from .common import positive_int, seed_int
+from .common import DEVICE_HELP, device_name, positive_int, seed_int
 
 
 def add_parser(commands) -> None:
@@ -32,6 +32,10 @@ def add_parser(commands) -> None:
     run_parser.add_argument("--seed", type=seed_int, default=0, help="seed of every step (default: %(default)s)")
     run_parser.add_argument("--threads", type=positive_int, default=DEFAULT_THREADS,
                             help="torch's compute threads of every step (results depend on them; default: %(default)s)")
+    run_parser.add_argument("--device", type=device_name, default="auto",
+                            help=DEVICE_HELP + "; the search's and the training's (default: %(default)s)")
+    run_parser.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                            help="the search's --workers: a local Ray cluster of N processes (default: none)")
     run_parser.set_defaults(handler=run)
 
 
@@ -46,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     steps = [
         ("search", folder.report,
          ["search", "--target", args.target, "--dataset", args.dataset, "--out", str(out), "--seed", str(args.seed),
-          "--threads", str(args.threads)]
+          "--threads", str(args.threads), "--device", args.device]
+         + (["--workers", str(args.workers)] if args.workers else [])
          + (["--data-dir", args.data_dir] if args.data_dir else [])),
         ("train", folder.model, ["train", str(out), "--seed", str(args.seed), "--target", args.target]),
         ("export", folder.export("nir"), ["export", str(out), "--format", "nir"]),

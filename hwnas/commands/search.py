@@ -7,8 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from .common import (ProgressBar, non_negative_float, non_negative_int, positive_float, positive_int,
-                     positive_int_list, seed_int)
+from .common import (DEVICE_HELP, ProgressBar, device_name, non_negative_float, non_negative_int, positive_float,
+                     positive_int, positive_int_list, seed_int)
 
 EXIT_INTERRUPTED = 130
 
@@ -158,6 +158,14 @@ def add_parser(commands) -> None:
                        help="torch's compute threads; results depend on the thread count, so a run fixes it (and records "
                             "it) instead of taking the machine's: the same seed and thread count give the same result "
                             "whatever the machine's cores (default: %(default)s; more are faster on large inputs)")
+    group.add_argument("--device", type=device_name, default=D.device, help=DEVICE_HELP + " (default: %(default)s)")
+    group.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                       help="score candidates and run refinement trainings as tasks on a local Ray cluster of N "
+                            "worker processes (each with --threads threads; needs pip install 'hwnas[ray]'); the "
+                            "results are those of a run without workers (default: none, one process)")
+    group.add_argument("--ray-address", default=None, metavar="ADDR",
+                       help="run those tasks on the running Ray cluster at ADDR (e.g. 10.0.0.5:6379 or auto) "
+                            "instead; hwnas must be installed on its nodes")
     group.add_argument("--out", default=None, help="run folder (default: runs/search-<date>-<time>)")
     group.add_argument("--resume", metavar="DIR", default=None,
                        help="continue the search in DIR with its recorded options, re-scoring nothing")
@@ -182,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
             encoding=args.encoding, timing=args.timing, allow_backward=args.allow_backward,
             deployable=args.deployable, score=args.score,
             batch_size=args.batch_size, repeats=args.repeats, bn_mode=args.bn_mode, reset_state=args.reset_state,
-            du=args.du, dv=args.dv, theta=args.theta, seed=args.seed, threads=args.threads,
+            du=args.du, dv=args.dv, theta=args.theta, seed=args.seed, threads=args.threads, device=args.device,
             max_samples=args.max_samples,
             energy_weight=args.energy_weight,
             max_cores=args.max_cores, max_energy=args.max_energy,
@@ -193,7 +201,8 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.out) if args.out else Path("runs") / time.strftime("search-%Y%m%d-%H%M%S")
     bar = ProgressBar(enabled=not args.quiet)
     try:
-        outcome = run_search(config, out, resume=bool(args.resume), progress=bar.update)
+        outcome = run_search(config, out, resume=bool(args.resume), progress=bar.update, workers=args.workers,
+                             ray_address=args.ray_address)
     except KeyboardInterrupt:
         bar.close()
         print(f"\ninterrupted: progress saved in {out / 'checkpoint.json'}; continue with: hwnas search --resume {out}",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import non_negative_float, positive_int, seed_int
+from .common import DEVICE_HELP, device_name, non_negative_float, positive_int, seed_int
 
 
 def add_parser(commands) -> None:
@@ -35,6 +35,7 @@ def add_parser(commands) -> None:
     train.add_argument("--seed", type=seed_int, default=None, help="seed (default: the search's)")
     train.add_argument("--threads", type=positive_int, default=None,
                        help="torch's compute threads (results depend on them; default: the search's)")
+    train.add_argument("--device", type=device_name, default=None, help=DEVICE_HELP + " (default: the search's)")
     train.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     train.set_defaults(handler=run)
 
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = TrainConfig(epochs=args.epochs, qat_epochs=args.qat_epochs, lr=args.lr, batch_size=args.batch_size,
                          quantize=args.quantize, target=args.target, seed=args.seed,
-                         threads=args.threads)
+                         threads=args.threads, device=args.device)
     say = None if args.quiet else (lambda message: print(message, file=sys.stderr, flush=True))
     try:
         outcome = train_run(args.run_dir, config, progress=say)

@@ -127,7 +127,10 @@ def builtin_target_text(name: str) -> str:
 
 def load_target(name_or_path: str) -> Target:
     """Load a built-in target by name, or a TOML file by path; any problem raises :class:`TargetError`."""
-    import tomli
+    try:
+        import tomllib as toml  # Python 3.11+
+    except ModuleNotFoundError:
+        import tomli as toml  # Python 3.10: tomllib's own backport
 
     builtin = _targets_folder() / f"{name_or_path}.toml"
     if builtin.is_file():
@@ -145,8 +148,8 @@ def load_target(name_or_path: str) -> Target:
         except (OSError, UnicodeDecodeError) as exc:
             raise TargetError(f"cannot read target file {candidate}: {exc}") from None
     try:
-        data = tomli.loads(text)
-    except tomli.TOMLDecodeError as exc:
+        data = toml.loads(text)
+    except toml.TOMLDecodeError as exc:
         raise TargetError(f"target {label} is not valid TOML: {exc}") from None
     return _parse(data, label, "builtin:" + name_or_path if builtin.is_file() else label)
 

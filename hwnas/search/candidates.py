@@ -23,21 +23,79 @@ from .space import SearchSpace
 Progress = Callable[[int, "int | None", str], None]
 
 
-class CandidateScorer:
-    """Builds, evaluates and caches candidates of one search; counts evaluations for the progress callback."""
+class CandidateMeasurer:
+    """What measuring a candidate takes, without the search's bookkeeping (cache, progress): the configuration,
+    the target, the skeletons and the scoring batches. It pickles, so a worker process
+    (:mod:`hwnas.search.distributed`) measures exactly what the search's own process would."""
 
-    def __init__(self, config: SearchConfig, target, templates: list[Architecture], evaluator: Evaluator,
-                 cache: ResultCache, space: SearchSpace, total: int | None, progress: Progress | None) -> None:
+    def __init__(self, config: SearchConfig, target, templates: list[Architecture], evaluator: Evaluator) -> None:
         self.config = config
         self.target = target
         self.templates = {template.skeleton_key: template for template in templates}  # in order of preference
+        self.primary = templates[0].skeleton_key
+        self.evaluator = evaluator
+
+    def architecture(self, cell: Cell, skeleton: str | None = None) -> Architecture:
+        """``cell`` in ``skeleton`` (None: the primary one)."""
+        return self.templates[skeleton or self.primary].with_cell(cell)
+
+    def build_cell(self, cell: Cell, skeleton: str | None = None):
+        """The candidate network of ``cell`` in ``skeleton``, with the weights its seed and key give."""
+        return build_seeded(lambda: build_network(self.architecture(cell, skeleton)), self.config.seed,
+                            cell_key(cell))
+
+    def measure(self, net) -> dict:
+        """Score ``net`` and, on a hardware target, map it and estimate its energy (the cached fields)."""
+        result = self.evaluator.evaluate(net)
+        result.update(self.hardware_fields(net, result.pop("activity")))
+        return result
+
+    def measure_cell(self, cell: Cell, skeleton: str | None = None) -> dict:
+        """The cached fields of ``cell`` in ``skeleton``, scored at initialisation."""
+        return self.measure(self.build_cell(cell, skeleton))
+
+    def hardware_fields(self, net, activity) -> dict:
+        """Energy, cores and feasibility of ``net`` running ``activity`` on the target (none without a hardware
+        model), under the search's budgets."""
+        if not self.target.is_hardware:
+            return {}
+        return hardware_terms(net, activity, self.target, self.config.max_cores, self.config.max_energy)[0]
+
+    def trained_energy(self, cell: Cell, activity, skeleton: str | None = None) -> float | None:
+        """Energy per inference of ``activity`` (e.g. after a short training) of ``cell`` on the target."""
+        if not self.target.is_hardware:
+            return None
+        return hardware_terms(self.build_cell(cell, skeleton), activity, self.target)[0]["energy_j"]
+
+    def refine_training(self, cell: Cell, skeleton: str | None, epochs: int, splits) -> dict:
+        """A refinement's cached fields: validation accuracy after ``epochs`` of short training from the
+        candidate's seeded weights, and the energy of the trained network's activity."""
+        from ..train import short_training
+
+        accuracy, activity = short_training(self.architecture(cell, skeleton), splits, epochs, self.config.seed,
+                                            "val", self.evaluator.device)
+        return {"val_accuracy": accuracy, "energy_j": self.trained_energy(cell, activity, skeleton)}
+
+
+class CandidateScorer:
+    """Builds, evaluates and caches candidates of one search; counts evaluations for the progress callback.
+    With a worker pool (:class:`hwnas.search.distributed.WorkerPool`), :meth:`prefetch` measures many uncached
+    evaluations at once; without one, everything is measured in this process, in order."""
+
+    def __init__(self, config: SearchConfig, target, templates: list[Architecture], evaluator: Evaluator,
+                 cache: ResultCache, space: SearchSpace, total: int | None, progress: Progress | None,
+                 pool=None) -> None:
+        self.config = config
+        self.target = target
+        self.measurer = CandidateMeasurer(config, target, templates, evaluator)
         self.template = templates[0]
-        self.primary = self.template.skeleton_key
+        self.primary = self.measurer.primary
         self.evaluator = evaluator
         self.cache = cache
         self.space = space
         self.total = total
         self.progress = progress
+        self.pool = pool
         self.done = 0
         self._supernet = None
         self.cell_measure: Callable[[Cell], dict] | None = None  # replaces the zero-cost measure (evolution)
@@ -63,17 +121,42 @@ class CandidateScorer:
         extra = {"skeleton": self.primary, **extra}
         return Row(**fields, **{k: v for k, v in extra.items() if k in ROW_FIELDS}, fitness=value)
 
+    def cell_cache_key(self, cell: Cell, skeleton: str | None) -> str:
+        """The checkpoint key of ``cell`` scored in ``skeleton`` (None: the primary one)."""
+        skeleton = skeleton or self.primary
+        return f"cell|{cell_key(cell)}" + ("" if skeleton == self.primary else f"|{skeleton}")
+
     def cell_row(self, cell: Cell, skeleton: str | None, extra: dict) -> Row:
         """The row of ``cell`` in ``skeleton`` (None: the primary one), scored when not cached."""
         skeleton = skeleton or self.primary
-        key = cell_key(cell)
-        cache_key = f"cell|{key}" if skeleton == self.primary else f"cell|{key}|{skeleton}"
-        return self.row(cache_key, self.score_cell(cell, skeleton), {**extra, "cell": key, "skeleton": skeleton})
+        return self.row(self.cell_cache_key(cell, skeleton), self.score_cell(cell, skeleton),
+                        {**extra, "cell": cell_key(cell), "skeleton": skeleton})
+
+    def prefetch_cells(self, cells: list[Cell], skeletons: list[str | None]) -> None:
+        """Score the uncached ones of ``cells`` (each in its skeleton) on the worker pool, into the cache; nothing
+        without a pool or when another measure replaces the zero-cost one (evolution)."""
+        if self.pool is None or self.cell_measure is not None:
+            return
+        self.prefetch([(self.cell_cache_key(cell, skeleton), ("cell", cell_key(cell), skeleton or self.primary))
+                       for cell, skeleton in zip(cells, skeletons)], "scoring")
+
+    def prefetch(self, entries: list[tuple[str, tuple]], what: str, save_each: bool = False) -> None:
+        """Compute the uncached ``(cache key, task)`` entries on the worker pool (a no-op without one), storing
+        each result in the cache as it arrives (and writing the checkpoint after each when ``save_each``)."""
+        missing = [(key, task) for key, task in dict(entries).items() if key not in self.cache.results]
+        if self.pool is None or not missing:
+            return
+        for finished, (index, result) in enumerate(self.pool.run([task for _, task in missing]), start=1):
+            self.cache.put(missing[index][0], result)
+            if save_each:
+                self.cache.save()
+            if self.progress:
+                self.progress(self.done, self.total, f"{what} on {self.pool.describe()}: {finished}/{len(missing)}")
 
     def draw_skeletons(self, count: int, rng) -> list[str]:
         """``count`` skeletons drawn uniformly from those kept (all the primary one when only one is kept, drawing
         nothing from ``rng``)."""
-        keys = list(self.templates)
+        keys = list(self.measurer.templates)
         if len(keys) == 1:
             return keys * count
         return [keys[int(i)] for i in rng.integers(len(keys), size=count)]
@@ -84,38 +167,26 @@ class CandidateScorer:
             self.progress(self.done, self.total, message)
 
     def measure(self, net) -> dict:
-        """Score ``net`` and, on a hardware target, map it and estimate its energy (the cached fields)."""
-        result = self.evaluator.evaluate(net)
-        result.update(self.hardware_fields(net, result.pop("activity")))
-        return result
+        """:meth:`CandidateMeasurer.measure`."""
+        return self.measurer.measure(net)
 
     def hardware_fields(self, net, activity) -> dict:
-        """Energy, cores and feasibility of ``net`` running ``activity`` on the target (none without a hardware
-        model), under the search's budgets."""
-        if not self.target.is_hardware:
-            return {}
-        return hardware_terms(net, activity, self.target, self.config.max_cores, self.config.max_energy)[0]
+        """:meth:`CandidateMeasurer.hardware_fields`."""
+        return self.measurer.hardware_fields(net, activity)
 
     def architecture(self, cell: Cell, skeleton: str | None = None) -> Architecture:
-        """``cell`` in ``skeleton`` (None: the primary one)."""
-        return self.templates[skeleton or self.primary].with_cell(cell)
+        """:meth:`CandidateMeasurer.architecture`."""
+        return self.measurer.architecture(cell, skeleton)
 
     def build_cell(self, cell: Cell, skeleton: str | None = None):
-        """The candidate network of ``cell`` in ``skeleton``, with the weights its seed and key give."""
-        return build_seeded(lambda: build_network(self.architecture(cell, skeleton)), self.config.seed,
-                            cell_key(cell))
+        """:meth:`CandidateMeasurer.build_cell`."""
+        return self.measurer.build_cell(cell, skeleton)
 
     def score_cell(self, cell: Cell, skeleton: str | None = None) -> Callable[[], dict]:
         """What :meth:`row` calls to measure ``cell`` in ``skeleton`` when it is not cached."""
         if self.cell_measure is not None:
             return lambda: self.cell_measure(cell)
-        return lambda: self.measure(self.build_cell(cell, skeleton))
-
-    def trained_energy(self, cell: Cell, activity, skeleton: str | None = None) -> float | None:
-        """Energy per inference of ``activity`` (e.g. after a short training) of ``cell`` on the target."""
-        if not self.target.is_hardware:
-            return None
-        return hardware_terms(self.build_cell(cell, skeleton), activity, self.target)[0]["energy_j"]
+        return lambda: self.measurer.measure_cell(cell, skeleton)
 
     def score_supernet(self, options: dict, ablated: Edge | None) -> Callable[[], dict]:
         """What :meth:`row` calls to measure the supernet holding ``options`` per pair, without ``ablated``."""

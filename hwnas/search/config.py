@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, fields
 
 from ..arch.choices import DOWNSAMPLES, ENCODINGS, TIMINGS
 from ..errors import OptionError, ResumeError
-from ..limits import DEFAULT_THREADS, check_seed, check_threads
+from ..limits import DEFAULT_THREADS, check_device, check_seed, check_threads
 from .names import (BN_MODES, DEFAULT_REFINE, DEFAULT_REFINE_ENERGY_WEIGHT, DEFAULT_SPIKE_LAMBDA, DEPLOYABLES,
                     STRATEGIES)
 
@@ -50,6 +50,7 @@ class SearchConfig:
     theta: float = 1.0
     seed: int = 0
     threads: int = DEFAULT_THREADS  # torch's intra-op threads: results depend on them, so the run fixes them
+    device: str = "auto"  # auto (CUDA when present), cpu, cuda or cuda:N; results depend on it like on threads
     max_samples: int | None = None
     energy_weight: float = DEFAULT_ENERGY_WEIGHT
     max_cores: int | None = None
@@ -116,6 +117,7 @@ class SearchConfig:
             raise OptionError(f"--timing '{self.timing}' is unknown (choose {', '.join(TIMINGS)})")
         check_seed(self.seed)
         check_threads(self.threads)
+        check_device(self.device)
         for name in ("du", "dv"):
             if getattr(self, name) == 0:
                 raise OptionError(f"--{name} 0 (no decay) has no finite NIR time constant (tau = dt/{name}), so the "

@@ -35,9 +35,9 @@ from ..data import load_dataset
 from ..errors import OptionError, ResumeError
 from ..hw_models import load_target
 from ..io_utils import check_writable, write_bytes_atomic, write_json_atomic
-from ..limits import DEFAULT_THREADS, check_seed, check_threads
+from ..limits import DEFAULT_THREADS, check_device, check_seed, check_threads
 from ..run_folder import RunFolder
-from ..sim.seeding import build_seeded, computing_threads, pick_device
+from ..sim.seeding import build_seeded, computing_threads, resolve_device
 from .evaluate import Evaluator, ScoreConfig
 from .runner import SearchConfig, scoring_batches, template_architecture
 from .space import SearchSpace
@@ -67,10 +67,12 @@ class ProxyCheckConfig:
     max_samples: int | None = None
     supernet_epochs: int = 5
     threads: int = DEFAULT_THREADS
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         check_seed(self.seed)
         check_threads(self.threads)
+        check_device(self.device)
         if self.candidates < 4:
             raise OptionError(f"--candidates must be at least 4 for a rank correlation, got {self.candidates}")
         if self.seeds < 1 or self.epochs < 1 or self.short_epochs < 1 or self.supernet_epochs < 1:
@@ -143,6 +145,7 @@ def run_proxy_check(config: ProxyCheckConfig, out_dir: str | Path,
     """Score, train and correlate; writes the state, ``proxy_check.json`` and ``proxy_check.png`` (holding the
     folder, with the configuration's thread count)."""
     out = Path(out_dir)
+    resolve_device(config.device)  # a device this machine lacks is refused before anything is written
     check_writable(out, "--out", folder=True)
     with RunFolder(out).writing("proxy-check"), computing_threads(config.threads):
         return _run_proxy_check(config, out, progress)
@@ -159,7 +162,7 @@ def _run_proxy_check(config: ProxyCheckConfig, out: Path, progress: Callable[[st
     search_defaults = SearchConfig(dataset=config.dataset, timesteps=config.timesteps, width=config.width,
                                    seed=config.seed)
     template = template_architecture(search_defaults, splits, target.timing)
-    device = pick_device()
+    device = resolve_device(config.device)
     batches = scoring_batches(search_defaults, splits)
     scorers = {
         "sahd_batch": Evaluator(batches, ScoreConfig("sahd", bn_mode="batch"), device),

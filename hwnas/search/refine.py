@@ -58,6 +58,11 @@ def pool_sample_size(k: int) -> int:
     return 3 * k
 
 
+def refine_key(row: Row, epochs: int, primary: str) -> str:
+    """The checkpoint key of ``row``'s candidate trained for ``epochs`` (its skeleton named unless primary)."""
+    return f"refine|{row.cell}|{epochs}" + ("" if row.skeleton == primary else f"|{row.skeleton}")
+
+
 def preselection_signal(config) -> str:
     """What ranked the candidates before any refinement training."""
     if config.strategy == "evolution":
@@ -70,16 +75,16 @@ def refine(config, space, result: StrategyResult, scorer, splits) -> tuple[Strat
     short-training accuracy plus the energy term of the trained network; ``scorer`` is the search's
     :class:`~hwnas.search.candidates.CandidateScorer`. Every training is cached in its checkpoint. Returns the
     result with the winner and the signal that chose it (for ``report.json``)."""
-    from ..train import short_training
-
     rows = list(result.rows)
     if config.strategy == "prune":  # prune scores one cell only: random cells from the whole space join the pool
         seen = {row.cell for row in rows if row.is_candidate}
         rng = np.random.default_rng([config.seed, 1])
         cells = random_cells(space, pool_sample_size(config.refine), rng)
-        for cell, skeleton in zip(cells, scorer.draw_skeletons(len(cells), np.random.default_rng([config.seed, 3]))):
-            if cell_key(cell) not in seen:
-                rows.append(scorer.cell_row(cell, skeleton, {"index": len(rows), "kind": "cell"}))
+        drawn = scorer.draw_skeletons(len(cells), np.random.default_rng([config.seed, 3]))
+        fresh = [(cell, skeleton) for cell, skeleton in zip(cells, drawn) if cell_key(cell) not in seen]
+        scorer.prefetch_cells([cell for cell, _ in fresh], [skeleton for _, skeleton in fresh])
+        for cell, skeleton in fresh:
+            rows.append(scorer.cell_row(cell, skeleton, {"index": len(rows), "kind": "cell"}))
     pool = refine_pool(rows, config.refine)
     if not pool:  # nothing usable to train: the checks after the search report why
         return StrategyResult(result.cell, rows, result.skeleton), {
@@ -91,17 +96,17 @@ def refine(config, space, result: StrategyResult, scorer, splits) -> tuple[Strat
     for count, epochs in halving_rungs(len(pool), config.refine_epochs):
         field = sorted(field, key=lambda r: (-(r.refine_fitness if r.refine_fitness is not None else r.fitness),
                                              r.index))[:count]
+        keys = {id(row): refine_key(row, epochs, scorer.primary) for row in field}
+        scorer.prefetch([(keys[id(row)], ("refine", row.cell, row.skeleton, epochs)) for row in field],
+                        f"refine: training {len(field)} candidates for {epochs} epoch(s)", save_each=True)
         for row in field:
             primary = row.skeleton == scorer.primary
-            cache_key = f"refine|{row.cell}|{epochs}" + ("" if primary else f"|{row.skeleton}")
+            cache_key = keys[id(row)]
             if cache_key not in cache.results:
                 scorer.announce(f"refine: training {row.cell}{'' if primary else ' in ' + row.skeleton} for "
                                 f"{epochs} epoch(s)")
-                cell = parse_cell_key(row.cell)
-                accuracy, activity = short_training(scorer.architecture(cell, row.skeleton), splits, epochs,
-                                                    config.seed, "val")
-                cache.results[cache_key] = {"val_accuracy": accuracy,
-                                            "energy_j": scorer.trained_energy(cell, activity, row.skeleton)}
+                cache.results[cache_key] = scorer.measurer.refine_training(parse_cell_key(row.cell), row.skeleton,
+                                                                           epochs, splits)
                 cache.save()
             cached = cache.results[cache_key]
             row.refine_epochs = epochs

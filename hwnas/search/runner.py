@@ -28,7 +28,7 @@ from ..hw_models.fitness import hardware_terms
 from ..io_utils import check_writable
 from ..run_folder import RunFolder
 from ..sim.neuron import NeuronParams
-from ..sim.seeding import computing_threads, pick_device
+from ..sim.seeding import computing_threads, resolve_device
 from .candidates import CandidateScorer, restore_scores, stored_result
 from .config import SearchConfig
 from .evaluate import Evaluator, ScoreConfig
@@ -111,24 +111,31 @@ def open_checkpoint(folder: RunFolder, config: SearchConfig, resume: bool) -> Re
 
 def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False,
                progress: Callable[[int, int | None, str], None] | None = None,
-               splits: "DatasetSplits | None" = None) -> SearchOutcome:
+               splits: "DatasetSplits | None" = None, workers: int | None = None,
+               ray_address: str | None = None) -> SearchOutcome:
     """Run (or resume) a search and write its files to ``out_dir``.
 
     ``progress(done, total, message)`` is called after each scored evaluation. On Ctrl-C the checkpoint is saved
     before ``KeyboardInterrupt`` propagates, so ``resume=True`` continues without re-scoring anything.
     ``splits`` supplies data in memory instead of loading ``config.dataset`` (benchmarks, notebooks).
+    ``workers`` (a local Ray cluster of that many processes) or ``ray_address`` (a running cluster) spread the
+    scoring and the refinement trainings over Ray tasks (:mod:`.distributed`); the results are the same.
     """
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise OptionError(f"--workers must be a positive integer, got {workers!r}")
     folder = RunFolder(out_dir)
     if not resume:
+        resolve_device(config.device)  # a device this machine lacks is refused before anything is written
         check_writable(folder.path, "--out", folder=True)
     cache = open_checkpoint(folder, config, resume)
     config = SearchConfig(**cache.config)
+    resolve_device(config.device)  # the recorded one, on resume
     with computing_threads(config.threads):
-        return _prepare_and_search(config, folder, cache, resume, progress, splits)
+        return _prepare_and_search(config, folder, cache, resume, progress, splits, workers, ray_address)
 
 
 def _prepare_and_search(config: SearchConfig, folder: RunFolder, cache: ResultCache, resume: bool, progress,
-                        splits) -> SearchOutcome:
+                        splits, workers: int | None = None, ray_address: str | None = None) -> SearchOutcome:
     """Check everything that can be checked before scoring (target, data, skeleton, memory), then search while
     holding the run folder."""
     target = load_target(config.target)
@@ -154,7 +161,8 @@ def _prepare_and_search(config: SearchConfig, folder: RunFolder, cache: ResultCa
     with folder.writing("search"):
         if not resume and folder.checkpoint.exists():  # written by a search that ran while this one started
             open_checkpoint(folder, config, resume)
-        return _search(config, folder, cache, resume, target, timing, splits, space, templates, preflight, progress)
+        return _search(config, folder, cache, resume, target, timing, splits, space, templates, preflight, progress,
+                       workers, ray_address)
 
 
 def check_search_memory(config: SearchConfig, templates: list[Architecture]) -> None:
@@ -178,23 +186,29 @@ def check_search_memory(config: SearchConfig, templates: list[Architecture]) -> 
 
 
 def _search(config, folder, cache, resume, target, timing, splits, space, templates, preflight,
-            progress) -> SearchOutcome:
+            progress, workers=None, ray_address=None) -> SearchOutcome:
     """The search proper, while this process holds the run folder."""
     score_config = ScoreConfig(config.score, config.batch_size, config.repeats, config.bn_mode, config.reset_state)
-    device = pick_device()
+    device = resolve_device(config.device)
     evaluator = Evaluator(scoring_batches(config, splits), score_config, device)
     if not resume:
         cache.save()
     totals = {"random": min(config.candidates, space.size()),
               "evolution": min(config.population * (config.generations + 1), space.size())}
     total = totals.get(config.strategy)  # prune: the rounds vary
-    scorer = CandidateScorer(config, target, templates, evaluator, cache, space, total, progress)
+    pool = None
+    if workers is not None or ray_address is not None:
+        from .distributed import WorkerPool, new_job
+
+        pool = WorkerPool(workers, ray_address, config.threads, device)
+        pool.share(new_job(config, target, templates, evaluator, splits))
+    scorer = CandidateScorer(config, target, templates, evaluator, cache, space, total, progress, pool)
     started = time.perf_counter()
     try:
         if config.strategy == "random":
             skeleton_rng = np.random.default_rng([config.seed, 2])
             result = run_random(space, config.candidates, np.random.default_rng(config.seed), scorer.cell_row,
-                                lambda count: scorer.draw_skeletons(count, skeleton_rng))
+                                lambda count: scorer.draw_skeletons(count, skeleton_rng), scorer.prefetch_cells)
         elif config.strategy == "evolution":
             result, supernet_log = evolve(config, space, scorer, splits, folder.supernet, scorer.announce)
         else:
@@ -207,6 +221,9 @@ def _search(config, folder, cache, resume, target, timing, splits, space, templa
     except BaseException:
         cache.save()
         raise
+    finally:
+        if pool is not None:
+            pool.close()
     cache.save(complete=True)
     elapsed = time.perf_counter() - started
 

@@ -56,11 +56,14 @@ def random_cells(space: SearchSpace, count: int, rng: np.random.Generator) -> li
 
 
 def run_random(space: SearchSpace, count: int, rng: np.random.Generator, cell_row: CellScorer,
-               skeletons: Callable[[int], list] = lambda count: [None] * count) -> StrategyResult:
+               skeletons: Callable[[int], list] = lambda count: [None] * count,
+               prefetch: Callable[[list, list], None] | None = None) -> StrategyResult:
     """Score ``count`` random distinct cells, each in the skeleton ``skeletons(count)`` gives it; the best
-    usable one wins."""
+    usable one wins. ``prefetch(cells, skeletons)``, when given, may score them all at once beforehand (workers)."""
     cells = random_cells(space, count, rng)
     drawn = skeletons(len(cells))
+    if prefetch is not None:
+        prefetch(cells, drawn)
     rows = [cell_row(cell, skeleton, {"index": index, "kind": "cell"})
             for index, (cell, skeleton) in enumerate(zip(cells, drawn))]
     best = min(rows, key=sort_key)

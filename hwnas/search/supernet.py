@@ -107,7 +107,7 @@ class Supernet:
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
-                loss_sum += float(loss)
+                loss_sum += loss.item()
                 spikes += out.activity.totals_per_sample()["spikes"] * index.numel()
                 samples += index.numel()
                 batches += 1
