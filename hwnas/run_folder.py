@@ -8,6 +8,7 @@ architecture.json      the search's winner (:class:`~hwnas.arch.genotype.Archite
 search.csv             one row per scored evaluation
 report.json            the search's report; ``config`` is the search's configuration
 checkpoint.json        the search's cache of results (what ``--resume`` reads)
+refine/*.pt            the refinement's training states, which the next rung continues
 pareto.png             score versus energy of every candidate
 model.pt               the trained network (``hwnas train``)
 train.json             the training's figures
@@ -20,6 +21,7 @@ validation.json/.png   backends compared (``hwnas validate``)
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import time
@@ -36,6 +38,7 @@ PARETO = "pareto.png"
 MODEL = "model.pt"
 TRAIN_REPORT = "train.json"
 SUPERNET = "supernet.pt"
+REFINE_STATES = "refine"
 EXPORTS = {"nir": "model.nir", "onnx": "model.onnx", "netx": "model.h5"}
 VALIDATION = "validation.json"
 VALIDATION_PLOT = "validation.png"
@@ -84,6 +87,10 @@ class RunFolder:
     @property
     def supernet(self) -> Path:
         return self.path / SUPERNET
+
+    def refine_state(self, key: str) -> Path:
+        """Where the training state of refinement checkpoint entry ``key`` is kept (a file per entry)."""
+        return self.path / REFINE_STATES / (hashlib.sha256(key.encode()).hexdigest()[:20] + ".pt")
 
     def export(self, fmt: str) -> Path:
         """Where ``hwnas export --format fmt`` writes (``nir``, ``onnx``, ``netx``)."""

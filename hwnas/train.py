@@ -103,19 +103,21 @@ def evaluate(net: SpikingNetwork, splits: DatasetSplits, split: str, arch: Archi
 def train_epochs(net: SpikingNetwork, arch: Architecture, splits: DatasetSplits, epochs: int, lr: float,
                  batch_size: int, seed: int, schedule: bool = True, name: str = "float",
                  history: list | None = None, say: Callable[[str], None] | None = None,
-                 started: float | None = None) -> tuple[float, dict]:
-    """Surrogate-gradient BPTT of ``net`` for ``epochs`` on the training split (Adam, cosine schedule when
-    ``schedule``); returns the best validation accuracy and the state dict that reached it. ``history`` collects
-    one dict per epoch (phase, epoch, loss, val_accuracy)."""
+                 started: float | None = None, optimizer: torch.optim.Optimizer | None = None,
+                 first_epoch: int = 1) -> tuple[float, dict]:
+    """Surrogate-gradient BPTT of ``net`` for ``epochs`` on the training split (Adam, cosine schedule over these
+    epochs when ``schedule``); returns the best validation accuracy and the state dict that reached it.
+    ``history`` collects one dict per epoch (phase, epoch, loss, val_accuracy). A continued training passes its
+    ``optimizer`` and numbers its epochs from ``first_epoch`` (each epoch's data order depends on its number)."""
     device = next(net.parameters()).device
     say = say or (lambda message: None)
     started = time.perf_counter() if started is None else started
     history = [] if history is None else history
-    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    optimizer = optimizer or torch.optim.Adam(net.parameters(), lr=lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs) if schedule else None
     x, y = splits.split("train")
     best = (-1.0, None)
-    for epoch in range(1, epochs + 1):
+    for epoch in range(first_epoch, first_epoch + epochs):
         net.train()
         generator = torch.Generator().manual_seed(seed * 1000 + epoch + (500 if name == "qat" else 0))
         order = torch.randperm(x.shape[0], generator=generator)
@@ -143,6 +145,7 @@ def train_epochs(net: SpikingNetwork, arch: Architecture, splits: DatasetSplits,
 
 
 SHORT_TRAINING_BATCH = 64  # samples per batch of the search's short trainings
+SHORT_TRAINING_LR = 2e-3
 
 
 def short_training(arch: Architecture, splits, epochs: int, seed: int, split: str,
@@ -150,9 +153,37 @@ def short_training(arch: Architecture, splits, epochs: int, seed: int, split: st
     """Accuracy and activity on ``split`` (``val`` or ``test``) after ``epochs`` of ``hwnas train``'s float training
     from the weights ``seed`` gives; the checkpoint with the best validation accuracy is the one evaluated."""
     net = build_seeded(lambda: build_network(arch), seed, arch.key).to(device or pick_device())
-    _, best = train_epochs(net, arch, splits, epochs, 2e-3, SHORT_TRAINING_BATCH, seed)
+    _, best = train_epochs(net, arch, splits, epochs, SHORT_TRAINING_LR, SHORT_TRAINING_BATCH, seed)
     net.load_state_dict(best)
     return evaluate(net, splits, split, arch, seed)
+
+
+def continued_training(arch: Architecture, splits, epochs: int, seed: int, device=None,
+                       previous: bytes | None = None) -> tuple[float, ActivityStats, bytes]:
+    """:func:`short_training` that a later, longer one continues: ``epochs`` in all, the first ones already done
+    in ``previous`` (the state bytes an earlier call returned: weights, Adam's moments, epochs, best epoch). Each
+    call runs the cosine schedule over the epochs it adds (a warm restart, Loshchilov & Hutter, SGDR, ICLR 2017),
+    so a first call is exactly :func:`short_training`. Returns the validation accuracy and activity of the best
+    epoch so far, and the state to continue from."""
+    net = build_seeded(lambda: build_network(arch), seed, arch.key).to(device or pick_device())
+    optimizer = torch.optim.Adam(net.parameters(), lr=SHORT_TRAINING_LR)
+    done, best = 0, (-1.0, None)
+    if previous is not None:
+        saved = torch.load(io.BytesIO(previous), map_location=next(net.parameters()).device, weights_only=True)
+        net.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        done, best = saved["epochs"], (saved["best_accuracy"], saved["best_model"])
+    if epochs > done:
+        accuracy, state = train_epochs(net, arch, splits, epochs - done, SHORT_TRAINING_LR, SHORT_TRAINING_BATCH,
+                                       seed, optimizer=optimizer, first_epoch=done + 1)
+        if accuracy > best[0]:  # ties keep the earlier epoch, as within one training
+            best = (accuracy, state)
+    buffer = io.BytesIO()
+    torch.save({"epochs": max(epochs, done), "model": net.state_dict(), "optimizer": optimizer.state_dict(),
+                "best_accuracy": best[0], "best_model": best[1]}, buffer)
+    net.load_state_dict(best[1])
+    accuracy, activity = evaluate(net, splits, "val", arch, seed)
+    return accuracy, activity, buffer.getvalue()
 
 
 def short_training_accuracy(arch: Architecture, splits, epochs: int, seed: int, split: str, device=None) -> float:

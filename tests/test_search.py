@@ -3,7 +3,7 @@ import json
 import math
 
 import pytest
-from conftest import FAST_SEARCH
+from conftest import FAST_SEARCH, small_arch
 
 from hwnas.arch.genotype import PAIRS, Architecture
 from hwnas.errors import OptionError, ResumeError, SearchError
@@ -239,6 +239,44 @@ def test_refine_halves_the_field_and_lets_short_training_choose(tmp_path):
     # resuming the finished search trains nothing again and picks the same winner
     again = run_search(config, tmp_path / "run", resume=True)
     assert again.winner.cell == outcome.winner.cell and again.report["signal"]["rungs"] == signal["rungs"]
+    # the second rung continued the first's trainings: each survivor's kept state counts 2 epochs, not 1 + 2
+    import io
+
+    import torch
+
+    from hwnas.run_folder import RunFolder
+    from hwnas.search.refine import refine_key
+
+    folder = RunFolder(tmp_path / "run")
+    for rung in signal["rungs"]:
+        for entry in rung["cells"]:
+            row = next(r for r in outcome.rows if (r.cell, r.skeleton) == (entry["cell"], entry["skeleton"]))
+            key = refine_key(row, rung["epochs"], row.skeleton)
+            state = torch.load(io.BytesIO(folder.refine_state(key).read_bytes()), weights_only=True)
+            assert state["epochs"] == rung["epochs"] and state["best_accuracy"] == entry["val_accuracy"]
+
+
+def test_a_continued_training_starts_as_a_short_training_and_keeps_its_best_epoch():
+    """Rung 1 is exactly a short training (what proxy-check measures); rung 2 continues it (epochs 2..2, a
+    warm-restarted cosine) and reports the best epoch so far; the same state continued twice gives one result."""
+    import io
+
+    import torch
+
+    from hwnas.data import load_dataset
+    from hwnas.train import continued_training, short_training
+
+    splits = load_dataset("digits", timesteps=4, seed=0, max_samples=150)
+    arch = small_arch()
+    first_accuracy, first_activity, first = continued_training(arch, splits, 1, 0, torch.device("cpu"))
+    short_accuracy, short_activity = short_training(arch, splits, 1, 0, "val", torch.device("cpu"))
+    assert first_accuracy == short_accuracy
+    assert first_activity.totals_per_sample() == short_activity.totals_per_sample()
+    second = [continued_training(arch, splits, 2, 0, torch.device("cpu"), first) for _ in range(2)]
+    assert second[0][0] == second[1][0] >= first_accuracy
+    state = torch.load(io.BytesIO(second[0][2]), weights_only=True)
+    assert state["epochs"] == 2 and state["best_accuracy"] == second[0][0]
+    assert torch.load(io.BytesIO(first), weights_only=True)["epochs"] == 1
 
 
 def test_refine_after_prune_draws_its_pool_from_the_whole_space(tmp_path):

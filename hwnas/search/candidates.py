@@ -67,14 +67,16 @@ class CandidateMeasurer:
             return None
         return hardware_terms(self.build_cell(cell, skeleton), activity, self.target)[0]["energy_j"]
 
-    def refine_training(self, cell: Cell, skeleton: str | None, epochs: int, splits) -> dict:
+    def refine_training(self, cell: Cell, skeleton: str | None, epochs: int, splits,
+                        previous: bytes | None = None) -> dict:
         """A refinement's cached fields: validation accuracy after ``epochs`` of short training from the
-        candidate's seeded weights, and the energy of the trained network's activity."""
-        from ..train import short_training
+        candidate's seeded weights (continuing the ``previous`` state of an earlier rung when given), and the
+        energy of the trained network's activity; under ``"state"`` the bytes a later rung continues from."""
+        from ..train import continued_training
 
-        accuracy, activity = short_training(self.architecture(cell, skeleton), splits, epochs, self.config.seed,
-                                            "val", self.evaluator.device)
-        return {"val_accuracy": accuracy, "energy_j": self.trained_energy(cell, activity, skeleton)}
+        accuracy, activity, state = continued_training(self.architecture(cell, skeleton), splits, epochs,
+                                                       self.config.seed, self.evaluator.device, previous)
+        return {"val_accuracy": accuracy, "energy_j": self.trained_energy(cell, activity, skeleton), "state": state}
 
 
 class CandidateScorer:
@@ -140,14 +142,17 @@ class CandidateScorer:
         self.prefetch([(self.cell_cache_key(cell, skeleton), ("cell", cell_key(cell), skeleton or self.primary))
                        for cell, skeleton in zip(cells, skeletons)], "scoring")
 
-    def prefetch(self, entries: list[tuple[str, tuple]], what: str, save_each: bool = False) -> None:
+    def prefetch(self, entries: list[tuple[str, tuple]], what: str, save_each: bool = False,
+                 keep: Callable[[str, dict], dict] | None = None) -> None:
         """Compute the uncached ``(cache key, task)`` entries on the worker pool (a no-op without one), storing
-        each result in the cache as it arrives (and writing the checkpoint after each when ``save_each``)."""
+        each result in the cache as it arrives (``keep(key, result)`` first, which returns what to cache; the
+        checkpoint is written after each when ``save_each``)."""
         missing = [(key, task) for key, task in dict(entries).items() if key not in self.cache.results]
         if self.pool is None or not missing:
             return
         for finished, (index, result) in enumerate(self.pool.run([task for _, task in missing]), start=1):
-            self.cache.put(missing[index][0], result)
+            key = missing[index][0]
+            self.cache.put(key, keep(key, result) if keep else result)
             if save_each:
                 self.cache.save()
             if self.progress:

@@ -50,7 +50,8 @@ class SearchJob:
 
 
 def run_task(job: SearchJob, task: tuple) -> dict:
-    """Measure one evaluation: ``("cell", cell key, skeleton)`` or ``("refine", cell key, skeleton, epochs)``."""
+    """Measure one evaluation: ``("cell", cell key, skeleton)`` or ``("refine", cell key, skeleton, epochs,
+    previous state bytes or None)``."""
     from ..arch.genotype import parse_cell_key
     from ..sim.seeding import computing_threads
 
@@ -59,7 +60,7 @@ def run_task(job: SearchJob, task: tuple) -> dict:
         if task[0] == "cell":
             return measurer.measure_cell(parse_cell_key(task[1]), task[2])
         if task[0] == "refine":
-            return measurer.refine_training(parse_cell_key(task[1]), task[2], task[3], job.splits)
+            return measurer.refine_training(parse_cell_key(task[1]), task[2], task[3], job.splits, task[4])
     raise ValueError(f"unknown task {task[0]!r}")
 
 

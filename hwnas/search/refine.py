@@ -20,6 +20,8 @@ import math
 import numpy as np
 
 from ..arch.genotype import cell_key, parse_cell_key
+from ..io_utils import write_bytes_atomic
+from ..run_folder import RunFolder
 from .rows import Row
 from .strategies import StrategyResult, random_cells
 
@@ -70,11 +72,13 @@ def preselection_signal(config) -> str:
     return config.score
 
 
-def refine(config, space, result: StrategyResult, scorer, splits) -> tuple[StrategyResult, dict]:
+def refine(config, space, result: StrategyResult, scorer, splits, folder: RunFolder) -> tuple[StrategyResult, dict]:
     """Successive halving over the ``config.refine`` best-fitness candidates of ``result``, chosen by
     short-training accuracy plus the energy term of the trained network; ``scorer`` is the search's
-    :class:`~hwnas.search.candidates.CandidateScorer`. Every training is cached in its checkpoint. Returns the
-    result with the winner and the signal that chose it (for ``report.json``)."""
+    :class:`~hwnas.search.candidates.CandidateScorer`. A rung continues each survivor's training from its state
+    at the previous rung (kept in ``folder``'s ``refine/``), so a candidate trained to 4 epochs cost 4 epochs,
+    not 1 + 2 + 4. Every training is cached in the checkpoint. Returns the result with the winner and the signal
+    that chose it (for ``report.json``)."""
     rows = list(result.rows)
     if config.strategy == "prune":  # prune scores one cell only: random cells from the whole space join the pool
         seen = {row.cell for row in rows if row.is_candidate}
@@ -93,20 +97,34 @@ def refine(config, space, result: StrategyResult, scorer, splits) -> tuple[Strat
     weight = config.refine_energy_weight if hardware else 0.0
     cache = scorer.cache
     field, rungs = pool, []
+
+    def keep(key: str, result: dict) -> dict:
+        """Write a training's state before the checkpoint names its entry; cache the rest."""
+        write_bytes_atomic(folder.refine_state(key), result.pop("state"))
+        return result
+
     for count, epochs in halving_rungs(len(pool), config.refine_epochs):
         field = sorted(field, key=lambda r: (-(r.refine_fitness if r.refine_fitness is not None else r.fitness),
                                              r.index))[:count]
         keys = {id(row): refine_key(row, epochs, scorer.primary) for row in field}
-        scorer.prefetch([(keys[id(row)], ("refine", row.cell, row.skeleton, epochs)) for row in field],
-                        f"refine: training {len(field)} candidates for {epochs} epoch(s)", save_each=True)
+        before = rungs[-1]["epochs"] if rungs else None
+
+        def previous_state(row: Row) -> bytes | None:
+            """The row's state at the last rung (None at the first, or from a checkpoint that kept none)."""
+            path = folder.refine_state(refine_key(row, before, scorer.primary)) if before else None
+            return path.read_bytes() if path is not None and path.is_file() else None
+
+        added = f"{epochs - before} more epoch(s), {epochs} in all" if before else f"{epochs} epoch(s)"
+        scorer.prefetch([(keys[id(row)], ("refine", row.cell, row.skeleton, epochs, previous_state(row)))
+                         for row in field if keys[id(row)] not in cache.results],
+                        f"refine: training {len(field)} candidates for {added}", save_each=True, keep=keep)
         for row in field:
             primary = row.skeleton == scorer.primary
             cache_key = keys[id(row)]
             if cache_key not in cache.results:
-                scorer.announce(f"refine: training {row.cell}{'' if primary else ' in ' + row.skeleton} for "
-                                f"{epochs} epoch(s)")
-                cache.results[cache_key] = scorer.measurer.refine_training(parse_cell_key(row.cell), row.skeleton,
-                                                                           epochs, splits)
+                scorer.announce(f"refine: training {row.cell}{'' if primary else ' in ' + row.skeleton} for {added}")
+                cache.results[cache_key] = keep(cache_key, scorer.measurer.refine_training(
+                    parse_cell_key(row.cell), row.skeleton, epochs, splits, previous_state(row)))
                 cache.save()
             cached = cache.results[cache_key]
             row.refine_epochs = epochs

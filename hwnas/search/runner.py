@@ -215,7 +215,7 @@ def _search(config, folder, cache, resume, target, timing, splits, space, templa
             result = run_prune(space, scorer.score_supernet, scorer.cell_row, scorer.row)
         signal = {"chosen_by": preselection_signal(config), "refine": 0}
         if config.refine:
-            result, signal = refine(config, space, result, scorer, splits)
+            result, signal = refine(config, space, result, scorer, splits, folder)
         if config.strategy == "evolution":
             signal["supernet"] = supernet_log
     except BaseException:
