@@ -116,6 +116,7 @@ def conv_bound(args, splits: DatasetSplits) -> None:
     """One SAHD evaluation of the heaviest cell against its convolutions alone, in both memory layouts."""
     from hwnas.arch.builder import build_network
     from hwnas.hw_models import load_target
+    from hwnas.hw_models.fitness import hardware_terms
     from hwnas.search.evaluate import Evaluator, ScoreConfig
     from hwnas.search.preflight import HEAVIEST_CELL
     from hwnas.search.runner import scoring_batches, template_architecture
@@ -135,6 +136,9 @@ def conv_bound(args, splits: DatasetSplits) -> None:
     for hook in hooks:
         hook.remove()
     evaluation = _median_seconds(lambda: evaluator.evaluate(net))
+    activity = evaluator.evaluate(net)["activity"]
+    target = load_target(args.target)
+    mapping = _median_seconds(lambda: hardware_terms(net, activity, target), repeats=3) if target.is_hardware else 0.0
     generator = torch.Generator().manual_seed(0)
     inputs = [(module, (torch.rand(shape, generator=generator) < 0.2).float().to(device)) for module, shape in calls]
 
@@ -153,6 +157,8 @@ def conv_bound(args, splits: DatasetSplits) -> None:
           f"evaluation {evaluation * 1000:.1f} ms; its convolutions alone {standard * 1000:.1f} ms (standard "
           f"layout), {channels_last * 1000:.1f} ms (channels_last); evaluation / channels_last convolutions = "
           f"{evaluation / channels_last:.2f} (target <= 1.5), / standard = {evaluation / standard:.2f}")
+    print(f"its hardware mapping and energy on {args.target} (on the CPU, every candidate): {mapping * 1000:.1f} ms "
+          f"= {mapping / evaluation:.2f}x the evaluation")
 
 
 def compare_workers(args, splits: DatasetSplits, scratch: Path) -> None:

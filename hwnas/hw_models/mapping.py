@@ -139,6 +139,11 @@ class Mapping:
                 "violations": [str(v) for v in self.violations], "per_core": self.utilisation()}
 
 
+def position_major(values: torch.Tensor) -> torch.Tensor:
+    """A population's values flattened in the order blocks cut it: position by position, channels fastest."""
+    return values.permute(1, 2, 0).flatten() if values.dim() == 3 else values.flatten()
+
+
 def block_mask(shape: tuple[int, ...], start: int, stop: int) -> torch.Tensor:
     """0/1 mask of neurons ``start:stop`` in position-major order, shaped like the population."""
     flat = torch.zeros(math.prod(shape))
@@ -163,7 +168,8 @@ def map_network(net: SpikingNetwork, target: Target, attempts: int = 6, stop_ear
         raise ValueError(f"target {target.name} has no cores to map onto")
     limit = target.core.fanout_axons
     caps: dict[str, int] = {}
-    mapping = _map_once(net, target, caps, stop_early, core_budget)
+    axon_cache: dict[tuple[str, int, int], int] = {}  # input axons per block, for every attempt (few layers change)
+    mapping = _map_once(net, target, caps, stop_early, core_budget, axon_cache)
     for _ in range(attempts - 1):
         overloaded = [core for core in mapping.cores if core.axons_out > limit]
         if not mapping.complete or not overloaded:
@@ -179,13 +185,15 @@ def map_network(net: SpikingNetwork, target: Target, attempts: int = 6, stop_ear
                     changed = True
         if not changed:
             break
-        mapping = _map_once(net, target, caps)
+        mapping = _map_once(net, target, caps, axon_cache=axon_cache)
     return mapping
 
 
 def _map_once(net: SpikingNetwork, target: Target, caps: dict[str, int], stop_early: bool = False,
-              core_budget: int | None = None) -> Mapping:
-    """One placement; ``caps`` limits the neurons per block of some layers (and keeps their cores unshared)."""
+              core_budget: int | None = None, axon_cache: dict | None = None) -> Mapping:
+    """One placement; ``caps`` limits the neurons per block of some layers (and keeps their cores unshared);
+    ``axon_cache`` keeps the input axons of blocks already counted (by layer, start, stop)."""
+    axon_cache = {} if axon_cache is None else axon_cache
     core_spec, chip = target.core, target.chip
     shapes = {INPUT: net.input_shape, **{name: pop.shape for name, pop in net.populations.items()}}
     connections = net.active_connections()
@@ -193,6 +201,12 @@ def _map_once(net: SpikingNetwork, target: Target, caps: dict[str, int], stop_ea
     violations: list[ConstraintError] = []
 
     def input_axons(layer: str, start: int, stop: int) -> int:
+        key = (layer, start, stop)
+        if key not in axon_cache:
+            axon_cache[key] = count_input_axons(layer, start, stop)
+        return axon_cache[key]
+
+    def count_input_axons(layer: str, start: int, stop: int) -> int:
         mask = block_mask(shapes[layer], start, stop)
         reached: dict[str, torch.Tensor] = {}
         for synapse, src in incoming[layer]:
@@ -345,8 +359,7 @@ def _stored_synapses(net: SpikingNetwork, core_spec, shapes: dict, incoming: dic
     widest: dict[str, tuple[int, int]] = {}
 
     def prefix_sums(values: torch.Tensor) -> torch.Tensor:
-        ordered = values.permute(1, 2, 0).flatten() if values.dim() == 3 else values.flatten()
-        return torch.cat([torch.zeros(1, dtype=torch.float64), ordered.double().cumsum(0)])
+        return torch.cat([torch.zeros(1, dtype=torch.float64), position_major(values).double().cumsum(0)])
 
     for layer in net.order:
         shape = shapes[layer]
@@ -386,11 +399,13 @@ def _route(net: SpikingNetwork, target: Target, shapes: dict, blocks: dict[str, 
                 reached_per_core[block.core] = hit if previous is None else (previous | hit)
         total = math.prod(shapes[layer])
         route = routes[layer]
+        # a block is a run of neurons in position-major order: its senders to a core are a difference of prefix sums
+        reached_before = {core_index: torch.cat([torch.zeros(1, dtype=torch.int64), position_major(reached).cumsum(0)])
+                          for core_index, reached in reached_per_core.items()}
         for source in blocks[layer]:
-            mask = block_mask(shapes[layer], source.start, source.stop) > 0
             origin = cores[source.core]
-            for core_index, reached in reached_per_core.items():
-                senders = int((reached & mask).sum())
+            for core_index, before in reached_before.items():
+                senders = int(before[source.stop] - before[source.start])
                 if not senders:
                     continue
                 destination = cores[core_index]
