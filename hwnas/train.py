@@ -21,6 +21,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from . import make_callable
 from .arch.builder import build_network
 from .arch.footprint import check_network_memory
 from .arch.genotype import Architecture
@@ -171,7 +172,9 @@ def continued_training(arch: Architecture, splits, epochs: int, seed: int, devic
     if previous is not None:
         saved = torch.load(io.BytesIO(previous), map_location=next(net.parameters()).device, weights_only=True)
         net.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
+        optimizer.load_state_dict(saved["optimizer"])  # Adam's moments; its learning rate ended the last cosine at 0
+        for group in optimizer.param_groups:
+            group["lr"] = group["initial_lr"] = SHORT_TRAINING_LR  # the restart: the schedule starts over from here
         done, best = saved["epochs"], (saved["best_accuracy"], saved["best_model"])
     if epochs > done:
         accuracy, state = train_epochs(net, arch, splits, epochs - done, SHORT_TRAINING_LR, SHORT_TRAINING_BATCH,
@@ -192,25 +195,28 @@ def short_training_accuracy(arch: Architecture, splits, epochs: int, seed: int, 
 
 
 def train_run(run_dir: str | Path, config: TrainConfig,
-              progress: Callable[[str], None] | None = None) -> TrainOutcome:
-    """Train the architecture of a search run folder; writes ``model.pt`` and ``train.json`` there."""
+              progress: Callable[[str], None] | None = None, splits: DatasetSplits | None = None) -> TrainOutcome:
+    """Train the architecture of a search run folder; writes ``model.pt`` and ``train.json`` there. ``splits``
+    supplies the data in memory (it must be what the search recorded) instead of loading the search's dataset."""
     run_dir = Path(run_dir)
     arch, search_config = load_run(run_dir)
     threads = config.threads or recorded_threads(search_config)
     device = config.device or recorded_device(search_config)
     resolve_device(device)  # a device this machine lacks is refused before the folder is held
     with RunFolder(run_dir).writing("train"), computing_threads(threads):
-        return _train(run_dir, arch, search_config, replace(config, threads=threads, device=device), progress)
+        return _train(run_dir, arch, search_config, replace(config, threads=threads, device=device), progress,
+                      splits)
 
 
 def _train(run_dir: Path, arch: Architecture, search_config: dict, config: TrainConfig,
-           progress: Callable[[str], None] | None) -> TrainOutcome:
+           progress: Callable[[str], None] | None, splits: DatasetSplits | None = None) -> TrainOutcome:
     """:func:`train_run` while this process holds the run folder."""
     target = load_target(config.target or search_config.get("target", "loihi2"))
     seed = config.seed if config.seed is not None else check_seed(search_config.get("seed", 0), "the search's seed")
     arch = replace(arch, timing=target.timing)
-    splits = load_dataset(search_config.get("dataset", "digits"), search_config.get("data_dir"), arch.timesteps,
-                          seed, search_config.get("max_samples"))
+    if splits is None:
+        splits = load_dataset(search_config.get("dataset", "digits"), search_config.get("data_dir"), arch.timesteps,
+                              seed, search_config.get("max_samples"))
     RunFolder(run_dir).check_data(splits.summary())
     if splits.input_shape != tuple(arch.input_shape):
         raise OptionError(f"architecture expects input {list(arch.input_shape)}, dataset has {list(splits.input_shape)}")
@@ -293,3 +299,6 @@ def load_model(path: str | Path, device: torch.device | None = None) -> tuple[Sp
         raise OptionError(f"{path} does not fit its architecture: {first_line(exc)}") from None
     net.eval()
     return net.to(device or torch.device("cpu")), arch, checkpoint
+
+
+make_callable(__name__)  # hwnas.train(...) is hwnas.api.train

@@ -26,6 +26,7 @@ ALLOWED = {
     "deploy": {"base", "sim", "arch", "data", "export", "hw_models"},
     "commands": {"base", "sim", "arch", "data", "run_folder", "hw_models", "train", "search", "export", "deploy",
                  "commands", "cli"},
+    "api": {"base", "sim", "arch", "data", "run_folder", "hw_models", "train", "search", "export", "deploy"},
     "cli": {"base", "commands"},
     "__main__": {"cli"},
 }

@@ -251,7 +251,7 @@ def test_refine_halves_the_field_and_lets_short_training_choose(tmp_path):
     for rung in signal["rungs"]:
         for entry in rung["cells"]:
             row = next(r for r in outcome.rows if (r.cell, r.skeleton) == (entry["cell"], entry["skeleton"]))
-            key = refine_key(row, rung["epochs"], row.skeleton)
+            key = refine_key(row, rung["epochs"], row.skeleton)  # one skeleton: every row's is the primary one
             state = torch.load(io.BytesIO(folder.refine_state(key).read_bytes()), weights_only=True)
             assert state["epochs"] == rung["epochs"] and state["best_accuracy"] == entry["val_accuracy"]
 
@@ -275,8 +275,15 @@ def test_a_continued_training_starts_as_a_short_training_and_keeps_its_best_epoc
     second = [continued_training(arch, splits, 2, 0, torch.device("cpu"), first) for _ in range(2)]
     assert second[0][0] == second[1][0] >= first_accuracy
     state = torch.load(io.BytesIO(second[0][2]), weights_only=True)
-    assert state["epochs"] == 2 and state["best_accuracy"] == second[0][0]
-    assert torch.load(io.BytesIO(first), weights_only=True)["epochs"] == 1
+    before = torch.load(io.BytesIO(first), weights_only=True)
+    assert state["epochs"] == 2 and state["best_accuracy"] == second[0][0] and before["epochs"] == 1
+    # the added epoch trained: its weights moved at the restarted learning rate (Adam's moments carried over)
+    assert state["optimizer"]["param_groups"][0]["lr"] < 2e-3  # the restarted cosine ran over the added epoch
+    moved = [name for name, weight in state["model"].items()
+             if weight.is_floating_point() and not torch.equal(weight, before["model"][name])]
+    assert any(name.endswith("weight") and "bn" not in name for name in moved), moved
+    assert all(int(s["step"]) > int(b["step"]) for s, b in zip(state["optimizer"]["state"].values(),
+                                                                 before["optimizer"]["state"].values()))
 
 
 def test_refine_after_prune_draws_its_pool_from_the_whole_space(tmp_path):

@@ -7,6 +7,7 @@ primary one: the supernet of the prune strategy is built in it, and its candidat
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Callable
 
@@ -150,13 +151,16 @@ class CandidateScorer:
         missing = [(key, task) for key, task in dict(entries).items() if key not in self.cache.results]
         if self.pool is None or not missing:
             return
-        for finished, (index, result) in enumerate(self.pool.run([task for _, task in missing]), start=1):
-            key = missing[index][0]
-            self.cache.put(key, keep(key, result) if keep else result)
-            if save_each:
-                self.cache.save()
-            if self.progress:
-                self.progress(self.done, self.total, f"{what} on {self.pool.describe()}: {finished}/{len(missing)}")
+        # closing the results cancels the tasks still pending when storing one fails (or on Ctrl-C)
+        with contextlib.closing(self.pool.run([task for _, task in missing])) as results:
+            for finished, (index, result) in enumerate(results, start=1):
+                key = missing[index][0]
+                self.cache.put(key, keep(key, result) if keep else result)
+                if save_each:
+                    self.cache.save()
+                if self.progress:
+                    self.progress(self.done, self.total,
+                                  f"{what} on {self.pool.describe()}: {finished}/{len(missing)}")
 
     def draw_skeletons(self, count: int, rng) -> list[str]:
         """``count`` skeletons drawn uniformly from those kept (all the primary one when only one is kept, drawing

@@ -43,7 +43,9 @@ class SearchJob:
             from .candidates import CandidateMeasurer
             from .evaluate import Evaluator
 
-            evaluator = Evaluator(self.batches, self.score_config, resolve_device(self.config.device))
+            # Ray shows a task the GPU it was given as the only one: cuda:N of the search is cuda on a worker
+            device = "cuda" if self.config.device.startswith("cuda") else self.config.device
+            evaluator = Evaluator(self.batches, self.score_config, resolve_device(device))
             _MEASURERS.clear()  # one search at a time per worker
             _MEASURERS[self.token] = CandidateMeasurer(self.config, self.target, self.templates, evaluator)
         return _MEASURERS[self.token]
@@ -86,7 +88,11 @@ class WorkerPool:
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise OptionError(f"could not {'join the Ray cluster at ' + address if address else 'start Ray'}: "
                                   f"{first_line(exc)}") from None
-        self.workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1)) // threads)
+        resources = ray.cluster_resources()
+        if device.type == "cuda" and not resources.get("GPU"):
+            self.close()
+            raise OptionError(f"the search computes on {device} but the Ray cluster has no GPU: use --device cpu")
+        self.workers = workers or max(1, int(resources.get("CPU", 1)) // threads)
         # on CUDA the workers share the GPU (Ray hides it from tasks that ask for none)
         gpus = 1.0 / self.workers if device.type == "cuda" else 0
         self.remote = ray.remote(num_cpus=threads, num_gpus=gpus, max_retries=0)(run_task)

@@ -20,6 +20,7 @@ import math
 import numpy as np
 
 from ..arch.genotype import cell_key, parse_cell_key
+from ..errors import ResumeError
 from ..io_utils import write_bytes_atomic
 from ..run_folder import RunFolder
 from .rows import Row
@@ -110,9 +111,15 @@ def refine(config, space, result: StrategyResult, scorer, splits, folder: RunFol
         before = rungs[-1]["epochs"] if rungs else None
 
         def previous_state(row: Row) -> bytes | None:
-            """The row's state at the last rung (None at the first, or from a checkpoint that kept none)."""
-            path = folder.refine_state(refine_key(row, before, scorer.primary)) if before else None
-            return path.read_bytes() if path is not None and path.is_file() else None
+            """The row's state at the last rung (None at the first); a missing one is a one-line error, since
+            training over again would not give what continuing gives."""
+            if not before:
+                return None
+            path = folder.refine_state(refine_key(row, before, scorer.primary))
+            if not path.is_file():
+                raise ResumeError(f"cannot continue the refinement: {path} (the training state of {row.cell} after "
+                                  f"{before} epoch(s)) is missing; start a new search")
+            return path.read_bytes()
 
         added = f"{epochs - before} more epoch(s), {epochs} in all" if before else f"{epochs} epoch(s)"
         scorer.prefetch([(keys[id(row)], ("refine", row.cell, row.skeleton, epochs, previous_state(row)))

@@ -201,7 +201,11 @@ def _search(config, folder, cache, resume, target, timing, splits, space, templa
         from .distributed import WorkerPool, new_job
 
         pool = WorkerPool(workers, ray_address, config.threads, device)
-        pool.share(new_job(config, target, templates, evaluator, splits))
+        try:
+            pool.share(new_job(config, target, templates, evaluator, splits))
+        except BaseException:
+            pool.close()
+            raise
     scorer = CandidateScorer(config, target, templates, evaluator, cache, space, total, progress, pool)
     started = time.perf_counter()
     try:

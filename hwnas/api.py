@@ -1,0 +1,279 @@
+"""hwnas from Python: search, train and export on data held in memory, results returned in memory.
+
+    import hwnas
+    found = hwnas.search(dataset, target="loihi2", timesteps=8)   # a torch Dataset, DataLoader, (x, y), a name
+    trained = hwnas.train(found, epochs=20)                        # trained.model: an nn.Module returning logits
+    hwnas.export(trained, "model.nir")
+
+The command line and these functions share their defaults (:class:`~hwnas.search.config.SearchConfig`,
+:class:`~hwnas.train.TrainConfig`). A run folder is written only when ``out`` names one; otherwise the steps run in
+a temporary folder that is removed afterwards. Data in memory is recorded by its name, shape, classes and split
+sizes, and a later step on other data is refused, as on the command line.
+
+Data: static images (N, C, H, W) with intensities in [0, 1] (torchvision with ``ToTensor()``), spike-encoded per
+``encoding``; or event frames (N, T, C, H, W) of spike counts (tonic with ``ToFrame(n_time_bins=T)``), used as
+they are (T must equal ``timesteps``). One dataset is split into train/validation/test with the seed; a dict
+``{"train": ..., "test": ...}`` (optionally ``"val"``) keeps the given splits, holding out validation from train.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .arch.genotype import Architecture
+from .data import load_dataset
+from .data.splits import DatasetSplits, encode_batch, split_indices
+from .errors import DataError, OptionError
+from .io_utils import write_json_atomic
+from .run_folder import RunFolder
+from .sim.network import SpikingNetwork
+
+DEFAULT_NAME = "in-memory"
+VAL_FRACTION = 0.15
+TEST_FRACTION = 0.15
+
+
+class SpikingClassifier(nn.Module):
+    """A trained hwnas network as a plain classifier: ``model(x)`` returns logits (B, classes).
+
+    ``x`` is a batch as the data holds it: static images (B, C, H, W), encoded as in training (rate coding draws
+    with ``seed``), or event frames (B, T, C, H, W); a static model also takes time-major network input
+    (T, B, C, H, W). ``model.network`` is the :class:`~hwnas.sim.network.SpikingNetwork`, which takes time-major
+    input and also returns spike counts and activity."""
+
+    def __init__(self, network: SpikingNetwork, architecture: Architecture, kind: str = "static", seed: int = 0):
+        super().__init__()
+        self.network = network
+        self.architecture = architecture
+        self.kind = kind
+        self.seed = seed
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        shape = tuple(self.architecture.input_shape)
+        if x.dim() == 5 and tuple(x.shape[2:]) == shape and self.kind == "frames":
+            x = encode_batch(x, "frames", x.shape[1], self.architecture.encoding)
+        elif x.dim() == 4 and tuple(x.shape[1:]) == shape:
+            x = encode_batch(x.cpu(), "static", self.architecture.timesteps, self.architecture.encoding,
+                             torch.Generator().manual_seed(self.seed))
+        device = next(self.network.parameters()).device
+        return self.network(x.to(device)).logits
+
+
+@dataclass
+class SearchResult:
+    """What :func:`search` found: the winner's architecture and row, every row, the report, the data it
+    searched on (for :func:`train`) and the run folder (None when none was asked for)."""
+
+    architecture: Architecture
+    winner: dict
+    rows: list[dict]
+    report: dict
+    splits: DatasetSplits
+    folder: Path | None
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` produced: the model, the training report and the run folder (or None)."""
+
+    model: SpikingClassifier
+    report: dict
+    folder: Path | None
+
+
+def _printer(progress) -> Callable | None:
+    """A progress callback: the caller's, stderr lines for ``True``, none for ``False``."""
+    if callable(progress):
+        return progress
+    return (lambda *parts: print(*[p for p in parts if p is not None], file=sys.stderr, flush=True)) if progress \
+        else None
+
+
+def _tensors(data, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, y) of a torch Dataset, a DataLoader, or an (x, y) pair of tensors or arrays."""
+    from torch.utils.data import DataLoader
+
+    if isinstance(data, (tuple, list)) and len(data) == 2 and not isinstance(data[0], (tuple, list)):
+        x, y = data
+        return torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x), torch.as_tensor(y)
+    if isinstance(data, DataLoader):
+        pairs = [(torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x), torch.as_tensor(y))
+                 for x, y in data]
+        if not pairs:
+            raise DataError(f"the {what} DataLoader yields no batch")
+        return torch.cat([x for x, _ in pairs]), torch.cat([y.reshape(-1) for _, y in pairs])
+    if hasattr(data, "__getitem__") and hasattr(data, "__len__"):
+        if len(data) == 0:
+            raise DataError(f"the {what} dataset is empty")
+        xs, ys = [], []
+        for index in range(len(data)):
+            item = data[index]
+            if not isinstance(item, (tuple, list)) or len(item) < 2:
+                raise DataError(f"item {index} of the {what} dataset is not a (sample, label) pair")
+            sample = item[0]
+            if not isinstance(sample, (torch.Tensor, np.ndarray)):
+                raise DataError(f"item {index} of the {what} dataset is a {type(sample).__name__}, not an array: give "
+                                "the dataset a transform that makes arrays (torchvision's ToTensor(), tonic's ToFrame)")
+            xs.append(torch.as_tensor(sample))
+            ys.append(int(item[1]))
+        shapes = {tuple(x.shape) for x in xs}
+        if len(shapes) != 1:
+            raise DataError(f"the {what} dataset's samples have different shapes: {sorted(shapes)[:3]}")
+        return torch.stack(xs), torch.tensor(ys, dtype=torch.long)
+    raise DataError(f"cannot read {what} data of type {type(data).__name__}: give a dataset name, a torch Dataset, a "
+                    "DataLoader, an (x, y) pair or a dict of such splits")
+
+
+def _checked(x: torch.Tensor, y: torch.Tensor, timesteps: int, what: str) -> tuple[str, torch.Tensor, torch.Tensor]:
+    """The data's kind and its tensors in the form :class:`DatasetSplits` holds, or a one-line error."""
+    x, y = x.cpu(), y.cpu()  # data is encoded with the CPU's generator, as the command line does
+    if x.shape[0] != y.reshape(-1).shape[0]:
+        raise DataError(f"{what}: {x.shape[0]} samples but {y.reshape(-1).shape[0]} labels")
+    y = y.reshape(-1).long()
+    if x.dim() == 4:
+        x = x.float()
+        if x.numel() and (float(x.min()) < 0.0 or float(x.max()) > 1.0):
+            raise DataError(f"{what}: static images must hold intensities in [0, 1], found [{float(x.min()):g}, "
+                            f"{float(x.max()):g}] (divide by 255, or use torchvision's ToTensor())")
+        return "static", x, y
+    if x.dim() == 5:
+        if x.shape[1] != timesteps:
+            raise DataError(f"{what}: event frames have {x.shape[1]} time bins but timesteps={timesteps}: bin them to "
+                            f"{timesteps} (tonic: ToFrame(n_time_bins={timesteps})) or pass timesteps={x.shape[1]}")
+        counts = x.double()
+        if counts.numel() and (float(counts.min()) < 0 or float(counts.max()) > 255
+                               or not torch.equal(counts, counts.round())):
+            raise DataError(f"{what}: event frames must hold spike counts (integers 0..255)")
+        return "frames", x.to(torch.uint8), y
+    raise DataError(f"{what}: samples of shape {list(x.shape[1:])}; expected images (C, H, W) or event frames "
+                    "(T, C, H, W)")
+
+
+def as_splits(data, timesteps: int = 8, seed: int = 0, name: str | None = None, data_dir: str | None = None,
+              num_classes: int | None = None, val_fraction: float = VAL_FRACTION,
+              test_fraction: float = TEST_FRACTION, max_samples: int | None = None) -> DatasetSplits:
+    """The :class:`DatasetSplits` of ``data``: a dataset name (loaded as the command line loads it), splits as
+    they are, one dataset or (x, y) pair split with ``seed``, or a dict of ``train``/``test`` (and ``val``)."""
+    if isinstance(data, str):
+        return load_dataset(data, data_dir, timesteps, seed, max_samples)
+    if isinstance(data, DatasetSplits):
+        return data
+    if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
+        raise OptionError(f"val_fraction and test_fraction must leave training samples, got {val_fraction} and "
+                          f"{test_fraction}")
+    if isinstance(data, dict):
+        unknown = set(data) - {"train", "val", "test"}
+        if unknown or "train" not in data or "test" not in data:
+            raise OptionError(f"a dict of splits needs 'train' and 'test' (and may have 'val'), got {sorted(data)}")
+        parts = {key: _checked(*_tensors(value, key), timesteps, f"the {key} split") for key, value in data.items()}
+        kinds = {kind for kind, _, _ in parts.values()}
+        if len(kinds) != 1 or len({tuple(x.shape[1:]) for _, x, _ in parts.values()}) != 1:
+            raise DataError("the splits differ in kind or sample shape")
+        kind = kinds.pop()
+        train_x, train_y = parts["train"][1:]
+        if "val" in parts:
+            val_x, val_y = parts["val"][1:]
+        else:
+            keep, held, _ = split_indices(len(train_y), (val_fraction, 0.0), seed)
+            train_x, train_y, val_x, val_y = train_x[keep], train_y[keep], train_x[held], train_y[held]
+        test_x, test_y = parts["test"][1:]
+    else:
+        kind, x, y = _checked(*_tensors(data, "given"), timesteps, "the data")
+        train, val, test = split_indices(len(y), (val_fraction, test_fraction), seed)
+        train_x, train_y, val_x, val_y, test_x, test_y = x[train], y[train], x[val], y[val], x[test], y[test]
+    labels = torch.cat([train_y, val_y, test_y])
+    if labels.numel() == 0 or int(labels.min()) < 0:
+        raise DataError("labels must be class indices 0, 1, 2, ...")
+    classes = num_classes or int(labels.max()) + 1
+    if int(labels.max()) >= classes:
+        raise DataError(f"a label is {int(labels.max())} but num_classes is {classes}")
+    if min(len(train_y), len(val_y), len(test_y)) == 0:
+        raise DataError(f"too few samples to split: {len(train_y)} train, {len(val_y)} validation, {len(test_y)} test")
+    return DatasetSplits(name or DEFAULT_NAME, kind, train_x, train_y, val_x, val_y, test_x, test_y, classes)
+
+
+def search(data: Any = "digits", target: str = "loihi2", *, out: str | Path | None = None, timesteps: int = 8,
+           seed: int = 0, name: str | None = None, data_dir: str | None = None, num_classes: int | None = None,
+           progress: bool | Callable = False, workers: int | None = None, ray_address: str | None = None,
+           **options) -> SearchResult:
+    """Search an architecture for ``target`` on ``data`` (see the module docstring); ``options`` are
+    :class:`~hwnas.search.config.SearchConfig` fields (``strategy``, ``candidates``, ``refine``, ``width``,
+    ``device``, ``threads``, ...), with the command line's defaults. ``out`` keeps the run folder there."""
+    from .search.config import SearchConfig
+    from .search.runner import run_search
+
+    splits = as_splits(data, timesteps, seed, name, data_dir, num_classes, max_samples=options.get("max_samples"))
+    dataset = data if isinstance(data, str) else splits.name
+    config = SearchConfig(target=target, dataset=dataset, data_dir=data_dir, timesteps=timesteps, seed=seed, **options)
+    with tempfile.TemporaryDirectory(prefix="hwnas-search-") as scratch:
+        folder = Path(out) if out is not None else Path(scratch) / "run"
+        outcome = run_search(config, folder, progress=_printer(progress), splits=splits, workers=workers,
+                             ray_address=ray_address)
+        rows = [asdict(row) for row in outcome.rows]
+        return SearchResult(outcome.architecture, asdict(outcome.winner), rows, outcome.report, splits,
+                            Path(out) if out is not None else None)
+
+
+def train(found: SearchResult | str | Path, *, out: str | Path | None = None, progress: bool | Callable = False,
+          data: Any = None, **options) -> TrainResult:
+    """Train the winner of :func:`search` (or of a run folder), float then quantisation-aware on an integer
+    target; ``options`` are :class:`~hwnas.train.TrainConfig` fields (``epochs``, ``qat_epochs``, ``lr``,
+    ``device``, ...). Trains in ``found``'s run folder when it has one, else in ``out`` or a temporary one."""
+    from .train import TrainConfig, train_run
+
+    config = TrainConfig(**options)
+    say = _printer(progress)
+    if not isinstance(found, SearchResult):
+        folder = RunFolder(found)
+        splits = as_splits(data, **_recorded_data(folder)) if data is not None else None
+        outcome = train_run(folder.path, config, say, splits)
+        return TrainResult(_classifier(outcome, splits, folder), outcome.report, folder.path)
+    with tempfile.TemporaryDirectory(prefix="hwnas-train-") as scratch:
+        path = found.folder or (Path(out) if out is not None else Path(scratch) / "run")
+        folder = RunFolder(path)
+        if found.folder is None and out is not None and (folder.report.exists() or folder.model.exists()):
+            raise OptionError(f"{path} already holds a run: give train() a new out, or search with out=")
+        if found.folder is None:  # a search without a folder: its files, for the training to read and check
+            found.architecture.save(folder.architecture)
+            write_json_atomic(folder.report, found.report)
+        outcome = train_run(folder.path, config, say, found.splits)
+        return TrainResult(_classifier(outcome, found.splits, folder),
+                           outcome.report, path if (found.folder or out is not None) else None)
+
+
+def _recorded_data(folder: RunFolder) -> dict:
+    """The data options a run folder's search recorded (timesteps, seed, name), for reading data given again."""
+    config = folder.search_config()
+    return {"timesteps": int(config.get("timesteps", 8)), "seed": int(config.get("seed", 0)),
+            "name": folder.search_report().get("dataset", {}).get("name")}
+
+
+def _classifier(outcome, splits: DatasetSplits | None, folder: RunFolder) -> SpikingClassifier:
+    kind = splits.kind if splits is not None else folder.search_report().get("dataset", {}).get("kind", "static")
+    return SpikingClassifier(outcome.network, outcome.architecture, kind, int(outcome.report.get("seed", 0)))
+
+
+def export(trained: TrainResult | SpikingClassifier, path: str | Path, format: str = "nir",
+           dt: float = 1e-3) -> Path:
+    """Write a trained model as NIR (``format="nir"``, read back to check) and return the path."""
+    from .export.nir import export as export_nir
+    from .export.nir import load
+    from .io_utils import check_writable
+
+    model = trained.model if isinstance(trained, TrainResult) else trained
+    if format != "nir":
+        raise OptionError(f"export format '{format}' is not available from Python yet (use nir, or hwnas export "
+                          "--format onnx/netx on a run folder)")
+    path = Path(path)
+    check_writable(path, "path")
+    export_nir(model.network, path, model.architecture, dt)
+    load(path)
+    return path

@@ -1,0 +1,88 @@
+"""hwnas from Python, as in a notebook: a tonic-style event Dataset in memory -> hwnas.search -> hwnas.train ->
+an nn.Module that returns logits -> hwnas.export; no run folder unless asked; bad data in one line."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+import hwnas
+from hwnas.errors import DataError, OptionError
+
+TINY = dict(strategy="random", candidates=3, width=4, batch_size=16, repeats=1, refine=2)
+
+
+class EventFrames(Dataset):
+    """Like a tonic dataset with ToFrame(n_time_bins=T): (T, 2, H, W) uint8 spike counts and an int label; each
+    class lights its own quadrant, with random background events."""
+
+    def __init__(self, samples: int = 240, timesteps: int = 4, size: int = 8, classes: int = 4, seed: int = 0):
+        rng = np.random.default_rng(seed)
+        self.labels = rng.integers(classes, size=samples)
+        half = size // 2
+        self.frames = (rng.random((samples, timesteps, 2, size, size)) < 0.05).astype(np.uint8)
+        for index, label in enumerate(self.labels):
+            y, x = divmod(int(label), 2)
+            patch = rng.random((timesteps, 2, half, half)) < 0.5
+            self.frames[index, :, :, y * half:(y + 1) * half, x * half:(x + 1) * half] |= patch.astype(np.uint8)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        return self.frames[index], int(self.labels[index])
+
+
+def test_search_train_export_on_a_tonic_style_dataset_in_memory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing may appear here: no run folder was asked for
+    data = EventFrames()
+    found = hwnas.search(data, "loihi2", timesteps=4, name="quadrants", **TINY)
+    assert found.folder is None and os.listdir(tmp_path) == []
+    assert found.report["dataset"] == {"name": "quadrants", "kind": "frames", "input_shape": [2, 8, 8],
+                                       "num_classes": 4, "train": 168, "val": 36, "test": 36}
+    assert found.architecture.input_shape == (2, 8, 8) and found.winner["cell"] == found.architecture.key
+    assert len(found.rows) == found.report["evaluations"] and found.report["signal"]["refine"] == 2
+
+    trained = hwnas.train(found, epochs=3, qat_epochs=1)
+    assert trained.folder is None and os.listdir(tmp_path) == []
+    model = trained.model
+    assert isinstance(model, torch.nn.Module)
+    frames, labels = data.frames[:32], data.labels[:32]
+    logits = model(torch.as_tensor(frames))  # samples as the dataset gives them: (B, T, C, H, W)
+    assert isinstance(logits, torch.Tensor) and logits.shape == (32, 4)
+    accuracy = float((logits.argmax(1).numpy() == labels).mean())
+    assert accuracy > 0.5, accuracy  # four quadrants are easy; chance is 0.25
+    assert trained.report["quantized"] and trained.report["dataset"]["name"] == "quadrants"
+
+    path = hwnas.export(trained, tmp_path / "model.nir")
+    assert path.is_file() and sorted(os.listdir(tmp_path)) == ["model.nir"]
+    from hwnas.export.nir import load
+    assert len(load(path).populations) == len(model.network.populations)
+
+
+def test_a_run_folder_is_written_when_asked_and_static_data_loads_from_a_dataloader(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand((120, 1, 8, 8), generator=g)
+    y = (x.mean((1, 2, 3)) > 0.5).long()
+    loader = DataLoader(list(zip(x, y)), batch_size=32)
+    found = hwnas.search(loader, "software", timesteps=4, out=tmp_path / "run", **{**TINY, "refine": 0})
+    assert found.folder == tmp_path / "run" and (tmp_path / "run" / "report.json").is_file()
+    assert found.splits.kind == "static" and found.splits.num_classes == 2
+    trained = hwnas.train(found, epochs=1, qat_epochs=0)
+    assert trained.folder == tmp_path / "run" and (tmp_path / "run" / "model.pt").is_file()
+    assert trained.model(x[:5]).shape == (5, 2)
+
+
+def test_bad_data_is_one_line():
+    with pytest.raises(DataError, match=r"static images must hold intensities in \[0, 1\], found \[0, 255\]"):
+        hwnas.as_splits((torch.tensor([[[[0.0, 255.0]]]] * 10), torch.zeros(10)), timesteps=4)
+    with pytest.raises(DataError, match="event frames have 6 time bins but timesteps=4"):
+        hwnas.as_splits((torch.zeros((10, 6, 2, 4, 4)), torch.zeros(10)), timesteps=4)
+    with pytest.raises(DataError, match="is a str, not an array"):
+        hwnas.as_splits([("not an image", 0)] * 10, timesteps=4)
+    with pytest.raises(DataError, match="10 samples but 9 labels"):
+        hwnas.as_splits((torch.zeros((10, 1, 4, 4)), torch.zeros(9)), timesteps=4)
+    with pytest.raises(OptionError, match="needs 'train' and 'test'"):
+        hwnas.as_splits({"train": (torch.zeros((10, 1, 4, 4)), torch.zeros(10))}, timesteps=4)
