@@ -23,6 +23,8 @@ def test_search_command_writes_run_folder_and_prints_winner(tmp_path, capsys):
     arch = Architecture.load(out / "architecture.json")
     assert f"winner: {arch.key}" in printed
     assert "degenerate" in printed and str(out) in printed
+    # counts say what they count: cells scored, and evaluations (no supernet in a random search)
+    assert "of the 3 candidate cells scored" in printed and "  3 evaluations in" in printed
     # the JSON reloads into the same network: same structure and, with the same seed, the same weights
     report = json.loads((out / "report.json").read_text())
     net_a = build_seeded(lambda: build_network(arch), 0, arch.key)

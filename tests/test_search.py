@@ -292,6 +292,9 @@ def test_refine_after_prune_draws_its_pool_from_the_whole_space(tmp_path):
 
     config = SearchConfig(strategy="prune", max_samples=200, seed=2, **{**FAST_SEARCH, "refine": 2})
     outcome = run_search(config, tmp_path / "run")
+    kinds = outcome.report["evaluations_of"]
+    assert kinds["supernets"] == sum(not r.is_candidate for r in outcome.rows) > 0
+    assert kinds["cells"] + kinds["supernets"] == outcome.report["evaluations"] == len(outcome.rows)
     drawn = [r for r in outcome.rows if r.kind == "cell"]
     assert len(drawn) == pool_sample_size(2)
     final = next(r for r in outcome.rows if r.kind == "final")

@@ -245,8 +245,11 @@ def run(args: argparse.Namespace) -> int:
               f"{report['mapping']['cores_available']} cores, {totals['step_time_s'] * 1e6:.3g} us per step "
               f"(untrained activity); fitness {winner.fitness:.4g} with energy weight {weight:g}")
         rules = ", ".join(f"{rule} {count}" for rule, count in sorted(report["broken_rules"].items())) or "none"
-        print(f"  infeasible candidates: {report['infeasible']} of {report['candidates']} (rules broken: {rules})")
-    print(f"  {report['evaluations']} evaluations in {report['search_seconds']:.1f} s; "
+        print(f"  infeasible: {report['infeasible']} of the {report['candidates']} candidate cells scored (rules "
+              f"broken: {rules})")
+    kinds = report.get("evaluations_of", {})
+    of = f" ({kinds['cells']} of cells, {kinds['supernets']} of the supernet)" if kinds.get("supernets") else ""
+    print(f"  {report['evaluations']} evaluations{of} in {report['search_seconds']:.1f} s; "
           f"degenerate (silent or duplicate spike codes): {100 * report['degenerate_share']:.1f}%")
     files = ", ".join(report["files"][k] for k in ("architecture", "search", "report", "pareto") if k in report["files"])
     print(f"results in {outcome.out_dir}/: {files}")
