@@ -231,6 +231,9 @@ def test_refine_halves_the_field_and_lets_short_training_choose(tmp_path):
         ["1", "1", "1", "2", "2"]
     header = (tmp_path / "run" / "search.csv").read_text().splitlines()[0]
     assert "refine_accuracy" in header and "refine_epochs" in header
+    # pareto.png has the refinement's panel beside the score's: 12 x 4.4 inches at 120 dpi
+    png = (tmp_path / "run" / "pareto.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and int.from_bytes(png[16:20], "big") == 1440
     # ranks follow the choice: the winner first, then the rest of the last rung, then the first rung's others
     ranks = {r.cell: r.rank for r in outcome.rows if r.is_candidate}
     assert ranks[outcome.winner.cell] == 1

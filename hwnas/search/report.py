@@ -106,7 +106,9 @@ def write_report(folder: RunFolder, config, target, timing: str, splits, device,
 
 def write_pareto(path: Path, rows: list[Row], winner: Row, target: str, weight: float,
                  score_label: str = "score (log |det K|)") -> None:
-    """Score versus energy of every candidate, feasible and infeasible marked, the winner circled."""
+    """Score versus energy of every candidate, feasible and infeasible marked, the winner circled; when short
+    trainings chose, a second panel: every refined candidate's validation accuracy versus the energy of its
+    trained activity, by rung, with their Pareto front and the winner."""
     import io
 
     import matplotlib
@@ -116,7 +118,10 @@ def write_pareto(path: Path, rows: list[Row], winner: Row, target: str, weight: 
 
     points = [r for r in rows if not r.degenerate and r.energy_j and 0 < r.energy_j < math.inf
               and math.isfinite(r.score)]
-    figure, axes = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    refined = [r for r in rows if r.refine_accuracy is not None and r.refine_energy_j]
+    figure, panels = plt.subplots(1, 2 if refined else 1, figsize=(12.0 if refined else 6.4, 4.4), dpi=120,
+                                  squeeze=False)
+    axes = panels[0][0]
     for feasible, marker, label in ((True, "o", "feasible"), (False, "x", "infeasible")):
         chosen = [r for r in points if (r.feasible is not False) == feasible]
         if chosen:
@@ -131,10 +136,12 @@ def write_pareto(path: Path, rows: list[Row], winner: Row, target: str, weight: 
         axes.step([r.energy_j * 1e6 for r in front], [r.score for r in front], where="post", color="gray",
                   linewidth=1, label="Pareto front")
     if any(r is winner for r in points):
+        chosen_by = "chosen by short trainings, right" if refined else f"energy weight {weight:g}"
         axes.scatter([winner.energy_j * 1e6], [winner.score], s=160, facecolors="none", edgecolors="red",
-                     linewidths=1.5, label=f"winner (energy weight {weight:g})")
+                     linewidths=1.5, label=f"winner ({chosen_by})")
     if points:
         axes.set_xscale("log")
+        _plain_ticks(axes)
     axes.set_xlabel(f"energy per inference on {target} (uJ, untrained activity)")
     axes.set_ylabel(score_label)
     axes.set_title("hwnas search: score versus energy")
@@ -142,8 +149,44 @@ def write_pareto(path: Path, rows: list[Row], winner: Row, target: str, weight: 
         axes.legend(fontsize=8)
     else:
         axes.text(0.5, 0.5, "no candidate with a finite score", ha="center", va="center", transform=axes.transAxes)
+    if refined:
+        _refined_panel(panels[0][1], refined, winner, target)
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     plt.close(figure)
     write_bytes_atomic(path, buffer.getvalue())
+
+
+def _plain_ticks(axes) -> None:
+    """Plain numbers on a log x axis (20, 50, not 2x10^1)."""
+    from matplotlib.ticker import FuncFormatter
+
+    formatter = FuncFormatter(lambda value, _: f"{value:g}")
+    axes.xaxis.set_major_formatter(formatter)
+    axes.xaxis.set_minor_formatter(formatter)
+    axes.tick_params(axis="x", which="minor", labelsize=7)
+
+
+def _refined_panel(axes, refined: list[Row], winner: Row, target: str) -> None:
+    """Validation accuracy after the refinement's trainings versus the energy of the trained activity."""
+    for epochs in sorted({r.refine_epochs for r in refined}):
+        rung = [r for r in refined if r.refine_epochs == epochs]
+        axes.scatter([r.refine_energy_j * 1e6 for r in rung], [100 * r.refine_accuracy for r in rung], s=22,
+                     alpha=0.8, label=f"last trained to {epochs} epoch(s) ({len(rung)})")
+    front, best = [], -math.inf
+    for r in sorted(refined, key=lambda r: r.refine_energy_j):
+        if r.refine_accuracy > best:
+            best = r.refine_accuracy
+            front.append(r)
+    axes.step([r.refine_energy_j * 1e6 for r in front], [100 * r.refine_accuracy for r in front], where="post",
+              color="gray", linewidth=1, label="Pareto front")
+    if winner.refine_accuracy is not None and winner.refine_energy_j:
+        axes.scatter([winner.refine_energy_j * 1e6], [100 * winner.refine_accuracy], s=160, facecolors="none",
+                     edgecolors="red", linewidths=1.5, label="winner (refined fitness)")
+    axes.set_xscale("log")
+    _plain_ticks(axes)
+    axes.set_xlabel(f"energy per inference on {target} (uJ, trained activity)")
+    axes.set_ylabel("validation accuracy after short training (%)")
+    axes.set_title("refinement: accuracy versus energy")
+    axes.legend(fontsize=8)
