@@ -97,16 +97,20 @@ def _printer(progress) -> Callable | None:
         else None
 
 
+def _tensor(values) -> torch.Tensor:
+    """A tensor of a tensor, an array or nested lists."""
+    return values if isinstance(values, torch.Tensor) else torch.as_tensor(np.asarray(values))
+
+
 def _tensors(data, what: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(x, y) of a torch Dataset, a DataLoader, or an (x, y) pair of tensors or arrays."""
     from torch.utils.data import DataLoader
 
     if isinstance(data, (tuple, list)) and len(data) == 2 and not isinstance(data[0], (tuple, list)):
         x, y = data
-        return torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x), torch.as_tensor(y)
+        return _tensor(x), _tensor(y)
     if isinstance(data, DataLoader):
-        pairs = [(torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x), torch.as_tensor(y))
-                 for x, y in data]
+        pairs = [(_tensor(x), _tensor(y)) for x, y in data]
         if not pairs:
             raise DataError(f"the {what} DataLoader yields no batch")
         return torch.cat([x for x, _ in pairs]), torch.cat([y.reshape(-1) for _, y in pairs])
@@ -122,7 +126,7 @@ def _tensors(data, what: str) -> tuple[torch.Tensor, torch.Tensor]:
             if not isinstance(sample, (torch.Tensor, np.ndarray)):
                 raise DataError(f"item {index} of the {what} dataset is a {type(sample).__name__}, not an array: give "
                                 "the dataset a transform that makes arrays (torchvision's ToTensor(), tonic's ToFrame)")
-            xs.append(torch.as_tensor(sample))
+            xs.append(_tensor(sample))
             ys.append(int(item[1]))
         shapes = {tuple(x.shape) for x in xs}
         if len(shapes) != 1:

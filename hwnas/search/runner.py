@@ -129,7 +129,8 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False,
         check_writable(folder.path, "--out", folder=True)
     cache = open_checkpoint(folder, config, resume)
     config = SearchConfig(**cache.config)
-    resolve_device(config.device)  # the recorded one, on resume
+    if resume:
+        resolve_device(config.device)  # the recorded one, before the data is loaded
     with computing_threads(config.threads):
         return _prepare_and_search(config, folder, cache, resume, progress, splits, workers, ray_address)
 
