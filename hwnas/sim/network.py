@@ -126,6 +126,7 @@ class SpikingNetwork(nn.Module):
             raise ValueError("fold batch-norm before quantising")
         for synapse in self.synapses.values():
             synapse.set_weight_format(weight_format)
+        self._fanout = None  # weights quantised to zero are no synapses
 
     # ----- simulation --------------------------------------------------------------------------------------
     def forward(self, inputs: torch.Tensor, record: bool = False,  # type: ignore[override]

@@ -19,8 +19,12 @@ class _Convolution(Synapse):
     def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (self.conv.out_channels, in_shape[1], in_shape[2])
 
+    def _nonzero(self) -> torch.Tensor:
+        # synapses exist where the deployed weight is non-zero: quantisation rounds small weights to zero
+        return deployed_weight(self.conv.weight, getattr(self, "weight_format", None)) != 0
+
     def transpose_count(self, dst: torch.Tensor, in_shape: tuple[int, ...]) -> torch.Tensor:
-        nonzero = self.conv.weight.detach() != 0
+        nonzero = self._nonzero()
         if bool(nonzero.all()):
             # every tap non-zero (any untrained or dense kernel): each source channel gets the same count, the
             # destination summed over channels and spread by a kernel of ones; exact, and C_in x C_out cheaper
@@ -33,7 +37,7 @@ class _Convolution(Synapse):
         return F.conv_transpose2d(dst.float().to(mask.device).unsqueeze(0), mask, padding=self.conv.padding)[0].cpu()
 
     def fanin(self, in_shape: tuple[int, ...]) -> torch.Tensor:
-        mask = (self.conv.weight.detach() != 0).float()
+        mask = self._nonzero().float()
         ones = torch.ones((1, *in_shape), device=mask.device)
         return F.conv2d(ones, mask, padding=self.conv.padding)[0].cpu()
 

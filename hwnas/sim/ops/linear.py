@@ -33,11 +33,15 @@ class FlattenLinear(Synapse):
         return (self.linear.out_features,)
 
     def transpose_count(self, dst: torch.Tensor, in_shape: tuple[int, ...]) -> torch.Tensor:
-        mask = (self.linear.weight.detach() != 0).float().cpu()
+        mask = self._nonzero().float()
         return (dst.float().cpu().flatten() @ mask).reshape(in_shape)
 
     def fanin(self, in_shape: tuple[int, ...]) -> torch.Tensor:
-        return (self.linear.weight.detach() != 0).sum(1).float().cpu()
+        return self._nonzero().sum(1).float()
+
+    def _nonzero(self) -> torch.Tensor:
+        # synapses exist where the deployed weight is non-zero: quantisation rounds small weights to zero
+        return deployed_weight(self.linear.weight, self.weight_format) != 0
 
     def set_weight_format(self, weight_format) -> None:
         self.weight_format = weight_format
