@@ -43,7 +43,7 @@ def trained_figures(run_dir: Path, epochs: int) -> dict:
     splits = load_dataset(dataset, data_dir, arch.timesteps, 0, max_samples)
     x = encode_samples(splits, "val", 64, arch.timesteps, arch.encoding, 0)
     estimate, mapping = estimate_network(outcome.network.cpu(), load_target("loihi2"), x)
-    return {"test_accuracy": report["test_accuracy"], "spikes": report["spikes_per_inference"],
+    return {"test_accuracy": report["test_accuracy"], "spikes": report["spikes_per_sample"],
             "energy_uj": 1e6 * estimate.to_dict()["totals"]["energy_j"], "cores": len(mapping.cores)}
 
 

@@ -3,7 +3,8 @@
     import hwnas
     found = hwnas.search(dataset, target="loihi2", timesteps=8)   # a torch Dataset, DataLoader, (x, y), a name
     trained = hwnas.train(found, epochs=20)                        # trained.model: an nn.Module returning logits
-    hwnas.export(trained, "model.nir")
+    hwnas.export(trained, "model.nir")                             # or format="onnx" / "netx"
+    hwnas.validate(trained)                # Lava fixed/float, the integer twin and Norse compared; energy
 
 The command line and these functions share their defaults (:class:`~hwnas.search.config.SearchConfig`,
 :class:`~hwnas.train.TrainConfig`). A run folder is written only when ``out`` names one; otherwise the steps run in
@@ -87,6 +88,7 @@ class TrainResult:
     model: SpikingClassifier
     report: dict
     folder: Path | None
+    splits: DatasetSplits | None = None
 
 
 def _printer(progress) -> Callable | None:
@@ -239,7 +241,7 @@ def train(found: SearchResult | str | Path, *, out: str | Path | None = None, pr
         folder = RunFolder(found)
         splits = as_splits(data, **_recorded_data(folder)) if data is not None else None
         outcome = train_run(folder.path, config, say, splits)
-        return TrainResult(_classifier(outcome, splits, folder), outcome.report, folder.path)
+        return TrainResult(_classifier(outcome, splits, folder), outcome.report, folder.path, splits)
     with tempfile.TemporaryDirectory(prefix="hwnas-train-") as scratch:
         path = found.folder or (Path(out) if out is not None else Path(scratch) / "run")
         folder = RunFolder(path)
@@ -250,7 +252,7 @@ def train(found: SearchResult | str | Path, *, out: str | Path | None = None, pr
             write_json_atomic(folder.report, found.report)
         outcome = train_run(folder.path, config, say, found.splits)
         return TrainResult(_classifier(outcome, found.splits, folder),
-                           outcome.report, path if (found.folder or out is not None) else None)
+                           outcome.report, path if (found.folder or out is not None) else None, found.splits)
 
 
 def _recorded_data(folder: RunFolder) -> dict:
@@ -265,19 +267,124 @@ def _classifier(outcome, splits: DatasetSplits | None, folder: RunFolder) -> Spi
     return SpikingClassifier(outcome.network, outcome.architecture, kind, int(outcome.report.get("seed", 0)))
 
 
+EXPORT_FORMATS = ("nir", "onnx", "netx")
+
+
 def export(trained: TrainResult | SpikingClassifier, path: str | Path, format: str = "nir",
            dt: float = 1e-3) -> Path:
-    """Write a trained model as NIR (``format="nir"``, read back to check) and return the path."""
+    """Write a trained model and return the path: ``nir`` (read back to check), ``onnx`` (unrolled over the
+    timesteps and the pipeline latency; its output spike counts checked against hwnas' on a random batch) or
+    ``netx`` (lava-dl's HDF5 for Loihi 2; ``hwnas export --format netx`` also runs it in Lava)."""
     from .export.nir import export as export_nir
-    from .export.nir import load
+    from .export.nir import load, to_nir
     from .io_utils import check_writable
 
     model = trained.model if isinstance(trained, TrainResult) else trained
-    if format != "nir":
-        raise OptionError(f"export format '{format}' is not available from Python yet (use nir, or hwnas export "
-                          "--format onnx/netx on a run folder)")
+    if format not in EXPORT_FORMATS:
+        raise OptionError(f"unknown export format '{format}' (choose {', '.join(EXPORT_FORMATS)})")
     path = Path(path)
     check_writable(path, "path")
-    export_nir(model.network, path, model.architecture, dt)
-    load(path)
+    net, arch = model.network, model.architecture
+    if format == "nir":
+        export_nir(net, path, arch, dt)
+        load(path)
+    elif format == "onnx":
+        from .export.onnx import export_onnx, run_onnx
+
+        export_onnx(net, path, arch.timesteps)
+        sample = torch.bernoulli(torch.full((arch.timesteps, 4, *arch.input_shape), 0.3),
+                                 generator=torch.Generator().manual_seed(0))
+        counts, _ = run_onnx(path, sample)
+        with torch.no_grad():
+            expected = net(sample.to(next(net.parameters()).device)).output_spikes.cpu()
+        if not torch.equal(counts, expected):
+            raise RuntimeError(f"{path}: the ONNX reference evaluator's output spikes differ from hwnas'")
+    else:
+        from .export.netx import write_netx
+
+        write_netx(load(to_nir(net.cpu(), arch)), path)
     return path
+
+
+def _graph(model, dt: float | None):
+    """The NIR graph of a trained model (written and read back, as a file would be) or of a .nir path, and its
+    time step."""
+    from .export.nir import read_graph, recorded_dt
+
+    if isinstance(model, (str, Path)):
+        graph = read_graph(model)
+    else:
+        classifier = model.model if isinstance(model, TrainResult) else model
+        with tempfile.TemporaryDirectory(prefix="hwnas-graph-") as scratch:
+            path = export(classifier, Path(scratch) / "model.nir", dt=dt or 1e-3)
+            graph = read_graph(path)
+    dt_s = dt or recorded_dt(graph)
+    if dt_s is None:
+        raise OptionError("the graph records no time step: pass dt")
+    return graph, float(dt_s)
+
+
+def _inputs(model, graph, data, samples: int, seed: int, steps: int | None):
+    """Network input (T, B, ...) and labels for deploy/validate: ``data`` as :func:`search` takes it, else the
+    data a :class:`TrainResult` trained on, else digits; a time-major tensor is run as it is (no labels)."""
+    from .deploy.compare import inputs_from
+    from .export.nir import recorded_architecture
+
+    arch = recorded_architecture(graph)
+    steps = steps or (arch.timesteps if arch else None)
+    if isinstance(data, (torch.Tensor, np.ndarray)) and (arch is None or data.ndim == 2 + len(arch.input_shape)):
+        return inputs_from(None, samples, 0, "rate", seed, np.asarray(data))
+    if steps is None:
+        raise OptionError("the graph records no timesteps: pass steps")
+    if data is None:
+        data = model.splits if isinstance(model, TrainResult) and model.splits is not None else "digits"
+    splits = as_splits(data, timesteps=steps, seed=seed)
+    return inputs_from(splits, samples, steps, arch.encoding if arch else "rate", seed)
+
+
+def deploy(model, data: Any = None, *, backend: str = "lava", mode: str = "fixed", samples: int = 100,
+           seed: int = 0, steps: int | None = None, dt: float | None = None):
+    """Run a trained model (or a .nir file) in Lava (``mode`` ``fixed``: Loihi's bit-accurate models, compared with
+    hwnas' integer twin; ``float``) or Norse, on ``samples`` test samples, and compare with hwnas' simulator layer
+    by layer, as ``hwnas deploy`` does; returns the :class:`~hwnas.deploy.compare.Comparison`."""
+    from .deploy.compare import compare
+    from .export.nir import check_run_memory
+    from .limits import DEFAULT_THREADS
+    from .sim.seeding import computing_threads
+
+    if backend not in ("lava", "norse") or mode not in ("fixed", "float"):
+        raise OptionError(f"backend must be lava or norse and mode fixed or float, got {backend!r}, {mode!r}")
+    graph, dt_s = _graph(model, dt)
+    inputs, labels = _inputs(model, graph, data, samples, seed, steps)
+    check_run_memory(graph, inputs.shape[1], inputs.shape[0], 2, "deploy")
+    with computing_threads(DEFAULT_THREADS):
+        return compare(graph, inputs, labels, dt_s, f"lava_{mode}" if backend == "lava" else "norse")
+
+
+def validate(model, data: Any = None, *, target: str = "loihi2",
+             backends: tuple[str, ...] = ("hwnas_int", "lava_fixed", "lava_float", "norse"), samples: int = 100,
+             seed: int = 0, dt: float | None = None, progress: bool | Callable = False):
+    """Run a trained model on every backend, compare them pairwise and estimate its energy on ``target`` from the
+    spikes Lava measured, as ``hwnas validate`` does; returns the :class:`~hwnas.deploy.validate.Validation`
+    (``to_dict()`` is what ``validation.json`` holds)."""
+    from .deploy.validate import validate as run_validation
+    from .export.nir import check_run_memory
+    from .hw_models.targets import load_target
+    from .limits import DEFAULT_THREADS
+    from .sim.seeding import computing_threads
+
+    graph, dt_s = _graph(model, dt)
+    inputs, labels = _inputs(model, graph, data, samples, seed, None)
+    check_run_memory(graph, inputs.shape[1], inputs.shape[0], len(backends) + 1, "validate")
+    say = _printer(progress)
+    with computing_threads(DEFAULT_THREADS):
+        return run_validation(graph, inputs, labels, dt_s, load_target(target), tuple(backends), progress=say)
+
+
+def neurobench_model(model, timing: str | None = None):
+    """A trained model as a NeuroBench model, for NeuroBench's ``Benchmark`` and metrics (see
+    :func:`hwnas.metrics.neurobench_model`)."""
+    from .metrics import neurobench_model as make
+
+    classifier = model.model if isinstance(model, TrainResult) else model
+    return make(classifier, timing)

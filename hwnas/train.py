@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from . import make_callable
 from .arch.builder import build_network
 from .arch.footprint import check_network_memory
+from .metrics import encoded_input_is_binary, neurobench_metrics
 from .arch.genotype import Architecture
 from .data import load_dataset
 from .data.splits import DatasetSplits, encode_batch
@@ -264,7 +265,9 @@ def _train(run_dir: Path, arch: Architecture, search_config: dict, config: Train
         "config": asdict(config), "seed": seed, "quantized": bool(weight_format),
         "weight_bits": weight_format.bits if weight_format else None,
         "val_accuracy": best_accuracy, "test_accuracy": test_accuracy,
-        "spikes_per_inference": totals["spikes"], "synops_per_inference": totals["synops"],
+        "spikes_per_sample": totals["spikes"], "synops_per_sample": totals["synops"],
+        "neurobench": neurobench_metrics(net, activity, encoded_input_is_binary(splits.test_x, splits.kind,
+                                                                                  arch.encoding)),
         "per_layer": activity.per_sample(), "seconds": seconds, "history": history,
         "files": {"model": MODEL},
     }

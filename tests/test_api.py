@@ -60,6 +60,28 @@ def test_search_train_export_on_a_tonic_style_dataset_in_memory(tmp_path, monkey
     assert path.is_file() and sorted(os.listdir(tmp_path)) == ["model.nir"]
     from hwnas.export.nir import load
     assert len(load(path).populations) == len(model.network.populations)
+    assert hwnas.export(trained, tmp_path / "model.onnx", format="onnx").is_file()  # checked against hwnas inside
+
+    # on the chip's model: the data the model trained on by default, Lava fixed-point against the integer twin
+    deployed = hwnas.deploy(trained, samples=6)
+    assert deployed.backend == "lava-fixed" and deployed.samples == 6
+    assert all(row["identical_share"] == 1.0 for row in deployed.layers.values())
+    validated = hwnas.validate(trained, samples=6, backends=("hwnas_int", "lava_fixed"))
+    assert validated.pairs["hwnas_int/lava_fixed"]["identical"] and validated.energy["measured_lava_fixed_j"] > 0
+
+    # NeuroBench's own harness on the trained model and its test split: the report's metrics, NeuroBench's names
+    from neurobench.benchmarks import Benchmark
+    from neurobench.metrics.static import ConnectionSparsity, Footprint, ParameterCount
+    from neurobench.metrics.workload import ActivationSparsity, ClassificationAccuracy
+    test = DataLoader(list(zip(found.splits.test_x, found.splits.test_y)), batch_size=16)
+    measured = Benchmark(hwnas.neurobench_model(trained), test, [], [],
+                         [[Footprint, ConnectionSparsity, ParameterCount],
+                          [ActivationSparsity, ClassificationAccuracy]]).run(quiet=True)
+    reported = trained.report["neurobench"]
+    assert measured["Footprint"] == reported["footprint"] and measured["ParameterCount"] == reported["parameter_count"]
+    assert measured["ConnectionSparsity"] == round(reported["connection_sparsity"], 4)
+    assert measured["ActivationSparsity"] == pytest.approx(reported["activation_sparsity"], abs=1e-12)
+    assert measured["ClassificationAccuracy"] == pytest.approx(trained.report["test_accuracy"])
 
 
 def test_a_run_folder_is_written_when_asked_and_static_data_loads_from_a_dataloader(tmp_path):
@@ -86,3 +108,16 @@ def test_bad_data_is_one_line():
         hwnas.as_splits((torch.zeros((10, 1, 4, 4)), torch.zeros(9)), timesteps=4)
     with pytest.raises(OptionError, match="needs 'train' and 'test'"):
         hwnas.as_splits({"train": (torch.zeros((10, 1, 4, 4)), torch.zeros(10))}, timesteps=4)
+
+
+def test_export_and_deploy_name_an_unknown_format_or_backend(tmp_path):
+    from conftest import small_arch
+    from hwnas.arch.builder import build_network
+
+    arch = small_arch()
+    model = hwnas.SpikingClassifier(build_network(arch), arch)
+    with pytest.raises(OptionError, match="unknown export format 'h5' \\(choose nir, onnx, netx\\)"):
+        hwnas.export(model, tmp_path / "model.h5", format="h5")
+    with pytest.raises(OptionError, match="backend must be lava or norse"):
+        hwnas.deploy(model, backend="loihi")
+    assert os.listdir(tmp_path) == []

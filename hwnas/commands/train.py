@@ -42,6 +42,7 @@ def add_parser(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train and print the figures."""
+    from ..metrics import summary_line
     from ..train import TrainConfig, train_run
 
     config = TrainConfig(epochs=args.epochs, qat_epochs=args.qat_epochs, lr=args.lr, batch_size=args.batch_size,
@@ -57,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     quant = f"{report['weight_bits']}-bit quantised weights" if report["quantized"] else "float weights"
     print(f"trained {outcome.architecture.key} on {report['dataset']['name']} ({report['timing']} timing, {quant})")
     print(f"  test accuracy {100 * report['test_accuracy']:.2f}% (validation {100 * report['val_accuracy']:.2f}%), "
-          f"{report['spikes_per_inference']:.0f} spikes and {report['synops_per_inference']:.0f} synaptic ops per "
-          f"inference, {report['seconds']:.0f} s")
+          f"{report['spikes_per_sample']:.0f} spikes and {report['synops_per_sample']:.0f} synaptic ops per "
+          f"sample, {report['seconds']:.0f} s")
+    print(f"  {summary_line(report['neurobench'])}")
     print(f"model in {args.run_dir}/model.pt, figures in {args.run_dir}/train.json")
     return 0
