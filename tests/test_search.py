@@ -239,6 +239,10 @@ def test_refine_halves_the_field_and_lets_short_training_choose(tmp_path):
     assert ranks[outcome.winner.cell] == 1
     assert {ranks[c["cell"]] for c in last["cells"]} == {1, 2}
     assert {ranks[c["cell"]] for c in first["cells"]} == {1, 2, 3}
+    # preselect_rank keeps the fitness order that chose the pool: the three refined are its first three
+    preselected = {r.cell: r.preselect_rank for r in outcome.rows if r.is_candidate}
+    assert {preselected[c["cell"]] for c in first["cells"]} == {1, 2, 3}
+    assert "preselect_rank" in header
     # resuming the finished search trains nothing again and picks the same winner
     again = run_search(config, tmp_path / "run", resume=True)
     assert again.winner.cell == outcome.winner.cell and again.report["signal"]["rungs"] == signal["rungs"]

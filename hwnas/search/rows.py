@@ -3,7 +3,8 @@
 A row is a candidate cell in one skeleton (``kind`` ``cell``, or ``final`` for the prune strategy's last cell), a supernet
 (``supernet``) or a supernet with one op switched off (``ablation``). The measured fields come from the
 evaluation (cached in the checkpoint), the hardware fields from the target's mapping and energy model (None on a
-target without one), ``fitness`` from both; ``rank`` and the ``refine_*`` fields are filled in later.
+target without one), ``fitness`` from both; ``rank``, ``preselect_rank`` and the ``refine_*`` fields are filled in
+later.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ MEASURED = ("score", "accuracy", "degenerate", "reason", "silent_share", "firing
 CSV_COLUMNS = ("index", "kind", "round", "cell", "skeleton", "ablated", "score", "accuracy", "degenerate", "reason", "energy_j", "cores",
                "feasible", "rule", "violation", "fitness", "importance", "firing_rate", "silent_share",
                "spikes_per_sample", "synops_per_sample", "neurons", "latency_steps", "step_time_s", "seconds", "rank",
-               "refine_epochs", "refine_accuracy", "refine_energy_j", "refine_fitness")
+               "preselect_rank", "refine_epochs", "refine_accuracy", "refine_energy_j", "refine_fitness")
 _FLOAT_COLUMNS = ("score", "accuracy", "fitness", "importance", "energy_j", "step_time_s", "firing_rate", "silent_share",
                   "spikes_per_sample", "synops_per_sample", "seconds", "refine_accuracy", "refine_energy_j",
                   "refine_fitness")
@@ -52,7 +53,8 @@ class Row:
     rule: str | None = None
     violation: str | None = None
     importance: float | None = None
-    rank: int | None = None
+    rank: int | None = None  # the search's final order: the refinement's places first (its winner is 1)
+    preselect_rank: int | None = None  # the order by fitness that chose which candidates to refine
     refine_epochs: int | None = None
     refine_accuracy: float | None = None
     refine_energy_j: float | None = None
