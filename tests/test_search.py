@@ -231,9 +231,9 @@ def test_refine_halves_the_field_and_lets_short_training_choose(tmp_path):
         ["1", "1", "1", "2", "2"]
     header = (tmp_path / "run" / "search.csv").read_text().splitlines()[0]
     assert "refine_accuracy" in header and "refine_epochs" in header
-    # pareto.png has the refinement's panel beside the score's: 12 x 4.4 inches at 120 dpi
+    # pareto.png has the refinement's two panels (energy, latency) beside the score's: 17.4 x 4.4 inches at 120 dpi
     png = (tmp_path / "run" / "pareto.png").read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and int.from_bytes(png[16:20], "big") == 1440
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and int.from_bytes(png[16:20], "big") == 2088
     # ranks follow the choice: the winner first, then the rest of the last rung, then the first rung's others
     ranks = {r.cell: r.rank for r in outcome.rows if r.is_candidate}
     assert ranks[outcome.winner.cell] == 1
@@ -243,6 +243,7 @@ def test_refine_halves_the_field_and_lets_short_training_choose(tmp_path):
     preselected = {r.cell: r.preselect_rank for r in outcome.rows if r.is_candidate}
     assert {preselected[c["cell"]] for c in first["cells"]} == {1, 2, 3}
     assert "preselect_rank" in header
+    assert all(r.refine_latency_s > 0 for r in outcome.rows if r.refine_accuracy is not None)
     # resuming the finished search trains nothing again and picks the same winner
     again = run_search(config, tmp_path / "run", resume=True)
     assert again.winner.cell == outcome.winner.cell and again.report["signal"]["rungs"] == signal["rungs"]

@@ -62,22 +62,25 @@ class CandidateMeasurer:
             return {}
         return hardware_terms(net, activity, self.target, self.config.max_cores, self.config.max_energy)[0]
 
-    def trained_energy(self, cell: Cell, activity, skeleton: str | None = None) -> float | None:
-        """Energy per inference of ``activity`` (e.g. after a short training) of ``cell`` on the target."""
+    def trained_cost(self, cell: Cell, activity, skeleton: str | None = None) -> dict:
+        """Energy and time per inference of ``activity`` (e.g. after a short training) of ``cell`` on the target
+        (``energy_j``, ``inference_time_s``; None on a target without a hardware model)."""
         if not self.target.is_hardware:
-            return None
-        return hardware_terms(self.build_cell(cell, skeleton), activity, self.target)[0]["energy_j"]
+            return {"energy_j": None, "inference_time_s": None}
+        estimate = hardware_terms(self.build_cell(cell, skeleton), activity, self.target)[2]
+        return {"energy_j": estimate.energy_j, "inference_time_s": estimate.inference_time_s}
 
     def refine_training(self, cell: Cell, skeleton: str | None, epochs: int, splits,
                         previous: bytes | None = None) -> dict:
         """A refinement's cached fields: validation accuracy after ``epochs`` of short training from the
         candidate's seeded weights (continuing the ``previous`` state of an earlier rung when given), and the
-        energy of the trained network's activity; under ``"state"`` the bytes a later rung continues from."""
+        energy and time per inference of the trained network's activity; under ``"state"`` the bytes a later rung
+        continues from."""
         from ..train import continued_training
 
         accuracy, activity, state = continued_training(self.architecture(cell, skeleton), splits, epochs,
                                                        self.config.seed, self.evaluator.device, previous)
-        return {"val_accuracy": accuracy, "energy_j": self.trained_energy(cell, activity, skeleton), "state": state}
+        return {"val_accuracy": accuracy, **self.trained_cost(cell, activity, skeleton), "state": state}
 
 
 class CandidateScorer:

@@ -137,9 +137,11 @@ def refine(config, space, result: StrategyResult, scorer, splits, folder: RunFol
             row.refine_epochs = epochs
             row.refine_accuracy = cached["val_accuracy"]
             row.refine_energy_j = cached.get("energy_j") or row.energy_j
+            row.refine_latency_s = cached.get("inference_time_s")  # absent from checkpoints before it was kept
             row.refine_fitness = refined_fitness(row.refine_accuracy, row.refine_energy_j, weight)
         rungs.append({"epochs": epochs, "cells": [{"cell": r.cell, "skeleton": r.skeleton,
                                                     "val_accuracy": r.refine_accuracy, "energy_j": r.refine_energy_j,
+                                                    "inference_time_s": r.refine_latency_s,
                                                     "refine_fitness": r.refine_fitness}
                                                    for r in field]})
     chosen = max(field, key=lambda r: (r.refine_fitness, -r.index))

@@ -111,8 +111,8 @@ def write_report(folder: RunFolder, config, target, timing: str, splits, device,
 def write_pareto(path: Path, rows: list[Row], winner: Row, target: str, weight: float,
                  score_label: str = "score (log |det K|)") -> None:
     """Score versus energy of every candidate, feasible and infeasible marked, the winner circled; when short
-    trainings chose, a second panel: every refined candidate's validation accuracy versus the energy of its
-    trained activity, by rung, with their Pareto front and the winner."""
+    trainings chose, two more panels: every refined candidate's validation accuracy versus the energy and versus
+    the time per inference of its trained activity, by rung, with their Pareto fronts and the winner."""
     import io
 
     import matplotlib
@@ -123,7 +123,9 @@ def write_pareto(path: Path, rows: list[Row], winner: Row, target: str, weight: 
     points = [r for r in rows if not r.degenerate and r.energy_j and 0 < r.energy_j < math.inf
               and math.isfinite(r.score)]
     refined = [r for r in rows if r.refine_accuracy is not None and r.refine_energy_j]
-    figure, panels = plt.subplots(1, 2 if refined else 1, figsize=(12.0 if refined else 6.4, 4.4), dpi=120,
+    costs = ["energy", "latency"] if any(r.refine_latency_s for r in refined) else ["energy"]
+    panels_wide = 1 + len(costs) if refined else 1
+    figure, panels = plt.subplots(1, panels_wide, figsize=(5.8 * panels_wide if refined else 6.4, 4.4), dpi=120,
                                   squeeze=False)
     axes = panels[0][0]
     for feasible, marker, label in ((True, "o", "feasible"), (False, "x", "infeasible")):
@@ -154,7 +156,8 @@ def write_pareto(path: Path, rows: list[Row], winner: Row, target: str, weight: 
     else:
         axes.text(0.5, 0.5, "no candidate with a finite score", ha="center", va="center", transform=axes.transAxes)
     if refined:
-        _refined_panel(panels[0][1], refined, winner, target)
+        for column, cost in enumerate(costs, start=1):
+            _refined_panel(panels[0][column], refined, winner, target, cost)
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
@@ -172,25 +175,29 @@ def _plain_ticks(axes) -> None:
     axes.tick_params(axis="x", which="minor", labelsize=7)
 
 
-def _refined_panel(axes, refined: list[Row], winner: Row, target: str) -> None:
-    """Validation accuracy after the refinement's trainings versus the energy of the trained activity."""
+def _refined_panel(axes, refined: list[Row], winner: Row, target: str, cost: str) -> None:
+    """Validation accuracy after the refinement's trainings versus a cost of the trained activity on the target:
+    ``cost`` ``energy`` (uJ per inference) or ``latency`` (us per inference)."""
+    field, unit, what = ("refine_energy_j", "uJ", "energy") if cost == "energy" else \
+        ("refine_latency_s", "us", "time")
+    refined = [r for r in refined if getattr(r, field)]
     for epochs in sorted({r.refine_epochs for r in refined}):
         rung = [r for r in refined if r.refine_epochs == epochs]
-        axes.scatter([r.refine_energy_j * 1e6 for r in rung], [100 * r.refine_accuracy for r in rung], s=22,
+        axes.scatter([getattr(r, field) * 1e6 for r in rung], [100 * r.refine_accuracy for r in rung], s=22,
                      alpha=0.8, label=f"last trained to {epochs} epoch(s) ({len(rung)})")
     front, best = [], -math.inf
-    for r in sorted(refined, key=lambda r: r.refine_energy_j):
+    for r in sorted(refined, key=lambda r: getattr(r, field)):
         if r.refine_accuracy > best:
             best = r.refine_accuracy
             front.append(r)
-    axes.step([r.refine_energy_j * 1e6 for r in front], [100 * r.refine_accuracy for r in front], where="post",
+    axes.step([getattr(r, field) * 1e6 for r in front], [100 * r.refine_accuracy for r in front], where="post",
               color="gray", linewidth=1, label="Pareto front")
-    if winner.refine_accuracy is not None and winner.refine_energy_j:
-        axes.scatter([winner.refine_energy_j * 1e6], [100 * winner.refine_accuracy], s=160, facecolors="none",
+    if winner.refine_accuracy is not None and getattr(winner, field):
+        axes.scatter([getattr(winner, field) * 1e6], [100 * winner.refine_accuracy], s=160, facecolors="none",
                      edgecolors="red", linewidths=1.5, label="winner (refined fitness)")
     axes.set_xscale("log")
     _plain_ticks(axes)
-    axes.set_xlabel(f"energy per inference on {target} (uJ, trained activity)")
+    axes.set_xlabel(f"{what} per inference on {target} ({unit}, trained activity)")
     axes.set_ylabel("validation accuracy after short training (%)")
-    axes.set_title("refinement: accuracy versus energy")
+    axes.set_title(f"refinement: accuracy versus {cost}")
     axes.legend(fontsize=8)

@@ -18,10 +18,11 @@ MEASURED = ("score", "accuracy", "degenerate", "reason", "silent_share", "firing
 CSV_COLUMNS = ("index", "kind", "round", "cell", "skeleton", "ablated", "score", "accuracy", "degenerate", "reason", "energy_j", "cores",
                "feasible", "rule", "violation", "fitness", "importance", "firing_rate", "silent_share",
                "spikes_per_sample", "synops_per_sample", "neurons", "latency_steps", "step_time_s", "seconds", "rank",
-               "preselect_rank", "refine_epochs", "refine_accuracy", "refine_energy_j", "refine_fitness")
+               "preselect_rank", "refine_epochs", "refine_accuracy", "refine_energy_j", "refine_latency_s",
+               "refine_fitness")
 _FLOAT_COLUMNS = ("score", "accuracy", "fitness", "importance", "energy_j", "step_time_s", "firing_rate", "silent_share",
                   "spikes_per_sample", "synops_per_sample", "seconds", "refine_accuracy", "refine_energy_j",
-                  "refine_fitness")
+                  "refine_latency_s", "refine_fitness")
 
 
 @dataclass
@@ -58,6 +59,7 @@ class Row:
     refine_epochs: int | None = None
     refine_accuracy: float | None = None
     refine_energy_j: float | None = None
+    refine_latency_s: float | None = None  # time per inference on the target with the trained activity
     refine_fitness: float | None = None
 
     @property
