@@ -388,3 +388,15 @@ def neurobench_model(model, timing: str | None = None):
 
     classifier = model.model if isinstance(model, TrainResult) else model
     return make(classifier, timing)
+
+
+def report(run: str | Path | TrainResult | SearchResult, out: str | Path | None = None) -> Path:
+    """Write the one-page HTML report of a run folder (default ``RUN/report.html``) and return its path; a result
+    held in memory has no folder to report on (search or train with ``out=``)."""
+    from .report import write_report
+
+    if isinstance(run, (TrainResult, SearchResult)):
+        if run.folder is None:
+            raise OptionError("this result has no run folder: search or train with out= to keep one")
+        run = run.folder
+    return write_report(run, out)

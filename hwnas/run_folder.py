@@ -9,11 +9,12 @@ search.csv             one row per scored evaluation
 report.json            the search's report; ``config`` is the search's configuration
 checkpoint.json        the search's cache of results (what ``--resume`` reads)
 refine/*.pt            the refinement's training states, which the next rung continues
-pareto.png             score versus energy of every candidate
+pareto.png             score versus energy of every candidate; refined accuracy versus energy and latency
 model.pt               the trained network (``hwnas train``)
 train.json             the training's figures
 model.nir / .onnx/.h5  exports (``hwnas export``)
 validation.json/.png   backends compared (``hwnas validate``)
+report.html            every step on one page (``hwnas report``, written by ``hwnas run``)
 .hwnas.lock            held (``flock``) by the process writing the folder: one writer at a time
 =====================  ======================================================================
 """

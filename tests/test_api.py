@@ -121,3 +121,37 @@ def test_export_and_deploy_name_an_unknown_format_or_backend(tmp_path):
     with pytest.raises(OptionError, match="backend must be lava or norse"):
         hwnas.deploy(model, backend="loihi")
     assert os.listdir(tmp_path) == []
+
+
+def test_report_writes_one_html_page_of_a_run_folder(tmp_path):
+    import base64
+    import html
+    import re
+    import subprocess
+    import sys
+
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand((120, 1, 8, 8), generator=g)
+    y = (x.mean((1, 2, 3)) > 0.5).long()
+    found = hwnas.search((x, y), "loihi2", timesteps=4, out=tmp_path / "run", name="halves", **TINY)
+    page = hwnas.report(found)
+    text = page.read_text(encoding="utf-8")
+    assert page == tmp_path / "run" / "report.html"
+    assert html.escape(found.architecture.key) in text and "halves (static, 1x8x8, 2 classes)" in text
+    assert "training: not run yet (<code>hwnas train " in text and "validation: not run yet" in text
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', text)
+    assert len(images) == 1 and base64.b64decode(images[0]) == (tmp_path / "run" / "pareto.png").read_bytes()
+
+    trained = hwnas.train(found, epochs=1, qat_epochs=1)
+    text = hwnas.report(trained, out=tmp_path / "page.html").read_text(encoding="utf-8")
+    metrics = trained.report["neurobench"]
+    assert f"<td>{metrics['parameter_count']:,}</td>" in text and f"{100 * trained.report['test_accuracy']:.2f}%" in text
+    assert "validation: not run yet" in text and "training: not run yet" not in text
+
+    with pytest.raises(OptionError, match="this result has no run folder"):
+        hwnas.report(hwnas.search((x, y), "software", timesteps=4, **{**TINY, "refine": 0}))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = subprocess.run([sys.executable, "-m", "hwnas", "report", str(empty)], capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0
+    assert "no search report in" in done.stderr and os.listdir(empty) == []

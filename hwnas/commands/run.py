@@ -42,6 +42,7 @@ def add_parser(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the steps that have no result yet, then print the summary."""
     from ..io_utils import check_writable
+    from ..report import write_report
     from ..run_folder import RunFolder
 
     out = Path(args.out) if args.out else Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
@@ -74,7 +75,9 @@ def run(args: argparse.Namespace) -> int:
             if code != 0:
                 print(f"== {name} stopped with exit code {code}; fix it and run the same command again to continue")
                 return code
+        page = write_report(out)
     print_summary(out, seconds)
+    print(f"one page with every step's figures and plots: {page}")
     return 0
 
 
