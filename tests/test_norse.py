@@ -68,9 +68,9 @@ def test_deploy_command_prints_the_comparison(tmp_path, capsys):
     assert "hwnas" in printed and "norse" in printed and "identical" in printed and "accuracy:" in printed
     assert (tmp_path / "c.json").is_file()
     np.save(tmp_path / "x.npy", np.zeros((3, 2, 1, 8, 8), dtype=np.float32))
-    assert main(["deploy", str(tmp_path / "m.nir"), "--input", str(tmp_path / "x.npy")]) == 0
+    assert main(["deploy", str(tmp_path / "m.nir"), "--backend", "norse", "--input", str(tmp_path / "x.npy")]) == 0
     np.save(tmp_path / "bad.npy", np.zeros((3, 2, 1, 5, 5), dtype=np.float32))
-    assert main(["deploy", str(tmp_path / "m.nir"), "--input", str(tmp_path / "bad.npy")]) == 2
+    assert main(["deploy", str(tmp_path / "m.nir"), "--backend", "norse", "--input", str(tmp_path / "bad.npy")]) == 2
     assert "the graph expects [1, 8, 8]" in capsys.readouterr().err
     (tmp_path / "junk.nir").write_bytes(b"junk")
     assert main(["deploy", str(tmp_path / "junk.nir")]) == 2

@@ -39,22 +39,35 @@ class LavaError(HwnasError):
     """Lava refused or failed to run the graph."""
 
 
+def lava_missing() -> str | None:
+    """Why Lava cannot run here (a one-line reason), or None when it is installed."""
+    import importlib.util
+    import sys
+
+    if importlib.util.find_spec("lava") is None:
+        return (f"Lava is not installed in this Python ({sys.version.split()[0]}): install hwnas with its lava extra "
+                "(pip install -e '.[lava]', Python 3.10; make does)")
+    return None
+
+
 def import_lava_runtime() -> None:
     """Import Lava's runtime, which calls ``multiprocessing.set_start_method("fork")`` when first imported and
     fails when anything in this process fixed the start method before (torch and tqdm can). The start method is
     'fork' either way on Linux, so an already-fixed 'fork' is released for Lava to set again."""
+    import importlib
     import multiprocessing
     import sys
 
     if "lava.magma.runtime.message_infrastructure.multiprocessing" in sys.modules:
         return
+    missing = lava_missing()
+    if missing:
+        raise LavaError(missing)
     current = multiprocessing.get_start_method(allow_none=True)
     if current is not None:
         if current != "fork":
             raise LavaError(f"Lava needs the 'fork' start method of multiprocessing, this process uses '{current}'")
         multiprocessing.set_start_method(None, force=True)
-    import importlib
-
     importlib.import_module("lava.magma.runtime.message_infrastructure.multiprocessing")
 
 

@@ -8,6 +8,7 @@ latency).
 
 from __future__ import annotations
 
+import inspect
 import io
 from pathlib import Path
 
@@ -73,9 +74,13 @@ def export_onnx(net: SpikingNetwork, path: str | Path, timesteps: int, batch: in
 
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer warns that the unrolled loop is fixed: that is the point
+        # the TorchScript exporter, which torch 2.3 has and newer torch keeps behind dynamo=False (its default
+        # dynamo exporter needs onnxscript)
+        legacy = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
         torch.onnx.export(Unrolled(net), (example,), buffer, opset_version=OPSET, input_names=["spikes_in"],
                           output_names=["spike_counts", "logits"],
-                          dynamic_axes={"spikes_in": {1: "batch"}, "spike_counts": {0: "batch"}, "logits": {0: "batch"}})
+                          dynamic_axes={"spikes_in": {1: "batch"}, "spike_counts": {0: "batch"}, "logits": {0: "batch"}},
+                          **legacy)
     model = onnx.load_from_string(buffer.getvalue())
     try:
         onnx.checker.check_model(model)
