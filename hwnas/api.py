@@ -271,22 +271,29 @@ EXPORT_FORMATS = ("nir", "onnx", "netx")
 
 
 def export(trained: TrainResult | SpikingClassifier, path: str | Path, format: str = "nir",
-           dt: float = 1e-3) -> Path:
-    """Write a trained model and return the path: ``nir`` (read back to check), ``onnx`` (unrolled over the
-    timesteps and the pipeline latency; its output spike counts checked against hwnas' on a random batch) or
-    ``netx`` (lava-dl's HDF5 for Loihi 2; ``hwnas export --format netx`` also runs it in Lava)."""
+           dt: float = 1e-3, profile: str = "hwnas") -> Path:
+    """Write a trained model and return the path: ``nir`` (read back to check; ``profile="portable"`` for
+    snnTorch and other readers, see :mod:`hwnas.export.portable`), ``onnx`` (unrolled over the timesteps and the
+    pipeline latency; its output spike counts checked against hwnas' on a random batch) or ``netx`` (lava-dl's
+    HDF5 for Loihi 2; ``hwnas export --format netx`` also runs it in Lava)."""
     from .export.nir import export as export_nir
-    from .export.nir import load, to_nir
+    from .export.nir import load, to_nir, write
+    from .export.portable import to_portable_nir
     from .io_utils import check_writable
 
     model = trained.model if isinstance(trained, TrainResult) else trained
     if format not in EXPORT_FORMATS:
         raise OptionError(f"unknown export format '{format}' (choose {', '.join(EXPORT_FORMATS)})")
+    if profile not in ("hwnas", "portable") or (profile != "hwnas" and format != "nir"):
+        raise OptionError(f"profile must be hwnas, or portable with format nir; got {profile!r} with {format!r}")
     path = Path(path)
     check_writable(path, "path")
     net, arch = model.network, model.architecture
     if format == "nir":
-        export_nir(net, path, arch, dt)
+        if profile == "portable":
+            write(path, to_portable_nir(net, arch, dt))
+        else:
+            export_nir(net, path, arch, dt)
         load(path)
     elif format == "onnx":
         from .export.onnx import export_onnx, run_onnx
@@ -367,12 +374,16 @@ def validate(model, data: Any = None, *, target: str = "loihi2",
     """Run a trained model on every backend, compare them pairwise and estimate its energy on ``target`` from the
     spikes Lava measured, as ``hwnas validate`` does; returns the :class:`~hwnas.deploy.validate.Validation`
     (``to_dict()`` is what ``validation.json`` holds)."""
+    from .deploy.lava import lava_missing
     from .deploy.validate import validate as run_validation
     from .export.nir import check_run_memory
     from .hw_models.targets import load_target
     from .limits import DEFAULT_THREADS
     from .sim.seeding import computing_threads
 
+    lava = [b for b in backends if b.startswith("lava")]
+    if lava and lava_missing():
+        raise OptionError(f"{lava_missing()}, or leave {', '.join(lava)} out of backends")
     graph, dt_s = _graph(model, dt)
     inputs, labels = _inputs(model, graph, data, samples, seed, None)
     check_run_memory(graph, inputs.shape[1], inputs.shape[0], len(backends) + 1, "validate")

@@ -19,6 +19,9 @@ def add_parser(commands) -> None:
             "convolutions Conv2d (batch-norm folded, quantised weights as trained), the classifier Flatten +\n"
             "Linear; skip edges are plain edges and feedback edges close cycles. NIR has no time step: the one\n"
             "used for the time constants (--dt) is recorded in the graph's metadata (hwnas.dt_s).\n"
+            "--profile portable writes what other tools read (snnTorch 1.0 among them): memoryless LIF for the\n"
+            "max-pool neurons, pooling as strided Conv2d (channel to itself), time constants for dt = 1e-4 s (snnTorch's),\n"
+            "plain node names; hwnas reads it back to the same spikes.\n"
             "--format onnx writes the network unrolled over its timesteps (plus the pipeline latency), neuron state\n"
             "as explicit tensors: input (T, batch, C, H, W), outputs spike_counts and logits; checked with\n"
             "onnx.checker and against hwnas' simulator with onnx's reference evaluator.\n"
@@ -26,26 +29,36 @@ def add_parser(commands) -> None:
             "a chain of conv/dense layers: no pooling layer, no skip fan-in, no feedback (hwnas search --deployable\n"
             "netx searches only such networks); anything else is refused naming the layer. The file is loaded with\n"
             "netx and run in Lava."),
-        epilog="examples:\n  hwnas export runs/demo --format nir\n  hwnas export runs/demo --format onnx\n"
+        epilog="examples:\n  hwnas export runs/demo --format nir\n"
+               "  hwnas export runs/demo --profile portable --out runs/demo/portable.nir\n"
+               "  hwnas export runs/demo --format onnx\n"
                "  hwnas export runs/chain --format netx")
     export.add_argument("run_dir", metavar="DIR", help="run folder with model.pt")
     export.add_argument("--format", choices=("nir", "onnx", "netx"), default="nir",
                         help="nir (any NIR tool, hwnas deploy/validate), onnx (unrolled in time), netx (lava-dl's HDF5 "
                              "for Loihi 2 hardware; sequential networks only) (default: %(default)s)")
-    export.add_argument("--dt", type=positive_float, default=1e-3,
-                        help="seconds per step for the NIR time constants (default: %(default)s)")
+    export.add_argument("--profile", choices=("hwnas", "portable"), default="hwnas",
+                        help="NIR only: hwnas (exact round trip through hwnas, Lava, Norse) or portable (for snnTorch "
+                             "and other readers) (default: %(default)s)")
+    export.add_argument("--dt", type=positive_float, default=None,
+                        help="seconds per step for the NIR time constants (default: 1e-3; the portable profile "
+                             "always writes 1e-4)")
     export.add_argument("--out", default=None, help="output file (default: DIR/model.nir or DIR/model.onnx)")
     export.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Export and check by reading the file back."""
-    from ..export.nir import export, load
+    from ..export.nir import DEFAULT_DT_S, export, load, write
+    from ..export.portable import PORTABLE_DT_S, to_portable_nir
+    from ..errors import OptionError
     from ..io_utils import check_writable
     from ..run_folder import RunFolder
     from ..train import load_model
 
     folder = RunFolder(args.run_dir)
+    if args.format != "nir" and args.profile != "hwnas":
+        raise OptionError(f"--profile applies to --format nir, not {args.format}")
     out = Path(args.out) if args.out else folder.export(args.format)
     check_writable(out, "--out")
     net, arch, _ = load_model(folder.model)
@@ -54,10 +67,14 @@ def run(args: argparse.Namespace) -> int:
             return _netx(net, arch, out)
         if args.format == "onnx":
             return _onnx(net, arch, out)
-        export(net, out, arch, args.dt)
+        if args.profile == "portable":
+            write(out, to_portable_nir(net, arch, args.dt))
+        else:
+            export(net, out, arch, args.dt or DEFAULT_DT_S)
     loaded = load(out)
+    dt_s = PORTABLE_DT_S if args.profile == "portable" else args.dt or DEFAULT_DT_S
     print(f"wrote {out}: {len(loaded.populations)} neuron populations, {len(loaded.connections)} connections "
-          f"(dt {args.dt:g} s, {arch.timing} timing recorded in its metadata)")
+          f"({args.profile} profile, dt {dt_s:g} s, {arch.timing} timing recorded in its metadata)")
     return 0
 
 

@@ -250,7 +250,7 @@ def nir_version() -> str:
 
 
 _NEURON_TYPES = ("CubaLIF", "LIF", "Threshold")
-_SYNAPSE_TYPES = ("Conv2d", "Linear", "Affine", "Flatten", "SumPool2d", "AvgPool2d")
+_SYNAPSE_TYPES = ("Conv2d", "Linear", "Affine", "Flatten", "SumPool2d", "AvgPool2d", "Scale")
 
 
 def load(path_or_graph, dt_s: float | None = None, timing: str | None = None) -> SpikingNetwork:
@@ -315,7 +315,7 @@ def load(path_or_graph, dt_s: float | None = None, timing: str | None = None) ->
             if node_name in populations:
                 chains.append((source, node_name, chain))
             elif kind in _SYNAPSE_TYPES:
-                if len(chain) > 4:
+                if len(chain) > 8:
                     raise NirError(f"synapse chain from {source} through {' -> '.join(chain)} is too long")
                 stack.extend((following, chain + [node_name]) for following in successors[node_name])
     backward = _backward_connections(_metadata_json(graph, "hwnas.backward"), chains, input_name)
@@ -362,20 +362,25 @@ def _population(name: str, node, dt_s: float) -> Population:
             raise NirError(f"node '{name}' ({kind}): {field} must be a positive time constant, got {array[0]:g}")
         return float(array[0])
 
+    def decay(field: str, tau) -> float:
+        # dt / tau; a tau written in float32 for dt (a memoryless neuron) gives 1 +- 1e-7, which is 1
+        value = dt_s / uniform(field, tau)
+        return 1.0 if abs(value - 1.0) < 1e-6 else value
+
     try:
         if kind == "Threshold":
             theta = uniform("threshold", node.threshold)
             params = NeuronParams(du=1.0, dv=1.0, theta=theta)
             shape = np.asarray(node.threshold).shape
         elif kind == "LIF":
-            dv = dt_s / uniform("tau", node.tau)
+            dv = decay("tau", node.tau)
             r, v_leak = uniform("r", node.r), uniform("v_leak", node.v_leak)
             _check_gain(name, kind, "r * dv", r * dv)
             _check_reset(name, kind, node)
             params = NeuronParams(du=1.0, dv=dv, theta=uniform("v_threshold", node.v_threshold), bias=v_leak * dv)
             shape = np.asarray(node.tau).shape
         else:
-            du, dv = dt_s / uniform("tau_syn", node.tau_syn), dt_s / uniform("tau_mem", node.tau_mem)
+            du, dv = decay("tau_syn", node.tau_syn), decay("tau_mem", node.tau_mem)
             _check_gain(name, kind, "w_in * du", uniform("w_in", node.w_in) * du)
             _check_gain(name, kind, "r * dv", uniform("r", node.r) * dv)
             _check_reset(name, kind, node)
@@ -386,7 +391,21 @@ def _population(name: str, node, dt_s: float) -> Population:
         if isinstance(exc, NirError):
             raise
         raise NirError(f"node '{name}' ({kind}): {exc} (is dt right?)") from None
-    return Population(name, tuple(int(d) for d in shape), params)
+    return Population(name, _neuron_shape(name, node, shape), params)
+
+
+def _neuron_shape(name: str, node, param_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A neuron node's shape: its parameters' shape, or, where a producer wrote scalar parameters (snnTorch writes
+    shape (1,)), the node's recorded input type."""
+    recorded = getattr(node, "input_type", None) or {}
+    typed = np.asarray(recorded.get("input", []) if isinstance(recorded, dict) else [], dtype=np.int64).reshape(-1)
+    if int(np.prod(param_shape)) == 1 and typed.size and int(np.prod(typed)) > 1:
+        return tuple(int(d) for d in typed)
+    if typed.size and int(np.prod(typed)) > 0 and tuple(typed) != tuple(param_shape) and \
+            int(np.prod(typed)) != int(np.prod(param_shape)):
+        raise NirError(f"node '{name}' ({type(node).__name__}): parameters of shape {list(param_shape)} for "
+                       f"neurons of shape {typed.tolist()}")
+    return tuple(int(d) for d in param_shape)
 
 
 def _check_gain(name: str, kind: str, label: str, value: float) -> None:

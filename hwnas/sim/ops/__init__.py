@@ -6,12 +6,14 @@ from __future__ import annotations
 from ...errors import NirError
 from .avgpool import AvgPoolThen
 from .base import Lowered, NetxSpec, Synapse
+from .chain import LinearChain
 from .conv import Conv, ConvBN
 from .identity import Identity
 from .linear import FlattenLinear
 from .sumpool import SumPool
 
-OPS: tuple[type[Synapse], ...] = (Identity, SumPool, AvgPoolThen, Conv, FlattenLinear, ConvBN)
+# LinearChain last: it reads any chain of linear nodes, the others the ones hwnas writes (kept as their own ops)
+OPS: tuple[type[Synapse], ...] = (Identity, SumPool, AvgPoolThen, Conv, FlattenLinear, ConvBN, LinearChain)
 
 
 def synapse_from_nir(chain: list[str], nodes: dict, source_shape: tuple[int, ...], where: str) -> Synapse:
@@ -21,12 +23,19 @@ def synapse_from_nir(chain: list[str], nodes: dict, source_shape: tuple[int, ...
     def read_chain(sub_chain: list[str], shape: tuple[int, ...]) -> Synapse:
         return synapse_from_nir(sub_chain, nodes, shape, where)
 
+    refused = None
     for op in OPS:
-        synapse = op.read_nir(kinds, chain, nodes, source_shape, where, read_chain)
+        try:
+            synapse = op.read_nir(kinds, chain, nodes, source_shape, where, read_chain)
+        except NirError as exc:  # a variant this op cannot hold: a later op (LinearChain) may
+            refused = refused or exc
+            continue
         if synapse is not None:
             return synapse
+    if refused is not None:
+        raise refused
     raise NirError(f"unsupported synapse chain {where}: {' -> '.join(f'{n} ({k})' for n, k in zip(chain, kinds))}")
 
 
-__all__ = ["OPS", "AvgPoolThen", "Conv", "ConvBN", "FlattenLinear", "Identity", "Lowered", "NetxSpec", "SumPool",
-           "Synapse", "synapse_from_nir"]
+__all__ = ["OPS", "AvgPoolThen", "Conv", "ConvBN", "FlattenLinear", "Identity", "LinearChain", "Lowered", "NetxSpec",
+           "SumPool", "Synapse", "synapse_from_nir"]
