@@ -1,0 +1,168 @@
+"""NIR interoperability: which producer's graph each consumer loads, and how closely it agrees.
+
+Producers: hwnas' own profile, hwnas' portable profile (``--profile portable``) and snnTorch 1.0
+(``export_to_nir``). Consumers: hwnas' simulator, Lava fixed-point and float (Loihi 2 model), Norse (through
+hwnas' deploy backend) and snnTorch (``import_from_nir``). Agreement is the worst layer's spike-count error
+against the producer's own simulation in the consumer's timing (hwnas' zero-delay simulator for Norse and
+snnTorch; the integer twin for Lava fixed-point, the float simulator for Lava float). Prints one markdown table.
+
+    .venv/bin/python bench/interop.py [--samples 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from hwnas.arch.builder import build_network  # noqa: E402
+from hwnas.arch.genotype import Architecture, parse_cell_key  # noqa: E402
+from hwnas.data import load_dataset  # noqa: E402
+from hwnas.data.splits import encode_batch  # noqa: E402
+from hwnas.deploy.compare import compare  # noqa: E402
+from hwnas.export.nir import load, to_nir  # noqa: E402
+from hwnas.export.portable import PORTABLE_DT_S, to_portable_nir  # noqa: E402
+from hwnas.sim.quantize import WeightFormat  # noqa: E402
+from hwnas.sim.seeding import build_seeded  # noqa: E402
+from hwnas.train import train_epochs  # noqa: E402
+
+CHAIN = "0-1:conv3x3 0-2:zero 0-3:zero 1-2:conv3x3 1-3:zero 2-3:conv3x3"
+
+
+def hwnas_network(samples: int):
+    """A chain cell (max-pool downsampling), trained 2 epochs on digits, 8-bit weights; and test inputs."""
+    splits = load_dataset("digits", None, 4, 0)
+    arch = Architecture(cell=parse_cell_key(CHAIN), input_shape=(1, 8, 8), num_classes=10, width=8, timesteps=4,
+                        timing="zero-delay")
+    net = build_seeded(lambda: build_network(arch), 0, arch.key)
+    train_epochs(net, arch, splits, 2, 0.01, 64, 0)
+    net.eval()
+    net.fold_batchnorm()
+    net.set_weight_format(WeightFormat(bits=8))
+    x = encode_batch(splits.test_x[:samples], "static", 4, "rate", torch.Generator().manual_seed(0))
+    return net, arch, x
+
+
+def snntorch_network():
+    """A convolutional snnTorch network (reset to zero, per-neuron beta and threshold, a strided convolution)."""
+    import snntorch as snn
+
+    def leaky(*shape, **options):
+        return snn.Leaky(beta=torch.full(shape, 0.75), threshold=torch.ones(shape), reset_mechanism="zero",
+                         init_hidden=True, **options)
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), leaky(8, 8, 8),
+                              torch.nn.Conv2d(8, 8, 3, stride=2, padding=1), leaky(8, 4, 4), torch.nn.Flatten(),
+                              torch.nn.Linear(8 * 4 * 4, 10), leaky(10, output=True))
+    with torch.no_grad():
+        for index in (0, 2, 5):
+            net[index].weight.mul_(3.0)
+    return net
+
+
+def snntorch_counts(module, x, step) -> list[float]:
+    """Spikes per sample of each snnTorch neuron layer, one sample at a time (state reset between samples)."""
+    import snntorch as snn
+    from snntorch import utils
+
+    layers = [m for m in module.modules() if isinstance(m, snn.SpikingNeuron)]
+    totals = [0.0] * len(layers)
+    record = {}
+    hooks = [m.register_forward_hook(lambda m, i, o, k=k: record.__setitem__(k, o[0] if isinstance(o, tuple) else o))
+             for k, m in enumerate(layers)]
+    with torch.no_grad():
+        for b in range(x.shape[1]):
+            utils.reset(module)
+            state = None
+            for t in range(x.shape[0]):
+                state = step(module, x[t, b:b + 1], state)
+                totals = [total + float(record[k].sum()) for k, total in enumerate(totals)]
+    for hook in hooks:
+        hook.remove()
+    return [total / x.shape[1] for total in totals]
+
+
+def worst_error(reference: list[float], measured: list[float]) -> float:
+    """The largest relative difference of matched layer counts (sorted: names differ between tools)."""
+    pairs = zip(sorted(reference), sorted(measured))
+    return max(abs(b - a) / max(a, 1.0) for a, b in pairs)
+
+
+def cell(function) -> str:
+    """A table cell: the worst layer error, or why the consumer cannot load the graph (first line)."""
+    try:
+        return f"loads, worst layer {100 * function():.2f}%"
+    except Exception as exc:  # a consumer's refusal is the result, whatever it raises
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return f"no: {type(exc).__name__}: {message[:70]}"
+
+
+def hwnas_consumers(graph, x, dt_s: float, reference: list[float]) -> dict[str, str]:
+    """hwnas' simulator, Lava fixed and float, Norse, each against its reference in hwnas."""
+    row = {"hwnas": cell(lambda: worst_error(reference, [float(c.sum()) / x.shape[1] for c in
+                                                          load(graph, dt_s, "zero-delay")(x, record=True).codes
+                                                          .values()]))}
+    for backend in ("lava_fixed", "lava_float", "norse"):
+        row[backend] = cell(lambda backend=backend: max(r["relative_error"] for r in
+                                                        compare(graph, x, None, dt_s, backend).layers.values()))
+    return row
+
+
+def measure(samples: int) -> tuple[dict, object]:
+    """Every producer's graph in every consumer: the table's rows, and the hwnas network's architecture."""
+    import nir
+    from snntorch.export_nir import export_to_nir
+    from snntorch.import_nir import import_from_nir
+
+    net, arch, x = hwnas_network(samples)
+    with torch.no_grad():
+        own = [float(c.sum()) / x.shape[1] for c in net(x, record=True).codes.values()]
+    rows = {}
+    for label, graph, dt_s in (("hwnas (hwnas profile)", to_nir(net, arch), 1e-3),
+                               ("hwnas (portable profile)", to_portable_nir(net, arch), PORTABLE_DT_S)):
+        row = hwnas_consumers(graph, x, dt_s, own)
+        row["snnTorch"] = cell(lambda graph=graph: worst_error(
+            own, snntorch_counts(import_from_nir(nir.NIRGraph(nodes=dict(graph.nodes), edges=list(graph.edges),
+                                                              metadata=dict(graph.metadata))),
+                                 x, lambda m, xt, s: m(xt, s)[1])))
+        rows[label] = row
+    snn_net = snntorch_network()
+    graph = export_to_nir(snn_net, torch.zeros(1, 1, 8, 8), ignore_dims=[0])
+    xs = torch.bernoulli(torch.full((6, samples, 1, 8, 8), 0.4), generator=torch.Generator().manual_seed(1))
+    row = hwnas_consumers(graph, xs, PORTABLE_DT_S, snntorch_counts(snn_net, xs, lambda m, xt, s: m(xt)))
+    row["snnTorch"] = "its own simulation"
+    rows["snnTorch 1.0 (export_to_nir)"] = row
+    # pip refuses sinabs 3.1.3 beside nir 1.0.8 (ResolutionImpossible): sinabs pins nir <= 1.0.4
+    rows["sinabs 3.1.3"] = {"hwnas": "not installable beside nir 1.0.8 (sinabs pins nir <= 1.0.4)"}
+    return rows, arch
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=16)
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    with contextlib.redirect_stdout(io.StringIO()):  # the readers print warnings and arrays
+        rows, arch = measure(args.samples)
+    consumers = ["hwnas", "lava_fixed", "lava_float", "norse", "snnTorch"]
+    print("| producer \\ consumer | " + " | ".join(consumers) + " |")
+    print("|---" * (len(consumers) + 1) + "|")
+    for label, row in rows.items():
+        print(f"| {label} | " + " | ".join(row.get(name, "-") for name in consumers) + " |")
+    print(f"\n{args.samples} samples; hwnas network: {arch.key} (trained 2 epochs, 8-bit); error per layer is "
+          f"|count - reference| / reference. numpy {np.__version__}, torch {torch.__version__}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,205 @@
+"""NIR both ways: other tools' graphs run in hwnas' simulator and in Lava, and hwnas' portable export runs in
+snnTorch; each against the producer's own simulation."""
+
+import importlib.util
+import warnings
+
+import nir
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import CHAIN, small_arch
+
+from hwnas.arch.builder import build_network
+from hwnas.cli import main
+from hwnas.data import load_dataset
+from hwnas.data.splits import encode_batch
+from hwnas.deploy.compare import compare
+from hwnas.export.nir import load
+from hwnas.export.portable import PORTABLE_DT_S, to_portable_nir
+from hwnas.sim.ops import LinearChain, synapse_from_nir
+from hwnas.sim.quantize import WeightFormat
+from hwnas.sim.seeding import build_seeded
+from hwnas.train import train_epochs
+
+LAVA = importlib.util.find_spec("lava") is not None
+snn = pytest.importorskip("snntorch")
+
+
+def _spikes(shape, steps, batch, p, seed):
+    return torch.bernoulli(torch.full((steps, batch, *shape), p), generator=torch.Generator().manual_seed(seed))
+
+
+def test_a_chain_of_linear_nodes_computes_what_torch_computes():
+    g = torch.Generator().manual_seed(0)
+    conv = nir.Conv2d(input_shape=(8, 8), weight=torch.randn((6, 2, 3, 3), generator=g).numpy(), stride=2,
+                      padding=1, dilation=1, groups=2, bias=torch.randn(6, generator=g).numpy())
+    pool = nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0]))
+    scale = nir.Scale(scale=np.full((6, 2, 2), 0.5, dtype=np.float32))
+    flatten = nir.Flatten(input_type={"input": np.array([6, 2, 2])}, start_dim=0, end_dim=-1)
+    affine = nir.Affine(weight=torch.randn((5, 24), generator=g).numpy(), bias=torch.randn(5, generator=g).numpy())
+    nodes = {"conv": conv, "pool": pool, "scale": scale, "flatten": flatten, "affine": affine}
+    synapse = synapse_from_nir(list(nodes), nodes, (4, 8, 8), "input -> out")
+    assert isinstance(synapse, LinearChain) and synapse.output_shape((4, 8, 8)) == (5,)
+    x = _spikes((4, 8, 8), 1, 3, 0.5, 1)[0]
+    expected = F.conv2d(x, torch.as_tensor(conv.weight), torch.as_tensor(conv.bias), stride=2, padding=1, groups=2)
+    expected = F.avg_pool2d(expected, 2) * 4 * 0.5
+    expected = expected.flatten(1) @ torch.as_tensor(affine.weight).T + torch.as_tensor(affine.bias)
+    assert torch.allclose(synapse(x), expected, atol=1e-5)
+    # its synapses are the matrix's non-zeros: the conv's 3x3x2 taps times the pool and linear fan-out
+    assert float(synapse.fanin((4, 8, 8)).sum()) == synapse.matrix.nnz
+
+
+def _conv_sum_pool_threshold() -> nir.NIRGraph:
+    weight = torch.randn((4, 1, 3, 3), generator=torch.Generator().manual_seed(2)).numpy()
+    return nir.NIRGraph(
+        nodes={"input": nir.Input(input_type={"input": np.array([1, 8, 8])}),
+               "conv": nir.Conv2d(input_shape=(8, 8), weight=weight, stride=1, padding=1, dilation=1, groups=1,
+                                  bias=np.zeros(4, dtype=np.float32)),
+               "pool": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]),
+                                     padding=np.array([0, 0])),
+               "th": nir.Threshold(threshold=np.full((4, 4, 4), 1.5, dtype=np.float32)),
+               "output": nir.Output(output_type={"output": np.array([4, 4, 4])})},
+        edges=[("input", "conv"), ("conv", "pool"), ("pool", "th"), ("th", "output")],
+        metadata={"hwnas.dt_s": 0.001})
+
+
+def test_conv_then_sum_pool_then_threshold_runs_in_hwnas_and_in_lava():
+    graph = _conv_sum_pool_threshold()
+    net = load(graph)
+    x = _spikes((1, 8, 8), 5, 6, 0.5, 3)
+    with torch.no_grad():
+        spikes = net(x, record=True).codes["th"].reshape(5, 6, 4, 4, 4)
+    current = F.avg_pool2d(F.conv2d(x.flatten(0, 1), torch.as_tensor(graph.nodes["conv"].weight), padding=1), 2) * 4
+    assert torch.equal(spikes, (current > 1.5).float().reshape(5, 6, 4, 4, 4))  # memoryless: this step's input
+    assert 0 < float(spikes.mean()) < 1
+    if LAVA:
+        for backend in ("lava_fixed", "lava_float"):
+            layer = compare(graph, x, None, 0.001, backend).layers["th"]
+            assert layer["identical"] and layer["hwnas_spikes"] > 0, backend
+
+
+def _snntorch_network():
+    """A convolutional snnTorch network with reset to zero, as snnTorch 1.0 can export it (per-neuron beta and
+    threshold tensors: scalar ones make its NIR export fail type inference)."""
+    def leaky(*shape, **options):
+        return snn.Leaky(beta=torch.full(shape, 0.75), threshold=torch.ones(shape), reset_mechanism="zero",
+                         init_hidden=True, **options)
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), leaky(8, 8, 8),
+                              torch.nn.Conv2d(8, 8, 3, stride=2, padding=1), leaky(8, 4, 4), torch.nn.Flatten(),
+                              torch.nn.Linear(8 * 4 * 4, 10), leaky(10, output=True))
+    with torch.no_grad():
+        for index in (0, 2, 5):
+            net[index].weight.mul_(3.0)
+    return net
+
+
+def _snntorch_run(module, x, step):
+    """Spikes per sample of every snnTorch neuron layer and of the output, one sample at a time (snnTorch's
+    modules keep their state inside: reset between samples)."""
+    from snntorch import utils
+
+    layers = [m for m in module.modules() if isinstance(m, snn.SpikingNeuron)]
+    counts = {i: [] for i in range(len(layers))}
+    record = {}
+    hooks = [m.register_forward_hook(lambda m, i, o, k=k: record.__setitem__(k, o[0] if isinstance(o, tuple) else o))
+             for k, m in enumerate(layers)]
+    outputs = []
+    with torch.no_grad():
+        for b in range(x.shape[1]):
+            utils.reset(module)
+            totals, out = [0.0] * len(layers), 0.0
+            state = None
+            for t in range(x.shape[0]):
+                result, state = step(module, x[t, b:b + 1], state)
+                out = out + result
+                totals = [total + float(record[k].sum()) for k, total in enumerate(totals)]
+            outputs.append(out.reshape(-1))
+            for k, total in enumerate(totals):
+                counts[k].append(total)
+    for hook in hooks:
+        hook.remove()
+    return torch.stack(outputs), [float(np.sum(c)) for c in counts.values()]
+
+
+def test_an_snntorch_graph_runs_in_hwnas_as_snntorch_runs_it():
+    from snntorch.export_nir import export_to_nir
+
+    net = _snntorch_network()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph = export_to_nir(net, torch.zeros(1, 1, 8, 8), ignore_dims=[0])
+    hwnas_net = load(graph, dt_s=PORTABLE_DT_S, timing="zero-delay")  # snnTorch writes time constants for 1e-4 s
+    x = _spikes((1, 8, 8), 6, 10, 0.4, 1)
+    with torch.no_grad():
+        out = hwnas_net(x, record=True)
+    theirs, layers = _snntorch_run(net, x, lambda m, xt, s: (m(xt)[0], None))
+    assert torch.equal(out.output_spikes, theirs) and float(theirs.sum()) > 0
+    mine = [float(out.codes[name].sum()) for name in ("1", "3", "6")]  # snnTorch names its nodes by position
+    assert mine == layers
+    if LAVA:  # the chip's timing: Lava fixed-point against the integer twin, spike for spike
+        assert all(row["identical"] for row in compare(graph, x, None, PORTABLE_DT_S, "lava_fixed").layers.values())
+
+
+@pytest.fixture(scope="module")
+def trained_chains():
+    """A chain cell with max-pool and one with average-pool downsampling, each trained 2 epochs on digits and
+    quantised to 8 bits: activity like a real network's."""
+    splits = load_dataset("digits", None, 4, 0)
+    networks = {}
+    for downsample in ("maxpool", "avgpool"):
+        arch = small_arch(CHAIN, downsample=downsample, timing="zero-delay", width=8)
+        net = build_seeded(lambda: build_network(arch), 0, arch.key)
+        train_epochs(net, arch, splits, 2, 0.01, 64, 0)
+        net.eval()
+        net.fold_batchnorm()
+        net.set_weight_format(WeightFormat(bits=8))
+        networks[downsample] = (net, arch)
+    x = encode_batch(splits.test_x[:16], "static", 4, "rate", torch.Generator().manual_seed(0))
+    return networks, x
+
+
+@pytest.mark.parametrize("downsample", ["maxpool", "avgpool"])
+def test_snntorch_reads_the_portable_export_and_computes_the_same_spikes(trained_chains, tmp_path, downsample):
+    from snntorch.import_nir import import_from_nir
+
+    (net, arch), x = trained_chains[0][downsample], trained_chains[1]
+    graph = to_portable_nir(net, arch)
+    kinds = {type(node).__name__ for node in graph.nodes.values()}
+    assert kinds <= {"Input", "Output", "LIF", "Conv2d", "Flatten", "Linear"}  # what snnTorch 1.0 imports
+    assert all(name.replace("_", "").isalnum() for name in graph.nodes)
+    nir.write(tmp_path / "portable.nir", graph)
+    with torch.no_grad():
+        reference = net(x, record=True)
+        again = load(tmp_path / "portable.nir", timing="zero-delay")(x, record=True)
+    assert all(torch.equal(again.codes[name.replace(".", "_")], codes) for name, codes in reference.codes.items())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module = import_from_nir(nir.read(tmp_path / "portable.nir"))
+    # snnTorch 1.0 turns NIR's Flatten (start_dim 0, no batch) into torch's Flatten(0): one sample at a time
+    theirs, layers = _snntorch_run(module, x, lambda m, xt, s: m(xt, s))
+    assert torch.equal(theirs, reference.output_spikes) and float(theirs.sum()) > 0
+    assert sorted(layers) == sorted(float(codes.sum()) for codes in reference.codes.values())
+
+
+def test_profile_applies_to_nir_only(tmp_path, capsys):
+    assert main(["export", str(tmp_path), "--format", "onnx", "--profile", "portable"]) == 2
+    assert "--profile applies to --format nir" in capsys.readouterr().err
+
+
+def test_a_neuron_type_hwnas_cannot_run_is_named_in_one_line():
+    from hwnas.errors import NirError
+
+    graph = nir.NIRGraph(
+        nodes={"input": nir.Input(input_type={"input": np.array([4])}),
+               "dense": nir.Linear(weight=np.eye(4, dtype=np.float32)),
+               "integrator": nir.IF(r=np.ones(4), v_threshold=np.ones(4)),
+               "output": nir.Output(output_type={"output": np.array([4])})},
+        edges=[("input", "dense"), ("dense", "integrator"), ("integrator", "output")],
+        metadata={"hwnas.dt_s": 0.001})
+    with pytest.raises(NirError, match="unsupported NIR node 'integrator' of type IF") as raised:
+        load(graph)
+    assert "\n" not in str(raised.value)
