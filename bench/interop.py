@@ -70,6 +70,46 @@ def snntorch_network():
     return net
 
 
+def norse_network():
+    """A convolutional Norse network (LIF box neurons, a strided convolution; Norse 1.1 cannot export Flatten)."""
+    import norse.torch as norse
+
+    p = norse.LIFBoxParameters(tau_mem_inv=torch.tensor(250.0), v_th=torch.tensor(0.5), v_leak=torch.tensor(0.0),
+                               v_reset=torch.tensor(0.0))
+    torch.manual_seed(0)
+    net = norse.SequentialState(torch.nn.Conv2d(1, 8, 3, padding=1), norse.LIFBoxCell(p),
+                                torch.nn.Conv2d(8, 8, 3, stride=2, padding=1), norse.LIFBoxCell(p))
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                module.weight.mul_(4.0)
+    return net
+
+
+def norse_counts(net, x) -> list[float]:
+    """Spikes per sample of each of the Norse network's two neuron layers (the whole batch at once)."""
+    counts = [0.0, 0.0]
+    with torch.no_grad():
+        state = None
+        for t in range(x.shape[0]):
+            out = x[t]
+            states = [] if state is None else state
+            new_states = []
+            layer = 0
+            for index, module in enumerate(net):
+                if isinstance(module, torch.nn.Conv2d):
+                    out = module(out)
+                else:
+                    out, cell_state = module(out, states[index] if states else None)
+                    counts[layer] += float(out.sum()) / x.shape[1]
+                    layer += 1
+                    new_states.append(cell_state)
+                    continue
+                new_states.append(None)
+            state = new_states
+    return counts
+
+
 def snntorch_counts(module, x, step) -> list[float]:
     """Spikes per sample of each snnTorch neuron layer, one sample at a time (state reset between samples)."""
     import snntorch as snn
@@ -121,6 +161,7 @@ def hwnas_consumers(graph, x, dt_s: float, reference: list[float]) -> dict[str, 
 def measure(samples: int) -> tuple[dict, object]:
     """Every producer's graph in every consumer: the table's rows, and the hwnas network's architecture."""
     import nir
+    from norse.torch.utils.export_nir import to_nir as norse_to_nir
     from snntorch.export_nir import export_to_nir
     from snntorch.import_nir import import_from_nir
 
@@ -142,6 +183,15 @@ def measure(samples: int) -> tuple[dict, object]:
     row = hwnas_consumers(graph, xs, PORTABLE_DT_S, snntorch_counts(snn_net, xs, lambda m, xt, s: m(xt)))
     row["snnTorch"] = "its own simulation"
     rows["snnTorch 1.0 (export_to_nir)"] = row
+    norse_net = norse_network()
+    graph = norse_to_nir(norse_net, torch.zeros(1, 1, 8, 8))
+    # Norse 1.1 writes tau = dt / tau_mem_inv: read at dt^2 (its default dt is 1e-3)
+    norse_own = norse_counts(norse_net, xs)
+    row = hwnas_consumers(graph, xs, 1e-6, norse_own)
+    row["norse"] = "its own simulation"
+    row["snnTorch"] = cell(lambda: worst_error(norse_own, snntorch_counts(import_from_nir(graph), xs,
+                                                                          lambda m, xt, s: m(xt, s)[1])))
+    rows["Norse 1.1 (to_nir)"] = row
     # pip refuses sinabs 3.1.3 beside nir 1.0.8 (ResolutionImpossible): sinabs pins nir <= 1.0.4
     rows["sinabs 3.1.3"] = {"hwnas": "not installable beside nir 1.0.8 (sinabs pins nir <= 1.0.4)"}
     return rows, arch

@@ -280,6 +280,7 @@ def export(trained: TrainResult | SpikingClassifier, path: str | Path, format: s
     from .export.nir import load, to_nir, write
     from .export.portable import to_portable_nir
     from .io_utils import check_writable
+    from .metrics import deployed_network
 
     model = trained.model if isinstance(trained, TrainResult) else trained
     if format not in EXPORT_FORMATS:
@@ -288,7 +289,7 @@ def export(trained: TrainResult | SpikingClassifier, path: str | Path, format: s
         raise OptionError(f"profile must be hwnas, or portable with format nir; got {profile!r} with {format!r}")
     path = Path(path)
     check_writable(path, "path")
-    net, arch = model.network, model.architecture
+    net, arch = deployed_network(model.network), model.architecture  # on the CPU; the model is not moved
     if format == "nir":
         if profile == "portable":
             write(path, to_portable_nir(net, arch, dt))
@@ -303,13 +304,13 @@ def export(trained: TrainResult | SpikingClassifier, path: str | Path, format: s
                                  generator=torch.Generator().manual_seed(0))
         counts, _ = run_onnx(path, sample)
         with torch.no_grad():
-            expected = net(sample.to(next(net.parameters()).device)).output_spikes.cpu()
+            expected = net(sample).output_spikes
         if not torch.equal(counts, expected):
             raise RuntimeError(f"{path}: the ONNX reference evaluator's output spikes differ from hwnas'")
     else:
         from .export.netx import write_netx
 
-        write_netx(load(to_nir(net.cpu(), arch)), path)
+        write_netx(load(to_nir(net, arch)), path)
     return path
 
 
@@ -343,10 +344,20 @@ def _inputs(model, graph, data, samples: int, seed: int, steps: int | None):
         return inputs_from(None, samples, 0, "rate", seed, np.asarray(data))
     if steps is None:
         raise OptionError("the graph records no timesteps: pass steps")
-    if data is None:
-        data = model.splits if isinstance(model, TrainResult) and model.splits is not None else "digits"
-    splits = as_splits(data, timesteps=steps, seed=seed)
-    return inputs_from(splits, samples, steps, arch.encoding if arch else "rate", seed)
+    split_seed, data_dir = seed, None
+    if data is None and isinstance(model, TrainResult) and model.splits is not None:
+        data = model.splits
+    elif data is None and isinstance(model, TrainResult) and model.folder is not None:
+        config = RunFolder(model.folder).search_config()  # the run's data, split as its search split it
+        data, data_dir, split_seed = config.get("dataset", "digits"), config.get("data_dir"), int(config.get("seed", 0))
+    elif data is None:
+        data = "digits"
+    splits = as_splits(data, timesteps=steps, seed=split_seed, data_dir=data_dir)
+    inputs, labels = inputs_from(splits, samples, steps, arch.encoding if arch else "rate", seed)
+    if arch is not None and tuple(inputs.shape[2:]) != tuple(arch.input_shape):
+        raise DataError(f"the data's samples have shape {list(inputs.shape[2:])}, the model takes "
+                        f"{list(arch.input_shape)}: give data=")
+    return inputs, labels
 
 
 def deploy(model, data: Any = None, *, backend: str = "lava", mode: str = "fixed", samples: int = 100,
@@ -355,12 +366,15 @@ def deploy(model, data: Any = None, *, backend: str = "lava", mode: str = "fixed
     hwnas' integer twin; ``float``) or Norse, on ``samples`` test samples, and compare with hwnas' simulator layer
     by layer, as ``hwnas deploy`` does; returns the :class:`~hwnas.deploy.compare.Comparison`."""
     from .deploy.compare import compare
+    from .deploy.lava import lava_missing
     from .export.nir import check_run_memory
     from .limits import DEFAULT_THREADS
     from .sim.seeding import computing_threads
 
     if backend not in ("lava", "norse") or mode not in ("fixed", "float"):
         raise OptionError(f"backend must be lava or norse and mode fixed or float, got {backend!r}, {mode!r}")
+    if backend == "lava" and lava_missing():
+        raise OptionError(f"{lava_missing()}, or deploy with backend='norse'")
     graph, dt_s = _graph(model, dt)
     inputs, labels = _inputs(model, graph, data, samples, seed, steps)
     check_run_memory(graph, inputs.shape[1], inputs.shape[0], 2, "deploy")

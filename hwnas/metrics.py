@@ -52,6 +52,16 @@ def deployed_layers(network: SpikingNetwork) -> dict[str, tuple[nn.Module, torch
     return layers
 
 
+def deployed_network(network: SpikingNetwork) -> SpikingNetwork:
+    """The network as deployed, on the CPU: batch-norm folded (a copy when it was not), untouched otherwise."""
+    if network.is_folded and next(network.parameters(), torch.empty(0)).device.type == "cpu":
+        return network
+    copied = copy.deepcopy(network).cpu()
+    if not copied.is_folded:
+        copied.fold_batchnorm()
+    return copied
+
+
 def input_is_binary(inputs: torch.Tensor) -> bool:
     """True when every input value is 0 or 1 (spikes: NeuroBench counts accumulates, not multiply-accumulates)."""
     return bool(((inputs == 0) | (inputs == 1)).all())
@@ -65,18 +75,20 @@ def encoded_input_is_binary(x: torch.Tensor, kind: str, encoding: str) -> bool:
 
 def neurobench_metrics(network: SpikingNetwork, activity: ActivityStats, binary_input: bool) -> dict:
     """NeuroBench's metrics of ``network`` from the activity of a run (per sample; see the module docstring for
-    what hwnas counts as a synapse). ``binary_input``: the run's input was spikes (0/1)."""
-    weights = [weight for _, weight, _ in deployed_layers(network).values()]
+    what hwnas counts as a synapse). ``binary_input``: the run's input was spikes (0/1). Footprint, parameters and
+    connection sparsity are those of the deployed network (batch-norm folded)."""
+    deployed = deployed_network(network)
+    weights = [weight for _, weight, _ in deployed_layers(deployed).values()]
     total_weights = sum(int(w.numel()) for w in weights)
     zero_weights = sum(int((w == 0).sum()) for w in weights)
-    tensors = list(network.parameters()) + list(network.buffers())
+    tensors = list(deployed.parameters()) + list(deployed.buffers())
     table = activity.per_sample()
     input_synops = sum(row["synops"] for row in table.values() if row["kind"] == "input")
     spiking_synops = sum(row["synops"] for row in table.values() if row["kind"] != "input")
     totals = activity.totals_per_sample()
     return {
         "footprint": sum(int(t.numel()) * t.element_size() for t in tensors),
-        "parameter_count": sum(int(p.numel()) for p in network.parameters()),
+        "parameter_count": sum(int(p.numel()) for p in deployed.parameters()),
         "connection_sparsity": zero_weights / total_weights if total_weights else 0.0,
         "activation_sparsity": 1.0 - totals["firing_rate"],
         "synaptic_operations": {
@@ -109,9 +121,7 @@ class NeuroBenchView(nn.Module):
 
     def __init__(self, network: SpikingNetwork) -> None:
         super().__init__()
-        if not network.is_folded:
-            network = copy.deepcopy(network)
-            network.fold_batchnorm()
+        network = deployed_network(network)
         self.network = [network]  # a list: not a submodule, so NeuroBench counts only the views below
         self.connections = nn.ModuleDict()
         for key, (layer, weight, bias) in deployed_layers(network).items():
@@ -186,5 +196,5 @@ def neurobench_model(network: SpikingNetwork | nn.Module, timing: str | None = N
     return HwnasNeuroBenchModel()
 
 
-__all__ = ["NAMES", "NeuroBenchView", "deployed_layers", "encoded_input_is_binary", "input_is_binary", "neurobench_metrics",
+__all__ = ["NAMES", "NeuroBenchView", "deployed_layers", "deployed_network", "encoded_input_is_binary", "input_is_binary", "neurobench_metrics",
            "neurobench_model", "summary_line"]

@@ -92,6 +92,7 @@ def evaluate(net: SpikingNetwork, splits: DatasetSplits, split: str, arch: Archi
     device = next(net.parameters()).device
     generator = torch.Generator().manual_seed(seed + 7919)
     net.eval()
+    net.weights_changed()  # training moved the weights since the fan-out was counted
     correct, activity = 0, None
     with torch.no_grad():
         for start in range(0, x.shape[0], batch_size):

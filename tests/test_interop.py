@@ -203,3 +203,86 @@ def test_a_neuron_type_hwnas_cannot_run_is_named_in_one_line():
     with pytest.raises(NirError, match="unsupported NIR node 'integrator' of type IF") as raised:
         load(graph)
     assert "\n" not in str(raised.value)
+
+
+def _norse_network():
+    """A convolutional Norse network (LIF box neurons, a strided convolution); Norse 1.1 cannot export Flatten."""
+    import norse.torch as norse
+
+    p = norse.LIFBoxParameters(tau_mem_inv=torch.tensor(250.0), v_th=torch.tensor(0.5), v_leak=torch.tensor(0.0),
+                               v_reset=torch.tensor(0.0))
+    torch.manual_seed(0)
+    net = norse.SequentialState(torch.nn.Conv2d(1, 8, 3, padding=1), norse.LIFBoxCell(p),
+                                torch.nn.Conv2d(8, 8, 3, stride=2, padding=1), norse.LIFBoxCell(p))
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                module.weight.mul_(4.0)
+    return net
+
+
+def test_a_norse_graph_runs_in_hwnas_as_norse_runs_it():
+    from norse.torch.utils.export_nir import to_nir as norse_to_nir
+
+    net = _norse_network()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph = norse_to_nir(net, torch.zeros(1, 1, 8, 8))  # dt 1e-3; batch in the input type, scalar parameters
+    # Norse writes tau = dt / tau_mem_inv (dt times its time constant) and r = 1 (input gain dt / tau, folded into
+    # the connections): read at dt^2 it is the network Norse simulates
+    hwnas_net = load(graph, dt_s=1e-6, timing="zero-delay")
+    assert hwnas_net.input_shape == (1, 8, 8) and hwnas_net.populations["3"].shape == (8, 4, 4)
+    x = _spikes((1, 8, 8), 6, 10, 0.4, 1)
+    with torch.no_grad():
+        out = hwnas_net(x, record=True)
+        state, theirs = None, 0.0
+        for t in range(x.shape[0]):
+            spikes, state = net(x[t], state)
+            theirs = theirs + spikes
+    assert torch.equal(out.output_spikes, theirs.flatten(1)) and float(theirs.sum()) > 0
+    if LAVA:
+        assert all(row["identical"] for row in compare(graph, x, None, 1e-6, "lava_fixed").layers.values())
+
+
+def test_an_input_gain_other_than_one_is_folded_into_the_connection():
+    g = torch.Generator().manual_seed(4)
+    weight = torch.rand((6, 10), generator=g).numpy()
+
+    def graph(r, w):
+        return nir.NIRGraph(
+            nodes={"input": nir.Input(input_type={"input": np.array([10])}), "dense": nir.Linear(weight=w),
+                   "lif": nir.LIF(tau=np.full(6, 2e-3), r=np.full(6, r), v_leak=np.zeros(6), v_threshold=np.ones(6),
+                                  v_reset=np.zeros(6)),
+                   "output": nir.Output(output_type={"output": np.array([6])})},
+            edges=[("input", "dense"), ("dense", "lif"), ("lif", "output")], metadata={"hwnas.dt_s": 1e-3})
+
+    x = _spikes((10,), 8, 5, 0.5, 2)
+    with torch.no_grad():
+        gain_one = load(graph(2.0, weight * 0.5))(x).output_spikes  # r * dv = 2 * 0.5 = 1
+        folded = load(graph(1.0, weight))(x).output_spikes  # r * dv = 0.5: the weights are halved on reading
+    assert torch.equal(folded, gain_one) and float(folded.sum()) > 0
+
+
+def test_malformed_chains_are_one_line_errors_and_grouped_convolutions_load_from_files(tmp_path):
+    from hwnas.errors import NirError
+
+    bad = {"affine": nir.Affine(weight=np.ones((3, 4), dtype=np.float32), bias=np.ones(2, dtype=np.float32)),
+           "scale": nir.Scale(scale=np.ones(3, dtype=np.float32))}
+    with pytest.raises(NirError, match="node 'affine' \\(Affine\\): 2 biases for 3 outputs"):
+        synapse_from_nir(["affine", "scale"], bad, (4,), "a -> b")
+    weight = torch.randn((4, 1, 3, 3), generator=torch.Generator().manual_seed(6)).numpy()
+    grouped = nir.NIRGraph(
+        nodes={"input": nir.Input(input_type={"input": np.array([2, 6, 6])}),
+               "conv": nir.Conv2d(input_shape=(6, 6), weight=weight, stride=1, padding=1, dilation=1, groups=2,
+                                  bias=np.zeros(4, dtype=np.float32)),
+               "th": nir.Threshold(threshold=np.full((4, 6, 6), 0.5, dtype=np.float32)),
+               "output": nir.Output(output_type={"output": np.array([4, 6, 6])})},
+        edges=[("input", "conv"), ("conv", "th"), ("th", "output")], metadata={"hwnas.dt_s": 0.001},
+        type_check=False)  # NIR 1.0's type inference takes groups=2 for a 1-channel input
+    nir.write(tmp_path / "grouped.nir", grouped)
+    net = load(tmp_path / "grouped.nir")
+    x = _spikes((2, 6, 6), 3, 4, 0.5, 7)
+    with torch.no_grad():
+        spikes = net(x, record=True).codes["th"].reshape(3, 4, 4, 6, 6)
+    expected = F.conv2d(x.flatten(0, 1), torch.as_tensor(weight), padding=1, groups=2) > 0.5
+    assert torch.equal(spikes, expected.float().reshape(3, 4, 4, 6, 6))

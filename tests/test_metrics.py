@@ -88,3 +88,28 @@ def test_metrics_of_a_silent_network_and_binary_input_detection():
     assert metrics["activation_sparsity"] == pytest.approx(1.0 - totals["spikes"] / (totals["neurons"] * steps))
     assert input_is_binary(torch.tensor([0.0, 1.0])) and not input_is_binary(torch.tensor([0.0, 0.5]))
     assert not input_is_binary(torch.tensor([0, 2], dtype=torch.uint8))  # an event frame holding two events
+
+
+def test_counts_follow_the_weights_and_the_deployed_network():
+    arch = small_arch(stages=1, timing="zero-delay")
+    torch.manual_seed(2)
+    float_net = build_network(arch)
+    float_net.eval()
+    x = torch.bernoulli(torch.full((arch.timesteps, 8, 1, 8, 8), 0.6), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        activity = float_net(x).activity
+    deployed = _deployed(arch, seed=2)
+    # batch-norm unfolded: footprint and parameters are those of the folded network NeuroBench would measure
+    unfolded, folded = neurobench_metrics(float_net, activity, True), neurobench_metrics(deployed, activity, True)
+    assert unfolded["footprint"] == folded["footprint"] and unfolded["parameter_count"] == folded["parameter_count"]
+    # weights that change to zero stop being synapses once the weights are loaded again
+    with torch.no_grad():
+        before = deployed(x).activity.totals_per_sample()["synops"]
+        state = {k: (torch.zeros_like(v) if k.endswith("weight") and v.dim() == 4 else v)
+                 for k, v in deployed.state_dict().items()}
+        deployed.load_state_dict(state)
+        after = deployed(x).activity.totals_per_sample()["synops"]
+    fresh = _deployed(arch, seed=2)
+    fresh.load_state_dict(state)
+    with torch.no_grad():
+        assert after == fresh(x).activity.totals_per_sample()["synops"] < before  # not the zeroed weights' old fan-out

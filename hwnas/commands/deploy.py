@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     """Load, run both, print the table."""
     from ..data import load_dataset
     from ..deploy.compare import compare, inputs_from, read_input_array
+    from ..deploy.lava import lava_missing
     from ..errors import OptionError
     from ..export.nir import NirError, check_run_memory, read_graph, recorded_architecture, recorded_dt
     from ..io_utils import check_writable, write_json_atomic
@@ -58,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.save:  # before the run, so that its result is not lost
         check_writable(args.save, "--save", suffixes=(".npz", ".json"))
+    if args.backend == "lava" and lava_missing():
+        raise OptionError(f"{lava_missing()}, or use --backend norse")
     graph = read_graph(args.model)
     dt_s = args.dt or recorded_dt(graph)
     if dt_s is None:

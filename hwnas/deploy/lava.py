@@ -44,7 +44,11 @@ def lava_missing() -> str | None:
     import importlib.util
     import sys
 
-    if importlib.util.find_spec("lava") is None:
+    try:  # lava-nc's runtime (lava-dl alone installs the namespace package 'lava' too)
+        found = importlib.util.find_spec("lava.magma") is not None
+    except ModuleNotFoundError:
+        found = False
+    if not found:
         return (f"Lava is not installed in this Python ({sys.version.split()[0]}): install hwnas with its lava extra "
                 "(pip install -e '.[lava]', Python 3.10; make does)")
     return None

@@ -17,6 +17,7 @@ the trained weight), v_leak = bias / dv, and records dt and the convention in th
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -30,6 +31,7 @@ from ..sim.graph import INPUT, TIMINGS, Connection, Population
 from ..sim.network import SpikingNetwork
 from ..sim.neuron import NeuronParams
 from ..sim.ops import synapse_from_nir
+from ..sim.ops.chain import scaled_synapse
 
 DEFAULT_DT_S = 1e-3
 READOUT = "readout"  # the NIR Output node; populations keep their hwnas names
@@ -160,6 +162,11 @@ def read_graph(path: str | Path):
     try:
         return nir.read(path)
     except Exception as exc:  # h5py, nir's type checks and its registry raise many kinds
+        if "Type inference" not in str(exc):
+            raise _unreadable(path, exc) from None
+    try:  # NIR 1.0's type inference does not follow grouped convolutions: hwnas checks every shape itself
+        return nir.read(path, type_check=False)
+    except Exception as exc:
         raise _unreadable(path, exc) from None
 
 
@@ -282,6 +289,8 @@ def load(path_or_graph, dt_s: float | None = None, timing: str | None = None) ->
                        "(nir.read adds an Input node for every node whose input is not connected)")
     input_name = inputs[0]
     input_shape = tuple(int(d) for d in np.asarray(nodes[input_name].input_type["input"]).reshape(-1))
+    if len(input_shape) in (2, 4) and input_shape[0] == 1:
+        input_shape = input_shape[1:]  # a batch dimension of 1, which nirtorch's tracer records (Norse's export)
     outputs = [name for name, node in nodes.items() if type(node).__name__ == "Output"]
     for name, node in nodes.items():
         kind = type(node).__name__
@@ -293,8 +302,9 @@ def load(path_or_graph, dt_s: float | None = None, timing: str | None = None) ->
     for src, dst in graph.edges:
         successors[src].append(dst)
 
-    populations = {name: _population(name, node, dt_s) for name, node in nodes.items()
-                   if type(node).__name__ in _NEURON_TYPES}
+    read = {name: _population(name, node, dt_s) for name, node in nodes.items() if type(node).__name__ in _NEURON_TYPES}
+    populations = {name: population for name, (population, _) in read.items()}
+    gains = {name: gain for name, (_, gain) in read.items()}
     if not populations:
         raise NirError("the graph has no neuron nodes (CubaLIF, LIF or Threshold)")
     readout = READOUT if READOUT in outputs else (outputs[0] if len(outputs) == 1 else None)
@@ -319,9 +329,12 @@ def load(path_or_graph, dt_s: float | None = None, timing: str | None = None) ->
                     raise NirError(f"synapse chain from {source} through {' -> '.join(chain)} is too long")
                 stack.extend((following, chain + [node_name]) for following in successors[node_name])
     backward = _backward_connections(_metadata_json(graph, "hwnas.backward"), chains, input_name)
+    synapses = _read_synapses(chains, nodes, shapes, gains)
     connections = []
     for number, (src, dst, chain) in enumerate(chains):
-        synapse = synapse_from_nir(chain, nodes, shapes[src], f"{src} -> {dst}")
+        if populations[dst].shape != shapes[dst]:  # a shape known only from what flows in
+            populations[dst] = dataclasses.replace(populations[dst], shape=shapes[dst])
+        synapse = synapses[number]
         out_shape = synapse.output_shape(shapes[src])
         if tuple(out_shape) != tuple(shapes[dst]) and int(np.prod(out_shape)) != int(np.prod(shapes[dst])):
             raise NirError(f"shape mismatch: {src} -> {dst} delivers {list(out_shape)}, {dst} has {list(shapes[dst])}")
@@ -329,12 +342,40 @@ def load(path_or_graph, dt_s: float | None = None, timing: str | None = None) ->
         conn = Connection(INPUT if src == input_name else src, dst, (src, dst, tag) in backward,
                           tag=f"{number}.{tag}".replace(".", "_"))
         connections.append((conn, synapse))
+    unshaped = [name for name, pop in populations.items() if pop.shape is None]
+    if unshaped:
+        raise NirError(f"cannot tell the shape of neuron node '{unshaped[0]}': nothing flows into it and its "
+                       "parameters are scalars")
     try:
         net = SpikingNetwork(input_shape, list(populations.values()), connections, output, timing)
     except ValueError as exc:
         raise NirError(f"cannot simulate the graph: {exc}") from None
     net.eval()
     return net
+
+
+def _read_synapses(chains: list, nodes: dict, shapes: dict, gains: dict) -> list:
+    """The op of every chain, in order. A population whose shape the graph does not give (None in ``shapes``:
+    scalar parameters and no input type, as Norse writes them) takes the shape of what its first chain
+    delivers; chains are read once their source's shape is known."""
+    synapses: dict[int, object] = {}
+    pending = list(range(len(chains)))
+    while pending:
+        ready = [number for number in pending if shapes[chains[number][0]] is not None]
+        if not ready:
+            src, dst, _ = chains[pending[0]]
+            raise NirError(f"cannot tell the shape of neuron node '{src}': give its parameters per neuron, or its "
+                           "input type")
+        for number in ready:
+            src, dst, chain = chains[number]
+            synapse = synapse_from_nir(chain, nodes, shapes[src], f"{src} -> {dst}")
+            if gains[dst] != 1.0:  # hwnas' neuron takes its input with gain 1: the connection carries the gain
+                synapse = scaled_synapse(synapse, gains[dst], shapes[src], f"{src} -> {dst}")
+            if shapes[dst] is None:
+                shapes[dst] = tuple(synapse.output_shape(shapes[src]))
+            synapses[number] = synapse
+            pending.remove(number)
+    return [synapses[number] for number in range(len(chains))]
 
 
 def _check_finite(name: str, node) -> None:
@@ -351,7 +392,9 @@ def _check_finite(name: str, node) -> None:
             raise NirError(f"node '{name}' ({type(node).__name__}): {field} holds {bad} (every value must be finite)")
 
 
-def _population(name: str, node, dt_s: float) -> Population:
+def _population(name: str, node, dt_s: float) -> tuple[Population, float]:
+    """The population of a neuron node and the gain of its input (``w_in * du * r * dv``; hwnas' neuron has
+    gain 1, so another gain is folded into the connections into it)."""
     kind = type(node).__name__
 
     def uniform(field: str, values) -> float:
@@ -368,6 +411,7 @@ def _population(name: str, node, dt_s: float) -> Population:
         return 1.0 if abs(value - 1.0) < 1e-6 else value
 
     try:
+        gain = 1.0
         if kind == "Threshold":
             theta = uniform("threshold", node.threshold)
             params = NeuronParams(du=1.0, dv=1.0, theta=theta)
@@ -375,14 +419,13 @@ def _population(name: str, node, dt_s: float) -> Population:
         elif kind == "LIF":
             dv = decay("tau", node.tau)
             r, v_leak = uniform("r", node.r), uniform("v_leak", node.v_leak)
-            _check_gain(name, kind, "r * dv", r * dv)
+            gain = _gain(name, kind, r * dv)
             _check_reset(name, kind, node)
             params = NeuronParams(du=1.0, dv=dv, theta=uniform("v_threshold", node.v_threshold), bias=v_leak * dv)
             shape = np.asarray(node.tau).shape
         else:
             du, dv = decay("tau_syn", node.tau_syn), decay("tau_mem", node.tau_mem)
-            _check_gain(name, kind, "w_in * du", uniform("w_in", node.w_in) * du)
-            _check_gain(name, kind, "r * dv", uniform("r", node.r) * dv)
+            gain = _gain(name, kind, uniform("w_in", node.w_in) * du * uniform("r", node.r) * dv)
             _check_reset(name, kind, node)
             params = NeuronParams(du=du, dv=dv, theta=uniform("v_threshold", node.v_threshold),
                                   bias=uniform("v_leak", node.v_leak) * dv)
@@ -391,16 +434,18 @@ def _population(name: str, node, dt_s: float) -> Population:
         if isinstance(exc, NirError):
             raise
         raise NirError(f"node '{name}' ({kind}): {exc} (is dt right?)") from None
-    return Population(name, _neuron_shape(name, node, shape), params)
+    return Population(name, _neuron_shape(name, node, shape), params), gain
 
 
-def _neuron_shape(name: str, node, param_shape: tuple[int, ...]) -> tuple[int, ...]:
+def _neuron_shape(name: str, node, param_shape: tuple[int, ...]) -> tuple[int, ...] | None:
     """A neuron node's shape: its parameters' shape, or, where a producer wrote scalar parameters (snnTorch writes
-    shape (1,)), the node's recorded input type."""
+    shape (1,)), the node's recorded input type; None when neither tells."""
     recorded = getattr(node, "input_type", None) or {}
     typed = np.asarray(recorded.get("input", []) if isinstance(recorded, dict) else [], dtype=np.int64).reshape(-1)
     if int(np.prod(param_shape)) == 1 and typed.size and int(np.prod(typed)) > 1:
         return tuple(int(d) for d in typed)
+    if not param_shape and not typed.size:
+        return None  # scalar parameters, no input type: the shape of what flows in (see _read_synapses)
     if typed.size and int(np.prod(typed)) > 0 and tuple(typed) != tuple(param_shape) and \
             int(np.prod(typed)) != int(np.prod(param_shape)):
         raise NirError(f"node '{name}' ({type(node).__name__}): parameters of shape {list(param_shape)} for "
@@ -408,10 +453,11 @@ def _neuron_shape(name: str, node, param_shape: tuple[int, ...]) -> tuple[int, .
     return tuple(int(d) for d in param_shape)
 
 
-def _check_gain(name: str, kind: str, label: str, value: float) -> None:
-    if not np.isclose(value, 1.0, rtol=1e-5):
-        raise NirError(f"node '{name}' ({kind}): input gain {label} = {value:.6g}, hwnas needs 1 (fold it into the "
-                       "weights, or check dt)")
+def _gain(name: str, kind: str, value: float) -> float:
+    """The input gain of a neuron node (1 within float32 rounding); a gain that is not positive is refused."""
+    if not value > 0:
+        raise NirError(f"node '{name}' ({kind}): input gain (w_in * du * r * dv) is {value:.6g}, must be positive")
+    return 1.0 if np.isclose(value, 1.0, rtol=1e-5) else float(value)
 
 
 def _check_reset(name: str, kind: str, node) -> None:

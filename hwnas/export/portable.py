@@ -65,14 +65,16 @@ def _pool_conv(node, shape: tuple[int, ...], value_of_k) -> object:
 def to_portable_nir(net, arch=None, dt_s: float | None = None):
     """The portable NIR graph of a (batch-norm folded) network (see the module docstring)."""
     from ..sim.graph import INPUT
+    from ..sim.ops.chain import node_output_shape
     from .nir import DEFAULT_DT_S, to_nir
 
     graph = to_nir(net, arch, dt_s or DEFAULT_DT_S)
     shapes = {}  # the input shape of every node of every connection's chain
     for conn in net.active_connections():
-        source_shape = net.input_shape if conn.src == INPUT else net.populations[conn.src].shape
-        for node_name, _ in net.synapses[conn.module_key].nir_nodes(conn.module_key, source_shape):
-            shapes.setdefault(node_name, source_shape)
+        shape = net.input_shape if conn.src == INPUT else net.populations[conn.src].shape
+        for node_name, node in net.synapses[conn.module_key].nir_nodes(conn.module_key, shape):
+            shapes[node_name] = shape
+            shape = node_output_shape(node_name, node, shape)
     return portable_graph(graph, shapes)
 
 

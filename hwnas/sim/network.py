@@ -7,6 +7,7 @@ Every forward pass counts spikes, active neuron updates and synaptic operations 
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -88,7 +89,8 @@ class SpikingNetwork(nn.Module):
     def fanout_maps(self) -> dict[str, torch.Tensor]:
         """Per population, the non-zero fan-out of each neuron summed over its active outgoing connections."""
         if self._fanout is None:
-            device = next(self.parameters(), torch.empty(0)).device  # no parameters: a pooling-only graph
+            # the device of the weights (parameters, or buffers for a graph read from NIR); none: a pooling-only graph
+            device = next(itertools.chain(self.parameters(), self.buffers()), torch.empty(0)).device
             maps = {}
             shapes = {INPUT: self.input_shape, **{name: pop.shape for name, pop in self.populations.items()}}
             for name, shape in shapes.items():
@@ -99,6 +101,16 @@ class SpikingNetwork(nn.Module):
                 maps[name] = total.to(device)
             self._fanout = maps
         return self._fanout
+
+    def weights_changed(self) -> None:
+        """Forget what was derived from the weights (the fan-out: a quantised weight that rounds to zero is no
+        synapse); training and loading weights call it."""
+        self._fanout = None
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # type: ignore[override]
+        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self.weights_changed()
+        return result
 
     def set_disabled(self, module_keys: set[str]) -> None:
         """Switch off the given connections (by module key); used by the pruning strategy's supernet."""
@@ -126,7 +138,7 @@ class SpikingNetwork(nn.Module):
             raise ValueError("fold batch-norm before quantising")
         for synapse in self.synapses.values():
             synapse.set_weight_format(weight_format)
-        self._fanout = None  # weights quantised to zero are no synapses
+        self.weights_changed()
 
     # ----- simulation --------------------------------------------------------------------------------------
     def forward(self, inputs: torch.Tensor, record: bool = False,  # type: ignore[override]

@@ -28,7 +28,8 @@ def synapse_from_nir(chain: list[str], nodes: dict, source_shape: tuple[int, ...
         try:
             synapse = op.read_nir(kinds, chain, nodes, source_shape, where, read_chain)
         except NirError as exc:  # a variant this op cannot hold: a later op (LinearChain) may
-            refused = refused or exc
+            # LinearChain, the last and most general, names the problem itself; before it, the first refusal
+            refused = exc if op is OPS[-1] or refused is None else refused
             continue
         if synapse is not None:
             return synapse

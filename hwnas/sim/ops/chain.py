@@ -11,8 +11,8 @@ import numpy as np
 import scipy.sparse as sparse
 import torch
 
-from ...errors import NirError
-from ..quantize import quantised_weights
+from ...errors import NirError, first_line
+from ..quantize import WeightFormat, quantised_weights
 from .base import Lowered, Synapse, nir_pool_size
 from .matrices import conv_matrix, pool_matrix
 
@@ -29,47 +29,65 @@ def _pair(value, name: str, field: str) -> int:
     return int(array[0])
 
 
+def node_output_shape(name: str, node, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape a linear NIR node delivers for an input of ``shape``."""
+    kind = type(node).__name__
+    if kind == "Flatten":
+        return (int(np.prod(shape)),)
+    if kind == "Scale":
+        return tuple(shape)
+    if kind in ("Linear", "Affine"):
+        return (int(np.asarray(node.weight).shape[0]),)
+    if len(shape) != 3:
+        raise NirError(f"node '{name}' ({kind}) needs a (C, H, W) input, the chain delivers {list(shape)}")
+    if kind in ("SumPool2d", "AvgPool2d"):
+        k = nir_pool_size(name, node)
+        return (shape[0], shape[1] // k, shape[2] // k)
+    weight = np.asarray(node.weight)  # Conv2d
+    stride, padding = _pair(node.stride, name, "stride"), _pair(node.padding, name, "padding")
+    if stride < 1 or padding < 0 or weight.ndim != 4:
+        raise NirError(f"node '{name}' (Conv2d): needs a 4-d weight, stride >= 1 and padding >= 0")
+    return (int(weight.shape[0]), (shape[1] + 2 * padding - weight.shape[2]) // stride + 1,
+            (shape[2] + 2 * padding - weight.shape[3]) // stride + 1)
+
+
 def _node_matrix(name: str, node, shape: tuple[int, ...]) -> tuple[sparse.csr_matrix, np.ndarray | None,
                                                                      tuple[int, ...]]:
     """One NIR node as (matrix (out, in), bias or None, output shape) for an input of ``shape``."""
     kind = type(node).__name__
     size = int(np.prod(shape))
+    out_shape = node_output_shape(name, node, shape)
     if kind == "Flatten":
-        return sparse.identity(size, format="csr"), None, (size,)
+        return sparse.identity(size, format="csr"), None, out_shape
     if kind == "Scale":
         scale = np.broadcast_to(np.asarray(node.scale, dtype=np.float64), shape).reshape(-1)
-        return sparse.diags(scale, format="csr"), None, tuple(shape)
+        return sparse.diags(scale, format="csr"), None, out_shape
     if kind in ("Linear", "Affine"):
         weight = np.asarray(node.weight, dtype=np.float64)
         if weight.ndim != 2 or weight.shape[1] != size:
             raise NirError(f"shape mismatch at '{name}' ({kind}): weight {list(weight.shape)} takes "
                            f"{weight.shape[-1]} inputs, the chain delivers {size}")
         bias = np.asarray(node.bias, dtype=np.float64).reshape(-1) if kind == "Affine" else None
-        return sparse.csr_matrix(weight), bias, (weight.shape[0],)
-    if len(shape) != 3:
-        raise NirError(f"node '{name}' ({kind}) needs a (C, H, W) input, the chain delivers {list(shape)}")
+        if bias is not None and bias.size != weight.shape[0]:
+            raise NirError(f"node '{name}' (Affine): {bias.size} biases for {weight.shape[0]} outputs")
+        return sparse.csr_matrix(weight), bias, out_shape
     if kind in ("SumPool2d", "AvgPool2d"):
         k = nir_pool_size(name, node)
-        value = 1.0 if kind == "SumPool2d" else 1.0 / (k * k)
-        return pool_matrix(shape, k, value), None, (shape[0], shape[1] // k, shape[2] // k)
+        return pool_matrix(shape, k, 1.0 if kind == "SumPool2d" else 1.0 / (k * k)), None, out_shape
     weight = np.asarray(node.weight, dtype=np.float64)  # Conv2d
     if _pair(node.dilation, name, "dilation") != 1:
         raise NirError(f"node '{name}' (Conv2d): dilation other than 1 is not supported")
-    stride, padding = _pair(node.stride, name, "stride"), _pair(node.padding, name, "padding")
     groups = int(node.groups)
-    if weight.ndim != 4 or weight.shape[1] * groups != shape[0]:
+    if groups < 1 or weight.shape[0] % groups or weight.shape[1] * groups != shape[0]:
         raise NirError(f"shape mismatch at '{name}' (Conv2d): weight {list(weight.shape)} with {groups} group(s) "
-                       f"takes {weight.shape[1] * groups if weight.ndim == 4 else '?'} channels, the chain delivers "
-                       f"{shape[0]}")
-    matrix = conv_matrix(weight, shape, padding, stride, groups)
-    out_h = (shape[1] + 2 * padding - weight.shape[2]) // stride + 1
-    out_w = (shape[2] + 2 * padding - weight.shape[3]) // stride + 1
-    bias = np.asarray(node.bias, dtype=np.float64).reshape(-1) if node.bias is not None else None
-    if bias is not None and bias.size:
-        bias = np.repeat(bias, out_h * out_w)
-    else:
-        bias = None
-    return matrix, bias, (weight.shape[0], out_h, out_w)
+                       f"does not take the chain's {shape[0]} channels")
+    matrix = conv_matrix(weight, shape, _pair(node.padding, name, "padding"), _pair(node.stride, name, "stride"),
+                         groups)
+    bias = np.asarray(node.bias, dtype=np.float64).reshape(-1) if node.bias is not None else np.zeros(0)
+    if bias.size not in (0, 1, out_shape[0]):
+        raise NirError(f"node '{name}' (Conv2d): {bias.size} biases for {out_shape[0]} output channels")
+    bias = np.repeat(np.broadcast_to(bias, (out_shape[0],)), out_shape[1] * out_shape[2]) if bias.size else None
+    return matrix, bias, out_shape
 
 
 class LinearChain(Synapse):
@@ -122,7 +140,10 @@ class LinearChain(Synapse):
         matrix = sparse.identity(int(np.prod(shape)), format="csr")
         bias = np.zeros(int(np.prod(shape)))
         for name in chain:
-            step, step_bias, shape = _node_matrix(name, nodes[name], shape)
+            try:
+                step, step_bias, shape = _node_matrix(name, nodes[name], shape)
+            except (ValueError, ZeroDivisionError, IndexError) as exc:  # numpy's and scipy's refusals
+                raise NirError(f"node '{name}' ({type(nodes[name]).__name__}): {first_line(exc)}") from None
             matrix = (step @ matrix).tocsr()
             bias = step @ bias + (step_bias if step_bias is not None else 0.0)
         own = [(f"{i}_{kind.lower()}", nodes[name]) for i, (name, kind) in enumerate(zip(chain, kinds))]
@@ -134,3 +155,22 @@ class LinearChain(Synapse):
         integer = sparse.csr_matrix((mantissa, self.matrix.indices, self.matrix.indptr), shape=self.matrix.shape)
         bias = self.bias.double().numpy() if self.bias is not None else None
         return Lowered("matrix", self.matrix.astype(np.float64), integer, exponent, 0, bias)
+
+
+# Wide enough that lowering an op only to read its float matrix never refuses its weights as overflowing.
+_READING_FORMAT = WeightFormat(bits=30)
+
+
+def scaled_synapse(synapse: Synapse, gain: float, src_shape: tuple[int, ...], where: str) -> LinearChain:
+    """``synapse`` with its output multiplied by ``gain``, as a :class:`LinearChain` of its float matrix (a
+    destination population whose NIR parameters give its input a gain other than 1: ``r * dv`` or
+    ``w_in * du``, as Norse writes them). Written back to NIR as the op's nodes and a ``Scale``."""
+    import nir
+
+    kind, values, _, _, padding, bias = synapse.lower(src_shape, _READING_FORMAT, where)
+    matrix = sparse.csr_matrix(values) if kind == "matrix" else conv_matrix(np.asarray(values), src_shape, padding)
+    out_shape = tuple(synapse.output_shape(src_shape))
+    nodes = [(f"{i}_{type(node).__name__.lower()}", node)
+             for i, (_, node) in enumerate(synapse.nir_nodes("op", src_shape))]
+    nodes.append((f"{len(nodes)}_scale", nir.Scale(scale=np.full(out_shape, gain, dtype=np.float32))))
+    return LinearChain(matrix * gain, None if bias is None else np.asarray(bias) * gain, src_shape, out_shape, nodes)
