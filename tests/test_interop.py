@@ -1,8 +1,9 @@
 """NIR both ways: other tools' graphs run in hwnas' simulator and in Lava, and hwnas' portable export runs in
 snnTorch; each against the producer's own simulation."""
 
-import importlib.util
+import sys
 import warnings
+from pathlib import Path
 
 import nir
 import numpy as np
@@ -16,6 +17,7 @@ from hwnas.cli import main
 from hwnas.data import load_dataset
 from hwnas.data.splits import encode_batch
 from hwnas.deploy.compare import compare
+from hwnas.deploy.lava import lava_missing
 from hwnas.export.nir import load
 from hwnas.export.portable import PORTABLE_DT_S, to_portable_nir
 from hwnas.sim.ops import LinearChain, synapse_from_nir
@@ -23,8 +25,11 @@ from hwnas.sim.quantize import WeightFormat
 from hwnas.sim.seeding import build_seeded
 from hwnas.train import train_epochs
 
-LAVA = importlib.util.find_spec("lava") is not None
+LAVA = lava_missing() is None
 snn = pytest.importorskip("snntorch")
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from interop import norse_network, snntorch_network  # noqa: E402 (the networks bench/interop.py measures)
 
 
 def _spikes(shape, steps, batch, p, seed):
@@ -80,23 +85,6 @@ def test_conv_then_sum_pool_then_threshold_runs_in_hwnas_and_in_lava():
             assert layer["identical"] and layer["hwnas_spikes"] > 0, backend
 
 
-def _snntorch_network():
-    """A convolutional snnTorch network with reset to zero, as snnTorch 1.0 can export it (per-neuron beta and
-    threshold tensors: scalar ones make its NIR export fail type inference)."""
-    def leaky(*shape, **options):
-        return snn.Leaky(beta=torch.full(shape, 0.75), threshold=torch.ones(shape), reset_mechanism="zero",
-                         init_hidden=True, **options)
-
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), leaky(8, 8, 8),
-                              torch.nn.Conv2d(8, 8, 3, stride=2, padding=1), leaky(8, 4, 4), torch.nn.Flatten(),
-                              torch.nn.Linear(8 * 4 * 4, 10), leaky(10, output=True))
-    with torch.no_grad():
-        for index in (0, 2, 5):
-            net[index].weight.mul_(3.0)
-    return net
-
-
 def _snntorch_run(module, x, step):
     """Spikes per sample of every snnTorch neuron layer and of the output, one sample at a time (snnTorch's
     modules keep their state inside: reset between samples)."""
@@ -128,7 +116,7 @@ def _snntorch_run(module, x, step):
 def test_an_snntorch_graph_runs_in_hwnas_as_snntorch_runs_it():
     from snntorch.export_nir import export_to_nir
 
-    net = _snntorch_network()
+    net = snntorch_network()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         graph = export_to_nir(net, torch.zeros(1, 1, 8, 8), ignore_dims=[0])
@@ -205,26 +193,10 @@ def test_a_neuron_type_hwnas_cannot_run_is_named_in_one_line():
     assert "\n" not in str(raised.value)
 
 
-def _norse_network():
-    """A convolutional Norse network (LIF box neurons, a strided convolution); Norse 1.1 cannot export Flatten."""
-    import norse.torch as norse
-
-    p = norse.LIFBoxParameters(tau_mem_inv=torch.tensor(250.0), v_th=torch.tensor(0.5), v_leak=torch.tensor(0.0),
-                               v_reset=torch.tensor(0.0))
-    torch.manual_seed(0)
-    net = norse.SequentialState(torch.nn.Conv2d(1, 8, 3, padding=1), norse.LIFBoxCell(p),
-                                torch.nn.Conv2d(8, 8, 3, stride=2, padding=1), norse.LIFBoxCell(p))
-    with torch.no_grad():
-        for module in net.modules():
-            if isinstance(module, torch.nn.Conv2d):
-                module.weight.mul_(4.0)
-    return net
-
-
 def test_a_norse_graph_runs_in_hwnas_as_norse_runs_it():
     from norse.torch.utils.export_nir import to_nir as norse_to_nir
 
-    net = _norse_network()
+    net = norse_network()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         graph = norse_to_nir(net, torch.zeros(1, 1, 8, 8))  # dt 1e-3; batch in the input type, scalar parameters

@@ -97,3 +97,14 @@ def run_onnx(path: str | Path, inputs: torch.Tensor) -> tuple[torch.Tensor, torc
     evaluator = ReferenceEvaluator(str(path))
     counts, logits = evaluator.run(None, {"spikes_in": inputs.numpy().astype(np.float32)})
     return torch.from_numpy(np.asarray(counts)), torch.from_numpy(np.asarray(logits))
+
+
+def matches_hwnas(path: str | Path, net: SpikingNetwork, timesteps: int) -> bool:
+    """Whether an exported model's output spike counts under ONNX's reference evaluator equal hwnas' on a random
+    spike batch (4 samples, seeded)."""
+    sample = torch.bernoulli(torch.full((timesteps, 4, *net.input_shape), 0.3),
+                             generator=torch.Generator().manual_seed(0))
+    counts, _ = run_onnx(path, sample)
+    with torch.no_grad():
+        expected = net(sample.to(next(net.parameters(), torch.empty(0)).device)).output_spikes.cpu()
+    return bool(torch.equal(counts, expected))
