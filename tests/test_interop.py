@@ -178,17 +178,36 @@ def test_profile_applies_to_nir_only(tmp_path, capsys):
     assert "--profile applies to --format nir" in capsys.readouterr().err
 
 
+def _one_population(neuron, size: int = 4) -> nir.NIRGraph:
+    return nir.NIRGraph(
+        nodes={"input": nir.Input(input_type={"input": np.array([size])}),
+               "dense": nir.Linear(weight=np.eye(size, dtype=np.float32) * np.arange(1, size + 1, dtype=np.float32)),
+               "neurons": neuron, "output": nir.Output(output_type={"output": np.array([size])})},
+        edges=[("input", "dense"), ("dense", "neurons"), ("neurons", "output")], metadata={"hwnas.dt_s": 0.001})
+
+
+def test_integrate_and_fire_neurons_integrate_without_leak():
+    graph = _one_population(nir.IF(r=np.full(4, 1000.0), v_threshold=np.full(4, 2.5)))  # gain r dt = 1
+    x = torch.ones((6, 1, 4))
+    with torch.no_grad():
+        spikes = load(graph)(x, record=True).codes["neurons"][:, 0]
+    # neuron i adds i + 1 per step, fires above 2.5 and restarts from zero
+    expected, v = [], np.zeros(4)
+    for _ in range(6):
+        v = v + np.arange(1, 5)
+        fired = v > 2.5
+        expected.append(fired.astype(np.float32))
+        v[fired] = 0.0
+    assert torch.equal(spikes, torch.as_tensor(np.array(expected)))
+    if LAVA:
+        assert compare(graph, x, None, 0.001, "lava_fixed").layers["neurons"]["identical"]
+
+
 def test_a_neuron_type_hwnas_cannot_run_is_named_in_one_line():
     from hwnas.errors import NirError
 
-    graph = nir.NIRGraph(
-        nodes={"input": nir.Input(input_type={"input": np.array([4])}),
-               "dense": nir.Linear(weight=np.eye(4, dtype=np.float32)),
-               "integrator": nir.IF(r=np.ones(4), v_threshold=np.ones(4)),
-               "output": nir.Output(output_type={"output": np.array([4])})},
-        edges=[("input", "dense"), ("dense", "integrator"), ("integrator", "output")],
-        metadata={"hwnas.dt_s": 0.001})
-    with pytest.raises(NirError, match="unsupported NIR node 'integrator' of type IF") as raised:
+    graph = _one_population(nir.LI(tau=np.full(4, 2e-3), r=np.ones(4), v_leak=np.zeros(4)))
+    with pytest.raises(NirError, match="unsupported NIR node 'neurons' of type LI") as raised:
         load(graph)
     assert "\n" not in str(raised.value)
 

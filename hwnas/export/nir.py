@@ -256,7 +256,7 @@ def nir_version() -> str:
     return getattr(nir, "__version__", "?")
 
 
-_NEURON_TYPES = ("CubaLIF", "LIF", "Threshold")
+_NEURON_TYPES = ("CubaLIF", "LIF", "IF", "Threshold")
 _SYNAPSE_TYPES = ("Conv2d", "Linear", "Affine", "Flatten", "SumPool2d", "AvgPool2d", "Scale")
 
 
@@ -306,7 +306,7 @@ def load(path_or_graph, dt_s: float | None = None, timing: str | None = None) ->
     populations = {name: population for name, (population, _) in read.items()}
     gains = {name: gain for name, (_, gain) in read.items()}
     if not populations:
-        raise NirError("the graph has no neuron nodes (CubaLIF, LIF or Threshold)")
+        raise NirError("the graph has no neuron nodes (CubaLIF, LIF, IF or Threshold)")
     readout = READOUT if READOUT in outputs else (outputs[0] if len(outputs) == 1 else None)
     if readout is None:
         raise NirError(f"cannot tell the graph's output among {outputs}: name it '{READOUT}' or keep one Output")
@@ -416,6 +416,11 @@ def _population(name: str, node, dt_s: float) -> tuple[Population, float]:
             theta = uniform("threshold", node.threshold)
             params = NeuronParams(du=1.0, dv=1.0, theta=theta)
             shape = np.asarray(node.threshold).shape
+        elif kind == "IF":  # NIR: dv/dt = R I, no leak: the input gain of a step is R dt
+            gain = _gain(name, kind, uniform("r", node.r) * dt_s)
+            _check_reset(name, kind, node)
+            params = NeuronParams(du=1.0, dv=0.0, theta=uniform("v_threshold", node.v_threshold))
+            shape = np.asarray(node.r).shape
         elif kind == "LIF":
             dv = decay("tau", node.tau)
             r, v_leak = uniform("r", node.r), uniform("v_leak", node.v_leak)
