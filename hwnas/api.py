@@ -347,6 +347,8 @@ def _inputs(model, graph, data, samples: int, seed: int, steps: int | None):
         data, data_dir, split_seed = config.get("dataset", "digits"), config.get("data_dir"), int(config.get("seed", 0))
     elif data is None:
         data = "digits"
+    if data == DEFAULT_NAME:
+        raise DataError("the run searched on data given in memory: give it again with data=")
     splits = as_splits(data, timesteps=steps, seed=split_seed, data_dir=data_dir)
     inputs, labels = inputs_from(splits, samples, steps, arch.encoding if arch else "rate", seed)
     if arch is not None and tuple(inputs.shape[2:]) != tuple(arch.input_shape):

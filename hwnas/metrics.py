@@ -22,6 +22,7 @@ the pooled position. NeuroBench's harness, run on a PyTorch model, sees only Lin
 from __future__ import annotations
 
 import copy
+import itertools
 
 import torch
 import torch.nn.functional as F
@@ -54,7 +55,8 @@ def deployed_layers(network: SpikingNetwork) -> dict[str, tuple[nn.Module, torch
 
 def deployed_network(network: SpikingNetwork) -> SpikingNetwork:
     """The network as deployed, on the CPU: batch-norm folded (a copy when it was not), untouched otherwise."""
-    if network.is_folded and next(network.parameters(), torch.empty(0)).device.type == "cpu":
+    tensors = itertools.chain(network.parameters(), network.buffers())
+    if network.is_folded and next(tensors, torch.empty(0)).device.type == "cpu":
         return network
     copied = copy.deepcopy(network).cpu()
     if not copied.is_folded:

@@ -26,7 +26,6 @@ from hwnas.sim.seeding import build_seeded
 from hwnas.train import train_epochs
 
 LAVA = lava_missing() is None
-snn = pytest.importorskip("snntorch")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from interop import norse_network, snntorch_network  # noqa: E402 (the networks bench/interop.py measures)
@@ -52,8 +51,12 @@ def test_a_chain_of_linear_nodes_computes_what_torch_computes():
     expected = F.avg_pool2d(expected, 2) * 4 * 0.5
     expected = expected.flatten(1) @ torch.as_tensor(affine.weight).T + torch.as_tensor(affine.bias)
     assert torch.allclose(synapse(x), expected, atol=1e-5)
-    # its synapses are the matrix's non-zeros: the conv's 3x3x2 taps times the pool and linear fan-out
-    assert float(synapse.fanin((4, 8, 8)).sum()) == synapse.matrix.nnz
+    # its synapses: the source neurons each output depends on (torch's Jacobian of the same ops, bias-free)
+    def ops(flat):
+        y = F.conv2d(flat.reshape(1, 4, 8, 8), torch.as_tensor(conv.weight).double(), stride=2, padding=1, groups=2)
+        return (F.avg_pool2d(y, 2) * 4 * 0.5).flatten() @ torch.as_tensor(affine.weight).double().T
+    jacobian = torch.autograd.functional.jacobian(ops, torch.zeros(256, dtype=torch.float64))
+    assert torch.equal(synapse.fanin((4, 8, 8)), (jacobian != 0).sum(1).float())
 
 
 def _conv_sum_pool_threshold() -> nir.NIRGraph:
@@ -88,6 +91,7 @@ def test_conv_then_sum_pool_then_threshold_runs_in_hwnas_and_in_lava():
 def _snntorch_run(module, x, step):
     """Spikes per sample of every snnTorch neuron layer and of the output, one sample at a time (snnTorch's
     modules keep their state inside: reset between samples)."""
+    import snntorch as snn
     from snntorch import utils
 
     layers = [m for m in module.modules() if isinstance(m, snn.SpikingNeuron)]
@@ -114,6 +118,7 @@ def _snntorch_run(module, x, step):
 
 
 def test_an_snntorch_graph_runs_in_hwnas_as_snntorch_runs_it():
+    pytest.importorskip("snntorch")
     from snntorch.export_nir import export_to_nir
 
     net = snntorch_network()
@@ -152,6 +157,7 @@ def trained_chains():
 
 @pytest.mark.parametrize("downsample", ["maxpool", "avgpool"])
 def test_snntorch_reads_the_portable_export_and_computes_the_same_spikes(trained_chains, tmp_path, downsample):
+    pytest.importorskip("snntorch")
     from snntorch.import_nir import import_from_nir
 
     (net, arch), x = trained_chains[0][downsample], trained_chains[1]
@@ -201,6 +207,15 @@ def test_integrate_and_fire_neurons_integrate_without_leak():
     assert torch.equal(spikes, torch.as_tensor(np.array(expected)))
     if LAVA:
         assert compare(graph, x, None, 0.001, "lava_fixed").layers["neurons"]["identical"]
+    # r dt = 0.5: the gain is folded into the connection, which then needs weights twice as large to match
+    halved = _one_population(nir.IF(r=np.full(4, 500.0), v_threshold=np.full(4, 2.5)))
+    halved.nodes["dense"] = nir.Linear(weight=np.asarray(graph.nodes["dense"].weight) * 2.0)
+    with torch.no_grad():
+        assert torch.equal(load(halved)(x, record=True).codes["neurons"][:, 0], spikes)
+    # and it is written back as IF: read again, the same spikes
+    from hwnas.export.nir import to_nir
+    with torch.no_grad():
+        assert torch.equal(load(to_nir(load(graph)))(x, record=True).codes["neurons"][:, 0], spikes)
 
 
 def test_a_neuron_type_hwnas_cannot_run_is_named_in_one_line():
@@ -261,6 +276,15 @@ def test_malformed_chains_are_one_line_errors_and_grouped_convolutions_load_from
            "scale": nir.Scale(scale=np.ones(3, dtype=np.float32))}
     with pytest.raises(NirError, match="node 'affine' \\(Affine\\): 2 biases for 3 outputs"):
         synapse_from_nir(["affine", "scale"], bad, (4,), "a -> b")
+    # Conv refuses stride 2 first; LinearChain, which reads strides, names the real problem
+    strided = {"conv": nir.Conv2d(input_shape=(8, 8), weight=np.ones((2, 3, 3, 3), dtype=np.float32), stride=2,
+                                  padding=1, dilation=1, groups=1, bias=np.zeros(2, dtype=np.float32))}
+    with pytest.raises(NirError, match="does not take the chain's 1 channels"):
+        synapse_from_nir(["conv"], strided, (1, 8, 8), "a -> b")
+    tiny = {"conv": nir.Conv2d(input_shape=(3, 3), weight=np.ones((2, 1, 5, 5), dtype=np.float32), stride=1,
+                               padding=0, dilation=1, groups=1, bias=np.zeros(2, dtype=np.float32))}
+    with pytest.raises(NirError, match="leaves no output"):
+        synapse_from_nir(["conv"], tiny, (1, 3, 3), "a -> b")
     weight = torch.randn((4, 1, 3, 3), generator=torch.Generator().manual_seed(6)).numpy()
     grouped = nir.NIRGraph(
         nodes={"input": nir.Input(input_type={"input": np.array([2, 6, 6])}),

@@ -10,7 +10,6 @@ from hwnas.arch.builder import build_network
 from hwnas.metrics import input_is_binary, neurobench_metrics, neurobench_model
 from hwnas.sim.quantize import WeightFormat
 
-neurobench = pytest.importorskip("neurobench")
 
 
 def _deployed(arch, seed=1):
@@ -23,6 +22,7 @@ def _deployed(arch, seed=1):
 
 
 def _benchmark(net, inputs, labels):
+    pytest.importorskip("neurobench")
     from neurobench.benchmarks import Benchmark
     from neurobench.metrics.static import ConnectionSparsity, Footprint, ParameterCount
     from neurobench.metrics.workload import ActivationSparsity, ClassificationAccuracy, SynapticOperations

@@ -78,7 +78,9 @@ def run(args: argparse.Namespace) -> int:
     config = folder.search_config()
     dataset = args.dataset or config.get("dataset") or "digits"
     check_run_memory(graph, args.samples, arch.timesteps, len(backends) + 1, "validate")
-    splits = load_dataset(dataset, args.data_dir or config.get("data_dir"), arch.timesteps, args.seed)
+    # split as the search split (its seed), so that the test samples are the ones training never saw
+    splits = load_dataset(dataset, args.data_dir or config.get("data_dir"), arch.timesteps,
+                          int(config.get("seed", args.seed)))
     folder.check_data(splits.summary(), sizes=False)  # validate reads every sample; --max-samples may differ
     inputs, labels = inputs_from(splits, args.samples, arch.timesteps, arch.encoding, args.seed)
     search_estimate = folder.search_estimate()

@@ -31,7 +31,7 @@ from ..sim.graph import INPUT, TIMINGS, Connection, Population
 from ..sim.network import SpikingNetwork
 from ..sim.neuron import NeuronParams
 from ..sim.ops import synapse_from_nir
-from ..sim.ops.chain import scaled_synapse
+from ..sim.ops.chain import Scaled
 
 DEFAULT_DT_S = 1e-3
 READOUT = "readout"  # the NIR Output node; populations keep their hwnas names
@@ -79,6 +79,10 @@ def _neuron_node(pop: Population, dt_s: float):
     full = lambda value: np.full(shape, value, dtype=np.float32)  # noqa: E731
     if p.du == 1.0 and p.dv == 1.0 and p.bias == 0.0:
         return nir.Threshold(threshold=full(p.theta))
+    if p.dv == 0.0:  # no leak: NIR's IF, whose step adds r dt times the input
+        if p.du != 1.0 or p.bias != 0.0:
+            raise NirError(f"population {pop.name}: a neuron without leak and with current decay or bias has no NIR node")
+        return nir.IF(r=full(1.0 / dt_s), v_threshold=full(p.theta), v_reset=full(0.0))
     if p.du == 1.0:
         return nir.LIF(tau=full(dt_s / p.dv), r=full(1.0 / p.dv), v_leak=full(p.bias / p.dv),
                        v_threshold=full(p.theta), v_reset=full(0.0))
@@ -370,7 +374,7 @@ def _read_synapses(chains: list, nodes: dict, shapes: dict, gains: dict) -> list
             src, dst, chain = chains[number]
             synapse = synapse_from_nir(chain, nodes, shapes[src], f"{src} -> {dst}")
             if gains[dst] != 1.0:  # hwnas' neuron takes its input with gain 1: the connection carries the gain
-                synapse = scaled_synapse(synapse, gains[dst], shapes[src], f"{src} -> {dst}")
+                synapse = Scaled(synapse, gains[dst])
             if shapes[dst] is None:
                 shapes[dst] = tuple(synapse.output_shape(shapes[src]))
             synapses[number] = synapse

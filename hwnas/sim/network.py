@@ -107,10 +107,13 @@ class SpikingNetwork(nn.Module):
         synapse); training and loading weights call it."""
         self._fanout = None
 
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # type: ignore[override]
-        result = super().load_state_dict(state_dict, strict=strict, assign=assign)
+    def _load_from_state_dict(self, *args, **kwargs):  # loading weights, also as part of a larger module
+        super()._load_from_state_dict(*args, **kwargs)
         self.weights_changed()
-        return result
+
+    def _apply(self, fn, *args, **kwargs):  # .to(), .cpu(), .cuda(): the cached fan-out stays behind otherwise
+        self.weights_changed()
+        return super()._apply(fn, *args, **kwargs)
 
     def set_disabled(self, module_keys: set[str]) -> None:
         """Switch off the given connections (by module key); used by the pruning strategy's supernet."""

@@ -132,7 +132,7 @@ def nir_pool_size(name: str, node) -> int:
     kernel = np.asarray(node.kernel_size).reshape(-1)
     stride = np.asarray(node.stride).reshape(-1)
     padding = np.asarray(node.padding).reshape(-1)
-    if len(set(kernel.tolist())) != 1 or not np.array_equal(kernel, stride) or np.any(padding != 0):
+    if len(set(kernel.tolist())) != 1 or not np.array_equal(kernel, stride) or np.any(padding != 0) or kernel[0] < 1:
         raise NirError(f"node '{name}' ({type(node).__name__}): only square, non-overlapping, unpadded pooling "
                        "is supported")
     return int(kernel[0])

@@ -1,7 +1,7 @@
 """``LinearChain``: any chain of linear NIR nodes that no other op reads (a convolution then sum pooling, a scale
 after a linear layer, strided or grouped convolutions, ...), composed into one sparse (destination, source)
 matrix and a bias per destination neuron: exactly what the chip stores for a connection, so it runs in hwnas'
-simulators and in Lava. Written back to NIR as the nodes it was read from."""
+simulators and in Lava. Written back to NIR as the nodes it was read from. ``Scaled``: an op times an input gain."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import scipy.sparse as sparse
 import torch
 
 from ...errors import NirError, first_line
-from ..quantize import WeightFormat, quantised_weights
+from ..quantize import quantised_weights
 from .base import Lowered, Synapse, nir_pool_size
 from .matrices import conv_matrix, pool_matrix
 
@@ -42,13 +42,19 @@ def node_output_shape(name: str, node, shape: tuple[int, ...]) -> tuple[int, ...
         raise NirError(f"node '{name}' ({kind}) needs a (C, H, W) input, the chain delivers {list(shape)}")
     if kind in ("SumPool2d", "AvgPool2d"):
         k = nir_pool_size(name, node)
+        if shape[1] < k or shape[2] < k:
+            raise NirError(f"node '{name}' ({kind}): a {k}x{k} window on a {shape[1]}x{shape[2]} input leaves no output")
         return (shape[0], shape[1] // k, shape[2] // k)
     weight = np.asarray(node.weight)  # Conv2d
     stride, padding = _pair(node.stride, name, "stride"), _pair(node.padding, name, "padding")
     if stride < 1 or padding < 0 or weight.ndim != 4:
         raise NirError(f"node '{name}' (Conv2d): needs a 4-d weight, stride >= 1 and padding >= 0")
-    return (int(weight.shape[0]), (shape[1] + 2 * padding - weight.shape[2]) // stride + 1,
-            (shape[2] + 2 * padding - weight.shape[3]) // stride + 1)
+    out = (int(weight.shape[0]), (shape[1] + 2 * padding - weight.shape[2]) // stride + 1,
+           (shape[2] + 2 * padding - weight.shape[3]) // stride + 1)
+    if min(out) < 1:
+        raise NirError(f"node '{name}' (Conv2d): a {weight.shape[2]}x{weight.shape[3]} kernel with padding {padding} "
+                       f"on a {shape[1]}x{shape[2]} input leaves no output")
+    return out
 
 
 def _node_matrix(name: str, node, shape: tuple[int, ...]) -> tuple[sparse.csr_matrix, np.ndarray | None,
@@ -150,27 +156,62 @@ class LinearChain(Synapse):
         return cls(matrix, bias, tuple(source_shape), shape, own)
 
     def lower(self, src_shape: tuple[int, ...], fmt, where: str) -> Lowered:
-        values = torch.as_tensor(self.matrix.data, dtype=torch.float64)
-        _, mantissa, exponent = quantised_weights(values, fmt, where)
-        integer = sparse.csr_matrix((mantissa, self.matrix.indices, self.matrix.indptr), shape=self.matrix.shape)
+        matrix, integer, exponent = _quantised_matrix(self.matrix, fmt, where)
         bias = self.bias.double().numpy() if self.bias is not None else None
-        return Lowered("matrix", self.matrix.astype(np.float64), integer, exponent, 0, bias)
+        return Lowered("matrix", matrix, integer, exponent, 0, bias)
 
 
-# Wide enough that lowering an op only to read its float matrix never refuses its weights as overflowing.
-_READING_FORMAT = WeightFormat(bits=30)
+class Scaled(Synapse):
+    """An op whose output is multiplied by ``gain``: the input gain of a destination population whose NIR
+    parameters give one other than 1 (``r * dv`` or ``w_in * du``: Norse writes ``r = 1``), which hwnas' neuron
+    does not have. Same synapses as the op; on the chip its weights (and bias) times the gain. Written back to NIR
+    as the op's nodes and a ``Scale``."""
+
+    def __init__(self, inner: Synapse, gain: float) -> None:
+        super().__init__()
+        self.inner = inner
+        self.gain = float(gain)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return self.inner(x) * self.gain
+
+    def output_shape(self, in_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return self.inner.output_shape(in_shape)
+
+    def transpose_count(self, dst: torch.Tensor, in_shape: tuple[int, ...]) -> torch.Tensor:
+        return self.inner.transpose_count(dst, in_shape)  # a positive gain keeps every synapse
+
+    def fanin(self, in_shape: tuple[int, ...]) -> torch.Tensor:
+        return self.inner.fanin(in_shape)
+
+    def maps_zero_to_zero(self) -> bool:
+        return self.inner.maps_zero_to_zero()
+
+    def kernel_weights(self) -> int | None:
+        return self.inner.kernel_weights()
+
+    def nir_nodes(self, prefix: str, source_shape: tuple[int, ...]) -> list[tuple[str, object]]:
+        import nir
+
+        out_shape = self.inner.output_shape(source_shape)
+        return [*self.inner.nir_nodes(prefix, source_shape),
+                (f"{prefix}.gain", nir.Scale(scale=np.full(out_shape, self.gain, dtype=np.float32)))]
+
+    def lower(self, src_shape: tuple[int, ...], fmt, where: str) -> Lowered:
+        kind, values, _, _, padding, bias = self.inner.lower(src_shape, fmt, where)
+        if kind == "conv":
+            scaled, mantissa, exponent = quantised_weights(torch.as_tensor(np.asarray(values)) * self.gain, fmt, where)
+        else:
+            scaled = sparse.csr_matrix(values) * self.gain
+            scaled.eliminate_zeros()
+            scaled, mantissa, exponent = _quantised_matrix(scaled, fmt, where)
+        return Lowered(kind, scaled, mantissa, exponent, padding, None if bias is None else np.asarray(bias) * self.gain)
 
 
-def scaled_synapse(synapse: Synapse, gain: float, src_shape: tuple[int, ...], where: str) -> LinearChain:
-    """``synapse`` with its output multiplied by ``gain``, as a :class:`LinearChain` of its float matrix (a
-    destination population whose NIR parameters give its input a gain other than 1: ``r * dv`` or
-    ``w_in * du``, as Norse writes them). Written back to NIR as the op's nodes and a ``Scale``."""
-    import nir
-
-    kind, values, _, _, padding, bias = synapse.lower(src_shape, _READING_FORMAT, where)
-    matrix = sparse.csr_matrix(values) if kind == "matrix" else conv_matrix(np.asarray(values), src_shape, padding)
-    out_shape = tuple(synapse.output_shape(src_shape))
-    nodes = [(f"{i}_{type(node).__name__.lower()}", node)
-             for i, (_, node) in enumerate(synapse.nir_nodes("op", src_shape))]
-    nodes.append((f"{len(nodes)}_scale", nir.Scale(scale=np.full(out_shape, gain, dtype=np.float32))))
-    return LinearChain(matrix * gain, None if bias is None else np.asarray(bias) * gain, src_shape, out_shape, nodes)
+def _quantised_matrix(matrix: sparse.csr_matrix, fmt, where: str):
+    """A sparse float matrix, its integer mantissas in the same layout, and their shared exponent."""
+    matrix = sparse.csr_matrix(matrix, dtype=np.float64)
+    if matrix.nnz == 0:  # no synapse: nothing to scale
+        return matrix, sparse.csr_matrix(matrix.shape, dtype=np.int64), 0
+    _, mantissa, exponent = quantised_weights(torch.as_tensor(matrix.data), fmt, where)
+    return matrix, sparse.csr_matrix((mantissa, matrix.indices, matrix.indptr), shape=matrix.shape), exponent
