@@ -162,13 +162,13 @@ def read_graph(path: str | Path):
     path = Path(path)
     if not path.is_file():
         raise NirError(f"no NIR file at {path}")
-    _prescan(path)
+    grouped = _prescan(path)
     try:
         return nir.read(path)
     except Exception as exc:  # h5py, nir's type checks and its registry raise many kinds
-        if "Type inference" not in str(exc):
+        if "Type inference" not in str(exc) or not grouped:
             raise _unreadable(path, exc) from None
-    try:  # NIR 1.0's type inference does not follow grouped convolutions: hwnas checks every shape itself
+    try:  # NIR 1.0's type inference does not follow grouped convolutions: hwnas checks their shapes itself
         return nir.read(path, type_check=False)
     except Exception as exc:
         raise _unreadable(path, exc) from None
@@ -191,16 +191,19 @@ def _nir_node_types() -> set[str]:
     return found
 
 
-def _prescan(path: Path) -> None:
-    """Check a NIR file's node types and the memory its arrays take, reading only HDF5's headers."""
+def _prescan(path: Path) -> bool:
+    """Check a NIR file's node types and the memory its arrays take, reading only HDF5's headers; True when it
+    holds a grouped convolution (which NIR 1.0's type inference cannot follow)."""
     import h5py
 
     from ..limits import check_memory
 
     known = _nir_node_types()
-    arrays = {"bytes": 0, "largest": (0, "", ())}
+    arrays = {"bytes": 0, "largest": (0, "", ()), "grouped": False}
 
     def visit(name: str, item) -> None:
+        if isinstance(item, h5py.Dataset) and name.endswith("/groups") and item.size == 1:
+            arrays["grouped"] = arrays["grouped"] or bool(np.asarray(item[()]).reshape(-1)[0] != 1)
         if isinstance(item, h5py.Dataset):
             size = int(item.size) * int(item.dtype.itemsize)
             arrays["bytes"] += size
@@ -227,6 +230,7 @@ def _prescan(path: Path) -> None:
     # the arrays are read, converted to float64 where checked, and copied into the simulator's tensors
     check_memory(4 * arrays["bytes"], f"reading {path} (arrays of {arrays['bytes'] / 2 ** 30:.3g} GiB; the largest, "
                  f"{name}, has shape {list(shape)})", "this graph is larger than this machine can simulate")
+    return arrays["grouped"]
 
 
 def graph_size(graph) -> tuple[int, int]:
@@ -234,10 +238,11 @@ def graph_size(graph) -> tuple[int, int]:
     neurons, input_size = 0, 0
     for node in graph.nodes.values():
         kind = type(node).__name__
-        if kind == "Threshold":
-            neurons += int(np.asarray(node.threshold).size)
-        elif kind in _NEURON_TYPES:
-            neurons += int(np.asarray(node.v_threshold).size)
+        if kind in _NEURON_TYPES:  # parameters per neuron, or scalars and the node's input type (snnTorch)
+            declared = np.asarray(node.threshold if kind == "Threshold" else node.v_threshold).size
+            typed = (getattr(node, "input_type", None) or {}).get("input")
+            typed = int(np.prod(np.asarray(typed, dtype=np.int64))) if typed is not None and np.size(typed) else 0
+            neurons += max(int(declared), typed)
         elif kind == "Input":
             input_size += int(np.prod(np.asarray(node.input_type["input"], dtype=np.int64)))
     return neurons, input_size
@@ -292,7 +297,11 @@ def load(path_or_graph, dt_s: float | None = None, timing: str | None = None) ->
         raise NirError(f"hwnas simulates graphs with exactly one Input node, found {len(inputs)}: {listed or 'none'} "
                        "(nir.read adds an Input node for every node whose input is not connected)")
     input_name = inputs[0]
-    input_shape = tuple(int(d) for d in np.asarray(nodes[input_name].input_type["input"]).reshape(-1))
+    declared = np.asarray(nodes[input_name].input_type["input"]).reshape(-1)
+    if declared.dtype.kind not in "iuf" or not np.all(np.isfinite(declared)) or np.any(declared < 1) or \
+            np.any(declared != np.round(declared)):
+        raise NirError(f"Input node '{input_name}': its type must be positive whole sizes, got {declared.tolist()}")
+    input_shape = tuple(int(d) for d in declared)
     if len(input_shape) in (2, 4) and input_shape[0] == 1:
         input_shape = input_shape[1:]  # a batch dimension of 1, which nirtorch's tracer records (Norse's export)
     outputs = [name for name, node in nodes.items() if type(node).__name__ == "Output"]
