@@ -59,8 +59,6 @@ def run(args: argparse.Namespace) -> int:
 
     if args.save:  # before the run, so that its result is not lost
         check_writable(args.save, "--save", suffixes=(".npz", ".json"))
-    if args.backend == "lava" and lava_missing():
-        raise OptionError(f"{lava_missing()}, or use --backend norse")
     graph = read_graph(args.model)
     dt_s = args.dt or recorded_dt(graph)
     if dt_s is None:
@@ -78,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
         check_run_memory(graph, args.samples, steps, 2, "deploy")
         splits = load_dataset(args.dataset, args.data_dir, steps, args.seed)
     inputs, labels = inputs_from(splits, args.samples, steps or 0, arch.encoding if arch else "rate", args.seed, array)
+    if args.backend == "lava" and lava_missing():  # after the input's checks, before any simulation
+        raise OptionError(f"{lava_missing()}, or use --backend norse")
     with computing_threads(DEFAULT_THREADS):  # results depend on the thread count: a fixed one
         if args.backend == "lava":
             result = compare(graph, inputs, labels, float(dt_s), f"lava_{args.mode}")
