@@ -350,11 +350,7 @@ def _inputs(model, graph, data, samples: int, seed: int, steps: int | None):
     if data == DEFAULT_NAME:
         raise DataError("the run searched on data given in memory: give it again with data=")
     splits = as_splits(data, timesteps=steps, seed=split_seed, data_dir=data_dir)
-    inputs, labels = inputs_from(splits, samples, steps, arch.encoding if arch else "rate", seed)
-    if arch is not None and tuple(inputs.shape[2:]) != tuple(arch.input_shape):
-        raise DataError(f"the data's samples have shape {list(inputs.shape[2:])}, the model takes "
-                        f"{list(arch.input_shape)}: give data=")
-    return inputs, labels
+    return inputs_from(splits, samples, steps, arch.encoding if arch else "rate", seed)
 
 
 def deploy(model, data: Any = None, *, backend: str = "lava", mode: str = "fixed", samples: int = 100,
@@ -363,15 +359,14 @@ def deploy(model, data: Any = None, *, backend: str = "lava", mode: str = "fixed
     hwnas' integer twin; ``float``) or Norse, on ``samples`` test samples, and compare with hwnas' simulator layer
     by layer, as ``hwnas deploy`` does; returns the :class:`~hwnas.deploy.compare.Comparison`."""
     from .deploy.compare import compare
-    from .deploy.lava import lava_missing
+    from .deploy.lava import require_lava
     from .export.nir import check_run_memory
     from .limits import DEFAULT_THREADS
     from .sim.seeding import computing_threads
 
     if backend not in ("lava", "norse") or mode not in ("fixed", "float"):
         raise OptionError(f"backend must be lava or norse and mode fixed or float, got {backend!r}, {mode!r}")
-    if backend == "lava" and lava_missing():
-        raise OptionError(f"{lava_missing()}, or deploy with backend='norse'")
+    require_lava([backend], "deploy with backend='norse'")
     graph, dt_s = _graph(model, dt)
     inputs, labels = _inputs(model, graph, data, samples, seed, steps)
     check_run_memory(graph, inputs.shape[1], inputs.shape[0], 2, "deploy")
@@ -385,16 +380,14 @@ def validate(model, data: Any = None, *, target: str = "loihi2",
     """Run a trained model on every backend, compare them pairwise and estimate its energy on ``target`` from the
     spikes Lava measured, as ``hwnas validate`` does; returns the :class:`~hwnas.deploy.validate.Validation`
     (``to_dict()`` is what ``validation.json`` holds)."""
-    from .deploy.lava import lava_missing
+    from .deploy.lava import require_lava
     from .deploy.validate import validate as run_validation
     from .export.nir import check_run_memory
     from .hw_models.targets import load_target
     from .limits import DEFAULT_THREADS
     from .sim.seeding import computing_threads
 
-    lava = [b for b in backends if b.startswith("lava")]
-    if lava and lava_missing():
-        raise OptionError(f"{lava_missing()}, or leave {', '.join(lava)} out of backends")
+    require_lava(backends, "leave {lava} out of backends")
     graph, dt_s = _graph(model, dt)
     inputs, labels = _inputs(model, graph, data, samples, seed, None)
     check_run_memory(graph, inputs.shape[1], inputs.shape[0], len(backends) + 1, "validate")

@@ -150,10 +150,9 @@ class NeuroBenchView(nn.Module):
         for name, codes in out.codes.items():
             spikes[name] = codes.reshape(steps, batch, *network.populations[name].shape)
         for conn in network.active_connections():
-            view = self.connections[conn.module_key] if conn.module_key in self.connections else None
-            if view is None:
+            if conn.module_key not in self.connections:  # no weights: NeuroBench sees no layer there
                 continue
-            synapse = network.synapses[conn.module_key]
+            view, synapse = self.connections[conn.module_key], network.synapses[conn.module_key]
             for t in range(steps):
                 source = spikes[conn.src][t]
                 if isinstance(synapse, AvgPoolThen):
@@ -198,5 +197,5 @@ def neurobench_model(network: SpikingNetwork | nn.Module, timing: str | None = N
     return HwnasNeuroBenchModel()
 
 
-__all__ = ["NAMES", "NeuroBenchView", "deployed_layers", "deployed_network", "encoded_input_is_binary", "input_is_binary", "neurobench_metrics",
-           "neurobench_model", "summary_line"]
+__all__ = ["NAMES", "NeuroBenchView", "deployed_layers", "deployed_network", "encoded_input_is_binary",
+           "input_is_binary", "neurobench_metrics", "neurobench_model", "summary_line"]

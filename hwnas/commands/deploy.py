@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     """Load, run both, print the table."""
     from ..data import load_dataset
     from ..deploy.compare import compare, inputs_from, read_input_array
-    from ..deploy.lava import lava_missing
+    from ..deploy.lava import require_lava
     from ..errors import OptionError
     from ..export.nir import NirError, check_run_memory, read_graph, recorded_architecture, recorded_dt
     from ..io_utils import check_writable, write_json_atomic
@@ -76,8 +76,7 @@ def run(args: argparse.Namespace) -> int:
         check_run_memory(graph, args.samples, steps, 2, "deploy")
         splits = load_dataset(args.dataset, args.data_dir, steps, args.seed)
     inputs, labels = inputs_from(splits, args.samples, steps or 0, arch.encoding if arch else "rate", args.seed, array)
-    if args.backend == "lava" and lava_missing():  # after the input's checks, before any simulation
-        raise OptionError(f"{lava_missing()}, or use --backend norse")
+    require_lava([args.backend], "use --backend norse")  # after the input's checks, before any simulation
     with computing_threads(DEFAULT_THREADS):  # results depend on the thread count: a fixed one
         if args.backend == "lava":
             result = compare(graph, inputs, labels, float(dt_s), f"lava_{args.mode}")

@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
     folder = RunFolder(out)
+    missing_lava = lava_missing()
     parser = _steps_parser()
     steps = [
         ("search", folder.report,
@@ -60,10 +61,10 @@ def run(args: argparse.Namespace) -> int:
         ("validate", folder.validation,
          ["validate", str(out), "--target", args.target, "--samples", str(args.samples), "--seed", str(args.seed)]
          + (["--data-dir", args.data_dir] if args.data_dir else [])
-         + (["--skip", "lava_fixed,lava_float"] if lava_missing() else [])),
+         + (["--skip", "lava_fixed,lava_float"] if missing_lava else [])),
     ]
-    if lava_missing():
-        print(f"note: {lava_missing()}; validate compares hwnas, its integer twin and Norse only")
+    if missing_lava:
+        print(f"note: {missing_lava}; validate compares hwnas, its integer twin and Norse only")
     check_writable(out, "--out", folder=True)
     seconds = {}
     with folder.writing("run"):  # one writer for all the steps

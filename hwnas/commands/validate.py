@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     """Load the run and its data, validate, print, write the JSON and the plot."""
     from ..data import load_dataset
     from ..deploy.compare import inputs_from
-    from ..deploy.lava import lava_missing
+    from ..deploy.lava import require_lava
     from ..deploy.validate import validate
     from ..errors import OptionError
     from ..export.nir import check_run_memory, read_graph, recorded_architecture, recorded_dt
@@ -66,9 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise OptionError(f"--skip: unknown backend '{sorted(unknown)[0]}' (known: {', '.join(BACKEND_COLUMNS[1:])})")
     backends = tuple(b for b in BACKEND_COLUMNS[1:] if b not in skip)
-    lava = [b for b in backends if b.startswith("lava")]
-    if lava and lava_missing():
-        raise OptionError(f"{lava_missing()}, or pass --skip {','.join(lava)}")
+    require_lava(backends, "pass --skip {lava}")
     target = load_target(args.target)
     graph = read_graph(model)
     arch = recorded_architecture(graph)

@@ -54,6 +54,17 @@ def lava_missing() -> str | None:
     return None
 
 
+def require_lava(backends, alternative: str) -> None:
+    """A one-line :class:`OptionError` (``"<why>, or <alternative>"``) when any of ``backends`` (names) is a Lava
+    one and Lava cannot run here; ``{lava}`` in ``alternative`` is replaced by those names, comma-separated."""
+    from ..errors import OptionError
+
+    lava = [name for name in backends if name.startswith("lava")]
+    missing = lava_missing() if lava else None
+    if missing:
+        raise OptionError(f"{missing}, or {alternative.format(lava=','.join(lava))}")
+
+
 def import_lava_runtime() -> None:
     """Import Lava's runtime, which calls ``multiprocessing.set_start_method("fork")`` when first imported and
     fails when anything in this process fixed the start method before (torch and tqdm can). The start method is

@@ -128,7 +128,7 @@ class SpikingNetwork(nn.Module):
         """Replace every convolution + batch-norm by one convolution with bias (running statistics folded in)."""
         for key in list(self.synapses.keys()):
             self.synapses[key] = self.synapses[key].folded()
-        self._fanout = None
+        self.weights_changed()
 
     @property
     def is_folded(self) -> bool:
