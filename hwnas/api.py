@@ -383,6 +383,7 @@ def validate(model, data: Any = None, *, target: str = "loihi2",
     from .deploy.lava import require_lava
     from .deploy.validate import validate as run_validation
     from .export.nir import check_run_memory
+    from .metrics import deployed_network
     from .hw_models.targets import load_target
     from .limits import DEFAULT_THREADS
     from .sim.seeding import computing_threads
@@ -392,8 +393,18 @@ def validate(model, data: Any = None, *, target: str = "loihi2",
     inputs, labels = _inputs(model, graph, data, samples, seed, None)
     check_run_memory(graph, inputs.shape[1], inputs.shape[0], len(backends) + 1, "validate")
     say = _printer(progress)
+    trained = _network(model)
     with computing_threads(DEFAULT_THREADS):
-        return run_validation(graph, inputs, labels, dt_s, load_target(target), tuple(backends), progress=say)
+        return run_validation(graph, inputs, labels, dt_s, load_target(target), tuple(backends), progress=say,
+                              trained=None if trained is None else deployed_network(trained))
+
+
+def _network(model) -> SpikingNetwork | None:
+    """The network of a trained model held in memory (None for a .nir path)."""
+    if isinstance(model, (str, Path)):
+        return None
+    classifier = model.model if isinstance(model, TrainResult) else model
+    return classifier.network if isinstance(classifier, SpikingClassifier) else classifier
 
 
 def neurobench_model(model, timing: str | None = None):

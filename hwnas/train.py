@@ -3,7 +3,9 @@
 Phases: (1) float training with batch-norm, Adam and a cosine learning-rate schedule, in the target's timing
 model; (2) on targets with integer weights (``--quantize``, default for Loihi targets): batch-norm is folded into
 the convolutions and training continues with weights and biases fake-quantised to the target's fixed-point
-format (:mod:`hwnas.quantize`), so the deployed integer network behaves like the trained one. The best
+format (:mod:`hwnas.sim.quantize`) and the neurons in Loihi's fixed-point arithmetic (truncated decays, integer
+threshold; straight-through gradients), so the trained network computes what the chip, hwnas' integer twin and
+Lava's fixed-point models compute, spike for spike. The best
 checkpoint of the last phase (by validation accuracy) is kept as ``model.pt`` in the run folder.
 
 Readout: the output layer's synaptic current summed over all steps (a weighted sum of the last hidden layer's
@@ -244,10 +246,10 @@ def _train(run_dir: Path, arch: Architecture, search_config: dict, config: Train
         net.load_state_dict(best_state)
         net.fold_batchnorm()
         weight_format = WeightFormat(bits=target.weight_bits)
-        net.set_weight_format(weight_format)
+        net.set_arithmetic("loihi", weight_format)
         accuracy, _ = evaluate(net, splits, "val", arch, seed)
-        say(f"folded batch-norm and quantised weights to {target.weight_bits} bits: validation accuracy "
-            f"{100 * accuracy:.2f}% before fine-tuning")
+        say(f"folded batch-norm, quantised weights to {target.weight_bits} bits, now in Loihi's fixed-point "
+            f"arithmetic: validation accuracy {100 * accuracy:.2f}% before fine-tuning")
         if config.qat_epochs:
             best_accuracy, best_state = run_phase("qat", config.qat_epochs, config.lr / 10, schedule=False)
         else:
@@ -256,7 +258,8 @@ def _train(run_dir: Path, arch: Architecture, search_config: dict, config: Train
     test_accuracy, activity = evaluate(net, splits, "test", arch, seed)
     seconds = time.perf_counter() - started
     checkpoint = {"format": "hwnas.model", "architecture": arch.to_dict(), "state_dict": net.state_dict(),
-                  "folded": net.is_folded, "weight_bits": weight_format.bits if weight_format else None}
+                  "folded": net.is_folded, "weight_bits": weight_format.bits if weight_format else None,
+                  "arithmetic": net.arithmetic}
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
     write_bytes_atomic(RunFolder(run_dir).model, buffer.getvalue())
@@ -264,7 +267,7 @@ def _train(run_dir: Path, arch: Architecture, search_config: dict, config: Train
     report = {
         "target": target.name, "timing": arch.timing, "dataset": splits.summary(), "device": str(device),
         "config": asdict(config), "seed": seed, "quantized": bool(weight_format),
-        "weight_bits": weight_format.bits if weight_format else None,
+        "weight_bits": weight_format.bits if weight_format else None, "arithmetic": net.arithmetic,
         "val_accuracy": best_accuracy, "test_accuracy": test_accuracy,
         "spikes_per_sample": totals["spikes"], "synops_per_sample": totals["synops"],
         "neurobench": neurobench_metrics(net, activity, encoded_input_is_binary(splits.test_x, splits.kind,
@@ -293,6 +296,9 @@ def load_model(path: str | Path, device: torch.device | None = None) -> tuple[Sp
         net.fold_batchnorm()
     if checkpoint.get("weight_bits"):
         net.set_weight_format(WeightFormat(bits=checkpoint["weight_bits"]))
+        # models trained before the fixed-point fine-tuning record no arithmetic: they ran in float
+        if checkpoint.get("arithmetic", "float") == "loihi":
+            net.set_arithmetic("loihi", WeightFormat(bits=checkpoint["weight_bits"]))
     state = checkpoint["state_dict"]
     # a model trained before cells were canonical holds the weights of populations that could not reach the
     # output; the network rebuilt from the same architecture no longer has them, and they changed nothing

@@ -70,6 +70,9 @@ def test_search_train_export_on_a_tonic_style_dataset_in_memory(tmp_path, monkey
         assert all(row["identical_share"] == 1.0 for row in deployed.layers.values())
         validated = hwnas.validate(trained, samples=6, backends=("hwnas_int", "lava_fixed"))
         assert validated.pairs["hwnas_int/lava_fixed"]["identical"] and validated.energy["measured_lava_fixed_j"] > 0
+        # fine-tuned in Loihi's arithmetic, the trained model computes what the chip computes
+        assert validated.pairs["trained/lava_fixed"]["identical"]
+        assert validated.pairs["trained/lava_fixed"]["check"] == "exact"
     else:
         with pytest.raises(OptionError, match="Lava is not installed"):
             hwnas.deploy(trained, samples=6)

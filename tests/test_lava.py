@@ -154,6 +154,24 @@ def test_validate_cli_writes_json_and_plot(run_folder, capsys):
     assert (run_folder / "validation.png").stat().st_size > 1000
 
 
+def test_a_trained_run_computes_what_lava_fixed_point_computes(tmp_path, capsys):
+    # search, train with quantisation-aware fine-tuning (in Loihi's arithmetic), export, validate: the trained
+    # model itself is a backend, and it equals Lava's fixed-point models spike for spike
+    run = tmp_path / "run"
+    assert main(["search", "--strategy", "random", "--candidates", "2", "--timesteps", "4", "--width", "4",
+                 "--batch-size", "16", "--repeats", "1", "--refine", "0", "--quiet", "--out", str(run)]) == 0
+    assert main(["train", str(run), "--epochs", "1", "--qat-epochs", "1", "--quiet"]) == 0
+    assert json.loads((run / "train.json").read_text())["arithmetic"] == "loihi"
+    assert main(["export", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["validate", str(run), "--samples", "6", "--skip", "lava_float,norse"]) == 0
+    text = capsys.readouterr().out
+    assert "trained/lava_fixed     IDENTICAL" in text
+    pair = json.loads((run / "validation.json").read_text())["pairs"]["trained/lava_fixed"]
+    assert pair["identical"] and pair["check"] == "exact"
+    assert sum(row["hwnas_spikes"] for row in pair["layers"].values()) > 0
+
+
 def test_validate_without_export_says_what_to_run(tmp_path, capsys):
     assert main(["validate", str(tmp_path)]) == 2
     assert "hwnas export" in capsys.readouterr().err

@@ -2,14 +2,17 @@ import nir
 import numpy as np
 import pytest
 import torch
-from conftest import CHAIN, FEEDBACK, small_arch
+from conftest import CHAIN, small_arch
 
 from hwnas.arch.builder import build_network
 from hwnas.cli import main
 from hwnas.deploy.compare import compare
-from hwnas.deploy.norse import NorseError, norse_executor
-from hwnas.export.nir import export, to_nir
+from hwnas.deploy.backends import Deployment, hwnas_rasters, run_backend
+from hwnas.deploy.norse import NorseError, norse_executor, norse_step_plan
+from hwnas.deploy.validate import feedback_only
+from hwnas.export.nir import export, load, to_nir
 from hwnas.sim.ops import ConvBN
+from hwnas.sim.quantize import WeightFormat
 from hwnas.sim.seeding import build_seeded
 
 
@@ -41,13 +44,42 @@ def test_norse_matches_hwnas_zero_delay_on_forward_graphs(cell, downsample):
         assert row["relative_error"] < 0.02, (name, row)
 
 
-def test_norse_runs_feedback_within_the_step():
-    # nirtorch's executor runs node 3 before a node it feeds back to, so Norse delivers the feedback in the same
-    # step; hwnas delivers it one step later (as the chip does): the fed-back node differs, its sources do not
-    net, arch = active_network(FEEDBACK)
+FEEDBACK_ONLY = "0-1:zero 0-2:skip 0-3:conv3x3 1-2:conv3x3 1-3:skip< 2-3:conv3x3"  # node 1 fed by 3's skip only
+
+
+def test_norse_is_compared_in_its_own_step_order():
+    # nirtorch's executor reaches node 1 only through node 3's feedback skip, so it runs node 1 after node 3 and
+    # delivers that feedback within the step (hwnas' zero-delay timing, like the chip, delivers it a step later),
+    # and runs the convolution 1 -> 2 before node 1 (a step late). The reference follows Norse's order; with
+    # thresholds exported between grid values (a network fine-tuned in Loihi's arithmetic) no membrane ties
+    # with a threshold (the skip of weight 1 put them exactly on it): the layers agree to a few spikes.
+    net, arch = active_network(FEEDBACK_ONLY)
+    net.set_arithmetic("loihi")
+    graph = to_nir(net, arch)
+    loaded = load(graph)
+    assert feedback_only(loaded) == ["cell1.n1", "cell2.n1"]
+    norse_order, zero_delay = norse_step_plan(graph, loaded), loaded.plan("zero-delay")
+    delays = lambda plan: {c.module_key: late for name in plan.order for c, late in plan.incoming[name]}  # noqa: E731
+    differ = {key for key, late in delays(norse_order).items() if late != delays(zero_delay)[key]}
+    assert {key.split(":")[0] for key in differ} == {"cell1_n3->cell1_n1", "cell1_n1->cell1_n2", "stem->cell1_n3",
+                                                    "cell2_n3->cell2_n1", "cell2_n1->cell2_n2", "down->cell2_n3"}
+    result = compare(graph, inputs(1), None, 1e-3, "norse")
+    for name, row in result.layers.items():
+        assert row["relative_error"] < 0.01 and row["rate_cosine"] > 0.999, (name, row)
+    assert result.layers["cell1.n1"]["identical"] and result.layers["cell1.n1"]["hwnas_spikes"] > 0
+    # in hwnas' zero-delay timing the feedback-only node differs from Norse (the reason for Norse's order)
+    late = hwnas_rasters(loaded, inputs(1), "zero-delay", torch.float32)
+    norse = run_backend("norse", Deployment(graph, 1e-3), inputs(1))
+    assert abs(late.spikes["cell1.n1"].sum() / norse.spikes["cell1.n1"].sum() - 1) > 0.05
+
+
+def test_float_thresholds_tie_where_loihi_thresholds_do_not():
+    # the same cell with thresholds at exactly 1 (a float-trained export): the skip of weight 1 puts membranes on
+    # the threshold, and float32 rounding (Norse's dt / tau and r) decides them differently
+    net, arch = active_network(FEEDBACK_ONLY)
+    net.set_weight_format(WeightFormat())
     result = compare(to_nir(net, arch), inputs(1), None, 1e-3, "norse")
-    assert result.layers["stem"]["identical_share"] > 0.99
-    assert result.layers["cell1.n1"]["identical_share"] < 1.0  # node 3 feeds node 1 back
+    assert result.layers["cell1.n1"]["relative_error"] > 0.1
 
 
 def test_every_node_must_become_a_norse_module():

@@ -11,8 +11,10 @@ from hwnas.sim.quantize import WeightFormat
 from hwnas.sim.seeding import build_seeded
 
 
-@pytest.mark.parametrize("timing,downsample", [("pipelined", "maxpool"), ("zero-delay", "avgpool")])
-def test_onnx_output_spikes_equal_hwnas(tmp_path, timing, downsample):
+@pytest.mark.parametrize("timing,downsample,arithmetic", [("pipelined", "maxpool", "float"),
+                                                          ("zero-delay", "avgpool", "float"),
+                                                          ("pipelined", "avgpool", "loihi")])
+def test_onnx_output_spikes_equal_hwnas(tmp_path, timing, downsample, arithmetic):
     arch = small_arch(FEEDBACK, width=8, timing=timing, downsample=downsample)
     net = build_seeded(lambda: build_network(arch), 0, "onnx")
     for module in net.modules():
@@ -23,6 +25,7 @@ def test_onnx_output_spikes_equal_hwnas(tmp_path, timing, downsample):
     net.eval()
     net.fold_batchnorm()
     net.set_weight_format(WeightFormat(8))
+    net.set_arithmetic(arithmetic)  # loihi: the fixed-point arithmetic of quantisation-aware training
     path = tmp_path / "model.onnx"
     export_onnx(net, path, arch.timesteps)
     onnx.checker.check_model(onnx.load(path))

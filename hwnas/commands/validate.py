@@ -8,7 +8,8 @@ from pathlib import Path
 
 from .common import positive_int, seed_int
 
-BACKEND_COLUMNS = ("hwnas", "hwnas_int", "lava_fixed", "lava_float", "norse")
+BACKEND_COLUMNS = ("trained", "hwnas", "hwnas_int", "lava_fixed", "lava_float", "norse")
+SKIPPABLE = ("trained", "hwnas_int", "lava_fixed", "lava_float", "norse")
 
 
 def add_parser(commands) -> None:
@@ -17,15 +18,19 @@ def add_parser(commands) -> None:
         "validate", help="run the trained network in hwnas, Lava (fixed and float) and Norse; compare and estimate",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
-            "Run the same test samples through the exported network (DIR/model.nir, written by `hwnas export`) in:\n"
-            "  hwnas       hwnas' simulator, the chip's pipelined timing, the trained (quantised) float weights\n"
+            "Run the same test samples through the trained network and its export (DIR/model.nir, written by\n"
+            "`hwnas export`) in:\n"
+            "  trained     the trained network (DIR/model.pt) as it trained: Loihi's fixed-point arithmetic after\n"
+            "              quantisation-aware training\n"
+            "  hwnas       hwnas' simulator of the export, the chip's pipelined timing, (quantised) float weights\n"
             "  hwnas_int   hwnas' bit-exact integer twin of Loihi's fixed-point arithmetic\n"
             "  lava_fixed  Lava's Loihi 2 simulator, bit-accurate fixed-point models\n"
             "  lava_float  Lava's floating-point models\n"
-            "  norse       Norse (zero-delay timing; compared with hwnas in zero-delay timing)\n"
-            "and print per layer the spikes per sample in each, then per pair the relative count error, the\n"
-            "cosine similarity of per-neuron rates and the share of coincident spikes. Expected: hwnas = lava_float\n"
-            "and hwnas_int = lava_fixed exactly; hwnas vs lava_fixed shows what fixed-point arithmetic changes.\n"
+            "  norse       Norse (its executor's step order; compared with hwnas in that order)\n"
+            "and print per layer the spikes per sample in each (* marks layers fed only by feedback), then per pair\n"
+            "the relative count error, the cosine similarity of per-neuron rates and the share of coincident spikes.\n"
+            "Expected: trained = hwnas_int = lava_fixed and hwnas = lava_float exactly; hwnas vs lava_fixed shows\n"
+            "what computing the same weights in float changes.\n"
             "With a hardware target, the energy per inference predicted by hwnas is set next to the energy of the\n"
             "spikes measured in Lava fixed-point. Writes DIR/validation.json and DIR/validation.png."),
         epilog="examples:\n  hwnas validate runs/demo --target loihi2\n"
@@ -37,8 +42,7 @@ def add_parser(commands) -> None:
     validate.add_argument("--dataset", default=None, help="dataset (default: the one the run was searched on)")
     validate.add_argument("--data-dir", default=None, help="folder that holds the dataset's files")
     validate.add_argument("--seed", type=seed_int, default=0, help="seed of the input encoding (default: %(default)s)")
-    validate.add_argument("--skip", default="", help="comma-separated backends to leave out (hwnas_int, lava_fixed, "
-                                                     "lava_float, norse)")
+    validate.add_argument("--skip", default="", help=f"comma-separated backends to leave out ({', '.join(SKIPPABLE)})")
     validate.set_defaults(handler=run)
 
 
@@ -62,10 +66,10 @@ def run(args: argparse.Namespace) -> int:
     if not model.is_file():
         raise OptionError(f"no model.nir in {run_dir}: run `hwnas train {run_dir}` and `hwnas export {run_dir}` first")
     skip = {name.strip() for name in args.skip.split(",") if name.strip()}
-    unknown = skip - set(BACKEND_COLUMNS[1:])
+    unknown = skip - set(SKIPPABLE)
     if unknown:
-        raise OptionError(f"--skip: unknown backend '{sorted(unknown)[0]}' (known: {', '.join(BACKEND_COLUMNS[1:])})")
-    backends = tuple(b for b in BACKEND_COLUMNS[1:] if b not in skip)
+        raise OptionError(f"--skip: unknown backend '{sorted(unknown)[0]}' (known: {', '.join(SKIPPABLE)})")
+    backends = tuple(b for b in SKIPPABLE if b not in skip and b != "trained")
     require_lava(backends, "pass --skip {lava}")
     target = load_target(args.target)
     graph = read_graph(model)
@@ -86,9 +90,14 @@ def run(args: argparse.Namespace) -> int:
     if dt_s is None:
         raise OptionError(f"{model} records no time step (hwnas.dt_s): export it again with hwnas export")
     threads = recorded_threads(config)
+    trained = None
+    if "trained" not in skip and folder.model.is_file():
+        from ..train import load_model
+
+        trained = load_model(folder.model)[0]
     with folder.writing("validate"), computing_threads(threads):
         result = validate(graph, inputs, labels, dt_s, target, backends, progress=lambda m: print(m, file=sys.stderr),
-                          search_estimate=search_estimate)
+                          search_estimate=search_estimate, trained=trained)
         print_report(result)
         write_json_atomic(folder.validation, result.to_dict())
         plot(result, folder.validation_plot)
@@ -105,7 +114,10 @@ def print_report(result) -> None:
     print(header)
     print("-" * len(header))
     for layer in result.layers:
-        print(f"{layer:10s}" + "".join(f"{result.spikes[c].get(layer, float('nan')):12.1f}" for c in columns))
+        label = layer + ("*" if layer in result.feedback_only else "")
+        print(f"{label:10s}" + "".join(f"{result.spikes[c].get(layer, float('nan')):12.1f}" for c in columns))
+    if result.feedback_only:
+        print("* fed only by feedback")
     if result.accuracy:
         print("accuracy:  " + ", ".join(f"{name} {100 * value:.2f}%" for name, value in result.accuracy.items()))
     print()
@@ -114,7 +126,7 @@ def print_report(result) -> None:
         worst_error = max(r["relative_error"] for r in rows.values())
         worst_cos = min(r["rate_cosine"] for r in rows.values())
         if key == "norse":
-            print(f"norse vs hwnas zero-delay: worst layer count error {100 * worst_error:.2f}%, "
+            print(f"norse vs hwnas in Norse's step order: worst layer count error {100 * worst_error:.2f}%, "
                   f"lowest rate cosine {worst_cos:.4f}")
             continue
         coincident = min(r["coincident_share"] for r in rows.values())
@@ -133,7 +145,10 @@ def print_report(result) -> None:
 
 
 def plot(result, path: Path) -> None:
-    """Grouped bars: spikes per sample per layer, one bar per backend."""
+    """validation.png: spikes per sample per layer and backend (log axis, layers in network order, * fed only by
+    feedback), the relative count error of each compared pair per layer, and the accuracies and energy."""
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -142,19 +157,42 @@ def plot(result, path: Path) -> None:
 
     from ..io_utils import write_bytes_atomic
 
+    layers = [layer + ("*" if layer in result.feedback_only else "") for layer in result.layers]
+    x = np.arange(len(layers))
     columns = [b for b in BACKEND_COLUMNS if b in result.spikes]
-    x = np.arange(len(result.layers))
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(8, len(layers) * 0.9), 7.5), sharex=True,
+                                      gridspec_kw={"height_ratios": [3, 2]})
     width = 0.8 / max(len(columns), 1)
-    fig, ax = plt.subplots(figsize=(max(6, len(result.layers) * 0.9), 4))
     for i, column in enumerate(columns):
-        ax.bar(x + i * width, [result.spikes[column].get(layer, 0.0) for layer in result.layers], width, label=column)
-    ax.set_xticks(x + width * (len(columns) - 1) / 2, result.layers, rotation=30, ha="right")
-    ax.set_ylabel("spikes per sample")
-    ax.set_title(f"per-layer spikes, {result.samples} samples")
-    ax.legend(fontsize=8)
+        values = [max(result.spikes[column].get(layer, 0.0), 1e-3) for layer in result.layers]
+        top.bar(x - 0.4 + (i + 0.5) * width, values, width, label=column)
+    top.set_yscale("log")
+    top.set_ylabel("spikes per sample (log)")
+    top.legend(fontsize=8, ncol=len(columns))
+    headline = ", ".join(f"{name} {100 * value:.1f}%" for name, value in result.accuracy.items())
+    top.set_title(f"{result.samples} test samples x {result.steps} steps; accuracy: {headline or 'no labels'}",
+                  fontsize=9)
+    pairs = list(result.pairs.items())
+    width = 0.8 / max(len(pairs), 1)
+    for i, (key, pair) in enumerate(pairs):
+        label = ("norse vs hwnas (Norse's order)" if key == "norse" else key.replace("/", " vs ")) + \
+            (" (identical)" if pair.get("identical") else "")
+        errors = [100 * pair["layers"][layer]["relative_error"] for layer in result.layers]
+        bottom.bar(x - 0.4 + (i + 0.5) * width, errors, width, label=label)
+    bottom.set_yscale("symlog", linthresh=0.1)
+    bottom.set_ylim(bottom=0)
+    bottom.set_ylabel("count error vs reference, % (symlog)")
+    bottom.legend(fontsize=8)
+    bottom.set_xticks(x, layers, rotation=30, ha="right")
+    if result.energy:
+        e = result.energy
+        bottom.set_xlabel(f"energy per inference on {e['target']}: predicted {1e6 * e['predicted_j']:.3f} uJ, measured "
+                          f"in Lava fixed-point {1e6 * e['measured_lava_fixed_j']:.3f} uJ "
+                          f"({100 * e['prediction_error']:+.2f}%)" + ("; * fed only by feedback" if result.feedback_only
+                                                                      else ""), fontsize=9)
+    elif result.feedback_only:
+        bottom.set_xlabel("* fed only by feedback", fontsize=9)
     fig.tight_layout()
-    import io
-
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)

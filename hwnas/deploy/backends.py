@@ -5,12 +5,15 @@ summed input current, active neuron updates where the backend can observe them).
 =================  =========================================================================  ============
 backend            what runs                                                                  timing
 =================  =========================================================================  ============
-hwnas              hwnas' simulator, (quantised) float weights, float64                       pipelined
+trained            the trained network itself (``model.pt``), in the arithmetic it trained    pipelined
+                   in (Loihi's fixed point after quantisation-aware training), float32
+hwnas              hwnas' simulator of the exported graph, (quantised) float weights, float64  pipelined
 hwnas_int          hwnas' bit-exact integer twin of Loihi's fixed-point arithmetic             pipelined
 lava_fixed         Lava's Loihi 2 simulator, bit-accurate fixed-point models                   pipelined
 lava_float         Lava's floating-point models                                               pipelined
-hwnas_zero_delay   hwnas' simulator in float32, as Norse computes                             zero-delay
-norse              Norse through nirtorch                                                     zero-delay
+hwnas_norse_order  hwnas' simulator in float32 with each connection delayed as Norse's        Norse's
+                   executor delays it (:func:`hwnas.deploy.norse.norse_step_plan`)
+norse              Norse through nirtorch                                                     Norse's
 =================  =========================================================================  ============
 """
 
@@ -38,6 +41,7 @@ class Deployment:
 
     graph: object
     dt_s: float
+    trained: SpikingNetwork | None = None  # the network the graph was exported from, where known
     _nets: dict = field(default_factory=dict)
     _lowered: LoweredNetwork | None = None
 
@@ -63,13 +67,14 @@ class Deployment:
 
 
 def hwnas_rasters(net: SpikingNetwork, inputs: torch.Tensor, timing: str = "pipelined",
-                  dtype: torch.dtype = torch.float64) -> Rasters:
-    """hwnas' simulator on ``inputs`` in ``timing``, computed in ``dtype`` (float64: sums of quantised weights are
-    exact; ``net`` is left in its own dtype): spikes (samples, steps, neurons) and summed output current."""
+                  dtype: torch.dtype = torch.float64, plan=None) -> Rasters:
+    """hwnas' simulator on ``inputs`` in ``timing`` (or by a step ``plan``), computed in ``dtype`` (float64: sums
+    of quantised weights are exact; ``net`` is left in its own dtype): spikes (samples, steps, neurons) and
+    summed output current."""
     own = next(net.parameters(), torch.empty(0)).dtype  # a graph without weights (pooling only) has no parameters
     try:
         with torch.no_grad():
-            result = net.to(dtype)(inputs.to(dtype), record=True, timing=timing)
+            result = net.to(dtype)(inputs.to(dtype), record=True, timing=timing, plan=plan)
     finally:
         net.to(own)
     spikes = {name: codes.numpy().transpose(1, 0, 2).astype(bool) for name, codes in result.codes.items()}
@@ -77,12 +82,21 @@ def hwnas_rasters(net: SpikingNetwork, inputs: torch.Tensor, timing: str = "pipe
     return Rasters(spikes, result.logits.numpy() * inputs.shape[0], active)
 
 
+def _trained(deployment: Deployment, inputs: torch.Tensor, say: Progress) -> Rasters:
+    if deployment.trained is None:
+        raise OptionError("the trained network is not known here (validate a run folder with its model.pt)")
+    return hwnas_rasters(deployment.trained, inputs, "pipelined", torch.float32)
+
+
 def _hwnas(deployment: Deployment, inputs: torch.Tensor, say: Progress) -> Rasters:
     return hwnas_rasters(deployment.network("pipelined"), inputs)
 
 
-def _hwnas_zero_delay(deployment: Deployment, inputs: torch.Tensor, say: Progress) -> Rasters:
-    return hwnas_rasters(deployment.network("zero-delay"), inputs.float(), "zero-delay", torch.float32)
+def _hwnas_norse_order(deployment: Deployment, inputs: torch.Tensor, say: Progress) -> Rasters:
+    from .norse import norse_step_plan
+
+    net = deployment.network("zero-delay")
+    return hwnas_rasters(net, inputs.float(), dtype=torch.float32, plan=norse_step_plan(deployment.graph, net))
 
 
 def _hwnas_int(deployment: Deployment, inputs: torch.Tensor, say: Progress) -> Rasters:
@@ -123,12 +137,13 @@ class Backend:
 
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
+    Backend("trained", _trained, "pipelined", "hwnas_int"),
     Backend("hwnas", _hwnas, "pipelined", "hwnas"),
     Backend("hwnas_int", _hwnas_int, "pipelined", "hwnas_int"),
     Backend("lava_fixed", _lava("fixed"), "pipelined", "hwnas_int"),
     Backend("lava_float", _lava("float"), "pipelined", "hwnas"),
-    Backend("hwnas_zero_delay", _hwnas_zero_delay, "zero-delay", "hwnas_zero_delay"),
-    Backend("norse", _norse, "zero-delay", "hwnas_zero_delay"),
+    Backend("hwnas_norse_order", _hwnas_norse_order, "zero-delay", "hwnas_norse_order"),
+    Backend("norse", _norse, "zero-delay", "hwnas_norse_order"),
 )}
 
 

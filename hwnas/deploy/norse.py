@@ -10,7 +10,9 @@ executor): an edge whose source has already run in this step delivers that step'
 that runs later delivers the previous step's. Two consequences, measured by ``hwnas deploy`` and the tests:
 a feedback edge whose source the trace visits first acts within the same step (hwnas, like the chip, delivers
 feedback one step later), and on paths of unequal length an intermediate connection node can run after the
-neuron it feeds, delaying that path by a step. On a single chain the two simulators agree spike for spike.
+neuron it feeds, delaying that path by a step. :func:`norse_step_plan` reads those delays off the executor, so
+that hwnas' simulator can compute what Norse computes (the reference ``hwnas_norse_order`` of ``hwnas validate``
+and ``hwnas deploy --backend norse``).
 """
 
 from __future__ import annotations
@@ -142,6 +144,29 @@ def norse_executor(graph, dt_s: float):
         if sanitize_name(name) not in mapped:
             raise NorseError(f"node '{name}' ({type(node).__name__}) has no Norse module")
     return executor
+
+
+def norse_step_plan(graph, net):
+    """hwnas' step plan (:class:`~hwnas.sim.graph.StepPlan`) of what Norse's executor computes for ``graph``
+    (``net`` loaded from it): populations in the executor's order, and each connection delayed by the steps its
+    chain of NIR nodes loses where a node runs before the node that feeds it. A chain delayed by more than one
+    step (no hwnas connection delays so) is a :class:`NorseError`."""
+    from nirtorch.utils import sanitize_name
+
+    from ..sim.graph import StepPlan
+
+    executor = norse_executor(graph, 1e-3)  # the order does not depend on the time step
+    position = {node.name: number for number, node in enumerate(executor.execution_order)}
+    delayed = []
+    for conn in net.active_connections():
+        chain = [sanitize_name(name) for name in net.nir_chains[conn.module_key]]
+        steps = sum(position[b] <= position[a] for a, b in zip(chain, chain[1:]))
+        if steps > 1:
+            raise NorseError(f"Norse delays the connection {conn.src} -> {conn.dst} by {steps} steps, which hwnas' "
+                             "simulator cannot follow")
+        delayed.append((conn, steps == 1))
+    order = sorted(net.order, key=lambda name: position[sanitize_name(name)])
+    return StepPlan.with_delays(order, delayed, "zero-delay")
 
 
 def run_norse(graph, inputs: torch.Tensor, dt_s: float, populations: list[str], readout_source: str,

@@ -7,8 +7,10 @@ Backends (all on the trained, exported network):
   in float64 so that sums of quantised weights are exact;
 * ``hwnas_int``: :func:`hwnas.sim.integer.simulate_fixed`, Loihi's integer arithmetic;
 * ``lava_fixed`` / ``lava_float``: :func:`hwnas.deploy.lava.run_lava`;
-* ``norse``: Norse runs zero-delay timing only, so it is compared with hwnas in zero-delay timing
-  (``hwnas_zero_delay``).
+* ``norse``: Norse runs its executor's step order, not the chip's, so it is compared with hwnas' simulator in
+  that order (``hwnas_norse_order``);
+* ``trained``: the trained network itself, when the caller passes it; after quantisation-aware training it
+  computes in Loihi's arithmetic and must equal ``hwnas_int`` and ``lava_fixed`` spike for spike.
 
 Every backend runs through the registry of :mod:`hwnas.deploy.backends`.
 """
@@ -33,7 +35,7 @@ PAIRS = (  # (reference, backend, what the pair checks)
     ("hwnas_int", "lava_fixed", "exact"),
     ("hwnas", "lava_fixed", "quantisation"),
 )
-NORSE_PAIR = ("hwnas_zero_delay", "norse")  # a timing difference is expected there (see hwnas.deploy.norse)
+NORSE_PAIR = ("hwnas_norse_order", "norse")  # same steps; float32 parameterised differently (hwnas.deploy.norse)
 
 
 @dataclass
@@ -44,6 +46,7 @@ class Validation:
     steps: int
     window: int
     layers: list[str]
+    feedback_only: list[str] = field(default_factory=list)  # layers whose every input is a feedback connection
     spikes: dict[str, dict[str, float]] = field(default_factory=dict)
     accuracy: dict[str, float] = field(default_factory=dict)
     pairs: dict[str, dict] = field(default_factory=dict)
@@ -52,7 +55,7 @@ class Validation:
 
     def to_dict(self) -> dict:
         return {"samples": self.samples, "steps": self.steps, "window": self.window, "layers": self.layers,
-                "spikes_per_sample": self.spikes, "accuracy": self.accuracy, "pairs": self.pairs,
+                "feedback_only": self.feedback_only, "spikes_per_sample": self.spikes, "accuracy": self.accuracy, "pairs": self.pairs,
                 "energy": self.energy, "seconds": self.seconds}
 
 
@@ -83,26 +86,30 @@ def activity_from(rasters: Rasters, net: SpikingNetwork, inputs: torch.Tensor,
 
 def validate(graph, inputs: torch.Tensor, labels: torch.Tensor | None, dt_s: float, target=None,
              backends: tuple[str, ...] = ("hwnas_int", "lava_fixed", "lava_float", "norse"),
-             progress: Callable[[str], None] | None = None, search_estimate: dict | None = None) -> Validation:
+             progress: Callable[[str], None] | None = None, search_estimate: dict | None = None,
+             trained: SpikingNetwork | None = None) -> Validation:
     """Run every backend on ``inputs`` (T, B, ...), compare them and, with a hardware ``target``, estimate the
-    energy per inference from hwnas' prediction and from the spikes measured in Lava fixed-point."""
+    energy per inference from hwnas' prediction and from the spikes measured in Lava fixed-point. With the
+    ``trained`` network the graph was exported from, it runs too and is compared with Lava fixed-point (or, without
+    Lava, with the integer twin)."""
     import time
 
     say = progress or (lambda message: None)
-    deployment = Deployment(graph, dt_s)
+    deployment = Deployment(graph, dt_s, trained)
     deployment.check_inputs(inputs)
     net, lowered = deployment.network("pipelined"), deployment.lowered
     layers = list(net.order)
     steps, samples = inputs.shape[:2]
-    result = Validation(samples, steps, steps + lowered.latency_steps, layers)
+    result = Validation(samples, steps, steps + lowered.latency_steps, layers, feedback_only(net))
     rasters: dict[str, Rasters] = {}
-    wanted = ["hwnas", *backends] + (["hwnas_zero_delay"] if "norse" in backends else [])
+    wanted = (["trained"] if trained is not None else []) + ["hwnas", *backends] + \
+        (["hwnas_norse_order"] if "norse" in backends else [])
     for backend in wanted:
         timer = time.perf_counter()
         rasters[backend] = run_backend(backend, deployment, inputs, say)
         result.seconds[backend] = time.perf_counter() - timer
     if "norse" in rasters:  # listed first, as the Norse comparison always was
-        result.pairs["norse"] = {"reference": "hwnas zero-delay",
+        result.pairs["norse"] = {"reference": "hwnas in Norse's step order",
                                  "layers": compare_rasters(rasters[NORSE_PAIR[0]], rasters["norse"], layers)}
     norse_first = [n for n in NORSE_PAIR[::-1] if n in rasters] + [n for n in rasters if n not in NORSE_PAIR]
     for name in norse_first:
@@ -111,7 +118,11 @@ def validate(graph, inputs: torch.Tensor, labels: torch.Tensor | None, dt_s: flo
         value = accuracy(measured.output_current, labels)
         if value is not None:
             result.accuracy[name] = value
-    for reference, backend, check in PAIRS:
+    pairs = list(PAIRS)
+    if trained is not None:  # the trained network against what the chip computes
+        chip = "lava_fixed" if "lava_fixed" in rasters else "hwnas_int"
+        pairs.insert(0, ("trained", chip, "exact" if trained.arithmetic == "loihi" else "quantisation"))
+    for reference, backend, check in pairs:
         if reference in rasters and backend in rasters:
             rows = compare_rasters(rasters[reference], rasters[backend], layers)
             result.pairs[f"{reference}/{backend}"] = {"reference": reference, "backend": backend, "check": check,
@@ -120,6 +131,13 @@ def validate(graph, inputs: torch.Tensor, labels: torch.Tensor | None, dt_s: flo
     if target is not None and target.is_hardware and "lava_fixed" in rasters:
         result.energy = _energy(net, lowered, inputs, rasters, target, search_estimate)
     return result
+
+
+def feedback_only(net: SpikingNetwork) -> list[str]:
+    """Populations whose every incoming connection is a feedback (backward) one: they fire only once the
+    populations feeding them back have, so each simulator's step order shows most there."""
+    return [name for name in net.order
+            if (incoming := [c for c in net.active_connections() if c.dst == name]) and all(c.backward for c in incoming)]
 
 
 def _energy(net: SpikingNetwork, lowered, inputs: torch.Tensor, rasters: dict[str, Rasters], target,

@@ -13,6 +13,11 @@ Time: NIR is continuous-time and stores no dt. hwnas writes, for a step of ``dt`
 tau_syn = dt / du, tau_mem = dt / dv, r = tau_mem / dt and w_in = tau_syn / dt (so that the input gain is exactly
 the trained weight), v_leak = bias / dv, and records dt and the convention in the graph's metadata
 (``hwnas.dt_s``). Reading takes dt from there, or from the caller.
+
+Thresholds: a network trained in Loihi's arithmetic (quantisation-aware training) writes each v_threshold
+halfway between the chip's threshold and the next value of its 1/4096 membrane grid
+(:meth:`~hwnas.sim.neuron.NeuronParams.exported_threshold`), so a membrane on the grid never ties with it and float32
+and float64 simulators decide as the chip does; the chip's integer threshold, round(64 v_threshold), is unchanged.
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ def to_nir(net: SpikingNetwork, arch: Architecture | None = None, dt_s: float = 
     nodes: dict = {INPUT: nir.Input(input_type={"input": np.array(net.input_shape)})}
     edges: list[tuple[str, str]] = []
     for name, pop in net.populations.items():
-        nodes[name] = _neuron_node(pop, dt_s)
+        nodes[name] = _neuron_node(pop, dt_s, net.arithmetic == "loihi")
     backward = []
     for conn in net.active_connections():
         synapse = net.synapses[conn.module_key]
@@ -71,10 +76,12 @@ def to_nir(net: SpikingNetwork, arch: Architecture | None = None, dt_s: float = 
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
 
 
-def _neuron_node(pop: Population, dt_s: float):
+def _neuron_node(pop: Population, dt_s: float, loihi: bool):
     import nir
 
     p = pop.params
+    if loihi:  # decide as the chip does in every float simulator, with no membrane value on the threshold
+        p = dataclasses.replace(p, theta=p.exported_threshold())
     shape = pop.shape
     full = lambda value: np.full(shape, value, dtype=np.float32)  # noqa: E731
     if p.du == 1.0 and p.dv == 1.0 and p.bias == 0.0:
@@ -343,7 +350,7 @@ def load(path_or_graph, dt_s: float | None = None, timing: str | None = None) ->
                 stack.extend((following, chain + [node_name]) for following in successors[node_name])
     backward = _backward_connections(_metadata_json(graph, "hwnas.backward"), chains, input_name)
     synapses = _read_synapses(chains, nodes, shapes, gains)
-    connections = []
+    connections, chain_names = [], {}
     for number, (src, dst, chain) in enumerate(chains):
         if populations[dst].shape != shapes[dst]:  # a shape known only from what flows in
             populations[dst] = dataclasses.replace(populations[dst], shape=shapes[dst])
@@ -355,6 +362,7 @@ def load(path_or_graph, dt_s: float | None = None, timing: str | None = None) ->
         conn = Connection(INPUT if src == input_name else src, dst, (src, dst, tag) in backward,
                           tag=f"{number}.{tag}".replace(".", "_"))
         connections.append((conn, synapse))
+        chain_names[conn.module_key] = (src, *chain, dst)
     unshaped = [name for name, pop in populations.items() if pop.shape is None]
     if unshaped:
         raise NirError(f"cannot tell the shape of neuron node '{unshaped[0]}': nothing flows into it and its "
@@ -363,6 +371,7 @@ def load(path_or_graph, dt_s: float | None = None, timing: str | None = None) ->
         net = SpikingNetwork(input_shape, list(populations.values()), connections, output, timing)
     except ValueError as exc:
         raise NirError(f"cannot simulate the graph: {exc}") from None
+    net.nir_chains = chain_names
     net.eval()
     return net
 

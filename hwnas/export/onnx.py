@@ -1,7 +1,8 @@
 """The network unrolled over time as an ONNX graph: input (T, batch, C, H, W) -> output spike counts and logits.
 
 Neuron state (synaptic current u, membrane v) is an explicit tensor carried from one unrolled step to the next;
-the order and delays come from the network's :class:`~hwnas.sim.graph.StepPlan`, as in the simulator. ONNX has
+the order and delays come from the network's :class:`~hwnas.sim.graph.StepPlan`, as in the simulator, and so does
+the arithmetic (a network fine-tuned in Loihi's fixed point computes it in ONNX too, for spike input). ONNX has
 no notion of time, so the number of steps is fixed at export (the architecture's timesteps plus the pipeline
 latency).
 """
@@ -17,8 +18,8 @@ import torch
 from ..errors import HwnasError, first_line
 from ..io_utils import write_bytes_atomic
 from ..sim.graph import INPUT
-from ..sim.network import SpikingNetwork
-from ..sim.neuron import initial_state, lif_step
+from ..sim.network import SpikingNetwork, chip_current
+from ..sim.neuron import initial_state, lif_step, loihi_lif_step
 
 OPSET = 17
 
@@ -39,23 +40,28 @@ class Unrolled(torch.nn.Module):
         net = self.net
         plan = net.plan(self.timing)
         steps_in = inputs.shape[0]
-        incoming = {name: [(net.synapses[c.module_key], c.src, delayed) for c, delayed in plan.incoming[name]]
-                    for name in plan.order}
+        incoming = {name: [(net.synapses[c.module_key], c.src, delayed, c.module_key)
+                           for c, delayed in plan.incoming[name]] for name in plan.order}
+        loihi = net.arithmetic == "loihi"
+        # Loihi's arithmetic as the simulator computes it, for spike input (what a chip receives)
+        chip = net.chip_terms(torch.ones(1)) if loihi else {}
+        step = loihi_lif_step if loihi else lif_step
         zeros_in = torch.zeros_like(inputs[0])
         previous = {INPUT: zeros_in}
         state = {}
         for name, pop in net.populations.items():
             blank = torch.zeros((inputs.shape[1], *pop.shape), dtype=inputs.dtype)
-            previous[name], state[name] = blank, initial_state(blank)
+            previous[name], state[name] = blank, initial_state(blank.double() if loihi else blank)
         logits = torch.zeros((inputs.shape[1], net.populations[net.output].neurons))
         counts = torch.zeros_like(logits)
         for t in range(steps_in + plan.latency_steps):
             now = {INPUT: inputs[t] if t < steps_in else zeros_in}
             for name in plan.order:
                 current = torch.zeros_like(previous[name])
-                for synapse, src, delayed in incoming[name]:
-                    current = current + synapse(previous[src] if delayed else now[src])
-                now[name], state[name] = lif_step(current, state[name], net.populations[name].params)
+                for synapse, src, delayed, key in incoming[name]:
+                    contribution = synapse(previous[src] if delayed else now[src])
+                    current = current + (chip_current(contribution, *chip[key]) if key in chip else contribution)
+                now[name], state[name] = step(current, state[name], net.populations[name].params)
                 if name == net.output:
                     logits = logits + current
                     counts = counts + now[name]

@@ -105,21 +105,33 @@ class StepPlan:
     def build(cls, order: Sequence[str], connections: Sequence[Edge], timing: str) -> "StepPlan":
         """The plan of ``connections`` among populations in topological ``order``."""
         check_timing(timing)
-        incoming = {name: tuple((c, delay(c, timing) > 0) for c in connections if c.dst == name) for name in order}
-        return cls(timing, tuple(order), incoming, _latency(order, connections, timing))
+        return cls.with_delays(order, [(c, delay(c, timing) > 0) for c in connections], timing)
+
+    @classmethod
+    def with_delays(cls, order: Sequence[str], delayed: Sequence[tuple[Edge, bool]], timing: str) -> "StepPlan":
+        """A plan with each connection's delay given (``(connection, delivers the step before)`` pairs): how
+        another simulator orders its steps (Norse's executor, :func:`hwnas.deploy.norse.norse_step_plan`).
+        Every undelayed connection must come from the input or from a population earlier in ``order``."""
+        position = {name: i for i, name in enumerate(order)}
+        for conn, late in delayed:
+            if not late and conn.src != INPUT and position[conn.src] >= position[conn.dst]:
+                raise ValueError(f"connection {conn.src} -> {conn.dst} delivers within the step, but {conn.src} "
+                                 f"is not updated before {conn.dst}")
+        incoming = {name: tuple((c, late) for c, late in delayed if c.dst == name) for name in order}
+        return cls(timing, tuple(order), incoming, _latency(order, [c for c, _ in delayed], timing))
 
     def earliest_reach(self, sources: Sequence[str]) -> dict[str, float]:
         """Per population, the earliest step activity present at step 0 in ``sources`` can reach it (each
         connection adding its delay); 0 for a source, inf if never."""
-        conns = [c for name in self.order for c, _ in self.incoming[name]]
+        conns = [(c, late) for name in self.order for c, late in self.incoming[name]]
         best = {name: 0.0 for name in sources}
         queue = [(0.0, name) for name in sources]
         while queue:
             dist, node = heapq.heappop(queue)
             if dist > best.get(node, math.inf):
                 continue
-            for conn in conns:
-                step = delay(conn, self.timing)
+            for conn, late in conns:
+                step = 1 if late else 0
                 if conn.src == node and dist + step < best.get(conn.dst, math.inf):
                     best[conn.dst] = dist + step
                     heapq.heappush(queue, (best[conn.dst], conn.dst))

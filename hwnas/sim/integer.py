@@ -21,9 +21,8 @@ import numpy as np
 
 from ..errors import OptionError
 from .graph import INPUT
-from .lowering import DECAY_UNITY, STATE_SHIFT, LoweredNetwork
-
-STATE_LIMIT = 2 ** 23  # u and v are 24-bit signed
+from .lowering import LoweredNetwork
+from .neuron import DECAY_UNITY, STATE_LIMIT, STATE_SHIFT
 
 
 @dataclass

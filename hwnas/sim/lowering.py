@@ -27,11 +27,11 @@ import scipy.sparse as sparse
 from ..errors import LoweringError
 from .graph import INPUT, StepPlan
 from .network import SpikingNetwork
+from .neuron import DECAY_UNITY, STATE_SHIFT, fixed_decays
 from .ops.matrices import conv_matrix
 from .quantize import WEIGHT_SCALE, WeightFormat
 
-DECAY_UNITY = 4096          # Loihi's 12-bit decay constants (Lava PyLifModelBitAcc.decay_shift = 12)
-STATE_SHIFT = 6             # input and threshold are MSB-aligned by 6 bits (act_shift, vth_shift)
+__all__ = ["DECAY_UNITY", "STATE_SHIFT", "LoweredConnection", "LoweredNetwork", "LoweredPopulation", "lower"]
 BIAS_EXPONENT = 6           # bias = round(64 b) << 6 puts it in the state's 1/4096 units
 MAX_BIAS_MANTISSA = 4095    # 13-bit signed bias mantissa
 MAX_VTH = 2 ** 17 - 1       # 17-bit unsigned threshold
@@ -54,8 +54,7 @@ class LoweredPopulation:
 
     def fixed(self) -> dict:
         """The Loihi integers of this group: du, dv, vth, bias mantissas (bias exponent is 6)."""
-        du = int(min(max(round(DECAY_UNITY * self.du) - 1, 0), DECAY_UNITY - 1))
-        dv = int(min(max(round(DECAY_UNITY * self.dv), 0), DECAY_UNITY - 1))
+        du, dv = fixed_decays(self.du, self.dv)
         vth = int(round(WEIGHT_SCALE * self.theta))
         if not 0 < vth <= MAX_VTH:
             raise LoweringError(f"population {self.name}: threshold {self.theta} does not fit Loihi's 17-bit "

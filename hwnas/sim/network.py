@@ -3,6 +3,11 @@ by step from a :class:`~hwnas.sim.graph.StepPlan` in either timing model (the ne
 other by argument; the network is never switched into another timing).
 
 Every forward pass counts spikes, active neuron updates and synaptic operations per population and step.
+
+Arithmetic (:meth:`SpikingNetwork.set_arithmetic`): ``float`` computes the neuron equations in real numbers;
+``loihi`` computes what the chip computes (:func:`~hwnas.sim.neuron.loihi_lif_step`), each connection's current
+put on the chip's grid first (:func:`chip_current`), so that a network trained in it, hwnas' integer twin and
+Lava's fixed-point models give the same spikes.
 """
 
 from __future__ import annotations
@@ -16,8 +21,22 @@ from torch import nn
 
 from .activity import ActivityStats, LayerActivity
 from .graph import INPUT, Connection, Population, StepPlan, check_timing, topological_order
-from .neuron import LIFState, count_active, initial_state, lif_step
+from .neuron import ARITHMETICS, LIFState, count_active, initial_state, lif_step, loihi_lif_step
 from .ops import Synapse
+from .quantize import WEIGHT_SCALE, WeightFormat
+
+
+def chip_current(current: torch.Tensor, exponent: int, bias: torch.Tensor | None) -> torch.Tensor:
+    """A connection's current as the chip computes it: the summed mantissas (recovered exactly by rounding:
+    quantised weights make them whole numbers) shifted by ``exponent``, rounding towards minus infinity when it
+    is negative, over 64, plus the connection's ``bias``; straight-through gradient."""
+    with torch.no_grad():
+        weighted = current - bias if bias is not None else current
+        mantissa_sum = torch.round(weighted * (WEIGHT_SCALE / 2.0 ** exponent))
+        exact = torch.floor(mantissa_sum * 2.0 ** exponent) / WEIGHT_SCALE
+        if bias is not None:
+            exact = exact + bias
+    return current + (exact - current).detach() if current.requires_grad else exact
 
 
 @dataclass
@@ -54,8 +73,12 @@ class SpikingNetwork(nn.Module):
         self.order = topological_order(list(self.populations), self.connections)
         self._fanout: dict[str, torch.Tensor] | None = None
         self._plans: dict[str, StepPlan] = {}
+        # module key -> the NIR node names of the connection (source, chain, destination), for a graph read from NIR
+        self.nir_chains: dict[str, tuple[str, ...]] = {}
         # Population name -> factor on its summed input current; set only by firing-rate calibration for scoring.
         self.current_gain: dict[str, float] = {}
+        self.arithmetic = "float"
+        self.chip_format: WeightFormat | None = None  # the weight format of the loihi arithmetic
 
     # ----- structure ---------------------------------------------------------------------------------------
     def active_connections(self) -> list[Connection]:
@@ -143,19 +166,49 @@ class SpikingNetwork(nn.Module):
             synapse.set_weight_format(weight_format)
         self.weights_changed()
 
+    def set_arithmetic(self, arithmetic: str, weight_format: WeightFormat | None = None) -> None:
+        """Compute in ``float`` or in ``loihi`` arithmetic (see the module docstring). ``loihi`` quantises the
+        weights to ``weight_format`` (default: 8 bits; idempotent on weights already quantised, such as a graph
+        read from an export) and needs folded batch-norm."""
+        if arithmetic not in ARITHMETICS:
+            raise ValueError(f"unknown arithmetic {arithmetic} (known: {', '.join(ARITHMETICS)})")
+        if arithmetic == "loihi":
+            self.chip_format = weight_format or WeightFormat()
+            self.set_weight_format(self.chip_format)
+        else:
+            self.chip_format = None
+        self.arithmetic = arithmetic
+
+    def chip_terms(self, inputs: torch.Tensor) -> dict[str, tuple[int, torch.Tensor | None]]:
+        """Per active connection, the exponent and bias that put its current on the chip's grid (loihi
+        arithmetic, :func:`chip_current`); connections from graded (non-spike) ``inputs`` keep their float
+        current, as no chip receives such input."""
+        spiking_input = bool(((inputs == 0) | (inputs == 1)).all())
+        terms = {}
+        for conn in self.active_connections():
+            if conn.src == INPUT and not spiking_input:
+                continue
+            exponent, bias = self.synapses[conn.module_key].chip_terms(self.shape_of(conn.src), self.chip_format)
+            terms[conn.module_key] = (exponent, None if bias is None else bias.to(inputs.device, inputs.dtype))
+        return terms
+
     # ----- simulation --------------------------------------------------------------------------------------
     def forward(self, inputs: torch.Tensor, record: bool = False,  # type: ignore[override]
-                timing: str | None = None) -> SimOutput:
+                timing: str | None = None, plan: StepPlan | None = None) -> SimOutput:
         """Run ``inputs`` of shape (T, B, *input_shape) for T + latency steps in ``timing`` (default: the
-        network's own); ``record`` keeps every population's spikes (``SimOutput.codes``)."""
+        network's own), or by a given step ``plan``; ``record`` keeps every population's spikes
+        (``SimOutput.codes``)."""
         if inputs.dim() != 2 + len(self.input_shape) or tuple(inputs.shape[2:]) != self.input_shape:
             raise ValueError(f"expected input (T, B, {', '.join(map(str, self.input_shape))}), got {tuple(inputs.shape)}")
-        plan = self.plan(timing)
+        plan = plan or self.plan(timing)
         steps_in, batch = inputs.shape[0], inputs.shape[1]
         latency = plan.latency_steps
         total_steps = steps_in + latency
-        incoming = {name: [(self.synapses[c.module_key], c.src, delayed) for c, delayed in plan.incoming[name]]
-                    for name in plan.order}
+        incoming = {name: [(self.synapses[c.module_key], c.src, delayed, c.module_key)
+                           for c, delayed in plan.incoming[name]] for name in plan.order}
+        loihi = self.arithmetic == "loihi"
+        chip = self.chip_terms(inputs) if loihi else {}
+        step = loihi_lif_step if loihi else lif_step
         fanout = {name: f.flatten().to(inputs.dtype) for name, f in self.fanout_maps().items()}
         zeros_in = torch.zeros_like(inputs[0])
 
@@ -163,7 +216,7 @@ class SpikingNetwork(nn.Module):
         # until the first activity can reach it, from the input or from a population that a bias drives from
         # step 0: those steps are skipped, not simulated (exact, and a third of the work of a pipelined network
         # at initialisation).
-        quiet = {name: pop.params.bias == 0 and all(synapse.maps_zero_to_zero() for synapse, _, _ in incoming[name])
+        quiet = {name: pop.params.bias == 0 and all(synapse.maps_zero_to_zero() for synapse, *_ in incoming[name])
                  for name, pop in self.populations.items()}
         # a population driven by a bias can be active from step 0, whatever the input
         active_from = plan.earliest_reach([INPUT] + [name for name in plan.order if not quiet[name]])
@@ -174,7 +227,7 @@ class SpikingNetwork(nn.Module):
         for name, pop in self.populations.items():
             blank = inputs.new_zeros((batch, *pop.shape))
             previous[name] = blank
-            state[name] = initial_state(blank)
+            state[name] = initial_state(blank.double() if loihi else blank)  # loihi: whole 1/4096 units
         counters = {name: ([], [], []) for name in plan.order}
         no_count = inputs.new_zeros(())
         codes = {name: inputs.new_zeros((total_steps, batch, pop.neurons)) for name, pop in self.populations.items()} \
@@ -192,14 +245,16 @@ class SpikingNetwork(nn.Module):
                         counter.append(no_count)
                     continue
                 current = None
-                for synapse, src, delayed in incoming[name]:
+                for synapse, src, delayed, key in incoming[name]:
                     contribution = synapse(previous[src] if delayed else current_spikes[src])
+                    if key in chip:
+                        contribution = chip_current(contribution, *chip[key])
                     current = contribution if current is None else current + contribution
                 if current is None:
                     current = previous[name].new_zeros(previous[name].shape)
                 elif name in self.current_gain:
                     current = current * self.current_gain[name]
-                spikes, state[name] = lif_step(current, state[name], pop.params)
+                spikes, state[name] = step(current, state[name], pop.params)
                 current_spikes[name] = spikes
                 with torch.no_grad():
                     counters[name][1].append(count_active(spikes, state[name], pop.params))

@@ -10,6 +10,11 @@ Discrete time, per step t (docs/ARCHITECTURE.md, "The neuron")::
 ``du = 1`` is a current-free LIF (SNASNet/LightSNN style). Lava's ``LIF`` float model computes exactly this.
 The spike's derivative is replaced in the backward pass by a fast-sigmoid surrogate (SuperSpike,
 Zenke & Ganguli, Neural Computation 2018): ds/dv = 1 / (1 + slope * |v - theta|)^2.
+
+Two arithmetics compute these equations: ``float`` (:func:`lif_step`, real numbers) and ``loihi``
+(:func:`loihi_lif_step`, Loihi's fixed point: state in units of 1/4096 truncated towards zero at every decay,
+12-bit decays, integer threshold and bias), which is what the chip, Lava's bit-accurate models and hwnas' integer
+twin compute; quantisation-aware training runs in it, with straight-through gradients.
 """
 
 from __future__ import annotations
@@ -20,6 +25,13 @@ from typing import NamedTuple
 import torch
 
 from ..errors import ArchitectureError
+from .quantize import WEIGHT_SCALE
+
+ARITHMETICS = ("float", "loihi")
+DECAY_UNITY = 4096          # Loihi's 12-bit decay constants (Lava PyLifModelBitAcc.decay_shift = 12)
+STATE_SHIFT = 6             # input and threshold are MSB-aligned by 6 bits (act_shift, vth_shift)
+STATE_UNIT = WEIGHT_SCALE << STATE_SHIFT  # state units per unit of float membrane potential (4096)
+STATE_LIMIT = 2 ** 23       # u and v are 24-bit signed
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,21 @@ class NeuronParams:
         """JSON-ready dict of the parameters."""
         return asdict(self)
 
+    def fixed_point(self) -> dict:
+        """Loihi's integers for these parameters: ``du``, ``dv`` (12-bit decays: the current decay is stored minus
+        one), ``vth`` = round(64 theta) and ``bias`` = round(64 b) (mantissa, exponent 6)."""
+        du, dv = fixed_decays(self.du, self.dv)
+        return {"du": du, "dv": dv,
+                "vth": int(round(WEIGHT_SCALE * self.theta)),
+                "bias": int(round(WEIGHT_SCALE * self.bias))}
+
+    def exported_threshold(self) -> float:
+        """The threshold a float simulator should use to decide as Loihi does: halfway between the chip's
+        threshold and the next membrane value its 1/4096 grid holds. Every grid value is then at least half a
+        unit (1.2e-4) from it, so float32 and float64 simulators (Norse, Lava's float models) decide alike where
+        the chip's membrane would sit exactly on its threshold (an identity input of weight 1, say)."""
+        return (self.fixed_point()["vth"] * (1 << STATE_SHIFT) + 0.5) / STATE_UNIT
+
     @classmethod
     def from_dict(cls, data: dict) -> "NeuronParams":
         """Inverse of :meth:`to_dict`; unknown or non-numeric keys raise :class:`ArchitectureError`."""
@@ -63,6 +90,13 @@ class NeuronParams:
                 raise ArchitectureError(f"neuron.{key} must be a number, got {value!r}")
             values[key] = float(value)
         return cls(**values)
+
+
+def fixed_decays(du: float, dv: float) -> tuple[int, int]:
+    """Loihi's 12-bit decay integers: ``round(4096 du) - 1`` (the chip's current decay adds one) and
+    ``round(4096 dv)``, both clipped to 0..4095 (so dv = 1 keeps 1/4096 of the membrane)."""
+    return (int(min(max(round(DECAY_UNITY * du) - 1, 0), DECAY_UNITY - 1)),
+            int(min(max(round(DECAY_UNITY * dv), 0), DECAY_UNITY - 1)))
 
 
 # Max-pooling on binary spikes is an OR: a sum-pool into memory-less neurons (du = dv = 1) with threshold 0.5.
@@ -132,3 +166,43 @@ def count_active(spikes: torch.Tensor, state: LIFState, params: NeuronParams) ->
     if params.du != 1.0:
         touched = touched.abs() + state.u.abs()
     return torch.count_nonzero(touched)
+
+
+def _truncate(x: torch.Tensor) -> torch.Tensor:
+    """Round towards zero, with a straight-through gradient while autograd records (sign and floor rather than
+    trunc, which ONNX lacks)."""
+    truncated = torch.sign(x.detach()) * torch.floor(x.detach().abs())
+    if torch.is_grad_enabled() and x.requires_grad:
+        return x + (truncated - x).detach()
+    return truncated
+
+
+def loihi_lif_step(current: torch.Tensor, state: LIFState, params: NeuronParams) -> tuple[torch.Tensor, LIFState]:
+    """:func:`lif_step` in Loihi's fixed-point arithmetic (Lava's ``PyLifModelBitAcc``, hwnas'
+    :func:`~hwnas.sim.integer.simulate_fixed`): ``current`` in float units on the 1/64 grid (a connection's
+    shifted mantissa sum / 64); the state holds whole numbers of 1/4096 in float64 (exact: every product stays
+    below 2^53)::
+
+        u = wrap24(trunc(u * (4096 - du - 1) / 4096) + 4096 current)
+        v = clip(trunc(v * (4096 - dv) / 4096) + u + 64 bias, +-(2^23 - 1));  spike where v > 64 vth
+
+    Truncation has a straight-through gradient and the spike the surrogate of :func:`lif_step` on the membrane in
+    float units, so gradients are those of the float model; spikes come back in ``current``'s dtype.
+    """
+    fixed = params.fixed_point()
+    keep_u, keep_v = DECAY_UNITY - fixed["du"] - 1, DECAY_UNITY - fixed["dv"]
+    drive = current.double() * STATE_UNIT
+    u = drive if keep_u == 0 else _truncate(state.u * (keep_u / DECAY_UNITY)) + drive
+    if not (torch.is_grad_enabled() and u.requires_grad):  # overflow wraps as on the chip (never trained through)
+        u = torch.where(u > STATE_LIMIT, u - 2 * STATE_LIMIT, torch.where(u <= -STATE_LIMIT, u + 2 * STATE_LIMIT, u))
+    v = _truncate(state.v * (keep_v / DECAY_UNITY)) + u
+    if fixed["bias"]:
+        v = v + fixed["bias"] * (1 << STATE_SHIFT)
+    v = v.clamp(-STATE_LIMIT + 1, STATE_LIMIT - 1)
+    over = (v - fixed["vth"] * (1 << STATE_SHIFT)) / STATE_UNIT  # exact: a power-of-two division
+    if torch.is_grad_enabled() and v.requires_grad:
+        s = spike(over, params.surrogate_slope)
+    else:
+        s = torch.sign(torch.relu(over))
+    v = v * (1.0 - s)
+    return s.to(current.dtype), LIFState(u, v)

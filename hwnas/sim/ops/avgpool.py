@@ -61,6 +61,18 @@ class AvgPoolThen(Synapse):
     def channel_bias(self) -> torch.Tensor | None:
         return self.inner.channel_bias()
 
+    def chip_terms(self, src_shape: tuple[int, ...], fmt) -> tuple[int, torch.Tensor | None]:
+        exponent, bias = self.inner.chip_terms(self._pooled(src_shape), fmt)
+        return exponent - self._shift(f"{self.kernel_size}x{self.kernel_size} average pooling"), bias
+
+    def _shift(self, where: str) -> int:
+        """log2 of the window size: averaging is a shift of the exponent on the chip."""
+        shift = math.log2(self.kernel_size ** 2)
+        if shift != int(shift):
+            raise LoweringError(f"connection {where}: average pooling over {self.kernel_size}x{self.kernel_size} is "
+                                "not a power-of-two division")
+        return int(shift)
+
     def nir_nodes(self, prefix: str, source_shape: tuple[int, ...]) -> list[tuple[str, object]]:
         pool = (f"{prefix}.avgpool", nir_pool_node("AvgPool2d", self.kernel_size))
         return [pool, *self.inner.nir_nodes(prefix, self._pooled(source_shape))]
@@ -74,9 +86,7 @@ class AvgPoolThen(Synapse):
 
     def lower(self, src_shape: tuple[int, ...], fmt, where: str) -> Lowered:
         k = self.kernel_size
-        shift = math.log2(k * k)
-        if shift != int(shift):
-            raise LoweringError(f"connection {where}: average pooling over {k}x{k} is not a power-of-two division")
+        shift = self._shift(where)
         pooled = self._pooled(src_shape)
         kind, values, mantissa, exponent, padding, bias = self.inner.lower(pooled, fmt, where)
         inner_float = values if kind == "matrix" else conv_matrix(values, pooled, padding)
@@ -84,7 +94,7 @@ class AvgPoolThen(Synapse):
         # averaging divides by k^2 = 2^shift: the same mantissas with a smaller exponent, exactly
         ones = pool_matrix(src_shape, k, 1.0)
         return Lowered("matrix", (inner_float @ ones) / (k * k), (inner_int @ ones.astype(np.int64)).tocsr(),
-                       exponent - int(shift), 0, bias)
+                       exponent - shift, 0, bias)
 
     def netx_layer(self, src_shape: tuple[int, ...], where: str) -> NetxSpec:
         k = self.kernel_size

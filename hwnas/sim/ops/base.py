@@ -91,6 +91,15 @@ class Synapse(nn.Module):
         """The per-output-channel bias the op adds (a folded batch-norm), or None."""
         return None
 
+    def chip_terms(self, src_shape: tuple[int, ...], fmt) -> tuple[int, torch.Tensor | None]:
+        """What Loihi arithmetic needs to put this op's current on the chip's grid: the exponent by which the chip
+        shifts the summed mantissas (a negative one rounds towards minus infinity), and the bias that
+        :meth:`forward` adds to them, shaped like one sample's output (None: no bias). By default read from
+        :meth:`lower`; ops with a quantised forward answer directly."""
+        lowered = self.lower(src_shape, fmt, "Loihi arithmetic")
+        bias = None if lowered.bias is None else torch.as_tensor(np.asarray(lowered.bias), dtype=torch.float32)
+        return lowered.exponent, None if bias is None else bias.reshape(self.output_shape(src_shape))
+
     # ----- deployment ---------------------------------------------------------------------------------------
     def nir_nodes(self, prefix: str, source_shape: tuple[int, ...]) -> list[tuple[str, object]]:
         """The chain of NIR nodes (name, node) that computes this op; an empty chain is a plain edge."""

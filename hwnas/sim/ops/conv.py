@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import LoweringError, NirError
-from ..quantize import deployed_weight, fake_quantize_bias, fake_quantize_weight, quantised_weights
+from ..quantize import deployed_weight, fake_quantize_bias, fake_quantize_weight, quantised_weights, shared_exponent
 from .base import Lowered, NetxSpec, Synapse
 
 
@@ -112,6 +112,10 @@ class Conv(_Convolution):
     def channel_bias(self) -> torch.Tensor:
         return self.conv.bias.detach()
 
+    def chip_terms(self, src_shape: tuple[int, ...], fmt) -> tuple[int, torch.Tensor | None]:
+        fmt = self.weight_format or fmt
+        return shared_exponent(self.conv.weight, fmt), fake_quantize_bias(self.conv.bias.detach()).reshape(-1, 1, 1)
+
     @property
     def padding(self) -> int:
         return int(self.conv.padding[0])
@@ -158,7 +162,10 @@ class Conv(_Convolution):
 
     def lower(self, src_shape: tuple[int, ...], fmt, where: str) -> Lowered:
         values, mantissa, exponent = quantised_weights(self.conv.weight, fmt, where)
-        bias = self.conv.bias.detach().double().cpu().numpy()
+        bias = self.conv.bias.detach()
+        if self.weight_format is not None:  # what the trained forward adds: each connection's bias on the grid
+            bias = fake_quantize_bias(bias)
+        bias = bias.double().cpu().numpy()
         out_shape = self.output_shape(src_shape)
         per_neuron = np.repeat(bias, out_shape[1] * out_shape[2])
         return Lowered("conv", values, mantissa, exponent, self.padding, per_neuron)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import NirError
-from ..quantize import deployed_weight, fake_quantize_weight, quantised_weights
+from ..quantize import deployed_weight, fake_quantize_weight, quantised_weights, shared_exponent
 from .base import Lowered, NetxSpec, Synapse
 
 _NIR_CHAINS = (["Flatten", "Linear"], ["Flatten", "Affine"], ["Linear"], ["Affine"])
@@ -45,6 +45,9 @@ class FlattenLinear(Synapse):
 
     def set_weight_format(self, weight_format) -> None:
         self.weight_format = weight_format
+
+    def chip_terms(self, src_shape: tuple[int, ...], fmt) -> tuple[int, torch.Tensor | None]:
+        return shared_exponent(self.linear.weight, self.weight_format or fmt), None
 
     def nir_nodes(self, prefix: str, source_shape: tuple[int, ...]) -> list[tuple[str, object]]:
         import nir
