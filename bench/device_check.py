@@ -3,6 +3,7 @@ twice where a repeat must give the same numbers, and against the CPU where speed
 
     python bench/device_check.py                # on a CUDA machine: --device cuda against --device cpu
     python bench/device_check.py --device cpu   # the same steps on the CPU alone (checks the script itself)
+    python bench/device_check.py --quick        # search, train, export and the fixed-point checks only
 
 Each step is one ``python -m hwnas`` command in its own process with a time limit; one line per step (seconds,
 exit status, what it checked), then a summary. Figures go to stdout; a step's own output goes to ``--log``.
@@ -71,6 +72,31 @@ def nondeterministic_ops(output: str) -> set[str]:
     return {line.strip()[:160] for line in output.splitlines() if "does not have a deterministic" in line}
 
 
+def device_agreement(run: Path, device: str, reference: str) -> str:
+    """Whether the trained model of ``run`` computes the same spikes on ``device`` and ``reference`` (64 test
+    samples of its dataset, rate-encoded with seed 0)."""
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    from hwnas.data import load_dataset
+    from hwnas.deploy.compare import inputs_from
+    from hwnas.sim.seeding import resolve_device
+    from hwnas.train import load_model
+
+    config = read_json(run / "report.json").get("config", {})
+    rasters = []
+    for name in (device, reference):
+        net, arch, _ = load_model(run / "model.pt", resolve_device(name))
+        splits = load_dataset(config.get("dataset", "digits"), None, arch.timesteps, int(config.get("seed", 0)))
+        inputs, _ = inputs_from(splits, 64, arch.timesteps, arch.encoding, 0)
+        with torch.no_grad():
+            codes = net(inputs.to(resolve_device(name)), record=True).codes
+        rasters.append({key: value.cpu() for key, value in codes.items()})
+    differing = [key for key in rasters[0] if not torch.equal(rasters[0][key], rasters[1][key])]
+    spikes = int(sum(float(value.sum()) for value in rasters[0].values()))
+    return "identical" + f" ({spikes} spikes)" if not differing else f"DIFFERENT in {', '.join(differing)}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda", help="device under test (default: %(default)s)")
@@ -78,6 +104,9 @@ def main() -> int:
     parser.add_argument("--limit", type=float, default=240, help="seconds per step (default: %(default)s)")
     parser.add_argument("--log", default=None, help="file for every step's output (default: a temporary file)")
     parser.add_argument("--out", default=None, help="folder for the run folders (default: a temporary folder)")
+    parser.add_argument("--quick", action="store_true",
+                        help="search, train, export and the fixed-point check only (no evolution, proxy-check or "
+                             "scoring speed)")
     args = parser.parse_args()
 
     import torch
@@ -89,7 +118,7 @@ def main() -> int:
     scratch.mkdir(parents=True, exist_ok=True)
     steps = Steps(Path(args.log) if args.log else scratch / "steps.log", args.limit)
     dev, ref = args.device, args.reference
-    search = ["search", "--refine", "4", "--quiet"]
+    search = ["search", "--quiet", *(["--refine", "2", "--candidates", "8"] if args.quick else ["--refine", "4"])]
     warned: set[str] = set()
 
     # a search on the device, twice: the same seed must give the same candidates, scores and winner
@@ -114,6 +143,22 @@ def main() -> int:
     devices = [read_json(scratch / name / "train.json").get("device") for name in ("dev1", "dev2")]
     print(f"    trained on {devices[0]}: test accuracy {accuracy[0]}; on {devices[1]}: {accuracy[1]}; "
           f"train time {dev}/{ref} = {t_dev / max(t_ref, 1e-9):.2f}")
+
+    # fine-tuned in Loihi's arithmetic on the device: the model equals the integer twin, and computes the same
+    # spikes on the device as on the CPU
+    steps.run("export (trained on the device)", "export", str(scratch / "dev1"))
+    steps.run("validate: trained vs twin", "validate", str(scratch / "dev1"), "--samples", "20", "--skip",
+              "lava_fixed,lava_float,norse")
+    pair = read_json(scratch / "dev1" / "validation.json").get("pairs", {}).get("trained/hwnas_int", {})
+    print(f"    trained on {devices[0]} (arithmetic {read_json(scratch / 'dev1' / 'train.json').get('arithmetic')}) "
+          f"vs integer twin: {'IDENTICAL' if pair.get('identical') else 'DIFFERENT'}")
+    steps.failures += not pair.get("identical")
+    same_spikes = device_agreement(scratch / "dev1", dev, ref)
+    print(f"    the trained model on {dev} and on {ref}: {same_spikes}")
+    steps.failures += not same_spikes.startswith("identical")
+    if args.quick:
+        print(f"{steps.failures} step(s) failed; log: {steps.log}")
+        return 1 if steps.failures else 0
 
     # the other stages that compute: the evolution's supernet, proxy-check's trainings
     steps.run(f"evolution {dev}", "search", "--strategy", "evolution", "--population", "6", "--generations", "1",
