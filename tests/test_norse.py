@@ -16,13 +16,15 @@ from hwnas.sim.quantize import WeightFormat
 from hwnas.sim.seeding import build_seeded
 
 
-def active_network(cell, **overrides):
-    """A folded network whose batch-norm statistics keep every layer firing (as after training)."""
+def active_network(cell, mean=0.0, **overrides):
+    """A folded network whose batch-norm statistics keep every layer firing (as after training); a non-zero
+    running ``mean`` gives every convolution a bias."""
     arch = small_arch(cell, width=8, timing="zero-delay", **overrides)
     net = build_seeded(lambda: build_network(arch), 0, "norse")
     for module in net.modules():
         if isinstance(module, ConvBN):
             module.bn.running_var.fill_(0.05)
+            module.bn.running_mean.fill_(mean)
     net.eval()
     net.fold_batchnorm()
     return net, arch
@@ -50,10 +52,11 @@ FEEDBACK_ONLY = "0-1:zero 0-2:skip 0-3:conv3x3 1-2:conv3x3 1-3:skip< 2-3:conv3x3
 def test_norse_is_compared_in_its_own_step_order():
     # nirtorch's executor reaches node 1 only through node 3's feedback skip, so it runs node 1 after node 3 and
     # delivers that feedback within the step (hwnas' zero-delay timing, like the chip, delivers it a step later),
-    # and runs the convolution 1 -> 2 before node 1 (a step late). The reference follows Norse's order; with
-    # thresholds exported between grid values (a network fine-tuned in Loihi's arithmetic) no membrane ties
-    # with a threshold (the skip of weight 1 put them exactly on it): the layers agree to a few spikes.
-    net, arch = active_network(FEEDBACK_ONLY)
+    # and runs the convolution 1 -> 2 before node 1 (a step late), delivering nothing at the first step, not even
+    # its bias. The reference follows Norse's order; with thresholds exported between grid values (a network
+    # fine-tuned in Loihi's arithmetic) no membrane ties with a threshold (the skip of weight 1 put them exactly
+    # on it): every layer agrees spike for spike.
+    net, arch = active_network(FEEDBACK_ONLY, mean=-0.03)
     net.set_arithmetic("loihi")
     graph = to_nir(net, arch)
     loaded = load(graph)
@@ -63,14 +66,14 @@ def test_norse_is_compared_in_its_own_step_order():
     differ = {key for key, late in delays(norse_order).items() if late != delays(zero_delay)[key]}
     assert {key.split(":")[0] for key in differ} == {"cell1_n3->cell1_n1", "cell1_n1->cell1_n2", "stem->cell1_n3",
                                                     "cell2_n3->cell2_n1", "cell2_n1->cell2_n2", "down->cell2_n3"}
+    assert norse_order.silent_first_step
     result = compare(graph, inputs(1), None, 1e-3, "norse")
-    for name, row in result.layers.items():
-        assert row["relative_error"] < 0.01 and row["rate_cosine"] > 0.999, (name, row)
-    assert result.layers["cell1.n1"]["identical"] and result.layers["cell1.n1"]["hwnas_spikes"] > 0
+    assert all(row["identical"] for row in result.layers.values()), result.layers
+    assert result.layers["cell1.n1"]["hwnas_spikes"] > 0
     # in hwnas' zero-delay timing the feedback-only node differs from Norse (the reason for Norse's order)
     late = hwnas_rasters(loaded, inputs(1), "zero-delay", torch.float32)
     norse = run_backend("norse", Deployment(graph, 1e-3), inputs(1))
-    assert abs(late.spikes["cell1.n1"].sum() / norse.spikes["cell1.n1"].sum() - 1) > 0.05
+    assert (late.spikes["cell1.n1"] != norse.spikes["cell1.n1"]).sum() > 100
 
 
 def test_float_thresholds_tie_where_loihi_thresholds_do_not():

@@ -60,9 +60,22 @@ def test_train_writes_a_model_that_reloads(tmp_path, capsys):
     assert [h["phase"] for h in report["history"]] == ["float", "float", "float", "qat"]
     net, arch, checkpoint = load_model(tmp_path / "model.pt")
     assert checkpoint["folded"] and arch == outcome.architecture
+    assert checkpoint["arithmetic"] == report["arithmetic"] == net.arithmetic == "loihi"  # the fine-tuning's
     splits = load_dataset("digits", seed=0)
     accuracy, _ = evaluate(net, splits, "test", arch, 0)
-    assert accuracy == pytest.approx(report["test_accuracy"])
+    assert accuracy == report["test_accuracy"]  # the reloaded model computes exactly what training measured
+
+    # same seed, same result: training the same run again gives the same weights and the same numbers
+    again = tmp_path / "again"
+    again.mkdir()
+    for name in ("architecture.json", "report.json"):
+        (again / name).write_bytes((tmp_path / name).read_bytes())
+    train_run(again, TrainConfig(epochs=3, qat_epochs=1))
+    repeat = json.loads((again / "train.json").read_text())
+    timeless = lambda r: {k: v for k, v in r.items() if k != "seconds"}  # noqa: E731
+    assert timeless(repeat) == timeless(report)
+    first, second = torch.load(tmp_path / "model.pt"), torch.load(again / "model.pt")
+    assert all(torch.equal(first["state_dict"][k], second["state_dict"][k]) for k in first["state_dict"])
     for module in net.modules():
         if isinstance(module, Conv):
             weight = fake_quantize_weight(module.conv.weight.detach(), WeightFormat(8))

@@ -117,9 +117,11 @@ def print_summary(out: Path, seconds: dict[str, float]) -> None:
         ("train: test accuracy", f"{100 * trained['test_accuracy']:.2f}%"),
         ("Lava fixed-point: accuracy", f"{100 * validation['accuracy'].get('lava_fixed', float('nan')):.2f}%"
          f" on {validation['samples']} test samples"),
+        ("trained model = Lava fixed", _verdict(pairs.get("trained/lava_fixed"))),
         ("hwnas = Lava float (rasters)", _verdict(pairs.get("hwnas/lava_float"))),
         ("hwnas integer twin = Lava fixed", _verdict(pairs.get("hwnas_int/lava_fixed"))),
-        ("float QAT model vs Lava fixed", _worst(pairs.get("hwnas/lava_fixed"))),
+        ("float arithmetic vs Lava fixed", _worst(pairs.get("hwnas/lava_fixed"))),
+        ("Norse vs hwnas in Norse's order", _worst(pairs.get("norse"))),
         ("energy predicted by hwnas (trained)", _uj(energy.get("predicted_j"))),
         ("energy of Lava-measured spikes", _uj(energy.get("measured_lava_fixed_j"))
          + (f" (prediction error {100 * energy['prediction_error']:+.2f}%)" if energy else "")),
@@ -138,7 +140,7 @@ def _uj(value) -> str:
 def _verdict(pair) -> str:
     if not pair:
         return "not run"
-    return "identical" if pair["identical"] else "DIFFERENT"
+    return "identical" if pair["identical"] else f"DIFFERENT: {_worst(pair)}"
 
 
 def _worst(pair) -> str:

@@ -149,8 +149,9 @@ def norse_executor(graph, dt_s: float):
 def norse_step_plan(graph, net):
     """hwnas' step plan (:class:`~hwnas.sim.graph.StepPlan`) of what Norse's executor computes for ``graph``
     (``net`` loaded from it): populations in the executor's order, and each connection delayed by the steps its
-    chain of NIR nodes loses where a node runs before the node that feeds it. A chain delayed by more than one
-    step (no hwnas connection delays so) is a :class:`NorseError`."""
+    chain of NIR nodes loses where a node runs before the node that feeds it, delivering nothing at the first
+    step (where the executor has no earlier output). A chain delayed by more than one step (no hwnas connection
+    delays so) is a :class:`NorseError`."""
     from nirtorch.utils import sanitize_name
 
     from ..sim.graph import StepPlan
@@ -166,7 +167,9 @@ def norse_step_plan(graph, net):
                              "simulator cannot follow")
         delayed.append((conn, steps == 1))
     order = sorted(net.order, key=lambda name: position[sanitize_name(name)])
-    return StepPlan.with_delays(order, delayed, "zero-delay")
+    # a connection node that runs after the neuron it feeds has no output yet at the first step: Norse adds
+    # nothing there, not even the node's bias
+    return StepPlan.with_delays(order, delayed, "zero-delay", silent_first_step=True)
 
 
 def run_norse(graph, inputs: torch.Tensor, dt_s: float, populations: list[str], readout_source: str,

@@ -100,6 +100,9 @@ class StepPlan:
     order: tuple[str, ...]
     incoming: dict[str, tuple[tuple[Edge, bool], ...]]
     latency_steps: int
+    # True: a delayed connection delivers nothing at the first step (not even a bias), as in an executor whose
+    # connection nodes have no output before they first run (Norse's); False: its response to silence
+    silent_first_step: bool = False
 
     @classmethod
     def build(cls, order: Sequence[str], connections: Sequence[Edge], timing: str) -> "StepPlan":
@@ -108,7 +111,8 @@ class StepPlan:
         return cls.with_delays(order, [(c, delay(c, timing) > 0) for c in connections], timing)
 
     @classmethod
-    def with_delays(cls, order: Sequence[str], delayed: Sequence[tuple[Edge, bool]], timing: str) -> "StepPlan":
+    def with_delays(cls, order: Sequence[str], delayed: Sequence[tuple[Edge, bool]], timing: str,
+                    silent_first_step: bool = False) -> "StepPlan":
         """A plan with each connection's delay given (``(connection, delivers the step before)`` pairs): how
         another simulator orders its steps (Norse's executor, :func:`hwnas.deploy.norse.norse_step_plan`).
         Every undelayed connection must come from the input or from a population earlier in ``order``."""
@@ -118,7 +122,7 @@ class StepPlan:
                 raise ValueError(f"connection {conn.src} -> {conn.dst} delivers within the step, but {conn.src} "
                                  f"is not updated before {conn.dst}")
         incoming = {name: tuple((c, late) for c, late in delayed if c.dst == name) for name in order}
-        return cls(timing, tuple(order), incoming, _latency(order, [c for c, _ in delayed], timing))
+        return cls(timing, tuple(order), incoming, _latency(order, [c for c, _ in delayed], timing), silent_first_step)
 
     def earliest_reach(self, sources: Sequence[str]) -> dict[str, float]:
         """Per population, the earliest step activity present at step 0 in ``sources`` can reach it (each

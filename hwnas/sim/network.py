@@ -246,6 +246,8 @@ class SpikingNetwork(nn.Module):
                     continue
                 current = None
                 for synapse, src, delayed, key in incoming[name]:
+                    if delayed and t == 0 and plan.silent_first_step:
+                        continue
                     contribution = synapse(previous[src] if delayed else current_spikes[src])
                     if key in chip:
                         contribution = chip_current(contribution, *chip[key])
