@@ -8,7 +8,8 @@ from pathlib import Path
 
 from .common import positive_int, seed_int
 
-BACKEND_COLUMNS = ("trained", "hwnas", "hwnas_int", "lava_fixed", "lava_float", "norse")
+BACKEND_COLUMNS = ("trained", "hwnas", "hwnas_int", "lava_fixed", "lava_float", "hwnas_norse_order", "norse")
+LABELS = {"hwnas_norse_order": "hwnas_norse"}  # column headings where a backend's name is too wide
 SKIPPABLE = ("trained", "hwnas_int", "lava_fixed", "lava_float", "norse")
 
 
@@ -110,7 +111,7 @@ def print_report(result) -> None:
     columns = [b for b in BACKEND_COLUMNS if b in result.spikes]
     print(f"{result.samples} samples x {result.steps} steps (+{result.window - result.steps} pipeline steps); "
           "spikes per sample:")
-    header = f"{'layer':10s}" + "".join(f"{c:>12s}" for c in columns)
+    header = f"{'layer':10s}" + "".join(f"{LABELS.get(c, c):>12s}" for c in columns)
     print(header)
     print("-" * len(header))
     for layer in result.layers:
@@ -118,6 +119,8 @@ def print_report(result) -> None:
         print(f"{label:10s}" + "".join(f"{result.spikes[c].get(layer, float('nan')):12.1f}" for c in columns))
     if result.feedback_only:
         print("* fed only by feedback")
+    if "hwnas_norse_order" in columns:
+        print("hwnas_norse: hwnas' simulator in Norse's step order, the reference of the norse column")
     if result.accuracy:
         print("accuracy:  " + ", ".join(f"{name} {100 * value:.2f}%" for name, value in result.accuracy.items()))
     print()
@@ -160,18 +163,20 @@ def plot(result, path: Path) -> None:
     layers = [layer + ("*" if layer in result.feedback_only else "") for layer in result.layers]
     x = np.arange(len(layers))
     columns = [b for b in BACKEND_COLUMNS if b in result.spikes]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(8, len(layers) * 0.9), 7.5), sharex=True,
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(9, len(layers) * 1.1), 8), sharex=True,
                                       gridspec_kw={"height_ratios": [3, 2]})
     width = 0.8 / max(len(columns), 1)
     for i, column in enumerate(columns):
         values = [max(result.spikes[column].get(layer, 0.0), 1e-3) for layer in result.layers]
-        top.bar(x - 0.4 + (i + 0.5) * width, values, width, label=column)
+        label = "hwnas in Norse's order" if column == "hwnas_norse_order" else column
+        top.bar(x - 0.4 + (i + 0.5) * width, values, width, label=label, hatch="//" if column == "norse" else None)
     top.set_yscale("log")
     top.set_ylabel("spikes per sample (log)")
-    top.legend(fontsize=8, ncol=len(columns))
-    headline = ", ".join(f"{name} {100 * value:.1f}%" for name, value in result.accuracy.items())
-    top.set_title(f"{result.samples} test samples x {result.steps} steps; accuracy: {headline or 'no labels'}",
-                  fontsize=9)
+    top.legend(fontsize=8, ncol=4)
+    accuracy = [f"{name} {100 * value:.2f}%" for name, value in result.accuracy.items()]
+    lines = [", ".join(accuracy[i:i + 4]) for i in range(0, len(accuracy), 4)] or ["no labels"]
+    fig.suptitle(f"{result.samples} test samples x {result.steps} steps (+{result.window - result.steps} pipeline "
+                 "steps); accuracy:\n" + "\n".join(lines), fontsize=9)
     pairs = list(result.pairs.items())
     width = 0.8 / max(len(pairs), 1)
     for i, (key, pair) in enumerate(pairs):
