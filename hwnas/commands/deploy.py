@@ -20,7 +20,7 @@ def add_parser(commands) -> None:
             "per sample in both, their relative difference, the share of identical spike values, and accuracies.\n"
             "Lava runs the chip's pipelined timing (one step per connection): in fixed-point mode (default, Loihi's\n"
             "bit-accurate models) it is compared with hwnas' bit-exact integer twin, in float mode with hwnas'\n"
-            "float simulator; both should match exactly. Norse runs zero-delay timing, and so does hwnas then."),
+            "float simulator; both should match exactly. Norse runs its executor's step order, and so does hwnas then."),
         epilog="examples:\n  hwnas deploy runs/demo/model.nir --backend lava --samples 50\n"
                "  hwnas deploy runs/demo/model.nir --backend lava --float --save out.npz\n"
                "  hwnas deploy runs/demo/model.nir --backend norse --samples 100")
@@ -84,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
                   f", pipelined), {result.samples} samples x {result.steps} steps")
         else:
             result = compare(graph, inputs, labels, float(dt_s), "norse")
-            print(f"{args.model} in Norse and in hwnas (zero-delay), {result.samples} samples x {result.steps} steps")
+            print(f"{args.model} in Norse and in hwnas (in Norse's step order), {result.samples} samples x "
+                  f"{result.steps} steps")
     backend = result.backend
     header = f"{'layer':10s} {'hwnas':>10s} {backend:>10s} {'rel. diff':>9s} {'identical':>9s}"
     print(header)
