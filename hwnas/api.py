@@ -391,9 +391,10 @@ def validate(model, data: Any = None, *, target: str = "loihi2",
     require_lava(backends, "leave {lava} out of backends")
     graph, dt_s = _graph(model, dt)
     inputs, labels = _inputs(model, graph, data, samples, seed, None)
-    check_run_memory(graph, inputs.shape[1], inputs.shape[0], len(backends) + 1, "validate")
-    say = _printer(progress)
     trained = _network(model)
+    # every backend's rasters, plus hwnas' own, the trained model's and Norse's reference
+    check_run_memory(graph, inputs.shape[1], inputs.shape[0], len(backends) + 3, "validate")
+    say = _printer(progress)
     with computing_threads(DEFAULT_THREADS):
         return run_validation(graph, inputs, labels, dt_s, load_target(target), tuple(backends), progress=say,
                               trained=None if trained is None else deployed_network(trained))

@@ -246,7 +246,7 @@ def _train(run_dir: Path, arch: Architecture, search_config: dict, config: Train
         net.load_state_dict(best_state)
         net.fold_batchnorm()
         weight_format = WeightFormat(bits=target.weight_bits)
-        net.set_arithmetic("loihi", weight_format)
+        net.set_arithmetic("loihi", weight_format, encoded_input_is_binary(splits.test_x, splits.kind, arch.encoding))
         accuracy, _ = evaluate(net, splits, "val", arch, seed)
         say(f"folded batch-norm, quantised weights to {target.weight_bits} bits, now in Loihi's fixed-point "
             f"arithmetic: validation accuracy {100 * accuracy:.2f}% before fine-tuning")
@@ -259,7 +259,7 @@ def _train(run_dir: Path, arch: Architecture, search_config: dict, config: Train
     seconds = time.perf_counter() - started
     checkpoint = {"format": "hwnas.model", "architecture": arch.to_dict(), "state_dict": net.state_dict(),
                   "folded": net.is_folded, "weight_bits": weight_format.bits if weight_format else None,
-                  "arithmetic": net.arithmetic}
+                  "arithmetic": net.arithmetic, "spiking_input": net.spiking_input}
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
     write_bytes_atomic(RunFolder(run_dir).model, buffer.getvalue())
@@ -298,7 +298,8 @@ def load_model(path: str | Path, device: torch.device | None = None) -> tuple[Sp
         net.set_weight_format(WeightFormat(bits=checkpoint["weight_bits"]))
         # models trained before the fixed-point fine-tuning record no arithmetic: they ran in float
         if checkpoint.get("arithmetic", "float") == "loihi":
-            net.set_arithmetic("loihi", WeightFormat(bits=checkpoint["weight_bits"]))
+            net.set_arithmetic("loihi", WeightFormat(bits=checkpoint["weight_bits"]),
+                               checkpoint.get("spiking_input", True))
     state = checkpoint["state_dict"]
     # a model trained before cells were canonical holds the weights of populations that could not reach the
     # output; the network rebuilt from the same architecture no longer has them, and they changed nothing

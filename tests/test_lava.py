@@ -3,6 +3,7 @@ bit-exact integer twin, spike for spike, on networks with skip, feedback, max-po
 
 import json
 import multiprocessing
+import os
 
 import numpy as np
 import pytest
@@ -170,6 +171,11 @@ def test_a_trained_run_computes_what_lava_fixed_point_computes(tmp_path, capsys)
     pair = json.loads((run / "validation.json").read_text())["pairs"]["trained/lava_fixed"]
     assert pair["identical"] and pair["check"] == "exact"
     assert sum(row["hwnas_spikes"] for row in pair["layers"].values()) > 0
+    # a model trained again after the export is not what model.nir holds: said, not compared
+    later = (run / "model.nir").stat().st_mtime + 10
+    os.utime(run / "model.pt", (later, later))
+    assert main(["validate", str(run), "--samples", "2", "--skip", "lava_float,norse"]) == 2
+    assert "model.nir is older than" in capsys.readouterr().err
 
 
 def test_validate_without_export_says_what_to_run(tmp_path, capsys):

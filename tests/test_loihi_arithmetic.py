@@ -8,8 +8,9 @@ import torch
 from conftest import CHAIN, FEEDBACK, small_arch
 
 from hwnas.arch.builder import build_network
-from hwnas.deploy.backends import hwnas_rasters
-from hwnas.export.nir import load, to_nir
+from hwnas.deploy.backends import Deployment, hwnas_rasters, run_backend
+from hwnas.errors import NirError
+from hwnas.export.nir import load, recorded_weight_format, to_nir
 from hwnas.sim.integer import simulate_fixed
 from hwnas.sim.lowering import lower
 from hwnas.sim.network import chip_current
@@ -21,14 +22,15 @@ from hwnas.sim.seeding import build_seeded
 DEFAULT_WINNER = "0-1:zero 0-2:skip 0-3:conv3x3 1-2:conv3x3 1-3:skip< 2-3:conv3x3<"
 
 
-def quantised(cell, downsample="maxpool", scale=1.0, bits=8, **skeleton):
-    """A folded network quantised to ``bits``, with batch-norm statistics that keep its layers firing."""
+def quantised(cell, downsample="maxpool", scale=1.0, bits=8, mean=0.02, **skeleton):
+    """A folded network quantised to ``bits``, with batch-norm statistics that keep its layers firing (a running
+    ``mean`` other than 0 gives every convolution a bias)."""
     arch = small_arch(cell, width=6, downsample=downsample, **skeleton)
     net = build_seeded(lambda: build_network(arch), 0, "loihi")
     for module in net.modules():
         if isinstance(module, ConvBN):
             module.bn.running_var.fill_(0.05 / scale)
-            module.bn.running_mean.fill_(0.02)
+            module.bn.running_mean.fill_(mean)
     net.eval()
     net.fold_batchnorm()
     net.set_weight_format(WeightFormat(bits))
@@ -42,9 +44,13 @@ def spikes(seed=1, samples=8, steps=5):
 @pytest.mark.parametrize("cell,downsample,bits,skeleton", [
     (FEEDBACK, "maxpool", 8, {}), (CHAIN, "avgpool", 8, {}), (DEFAULT_WINNER, "maxpool", 8, {}),
     (FEEDBACK, "conv", 6, {"stages": 2, "widths": (6, 12), "head_pool": 2, "scale": 4.0}),
+    # a slow synaptic current (du < 1: the current decays and is truncated too; connection biases have no Loihi
+    # equivalent there, so none)
+    (FEEDBACK, "maxpool", 8, {"neuron": NeuronParams(du=0.5, dv=0.2, theta=0.7), "mean": 0.0, "scale": 2.0}),
 ])
 def test_loihi_arithmetic_equals_the_integer_twin(cell, downsample, bits, skeleton):
     net, _ = quantised(cell, downsample, bits=bits, **skeleton)
+    assert "neuron" not in skeleton or net.populations["stem"].params.du == 0.5
     x = spikes()
     twin = simulate_fixed(lower(net, WeightFormat(bits)), x.numpy())
     floating = hwnas_rasters(net, x, dtype=torch.float32)
@@ -109,6 +115,50 @@ def test_exported_thresholds_sit_between_grid_values():
     ours = hwnas_rasters(net, x, dtype=torch.float32)
     twin = simulate_fixed(lower(loaded), x.numpy())
     assert all(np.array_equal(ours.spikes[n], twin.spikes[n]) for n in net.populations)
-    # a membrane exactly on the old threshold (an identity input of weight 1) no longer spikes in any arithmetic
-    params = loaded.populations["stem"].params
-    assert not 1.0 > params.theta and not np.float32(1.0) > np.float32(params.theta)
+
+
+def test_the_recorded_weight_format_is_the_one_deployed():
+    # trained with 6-bit weights: the export records it, and the chip's lowering of the file uses it
+    net, arch = quantised(FEEDBACK, bits=6)
+    net.set_arithmetic("loihi", WeightFormat(6))
+    graph = to_nir(net, arch)
+    deployment = Deployment(graph, 1e-3, net)
+    assert recorded_weight_format(graph) == WeightFormat(6) and deployment.lowered.weight_format.bits == 6
+    x = spikes(3)
+    twin = run_backend("hwnas_int", deployment, x)
+    trained = run_backend("trained", deployment, x)
+    assert all(np.array_equal(trained.spikes[n], twin.spikes[n]) for n in net.populations)
+    graph.metadata["hwnas.weight_bits"] = 40
+    with pytest.raises(NirError, match="hwnas.weight_bits must be a whole number of bits in 1..16, got 40"):
+        recorded_weight_format(graph)
+
+
+def test_graded_input_keeps_its_float_current():
+    net, _ = quantised(CHAIN, mean=0.0)  # no bias: a population rests until the input reaches it
+    net.set_arithmetic("loihi", spiking_input=False)  # direct-encoded images: no chip receives them
+    x = torch.rand(4, 3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert "input->stem" not in net.chip_terms(x) and len(net.chip_terms(x)) == len(net.active_connections()) - 1
+    with torch.no_grad():
+        stem = net.synapses["input->stem"]
+        expected = stem(x[0])
+        ours = net(x, record=True)
+    # pipelined: step 0 of the input reaches the stem at step 1, from rest, so v = its float current there
+    spikes = torch.sign(torch.relu(expected - 1.0)).reshape(3, -1)
+    assert torch.equal(ours.codes["stem"][1], spikes) and 0 < int(spikes.sum()) < spikes.numel()
+
+
+def test_ops_that_keep_float_weights_are_refused():
+    import nir
+
+    weight = np.random.default_rng(0).normal(0, 0.3, (2, 1, 3, 3)).astype(np.float32)
+    graph = nir.NIRGraph(nodes={
+        "input": nir.Input(input_type={"input": np.array([1, 8, 8])}),
+        "conv": nir.Conv2d(input_shape=(8, 8), weight=weight, stride=2, padding=1, dilation=1, groups=1,
+                           bias=np.zeros(2, np.float32)),
+        "lif": nir.LIF(tau=np.full((2, 4, 4), 4e-3), r=np.full((2, 4, 4), 4.0), v_leak=np.zeros((2, 4, 4)),
+                       v_threshold=np.ones((2, 4, 4)), v_reset=np.zeros((2, 4, 4))),
+        "output": nir.Output(output_type={"output": np.array([2, 4, 4])})},
+        edges=[("input", "conv"), ("conv", "lif"), ("lif", "output")])
+    loaded = load(graph, dt_s=1e-3)
+    with pytest.raises(ValueError, match="Loihi arithmetic needs ops that compute the chip's sums"):
+        loaded.set_arithmetic("loihi")

@@ -35,7 +35,7 @@ def inputs(seed=0):
 
 
 @pytest.mark.parametrize("cell,downsample", [(CHAIN, "maxpool"), (CHAIN, "avgpool")])
-def test_norse_matches_hwnas_zero_delay_on_forward_graphs(cell, downsample):
+def test_norse_matches_hwnas_on_forward_graphs(cell, downsample):
     net, arch = active_network(cell, downsample=downsample)
     result = compare(to_nir(net, arch), inputs(), torch.zeros(12, dtype=torch.long), 1e-3, "norse")
     assert set(result.layers) == set(net.populations)

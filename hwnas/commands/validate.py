@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     folder.load_architecture()  # a search run folder, as `hwnas train` made it
     config = folder.search_config()
     dataset = args.dataset or config.get("dataset") or "digits"
-    check_run_memory(graph, args.samples, arch.timesteps, len(backends) + 1, "validate")
+    check_run_memory(graph, args.samples, arch.timesteps, len(backends) + 3, "validate")
     # split as the search split (its seed), so that the test samples are the ones training never saw
     splits = load_dataset(dataset, args.data_dir or config.get("data_dir"), arch.timesteps,
                           int(config.get("seed", args.seed)))
@@ -95,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
     if "trained" not in skip and folder.model.is_file():
         from ..train import load_model
 
+        if folder.model.stat().st_mtime > model.stat().st_mtime:
+            raise OptionError(f"{model} is older than {folder.model}: run `hwnas export {run_dir}` again (or pass "
+                              "--skip trained)")
         trained = load_model(folder.model)[0]
     with folder.writing("validate"), computing_threads(threads):
         result = validate(graph, inputs, labels, dt_s, target, backends, progress=lambda m: print(m, file=sys.stderr),

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..errors import OptionError
-from ..export.nir import READOUT, load
+from ..export.nir import READOUT, load, recorded_weight_format
 from ..sim.graph import INPUT
 from ..sim.integer import Rasters, simulate_fixed
 from ..sim.lowering import LoweredNetwork, lower
@@ -55,7 +55,7 @@ class Deployment:
     def lowered(self) -> LoweredNetwork:
         """The graph in Loihi's terms (what the integer twin and Lava run)."""
         if self._lowered is None:
-            self._lowered = lower(self.network("pipelined"))
+            self._lowered = lower(self.network("pipelined"), recorded_weight_format(self.graph))
         return self._lowered
 
     def check_inputs(self, inputs: torch.Tensor) -> None:

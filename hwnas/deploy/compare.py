@@ -73,7 +73,7 @@ def compare(graph, inputs: torch.Tensor, labels: torch.Tensor | None, dt_s: floa
             progress=None) -> Comparison:
     """``backend`` against its reference in hwnas (:data:`hwnas.deploy.backends.BACKENDS`) on the same inputs,
     layer by layer: Lava fixed-point against the bit-exact integer twin, Lava float against the float simulator
-    (both pipelined), Norse against hwnas in zero-delay timing."""
+    (both pipelined), Norse against hwnas in Norse's step order."""
     from .backends import BACKENDS, Deployment, run_backend
 
     deployment = Deployment(graph, dt_s)

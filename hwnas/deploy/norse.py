@@ -1,4 +1,4 @@
-"""Running a NIR graph in Norse (zero-delay timing), with per-layer spike counts.
+"""Running a NIR graph in Norse (in its executor's step order), with per-layer spike counts.
 
 The graph is mapped with nirtorch and a node map built from Norse's own neuron modules (``LIBoxCell`` for the
 synaptic current, ``LIFBoxCell`` for the membrane), because Norse 1.1.0's ``from_nir`` silently drops nodes it
@@ -156,6 +156,8 @@ def norse_step_plan(graph, net):
 
     from ..sim.graph import StepPlan
 
+    if not net.nir_chains:
+        raise NorseError("Norse's step order needs the network read from the graph (hwnas.export.nir.load)")
     executor = norse_executor(graph, 1e-3)  # the order does not depend on the time step
     position = {node.name: number for number, node in enumerate(executor.execution_order)}
     delayed = []

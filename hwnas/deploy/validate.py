@@ -23,6 +23,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..errors import OptionError
 from ..sim.activity import ActivityStats, LayerActivity
 from ..sim.graph import INPUT
 from ..sim.integer import Rasters, simulate_fixed
@@ -97,8 +98,13 @@ def validate(graph, inputs: torch.Tensor, labels: torch.Tensor | None, dt_s: flo
     say = progress or (lambda message: None)
     deployment = Deployment(graph, dt_s, trained)
     deployment.check_inputs(inputs)
+    if trained is not None and set(trained.populations) != set(deployment.network("pipelined").populations):
+        raise OptionError("the trained network's populations are not the graph's: export it again")
+    backends = tuple(b for b in backends if b not in ("trained", "hwnas_norse_order"))  # run when they apply
     net, lowered = deployment.network("pipelined"), deployment.lowered
-    layers = list(net.order)
+    # network order: by the step input first reaches a layer (a layer fed only by feedback after its source)
+    arrival = net.arrival_steps()
+    layers = sorted(net.order, key=lambda name: arrival[name])
     steps, samples = inputs.shape[:2]
     result = Validation(samples, steps, steps + lowered.latency_steps, layers, feedback_only(net))
     rasters: dict[str, Rasters] = {}

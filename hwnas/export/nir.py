@@ -37,6 +37,7 @@ from ..sim.network import SpikingNetwork
 from ..sim.neuron import NeuronParams
 from ..sim.ops import synapse_from_nir
 from ..sim.ops.chain import Scaled
+from ..sim.quantize import WeightFormat
 
 DEFAULT_DT_S = 1e-3
 READOUT = "readout"  # the NIR Output node; populations keep their hwnas names
@@ -73,6 +74,8 @@ def to_nir(net: SpikingNetwork, arch: Architecture | None = None, dt_s: float = 
                 "hwnas.backward": json.dumps(backward)}
     if arch is not None:
         metadata["hwnas.architecture"] = json.dumps(arch.to_dict())
+    if net.chip_format is not None:  # trained in Loihi's arithmetic: the format the chip must store
+        metadata["hwnas.weight_bits"] = int(net.chip_format.bits)
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
 
 
@@ -147,6 +150,20 @@ def recorded_dt(graph) -> float | None:
     if not 0 < dt_s < float("inf"):
         raise NirError(f"metadata hwnas.dt_s must be a positive number of seconds, got {value!r}")
     return dt_s
+
+
+def recorded_weight_format(graph) -> WeightFormat | None:
+    """The weight format a graph records in its ``hwnas.weight_bits`` metadata (written by a network trained in
+    Loihi's arithmetic; None when it records none); anything but a whole number of bits in 1..16 is a one-line
+    :class:`NirError`."""
+    value = _metadata(graph).get("hwnas.weight_bits")
+    if value is None:
+        return None
+    array = np.asarray(value).reshape(-1)
+    if array.size != 1 or array.dtype.kind not in "iuf" or not float(array[0]).is_integer() or \
+            not 1 <= float(array[0]) <= 16:
+        raise NirError(f"metadata hwnas.weight_bits must be a whole number of bits in 1..16, got {value!r}")
+    return WeightFormat(bits=int(array[0]))
 
 
 def recorded_architecture(graph) -> Architecture | None:

@@ -2,7 +2,7 @@
 
 Neuron state (synaptic current u, membrane v) is an explicit tensor carried from one unrolled step to the next;
 the order and delays come from the network's :class:`~hwnas.sim.graph.StepPlan`, as in the simulator, and so does
-the arithmetic (a network fine-tuned in Loihi's fixed point computes it in ONNX too, for spike input). ONNX has
+the arithmetic (a network fine-tuned in Loihi's fixed point computes it in ONNX too). ONNX has
 no notion of time, so the number of steps is fixed at export (the architecture's timesteps plus the pipeline
 latency).
 """
@@ -43,8 +43,7 @@ class Unrolled(torch.nn.Module):
         incoming = {name: [(net.synapses[c.module_key], c.src, delayed, c.module_key)
                            for c, delayed in plan.incoming[name]] for name in plan.order}
         loihi = net.arithmetic == "loihi"
-        # Loihi's arithmetic as the simulator computes it, for spike input (what a chip receives)
-        chip = net.chip_terms(torch.ones(1)) if loihi else {}
+        chip = net.chip_terms(inputs) if loihi else {}  # Loihi's arithmetic as the simulator computes it
         step = loihi_lif_step if loihi else lif_step
         zeros_in = torch.zeros_like(inputs[0])
         previous = {INPUT: zeros_in}

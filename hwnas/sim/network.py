@@ -79,6 +79,7 @@ class SpikingNetwork(nn.Module):
         self.current_gain: dict[str, float] = {}
         self.arithmetic = "float"
         self.chip_format: WeightFormat | None = None  # the weight format of the loihi arithmetic
+        self.spiking_input = True  # loihi arithmetic: the input is spikes (else its connections stay in float)
 
     # ----- structure ---------------------------------------------------------------------------------------
     def active_connections(self) -> list[Connection]:
@@ -166,30 +167,38 @@ class SpikingNetwork(nn.Module):
             synapse.set_weight_format(weight_format)
         self.weights_changed()
 
-    def set_arithmetic(self, arithmetic: str, weight_format: WeightFormat | None = None) -> None:
+    def set_arithmetic(self, arithmetic: str, weight_format: WeightFormat | None = None,
+                       spiking_input: bool = True) -> None:
         """Compute in ``float`` or in ``loihi`` arithmetic (see the module docstring). ``loihi`` quantises the
-        weights to ``weight_format`` (default: 8 bits; idempotent on weights already quantised, such as a graph
-        read from an export) and needs folded batch-norm."""
+        weights to ``weight_format`` (default: 8 bits; idempotent on weights already quantised, such as an hwnas
+        export read back) and needs folded batch-norm; with ``spiking_input`` False (direct-encoded images, event
+        frames holding counts) the connections from the input keep their float current, as no chip receives
+        such input. Ops whose forward does not compute the chip's sums (another tool's linear chains) are
+        refused."""
         if arithmetic not in ARITHMETICS:
             raise ValueError(f"unknown arithmetic {arithmetic} (known: {', '.join(ARITHMETICS)})")
         if arithmetic == "loihi":
+            inexact = [key for key, synapse in self.synapses.items() if not synapse.chip_exact()]
+            if inexact:
+                raise ValueError(f"Loihi arithmetic needs ops that compute the chip's sums; {inexact[0]} "
+                                 f"({type(self.synapses[inexact[0]]).__name__}) does not")
             self.chip_format = weight_format or WeightFormat()
             self.set_weight_format(self.chip_format)
         else:
             self.chip_format = None
         self.arithmetic = arithmetic
+        self.spiking_input = bool(spiking_input)
 
-    def chip_terms(self, inputs: torch.Tensor) -> dict[str, tuple[int, torch.Tensor | None]]:
+    def chip_terms(self, like: torch.Tensor) -> dict[str, tuple[int, torch.Tensor | None]]:
         """Per active connection, the exponent and bias that put its current on the chip's grid (loihi
-        arithmetic, :func:`chip_current`); connections from graded (non-spike) ``inputs`` keep their float
-        current, as no chip receives such input."""
-        spiking_input = bool(((inputs == 0) | (inputs == 1)).all())
+        arithmetic, :func:`chip_current`), biases on ``like``'s device and dtype; connections from graded input
+        (``spiking_input`` False) are left out and keep their float current."""
         terms = {}
         for conn in self.active_connections():
-            if conn.src == INPUT and not spiking_input:
+            if conn.src == INPUT and not self.spiking_input:
                 continue
             exponent, bias = self.synapses[conn.module_key].chip_terms(self.shape_of(conn.src), self.chip_format)
-            terms[conn.module_key] = (exponent, None if bias is None else bias.to(inputs.device, inputs.dtype))
+            terms[conn.module_key] = (exponent, None if bias is None else bias.to(like.device, like.dtype))
         return terms
 
     # ----- simulation --------------------------------------------------------------------------------------

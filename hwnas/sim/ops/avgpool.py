@@ -61,9 +61,12 @@ class AvgPoolThen(Synapse):
     def channel_bias(self) -> torch.Tensor | None:
         return self.inner.channel_bias()
 
+    def chip_exact(self) -> bool:
+        return self.inner.chip_exact()
+
     def chip_terms(self, src_shape: tuple[int, ...], fmt) -> tuple[int, torch.Tensor | None]:
         exponent, bias = self.inner.chip_terms(self._pooled(src_shape), fmt)
-        return exponent - self._shift(f"{self.kernel_size}x{self.kernel_size} average pooling"), bias
+        return exponent - self._shift("in Loihi arithmetic"), bias
 
     def _shift(self, where: str) -> int:
         """log2 of the window size: averaging is a shift of the exponent on the chip."""

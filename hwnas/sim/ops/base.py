@@ -91,6 +91,11 @@ class Synapse(nn.Module):
         """The per-output-channel bias the op adds (a folded batch-norm), or None."""
         return None
 
+    def chip_exact(self) -> bool:
+        """True when :meth:`forward`, with a weight format set, adds exactly the weights the chip stores (so
+        that rounding its sum recovers the chip's mantissa sum); ops that keep float weights answer False."""
+        return False
+
     def chip_terms(self, src_shape: tuple[int, ...], fmt) -> tuple[int, torch.Tensor | None]:
         """What Loihi arithmetic needs to put this op's current on the chip's grid: the exponent by which the chip
         shifts the summed mantissas (a negative one rounds towards minus infinity), and the bias that

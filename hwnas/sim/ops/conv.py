@@ -112,6 +112,9 @@ class Conv(_Convolution):
     def channel_bias(self) -> torch.Tensor:
         return self.conv.bias.detach()
 
+    def chip_exact(self) -> bool:
+        return True
+
     def chip_terms(self, src_shape: tuple[int, ...], fmt) -> tuple[int, torch.Tensor | None]:
         fmt = self.weight_format or fmt
         return shared_exponent(self.conv.weight, fmt), fake_quantize_bias(self.conv.bias.detach()).reshape(-1, 1, 1)

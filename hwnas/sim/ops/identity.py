@@ -22,6 +22,9 @@ class Identity(Synapse):
     def fanin(self, in_shape: tuple[int, ...]) -> torch.Tensor:
         return torch.ones(in_shape)
 
+    def chip_exact(self) -> bool:
+        return True
+
     def chip_terms(self, src_shape: tuple[int, ...], fmt) -> tuple[int, torch.Tensor | None]:
         return 0, None  # weight 1 = 64 / 64: the chip's sum is exact
 

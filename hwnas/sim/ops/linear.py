@@ -46,6 +46,9 @@ class FlattenLinear(Synapse):
     def set_weight_format(self, weight_format) -> None:
         self.weight_format = weight_format
 
+    def chip_exact(self) -> bool:
+        return True
+
     def chip_terms(self, src_shape: tuple[int, ...], fmt) -> tuple[int, torch.Tensor | None]:
         return shared_exponent(self.linear.weight, self.weight_format or fmt), None
 

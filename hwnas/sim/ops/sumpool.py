@@ -31,6 +31,9 @@ class SumPool(Synapse):
     def fanin(self, in_shape: tuple[int, ...]) -> torch.Tensor:
         return torch.full(self.output_shape(in_shape), float(self.kernel_size ** 2))
 
+    def chip_exact(self) -> bool:
+        return True
+
     def chip_terms(self, src_shape: tuple[int, ...], fmt) -> tuple[int, torch.Tensor | None]:
         return 0, None  # weight 1 = 64 / 64: the chip's sum is exact
 
