@@ -17,10 +17,13 @@ def add_parser(commands) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
             "Chains the steps with their default settings, each printing as it does on its own:\n"
-            "  hwnas search --target T --out DIR      hardware-aware search, short trainings choose (about 90 s on digits)\n"
-            "  hwnas train DIR                        surrogate-gradient training + 8-bit QAT (about 90 s)\n"
+            "  hwnas search --target T --out DIR      hardware-aware search, short trainings choose (about 2.5 min on\n"
+            "                                         digits, 2 cores)\n"
+            "  hwnas train DIR                        surrogate-gradient training, then 8-bit QAT in Loihi's\n"
+            "                                         fixed-point arithmetic (about 4 min)\n"
             "  hwnas export DIR --format nir          DIR/model.nir\n"
-            "  hwnas validate DIR --target T          hwnas vs Lava fixed/float vs Norse, energy (about 3 min)\n"
+            "  hwnas validate DIR --target T          the trained model vs hwnas vs Lava fixed/float vs Norse, energy\n"
+            "                                         (about 6 min)\n"
             "A step whose result is already in DIR is skipped, so an interrupted run continues where it stopped."),
         epilog="examples:\n  hwnas run --target loihi2\n  hwnas run --target loihi --out runs/loihi1 --samples 50")
     run_parser.add_argument("--target", default="loihi2", help="target chip (default: %(default)s)")
