@@ -4,7 +4,7 @@ import math
 import pytest
 
 from hwnas.cli import main
-from hwnas.search.proxy_check import PROXIES, rank_agreement, sample_cells
+from hwnas.search.proxy_check import PROXIES, pipeline_quality, rank_agreement, sample_cells
 
 
 def test_rank_agreement_of_perfect_reversed_and_degenerate_orders():
@@ -41,6 +41,12 @@ def test_proxy_check_cli_reports_every_proxy_and_resumes_without_retraining(tmp_
         assert -1 <= row["kendall_tau"] <= 1 and row["tau_ci95"][0] <= row["tau_ci95"][1]
     assert "seed_ceiling" in report and set(report["passes"]) == set(PROXIES) - {"neg_spikes", "neg_convs"}
     assert (out / "proxy_check.png").stat().st_size > 1000
+    # the search's two stages, named with the figures that matter, always at the same keys
+    assert report["preselection"]["proxy"] == "sahd_batch" and report["selection"]["proxy"] == "short_train"
+    assert report["preselection"]["kendall_tau"] == report["proxies"]["sahd_batch"]["kendall_tau"]
+    assert set(report["pipeline"]) == set(PROXIES) - {"short_train"}
+    assert all(row["kept"] == 2 and 0 <= row["top_quartile_recall"] <= 1 for row in report["pipeline"].values())
+    assert "the search's preselection: sahd_batch" in first.out and "top-quartile recall" in first.out
     for name in PROXIES:
         assert name in first.out
     state = (out / "proxy_check_state.json").read_text()
@@ -55,3 +61,16 @@ def test_proxy_check_refuses_state_written_with_other_settings(tmp_path, capsys)
     (out / "proxy_check_state.json").write_text(json.dumps({"config": {"candidates": 99}, "candidates": {}}))
     assert main(["proxy-check", "--candidates", "4", "--out", str(out)]) == 2
     assert "other settings" in capsys.readouterr().err
+
+
+def test_pipeline_quality_on_hand_computed_ranks():
+    # 8 cells, accuracy rising with the index: the top quartile is cells 6 and 7 (75th percentile 0.625)
+    accuracy = [i / 8 for i in range(8)]
+    preselect = [0.0, 9.0, 8.0, 1.0, 2.0, 3.0, 7.0, float("-inf")]  # keeps 1, 2, 6 at a share of 3/8
+    select = [0.0, 0.5, 0.9, 0.0, 0.0, 0.0, 0.7, 1.0]  # among the kept, cell 2 trains best
+    row = pipeline_quality(preselect, select, accuracy, 3 / 8)
+    assert row["kept"] == 3 and row["top_quartile_recall"] == 0.5  # cell 6 kept, cell 7 (-inf) not
+    assert row["chosen_accuracy"] == 2 / 8 and row["chosen_percentile"] == 37.5 and not row["chosen_in_top_quartile"]
+    perfect = pipeline_quality(accuracy, accuracy, accuracy, 3 / 8)
+    assert perfect["top_quartile_recall"] == 1.0 and perfect["chosen_percentile"] == 100.0
+    assert pipeline_quality(accuracy, accuracy, accuracy, 0.01)["kept"] == 2  # never fewer than two

@@ -73,5 +73,16 @@ def run(args: argparse.Namespace) -> int:
         row = report["seed_ceiling"]
         print(f"{'seed ceiling':14s} {row['kendall_tau']:6.3f} [{row['tau_ci95'][0]:6.3f}, {row['tau_ci95'][1]:6.3f}] "
               f"{row['spearman_rho']:6.3f}   (tau between two training seeds of the same cells)")
+    for stage in ("preselection", "selection"):
+        row = report[stage]
+        print(f"the search's {stage}: {row['proxy']}, tau {row['kendall_tau']:.3f} "
+              f"[{row['tau_ci95'][0]:.3f}, {row['tau_ci95'][1]:.3f}]")
+    print(f"the search's pipeline on these cells (keep the best {report['pipeline']['sahd_batch']['kept']} of "
+          f"{report['candidates']} by a preselecting proxy, choose among them by {report['selection']['proxy']}):")
+    for name, row in report["pipeline"].items():
+        mark = "  <- the search's" if name == report["preselection"]["proxy"] else ""
+        print(f"  {name:14s} top-quartile recall {100 * row['top_quartile_recall']:5.1f}%, chosen cell at percentile "
+              f"{row['chosen_percentile']:5.1f} ({'top quartile' if row['chosen_in_top_quartile'] else 'below it'})"
+              f"{mark}")
     print(f"written: {args.out}/proxy_check.json, {args.out}/proxy_check.png")
     return 0

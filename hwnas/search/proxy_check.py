@@ -14,6 +14,13 @@ Proxies (higher must mean better):
   ``supernet_epochs`` epochs (:mod:`.supernet`; saved as ``supernet.pt`` in the folder), as the evolution
   strategy measures it.
 
+Besides each proxy's rank agreement, the report measures the search's two-stage pipeline on the sampled cells
+(:func:`pipeline_quality`): the default search keeps the share of its pool that refinement trains (8 of 25)
+by its preselection signal (``preselection``: the search's default score) and chooses among them by short
+training (``selection``); ``pipeline`` gives the recall of the true top quartile among the kept cells and the
+chosen cell's percentile, for every proxy as the preselector (the search adds hardware terms to the score; these
+figures are the score's alone).
+
 Trainings are the expensive part: every finished one is written to ``proxy_check_state.json`` at once, and a
 rerun with the same folder redoes none.
 """
@@ -39,10 +46,12 @@ from ..limits import DEFAULT_THREADS, check_device, check_seed, check_threads
 from ..run_folder import RunFolder
 from ..sim.seeding import build_seeded, computing_threads, resolve_device
 from .evaluate import Evaluator, ScoreConfig
+from .refine import pool_sample_size
 from .runner import SearchConfig, scoring_batches, template_architecture
 from .space import SearchSpace
 
 PROXIES = ("sahd_batch", "sahd_identity", "naswot", "neg_spikes", "neg_convs", "short_train", "supernet")
+SELECTION_PROXY = "short_train"  # what the search's refinement chooses by (its first rung)
 BASELINES = ("neg_spikes", "neg_convs")
 STATE_FILE = "proxy_check_state.json"
 REPORT_FILE = "proxy_check.json"
@@ -223,12 +232,46 @@ def summarise(candidates: dict[str, dict], keys: list[str], config: ProxyCheckCo
         first = [a[0] for a in accuracies]
         second = [a[1] for a in accuracies]
         report["seed_ceiling"] = rank_agreement(first, second, config.bootstrap, config.seed)
+    search = SearchConfig()
+    preselection = search_preselection_proxy(search)
+    report["preselection"] = {"proxy": preselection, **proxies[preselection]}
+    report["selection"] = {"proxy": SELECTION_PROXY, **proxies[SELECTION_PROXY]}
+    keep_share = search.refine / (search.refine + pool_sample_size(search.refine) + 1)
+    report["pipeline"] = {name: pipeline_quality([candidates[k]["proxies"][name] for k in keys],
+                                                 [candidates[k]["proxies"][SELECTION_PROXY] for k in keys],
+                                                 mean, keep_share)
+                          for name in PROXIES if name != SELECTION_PROXY}
     best_baseline = max(proxies[b]["kendall_tau"] for b in BASELINES)
     report["passes"] = {name: bool(row["kendall_tau"] >= 0.3 and row["tau_ci95"][0] > 0
                                    and row["kendall_tau"] > best_baseline)
                         for name, row in proxies.items() if name not in BASELINES}
     report["top_quartile_accuracy"] = float(np.percentile(mean, 75))
     return report
+
+
+def search_preselection_proxy(config: SearchConfig) -> str:
+    """The proxy of this check that ranks like the search's preselection of ``config`` (its zero-cost score)."""
+    if config.strategy == "evolution":
+        return "supernet"
+    return "naswot" if config.score == "naswot" else f"sahd_{config.bn_mode}"
+
+
+def pipeline_quality(preselect: list[float], select: list[float], accuracy: list[float], keep_share: float) -> dict:
+    """The search's two stages on sampled cells: keep the ``keep_share`` of them (at least 2) with the highest
+    ``preselect`` values, choose the kept cell with the highest ``select`` value. Returns how many were kept, the
+    recall of the top quartile by ``accuracy`` (share of those cells that were kept), and the chosen cell's
+    accuracy, its percentile (share of cells at or below it) and whether it is in the top quartile."""
+    count = len(accuracy)
+    keep = min(count, max(2, round(keep_share * count)))
+    first, second = _finite(preselect), _finite(select)
+    kept = sorted(range(count), key=lambda i: (-first[i], i))[:keep]
+    quartile = float(np.percentile(accuracy, 75))
+    top = {i for i in range(count) if accuracy[i] >= quartile}
+    chosen = max(kept, key=lambda i: (second[i], -i))
+    return {"kept": keep, "of": count, "top_quartile_recall": len(top & set(kept)) / len(top),
+            "chosen_accuracy": float(accuracy[chosen]),
+            "chosen_percentile": 100.0 * float(np.mean([a <= accuracy[chosen] for a in accuracy])),
+            "chosen_in_top_quartile": bool(accuracy[chosen] >= quartile)}
 
 
 def plot(report: dict, candidates: dict[str, dict], keys: list[str], path: Path) -> None:
