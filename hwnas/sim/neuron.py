@@ -169,12 +169,9 @@ def count_active(spikes: torch.Tensor, state: LIFState, params: NeuronParams) ->
 
 
 def _truncate(x: torch.Tensor) -> torch.Tensor:
-    """Round towards zero, with a straight-through gradient while autograd records (sign and floor rather than
-    trunc, which ONNX lacks)."""
-    truncated = torch.sign(x.detach()) * torch.floor(x.detach().abs())
-    if torch.is_grad_enabled() and x.requires_grad:
-        return x + (truncated - x).detach()
-    return truncated
+    """Round towards zero (x minus its C-style remainder, which keeps x's sign; ONNX has no Trunc), with a
+    straight-through gradient."""
+    return x - torch.fmod(x.detach(), 1.0)
 
 
 def loihi_lif_step(current: torch.Tensor, state: LIFState, params: NeuronParams) -> tuple[torch.Tensor, LIFState]:
@@ -194,15 +191,15 @@ def loihi_lif_step(current: torch.Tensor, state: LIFState, params: NeuronParams)
     drive = current.double() * STATE_UNIT
     u = drive if keep_u == 0 else _truncate(state.u * (keep_u / DECAY_UNITY)) + drive
     if not (torch.is_grad_enabled() and u.requires_grad):  # overflow wraps as on the chip (never trained through)
-        u = torch.where(u > STATE_LIMIT, u - 2 * STATE_LIMIT, torch.where(u <= -STATE_LIMIT, u + 2 * STATE_LIMIT, u))
+        # into -2^23 < u <= 2^23: the twin's single wrap, wherever |u| < 3 * 2^23
+        u = torch.remainder(u + (STATE_LIMIT - 1), 2 * STATE_LIMIT) - (STATE_LIMIT - 1)
     v = _truncate(state.v * (keep_v / DECAY_UNITY)) + u
     if fixed["bias"]:
         v = v + fixed["bias"] * (1 << STATE_SHIFT)
     v = v.clamp(-STATE_LIMIT + 1, STATE_LIMIT - 1)
-    over = (v - fixed["vth"] * (1 << STATE_SHIFT)) / STATE_UNIT  # exact: a power-of-two division
+    threshold = fixed["vth"] * (1 << STATE_SHIFT)
     if torch.is_grad_enabled() and v.requires_grad:
-        s = spike(over, params.surrogate_slope)
-    else:
-        s = torch.sign(torch.relu(over))
-    v = v * (1.0 - s)
-    return s.to(current.dtype), LIFState(u, v)
+        s = spike((v - threshold) / STATE_UNIT, params.surrogate_slope)  # exact: a power-of-two division
+        return s.to(current.dtype), LIFState(u, v * (1.0 - s))
+    fired = v > threshold  # few operations: the unrolled ONNX graph holds these for every step and population
+    return fired.to(current.dtype), LIFState(u, v.masked_fill(fired, 0.0))
