@@ -15,6 +15,7 @@ spike counts, which a chip can compute) is the logit vector; accuracy is its arg
 from __future__ import annotations
 
 import io
+import math
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -154,13 +155,30 @@ SHORT_TRAINING_LR = 2e-3
 
 
 def short_training(arch: Architecture, splits, epochs: int, seed: int, split: str,
-                   device=None) -> tuple[float, ActivityStats]:
+                   device=None, fraction: float = 1.0) -> tuple[float, ActivityStats]:
     """Accuracy and activity on ``split`` (``val`` or ``test``) after ``epochs`` of ``hwnas train``'s float training
-    from the weights ``seed`` gives; the checkpoint with the best validation accuracy is the one evaluated."""
+    from the weights ``seed`` gives; the checkpoint with the best validation accuracy is the one evaluated. A
+    ``fraction`` below 1 trains on that share of the training split only (drawn with ``seed``): the search's
+    screening rung sees a fraction of an epoch."""
     net = build_seeded(lambda: build_network(arch), seed, arch.key).to(device or pick_device())
-    _, best = train_epochs(net, arch, splits, epochs, SHORT_TRAINING_LR, SHORT_TRAINING_BATCH, seed)
+    _, best = train_epochs(net, arch, training_subset(splits, fraction, seed), epochs, SHORT_TRAINING_LR,
+                           SHORT_TRAINING_BATCH, seed)
     net.load_state_dict(best)
     return evaluate(net, splits, split, arch, seed)
+
+
+def training_subset(splits: DatasetSplits, fraction: float, seed: int) -> DatasetSplits:
+    """``splits`` with its training split cut to ``ceil(fraction * size)`` samples (at least 2), drawn with
+    ``seed``; the same splits when ``fraction`` is 1."""
+    if not 0 < fraction <= 1:
+        raise OptionError(f"a training fraction must be in (0, 1], got {fraction!r}")
+    if fraction == 1:
+        return splits
+    x, y = splits.split("train")
+    count = min(x.shape[0], max(2, math.ceil(fraction * x.shape[0])))
+    index = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed + 104729))[:count]
+    index = index.sort().values  # the epoch's own shuffle orders them
+    return replace(splits, train_x=x[index], train_y=y[index])
 
 
 def continued_training(arch: Architecture, splits, epochs: int, seed: int, device=None,
@@ -193,9 +211,10 @@ def continued_training(arch: Architecture, splits, epochs: int, seed: int, devic
     return accuracy, activity, buffer.getvalue()
 
 
-def short_training_accuracy(arch: Architecture, splits, epochs: int, seed: int, split: str, device=None) -> float:
+def short_training_accuracy(arch: Architecture, splits, epochs: int, seed: int, split: str, device=None,
+                            fraction: float = 1.0) -> float:
     """The accuracy of :func:`short_training`."""
-    return short_training(arch, splits, epochs, seed, split, device)[0]
+    return short_training(arch, splits, epochs, seed, split, device, fraction)[0]
 
 
 def train_run(run_dir: str | Path, config: TrainConfig,

@@ -70,8 +70,8 @@ def test_the_run_records_its_device_option_and_training_can_override_it(tmp_path
 # --- --workers: Ray tasks, the serial result ---------------------------------------------------------------------
 
 def test_a_search_on_two_ray_workers_gives_the_serial_result(tmp_path):
-    """Scoring and each refinement rung's trainings run as Ray tasks on a local 2-worker cluster; the rows,
-    the refinement's rungs and the winner equal those of a run in one process."""
+    """Scoring, the screening trainings and each refinement rung's trainings run as Ray tasks on a local 2-worker
+    cluster; the rows, the screening, the refinement's rungs and the winner equal those of a run in one process."""
     pytest.importorskip("ray")
     config = SearchConfig(strategy="random", candidates=4, timesteps=4, width=8, batch_size=16, repeats=1, refine=3,
                           max_samples=120)
@@ -82,6 +82,8 @@ def test_a_search_on_two_ray_workers_gives_the_serial_result(tmp_path):
     assert _rows_without_timings(tmp_path / "serial" / "search.csv") == \
         _rows_without_timings(tmp_path / "workers" / "search.csv")
     assert parallel.report["signal"]["rungs"] == serial.report["signal"]["rungs"]
+    assert parallel.report["signal"]["screen"] == serial.report["signal"]["screen"]
+    assert serial.report["signal"]["screen"]["screened"] == 4  # all four screened, the best three refined
     assert parallel.report["winner"] == serial.report["winner"]
     assert any("on 2 Ray worker(s)" in message for message in seen)
     import ray

@@ -32,6 +32,7 @@ def test_proxy_check_cli_reports_every_proxy_and_resumes_without_retraining(tmp_
     assert main(argv) == 0
     first = capsys.readouterr()
     assert first.err.count("training (1 epochs)") == 4 * 3  # two seeds and the short-training proxy per cell
+    assert first.err.count("screen training (0.5 of an epoch)") == 4  # the search's screening rung
     assert first.err.count("supernet epoch 1/1") == 1 and (out / "supernet.pt").is_file()
     report = json.loads((out / "proxy_check.json").read_text())
     assert set(report["proxies"]) == set(PROXIES)
@@ -42,11 +43,12 @@ def test_proxy_check_cli_reports_every_proxy_and_resumes_without_retraining(tmp_
     assert "seed_ceiling" in report and set(report["passes"]) == set(PROXIES) - {"neg_spikes", "neg_convs"}
     assert (out / "proxy_check.png").stat().st_size > 1000
     # the search's two stages, named with the figures that matter, always at the same keys
-    assert report["preselection"]["proxy"] == "sahd_batch" and report["selection"]["proxy"] == "short_train"
-    assert report["preselection"]["kendall_tau"] == report["proxies"]["sahd_batch"]["kendall_tau"]
+    assert report["preselection"]["proxy"] == "screen" and report["selection"]["proxy"] == "short_train"
+    assert report["preselection"]["kendall_tau"] == report["proxies"]["screen"]["kendall_tau"]
     assert set(report["pipeline"]) == set(PROXIES) - {"short_train"}
+    # the search keeps 8 of its 25 pool cells: of 4 cells here, round(1.28) = 1, and never fewer than two
     assert all(row["kept"] == 2 and 0 <= row["top_quartile_recall"] <= 1 for row in report["pipeline"].values())
-    assert "the search's preselection: sahd_batch" in first.out and "top-quartile recall" in first.out
+    assert "the search's preselection: screen" in first.out and "top-quartile recall" in first.out
     for name in PROXIES:
         assert name in first.out
     state = (out / "proxy_check_state.json").read_text()
@@ -61,6 +63,16 @@ def test_proxy_check_refuses_state_written_with_other_settings(tmp_path, capsys)
     (out / "proxy_check_state.json").write_text(json.dumps({"config": {"candidates": 99}, "candidates": {}}))
     assert main(["proxy-check", "--candidates", "4", "--out", str(out)]) == 2
     assert "other settings" in capsys.readouterr().err
+
+
+def test_the_search_keeps_a_third_of_its_pool():
+    from hwnas.search.proxy_check import search_keep_share
+    from hwnas.search.runner import SearchConfig
+
+    assert search_keep_share(SearchConfig()) == 8 / 25  # a prune search's final cell and 24 random ones
+    assert search_keep_share(SearchConfig(screen=10)) == 8 / 10
+    assert search_keep_share(SearchConfig(screen=0, refine=4)) == 4 / 13
+    assert search_keep_share(SearchConfig(screen=2, refine=4)) == 4 / 13  # no screening below --refine
 
 
 def test_pipeline_quality_on_hand_computed_ranks():

@@ -129,7 +129,7 @@ def test_preflight_with_conv_downsampling_tries_doubling_widths_first():
 def test_skeletons_are_searched_with_the_cells(tmp_path):
     from hwnas.search.rows import CSV_COLUMNS
 
-    config = SearchConfig(strategy="random", candidates=8, skeletons=3, **{**FAST_SEARCH, "refine": 4})
+    config = SearchConfig(strategy="random", candidates=8, skeletons=3, **{**FAST_SEARCH, "refine": 4, "screen": 0})
     outcome = run_search(config, tmp_path / "run")
     kept = outcome.report["preflight"]["skeletons"]
     assert [s["head_pool"] for s in kept] == [1, 2, 4] and all(s["width"] == 4 for s in kept)

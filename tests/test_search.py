@@ -204,7 +204,8 @@ def test_refine_halves_the_field_and_lets_short_training_choose(tmp_path):
     assert halving_rungs(8, 1) == [(8, 1), (4, 2), (2, 4)]
     assert halving_rungs(5, 2) == [(5, 2), (3, 4), (2, 8)]
     assert halving_rungs(2, 1) == [(2, 1)]
-    config = SearchConfig(strategy="random", candidates=6, max_samples=200, seed=1, **{**FAST_SEARCH, "refine": 3})
+    config = SearchConfig(strategy="random", candidates=6, max_samples=200, seed=1,
+                          **{**FAST_SEARCH, "refine": 3, "screen": 0})
     messages = []
     outcome = run_search(config, tmp_path / "run", progress=lambda done, total, message: messages.append(message))
     assert sum(message.startswith("refine: training") for message in messages) == 5  # 3 + 2 trainings announced
@@ -262,6 +263,87 @@ def test_refine_halves_the_field_and_lets_short_training_choose(tmp_path):
             key = refine_key(row, rung["epochs"], row.skeleton)  # one skeleton: every row's is the primary one
             state = torch.load(io.BytesIO(folder.refine_state(key).read_bytes()), weights_only=True)
             assert state["epochs"] == rung["epochs"] and state["best_accuracy"] == entry["val_accuracy"]
+
+
+def test_the_screening_rung_chooses_the_refined_candidates_by_a_brief_training(tmp_path):
+    """--screen 5 of 6 candidates: the five best by fitness each train on half an epoch; the two best by screened
+    fitness (validation accuracy less the energy term) are the first halving rung; a resumed search trains none
+    of them again."""
+    from hwnas.arch.builder import build_network
+    from hwnas.arch.genotype import parse_cell_key
+    from hwnas.data import load_dataset
+    from hwnas.hw_models import load_target
+    from hwnas.hw_models.fitness import hardware_terms
+    from hwnas.search.refine import refined_fitness
+    from hwnas.train import short_training
+
+    config = SearchConfig(strategy="random", candidates=6, max_samples=200, seed=1,
+                          **{**FAST_SEARCH, "refine": 2, "screen": 5, "screen_fraction": 0.5})
+    messages = []
+    outcome = run_search(config, tmp_path / "run", progress=lambda done, total, message: messages.append(message))
+    signal = outcome.report["signal"]
+    record = signal["screen"]
+    assert (record["screened"], record["fraction"], record["kept"]) == (5, 0.5, 2)
+    assert signal["preselected_by"].startswith("screening (0.5 of an epoch") and "the 5 best by sahd" in \
+        signal["preselected_by"]
+    scored = sorted((r for r in outcome.rows if r.kind == "cell"), key=lambda r: (-r.fitness, r.index))
+    assert [c["cell"] for c in record["cells"]] == [r.cell for r in scored[:5]]
+    assert scored[5].screen_accuracy is None  # the sixth was not screened
+    weight = signal["refine_energy_weight"]
+    for entry in record["cells"]:
+        row = next(r for r in outcome.rows if r.cell == entry["cell"])
+        assert row.screen_accuracy == entry["val_accuracy"] and row.screen_fitness == entry["screen_fitness"]
+        assert entry["screen_fitness"] < 100 * entry["val_accuracy"]  # the energy term counts (weight 1, > 1 uJ)
+    ranked = sorted(record["cells"], key=lambda c: -c["screen_fitness"])
+    assert {c["cell"] for c in signal["rungs"][0]["cells"]} == {c["cell"] for c in ranked[:2]}
+    assert [c["kept"] for c in ranked] == [True, True, False, False, False]
+    # a screening is one pass over half the training split from the candidate's seeded weights, the search's seed
+    splits = load_dataset("digits", timesteps=4, seed=1, max_samples=200)
+    first = scored[0]
+    arch = outcome.architecture.with_cell(parse_cell_key(first.cell))
+    accuracy, activity = short_training(arch, splits, 1, 1, "val", fraction=0.5)
+    assert accuracy == first.screen_accuracy
+    energy = hardware_terms(build_network(arch), activity, load_target("loihi2"))[2].energy_j
+    assert first.screen_fitness == refined_fitness(accuracy, energy, weight)
+    assert sum(message.startswith("screen: training 5 candidates") for message in messages) == 5
+    # preselect_rank is the screening's order; the csv carries the screened accuracy
+    preselected = sorted((r for r in outcome.rows if r.screen_fitness is not None), key=lambda r: r.preselect_rank)
+    assert [r.cell for r in preselected] == [c["cell"] for c in ranked] and scored[5].preselect_rank == 6
+    header = (tmp_path / "run" / "search.csv").read_text().splitlines()[0].split(",")
+    assert "screen_accuracy" in header and "screen_fitness" in header
+    checkpoint = json.loads((tmp_path / "run" / "checkpoint.json").read_text())
+    assert sum(key.startswith("screen|") for key in checkpoint["results"]) == 5
+    again = run_search(config, tmp_path / "run", resume=True,
+                       progress=lambda done, total, message: messages.append("again " + message))
+    assert not any(message.startswith("again screen") or message.startswith("again refine: training")
+                   for message in messages)
+    assert again.winner.cell == outcome.winner.cell and again.report["signal"]["screen"] == record
+
+
+def test_a_training_subset_is_a_seeded_share_of_the_training_split():
+    from hwnas.data import load_dataset
+    from hwnas.errors import OptionError
+    from hwnas.train import training_subset
+
+    splits = load_dataset("digits", timesteps=4, seed=0, max_samples=200)
+    size = splits.train_x.shape[0]
+    assert training_subset(splits, 1.0, 3) is splits
+    half = training_subset(splits, 0.5, 3)
+    assert half.train_x.shape[0] == math.ceil(0.5 * size) and torch_equal(half.val_x, splits.val_x)
+    assert torch_equal(training_subset(splits, 0.5, 3).train_x, half.train_x)  # the seed decides which
+    assert not torch_equal(training_subset(splits, 0.5, 4).train_x, half.train_x)
+    rows = {tuple(row.flatten().tolist()) for row in splits.train_x}
+    assert all(tuple(row.flatten().tolist()) in rows for row in half.train_x)
+    assert training_subset(splits, 1e-6, 0).train_x.shape[0] == 2  # batch-norm trains on two samples at least
+    for bad in (0.0, 1.5, -0.1):
+        with pytest.raises(OptionError, match="training fraction must be in"):
+            training_subset(splits, bad, 0)
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return a.shape == b.shape and bool(torch.equal(a, b))
 
 
 def test_a_continued_training_starts_as_a_short_training_and_keeps_its_best_epoch():

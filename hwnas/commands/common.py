@@ -84,6 +84,14 @@ def positive_float(text: str) -> float:
     return value
 
 
+def fraction_of_one(text: str) -> float:
+    """argparse type: a share in (0, 1]."""
+    value = positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be a share in (0, 1], got {text}")
+    return value
+
+
 class ProgressBar:
     """Progress on stderr driven by a ``progress(done, total, message)`` callback: a tqdm bar on a terminal; a
     plain line at most every ``every_s`` seconds when stderr is a pipe or a file (CI logs, ``tee``), so that logs

@@ -6,7 +6,8 @@ import argparse
 import sys
 
 from ..limits import DEFAULT_THREADS
-from .common import DEVICE_HELP, device_name, positive_int, seed_int
+from ..search.names import DEFAULT_SCREEN_FRACTION
+from .common import DEVICE_HELP, device_name, fraction_of_one, positive_int, seed_int
 
 
 def add_parser(commands) -> None:
@@ -18,9 +19,10 @@ def add_parser(commands) -> None:
             "Samples --candidates cells (seeded), trains each for --epochs with --seeds training seeds (the code of\n"
             "hwnas train, float weights), and reports for every proxy the Kendall tau and Spearman rho against the\n"
             "seed-mean test accuracy with bootstrap 95% intervals, plus the ceiling set by training noise (tau\n"
-            "between two seeds). Proxies: sahd_batch (the search's default), sahd_identity, naswot, neg_spikes and\n"
+            "between two seeds). Proxies: sahd_batch (the search's zero-cost score), sahd_identity, naswot, neg_spikes and\n"
             "neg_convs (baselines any proxy must beat), short_train (validation accuracy after --short-epochs of\n"
-            "training, its own seed) and supernet (validation accuracy with the weights of AutoSNN's one-shot\n"
+            "training, its own seed), screen (after --screen-fraction of one epoch: the search's screening rung,\n"
+            "what chooses the candidates it refines) and supernet (validation accuracy with the weights of AutoSNN's one-shot\n"
             "supernet after --supernet-epochs, as --strategy evolution scores). A proxy passes with tau >= 0.3, the interval above 0 and tau above both\n"
             "baselines. Writes proxy_check.json and proxy_check.png; rerun the same command to continue after an\n"
             "interruption (finished trainings are kept in proxy_check_state.json)."),
@@ -33,6 +35,8 @@ def add_parser(commands) -> None:
     check.add_argument("--seeds", type=positive_int, default=2, help="training seeds per cell (default: %(default)s)")
     check.add_argument("--short-epochs", type=positive_int, default=1,
                        help="epochs of the short-training proxy (default: %(default)s)")
+    check.add_argument("--screen-fraction", type=fraction_of_one, default=DEFAULT_SCREEN_FRACTION,
+                       help="share of an epoch of the screening proxy (default: %(default)s, the search's)")
     check.add_argument("--supernet-epochs", type=positive_int, default=5,
                        help="epochs of the one-shot supernet of the supernet proxy (default: %(default)s)")
     check.add_argument("--timesteps", type=positive_int, default=8, help="timesteps per sample (default: %(default)s)")
@@ -55,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
                               candidates=args.candidates, epochs=args.epochs, seeds=args.seeds,
                               short_epochs=args.short_epochs, timesteps=args.timesteps, width=args.width,
                               seed=args.seed, max_samples=args.max_samples, supernet_epochs=args.supernet_epochs,
+                              screen_fraction=args.screen_fraction,
                               threads=args.threads, device=args.device)
     try:
         report = run_proxy_check(config, args.out, progress=lambda m: print(m, file=sys.stderr, flush=True))

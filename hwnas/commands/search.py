@@ -7,8 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from .common import (DEVICE_HELP, ProgressBar, device_name, non_negative_float, non_negative_int, positive_float,
-                     positive_int, positive_int_list, seed_int)
+from .common import (DEVICE_HELP, ProgressBar, device_name, fraction_of_one, non_negative_float, non_negative_int,
+                     positive_float, positive_int, positive_int_list, seed_int)
 
 EXIT_INTERRUPTED = 130
 
@@ -36,10 +36,11 @@ def add_parser(commands) -> None:
             "mapped onto the chip's cores (candidates that break a design rule or budget are rejected, with the\n"
             "rule) and its energy per inference enters the fitness:\n"
             "    fitness = score - energy_weight * log2(energy / 1 uJ)\n"
-            "The zero-cost score may not rank cells on your data (hwnas proxy-check measures it; on digits it\n"
-            "does not), so by default the --refine 8 best candidates by fitness (a prune search first adds 24\n"
-            "random cells) go through successive halving of short trainings (1, 2, 4 epochs) and the winner\n"
-            "maximises 100 * validation accuracy - refine_energy_weight * log2(trained energy / 1 uJ).\n"
+            "The zero-cost score may not rank cells on your data (hwnas proxy-check measures it: on digits it\n"
+            "does not, on event data it ranks the wrong way), so by default the --screen 25 best candidates by\n"
+            "fitness (a prune search first adds 24 random cells) each train on --screen-fraction of an epoch, the\n"
+            "--refine 8 best of them go through successive halving of short trainings (1, 2, 4 epochs), and the\n"
+            "winner maximises 100 * validation accuracy - refine_energy_weight * log2(trained energy / 1 uJ).\n"
             "The run folder gets architecture.json (the winner), search.csv (every evaluation), report.json\n"
             "(with the winner's per-layer energy and core use), pareto.png and checkpoint.json (for --resume)."),
         epilog="examples:\n"
@@ -140,6 +141,12 @@ def add_parser(commands) -> None:
                             "cells) through successive halving of short trainings, and choose by validation accuracy "
                             "plus the energy term (default: %(default)s; 0 = the score alone decides; see README, "
                             "hwnas proxy-check)")
+    group.add_argument("--screen", type=non_negative_int, default=D.screen, metavar="S",
+                       help="screening rung: train the S best-fitness candidates on --screen-fraction of an epoch "
+                            "each and refine the K best of them (default: %(default)s; 0 or S <= K = the K "
+                            "best-fitness candidates are refined, as before the screening rung existed)")
+    group.add_argument("--screen-fraction", type=fraction_of_one, default=D.screen_fraction, metavar="F",
+                       help="share of an epoch each screened candidate trains on (default: %(default)s)")
     group.add_argument("--refine-epochs", type=positive_int, default=D.refine_epochs,
                        help="epochs of the first halving rung; each later rung doubles them (default: %(default)s)")
     group.add_argument("--refine-energy-weight", type=non_negative_float, default=D.refine_energy_weight,
@@ -194,7 +201,8 @@ def run(args: argparse.Namespace) -> int:
             max_samples=args.max_samples,
             energy_weight=args.energy_weight,
             max_cores=args.max_cores, max_energy=args.max_energy,
-            refine=args.refine, refine_epochs=args.refine_epochs,
+            refine=args.refine, refine_epochs=args.refine_epochs, screen=args.screen,
+            screen_fraction=args.screen_fraction,
             refine_energy_weight=args.refine_energy_weight, population=args.population,
             generations=args.generations, supernet_epochs=args.supernet_epochs, spike_lambda=args.spike_lambda,
         )

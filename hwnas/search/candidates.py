@@ -83,6 +83,16 @@ class CandidateMeasurer:
         return {"val_accuracy": accuracy, **self.trained_cost(cell, activity, skeleton), "state": state}
 
 
+    def screen_training(self, cell: Cell, skeleton: str | None, fraction: float, splits) -> dict:
+        """A screening's cached fields: validation accuracy after one pass over ``fraction`` of the training split
+        from the candidate's seeded weights, and the energy and time per inference of the trained activity."""
+        from ..train import short_training
+
+        accuracy, activity = short_training(self.architecture(cell, skeleton), splits, 1, self.config.seed, "val",
+                                            self.evaluator.device, fraction)
+        return {"val_accuracy": accuracy, **self.trained_cost(cell, activity, skeleton)}
+
+
 class CandidateScorer:
     """Builds, evaluates and caches candidates of one search; counts evaluations for the progress callback.
     With a worker pool (:class:`hwnas.search.distributed.WorkerPool`), :meth:`prefetch` measures many uncached
@@ -218,8 +228,9 @@ class CandidateScorer:
 
 
 def stored_result(key: str, value) -> bool:
-    """A well-formed checkpoint entry: a scored evaluation, or a refinement training's accuracy."""
-    return isinstance(value, dict) and ("val_accuracy" in value if key.startswith("refine|") else "score" in value)
+    """A well-formed checkpoint entry: a scored evaluation, or a screening's or refinement training's accuracy."""
+    trained = key.startswith(("refine|", "screen|"))
+    return isinstance(value, dict) and ("val_accuracy" in value if trained else "score" in value)
 
 
 def restore_scores(results: dict) -> dict:

@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass, fields
 from ..arch.choices import DOWNSAMPLES, ENCODINGS, TIMINGS
 from ..errors import OptionError, ResumeError
 from ..limits import DEFAULT_THREADS, check_device, check_seed, check_threads
-from .names import (BN_MODES, DEFAULT_REFINE, DEFAULT_REFINE_ENERGY_WEIGHT, DEFAULT_SPIKE_LAMBDA, DEPLOYABLES,
-                    STRATEGIES)
+from .names import (BN_MODES, DEFAULT_REFINE, DEFAULT_REFINE_ENERGY_WEIGHT, DEFAULT_SCREEN, DEFAULT_SCREEN_FRACTION,
+                    DEFAULT_SPIKE_LAMBDA, DEPLOYABLES, STRATEGIES)
 
 # Default --energy-weight: score points per doubling of energy. Measured on digits/loihi2 (200 random cells, seed 0):
 # SAHD scores spread over 39 points and energies over 3.6 doublings; the best-scoring cell stays the winner up
@@ -58,6 +58,8 @@ class SearchConfig:
     refine: int = DEFAULT_REFINE
     refine_epochs: int = 1
     refine_energy_weight: float = DEFAULT_REFINE_ENERGY_WEIGHT
+    screen: int = DEFAULT_SCREEN  # candidates screened by a brief training to choose the refined ones; 0: by fitness
+    screen_fraction: float = DEFAULT_SCREEN_FRACTION  # share of an epoch each screened candidate trains
     population: int = 16          # evolution: candidates per generation (and random ones to start)
     generations: int = 6          # evolution: rounds of mutation and crossover
     supernet_epochs: int = 5      # evolution: epochs of the one-shot supernet's training
@@ -92,6 +94,11 @@ class SearchConfig:
                               "--skeletons at 1")
         if self.refine < 0 or self.refine_epochs < 1:
             raise OptionError(f"--refine must be >= 0 and --refine-epochs >= 1, got {self.refine}, {self.refine_epochs}")
+        if isinstance(self.screen, bool) or not isinstance(self.screen, int) or self.screen < 0:
+            raise OptionError(f"--screen must be a non-negative integer, got {self.screen!r}")
+        if isinstance(self.screen_fraction, bool) or not isinstance(self.screen_fraction, (int, float)) \
+                or not 0 < self.screen_fraction <= 1:
+            raise OptionError(f"--screen-fraction must be a share of an epoch in (0, 1], got {self.screen_fraction!r}")
         if self.max_samples is not None and self.max_samples < 1:
             raise OptionError(f"--max-samples must be a positive integer, got {self.max_samples!r}")
         if self.deployable not in DEPLOYABLES:
@@ -154,4 +161,6 @@ class SearchConfig:
         names = {f.name for f in fields(cls)}
         if not isinstance(data, dict) or set(data) - names:
             raise ResumeError(f"checkpoint configuration has unknown fields {sorted(set(data) - names) if isinstance(data, dict) else data!r}")
+        if "screen" not in data:  # written before the screening rung existed: its candidates were chosen by fitness
+            data = {**data, "screen": 0}
         return cls(**data)

@@ -4,8 +4,8 @@
 A task measures one evaluation exactly as the search's own process would: the same configuration, seed-derived
 weights (:func:`hwnas.sim.seeding.build_seeded`), scoring batches and thread count, so a search's results do not
 depend on how many workers computed them (the tests compare with a serial run). What is parallel: the random
-strategy's candidates, the cells a prune search adds to its refinement pool, and each refinement rung's
-trainings. What stays in the search's process: the prune strategy's rounds (each ablation depends on the last
+strategy's candidates, the cells a prune search adds to its refinement pool, the screening trainings and each
+refinement rung's trainings. What stays in the search's process: the prune strategy's rounds (each ablation depends on the last
 pruning) and the evolution (its candidates inherit the trained supernet's weights).
 
 Ray is imported only here, and only when one of the two options is given.
@@ -52,8 +52,8 @@ class SearchJob:
 
 
 def run_task(job: SearchJob, task: tuple) -> dict:
-    """Measure one evaluation: ``("cell", cell key, skeleton)`` or ``("refine", cell key, skeleton, epochs,
-    previous state bytes or None)``."""
+    """Measure one evaluation: ``("cell", cell key, skeleton)``, ``("screen", cell key, skeleton, fraction)`` or
+    ``("refine", cell key, skeleton, epochs, previous state bytes or None)``."""
     from ..arch.genotype import parse_cell_key
     from ..sim.seeding import computing_threads
 
@@ -61,6 +61,8 @@ def run_task(job: SearchJob, task: tuple) -> dict:
         measurer = job.measurer()
         if task[0] == "cell":
             return measurer.measure_cell(parse_cell_key(task[1]), task[2])
+        if task[0] == "screen":
+            return measurer.screen_training(parse_cell_key(task[1]), task[2], task[3], job.splits)
         if task[0] == "refine":
             return measurer.refine_training(parse_cell_key(task[1]), task[2], task[3], job.splits, task[4])
     raise ValueError(f"unknown task {task[0]!r}")

@@ -16,5 +16,11 @@ DEFAULT_REFINE = 8
 # Replaying selection on the 40 proxy-check cells (1-epoch accuracy, random pools of 16): weight 1 kept the
 # winner's mean accuracy percentile at 86 (87 at weight 0), weight 4 pulled it to 76 for 0.75x the energy.
 DEFAULT_REFINE_ENERGY_WEIGHT = 1.0
+# Default --screen: candidates of highest fitness (all of a prune search's pool: its winner and the 24 random cells
+# it adds) trained briefly, --screen-fraction of an epoch each, to choose the --refine that successive halving
+# trains. Why (issue 20, `hwnas proxy-check` on N-MNIST-format event data): the zero-cost score that used to choose
+# them ranked trained accuracy the wrong way (SAHD tau -0.32), one epoch of training at +0.61.
+DEFAULT_SCREEN = 25
+DEFAULT_SCREEN_FRACTION = 0.5
 # AutoSNN's default weight of the spike term (Na et al., ICML 2022: lambda = -0.08 in F = Acc x (N/N_avg)^lambda)
 DEFAULT_SPIKE_LAMBDA = -0.08

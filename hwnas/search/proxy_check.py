@@ -10,16 +10,18 @@ Proxies (higher must mean better):
 * ``neg_spikes``: minus the spikes per sample at initialisation (a baseline);
 * ``neg_convs``: minus the number of convolution edges (a baseline: any proxy must beat it);
 * ``short_train``: validation accuracy after ``short_epochs`` epochs of the real training, with its own seed;
+* ``screen``: validation accuracy after ``screen_fraction`` of one epoch (one pass over that share of the training
+  split), with its own seed: the search's screening rung;
 * ``supernet``: validation accuracy with the weights inherited from AutoSNN's one-shot supernet, trained for
   ``supernet_epochs`` epochs (:mod:`.supernet`; saved as ``supernet.pt`` in the folder), as the evolution
   strategy measures it.
 
 Besides each proxy's rank agreement, the report measures the search's two-stage pipeline on the sampled cells
 (:func:`pipeline_quality`): the default search keeps the share of its pool that refinement trains (8 of 25)
-by its preselection signal (``preselection``: the search's default score) and chooses among them by short
-training (``selection``); ``pipeline`` gives the recall of the true top quartile among the kept cells and the
-chosen cell's percentile, for every proxy as the preselector (the search adds hardware terms to the score; these
-figures are the score's alone).
+by its preselection signal (``preselection``: the screening rung, or the zero-cost score when the search's
+defaults screen nothing) and chooses among them by short training (``selection``); ``pipeline`` gives the recall
+of the true top quartile among the kept cells and the chosen cell's percentile, for every proxy as the
+preselector (the search adds hardware terms; these figures are the proxy's alone).
 
 Trainings are the expensive part: every finished one is written to ``proxy_check_state.json`` at once, and a
 rerun with the same folder redoes none.
@@ -46,11 +48,12 @@ from ..limits import DEFAULT_THREADS, check_device, check_seed, check_threads
 from ..run_folder import RunFolder
 from ..sim.seeding import build_seeded, computing_threads, resolve_device
 from .evaluate import Evaluator, ScoreConfig
+from .names import DEFAULT_SCREEN_FRACTION
 from .refine import pool_sample_size
 from .runner import SearchConfig, scoring_batches, template_architecture
 from .space import SearchSpace
 
-PROXIES = ("sahd_batch", "sahd_identity", "naswot", "neg_spikes", "neg_convs", "short_train", "supernet")
+PROXIES = ("sahd_batch", "sahd_identity", "naswot", "neg_spikes", "neg_convs", "short_train", "screen", "supernet")
 SELECTION_PROXY = "short_train"  # what the search's refinement chooses by (its first rung)
 BASELINES = ("neg_spikes", "neg_convs")
 STATE_FILE = "proxy_check_state.json"
@@ -75,6 +78,7 @@ class ProxyCheckConfig:
     bootstrap: int = 1000
     max_samples: int | None = None
     supernet_epochs: int = 5
+    screen_fraction: float = DEFAULT_SCREEN_FRACTION
     threads: int = DEFAULT_THREADS
     device: str = "auto"
 
@@ -86,6 +90,9 @@ class ProxyCheckConfig:
             raise OptionError(f"--candidates must be at least 4 for a rank correlation, got {self.candidates}")
         if self.seeds < 1 or self.epochs < 1 or self.short_epochs < 1 or self.supernet_epochs < 1:
             raise OptionError("--seeds, --epochs, --short-epochs and --supernet-epochs must be at least 1")
+        if isinstance(self.screen_fraction, bool) or not isinstance(self.screen_fraction, (int, float)) \
+                or not 0 < self.screen_fraction <= 1:
+            raise OptionError(f"--screen-fraction must be a share of an epoch in (0, 1], got {self.screen_fraction!r}")
 
 
 def sample_cells(count: int, seed: int, allow_backward: bool = True) -> list[str]:
@@ -200,17 +207,19 @@ def _run_proxy_check(config: ProxyCheckConfig, out: Path, progress: Callable[[st
             inherited = supernet.candidate(arch.cell, splits, search_defaults.batch_size)
             entry["proxies"]["supernet"] = evaluate(inherited, splits, "val", arch, config.seed)[0]
             state.save()
-        runs = [(str(s), config.epochs, "test") for s in range(config.seeds)] + [("short", config.short_epochs, "val")]
-        for label, epochs, split in runs:
-            done = entry["test_accuracy"] if split == "test" else entry["proxies"]
-            field = label if split == "test" else "short_train"
-            if field in done:
+        runs = [(str(s), config.epochs, 1.0) for s in range(config.seeds)]
+        runs += [("short_train", config.short_epochs, 1.0), ("screen", 1, config.screen_fraction)]
+        for label, epochs, fraction in runs:
+            done, split = (entry["proxies"], "val") if label in PROXIES else (entry["test_accuracy"], "test")
+            if label in done:
                 continue
-            train_seed = 1000 * (config.seed + 1) + (int(label) if label != "short" else 999)
-            done[field] = short_training_accuracy(arch, splits, epochs, train_seed, split, device)
+            train_seed = 1000 * (config.seed + 1) + {"short_train": 999, "screen": 998}.get(label, 0) + \
+                (int(label) if split == "test" else 0)
+            done[label] = short_training_accuracy(arch, splits, epochs, train_seed, split, device, fraction)
             state.save()
-            say(f"[{number}/{len(keys)}] {key}: {'seed ' + label if split == 'test' else 'short'} training "
-                f"({epochs} epochs) -> {split} accuracy {100 * done[field]:.2f}% ({time.perf_counter() - started:.0f} s)")
+            length = f"{fraction:g} of an epoch" if fraction < 1 else f"{epochs} epochs"
+            say(f"[{number}/{len(keys)}] {key}: {'seed ' + label if split == 'test' else label} training "
+                f"({length}) -> {split} accuracy {100 * done[label]:.2f}% ({time.perf_counter() - started:.0f} s)")
     report = summarise(state.results, keys, config)
     report["seconds_this_run"] = time.perf_counter() - started
     write_json_atomic(out / REPORT_FILE, report)
@@ -236,7 +245,7 @@ def summarise(candidates: dict[str, dict], keys: list[str], config: ProxyCheckCo
     preselection = search_preselection_proxy(search)
     report["preselection"] = {"proxy": preselection, **proxies[preselection]}
     report["selection"] = {"proxy": SELECTION_PROXY, **proxies[SELECTION_PROXY]}
-    keep_share = search.refine / (search.refine + pool_sample_size(search.refine) + 1)
+    keep_share = search_keep_share(search)
     report["pipeline"] = {name: pipeline_quality([candidates[k]["proxies"][name] for k in keys],
                                                  [candidates[k]["proxies"][SELECTION_PROXY] for k in keys],
                                                  mean, keep_share)
@@ -250,10 +259,23 @@ def summarise(candidates: dict[str, dict], keys: list[str], config: ProxyCheckCo
 
 
 def search_preselection_proxy(config: SearchConfig) -> str:
-    """The proxy of this check that ranks like the search's preselection of ``config`` (its zero-cost score)."""
+    """The proxy of this check that ranks like the search's preselection of ``config``: its screening rung, else
+    its zero-cost score (the supernet's accuracy for the evolution)."""
+    if config.refine and config.screen:
+        return "screen"
     if config.strategy == "evolution":
         return "supernet"
     return "naswot" if config.score == "naswot" else f"sahd_{config.bn_mode}"
+
+
+def search_keep_share(config: SearchConfig) -> float:
+    """The share of its pool that the search of ``config`` refines: a prune search's pool is its final cell and
+    :func:`~hwnas.search.refine.pool_sample_size` random cells (25 for --refine 8), of which the screening rung
+    (or the fitness, without one) keeps ``refine``."""
+    pool = pool_sample_size(config.refine) + 1
+    if config.screen > config.refine:
+        pool = min(pool, config.screen)
+    return min(1.0, config.refine / pool)
 
 
 def pipeline_quality(preselect: list[float], select: list[float], accuracy: list[float], keep_share: float) -> dict:

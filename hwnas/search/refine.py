@@ -1,16 +1,19 @@
-"""Multi-fidelity refinement: the cheap signal preselects K candidates, short real trainings pick the winner.
+"""Multi-fidelity refinement: a brief screening training preselects K candidates, short real trainings pick the
+winner.
 
-A proxy at initialisation may rank cells no better than chance on small spiking networks (``hwnas
-proxy-check`` measures it). Refinement keeps the zero-cost score plus the hardware terms for what they are cheap
-at, discarding most of the space, then runs successive halving (Jamieson & Talwalkar, AISTATS 2016) on the K
-best-fitness candidates: every candidate of a rung is trained for the rung's epochs, the better half by refined
-fitness goes on to a rung with twice the epochs, until two are left; the best of the last rung wins.
+A proxy at initialisation may rank cells no better than chance on small spiking networks, or the wrong way on
+event data (``hwnas proxy-check`` measures it). Refinement keeps the zero-cost score plus the hardware terms for
+what they are cheap at, discarding most of the space: the ``--screen`` best-fitness candidates go on to a
+screening rung, where each trains on ``--screen-fraction`` of an epoch; the K (``--refine``) best by screened
+fitness go on to successive halving (Jamieson & Talwalkar, AISTATS 2016): every candidate of a rung is trained
+for the rung's epochs, the better half by refined fitness goes on to a rung with twice the epochs, until two are
+left; the best of the last rung wins. With ``--screen 0`` the K best-fitness candidates go to halving directly.
 
     refined fitness = 100 * validation accuracy - w * log2(energy / 1 uJ)
 
-where w (``--refine-energy-weight``) is the accuracy points one doubling of energy per inference costs. The
-prune strategy scores a single final cell, so its pool also draws random cells from the whole space, scored
-like any candidate.
+where w (``--refine-energy-weight``) is the accuracy points one doubling of energy per inference costs (the
+screening rung ranks by the same formula, with its own accuracy and trained energy). The prune strategy scores a
+single final cell, so its pool also draws random cells from the whole space, scored like any candidate.
 """
 
 from __future__ import annotations
@@ -66,11 +69,42 @@ def refine_key(row: Row, epochs: int, primary: str) -> str:
     return f"refine|{row.cell}|{epochs}" + ("" if row.skeleton == primary else f"|{row.skeleton}")
 
 
+def screen_key(row: Row, fraction: float, primary: str) -> str:
+    """The checkpoint key of ``row``'s candidate screened on ``fraction`` of an epoch."""
+    return f"screen|{row.cell}|{fraction:g}" + ("" if row.skeleton == primary else f"|{row.skeleton}")
+
+
 def preselection_signal(config) -> str:
     """What ranked the candidates before any refinement training."""
     if config.strategy == "evolution":
         return f"spike-aware fitness with supernet weights (lambda {config.spike_lambda:g})"
     return config.score
+
+
+def screen(config, pool: list[Row], scorer, splits, weight: float) -> tuple[list[Row], dict]:
+    """Train every row of ``pool`` on ``config.screen_fraction`` of an epoch (cached in the checkpoint) and keep
+    the ``config.refine`` of highest screened fitness. Returns them and the screening's record for the report."""
+    cache, fraction = scorer.cache, config.screen_fraction
+    keys = {id(row): screen_key(row, fraction, scorer.primary) for row in pool}
+    what = f"screen: training {len(pool)} candidates on {fraction:g} of an epoch"
+    scorer.prefetch([(keys[id(row)], ("screen", row.cell, row.skeleton, fraction)) for row in pool], what,
+                    save_each=True)
+    for number, row in enumerate(pool, start=1):
+        key = keys[id(row)]
+        if key not in cache.results:
+            scorer.announce(f"{what}: {number}/{len(pool)}")
+            cache.results[key] = scorer.measurer.screen_training(parse_cell_key(row.cell), row.skeleton, fraction,
+                                                                 splits)
+            cache.save()
+        cached = cache.results[key]
+        row.screen_accuracy = cached["val_accuracy"]
+        row.screen_fitness = refined_fitness(row.screen_accuracy, cached.get("energy_j") or row.energy_j, weight)
+    kept = sorted(pool, key=lambda r: (-r.screen_fitness, r.index))[:config.refine]
+    record = {"screened": len(pool), "fraction": fraction, "kept": len(kept),
+              "cells": [{"cell": r.cell, "skeleton": r.skeleton, "fitness": r.fitness,
+                         "val_accuracy": r.screen_accuracy, "screen_fitness": r.screen_fitness,
+                         "kept": any(r is k for k in kept)} for r in pool]}
+    return kept, record
 
 
 def refine(config, space, result: StrategyResult, scorer, splits, folder: RunFolder) -> tuple[StrategyResult, dict]:
@@ -90,13 +124,17 @@ def refine(config, space, result: StrategyResult, scorer, splits, folder: RunFol
         scorer.prefetch_cells([cell for cell, _ in fresh], [skeleton for _, skeleton in fresh])
         for cell, skeleton in fresh:
             rows.append(scorer.cell_row(cell, skeleton, {"index": len(rows), "kind": "cell"}))
-    pool = refine_pool(rows, config.refine)
+    screening = config.screen > config.refine
+    pool = refine_pool(rows, config.screen if screening else config.refine)
     if not pool:  # nothing usable to train: the checks after the search report why
         return StrategyResult(result.cell, rows, result.skeleton), {
             "chosen_by": preselection_signal(config), "refine": 0, "note": "no usable candidate to refine"}
     hardware = any(row.energy_j for row in pool)
     weight = config.refine_energy_weight if hardware else 0.0
     cache = scorer.cache
+    screened = None
+    if screening and len(pool) > config.refine:
+        pool, screened = screen(config, pool, scorer, splits, weight)
     field, rungs = pool, []
 
     def keep(key: str, result: dict) -> dict:
@@ -148,7 +186,11 @@ def refine(config, space, result: StrategyResult, scorer, splits, folder: RunFol
     signal = {"chosen_by": f"short training (successive halving up to {rungs[-1]['epochs']} epoch(s), validation "
                            "accuracy)",
               "refine": config.refine, "refine_epochs": config.refine_epochs,
-              "refine_energy_weight": weight, "preselected_by": preselection_signal(config), "rungs": rungs,
+              "refine_energy_weight": weight, "rungs": rungs,
+              "preselected_by": (f"screening ({config.screen_fraction:g} of an epoch of training each, validation "
+                                 f"accuracy; the {screened['screened']} best by {preselection_signal(config)})"
+                                 if screened else preselection_signal(config)),
+              **({"screen": screened} if screened else {}),
               "pool": [{"cell": r.cell, "skeleton": r.skeleton, "fitness": r.fitness, "energy_j": r.energy_j,
                         "refine_epochs": r.refine_epochs, "refine_accuracy": r.refine_accuracy,
                         "refine_energy_j": r.refine_energy_j, "refine_fitness": r.refine_fitness} for r in pool]}

@@ -20,8 +20,9 @@ WINNER_FIELDS = ("cell", "skeleton", "score", "accuracy", "fitness", "energy_j",
 def rank_candidates(rows: list[Row]) -> None:
     """Number the candidate rows best first, as the search chose: rows the refinement trained come first (those
     that reached a later rung first, then by refined fitness), so that its winner has rank 1; the others follow by
-    :func:`~hwnas.search.rows.sort_key`. ``preselect_rank`` numbers them by that key alone: the fitness order that
-    chose which candidates to refine, so a winner's place before training shows."""
+    :func:`~hwnas.search.rows.sort_key`. ``preselect_rank`` numbers them in the order that chose which candidates
+    to refine (the screened ones first, by screened fitness; the rest by that key), so a winner's place before
+    its refinement shows."""
     def final_key(row: Row) -> tuple:
         if row.usable and row.refine_fitness is not None:
             return (0, -(row.refine_epochs or 0), -row.refine_fitness, row.index)
@@ -30,7 +31,12 @@ def rank_candidates(rows: list[Row]) -> None:
     candidates = [r for r in rows if r.is_candidate]
     for rank, row in enumerate(sorted(candidates, key=final_key), start=1):
         row.rank = rank
-    for rank, row in enumerate(sorted(candidates, key=sort_key), start=1):
+    def preselect_key(row: Row) -> tuple:
+        if row.usable and row.screen_fitness is not None:
+            return (0, -row.screen_fitness, row.index)
+        return (1, *sort_key(row))
+
+    for rank, row in enumerate(sorted(candidates, key=preselect_key), start=1):
         row.preselect_rank = rank
 
 

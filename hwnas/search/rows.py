@@ -3,8 +3,8 @@
 A row is a candidate cell in one skeleton (``kind`` ``cell``, or ``final`` for the prune strategy's last cell), a supernet
 (``supernet``) or a supernet with one op switched off (``ablation``). The measured fields come from the
 evaluation (cached in the checkpoint), the hardware fields from the target's mapping and energy model (None on a
-target without one), ``fitness`` from both; ``rank``, ``preselect_rank`` and the ``refine_*`` fields are filled in
-later.
+target without one), ``fitness`` from both; ``rank``, ``preselect_rank``, the ``screen_*`` and the ``refine_*`` fields are
+filled in later.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ MEASURED = ("score", "accuracy", "degenerate", "reason", "silent_share", "firing
 CSV_COLUMNS = ("index", "kind", "round", "cell", "skeleton", "ablated", "score", "accuracy", "degenerate", "reason", "energy_j", "cores",
                "feasible", "rule", "violation", "fitness", "importance", "firing_rate", "silent_share",
                "spikes_per_sample", "synops_per_sample", "neurons", "latency_steps", "step_time_s", "seconds", "rank",
-               "preselect_rank", "refine_epochs", "refine_accuracy", "refine_energy_j", "refine_latency_s",
+               "preselect_rank", "screen_accuracy", "screen_fitness", "refine_epochs", "refine_accuracy", "refine_energy_j", "refine_latency_s",
                "refine_fitness")
 _FLOAT_COLUMNS = ("score", "accuracy", "fitness", "importance", "energy_j", "step_time_s", "firing_rate", "silent_share",
-                  "spikes_per_sample", "synops_per_sample", "seconds", "refine_accuracy", "refine_energy_j",
-                  "refine_latency_s", "refine_fitness")
+                  "spikes_per_sample", "synops_per_sample", "seconds", "screen_accuracy", "screen_fitness",
+                  "refine_accuracy", "refine_energy_j", "refine_latency_s", "refine_fitness")
 
 
 @dataclass
@@ -55,7 +55,9 @@ class Row:
     violation: str | None = None
     importance: float | None = None
     rank: int | None = None  # the search's final order: the refinement's places first (its winner is 1)
-    preselect_rank: int | None = None  # the order by fitness that chose which candidates to refine
+    preselect_rank: int | None = None  # the order that chose which candidates to refine (screening, else fitness)
+    screen_accuracy: float | None = None  # validation accuracy after the screening rung's fraction of an epoch
+    screen_fitness: float | None = None
     refine_epochs: int | None = None
     refine_accuracy: float | None = None
     refine_energy_j: float | None = None
