@@ -3,11 +3,15 @@ CIFAR-10 3x32x32, DVS Gesture 2x32x32), a search on N-MNIST-format files returns
 impossible request stops within seconds naming the rule, and no network carries a population that cannot
 reach the output."""
 
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import FAST_SEARCH
-from test_data import make_nmnist
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from scale import write_nmnist  # noqa: E402  (the benchmark's emulated event camera)
 
 from hwnas.arch.builder import build_network
 from hwnas.arch.genotype import Architecture
@@ -57,12 +61,20 @@ def test_impossible_request_fails_within_seconds_naming_the_rule():
 
 
 def test_nmnist_search_returns_a_feasible_winner_without_dead_populations(tmp_path):
-    make_nmnist(tmp_path, per_class=6)
+    """On N-MNIST files of digits seen in three saccades (bench/scale.py's emulated event camera), read by the real
+    loader: the pre-flight's skeleton, the screening rung's choice, a feasible winner."""
+    write_nmnist(tmp_path, 60, seed=0)
     config = SearchConfig(dataset="nmnist", data_dir=str(tmp_path), strategy="random", candidates=3,
-                          **{**FAST_SEARCH, "width": None, "batch_size": 8, "timesteps": 2})
+                          **{**FAST_SEARCH, "width": None, "batch_size": 8, "timesteps": 2, "refine": 1,
+                             "screen": 3})
     outcome = run_search(config, tmp_path / "run")
     report = outcome.report
     assert report["dataset"]["input_shape"] == [2, 34, 34]
+    assert report["dataset"]["test"] == 12  # every fifth recording is a test one
+    screened = report["signal"]["screen"]
+    assert screened["screened"] == 3 and screened["kept"] == 1
+    best = max(screened["cells"], key=lambda c: c["screen_fitness"])
+    assert outcome.winner.cell == best["cell"] and best["kept"]
     # width 32 (the old default for this input) cannot hold every cell on loihi2: the pre-flight chose another
     assert report["skeleton"]["width"] < 32 and report["preflight"]["verdict"] == "every cell fits"
     assert all(row.feasible for row in outcome.rows)

@@ -230,9 +230,11 @@ def run(args: argparse.Namespace) -> int:
     signal = report.get("signal", {})
     if signal.get("refine"):
         chosen = next(r for r in signal["pool"] if (r["cell"], r["skeleton"]) == (winner.cell, winner.skeleton))
-        print(f"  chosen by {signal['chosen_by']} among the {len(signal['pool'])} best by {signal['preselected_by']} "
-              f"fitness: {100 * chosen['refine_accuracy']:.2f}% after {chosen['refine_epochs']} epoch(s), refined "
-              f"fitness {chosen['refine_fitness']:.4g}")
+        screen = signal.get("screen")
+        among = (f"the {screen['kept']} best of {screen['screened']} screened on {screen['fraction']:g} of an epoch "
+                 "each" if screen else f"the {len(signal['pool'])} best by {signal['preselected_by']} fitness")
+        print(f"  chosen by {signal['chosen_by']} among {among}: {100 * chosen['refine_accuracy']:.2f}% after "
+              f"{chosen['refine_epochs']} epoch(s), refined fitness {chosen['refine_fitness']:.4g}")
     if "refined_estimate" in report:
         refined = report["refined_estimate"]
         print(f"  on {report['target']['name']} after its {refined['training_epochs']}-epoch refinement training: "
