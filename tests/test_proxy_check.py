@@ -28,7 +28,7 @@ def test_sampled_cells_are_distinct_and_seeded():
 def test_proxy_check_cli_reports_every_proxy_and_resumes_without_retraining(tmp_path, capsys):
     out = tmp_path / "proxy"
     argv = ["proxy-check", "--candidates", "4", "--epochs", "1", "--width", "4", "--timesteps", "4",
-            "--max-samples", "300", "--supernet-epochs", "1", "--out", str(out)]
+            "--max-samples", "300", "--supernet-epochs", "1", "--screen-fraction", "0.5", "--out", str(out)]
     assert main(argv) == 0
     first = capsys.readouterr()
     assert first.err.count("training (1 epochs)") == 4 * 3  # two seeds and the short-training proxy per cell

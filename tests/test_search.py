@@ -320,6 +320,28 @@ def test_the_screening_rung_chooses_the_refined_candidates_by_a_brief_training(t
     assert again.winner.cell == outcome.winner.cell and again.report["signal"]["screen"] == record
 
 
+def test_a_whole_epoch_screening_is_the_first_rungs_training(tmp_path):
+    """With --screen-fraction 1 (the default) the screening trains exactly what the first halving rung would: it is
+    cached under the rung's key with its state, so the kept candidates go on to the second rung without
+    training again, and that rung continues from the screening's weights."""
+    config = SearchConfig(strategy="random", candidates=4, max_samples=200, seed=1,
+                          **{**FAST_SEARCH, "refine": 3, "screen": 4})
+    assert config.screen_fraction == 1.0
+    messages = []
+    outcome = run_search(config, tmp_path / "run", progress=lambda done, total, message: messages.append(message))
+    signal = outcome.report["signal"]
+    assert signal["screen"]["screened"] == 4 and signal["screen"]["kept"] == 3
+    checkpoint = json.loads((tmp_path / "run" / "checkpoint.json").read_text())
+    trained = sorted(key.rsplit("|", 1)[1] for key in checkpoint["results"] if key.startswith("refine|"))
+    assert trained == ["1", "1", "1", "1", "2", "2"] and not any(k.startswith("screen|") for k in checkpoint["results"])
+    assert sum(m.startswith("screen: training 4 candidates on 1 of an epoch") for m in messages) == 4
+    refined = [m for m in messages if m.startswith("refine: training")]
+    assert len(refined) == 2 and all(m.endswith("for 1 more epoch(s), 2 in all") for m in refined)  # rung 2 only
+    first = {c["cell"]: c["val_accuracy"] for c in signal["rungs"][0]["cells"]}
+    kept = {c["cell"]: c["val_accuracy"] for c in signal["screen"]["cells"] if c["kept"]}
+    assert first == kept
+
+
 def test_a_training_subset_is_a_seeded_share_of_the_training_split():
     from hwnas.data import load_dataset
     from hwnas.errors import OptionError

@@ -17,10 +17,12 @@ DEFAULT_REFINE = 8
 # winner's mean accuracy percentile at 86 (87 at weight 0), weight 4 pulled it to 76 for 0.75x the energy.
 DEFAULT_REFINE_ENERGY_WEIGHT = 1.0
 # Default --screen: candidates of highest fitness (all of a prune search's pool: its winner and the 24 random cells
-# it adds) trained briefly, --screen-fraction of an epoch each, to choose the --refine that successive halving
-# trains. Why (issue 20, `hwnas proxy-check` on N-MNIST-format event data): the zero-cost score that used to choose
-# them ranked trained accuracy the wrong way (SAHD tau -0.32), one epoch of training at +0.61.
+# it adds) trained --screen-fraction of an epoch each, to choose the --refine that successive halving trains (a
+# whole epoch is the first rung's training, so it costs the 17 extra candidates' epochs). Why: the zero-cost score
+# that chose them does not rank trained accuracy. Measured with `hwnas proxy-check` (README, "What the search's
+# pipeline keeps"), Kendall tau against 4 (digits) or 3 (N-MNIST-format saccades, 16 cells) epochs x 2 seeds:
+# half an epoch 0.29 on digits, 0.36 on events; a quarter 0.05 on events; a whole epoch 0.39 and 0.45.
 DEFAULT_SCREEN = 25
-DEFAULT_SCREEN_FRACTION = 0.5
+DEFAULT_SCREEN_FRACTION = 1.0
 # AutoSNN's default weight of the spike term (Na et al., ICML 2022: lambda = -0.08 in F = Acc x (N/N_avg)^lambda)
 DEFAULT_SPIKE_LAMBDA = -0.08

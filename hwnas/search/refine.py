@@ -19,6 +19,7 @@ single final cell, so its pool also draws random cells from the whole space, sco
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 
@@ -81,20 +82,32 @@ def preselection_signal(config) -> str:
     return config.score
 
 
-def screen(config, pool: list[Row], scorer, splits, weight: float) -> tuple[list[Row], dict]:
+def screen(config, pool: list[Row], scorer, splits, weight: float,
+           keep: Callable[[str, dict], dict]) -> tuple[list[Row], dict]:
     """Train every row of ``pool`` on ``config.screen_fraction`` of an epoch (cached in the checkpoint) and keep
-    the ``config.refine`` of highest screened fitness. Returns them and the screening's record for the report."""
+    the ``config.refine`` of highest screened fitness. Returns them and the screening's record for the report.
+
+    A whole epoch when the first halving rung trains one is that rung's training (the same seeded weights and
+    data order): it is cached under the rung's key with its state (``keep(key, result)`` writes it), so the kept
+    candidates' first rung trains nothing again."""
     cache, fraction = scorer.cache, config.screen_fraction
-    keys = {id(row): screen_key(row, fraction, scorer.primary) for row in pool}
+    first_rung = fraction == 1 and config.refine_epochs == 1
+    if first_rung:
+        keys = {id(row): refine_key(row, 1, scorer.primary) for row in pool}
+        tasks = {id(row): ("refine", row.cell, row.skeleton, 1, None) for row in pool}
+    else:
+        keys = {id(row): screen_key(row, fraction, scorer.primary) for row in pool}
+        tasks = {id(row): ("screen", row.cell, row.skeleton, fraction) for row in pool}
     what = f"screen: training {len(pool)} candidates on {fraction:g} of an epoch"
-    scorer.prefetch([(keys[id(row)], ("screen", row.cell, row.skeleton, fraction)) for row in pool], what,
-                    save_each=True)
+    scorer.prefetch([(keys[id(row)], tasks[id(row)]) for row in pool], what, save_each=True,
+                    keep=keep if first_rung else None)
     for number, row in enumerate(pool, start=1):
         key = keys[id(row)]
         if key not in cache.results:
             scorer.announce(f"{what}: {number}/{len(pool)}")
-            cache.results[key] = scorer.measurer.screen_training(parse_cell_key(row.cell), row.skeleton, fraction,
-                                                                 splits)
+            cell = parse_cell_key(row.cell)
+            cache.results[key] = keep(key, scorer.measurer.refine_training(cell, row.skeleton, 1, splits)) \
+                if first_rung else scorer.measurer.screen_training(cell, row.skeleton, fraction, splits)
             cache.save()
         cached = cache.results[key]
         row.screen_accuracy = cached["val_accuracy"]
@@ -132,15 +145,16 @@ def refine(config, space, result: StrategyResult, scorer, splits, folder: RunFol
     hardware = any(row.energy_j for row in pool)
     weight = config.refine_energy_weight if hardware else 0.0
     cache = scorer.cache
-    screened = None
-    if screening and len(pool) > config.refine:
-        pool, screened = screen(config, pool, scorer, splits, weight)
-    field, rungs = pool, []
 
     def keep(key: str, result: dict) -> dict:
         """Write a training's state before the checkpoint names its entry; cache the rest."""
         write_bytes_atomic(folder.refine_state(key), result.pop("state"))
         return result
+
+    screened = None
+    if screening and len(pool) > config.refine:
+        pool, screened = screen(config, pool, scorer, splits, weight, keep)
+    field, rungs = pool, []
 
     for count, epochs in halving_rungs(len(pool), config.refine_epochs):
         field = sorted(field, key=lambda r: (-(r.refine_fitness if r.refine_fitness is not None else r.fitness),
