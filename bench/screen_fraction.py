@@ -26,8 +26,7 @@ from hwnas.arch.genotype import parse_cell_key  # noqa: E402
 from hwnas.data import load_dataset  # noqa: E402
 from hwnas.hw_models import load_target  # noqa: E402
 from hwnas.search.proxy_check import (REPORT_FILE, SELECTION_PROXY, STATE_FILE, pipeline_quality,  # noqa: E402
-                                      rank_agreement)
-from hwnas.search.refine import pool_sample_size  # noqa: E402
+                                      rank_agreement, search_keep_share)
 from hwnas.search.runner import SearchConfig, template_architecture  # noqa: E402
 from hwnas.sim.seeding import computing_threads  # noqa: E402
 from hwnas.train import short_training_accuracy  # noqa: E402
@@ -50,7 +49,7 @@ def main() -> None:
     search = SearchConfig(dataset=config["dataset"], timesteps=config["timesteps"], width=config["width"],
                           seed=config["seed"])
     template = template_architecture(search, splits, load_target(config["target"]).timing)
-    keep_share = search.refine / (pool_sample_size(search.refine) + 1)
+    keep_share = search_keep_share(search)
     seed = 1000 * (config["seed"] + 1) + 998  # the proxy check's screening seed
     print(f"{len(keys)} cells of {folder} ({config['dataset']}, {config['epochs']} epochs x {config['seeds']} seeds, "
           f"{splits.train_x.shape[0]} training samples); keep {keep_share:.2f} of them, choose by {SELECTION_PROXY}")
@@ -64,7 +63,7 @@ def main() -> None:
               flush=True)
 
     # the check's own trainings: its screening proxy and its short training (the selection, another seed)
-    line(f"{config.get('screen_fraction', 0.5):g}*", [candidates[k]["proxies"]["screen"] for k in keys], "-")
+    line(f"{config['screen_fraction']:g}*", [candidates[k]["proxies"]["screen"] for k in keys], "-")
     line(f"{config['short_epochs']}*", selection, "-")
     with computing_threads(args.threads):
         for fraction in (float(v) for v in args.fractions.split(",") if v):

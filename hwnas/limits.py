@@ -34,6 +34,13 @@ def check_threads(threads, what: str = "--threads") -> int:
     return threads
 
 
+def check_fraction(value, what: str) -> float:
+    """``value`` as a float share in (0, 1], else a one-line :class:`OptionError`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise OptionError(f"{what} must be a share in (0, 1], got {value!r}")
+    return float(value)
+
+
 DEVICES = "auto, cpu, cuda or cuda:N"
 
 

@@ -34,7 +34,7 @@ from .data.splits import DatasetSplits, encode_batch
 from .errors import OptionError, first_line
 from .hw_models import load_target
 from .io_utils import write_bytes_atomic, write_json_atomic
-from .limits import check_device, check_seed, check_threads, recorded_device, recorded_threads
+from .limits import check_device, check_fraction, check_seed, check_threads, recorded_device, recorded_threads
 from .run_folder import MODEL, RunFolder
 from .sim.activity import ActivityStats
 from .sim.network import SpikingNetwork
@@ -170,9 +170,7 @@ def short_training(arch: Architecture, splits, epochs: int, seed: int, split: st
 def training_subset(splits: DatasetSplits, fraction: float, seed: int) -> DatasetSplits:
     """``splits`` with its training split cut to ``ceil(fraction * size)`` samples (at least 2), drawn with
     ``seed``; the same splits when ``fraction`` is 1."""
-    if not 0 < fraction <= 1:
-        raise OptionError(f"a training fraction must be in (0, 1], got {fraction!r}")
-    if fraction == 1:
+    if check_fraction(fraction, "a training fraction") == 1:
         return splits
     x, y = splits.split("train")
     count = min(x.shape[0], max(2, math.ceil(fraction * x.shape[0])))

@@ -74,7 +74,7 @@ def test_a_search_on_two_ray_workers_gives_the_serial_result(tmp_path):
     cluster; the rows, the screening, the refinement's rungs and the winner equal those of a run in one process."""
     pytest.importorskip("ray")
     config = SearchConfig(strategy="random", candidates=4, timesteps=4, width=8, batch_size=16, repeats=1, refine=3,
-                          max_samples=120)
+                          max_samples=120, screen_fraction=0.5)  # screenings as their own task kind
     serial = run_search(config, tmp_path / "serial")
     seen = []
     parallel = run_search(config, tmp_path / "workers", workers=2,

@@ -73,6 +73,12 @@ def test_the_search_keeps_a_third_of_its_pool():
     assert search_keep_share(SearchConfig(screen=10)) == 8 / 10
     assert search_keep_share(SearchConfig(screen=0, refine=4)) == 4 / 13
     assert search_keep_share(SearchConfig(screen=2, refine=4)) == 4 / 13  # no screening below --refine
+    assert search_keep_share(SearchConfig(screen=40)) == 8 / 40  # the prune pool grows to what is screened
+    from hwnas.search.proxy_check import search_preselection_proxy
+
+    assert search_preselection_proxy(SearchConfig()) == "screen"
+    assert search_preselection_proxy(SearchConfig(screen=2, refine=4)) == "sahd_batch"
+    assert search_preselection_proxy(SearchConfig(refine=0)) == "sahd_batch"
 
 
 def test_pipeline_quality_on_hand_computed_ranks():

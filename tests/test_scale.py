@@ -3,6 +3,7 @@ CIFAR-10 3x32x32, DVS Gesture 2x32x32), a search on N-MNIST-format files returns
 impossible request stops within seconds naming the rule, and no network carries a population that cannot
 reach the output."""
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -141,7 +142,7 @@ def test_preflight_with_conv_downsampling_tries_doubling_widths_first():
 def test_skeletons_are_searched_with_the_cells(tmp_path):
     from hwnas.search.rows import CSV_COLUMNS
 
-    config = SearchConfig(strategy="random", candidates=8, skeletons=3, **{**FAST_SEARCH, "refine": 4, "screen": 0})
+    config = SearchConfig(strategy="random", candidates=8, skeletons=3, **{**FAST_SEARCH, "refine": 4, "screen": 6, "screen_fraction": 0.25})
     outcome = run_search(config, tmp_path / "run")
     kept = outcome.report["preflight"]["skeletons"]
     assert [s["head_pool"] for s in kept] == [1, 2, 4] and all(s["width"] == 4 for s in kept)
@@ -152,7 +153,14 @@ def test_skeletons_are_searched_with_the_cells(tmp_path):
     assert outcome.architecture.skeleton_key == outcome.winner.skeleton
     assert outcome.report["skeleton"]["head_pool"] == outcome.architecture.head_pool
     trained = [c for rung in outcome.report["signal"]["rungs"] for c in rung["cells"]]
+    trained += outcome.report["signal"]["screen"]["cells"]
     assert {c["skeleton"] for c in trained} <= keys
+    screened = outcome.report["signal"]["screen"]["cells"]
+    results = json.loads((tmp_path / "run" / "checkpoint.json").read_text())["results"]
+    screen_keys = [key for key in results if key.startswith("screen|")]
+    assert len(screen_keys) == len(screened) == 6
+    # a candidate screened in another skeleton than the primary one is keyed with it (and trained in it)
+    assert any(key.endswith("|" + c["skeleton"]) for key in screen_keys for c in screened if c["skeleton"] in key)
     header = (tmp_path / "run" / "search.csv").read_text().splitlines()[0].split(",")
     assert header == list(CSV_COLUMNS) and "skeleton" in header
     # resuming re-scores nothing and keeps every candidate in its skeleton

@@ -284,7 +284,7 @@ def test_the_screening_rung_chooses_the_refined_candidates_by_a_brief_training(t
     signal = outcome.report["signal"]
     record = signal["screen"]
     assert (record["screened"], record["fraction"], record["kept"]) == (5, 0.5, 2)
-    assert signal["preselected_by"].startswith("screening (0.5 of an epoch") and "the 5 best by sahd" in \
+    assert signal["preselected_by"].startswith("screening (0.5 of an epoch of training") and "the 5 best by sahd" in \
         signal["preselected_by"]
     scored = sorted((r for r in outcome.rows if r.kind == "cell"), key=lambda r: (-r.fitness, r.index))
     assert [c["cell"] for c in record["cells"]] == [r.cell for r in scored[:5]]
@@ -305,7 +305,7 @@ def test_the_screening_rung_chooses_the_refined_candidates_by_a_brief_training(t
     assert accuracy == first.screen_accuracy
     energy = hardware_terms(build_network(arch), activity, load_target("loihi2"))[2].energy_j
     assert first.screen_fitness == refined_fitness(accuracy, energy, weight)
-    assert sum(message.startswith("screen: training 5 candidates") for message in messages) == 5
+    assert sum(message.startswith("screen: training 5 candidates on 0.5 of an epoch each") for message in messages) == 5
     # preselect_rank is the screening's order; the csv carries the screened accuracy
     preselected = sorted((r for r in outcome.rows if r.screen_fitness is not None), key=lambda r: r.preselect_rank)
     assert [r.cell for r in preselected] == [c["cell"] for c in ranked] and scored[5].preselect_rank == 6
@@ -334,12 +334,54 @@ def test_a_whole_epoch_screening_is_the_first_rungs_training(tmp_path):
     checkpoint = json.loads((tmp_path / "run" / "checkpoint.json").read_text())
     trained = sorted(key.rsplit("|", 1)[1] for key in checkpoint["results"] if key.startswith("refine|"))
     assert trained == ["1", "1", "1", "1", "2", "2"] and not any(k.startswith("screen|") for k in checkpoint["results"])
-    assert sum(m.startswith("screen: training 4 candidates on 1 of an epoch") for m in messages) == 4
+    assert sum(m.startswith("screen: training 4 candidates on one epoch each") for m in messages) == 4
     refined = [m for m in messages if m.startswith("refine: training")]
     assert len(refined) == 2 and all(m.endswith("for 1 more epoch(s), 2 in all") for m in refined)  # rung 2 only
-    first = {c["cell"]: c["val_accuracy"] for c in signal["rungs"][0]["cells"]}
-    kept = {c["cell"]: c["val_accuracy"] for c in signal["screen"]["cells"] if c["kept"]}
-    assert first == kept
+    # each screening is a first-rung training: a 1-epoch short training's accuracy, its state kept for rung 2
+    import io
+
+    import torch
+
+    from hwnas.arch.genotype import parse_cell_key
+    from hwnas.data import load_dataset
+    from hwnas.run_folder import RunFolder
+    from hwnas.search.refine import refine_key
+    from hwnas.train import short_training_accuracy
+
+    splits = load_dataset("digits", timesteps=4, seed=1, max_samples=200)
+    folder = RunFolder(tmp_path / "run")
+    for entry in signal["screen"]["cells"]:
+        row = next(r for r in outcome.rows if r.cell == entry["cell"])
+        state = torch.load(io.BytesIO(folder.refine_state(refine_key(row, 1, row.skeleton)).read_bytes()),
+                           weights_only=True)
+        assert state["epochs"] == 1 and state["best_accuracy"] == entry["val_accuracy"]
+    top = max(signal["screen"]["cells"], key=lambda c: c["screen_fitness"])
+    arch = outcome.architecture.with_cell(parse_cell_key(top["cell"]))
+    assert short_training_accuracy(arch, splits, 1, 1, "val") == top["val_accuracy"]
+    assert {c["cell"]: c["val_accuracy"] for c in signal["rungs"][0]["cells"]} == \
+        {c["cell"]: c["val_accuracy"] for c in signal["screen"]["cells"] if c["kept"]}
+    again = run_search(config, tmp_path / "run", resume=True,
+                       progress=lambda done, total, message: messages.append("again " + message))
+    assert not any(m.startswith(("again screen", "again refine: training")) for m in messages)
+    assert again.winner.cell == outcome.winner.cell
+
+
+def test_a_checkpoint_from_before_the_screening_resumes_without_it(tmp_path):
+    """A checkpoint without the screening's fields was written when the refined candidates were the best by
+    fitness: resuming it keeps that (no screening), so nothing is trained again and the winner stays."""
+    config = SearchConfig(strategy="random", candidates=3, max_samples=200, seed=1,
+                          **{**FAST_SEARCH, "refine": 2, "screen": 0})
+    first = run_search(config, tmp_path / "run")
+    path = tmp_path / "run" / "checkpoint.json"
+    data = json.loads(path.read_text())
+    del data["config"]["screen"], data["config"]["screen_fraction"]
+    path.write_text(json.dumps(data))
+    messages = []
+    again = run_search(SearchConfig(), tmp_path / "run", resume=True,
+                       progress=lambda done, total, message: messages.append(message))
+    assert again.report["config"]["screen"] == 0 and "screen" not in again.report["signal"]
+    assert not any(m.startswith(("screen", "refine: training")) for m in messages)
+    assert again.winner.cell == first.winner.cell
 
 
 def test_a_training_subset_is_a_seeded_share_of_the_training_split():
@@ -358,7 +400,7 @@ def test_a_training_subset_is_a_seeded_share_of_the_training_split():
     assert all(tuple(row.flatten().tolist()) in rows for row in half.train_x)
     assert training_subset(splits, 1e-6, 0).train_x.shape[0] == 2  # batch-norm trains on two samples at least
     for bad in (0.0, 1.5, -0.1):
-        with pytest.raises(OptionError, match="training fraction must be in"):
+        with pytest.raises(OptionError, match="training fraction must be a share in"):
             training_subset(splits, bad, 0)
 
 
@@ -402,13 +444,20 @@ def test_refine_after_prune_draws_its_pool_from_the_whole_space(tmp_path):
     from hwnas.search.refine import pool_sample_size
     from hwnas.search.runner import SearchConfig, run_search
 
-    config = SearchConfig(strategy="prune", max_samples=200, seed=2, **{**FAST_SEARCH, "refine": 2})
+    assert pool_sample_size(2) == 6 and pool_sample_size(2, 8) == 7 and pool_sample_size(8, 25) == 24
+    assert pool_sample_size(2, 2) == 6  # no screening: 3K
+    # --screen 8: the pool holds the final cell and 7 random ones, all screened (half an epoch each)
+    config = SearchConfig(strategy="prune", max_samples=200, seed=2,
+                          **{**FAST_SEARCH, "refine": 2, "screen": 8, "screen_fraction": 0.5})
     outcome = run_search(config, tmp_path / "run")
     kinds = outcome.report["evaluations_of"]
     assert kinds["supernets"] == sum(not r.is_candidate for r in outcome.rows) > 0
     assert kinds["cells"] + kinds["supernets"] == outcome.report["evaluations"] == len(outcome.rows)
     drawn = [r for r in outcome.rows if r.kind == "cell"]
-    assert len(drawn) == pool_sample_size(2)
+    assert len(drawn) == 7
     final = next(r for r in outcome.rows if r.kind == "final")
     candidates = sorted(drawn + [final], key=lambda r: (-r.fitness, r.index))
-    assert [row["cell"] for row in outcome.report["signal"]["pool"]] == [r.cell for r in candidates[:2]]
+    usable = [r.cell for r in candidates if r.usable]
+    assert [row["cell"] for row in outcome.report["signal"]["screen"]["cells"]] == usable
+    kept = sorted((r for r in candidates if r.usable), key=lambda r: (-r.screen_fitness, r.index))[:2]
+    assert [row["cell"] for row in outcome.report["signal"]["pool"]] == [r.cell for r in kept]

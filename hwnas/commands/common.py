@@ -7,7 +7,7 @@ import sys
 import time
 
 from ..errors import OptionError
-from ..limits import DEVICES, MAX_SEED, check_device
+from ..limits import DEVICES, MAX_SEED, check_device, check_fraction
 
 EXIT_USER_ERROR = 2
 
@@ -86,10 +86,10 @@ def positive_float(text: str) -> float:
 
 def fraction_of_one(text: str) -> float:
     """argparse type: a share in (0, 1]."""
-    value = positive_float(text)
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"must be a share in (0, 1], got {text}")
-    return value
+    try:
+        return check_fraction(float(text), "it")
+    except (ValueError, OptionError):
+        raise argparse.ArgumentTypeError(f"must be a share in (0, 1], got {text}") from None
 
 
 class ProgressBar:

@@ -17,8 +17,8 @@ def add_parser(commands) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
             "Chains the steps with their default settings, each printing as it does on its own:\n"
-            "  hwnas search --target T --out DIR      hardware-aware search, short trainings choose (about 2.5 min on\n"
-            "                                         digits, 2 cores)\n"
+            "  hwnas search --target T --out DIR      hardware-aware search, a screening and short trainings choose\n"
+            "                                         (about 5 min on digits, 2 cores)\n"
             "  hwnas train DIR                        surrogate-gradient training, then 8-bit QAT in Loihi's\n"
             "                                         fixed-point arithmetic (about 4 min)\n"
             "  hwnas export DIR --format nir          DIR/model.nir\n"

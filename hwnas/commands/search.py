@@ -38,8 +38,9 @@ def add_parser(commands) -> None:
             "    fitness = score - energy_weight * log2(energy / 1 uJ)\n"
             "The zero-cost score may not rank cells on your data (hwnas proxy-check measures it: on digits it\n"
             "does not, on event data it ranks the wrong way), so by default the --screen 25 best candidates by\n"
-            "fitness (a prune search first adds 24 random cells) each train on --screen-fraction of an epoch, the\n"
-            "--refine 8 best of them go through successive halving of short trainings (1, 2, 4 epochs), and the\n"
+            "fitness (a prune search first adds 24 random cells) each train on --screen-fraction (one) epoch, the\n"
+            "--refine 8 best of them go through successive halving of short trainings (1, 2, 4 epochs; with\n"
+            "--refine-epochs 1 a whole-epoch screening is the first rung's training), and the\n"
             "winner maximises 100 * validation accuracy - refine_energy_weight * log2(trained energy / 1 uJ).\n"
             "The run folder gets architecture.json (the winner), search.csv (every evaluation), report.json\n"
             "(with the winner's per-layer energy and core use), pareto.png and checkpoint.json (for --resume)."),
@@ -137,9 +138,10 @@ def add_parser(commands) -> None:
     group.add_argument("--no-reset", dest="reset_state", action="store_false",
                        help="run the repeats as one stream without resetting neuron state in between")
     group.add_argument("--refine", type=non_negative_int, default=D.refine, metavar="K",
-                       help="multi-fidelity: take the K best-fitness candidates (a prune search first adds 3K random "
-                            "cells) through successive halving of short trainings, and choose by validation accuracy "
-                            "plus the energy term (default: %(default)s; 0 = the score alone decides; see README, "
+                       help="multi-fidelity: take K candidates (the best of the --screen screened ones; without a "
+                            "screening the K best by fitness, a prune search first adding 3K random cells) through "
+                            "successive halving of short trainings, and choose by validation accuracy plus the energy "
+                            "term (default: %(default)s; 0 = the score alone decides; see README, "
                             "hwnas proxy-check)")
     group.add_argument("--screen", type=non_negative_int, default=D.screen, metavar="S",
                        help="screening rung: train the S best-fitness candidates on --screen-fraction of an epoch "
@@ -182,6 +184,7 @@ def add_parser(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run or resume a search and print the winner."""
+    from ..search.refine import epoch_share
     from ..search.runner import SearchConfig, run_search
 
     if args.resume:
@@ -231,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
     if signal.get("refine"):
         chosen = next(r for r in signal["pool"] if (r["cell"], r["skeleton"]) == (winner.cell, winner.skeleton))
         screen = signal.get("screen")
-        among = (f"the {screen['kept']} best of {screen['screened']} screened on {screen['fraction']:g} of an epoch "
+        among = (f"the {screen['kept']} best of {screen['screened']} screened on {epoch_share(screen['fraction'])} "
                  "each" if screen else f"the {len(signal['pool'])} best by {signal['preselected_by']} fitness")
         print(f"  chosen by {signal['chosen_by']} among {among}: {100 * chosen['refine_accuracy']:.2f}% after "
               f"{chosen['refine_epochs']} epoch(s), refined fitness {chosen['refine_fitness']:.4g}")

@@ -82,7 +82,6 @@ class CandidateMeasurer:
                                                        self.config.seed, self.evaluator.device, previous)
         return {"val_accuracy": accuracy, **self.trained_cost(cell, activity, skeleton), "state": state}
 
-
     def screen_training(self, cell: Cell, skeleton: str | None, fraction: float, splits) -> dict:
         """A screening's cached fields: validation accuracy after one pass over ``fraction`` of the training split
         from the candidate's seeded weights, and the energy and time per inference of the trained activity."""

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, fields
 
 from ..arch.choices import DOWNSAMPLES, ENCODINGS, TIMINGS
 from ..errors import OptionError, ResumeError
-from ..limits import DEFAULT_THREADS, check_device, check_seed, check_threads
+from ..limits import DEFAULT_THREADS, check_device, check_fraction, check_seed, check_threads
 from .names import (BN_MODES, DEFAULT_REFINE, DEFAULT_REFINE_ENERGY_WEIGHT, DEFAULT_SCREEN, DEFAULT_SCREEN_FRACTION,
                     DEFAULT_SPIKE_LAMBDA, DEPLOYABLES, STRATEGIES)
 
@@ -96,9 +96,7 @@ class SearchConfig:
             raise OptionError(f"--refine must be >= 0 and --refine-epochs >= 1, got {self.refine}, {self.refine_epochs}")
         if isinstance(self.screen, bool) or not isinstance(self.screen, int) or self.screen < 0:
             raise OptionError(f"--screen must be a non-negative integer, got {self.screen!r}")
-        if isinstance(self.screen_fraction, bool) or not isinstance(self.screen_fraction, (int, float)) \
-                or not 0 < self.screen_fraction <= 1:
-            raise OptionError(f"--screen-fraction must be a share of an epoch in (0, 1], got {self.screen_fraction!r}")
+        check_fraction(self.screen_fraction, "--screen-fraction")
         if self.max_samples is not None and self.max_samples < 1:
             raise OptionError(f"--max-samples must be a positive integer, got {self.max_samples!r}")
         if self.deployable not in DEPLOYABLES:

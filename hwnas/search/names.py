@@ -17,11 +17,12 @@ DEFAULT_REFINE = 8
 # winner's mean accuracy percentile at 86 (87 at weight 0), weight 4 pulled it to 76 for 0.75x the energy.
 DEFAULT_REFINE_ENERGY_WEIGHT = 1.0
 # Default --screen: candidates of highest fitness (all of a prune search's pool: its winner and the 24 random cells
-# it adds) trained --screen-fraction of an epoch each, to choose the --refine that successive halving trains (a
-# whole epoch is the first rung's training, so it costs the 17 extra candidates' epochs). Why: the zero-cost score
-# that chose them does not rank trained accuracy. Measured with `hwnas proxy-check` (README, "What the search's
-# pipeline keeps"), Kendall tau against 4 (digits) or 3 (N-MNIST-format saccades, 16 cells) epochs x 2 seeds:
-# half an epoch 0.29 on digits, 0.36 on events; a quarter 0.05 on events; a whole epoch 0.39 and 0.45.
+# it adds) trained --screen-fraction of an epoch each, to choose the --refine that successive halving trains (with
+# --refine-epochs 1 a whole epoch is the first rung's training, so it costs the 17 extra candidates' epochs). Why:
+# the zero-cost score that chose them does not rank trained accuracy. Measured with `hwnas proxy-check` and
+# bench/screen_fraction.py (README, "What the search's pipeline keeps"), Kendall tau against the accuracy after 4
+# (digits, 40 cells) or 3 (N-MNIST-format saccades, 16 cells) epochs x 2 seeds: a quarter of an epoch 0.11 on
+# digits and 0.05 on events, half an epoch 0.25 [-0.01, 0.48] and 0.36, a whole epoch 0.46 and 0.43.
 DEFAULT_SCREEN = 25
 DEFAULT_SCREEN_FRACTION = 1.0
 # AutoSNN's default weight of the spike term (Na et al., ICML 2022: lambda = -0.08 in F = Acc x (N/N_avg)^lambda)

@@ -44,7 +44,7 @@ from ..data import load_dataset
 from ..errors import OptionError, ResumeError
 from ..hw_models import load_target
 from ..io_utils import check_writable, write_bytes_atomic, write_json_atomic
-from ..limits import DEFAULT_THREADS, check_device, check_seed, check_threads
+from ..limits import DEFAULT_THREADS, check_device, check_fraction, check_seed, check_threads
 from ..run_folder import RunFolder
 from ..sim.seeding import build_seeded, computing_threads, resolve_device
 from .evaluate import Evaluator, ScoreConfig
@@ -90,9 +90,7 @@ class ProxyCheckConfig:
             raise OptionError(f"--candidates must be at least 4 for a rank correlation, got {self.candidates}")
         if self.seeds < 1 or self.epochs < 1 or self.short_epochs < 1 or self.supernet_epochs < 1:
             raise OptionError("--seeds, --epochs, --short-epochs and --supernet-epochs must be at least 1")
-        if isinstance(self.screen_fraction, bool) or not isinstance(self.screen_fraction, (int, float)) \
-                or not 0 < self.screen_fraction <= 1:
-            raise OptionError(f"--screen-fraction must be a share of an epoch in (0, 1], got {self.screen_fraction!r}")
+        check_fraction(self.screen_fraction, "--screen-fraction")
 
 
 def sample_cells(count: int, seed: int, allow_backward: bool = True) -> list[str]:
@@ -261,7 +259,7 @@ def summarise(candidates: dict[str, dict], keys: list[str], config: ProxyCheckCo
 def search_preselection_proxy(config: SearchConfig) -> str:
     """The proxy of this check that ranks like the search's preselection of ``config``: its screening rung, else
     its zero-cost score (the supernet's accuracy for the evolution)."""
-    if config.refine and config.screen:
+    if config.refine and config.screen > config.refine:
         return "screen"
     if config.strategy == "evolution":
         return "supernet"
@@ -272,7 +270,7 @@ def search_keep_share(config: SearchConfig) -> float:
     """The share of its pool that the search of ``config`` refines: a prune search's pool is its final cell and
     :func:`~hwnas.search.refine.pool_sample_size` random cells (25 for --refine 8), of which the screening rung
     (or the fitness, without one) keeps ``refine``."""
-    pool = pool_sample_size(config.refine) + 1
+    pool = pool_sample_size(config.refine, config.screen) + 1
     if config.screen > config.refine:
         pool = min(pool, config.screen)
     return min(1.0, config.refine / pool)

@@ -7,7 +7,8 @@ what they are cheap at, discarding most of the space: the ``--screen`` best-fitn
 screening rung, where each trains on ``--screen-fraction`` of an epoch; the K (``--refine``) best by screened
 fitness go on to successive halving (Jamieson & Talwalkar, AISTATS 2016): every candidate of a rung is trained
 for the rung's epochs, the better half by refined fitness goes on to a rung with twice the epochs, until two are
-left; the best of the last rung wins. With ``--screen 0`` the K best-fitness candidates go to halving directly.
+left; the best of the last rung wins. With ``--screen 0`` (or any S <= K) the K best-fitness candidates go to
+halving directly. With ``--screen-fraction 1`` and ``--refine-epochs 1`` the screening is the first rung's training.
 
     refined fitness = 100 * validation accuracy - w * log2(energy / 1 uJ)
 
@@ -60,19 +61,41 @@ def halving_rungs(k: int, epochs: int) -> list[tuple[int, int]]:
     return rungs
 
 
-def pool_sample_size(k: int) -> int:
-    """Random cells a prune search adds to its pool of ``k`` (the winner alone is no choice to refine)."""
-    return 3 * k
+def pool_sample_size(k: int, screen: int = 0) -> int:
+    """Random cells a prune search adds to its pool of ``k`` (the winner alone is no choice to refine): 3k, or
+    enough for a screening of ``screen`` candidates (its final cell one of them) when it screens more."""
+    return max(3 * k, screen - 1) if screen > k else 3 * k
+
+
+def skeleton_suffix(skeleton: str, primary: str) -> str:
+    """What a checkpoint key adds for a candidate in ``skeleton``: nothing for the primary one."""
+    return "" if skeleton == primary else f"|{skeleton}"
 
 
 def refine_key(row: Row, epochs: int, primary: str) -> str:
     """The checkpoint key of ``row``'s candidate trained for ``epochs`` (its skeleton named unless primary)."""
-    return f"refine|{row.cell}|{epochs}" + ("" if row.skeleton == primary else f"|{row.skeleton}")
+    return f"refine|{row.cell}|{epochs}" + skeleton_suffix(row.skeleton, primary)
 
 
 def screen_key(row: Row, fraction: float, primary: str) -> str:
-    """The checkpoint key of ``row``'s candidate screened on ``fraction`` of an epoch."""
-    return f"screen|{row.cell}|{fraction:g}" + ("" if row.skeleton == primary else f"|{row.skeleton}")
+    """The checkpoint key of ``row``'s candidate screened on ``fraction`` (< 1, or with --refine-epochs > 1) of an
+    epoch."""
+    return f"screen|{row.cell}|{fraction:g}" + skeleton_suffix(row.skeleton, primary)
+
+
+def epoch_share(fraction: float) -> str:
+    """``fraction`` of an epoch in words."""
+    return "one epoch" if fraction == 1 else f"{fraction:g} of an epoch"
+
+
+def cached_training(scorer, key: str, message: str, compute: Callable[[], dict]) -> dict:
+    """The checkpoint's entry ``key``, trained (``compute()``, announced with ``message``) and saved when missing."""
+    cache = scorer.cache
+    if key not in cache.results:
+        scorer.announce(message)
+        cache.results[key] = compute()
+        cache.save()
+    return cache.results[key]
 
 
 def preselection_signal(config) -> str:
@@ -87,10 +110,10 @@ def screen(config, pool: list[Row], scorer, splits, weight: float,
     """Train every row of ``pool`` on ``config.screen_fraction`` of an epoch (cached in the checkpoint) and keep
     the ``config.refine`` of highest screened fitness. Returns them and the screening's record for the report.
 
-    A whole epoch when the first halving rung trains one is that rung's training (the same seeded weights and
-    data order): it is cached under the rung's key with its state (``keep(key, result)`` writes it), so the kept
-    candidates' first rung trains nothing again."""
-    cache, fraction = scorer.cache, config.screen_fraction
+    A whole epoch when the first halving rung trains one epoch (``--refine-epochs 1``) is that rung's training (the
+    same seeded weights and data order): it is cached under the rung's key with its state (``keep(key, result)``
+    writes it), so the kept candidates' first rung trains nothing again."""
+    fraction = config.screen_fraction
     first_rung = fraction == 1 and config.refine_epochs == 1
     if first_rung:
         keys = {id(row): refine_key(row, 1, scorer.primary) for row in pool}
@@ -98,18 +121,14 @@ def screen(config, pool: list[Row], scorer, splits, weight: float,
     else:
         keys = {id(row): screen_key(row, fraction, scorer.primary) for row in pool}
         tasks = {id(row): ("screen", row.cell, row.skeleton, fraction) for row in pool}
-    what = f"screen: training {len(pool)} candidates on {fraction:g} of an epoch"
+    what = f"screen: training {len(pool)} candidates on {epoch_share(fraction)} each"
     scorer.prefetch([(keys[id(row)], tasks[id(row)]) for row in pool], what, save_each=True,
                     keep=keep if first_rung else None)
     for number, row in enumerate(pool, start=1):
-        key = keys[id(row)]
-        if key not in cache.results:
-            scorer.announce(f"{what}: {number}/{len(pool)}")
-            cell = parse_cell_key(row.cell)
-            cache.results[key] = keep(key, scorer.measurer.refine_training(cell, row.skeleton, 1, splits)) \
-                if first_rung else scorer.measurer.screen_training(cell, row.skeleton, fraction, splits)
-            cache.save()
-        cached = cache.results[key]
+        key, cell = keys[id(row)], parse_cell_key(row.cell)
+        cached = cached_training(scorer, key, f"{what}: {number}/{len(pool)}", lambda: (
+            keep(key, scorer.measurer.refine_training(cell, row.skeleton, 1, splits)) if first_rung
+            else scorer.measurer.screen_training(cell, row.skeleton, fraction, splits)))
         row.screen_accuracy = cached["val_accuracy"]
         row.screen_fitness = refined_fitness(row.screen_accuracy, cached.get("energy_j") or row.energy_j, weight)
     kept = sorted(pool, key=lambda r: (-r.screen_fitness, r.index))[:config.refine]
@@ -121,9 +140,10 @@ def screen(config, pool: list[Row], scorer, splits, weight: float,
 
 
 def refine(config, space, result: StrategyResult, scorer, splits, folder: RunFolder) -> tuple[StrategyResult, dict]:
-    """Successive halving over the ``config.refine`` best-fitness candidates of ``result``, chosen by
-    short-training accuracy plus the energy term of the trained network; ``scorer`` is the search's
-    :class:`~hwnas.search.candidates.CandidateScorer`. A rung continues each survivor's training from its state
+    """Successive halving over the ``config.refine`` best candidates of ``result`` by screened fitness (the
+    ``config.screen`` best by fitness screened, :func:`screen`; without a screening, ``config.screen <=
+    config.refine``, the ``config.refine`` best by fitness), chosen by short-training accuracy plus the energy
+    term of the trained network; ``scorer`` is the search's :class:`~hwnas.search.candidates.CandidateScorer`. A rung continues each survivor's training from its state
     at the previous rung (kept in ``folder``'s ``refine/``), so a candidate trained to 4 epochs cost 4 epochs,
     not 1 + 2 + 4. Every training is cached in the checkpoint. Returns the result with the winner and the signal
     that chose it (for ``report.json``)."""
@@ -131,7 +151,7 @@ def refine(config, space, result: StrategyResult, scorer, splits, folder: RunFol
     if config.strategy == "prune":  # prune scores one cell only: random cells from the whole space join the pool
         seen = {row.cell for row in rows if row.is_candidate}
         rng = np.random.default_rng([config.seed, 1])
-        cells = random_cells(space, pool_sample_size(config.refine), rng)
+        cells = random_cells(space, pool_sample_size(config.refine, config.screen), rng)
         drawn = scorer.draw_skeletons(len(cells), np.random.default_rng([config.seed, 3]))
         fresh = [(cell, skeleton) for cell, skeleton in zip(cells, drawn) if cell_key(cell) not in seen]
         scorer.prefetch_cells([cell for cell, _ in fresh], [skeleton for _, skeleton in fresh])
@@ -180,12 +200,10 @@ def refine(config, space, result: StrategyResult, scorer, splits, folder: RunFol
         for row in field:
             primary = row.skeleton == scorer.primary
             cache_key = keys[id(row)]
-            if cache_key not in cache.results:
-                scorer.announce(f"refine: training {row.cell}{'' if primary else ' in ' + row.skeleton} for {added}")
-                cache.results[cache_key] = keep(cache_key, scorer.measurer.refine_training(
-                    parse_cell_key(row.cell), row.skeleton, epochs, splits, previous_state(row)))
-                cache.save()
-            cached = cache.results[cache_key]
+            cached = cached_training(
+                scorer, cache_key, f"refine: training {row.cell}{'' if primary else ' in ' + row.skeleton} for {added}",
+                lambda: keep(cache_key, scorer.measurer.refine_training(parse_cell_key(row.cell), row.skeleton,
+                                                                        epochs, splits, previous_state(row))))
             row.refine_epochs = epochs
             row.refine_accuracy = cached["val_accuracy"]
             row.refine_energy_j = cached.get("energy_j") or row.energy_j
@@ -201,7 +219,7 @@ def refine(config, space, result: StrategyResult, scorer, splits, folder: RunFol
                            "accuracy)",
               "refine": config.refine, "refine_epochs": config.refine_epochs,
               "refine_energy_weight": weight, "rungs": rungs,
-              "preselected_by": (f"screening ({config.screen_fraction:g} of an epoch of training each, validation "
+              "preselected_by": (f"screening ({epoch_share(config.screen_fraction)} of training each, validation "
                                  f"accuracy; the {screened['screened']} best by {preselection_signal(config)})"
                                  if screened else preselection_signal(config)),
               **({"screen": screened} if screened else {}),
