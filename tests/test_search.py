@@ -446,18 +446,18 @@ def test_refine_after_prune_draws_its_pool_from_the_whole_space(tmp_path):
 
     assert pool_sample_size(2) == 6 and pool_sample_size(2, 8) == 7 and pool_sample_size(8, 25) == 24
     assert pool_sample_size(2, 2) == 6  # no screening: 3K
-    # --screen 8: the pool holds the final cell and 7 random ones, all screened (half an epoch each)
+    # --refine 1 --screen 5: the pool holds the final cell and 4 random ones (not 3K = 3), all screened
     config = SearchConfig(strategy="prune", max_samples=200, seed=2,
-                          **{**FAST_SEARCH, "refine": 2, "screen": 8, "screen_fraction": 0.5})
+                          **{**FAST_SEARCH, "refine": 1, "screen": 5, "screen_fraction": 0.5})
     outcome = run_search(config, tmp_path / "run")
     kinds = outcome.report["evaluations_of"]
     assert kinds["supernets"] == sum(not r.is_candidate for r in outcome.rows) > 0
     assert kinds["cells"] + kinds["supernets"] == outcome.report["evaluations"] == len(outcome.rows)
     drawn = [r for r in outcome.rows if r.kind == "cell"]
-    assert len(drawn) == 7
+    assert len(drawn) == 4
     final = next(r for r in outcome.rows if r.kind == "final")
     candidates = sorted(drawn + [final], key=lambda r: (-r.fitness, r.index))
     usable = [r.cell for r in candidates if r.usable]
-    assert [row["cell"] for row in outcome.report["signal"]["screen"]["cells"]] == usable
-    kept = sorted((r for r in candidates if r.usable), key=lambda r: (-r.screen_fitness, r.index))[:2]
+    assert [row["cell"] for row in outcome.report["signal"]["screen"]["cells"]] == usable and len(usable) > 1
+    kept = sorted((r for r in candidates if r.usable), key=lambda r: (-r.screen_fitness, r.index))[:1]
     assert [row["cell"] for row in outcome.report["signal"]["pool"]] == [r.cell for r in kept]
