@@ -18,7 +18,7 @@ from ..hw_models.fitness import fitness, hardware_terms
 from ..sim.seeding import build_seeded
 from .config import SearchConfig
 from .evaluate import Evaluator
-from .rows import MEASURED, ROW_FIELDS, Row
+from .rows import MEASURED, ROW_FIELDS, Row, skeleton_suffix
 from .space import SearchSpace
 
 Progress = Callable[[int, "int | None", str], None]
@@ -138,8 +138,7 @@ class CandidateScorer:
 
     def cell_cache_key(self, cell: Cell, skeleton: str | None) -> str:
         """The checkpoint key of ``cell`` scored in ``skeleton`` (None: the primary one)."""
-        skeleton = skeleton or self.primary
-        return f"cell|{cell_key(cell)}" + ("" if skeleton == self.primary else f"|{skeleton}")
+        return f"cell|{cell_key(cell)}" + skeleton_suffix(skeleton or self.primary, self.primary)
 
     def cell_row(self, cell: Cell, skeleton: str | None, extra: dict) -> Row:
         """The row of ``cell`` in ``skeleton`` (None: the primary one), scored when not cached."""

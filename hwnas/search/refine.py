@@ -28,7 +28,7 @@ from ..arch.genotype import cell_key, parse_cell_key
 from ..errors import ResumeError
 from ..io_utils import write_bytes_atomic
 from ..run_folder import RunFolder
-from .rows import Row
+from .rows import Row, skeleton_suffix
 from .strategies import StrategyResult, random_cells
 
 ENERGY_UNIT_J = 1e-6
@@ -65,11 +65,6 @@ def pool_sample_size(k: int, screen: int = 0) -> int:
     """Random cells a prune search adds to its pool of ``k`` (the winner alone is no choice to refine): 3k, or
     enough for a screening of ``screen`` candidates (its final cell one of them) when it screens more."""
     return max(3 * k, screen - 1) if screen > k else 3 * k
-
-
-def skeleton_suffix(skeleton: str, primary: str) -> str:
-    """What a checkpoint key adds for a candidate in ``skeleton``: nothing for the primary one."""
-    return "" if skeleton == primary else f"|{skeleton}"
 
 
 def refine_key(row: Row, epochs: int, primary: str) -> str:
@@ -143,9 +138,9 @@ def refine(config, space, result: StrategyResult, scorer, splits, folder: RunFol
     """Successive halving over the ``config.refine`` best candidates of ``result`` by screened fitness (the
     ``config.screen`` best by fitness screened, :func:`screen`; without a screening, ``config.screen <=
     config.refine``, the ``config.refine`` best by fitness), chosen by short-training accuracy plus the energy
-    term of the trained network; ``scorer`` is the search's :class:`~hwnas.search.candidates.CandidateScorer`. A rung continues each survivor's training from its state
-    at the previous rung (kept in ``folder``'s ``refine/``), so a candidate trained to 4 epochs cost 4 epochs,
-    not 1 + 2 + 4. Every training is cached in the checkpoint. Returns the result with the winner and the signal
+    term of the trained network; ``scorer`` is the search's :class:`~hwnas.search.candidates.CandidateScorer`.
+    A rung continues each survivor's training from its state at the previous rung (kept in ``folder``'s
+    ``refine/``), so a candidate trained to 4 epochs cost 4 epochs, not 1 + 2 + 4. Every training is cached in the checkpoint. Returns the result with the winner and the signal
     that chose it (for ``report.json``)."""
     rows = list(result.rows)
     if config.strategy == "prune":  # prune scores one cell only: random cells from the whole space join the pool

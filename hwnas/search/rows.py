@@ -94,6 +94,11 @@ class Row:
 ROW_FIELDS = frozenset(f.name for f in fields(Row))
 
 
+def skeleton_suffix(skeleton: str, primary: str) -> str:
+    """What a checkpoint key adds for a candidate in ``skeleton``: nothing for the primary one."""
+    return "" if skeleton == primary else f"|{skeleton}"
+
+
 def sort_key(row: Row) -> tuple:
     """Rank rows best first: usable before unusable, then higher fitness, then earlier index."""
     return (not row.usable, -row.fitness if row.usable else 0.0, row.index)
