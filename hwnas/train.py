@@ -317,6 +317,8 @@ def load_model(path: str | Path, device: torch.device | None = None) -> tuple[Sp
         if checkpoint.get("arithmetic", "float") == "loihi":
             net.set_arithmetic("loihi", WeightFormat(bits=checkpoint["weight_bits"]),
                                checkpoint.get("spiking_input", True))
+    if checkpoint.get("layer_weight_bits"):  # compressed: connections with bits of their own
+        net.set_layer_weight_formats({key: WeightFormat(bits=bits) for key, bits in checkpoint["layer_weight_bits"].items()})
     state = checkpoint["state_dict"]
     # a model trained before cells were canonical holds the weights of populations that could not reach the
     # output; the network rebuilt from the same architecture no longer has them, and they changed nothing

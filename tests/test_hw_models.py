@@ -16,6 +16,7 @@ from hwnas.sim.graph import Connection, Population
 from hwnas.sim.network import SpikingNetwork
 from hwnas.sim.neuron import NeuronParams
 from hwnas.sim.ops import FlattenLinear, Identity
+from hwnas.sim.quantize import WeightFormat
 
 TINY_TARGET = """
 [target]
@@ -204,3 +205,34 @@ def load_tiny_like(neurons, fanin, memory, bits):
     text = text.replace("fanin_axons = 100", f"fanin_axons = {fanin}").replace("fanout_axons = 100", f"fanout_axons = {fanin}")
     text = text.replace("synapse_memory_bits = 1000", f"synapse_memory_bits = {memory}")
     return text.replace("synapse_bits = 1", f"synapse_bits = {bits}")
+
+
+def test_the_mapper_stores_each_connection_in_its_own_bits(tmp_path):
+    # compression: each weighted connection in its own precision; a synapse takes the target's synapse bits less
+    # the weight bits it does not use (9-bit synapses for 8-bit weights: a b-bit weight takes b + 1), pruned
+    # (zero) weights take none, and the smaller memory needs fewer cores
+    text = load_tiny_like(neurons=300, fanin=1000, memory=60000, bits=9)
+    target = load_target(write_target(tmp_path, text))
+    net = build_network(small_arch(FEEDBACK, width=16))
+    net.eval()
+    net.fold_batchnorm()
+    dense = map_network(net, target)
+    assert dense.complete
+    weighted = [key for key, synapse in net.synapses.items() if hasattr(synapse, "weight_format") or
+                hasattr(getattr(synapse, "inner", None), "weight_format")]
+    own = {key: WeightFormat(2 + index % 3) for index, key in enumerate(weighted)}
+    net.set_layer_weight_formats(own)
+    with torch.no_grad():  # prune a quarter of one connection's weights
+        weight = net.synapses[weighted[0]].conv.weight
+        weight.view(-1)[: weight.numel() // 4] = 0.0
+    net.weights_changed()
+    compressed = map_network(net, target)
+    expected = 0.0
+    for conn in net.active_connections():
+        synapse = net.synapses[conn.module_key]
+        count = float(synapse.fanin(net.input_shape if conn.src == "input" else net.populations[conn.src].shape).sum())
+        expected += count * ((own[conn.module_key].bits + 1) if conn.module_key in own else 9)
+    assert sum(b.synapse_bits for bs in compressed.blocks.values() for b in bs) == pytest.approx(expected)
+    assert sum(b.synapse_bits for bs in compressed.blocks.values() for b in bs) < \
+        sum(b.synapse_bits for bs in dense.blocks.values() for b in bs) / 2
+    assert len(compressed.cores) < len(dense.cores)

@@ -17,7 +17,7 @@ from hwnas.cli import main
 from hwnas.deploy.backends import hwnas_rasters
 from hwnas.deploy.lava import lava_order, run_lava
 from hwnas.errors import OptionError
-from hwnas.export.nir import load, to_nir
+from hwnas.export.nir import load, recorded_layer_weight_bits, recorded_weight_format, to_nir
 from hwnas.sim.integer import simulate_fixed
 from hwnas.sim.lowering import LoweringError, lower
 from hwnas.sim.ops import ConvBN
@@ -67,6 +67,42 @@ def test_lava_float_and_fixed_reproduce_hwnas_exactly(cell, downsample, skeleton
     np.testing.assert_allclose(lava_float.output_current, reference.output_current)
     np.testing.assert_array_equal(lava_fixed.output_current, twin.output_current)
     assert multiprocessing.active_children() == []  # the runtime was stopped, no Lava process left behind
+
+
+@pytest.mark.parametrize("cell,downsample", [(FEEDBACK, "maxpool"), (CHAIN, "avgpool")])
+def test_connections_with_bits_of_their_own_compute_in_lava_what_the_twin_and_the_trained_net_compute(cell, downsample):
+    # a compressed network: each weighted connection in its own precision (2..7 bits), one of them half pruned;
+    # through NIR, Lava's fixed-point models, the integer twin and the network in Loihi arithmetic agree
+    arch = small_arch(cell, width=6, downsample=downsample)
+    net = build_seeded(lambda: build_network(arch), 0, "lava")
+    for module in net.modules():
+        if isinstance(module, ConvBN):
+            module.bn.running_var.fill_(0.02)
+            module.bn.running_mean.fill_(0.02)
+    net.eval()
+    net.fold_batchnorm()
+    net.set_arithmetic("loihi", WeightFormat())
+    weighted = [key for key, synapse in net.synapses.items() if synapse.deployed_format(None) is not None]
+    bits = {key: 2 + index % 6 for index, key in enumerate(weighted)}
+    with torch.no_grad():
+        first = net.synapses[weighted[1]].conv.weight
+        first[first.abs() < first.abs().median()] = 0.0
+    net.set_layer_weight_formats({key: WeightFormat(b) for key, b in bits.items()})
+    graph = to_nir(net, arch)
+    assert net.layer_weight_bits() == bits and recorded_layer_weight_bits(graph) == bits
+    loaded = load(graph, timing="pipelined")
+    lowered = lower(loaded, recorded_weight_format(graph))
+    own_bits = {conn.label: conn.weight_bits for conn in lowered.connections}
+    assert sorted(b for b in own_bits.values() if b != 8) == sorted(bits.values())
+    x = spikes(seed=4)
+    twin = simulate_fixed(lowered, x.numpy())
+    lava_fixed = run_lava(lowered, x.numpy(), "fixed", chunk=3)
+    trained = hwnas_rasters(net, x, "pipelined", torch.float32)
+    for name in net.populations:
+        assert np.array_equal(lava_fixed.spikes[name], twin.spikes[name]), name
+        assert np.array_equal(trained.spikes[name], twin.spikes[name]), name
+    assert sum(twin.spikes[name].sum() > 0 for name in net.populations) >= len(net.populations) - 1
+    np.testing.assert_array_equal(lava_fixed.output_current, twin.output_current)
 
 
 def test_integer_twin_differs_from_float_only_by_rounding():

@@ -129,7 +129,7 @@ def test_the_recorded_weight_format_is_the_one_deployed():
     trained = run_backend("trained", deployment, x)
     assert all(np.array_equal(trained.spikes[n], twin.spikes[n]) for n in net.populations)
     graph.metadata["hwnas.weight_bits"] = 40
-    with pytest.raises(NirError, match="hwnas.weight_bits must be a whole number of bits in 1..16, got 40"):
+    with pytest.raises(NirError, match="hwnas.weight_bits must be a whole number of bits in 2..16, got 40"):
         recorded_weight_format(graph)
 
 

@@ -30,6 +30,7 @@ from ..errors import HwnasError
 from ..sim.graph import INPUT
 from ..sim.integer import Rasters, check_binary
 from ..sim.lowering import LoweredNetwork
+from ..sim.quantize import WeightFormat
 
 MODES = ("fixed", "float")
 DENSE_SHARE = 0.5  # a connection with more non-zero weights than this share is a Dense process
@@ -268,7 +269,11 @@ def _build(lowered: LoweredNetwork, inputs: np.ndarray, mode: str, window: int, 
         else:
             _, src_perm = lava_order(src_shape)
             matrix = conn.as_matrix(src_shape, integer=fixed).tocsr()[dst_perm][:, src_perm]
-            kwargs = {"weight_exp": conn.exponent, "num_weight_bits": lowered.weight_format.bits} if fixed else {}
+            kwargs = {}
+            if fixed:  # b-bit mantissas sit in the top b of Lava's 8 bits (hwnas.sim.quantize): same values
+                shift = WeightFormat(bits=conn.weight_bits).chip_shift
+                matrix = matrix * (1 << shift) if shift else matrix
+                kwargs = {"weight_exp": conn.exponent - shift, "num_weight_bits": conn.weight_bits}
             if matrix.nnz > DENSE_SHARE * matrix.shape[0] * matrix.shape[1]:
                 process = Dense(weights=matrix.toarray(), num_message_bits=message_bits, **kwargs)
             else:

@@ -37,7 +37,7 @@ from ..sim.network import SpikingNetwork
 from ..sim.neuron import NeuronParams
 from ..sim.ops import synapse_from_nir
 from ..sim.ops.chain import Scaled
-from ..sim.quantize import WeightFormat
+from ..sim.quantize import MIN_WEIGHT_BITS, WeightFormat
 
 DEFAULT_DT_S = 1e-3
 READOUT = "readout"  # the NIR Output node; populations keep their hwnas names
@@ -76,6 +76,9 @@ def to_nir(net: SpikingNetwork, arch: Architecture | None = None, dt_s: float = 
         metadata["hwnas.architecture"] = json.dumps(arch.to_dict())
     if net.chip_format is not None:  # trained in Loihi's arithmetic: the format the chip must store
         metadata["hwnas.weight_bits"] = int(net.chip_format.bits)
+    layer_bits = net.layer_weight_bits()
+    if layer_bits:  # compressed: connections with bits of their own, by the name of the op's NIR node(s)
+        metadata["hwnas.layer_weight_bits"] = json.dumps(layer_bits, sort_keys=True)
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
 
 
@@ -154,16 +157,30 @@ def recorded_dt(graph) -> float | None:
 
 def recorded_weight_format(graph) -> WeightFormat | None:
     """The weight format a graph records in its ``hwnas.weight_bits`` metadata (written by a network trained in
-    Loihi's arithmetic; None when it records none); anything but a whole number of bits in 1..16 is a one-line
+    Loihi's arithmetic; None when it records none); anything but a whole number of bits in 2..16 is a one-line
     :class:`NirError`."""
     value = _metadata(graph).get("hwnas.weight_bits")
     if value is None:
         return None
     array = np.asarray(value).reshape(-1)
     if array.size != 1 or array.dtype.kind not in "iuf" or not float(array[0]).is_integer() or \
-            not 1 <= float(array[0]) <= 16:
-        raise NirError(f"metadata hwnas.weight_bits must be a whole number of bits in 1..16, got {value!r}")
+            not MIN_WEIGHT_BITS <= float(array[0]) <= 16:
+        raise NirError(f"metadata hwnas.weight_bits must be a whole number of bits in {MIN_WEIGHT_BITS}..16, got "
+                       f"{value!r}")
     return WeightFormat(bits=int(array[0]))
+
+
+def recorded_layer_weight_bits(graph) -> dict[str, int]:
+    """The bits of the connections a compressed network stores in a precision of their own
+    (``hwnas.layer_weight_bits``: NIR node name of the op -> bits; empty when the graph records none)."""
+    data = _metadata_json(graph, "hwnas.layer_weight_bits")
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or not all(isinstance(bits, int) and not isinstance(bits, bool) and
+                                             MIN_WEIGHT_BITS <= bits <= 16 for bits in data.values()):
+        raise NirError("metadata hwnas.layer_weight_bits must map node names to whole numbers of bits in "
+                       f"{MIN_WEIGHT_BITS}..16")
+    return {str(name): bits for name, bits in data.items()}
 
 
 def recorded_architecture(graph) -> Architecture | None:
@@ -389,8 +406,27 @@ def load(path_or_graph, dt_s: float | None = None, timing: str | None = None) ->
     except ValueError as exc:
         raise NirError(f"cannot simulate the graph: {exc}") from None
     net.nir_chains = chain_names
+    _apply_layer_weight_bits(net, recorded_layer_weight_bits(graph), chain_names)
     net.eval()
     return net
+
+
+def _apply_layer_weight_bits(net: SpikingNetwork, layer_bits: dict[str, int], chain_names: dict) -> None:
+    """Give each connection whose op's NIR node(s) the metadata names its recorded bits (an op's nodes are
+    named after its module key at export, ``key`` or ``key.<part>``)."""
+    if not layer_bits:
+        return
+    formats, found = {}, set()
+    for module_key, chain in chain_names.items():
+        for node_name in chain[1:-1]:
+            owner = node_name if node_name in layer_bits else node_name.rsplit(".", 1)[0]
+            if owner in layer_bits:
+                formats[module_key] = WeightFormat(bits=layer_bits[owner])
+                found.add(owner)
+    missing = sorted(set(layer_bits) - found)
+    if missing:
+        raise NirError(f"metadata hwnas.layer_weight_bits names '{missing[0]}', which is no synapse node of the graph")
+    net.set_layer_weight_formats(formats)
 
 
 def _read_synapses(chains: list, nodes: dict, shapes: dict, gains: dict) -> list:

@@ -5,7 +5,9 @@ Model (hwnas' own; each assumption stated):
 * A population is cut into *blocks* of consecutive neurons in position-major order (all channels of one pixel,
   then the next pixel), so a block of a convolutional layer needs only the input window around its pixels.
 * A block fits a core when its neurons, its input axons (distinct source neurons with a synapse into the
-  block, counted per source population) and its synapses x ``synapse_bits`` stay within the core's limits.
+  block, counted per source population) and its synapse bits stay within the core's limits. A synapse takes
+  ``synapse_bits``, less the weight bits its connection does not use when it holds fewer than the target's
+  ``weight_bits`` (a compressed connection; :func:`synapse_storage_bits`); pruned (zero) weights are no synapses.
   On a target with ``core.shared_conv_weights`` (Loihi's hierarchical connectivity) a convolution's synapses
   are not stored per neuron: the block stores the convolution's kernel once (all of it, whatever share of the
   layer the block holds: conservative), and only the other connections' synapses per neuron.
@@ -224,7 +226,7 @@ def _map_once(net: SpikingNetwork, target: Target, caps: dict[str, int], stop_ea
     def fits(neurons: int, axons: int, bits: int) -> bool:
         return neurons <= core_spec.neurons and axons <= core_spec.fanin_axons and bits <= core_spec.synapse_memory_bits
 
-    prefixes, conv_prefixes, shared, widest = _stored_synapses(net, core_spec, shapes, incoming)
+    prefixes, conv_prefixes, shared, widest = _stored_synapses(net, target, shapes, incoming)
     for layer in net.order:
         note(lambda: check_neuron_fanin(layer, widest[layer][0], core_spec.fanin_axons, target.name))
         note(lambda: check_neuron_synapses(layer, widest[layer][1], core_spec.synapse_memory_bits, target.name))
@@ -235,16 +237,16 @@ def _map_once(net: SpikingNetwork, target: Target, caps: dict[str, int], stop_ea
     def longest_block(layer: str, start: int) -> int:
         """End of the longest block from ``start`` within the neuron and synapse-memory limits (at least 1). A
         shared kernel is stored once or, where that is cheaper, as per-neuron synapses."""
-        prefix = prefixes[layer] * core_spec.synapse_bits
+        prefix = prefixes[layer]
         end = last_within(prefix, float(prefix[start]) + core_spec.synapse_memory_bits - shared[layer])
         if shared[layer]:
-            per_neuron = prefix + conv_prefixes[layer] * core_spec.synapse_bits
+            per_neuron = prefix + conv_prefixes[layer]
             end = max(end, last_within(per_neuron, float(per_neuron[start]) + core_spec.synapse_memory_bits))
         return max(start + 1, min(len(prefix) - 1, start + core_spec.neurons, end, start + caps.get(layer, 1 << 62)))
 
     def block_bits(layer: str, start: int, stop: int) -> int:
-        stored = float(prefixes[layer][stop] - prefixes[layer][start]) * core_spec.synapse_bits
-        conv = float(conv_prefixes[layer][stop] - conv_prefixes[layer][start]) * core_spec.synapse_bits
+        stored = float(prefixes[layer][stop] - prefixes[layer][start])
+        conv = float(conv_prefixes[layer][stop] - conv_prefixes[layer][start])
         return int(stored + min(shared[layer], conv))
 
     if stop_early and violations:
@@ -348,11 +350,22 @@ def _map_once(net: SpikingNetwork, target: Target, caps: dict[str, int], stop_ea
     return Mapping(target, cores, blocks, routes, _synop_shares(net, shapes), violations)
 
 
-def _stored_synapses(net: SpikingNetwork, core_spec, shapes: dict, incoming: dict) -> tuple[dict, dict, dict, dict]:
-    """Per layer: prefix sums (position-major: a block's synapse bits in O(1)) of the synapses stored per
-    destination neuron, and of the synapses of the connections whose kernel the target can share instead; the
+def synapse_storage_bits(synapse, target: Target) -> int:
+    """Bits one synapse of the op ``synapse`` takes in a core's memory: the target's ``synapse_bits`` (a weight of
+    the target's full precision with its encoding), less the weight bits a connection stored in fewer bits
+    (compressed, :mod:`hwnas.compress`) does not use."""
+    fmt = synapse.deployed_format(None)
+    if fmt is None or target.weight_bits is None or fmt.bits >= target.weight_bits:
+        return target.core.synapse_bits
+    return target.core.synapse_bits - (target.weight_bits - fmt.bits)
+
+
+def _stored_synapses(net: SpikingNetwork, target: Target, shapes: dict, incoming: dict) -> tuple[dict, dict, dict, dict]:
+    """Per layer: prefix sums (position-major: a block's synapse bits in O(1)) of the bits of the synapses stored
+    per destination neuron, and of the synapses of the connections whose kernel the target can share instead; the
     bits such kernels take once per block; and (fan-in axons, synapse bits) of its widest single neuron. A neuron's
     synapses each come from a distinct source neuron: its fan-in is its synapse count."""
+    core_spec = target.core
     prefixes: dict[str, torch.Tensor] = {}
     conv_prefixes: dict[str, torch.Tensor] = {}
     shared: dict[str, int] = {}
@@ -367,15 +380,16 @@ def _stored_synapses(net: SpikingNetwork, core_spec, shapes: dict, incoming: dic
         shared[layer] = 0
         for synapse, src in incoming[layer]:
             fanin = synapse.fanin(shapes[src]).reshape(shape)
+            bits_each = synapse_storage_bits(synapse, target)
             per_neuron = per_neuron + fanin
             kernel = synapse.kernel_weights() if core_spec.shared_conv_weights else None
             if kernel is None:
-                stored = stored + fanin
+                stored = stored + fanin * bits_each
             else:
-                sharable = sharable + fanin
-                shared[layer] += kernel * core_spec.synapse_bits
+                sharable = sharable + fanin * bits_each
+                shared[layer] += kernel * bits_each
         prefixes[layer], conv_prefixes[layer] = prefix_sums(stored), prefix_sums(sharable)
-        bits = stored * core_spec.synapse_bits + torch.clamp(sharable * core_spec.synapse_bits, max=shared[layer])
+        bits = stored + torch.clamp(sharable, max=shared[layer])
         widest[layer] = (int(per_neuron.max()) if per_neuron.numel() else 0,
                          int(bits.max()) if bits.numel() else 0)
     return prefixes, conv_prefixes, shared, widest

@@ -72,7 +72,8 @@ class LoweredConnection:
 
     ``kind`` is ``conv`` (``weight`` (C_out, C_in, k, k), same padding, stride 1) or ``matrix`` (``weight`` a
     CSR matrix (dst neurons, src neurons) in hwnas' flat order). ``mantissa`` has the same layout in integers;
-    the effective fixed-point weight is ``mantissa * 2**exponent / 64``.
+    the effective fixed-point weight is ``mantissa * 2**exponent / 64``; ``weight_bits`` is the connection's
+    weight precision (the network's format, or the connection's own after compression).
     """
 
     src: str
@@ -84,6 +85,7 @@ class LoweredConnection:
     exponent: int
     padding: int = 0
     label: str = ""
+    weight_bits: int = 8
 
     def as_matrix(self, src_shape: tuple[int, ...], integer: bool = False) -> sparse.csr_matrix:
         """This connection as a (dst, src) CSR matrix in hwnas' flat order (floats, or the mantissas)."""
@@ -114,7 +116,8 @@ class LoweredNetwork:
 
 
 def lower(net: SpikingNetwork, fmt: WeightFormat | None = None) -> LoweredNetwork:
-    """Lower a folded network (e.g. one loaded from a ``.nir``) with its weights quantised to ``fmt``.
+    """Lower a folded network (e.g. one loaded from a ``.nir``) with its weights quantised to ``fmt``, or to a
+    connection's own format where its op has one (:meth:`~hwnas.sim.ops.base.Synapse.deployed_format`).
 
     Float weights stay as the network holds them (a network exported after quantisation-aware training holds
     the quantised values already); mantissas and exponents are their fixed-point form, computed always, so a
@@ -128,14 +131,15 @@ def lower(net: SpikingNetwork, fmt: WeightFormat | None = None) -> LoweredNetwor
     for conn in net.active_connections():
         where = f"{conn.src} -> {conn.dst}"
         synapse = net.synapses[conn.module_key]
-        kind, values, mantissa, exponent, padding, bias = synapse.lower(shapes[conn.src], fmt, where)
+        own = synapse.deployed_format(fmt)
+        kind, values, mantissa, exponent, padding, bias = synapse.lower(shapes[conn.src], own, where)
         if bias is not None and np.any(bias != 0):
             if net.populations[conn.dst].params.du != 1.0:
                 raise LoweringError(f"connection {where}: a bias into neurons with du < 1 accumulates in the "
                                     "current and has no Loihi equivalent")
             biases[conn.dst] = biases[conn.dst] + bias
         connections.append(LoweredConnection(conn.src, conn.dst, conn.backward, kind, values, mantissa, exponent,
-                                             padding, conn.module_key))
+                                             padding, conn.module_key, own.bits))
     populations = {}
     for name in net.order:
         p = net.populations[name].params

@@ -167,6 +167,30 @@ class SpikingNetwork(nn.Module):
             synapse.set_weight_format(weight_format)
         self.weights_changed()
 
+    def set_layer_weight_formats(self, formats: dict) -> None:
+        """Give some connections (module key -> :class:`~hwnas.sim.quantize.WeightFormat`) formats of their own,
+        e.g. the bits compression chose for each; the others keep theirs. Needs folded BN."""
+        unknown = sorted(set(formats) - set(self.synapses.keys()))
+        if unknown:
+            raise KeyError(f"unknown connections {unknown}")
+        if formats and not self.is_folded:
+            raise ValueError("fold batch-norm before quantising")
+        for key, weight_format in formats.items():
+            self.synapses[key].set_weight_format(weight_format)
+        self.weights_changed()
+
+    def layer_weight_bits(self) -> dict[str, int]:
+        """The weight bits of every active connection whose own format differs from the network's
+        (``chip_format``; without one, every weighted connection's once they differ): empty unless compression
+        gave connections bits of their own."""
+        own = {conn.module_key: self.synapses[conn.module_key].deployed_format(None)
+               for conn in self.active_connections()}
+        bits = {key: fmt.bits for key, fmt in own.items() if fmt is not None}
+        default = self.chip_format.bits if self.chip_format is not None else None
+        if len(set(bits.values())) <= 1 and default in (None, *bits.values()):
+            return {}
+        return {key: value for key, value in bits.items() if value != default}
+
     def set_arithmetic(self, arithmetic: str, weight_format: WeightFormat | None = None,
                        spiking_input: bool = True) -> None:
         """Compute in ``float`` or in ``loihi`` arithmetic (see the module docstring). ``loihi`` quantises the

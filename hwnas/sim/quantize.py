@@ -6,6 +6,12 @@ synaptic layer's integers use ``bits`` bits with one shared exponent e, so the s
 w ~= m * 2^e / 64. With mixed signs the mantissa is an even integer in [-2^bits, 2^bits - 2] (Lava's Dense
 drops the lowest bit when signs are mixed), i.e. for 8 bits even integers in -256..254. A bias becomes
 round(64 b) / 64; a threshold round(64 theta).
+
+Fewer bits: Lava's synapses hold 8-bit mantissas (plus sign) and a connection's ``num_weight_bits`` b keeps only
+their top b bits (``lava.utils.weightutils.truncate_weights``). hwnas' b-bit mantissa m (even, in
+[-2^b, 2^b - 2]) is stored there as m << (8 - b) with the exponent lowered by 8 - b: the same value, on Lava's
+grid. The chip's exponent range (-8..7) therefore bounds e - (8 - b), i.e. e lies in -b..15 - b
+(:attr:`WeightFormat.min_exponent`). Mixed-sign weights need at least 2 bits (one of them is the sign).
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import torch
 
 WEIGHT_SCALE = 64
 MIN_EXPONENT, MAX_EXPONENT = -8, 7  # the shared-exponent range of Lava's synaptic processes
+CHIP_MANTISSA_BITS = 8              # the mantissa bits a Lava synapse holds before num_weight_bits truncates them
+MIN_WEIGHT_BITS = 2                 # mixed-sign weights: one bit is the sign
 
 
 @dataclass(frozen=True)
@@ -25,6 +33,23 @@ class WeightFormat:
 
     bits: int = 8
     scale: int = WEIGHT_SCALE
+
+    def __post_init__(self) -> None:
+        if self.bits < MIN_WEIGHT_BITS:
+            raise ValueError(f"a weight format needs at least {MIN_WEIGHT_BITS} bits (mixed signs), got {self.bits}")
+
+    @property
+    def chip_shift(self) -> int:
+        """How far Lava's synapse shifts these mantissas left to hold them as its 8-bit ones (0 from 8 bits)."""
+        return max(0, CHIP_MANTISSA_BITS - self.bits)
+
+    @property
+    def min_exponent(self) -> int:
+        return MIN_EXPONENT + self.chip_shift
+
+    @property
+    def max_exponent(self) -> int:
+        return MAX_EXPONENT + self.chip_shift
 
     @property
     def max_mantissa(self) -> int:
@@ -36,12 +61,12 @@ class WeightFormat:
 
 
 def shared_exponent(weight: torch.Tensor, fmt: WeightFormat) -> int:
-    """The smallest exponent e in Lava's range with max |scale * w| / 2^e within the mantissa range."""
+    """The smallest exponent e in the format's range (:attr:`WeightFormat.min_exponent`) with max |scale * w| / 2^e within the mantissa range."""
     largest = float(weight.detach().abs().max()) * fmt.scale
     if largest == 0:
         return 0
     exponent = math.ceil(math.log2(largest / fmt.max_mantissa))
-    return int(min(MAX_EXPONENT, max(MIN_EXPONENT, exponent)))
+    return int(min(fmt.max_exponent, max(fmt.min_exponent, exponent)))
 
 
 def weight_mantissas(weight: torch.Tensor, fmt: WeightFormat) -> tuple[torch.Tensor, int]:

@@ -58,6 +58,9 @@ class AvgPoolThen(Synapse):
     def set_weight_format(self, weight_format) -> None:
         self.inner.set_weight_format(weight_format)
 
+    def deployed_format(self, fmt):
+        return self.inner.deployed_format(fmt)
+
     def channel_bias(self) -> torch.Tensor | None:
         return self.inner.channel_bias()
 

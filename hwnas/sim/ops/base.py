@@ -87,6 +87,11 @@ class Synapse(nn.Module):
         """Fake-quantise the op's weights to ``weight_format`` (a :class:`~hwnas.sim.quantize.WeightFormat`, or
         None for float weights); ops without weights ignore it."""
 
+    def deployed_format(self, fmt):
+        """The weight format the chip stores this op's weights in: the op's own (set by quantisation-aware
+        training or by compression, which may give each connection its own bits), else ``fmt``."""
+        return getattr(self, "weight_format", None) or fmt
+
     def channel_bias(self) -> torch.Tensor | None:
         """The per-output-channel bias the op adds (a folded batch-norm), or None."""
         return None
