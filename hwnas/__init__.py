@@ -13,9 +13,9 @@ import types
 # The Python API (hwnas.api) under the package's name: hwnas.search(...), hwnas.train(...), hwnas.export(...).
 # It is imported by name on first use, never at import time: `import hwnas` (and the command line's help) stays
 # free of torch, and the package root stays in the base layer that every module may import.
-_API = ("search", "train", "export", "deploy", "validate", "report", "neurobench_model", "as_splits",
+_API = ("search", "train", "compress", "export", "deploy", "validate", "report", "neurobench_model", "as_splits",
         "SearchResult", "TrainResult", "SpikingClassifier")
-_CALLABLE_MODULES = ("search", "train", "export", "deploy", "report")  # also modules of hwnas: see CallableModule
+_CALLABLE_MODULES = ("search", "train", "compress", "export", "deploy", "report")  # also modules of hwnas: see CallableModule
 __all__ = ["__version__", *_API]
 
 

@@ -255,6 +255,26 @@ def train(found: SearchResult | str | Path, *, out: str | Path | None = None, pr
                            outcome.report, path if (found.folder or out is not None) else None, found.splits)
 
 
+def compress(trained: TrainResult | str | Path, *, out: str | Path | None = None, progress: bool | Callable = False,
+             data: Any = None, **options) -> TrainResult:
+    """Compress a trained network for its chip (LitE-SNN's joint pruning, mixed precision and timestep search,
+    :mod:`hwnas.compress`), as ``hwnas compress`` does; ``options`` are :class:`~hwnas.compress.CompressConfig`
+    fields (``epochs``, ``qat_epochs``, ``size_weight``, ``synops_weight``, ``bits``, ``min_timesteps``,
+    ``max_timesteps``, ...). Writes a run folder of its own (``out``, default the trained run's ``compressed``)
+    and returns it as a :class:`TrainResult` whose report is ``compress.json``'s."""
+    from .compress import CompressConfig, compress_run
+
+    path = trained.folder if isinstance(trained, TrainResult) else trained
+    if path is None:
+        raise OptionError("compress needs a trained run folder: train with out= (or from a search's folder)")
+    folder = RunFolder(path)
+    splits = trained.splits if isinstance(trained, TrainResult) and data is None else None
+    if data is not None:
+        splits = as_splits(data, **_recorded_data(folder))
+    outcome = compress_run(folder.path, CompressConfig(**options), out, _printer(progress), splits)
+    return TrainResult(_classifier(outcome, splits, RunFolder(outcome.folder)), outcome.report, outcome.folder, splits)
+
+
 def _recorded_data(folder: RunFolder) -> dict:
     """The data options a run folder's search recorded (timesteps, seed, name), for reading data given again."""
     config = folder.search_config()

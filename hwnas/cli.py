@@ -16,7 +16,7 @@ from .errors import HwnasError
 
 def build_parser() -> argparse.ArgumentParser:
     """The full parser with every sub-command."""
-    from .commands import deploy, estimate, export, proxy_check, report, run, search, targets, train, validate
+    from .commands import compress, deploy, estimate, export, proxy_check, report, run, search, targets, train, validate
 
     parser = OneLineParser(
         prog="hwnas",
@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "`hwnas search` scores candidate spiking cells without training, simulating each in the\n"
                     "target's timing model and mapping it onto the chip's cores, then lets short trainings of the\n"
                     "8 best choose (--refine); `hwnas train` trains the winner\n"
-                    "(8-bit QAT); `hwnas export` writes NIR (also ONNX, netx); `hwnas validate` runs it in Lava's\n"
+                    "(8-bit QAT); `hwnas compress` prunes it and chooses each connection's weight bits and the\n"
+                    "timesteps (LitE-SNN); `hwnas export` writes NIR (also ONNX, netx); `hwnas validate` runs it in Lava's\n"
                     "Loihi 2 simulator (fixed and float), Norse and hwnas, and compares spikes and energy per layer.\n"
                     "`hwnas report` writes a run folder as one HTML page. `hwnas proxy-check` measures whether\n"
                     "the search's signals rank cells on your data.",
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"hwnas {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
-    for module in (run, search, train, export, deploy, validate, report, targets, estimate, proxy_check):
+    for module in (run, search, train, compress, export, deploy, validate, report, targets, estimate, proxy_check):
         module.add_parser(commands)
     return parser
 

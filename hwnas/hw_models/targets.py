@@ -74,7 +74,8 @@ class TimeSpec:
 
 _INT_TABLES = {"chip": ChipSpec, "core": CoreSpec}
 _FLOAT_TABLES = {"energy": EnergySpec, "time": TimeSpec}
-_TARGET_FIELDS = {"name": str, "description": str, "timing": str, "weight_bits": int, "sources": list}
+_TARGET_FIELDS = {"name": str, "description": str, "timing": str, "weight_bits": int, "weight_bit_choices": list,
+                  "sources": list}
 _TARGET_REQUIRED = ("name", "description", "timing")
 _OPTIONAL_FLAGS = {"core": ("shared_conv_weights",)}  # true/false fields that may be left out
 
@@ -93,6 +94,8 @@ class Target:
     core: CoreSpec | None = None
     energy: EnergySpec | None = None
     time: TimeSpec | None = None
+    # the weight precisions a connection may be stored in (compression chooses among them); empty: weight_bits only
+    weight_bit_choices: tuple[int, ...] = ()
 
     @property
     def is_hardware(self) -> bool:
@@ -101,7 +104,8 @@ class Target:
 
     def to_dict(self) -> dict:
         data = {"name": self.name, "description": self.description, "timing": self.timing,
-                "weight_bits": self.weight_bits, "sources": list(self.sources), "path": self.path}
+                "weight_bits": self.weight_bits, "weight_bit_choices": list(self.weight_bit_choices),
+                "sources": list(self.sources), "path": self.path}
         for table in ("chip", "core", "energy", "time"):
             spec = getattr(self, table)
             data[table] = None if spec is None else {f.name: getattr(spec, f.name) for f in fields(spec)}
@@ -177,6 +181,11 @@ def _parse(data: dict, label: str, path: str) -> Target:
     bits = table.get("weight_bits")
     if bits is not None and not 1 <= bits <= 32:
         raise TargetError(f"target {label}: field 'target.weight_bits' must lie in 1..32, got {bits}")
+    choices = table.get("weight_bit_choices", [])
+    if choices and (bits is None or any(isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= bits
+                                        for b in choices)):
+        raise TargetError(f"target {label}: field 'target.weight_bit_choices' must list whole numbers of bits in "
+                          f"1..weight_bits, got {choices!r}")
 
     hardware_tables = [*_INT_TABLES, *_FLOAT_TABLES]
     present = [name for name in hardware_tables if name in data]
@@ -189,7 +198,8 @@ def _parse(data: dict, label: str, path: str) -> Target:
         for name, cls in {**_INT_TABLES, **_FLOAT_TABLES}.items():
             specs[name] = _spec(cls, data[name], name, label, integer=name in _INT_TABLES)
     return Target(table["name"], table["description"], table["timing"], bits,
-                  tuple(str(s) for s in table.get("sources", [])), path, **specs)
+                  tuple(str(s) for s in table.get("sources", [])), path, **specs,
+                  weight_bit_choices=tuple(sorted(set(choices))))
 
 
 def _spec(cls, table, section: str, label: str, integer: bool):

@@ -13,6 +13,7 @@ Lava's fixed-point models give the same spikes.
 from __future__ import annotations
 
 import itertools
+from contextlib import contextmanager
 import math
 from dataclasses import dataclass
 
@@ -72,6 +73,7 @@ class SpikingNetwork(nn.Module):
         self.edge_modules: dict[object, list[str]] = {}  # the builder's edge -> module keys of its connections
         self.order = topological_order(list(self.populations), self.connections)
         self._fanout: dict[str, torch.Tensor] | None = None
+        self._synop_weights: dict[str, float] | None = None  # see synops_weighted_by
         self._plans: dict[str, StepPlan] = {}
         # module key -> the NIR node names of the connection (source, chain, destination), for a graph read from NIR
         self.nir_chains: dict[str, tuple[str, ...]] = {}
@@ -121,10 +123,23 @@ class SpikingNetwork(nn.Module):
                 total = torch.zeros(shape)
                 for conn in self.active_connections():
                     if conn.src == name:
-                        total = total + self.synapses[conn.module_key].fanout(shape).cpu()
+                        fanout = self.synapses[conn.module_key].fanout(shape).cpu()
+                        if self._synop_weights is not None:
+                            fanout = fanout * self._synop_weights.get(conn.module_key, 1.0)
+                        total = total + fanout
                 maps[name] = total.to(device)
             self._fanout = maps
         return self._fanout
+
+    @contextmanager
+    def synops_weighted_by(self, weights: dict[str, float]):
+        """Within the block, count every synaptic operation of a connection ``weights[module key]`` times (its weight
+        bits: bit-weighted synaptic operations, LitE-SNN's Bit-SynOps); connections not named count once."""
+        self._synop_weights, self._fanout = dict(weights), None
+        try:
+            yield self
+        finally:
+            self._synop_weights, self._fanout = None, None
 
     def weights_changed(self) -> None:
         """Forget what was derived from the weights (the fan-out: a quantised weight that rounds to zero is no

@@ -61,6 +61,9 @@ class AvgPoolThen(Synapse):
     def deployed_format(self, fmt):
         return self.inner.deployed_format(fmt)
 
+    def weight_module(self):
+        return self.inner.weight_module()
+
     def channel_bias(self) -> torch.Tensor | None:
         return self.inner.channel_bias()
 

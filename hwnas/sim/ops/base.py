@@ -87,6 +87,11 @@ class Synapse(nn.Module):
         """Fake-quantise the op's weights to ``weight_format`` (a :class:`~hwnas.sim.quantize.WeightFormat`, or
         None for float weights); ops without weights ignore it."""
 
+    def weight_module(self) -> nn.Module | None:
+        """The module whose ``weight`` holds this op's synaptic weights (what compression prunes and quantises), or
+        None for an op without weights of its own."""
+        return None
+
     def deployed_format(self, fmt):
         """The weight format the chip stores this op's weights in: the op's own (set by quantisation-aware
         training or by compression, which may give each connection its own bits), else ``fmt``."""

@@ -44,6 +44,9 @@ class _Convolution(Synapse):
     def kernel_weights(self) -> int:
         return int(self.conv.weight.numel())
 
+    def weight_module(self) -> nn.Module:
+        return self.conv
+
 
 class ConvBN(_Convolution):
     """3x3 convolution (stride 1, same padding, no bias) followed by batch-norm; BN folds into the conv for export."""

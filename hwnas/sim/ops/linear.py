@@ -43,6 +43,9 @@ class FlattenLinear(Synapse):
         # synapses exist where the deployed weight is non-zero: quantisation rounds small weights to zero
         return deployed_weight(self.linear.weight, self.weight_format) != 0
 
+    def weight_module(self) -> nn.Module:
+        return self.linear
+
     def set_weight_format(self, weight_format) -> None:
         self.weight_format = weight_format
 
