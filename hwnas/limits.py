@@ -52,6 +52,16 @@ def check_device(device, what: str = "--device") -> str:
     return device
 
 
+def check_run_options(seed, threads, device) -> None:
+    """The ``--seed``, ``--threads`` and ``--device`` of a step that may leave them to its run (None), checked."""
+    if seed is not None:
+        check_seed(seed)
+    if threads is not None:
+        check_threads(threads)
+    if device is not None:
+        check_device(device)
+
+
 def recorded_device(config: dict) -> str:
     """The device option a run's recorded configuration computes with (``auto`` for runs from before it was
     recorded)."""

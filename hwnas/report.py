@@ -153,6 +153,9 @@ def _train_section(folder: RunFolder) -> list[str]:
     if trained is None:
         return ["<h2>Training</h2>", _missing("training", f"hwnas train {folder.path}")]
     bits = f"{trained['weight_bits']}-bit weights (QAT)" if trained.get("quantized") else "float weights"
+    if trained.get("layer_weight_bits"):  # hwnas compress: each connection in its own bits
+        bits = (f"compressed: {', '.join(map(str, sorted(set(trained['layer_weight_bits'].values()))))}-bit "
+                "weights per connection (hwnas compress)")
     rows = [["test accuracy", _percent(trained.get("test_accuracy"))],
             ["validation accuracy", _percent(trained.get("val_accuracy"))],
             ["weights", bits],

@@ -34,7 +34,7 @@ from .data.splits import DatasetSplits, encode_batch
 from .errors import OptionError, first_line
 from .hw_models import load_target
 from .io_utils import write_bytes_atomic, write_json_atomic
-from .limits import check_device, check_fraction, check_seed, check_threads, recorded_device, recorded_threads
+from .limits import check_fraction, check_run_options, check_seed, recorded_device, recorded_threads
 from .run_folder import MODEL, RunFolder
 from .sim.activity import ActivityStats
 from .sim.network import SpikingNetwork
@@ -65,12 +65,7 @@ class TrainConfig:
             raise OptionError(f"--lr must be a finite positive number, got {self.lr}")
         if self.batch_size < 1:
             raise OptionError(f"--batch-size must be positive, got {self.batch_size}")
-        if self.seed is not None:
-            check_seed(self.seed)
-        if self.threads is not None:
-            check_threads(self.threads)
-        if self.device is not None:
-            check_device(self.device)
+        check_run_options(self.seed, self.threads, self.device)
 
 
 @dataclass
@@ -318,7 +313,11 @@ def load_model(path: str | Path, device: torch.device | None = None) -> tuple[Sp
             net.set_arithmetic("loihi", WeightFormat(bits=checkpoint["weight_bits"]),
                                checkpoint.get("spiking_input", True))
     if checkpoint.get("layer_weight_bits"):  # compressed: connections with bits of their own
-        net.set_layer_weight_formats({key: WeightFormat(bits=bits) for key, bits in checkpoint["layer_weight_bits"].items()})
+        try:
+            net.set_layer_weight_formats({key: WeightFormat(bits=bits)
+                                          for key, bits in checkpoint["layer_weight_bits"].items()})
+        except (KeyError, ValueError, TypeError) as exc:
+            raise OptionError(f"{path} records weight bits its architecture cannot take: {first_line(exc)}") from None
     state = checkpoint["state_dict"]
     # a model trained before cells were canonical holds the weights of populations that could not reach the
     # output; the network rebuilt from the same architecture no longer has them, and they changed nothing

@@ -218,8 +218,7 @@ def test_the_mapper_stores_each_connection_in_its_own_bits(tmp_path):
     net.fold_batchnorm()
     dense = map_network(net, target)
     assert dense.complete
-    weighted = [key for key, synapse in net.synapses.items() if hasattr(synapse, "weight_format") or
-                hasattr(getattr(synapse, "inner", None), "weight_format")]
+    weighted = [key for key, synapse in net.synapses.items() if synapse.weight_module() is not None]
     own = {key: WeightFormat(2 + index % 3) for index, key in enumerate(weighted)}
     net.set_layer_weight_formats(own)
     with torch.no_grad():  # prune a quarter of one connection's weights

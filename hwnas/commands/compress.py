@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import DEVICE_HELP, device_name, non_negative_float, non_negative_int, positive_int, \
+from .common import DEVICE_HELP, device_name, non_negative_float, non_negative_int, positive_float, positive_int, \
     positive_int_list, seed_int
 
 
@@ -28,7 +28,7 @@ def add_parser(commands) -> None:
             "weighted synaptic ops, energy and cores before and after). hwnas export and hwnas validate run on it\n"
             "as on any trained run: each connection is stored and simulated in its own bits, in Lava too."),
         epilog="examples:\n  hwnas compress runs/demo\n"
-               "  hwnas compress runs/demo --synops-weight 2 --bits 2,4,8 --out runs/demo-small\n"
+               "  hwnas compress runs/demo --synops-weight 0.1 --bits 2,4,8 --out runs/demo-small\n"
                "  hwnas export runs/demo/compressed && hwnas validate runs/demo/compressed")
     compress.add_argument("run_dir", metavar="DIR", help="trained run folder (holds model.pt)")
     compress.add_argument("--out", default=None, help="folder to write (default: DIR/compressed)")
@@ -37,19 +37,19 @@ def add_parser(commands) -> None:
                           help="candidate weight precisions, e.g. 2,4,8 (default: the target's from 2 bits)")
     compress.add_argument("--epochs", type=non_negative_int, default=4,
                           help="epochs of the joint search of masks, precisions and T (default: %(default)s)")
-    compress.add_argument("--qat-epochs", type=non_negative_int, default=2,
+    compress.add_argument("--qat-epochs", type=non_negative_int, default=5,
                           help="fine-tuning epochs of the decoded network in fixed point (default: %(default)s)")
-    compress.add_argument("--size-weight", type=non_negative_float, default=0.5,
+    compress.add_argument("--size-weight", type=non_negative_float, default=0.002,
                           help="weight of the model size (relative to the trained network's; default: %(default)s)")
-    compress.add_argument("--synops-weight", type=non_negative_float, default=0.5,
+    compress.add_argument("--synops-weight", type=non_negative_float, default=0.002,
                           help="weight of the bit-weighted synaptic operations (relative; default: %(default)s)")
     compress.add_argument("--min-timesteps", type=positive_int, default=1,
                           help="smallest T to consider (default: %(default)s)")
     compress.add_argument("--max-timesteps", type=positive_int, default=None,
                           help="largest T to consider (default: the trained T)")
-    compress.add_argument("--lr", type=non_negative_float, default=2e-4,
+    compress.add_argument("--lr", type=positive_float, default=2e-4,
                           help="Adam learning rate of the weights (default: %(default)s)")
-    compress.add_argument("--arch-lr", type=non_negative_float, default=1e-2,
+    compress.add_argument("--arch-lr", type=positive_float, default=1e-2,
                           help="Adam learning rate of thresholds, precision and T weights (default: %(default)s)")
     compress.add_argument("--batch-size", type=positive_int, default=64, help="batch (default: %(default)s)")
     compress.add_argument("--seed", type=seed_int, default=None, help="seed (default: the run's)")

@@ -24,6 +24,9 @@ def add_parser(commands) -> None:
             "  hwnas export DIR --format nir          DIR/model.nir\n"
             "  hwnas validate DIR --target T          the trained model vs hwnas vs Lava fixed/float vs Norse, energy\n"
             "                                         (about 6 min)\n"
+            "With --compress, then also:\n"
+            "  hwnas compress DIR                     pruning, per-connection weight bits and T (LitE-SNN), written\n"
+            "                                         to DIR/compressed, exported and validated there too\n"
             "A step whose result is already in DIR is skipped, so an interrupted run continues where it stopped."),
         epilog="examples:\n  hwnas run --target loihi2\n  hwnas run --target loihi --out runs/loihi1 --samples 50")
     run_parser.add_argument("--target", default="loihi2", help="target chip (default: %(default)s)")
@@ -39,6 +42,8 @@ def add_parser(commands) -> None:
                             help=DEVICE_HELP + "; the search's and the training's (default: %(default)s)")
     run_parser.add_argument("--workers", type=positive_int, default=None, metavar="N",
                             help="the search's --workers: a local Ray cluster of N processes (default: none)")
+    run_parser.add_argument("--compress", action="store_true",
+                            help="also compress the trained network (hwnas compress's defaults) and validate it")
     run_parser.set_defaults(handler=run)
 
 
@@ -66,9 +71,27 @@ def run(args: argparse.Namespace) -> int:
          + (["--data-dir", args.data_dir] if args.data_dir else [])
          + (["--skip", "lava_fixed,lava_float"] if missing_lava else [])),
     ]
+    if args.compress:
+        from ..compress.run import COMPRESS_REPORT, DEFAULT_FOLDER
+
+        small = RunFolder(out / DEFAULT_FOLDER)
+        steps += [
+            ("compress", small / COMPRESS_REPORT, ["compress", str(out), "--seed", str(args.seed), "--target",
+                                                   args.target, "--out", str(small.path)]),
+            ("export compressed", small.export("nir"), ["export", str(small.path), "--format", "nir"]),
+            ("validate compressed", small.validation,
+             ["validate", str(small.path), "--target", args.target, "--samples", str(args.samples), "--seed",
+              str(args.seed)] + (["--data-dir", args.data_dir] if args.data_dir else [])
+             + (["--skip", "lava_fixed,lava_float"] if missing_lava else [])),
+        ]
     if missing_lava:
         print(f"note: {missing_lava}; validate compares hwnas, its integer twin and Norse only")
     check_writable(out, "--out", folder=True)
+    if args.compress:  # a target without precisions to choose would stop the run only after the training
+        from ..compress.run import candidate_bits
+        from ..hw_models import load_target
+
+        candidate_bits(None, load_target(args.target))
     seconds = {}
     with folder.writing("run"):  # one writer for all the steps
         for name, result, argv in steps:
@@ -91,12 +114,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _steps_parser() -> argparse.ArgumentParser:
     """A parser of the sub-commands this one chains, each declared by its own module."""
-    from . import export, search, train, validate
+    from . import compress, export, search, train, validate
     from .common import OneLineParser
 
     parser = OneLineParser(prog="hwnas")
     commands = parser.add_subparsers(dest="command", parser_class=OneLineParser)
-    for module in (search, train, export, validate):
+    for module in (search, train, compress, export, validate):
         module.add_parser(commands)
     return parser
 
@@ -128,12 +151,33 @@ def print_summary(out: Path, seconds: dict[str, float]) -> None:
         ("energy predicted by hwnas (trained)", _uj(energy.get("predicted_j"))),
         ("energy of Lava-measured spikes", _uj(energy.get("measured_lava_fixed_j"))
          + (f" (prediction error {100 * energy['prediction_error']:+.2f}%)" if energy else "")),
+        *_compressed_rows(folder),
         ("time per step", ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()) or "all steps were done before"),
     ]
     width = max(len(label) for label, _ in rows)
     print(f"\n== summary of {out}")
     for label, value in rows:
         print(f"{label:{width}s}  {value}")
+
+
+def _compressed_rows(folder) -> list[tuple[str, str]]:
+    """The compressed network's rows, when ``hwnas run --compress`` made one."""
+    from ..compress.run import COMPRESS_REPORT, DEFAULT_FOLDER
+    from ..run_folder import RunFolder
+
+    small = RunFolder(folder.path / DEFAULT_FOLDER)
+    report = small.read_json(small / COMPRESS_REPORT)
+    if not report:
+        return []
+    before, after = report["before"], report["after"]
+    pairs = small.read_json(small.validation, {}).get("pairs", {})
+    return [("compressed: test accuracy", f"{100 * after['accuracy']:.2f}% (T {report['timesteps']}, bits "
+             f"{', '.join(map(str, sorted({layer['bits'] for layer in report['layers'].values()})))})"),
+            ("compressed: model bits, bit-weighted synops",
+             f"{after['model_bits']} of {before['model_bits']}, {after['bit_synops_per_sample']:.0f} of "
+             f"{before['bit_synops_per_sample']:.0f} per sample"),
+            ("compressed: energy predicted", _uj(after.get("energy_j"))),
+            ("compressed: trained = Lava fixed", _verdict(pairs.get("trained/lava_fixed")))]
 
 
 def _uj(value) -> str:

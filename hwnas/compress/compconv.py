@@ -1,7 +1,7 @@
 """Compressible weights (LitE-SNN's CompConv, in hwnas' terms): one shared weight tensor per connection with a
 learnable pruning mask and a learnable choice among the target's weight precisions.
 
-LitE-SNN (Liu et al., IJCAI 2024; ``../shared/seeds/``) shares one weight tensor and one mask among all bit-width
+LitE-SNN (Liu et al., IJCAI 2024, arXiv:2401.14652) shares one weight tensor and one mask among all bit-width
 candidates of a convolution and mixes the candidates' quantised weights by softmax-normalised architecture
 weights; the authors' code decodes each layer's precision as the arg-max (their candidates 1, 2 and 4 bits). hwnas
 keeps that structure and differs where the chip asks for it:

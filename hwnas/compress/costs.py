@@ -63,10 +63,10 @@ def connection_bits(net) -> dict[str, int]:
     return bits
 
 
-def measure_network(net, arch, splits, target, seed: int, split: str = "test") -> dict:
+def measure_network(net, arch, splits, target, seed: int, split: str = "test") -> tuple[dict, object]:
     """A network's figures on ``split``: accuracy, timesteps, model size in bits, synaptic and bit-weighted
     synaptic operations and spikes per sample, energy per inference and cores on ``target`` (its mapper and
-    energy model), whether it fits."""
+    energy model), whether it fits; and the activity of the run."""
     from ..hw_models.energy import estimate_energy
     from ..hw_models.mapping import map_network
     from ..train import evaluate
@@ -85,4 +85,4 @@ def measure_network(net, arch, splits, target, seed: int, split: str = "test") -
         mapping = map_network(net, target)
         estimate = estimate_energy(activity, mapping, target)
         figures.update({"energy_j": estimate.energy_j, "cores": len(mapping.cores), "fits": mapping.feasible})
-    return figures
+    return figures, activity

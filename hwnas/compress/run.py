@@ -41,7 +41,7 @@ from torch.nn.utils import parametrize
 from ..data.splits import DatasetSplits, encode_batch
 from ..errors import OptionError
 from ..io_utils import write_bytes_atomic, write_json_atomic
-from ..limits import check_device, check_seed, check_threads, recorded_device, recorded_threads
+from ..limits import check_memory, check_run_options, check_seed, recorded_device, recorded_threads
 from ..run_folder import MODEL, RunFolder
 from ..sim.quantize import MIN_WEIGHT_BITS, WeightFormat
 from ..sim.seeding import computing_threads, resolve_device
@@ -58,11 +58,11 @@ class CompressConfig:
     """Options of a compression run (see the module docstring)."""
 
     epochs: int = 4               # joint search of masks, precisions and timesteps
-    qat_epochs: int = 2           # fine-tuning of the decoded network in Loihi arithmetic
+    qat_epochs: int = 5           # fine-tuning of the decoded network in Loihi arithmetic (as hwnas train's)
     lr: float = 2e-4              # Adam on the weights (a tenth of training's)
     arch_lr: float = 1e-2         # Adam on thresholds, precision and timestep logits
-    size_weight: float = 0.5      # weight of the model size, relative to the trained network's
-    synops_weight: float = 0.5    # weight of the bit-weighted synaptic operations, relative to the trained network's
+    size_weight: float = 0.002    # weight of the model size, relative to the trained network's
+    synops_weight: float = 0.002  # weight of the bit-weighted synaptic operations, relative to the trained network's
     bits: tuple[int, ...] | None = None  # candidate precisions; None: the target's weight_bit_choices from 2 bits
     min_timesteps: int = 1
     max_timesteps: int | None = None     # None: the trained network's timesteps
@@ -89,12 +89,7 @@ class CompressConfig:
             raise OptionError(f"--max-timesteps ({self.max_timesteps}) is below --min-timesteps ({self.min_timesteps})")
         if self.batch_size < 2:
             raise OptionError(f"--batch-size must be at least 2, got {self.batch_size}")
-        if self.seed is not None:
-            check_seed(self.seed)
-        if self.threads is not None:
-            check_threads(self.threads)
-        if self.device is not None:
-            check_device(self.device)
+        check_run_options(self.seed, self.threads, self.device)
 
 
 @dataclass
@@ -151,10 +146,14 @@ def compress_run(run_dir: str | Path, config: CompressConfig, out_dir: str | Pat
     max_t = config.max_timesteps or arch.timesteps
     if config.min_timesteps > max_t:
         raise OptionError(f"--min-timesteps ({config.min_timesteps}) exceeds the largest T, {max_t}")
-    seed = config.seed if config.seed is not None else check_seed(search_config.get("seed", 0), "the run's seed")
+    data_seed = check_seed(search_config.get("seed", 0), "the run's seed")  # the splits the network trained on
+    seed = config.seed if config.seed is not None else data_seed  # batch order and encoding
     threads = config.threads or recorded_threads(search_config)
     device = resolve_device(config.device or recorded_device(search_config))
-    data = _Data(search_config, seed, splits)
+    if splits is not None and splits.kind == "frames" and config.min_timesteps != max_t:
+        raise OptionError("event data handed over in memory is binned for one T: pass min_timesteps and "
+                          "max_timesteps equal to it, or let compression load the run's dataset")
+    data = _Data(search_config, data_seed, splits)
     with RunFolder(out).writing("compress"), computing_threads(threads):
         return _compress(net.to(device), arch, checkpoint, target, bits, range(config.min_timesteps, max_t + 1),
                          replace(config, seed=seed, threads=threads), data, source, RunFolder(out),
@@ -169,9 +168,6 @@ class _Data:
 
     def at(self, timesteps: int) -> DatasetSplits:
         if self.given is not None:
-            if self.given.kind == "frames" and self.given.train_x.shape[1] != timesteps:
-                raise OptionError("event data handed over in memory is binned for one T: pass --min-timesteps and "
-                                  "--max-timesteps equal to it, or let compression load the run's dataset")
             return self.given
         static = next((splits for splits in self.loaded.values() if splits.kind != "frames"), None)
         if static is not None:
@@ -197,8 +193,12 @@ def _compress(net, arch, checkpoint: dict, target, bits: tuple[int, ...], timest
     spiking_input = net.spiking_input
     full = data.at(arch.timesteps)
     source.check_data(full.summary())
+    if full.kind == "frames" and len(timesteps) > 1:  # event data is held binned for every candidate T
+        held = sum(t.element_size() * t.numel() for t in (full.train_x, full.val_x, full.test_x))
+        check_memory(held * sum(timesteps) / arch.timesteps, f"holding the event data binned for T = "
+                     f"{timesteps[0]}..{timesteps[-1]}", "raise --min-timesteps or lower the run's --max-samples")
     say(f"measuring the trained network ({arch.timesteps} timesteps, {chip_format.bits}-bit weights) ...")
-    before = measure_network(net, arch, full, target, seed)
+    before, _ = measure_network(net, arch, full, target, seed)
     say(f"  test accuracy {100 * before['accuracy']:.2f}%, {before['model_bits']} model bits, "
         f"{before['bit_synops_per_sample']:.0f} bit-weighted synaptic ops per sample")
 
@@ -256,7 +256,7 @@ def _compress(net, arch, checkpoint: dict, target, bits: tuple[int, ...], timest
             for hook in hooks:
                 hook.remove()
         net.load_state_dict(best)
-    after = measure_network(net, compressed_arch, splits, target, seed)
+    after, activity = measure_network(net, compressed_arch, splits, target, seed)
     report = {
         "source": str(source.path), "target": target.name, "config": asdict(config), "seed": seed,
         "candidate_bits": list(bits), "timestep_candidates": list(timesteps), "timesteps": chosen_t,
@@ -265,7 +265,7 @@ def _compress(net, arch, checkpoint: dict, target, bits: tuple[int, ...], timest
         "before": before, "after": after, "val_accuracy": val_accuracy, "history": history,
         "seconds": time.perf_counter() - started,
     }
-    _write(out, net, compressed_arch, checkpoint, layer_bits, masks, report, splits, source, target)
+    _write(out, net, compressed_arch, checkpoint, layer_bits, masks, report, splits, source, target, activity)
     say(f"compressed: test accuracy {100 * before['accuracy']:.2f}% -> {100 * after['accuracy']:.2f}%, model bits "
         f"{before['model_bits']} -> {after['model_bits']}, bit-weighted synaptic ops "
         f"{before['bit_synops_per_sample']:.0f} -> {after['bit_synops_per_sample']:.0f} per sample, T "
@@ -333,11 +333,10 @@ def _search_state(attached: dict, choice, net) -> dict:
 
 
 def _write(out: RunFolder, net, arch, checkpoint: dict, layer_bits: dict, masks: dict, report: dict,
-           splits: DatasetSplits, source: RunFolder, target) -> None:
+           splits: DatasetSplits, source: RunFolder, target, activity) -> None:
     """The compressed run folder: architecture, model (with per-connection bits and masks), the search report
     its later steps read (the source run's configuration and data), train.json and compress.json."""
     from ..metrics import encoded_input_is_binary, neurobench_metrics
-    from ..train import evaluate
 
     arch.save(out.architecture)
     model = {**checkpoint, "architecture": arch.to_dict(), "state_dict": net.state_dict(),
@@ -349,7 +348,6 @@ def _write(out: RunFolder, net, arch, checkpoint: dict, layer_bits: dict, masks:
     write_json_atomic(out.report, {"config": {**search_report.get("config", {}), "target": target.name},
                                    "dataset": search_report.get("dataset", splits.summary()),
                                    "compressed_from": str(source.path)})
-    _, activity = evaluate(net, splits, "test", arch, report["seed"])
     after = report["after"]
     write_json_atomic(out.train_report, {
         "target": target.name, "timing": arch.timing, "dataset": splits.summary(), "seed": report["seed"],

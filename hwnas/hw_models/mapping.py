@@ -357,7 +357,7 @@ def synapse_storage_bits(synapse, target: Target) -> int:
     fmt = synapse.deployed_format(None)
     if fmt is None or target.weight_bits is None or fmt.bits >= target.weight_bits:
         return target.core.synapse_bits
-    return target.core.synapse_bits - (target.weight_bits - fmt.bits)
+    return max(1, target.core.synapse_bits - (target.weight_bits - fmt.bits))
 
 
 def _stored_synapses(net: SpikingNetwork, target: Target, shapes: dict, incoming: dict) -> tuple[dict, dict, dict, dict]:

@@ -179,8 +179,8 @@ def _parse(data: dict, label: str, path: str) -> Target:
         raise TargetError(f"target {label}: field 'target.timing' must be one of {', '.join(TIMINGS)}, "
                           f"got '{table['timing']}'")
     bits = table.get("weight_bits")
-    if bits is not None and not 1 <= bits <= 32:
-        raise TargetError(f"target {label}: field 'target.weight_bits' must lie in 1..32, got {bits}")
+    if bits is not None and not 2 <= bits <= 32:  # mixed-sign weights: one bit is the sign
+        raise TargetError(f"target {label}: field 'target.weight_bits' must lie in 2..32, got {bits}")
     choices = table.get("weight_bit_choices", [])
     if choices and (bits is None or any(isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= bits
                                         for b in choices)):
