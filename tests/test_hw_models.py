@@ -16,7 +16,7 @@ from hwnas.sim.graph import Connection, Population
 from hwnas.sim.network import SpikingNetwork
 from hwnas.sim.neuron import NeuronParams
 from hwnas.sim.ops import FlattenLinear, Identity
-from hwnas.sim.quantize import WeightFormat
+from hwnas.sim.quantize import WeightFormat, deployed_weight
 
 TINY_TARGET = """
 [target]
@@ -235,3 +235,11 @@ def test_the_mapper_stores_each_connection_in_its_own_bits(tmp_path):
     assert sum(b.synapse_bits for bs in compressed.blocks.values() for b in bs) < \
         sum(b.synapse_bits for bs in dense.blocks.values() for b in bs) / 2
     assert len(compressed.cores) < len(dense.cores)
+    # a target storing each convolution's kernel once per core stores a pruned tap nowhere and the rest in its bits
+    shared = load_target(write_target(tmp_path, text.replace("synapse_bits = 9", "synapse_bits = 9\nshared_conv_weights = true"),
+                                      "shared.toml"))
+    conv = net.synapses[weighted[0]]
+    deployed = deployed_weight(conv.conv.weight, conv.deployed_format(None))
+    assert conv.kernel_weights() == int((deployed != 0).sum()) <= conv.conv.weight.numel() - weight.numel() // 4
+    assert sum(b.synapse_bits for bs in map_network(net, shared).blocks.values() for b in bs) < \
+        sum(b.synapse_bits for bs in dense.blocks.values() for b in bs)

@@ -42,7 +42,7 @@ class _Convolution(Synapse):
         return F.conv2d(ones, mask, padding=self.conv.padding)[0].cpu()
 
     def kernel_weights(self) -> int:
-        return int(self.conv.weight.numel())
+        return int(self._nonzero().sum())  # a pruned (or rounded-to-zero) tap is not stored
 
     def weight_module(self) -> nn.Module:
         return self.conv
