@@ -92,6 +92,8 @@ def summary_table(report: dict) -> str:
     if "energy_j" in before:
         rows += [(f"energy on {report['target']} (uJ)", f"{1e6 * before['energy_j']:.3f}", f"{1e6 * after['energy_j']:.3f}"),
                  (f"cores on {report['target']}", str(before["cores"]), str(after["cores"]))]
-    bits = sorted({layer["bits"] for layer in report["layers"].values()})
+    from ..compress.run import chosen_bits
+
+    bits = chosen_bits(report)
     lines = [f"{'':28s}{'before':>14s}{'after':>14s}"] + [f"{name:28s}{b:>14s}{a:>14s}" for name, b, a in rows]
     return "\n".join(lines + [f"weight bits per connection: {', '.join(map(str, bits))} (was {report['weight_bits']})"])

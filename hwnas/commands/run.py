@@ -72,8 +72,10 @@ def run(args: argparse.Namespace) -> int:
          + (["--skip", "lava_fixed,lava_float"] if missing_lava else [])),
     ]
     if args.compress:
-        from ..compress.run import COMPRESS_REPORT, DEFAULT_FOLDER
+        from ..compress.run import COMPRESS_REPORT, DEFAULT_FOLDER, candidate_bits
+        from ..hw_models import load_target
 
+        candidate_bits(None, load_target(args.target))  # a target without precisions: refused before any step
         small = RunFolder(out / DEFAULT_FOLDER)
         steps += [
             ("compress", small / COMPRESS_REPORT, ["compress", str(out), "--seed", str(args.seed), "--target",
@@ -87,11 +89,6 @@ def run(args: argparse.Namespace) -> int:
     if missing_lava:
         print(f"note: {missing_lava}; validate compares hwnas, its integer twin and Norse only")
     check_writable(out, "--out", folder=True)
-    if args.compress:  # a target without precisions to choose would stop the run only after the training
-        from ..compress.run import candidate_bits
-        from ..hw_models import load_target
-
-        candidate_bits(None, load_target(args.target))
     seconds = {}
     with folder.writing("run"):  # one writer for all the steps
         for name, result, argv in steps:
@@ -162,7 +159,7 @@ def print_summary(out: Path, seconds: dict[str, float]) -> None:
 
 def _compressed_rows(folder) -> list[tuple[str, str]]:
     """The compressed network's rows, when ``hwnas run --compress`` made one."""
-    from ..compress.run import COMPRESS_REPORT, DEFAULT_FOLDER
+    from ..compress.run import COMPRESS_REPORT, DEFAULT_FOLDER, chosen_bits
     from ..run_folder import RunFolder
 
     small = RunFolder(folder.path / DEFAULT_FOLDER)
@@ -172,7 +169,7 @@ def _compressed_rows(folder) -> list[tuple[str, str]]:
     before, after = report["before"], report["after"]
     pairs = small.read_json(small.validation, {}).get("pairs", {})
     return [("compressed: test accuracy", f"{100 * after['accuracy']:.2f}% (T {report['timesteps']}, bits "
-             f"{', '.join(map(str, sorted({layer['bits'] for layer in report['layers'].values()})))})"),
+             f"{', '.join(map(str, chosen_bits(report)))})"),
             ("compressed: model bits, bit-weighted synops",
              f"{after['model_bits']} of {before['model_bits']}, {after['bit_synops_per_sample']:.0f} of "
              f"{before['bit_synops_per_sample']:.0f} per sample"),

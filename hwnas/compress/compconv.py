@@ -82,10 +82,8 @@ def attach(net, bit_choices: tuple[int, ...]) -> dict[str, CompressedWeight]:
     """Parametrise the weight of every active weighted connection of ``net`` (folded) with a
     :class:`CompressedWeight`; returns them by module key."""
     attached = {}
-    for conn in net.active_connections():
+    for conn in net.weighted_connections():
         module = net.synapses[conn.module_key].weight_module()
-        if module is None or conn.module_key in attached:
-            continue
         parametrization = CompressedWeight(module.weight, bit_choices)
         parametrize.register_parametrization(module, "weight", parametrization)
         attached[conn.module_key] = parametrization

@@ -42,12 +42,10 @@ def connection_events(net, activity, dense_fanout: dict[str, float]) -> dict[str
 def stored_weights(net) -> dict[str, int]:
     """Per weighted connection, the non-zero weights it stores as deployed (a kernel's weights once)."""
     counts = {}
-    for conn in net.active_connections():
+    for conn in net.weighted_connections():
         synapse = net.synapses[conn.module_key]
-        module = synapse.weight_module()
-        if module is not None:
-            deployed = deployed_weight(module.weight, synapse.deployed_format(None))
-            counts[conn.module_key] = int((deployed != 0).sum())
+        deployed = deployed_weight(synapse.weight_module().weight, synapse.deployed_format(None))
+        counts[conn.module_key] = int((deployed != 0).sum())
     return counts
 
 
@@ -55,11 +53,9 @@ def connection_bits(net) -> dict[str, int]:
     """Per weighted connection, the bits each of its weights is stored in (the network's format where the
     connection has none of its own; 32 for float weights)."""
     bits = {}
-    for conn in net.active_connections():
-        synapse = net.synapses[conn.module_key]
-        if synapse.weight_module() is not None:
-            fmt = synapse.deployed_format(net.chip_format)
-            bits[conn.module_key] = fmt.bits if fmt is not None else 32
+    for conn in net.weighted_connections():
+        fmt = net.synapses[conn.module_key].deployed_format(net.chip_format)
+        bits[conn.module_key] = fmt.bits if fmt is not None else 32
     return bits
 
 

@@ -103,6 +103,11 @@ class CompressOutcome:
     folder: Path
 
 
+def chosen_bits(report: dict) -> list[int]:
+    """The precisions a compression report's connections were given, each once, in increasing order."""
+    return sorted({layer["bits"] for layer in report["layers"].values()})
+
+
 def candidate_bits(config_bits, target) -> tuple[int, ...]:
     """The precisions compression chooses among: ``config_bits`` or the target's, each one the target supports
     and of at least 2 bits; a one-line :class:`OptionError` otherwise."""
@@ -205,10 +210,8 @@ def _compress(net, arch, checkpoint: dict, target, bits: tuple[int, ...], timest
     # the costs' scale: the trained network's synaptic events (training split) and stored weights, in its bits
     from ..train import evaluate, train_epochs
 
-    shapes = {conn.module_key: net.shape_of(conn.src) for conn in net.active_connections()}
-    weighted = [key for key in dict.fromkeys(c.module_key for c in net.active_connections())
-                if net.synapses[key].weight_module() is not None]
-    dense_fanout = {key: float(net.synapses[key].fanout(shapes[key]).mean()) for key in weighted}
+    dense_fanout = {conn.module_key: float(net.synapses[conn.module_key].fanout(net.shape_of(conn.src)).mean())
+                    for conn in net.weighted_connections()}
     _, reference_activity = evaluate(net, full, "train", arch, seed)
     synops_0 = sum(connection_events(net, reference_activity, dense_fanout).values()) * chip_format.bits or 1.0
     size_0 = before["model_bits"] or 1.0

@@ -88,6 +88,11 @@ class SpikingNetwork(nn.Module):
         """Connections not switched off."""
         return [c for c in self.connections if c.module_key not in self.disabled]
 
+    def weighted_connections(self) -> list[Connection]:
+        """Active connections whose op has weights of its own (:meth:`~hwnas.sim.ops.base.Synapse.weight_module`):
+        what quantisation formats and compression act on."""
+        return [c for c in self.active_connections() if self.synapses[c.module_key].weight_module() is not None]
+
     def plan(self, timing: str | None = None) -> StepPlan:
         """The step plan of the active connections in ``timing`` (default: the network's own)."""
         timing = check_timing(timing or self.timing)

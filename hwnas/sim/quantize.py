@@ -61,7 +61,8 @@ class WeightFormat:
 
 
 def shared_exponent(weight: torch.Tensor, fmt: WeightFormat) -> int:
-    """The smallest exponent e in the format's range (:attr:`WeightFormat.min_exponent`) with max |scale * w| / 2^e within the mantissa range."""
+    """The smallest exponent e in the format's range (:attr:`WeightFormat.min_exponent`) with max |scale * w| / 2^e
+    within the mantissa range."""
     largest = float(weight.detach().abs().max()) * fmt.scale
     if largest == 0:
         return 0
