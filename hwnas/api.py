@@ -146,6 +146,8 @@ def _checked(x: torch.Tensor, y: torch.Tensor, timesteps: int, what: str) -> tup
     y = y.reshape(-1).long()
     if x.dim() == 4:
         x = x.float()
+        if not bool(torch.isfinite(x).all()):
+            raise DataError(f"{what}: {int((~torch.isfinite(x)).sum())} image values are NaN or infinite")
         if x.numel() and (float(x.min()) < 0.0 or float(x.max()) > 1.0):
             raise DataError(f"{what}: static images must hold intensities in [0, 1], found [{float(x.min()):g}, "
                             f"{float(x.max()):g}] (divide by 255, or use torchvision's ToTensor())")
@@ -155,6 +157,8 @@ def _checked(x: torch.Tensor, y: torch.Tensor, timesteps: int, what: str) -> tup
             raise DataError(f"{what}: event frames have {x.shape[1]} time bins but timesteps={timesteps}: bin them to "
                             f"{timesteps} (tonic: ToFrame(n_time_bins={timesteps})) or pass timesteps={x.shape[1]}")
         counts = x.double()
+        if not bool(torch.isfinite(counts).all()):
+            raise DataError(f"{what}: {int((~torch.isfinite(counts)).sum())} frame values are NaN or infinite")
         if counts.numel() and (float(counts.min()) < 0 or float(counts.max()) > 255
                                or not torch.equal(counts, counts.round())):
             raise DataError(f"{what}: event frames must hold spike counts (integers 0..255)")
@@ -203,6 +207,9 @@ def as_splits(data, timesteps: int = 8, seed: int = 0, name: str | None = None, 
         raise DataError(f"a label is {int(labels.max())} but num_classes is {classes}")
     if min(len(train_y), len(val_y), len(test_y)) == 0:
         raise DataError(f"too few samples to split: {len(train_y)} train, {len(val_y)} validation, {len(test_y)} test")
+    if len(torch.unique(train_y)) < 2:
+        raise DataError(f"the training split holds one class only (label {int(train_y[0])}): a classifier needs "
+                        "samples of two or more classes")
     return DatasetSplits(name or DEFAULT_NAME, kind, train_x, train_y, val_x, val_y, test_x, test_y, classes)
 
 

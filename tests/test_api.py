@@ -115,6 +115,12 @@ def test_bad_data_is_one_line():
         hwnas.as_splits([("not an image", 0)] * 10, timesteps=4)
     with pytest.raises(DataError, match="10 samples but 9 labels"):
         hwnas.as_splits((torch.zeros((10, 1, 4, 4)), torch.zeros(9)), timesteps=4)
+    nan_images = torch.rand((20, 1, 4, 4))
+    nan_images[3, 0, 1, 1] = float("nan")
+    with pytest.raises(DataError, match="1 image values are NaN or infinite"):
+        hwnas.search((nan_images, torch.arange(20) % 2), "software", timesteps=4)
+    with pytest.raises(DataError, match=r"one class only \(label 1\)"):
+        hwnas.search((torch.rand((20, 1, 4, 4)), torch.ones(20)), "software", timesteps=4)
     with pytest.raises(OptionError, match="needs 'train' and 'test'"):
         hwnas.as_splits({"train": (torch.zeros((10, 1, 4, 4)), torch.zeros(10))}, timesteps=4)
 

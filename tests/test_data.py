@@ -127,11 +127,72 @@ def test_cifar100_uses_fine_labels(tmp_path):
     assert splits.num_classes == 100 and splits.test_y.tolist() == [5, 50, 99]
 
 
+def write_idx(path, array):
+    """An uncompressed IDX file (MNIST's format): magic with the uint8 type and rank, big-endian sizes, data."""
+    array = np.asarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(header + array.tobytes())
+
+
+def make_idx_dataset(root, folder, prefixes=("train", "t10k"), classes=10, sizes=(30, 12)):
+    """Random images and labels in torchvision's MNIST-family layout; returns the test images and labels."""
+    rng = np.random.default_rng(1)
+    written = {}
+    for prefix, size in zip(prefixes, sizes):
+        images = rng.integers(0, 256, (size, 28, 28), dtype=np.uint8)
+        labels = np.arange(size) % classes
+        write_idx(root / folder / "raw" / f"{prefix}-images-idx3-ubyte", images)
+        write_idx(root / folder / "raw" / f"{prefix}-labels-idx1-ubyte", labels)
+        written[prefix] = (images, labels)
+    return written[prefixes[1]]
+
+
+@pytest.mark.parametrize("name,folder", [("mnist", "MNIST"), ("fashionmnist", "FashionMNIST"), ("kmnist", "KMNIST")])
+def test_mnist_family_reads_idx_files_in_torchvision_layout(tmp_path, name, folder):
+    images, labels = make_idx_dataset(tmp_path, folder)
+    splits = load_dataset(name, tmp_path, seed=3)
+    assert splits.kind == "static" and splits.input_shape == (1, 28, 28) and splits.num_classes == 10
+    assert splits.train_x.shape[0] == 27 and splits.val_x.shape[0] == 3  # 10% of 30 validates
+    assert torch.equal(splits.test_x[:, 0], torch.from_numpy(images).float() / 255)
+    assert splits.test_y.tolist() == labels.tolist()
+    capped = load_dataset(name, tmp_path, max_samples=5)
+    assert capped.test_x.shape[0] == 5 and capped.train_x.shape[0] + capped.val_x.shape[0] == 5
+
+
+def test_emnist_reads_the_balanced_split_with_47_classes(tmp_path):
+    _, labels = make_idx_dataset(tmp_path, "EMNIST", ("emnist-balanced-train", "emnist-balanced-test"), classes=47,
+                                 sizes=(60, 50))
+    splits = load_dataset("emnist", tmp_path)
+    assert splits.num_classes == 47 and splits.test_y.tolist() == labels.tolist()
+
+
+def test_svhn_reads_mat_files(tmp_path):
+    scipy_io = pytest.importorskip("scipy.io")
+    rng = np.random.default_rng(2)
+    for split, size in (("train", 12), ("test", 6)):
+        images = rng.integers(0, 256, (32, 32, 3, size), dtype=np.uint8)
+        labels = (np.arange(size) % 10 + 1).reshape(-1, 1)  # SVHN's files label the digit 0 as 10
+        scipy_io.savemat(tmp_path / f"{split}_32x32.mat", {"X": images, "y": labels})
+    splits = load_dataset("svhn", tmp_path)
+    assert splits.input_shape == (3, 32, 32) and splits.num_classes == 10
+    assert splits.test_y.tolist() == [1, 2, 3, 4, 5, 6]
+    assert torch.equal(splits.test_x[0], torch.from_numpy(images[..., 0]).permute(2, 0, 1).float() / 255)
+
+
+def test_labels_outside_the_dataset_classes_are_a_one_line_error(tmp_path):
+    make_idx_dataset(tmp_path, "MNIST", classes=12)
+    with pytest.raises(DataError, match=r"labels span 0..11, expected 0..9"):
+        load_dataset("mnist", tmp_path)
+
+
 @pytest.mark.parametrize("name,expected", [
+    ("mnist", "missing MNIST/raw/train-images-idx3-ubyte .*tools/fetch-mnist"),
+    ("svhn", "missing train_32x32.mat"),
     ("nmnist", "NMNIST/Train"),
     ("dvsgesture", "DVSGesture/ibmGestureTrain"),
-    ("cifar10", "missing data_batch_1"),
-    ("cifar100", "missing train"),
+    ("cifar10", "missing cifar-10-batches-py/data_batch_1"),
+    ("cifar100", "missing cifar-100-python/train"),
 ])
 def test_missing_dataset_names_expected_files(tmp_path, name, expected):
     with pytest.raises(DataError, match=expected) as info:
@@ -147,7 +208,9 @@ def test_corrupt_cifar_file_is_a_one_line_error(tmp_path):
 
 
 def test_unknown_dataset_and_missing_folder():
-    with pytest.raises(DataError, match="unknown dataset 'mnist'"):
+    with pytest.raises(DataError, match="unknown dataset 'mnist3d'"):
+        load_dataset("mnist3d")
+    with pytest.raises(DataError, match="dataset 'mnist' needs --data-dir"):
         load_dataset("mnist")
     with pytest.raises(DataError, match="is not a folder"):
         load_dataset("nmnist", "/no/such/folder")

@@ -12,11 +12,17 @@ if TYPE_CHECKING:
 
 DATASETS = {
     "digits": "scikit-learn's bundled 8x8 digits (embedded, no files needed)",
-    "nmnist": "N-MNIST events via tonic, from --data-dir/NMNIST/{Train,Test}",
-    "dvsgesture": "IBM DVS Gesture via tonic, from --data-dir/DVSGesture/ibmGesture{Train,Test}",
+    "mnist": "MNIST via torchvision, from --data-dir/MNIST/raw (tools/fetch-mnist DIR fetches it)",
+    "fashionmnist": "Fashion-MNIST via torchvision, from --data-dir/FashionMNIST/raw",
+    "kmnist": "Kuzushiji-MNIST via torchvision, from --data-dir/KMNIST/raw",
+    "emnist": "EMNIST balanced (47 classes) via torchvision, from --data-dir/EMNIST/raw",
+    "svhn": "SVHN cropped digits via torchvision, from --data-dir/{train,test}_32x32.mat",
     "cifar10": "CIFAR-10 via torchvision, from --data-dir/cifar-10-batches-py",
     "cifar100": "CIFAR-100 via torchvision, from --data-dir/cifar-100-python",
+    "nmnist": "N-MNIST events via tonic, from --data-dir/NMNIST/{Train,Test}",
+    "dvsgesture": "IBM DVS Gesture via tonic, from --data-dir/DVSGesture/ibmGesture{Train,Test}",
 }
+EVENT_DATASETS = ("nmnist", "dvsgesture")
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None, timesteps: int = 8, seed: int = 0,
@@ -30,10 +36,10 @@ def load_dataset(name: str, data_dir: str | Path | None = None, timesteps: int =
         from .digits import load_digits_splits
 
         return load_digits_splits(seed)
-    if name in ("nmnist", "dvsgesture"):
+    if name in EVENT_DATASETS:
         from .events import load_event_splits
 
         return load_event_splits(name, data_dir, timesteps, seed, max_samples=max_samples)
-    from .vision import load_cifar_splits
+    from .vision import load_image_splits
 
-    return load_cifar_splits(name, data_dir, seed, max_samples=max_samples)
+    return load_image_splits(name, data_dir, seed, max_samples=max_samples)
