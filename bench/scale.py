@@ -45,6 +45,26 @@ def _upscale(image: np.ndarray, size: int) -> np.ndarray:
     return image[np.ix_(index, index)]
 
 
+def nmnist_file(frame: np.ndarray, rng: np.random.Generator) -> bytes:
+    """One N-MNIST recording (40-bit events: x, y, polarity, 23-bit time in us) of ``frame`` (34x34 intensities in
+    [0, 1]) seen by an emulated event camera making three saccades (ON events where brightness rises, OFF where
+    it falls, each kept with probability 0.7)."""
+    events, previous = [], frame
+    for step, (dx, dy) in enumerate([(1, 1), (-2, 0), (1, -1)] * 4):
+        current = np.roll(np.roll(previous, dy, axis=0), dx, axis=1)
+        change = current - previous
+        for polarity, where in ((1, change > 0.25), (0, change < -0.25)):
+            ys, xs = np.nonzero(where & (rng.random(where.shape) < 0.7))
+            stamp = step * 25_000
+            events += [(int(x), int(y), polarity, stamp + int(rng.integers(0, 25_000))) for x, y in zip(xs, ys)]
+        previous = current
+    events.sort(key=lambda e: e[3])
+    raw = bytearray()
+    for x, y, p, ts in events:
+        raw += bytes([x, y, (p << 7) | ((ts >> 16) & 0x7F), (ts >> 8) & 0xFF, ts & 0xFF])
+    return bytes(raw)
+
+
 def write_nmnist(root: Path, count: int, seed: int = 0) -> None:
     """N-MNIST files: each digit at 28x28 inside the 34x34 sensor, seen in three saccades (ON/OFF events)."""
     images, labels = _digits(count, seed)
@@ -55,20 +75,7 @@ def write_nmnist(root: Path, count: int, seed: int = 0) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         frame = np.zeros((34, 34))
         frame[3:31, 3:31] = _upscale(image, 28)
-        events, previous = [], frame
-        for step, (dx, dy) in enumerate([(1, 1), (-2, 0), (1, -1)] * 4):
-            current = np.roll(np.roll(previous, dy, axis=0), dx, axis=1)
-            change = current - previous
-            for polarity, where in ((1, change > 0.25), (0, change < -0.25)):
-                ys, xs = np.nonzero(where & (rng.random(where.shape) < 0.7))
-                stamp = step * 25_000
-                events += [(int(x), int(y), polarity, stamp + int(rng.integers(0, 25_000))) for x, y in zip(xs, ys)]
-            previous = current
-        events.sort(key=lambda e: e[3])
-        raw = bytearray()
-        for x, y, p, ts in events:
-            raw += bytes([x, y, (p << 7) | ((ts >> 16) & 0x7F), (ts >> 8) & 0xFF, ts & 0xFF])
-        (folder / f"{index:05d}.bin").write_bytes(bytes(raw))
+        (folder / f"{index:05d}.bin").write_bytes(nmnist_file(frame, rng))
 
 
 def write_dvsgesture(root: Path, count: int, seed: int = 0) -> None:

@@ -9,7 +9,8 @@ Lava's fixed-point models compute, spike for spike. The best
 checkpoint of the last phase (by validation accuracy) is kept as ``model.pt`` in the run folder.
 
 Readout: the output layer's synaptic current summed over all steps (a weighted sum of the last hidden layer's
-spike counts, which a chip can compute) is the logit vector; accuracy is its argmax.
+spike counts, which a chip can compute) is the logit vector; a sample is correct when its label's logit is strictly
+the largest (a tie, e.g. a silent output, is wrong).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from .arch.footprint import check_network_memory
 from .metrics import encoded_input_is_binary, neurobench_metrics
 from .arch.genotype import Architecture
 from .data import load_dataset
-from .data.splits import DatasetSplits, encode_batch
+from .data.splits import DatasetSplits, encode_batch, strictly_correct
 from .errors import OptionError, first_line
 from .hw_models import load_target
 from .io_utils import write_bytes_atomic, write_json_atomic
@@ -85,7 +86,8 @@ def load_run(run_dir: Path) -> tuple[Architecture, dict]:
 
 def evaluate(net: SpikingNetwork, splits: DatasetSplits, split: str, arch: Architecture, seed: int,
              batch_size: int = 256) -> tuple[float, ActivityStats]:
-    """Accuracy on a split and the activity of running it (eval mode, no gradients)."""
+    """Accuracy on a split (a sample counts when its label's logit is strictly the largest) and the activity of
+    running it (eval mode, no gradients)."""
     x, y = splits.split(split)
     device = next(net.parameters()).device
     generator = torch.Generator().manual_seed(seed + 7919)
@@ -96,7 +98,7 @@ def evaluate(net: SpikingNetwork, splits: DatasetSplits, split: str, arch: Archi
         for start in range(0, x.shape[0], batch_size):
             batch = encode_batch(x[start:start + batch_size], splits.kind, arch.timesteps, arch.encoding, generator)
             out = net(batch.to(device))
-            correct += int((out.logits.argmax(1).cpu() == y[start:start + batch_size]).sum())
+            correct += int(strictly_correct(out.logits.cpu(), y[start:start + batch_size]).sum())
             activity = out.activity if activity is None else activity.merge(out.activity)
     return correct / max(x.shape[0], 1), activity
 
@@ -116,6 +118,7 @@ def train_epochs(net: SpikingNetwork, arch: Architecture, splits: DatasetSplits,
     history = [] if history is None else history
     optimizer = optimizer or torch.optim.Adam(net.parameters(), lr=lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs) if schedule else None
+    net.pool_batchnorm_steps()  # train as the network is evaluated and deployed (hwnas.sim.batchnorm)
     x, y = splits.split("train")
     best = (-1.0, None)
     for epoch in range(first_epoch, first_epoch + epochs):

@@ -214,3 +214,22 @@ def test_unknown_dataset_and_missing_folder():
         load_dataset("mnist")
     with pytest.raises(DataError, match="is not a folder"):
         load_dataset("nmnist", "/no/such/folder")
+
+
+def test_balanced_subset_draws_every_class_evenly_and_is_seeded():
+    from hwnas.data.splits import balanced_subset
+
+    labels = torch.tensor([0] * 50 + [1] * 30 + [2] * 3)  # sorted by class, as N-MNIST's test folder is read
+    chosen = balanced_subset(labels, 12, seed=0)
+    assert chosen.tolist() == sorted(chosen.tolist()) and len(set(chosen.tolist())) == 12
+    assert torch.bincount(labels[chosen], minlength=3).tolist() == [5, 4, 3]  # class 2 has only 3
+    assert torch.equal(chosen, balanced_subset(labels, 12, seed=0))
+    assert not torch.equal(chosen, balanced_subset(labels, 12, seed=1))
+    assert torch.equal(balanced_subset(labels, 100, seed=0), torch.arange(83))
+
+
+def test_strictly_correct_counts_ties_and_silence_as_wrong():
+    from hwnas.data.splits import strictly_correct
+
+    scores = torch.tensor([[0.0, 0.0, 0.0], [1.0, 3.0, 3.0], [0.5, 2.0, 1.0], [4.0, 1.0, 1.0]])
+    assert strictly_correct(scores, torch.tensor([0, 1, 1, 0])).tolist() == [False, False, True, True]

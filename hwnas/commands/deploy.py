@@ -49,7 +49,7 @@ def add_parser(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     """Load, run both, print the table."""
     from ..data import load_dataset
-    from ..deploy.compare import compare, inputs_from, read_input_array
+    from ..deploy.compare import compare, describe_samples, inputs_from, read_input_array
     from ..deploy.lava import require_lava
     from ..errors import OptionError
     from ..export.nir import NirError, check_run_memory, read_graph, recorded_architecture, recorded_dt
@@ -76,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
         check_run_memory(graph, args.samples, steps, 2, "deploy")
         splits = load_dataset(args.dataset, args.data_dir, steps, args.seed)
     inputs, labels = inputs_from(splits, args.samples, steps or 0, arch.encoding if arch else "rate", args.seed, array)
+    if labels is not None:
+        print(describe_samples(splits, args.samples, args.seed))
     require_lava([args.backend], "use --backend norse")  # after the input's checks, before any simulation
     with computing_threads(DEFAULT_THREADS):  # results depend on the thread count: a fixed one
         if args.backend == "lava":

@@ -50,7 +50,7 @@ def add_parser(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     """Load the run and its data, validate, print, write the JSON and the plot."""
     from ..data import load_dataset
-    from ..deploy.compare import inputs_from
+    from ..deploy.compare import describe_samples, inputs_from
     from ..deploy.lava import require_lava
     from ..deploy.validate import validate
     from ..errors import OptionError
@@ -86,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
                           int(config.get("seed", args.seed)))
     folder.check_data(splits.summary(), sizes=False)  # validate reads every sample; --max-samples may differ
     inputs, labels = inputs_from(splits, args.samples, arch.timesteps, arch.encoding, args.seed)
+    print(describe_samples(splits, args.samples, args.seed))
     search_estimate = folder.search_estimate()
     dt_s = recorded_dt(graph)
     if dt_s is None:

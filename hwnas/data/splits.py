@@ -95,3 +95,36 @@ def encode_batch(x: torch.Tensor, kind: str, timesteps: int, encoding: str,
         probs = x.float().clamp(0.0, 1.0).unsqueeze(0).expand(timesteps, *x.shape)
         return torch.bernoulli(probs, generator=generator)
     raise OptionError(f"unknown encoding '{encoding}' (choose {', '.join(ENCODINGS)})")
+
+
+def balanced_subset(labels: torch.Tensor, count: int, seed: int) -> torch.Tensor:
+    """Indices (ascending) of ``count`` samples drawn with ``seed`` so that every class present is represented as
+    evenly as its size allows: classes take turns, each giving a sample drawn at random from its own, until
+    ``count`` are chosen. All indices when ``count`` covers the split. A split's first samples are no sample of it
+    (N-MNIST's test folder, read in order, begins with a thousand zeros)."""
+    labels = torch.as_tensor(labels).reshape(-1)
+    if count >= labels.numel():
+        return torch.arange(labels.numel())
+    generator = torch.Generator().manual_seed(seed + 15485863)
+    queues = []
+    for value in torch.unique(labels).tolist():
+        members = torch.nonzero(labels == value).reshape(-1)
+        queues.append(members[torch.randperm(members.numel(), generator=generator)].tolist())
+    chosen: list[int] = []
+    depth = 0
+    while len(chosen) < count:
+        for queue in queues:
+            if depth < len(queue) and len(chosen) < count:
+                chosen.append(queue[depth])
+        depth += 1
+    return torch.tensor(sorted(chosen), dtype=torch.long)
+
+
+def strictly_correct(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per sample, whether its label's score is strictly larger than every other class's: a tie (an output that
+    never spikes, or never receives current) is wrong, not the first tied class."""
+    scores = torch.as_tensor(scores)
+    labels = torch.as_tensor(labels).reshape(-1).to(scores.device).long()
+    own = scores.gather(1, labels.reshape(-1, 1))
+    others = scores.scatter(1, labels.reshape(-1, 1), float("-inf"))
+    return (own.reshape(-1) > others.amax(1)) if scores.shape[1] > 1 else torch.ones_like(labels, dtype=torch.bool)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..data.splits import DatasetSplits, encode_batch
+from ..data.splits import DatasetSplits, balanced_subset, encode_batch, strictly_correct
 from ..errors import OptionError, first_line
 
 
@@ -48,15 +48,26 @@ def read_input_array(path: str) -> np.ndarray:
 
 def inputs_from(splits: DatasetSplits | None, samples: int, timesteps: int, encoding: str, seed: int,
                 array: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Network input (T, B, ...) from the test split (with labels) or from a given array (time first)."""
+    """Network input (T, B, ...) from ``samples`` of the test split, class-balanced and drawn with ``seed``
+    (:func:`~hwnas.data.splits.balanced_subset`; every sample when it has no more), with their labels; or from a
+    given array (time first)."""
     if array is not None:
         if array.ndim < 3:
             raise OptionError(f"--input must be an array (time, batch, ...), got shape {list(array.shape)}")
         return torch.as_tensor(array, dtype=torch.float32), None
     x, y = splits.split("test")
-    x, y = x[:samples], y[:samples]
+    chosen = balanced_subset(y, samples, seed)
+    x, y = x[chosen], y[chosen]
     generator = torch.Generator().manual_seed(seed)
     return encode_batch(x, splits.kind, timesteps, encoding, generator), y
+
+
+def describe_samples(splits: DatasetSplits, samples: int, seed: int) -> str:
+    """One line naming the test samples :func:`inputs_from` chose."""
+    total = int(splits.split("test")[1].numel())
+    if samples >= total:
+        return f"test samples: all {total}"
+    return f"test samples: {samples} of {total}, class-balanced, drawn with seed {seed} (--seed)"
 
 
 def rate_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -91,10 +102,10 @@ def compare(graph, inputs: torch.Tensor, labels: torch.Tensor | None, dt_s: floa
 
 
 def accuracy(current: np.ndarray, labels: torch.Tensor | None) -> float | None:
-    """Share of samples whose largest summed output current is the label's."""
+    """Share of samples whose label's summed output current is strictly the largest (a tie is wrong)."""
     if labels is None:
         return None
-    return float((np.asarray(current).argmax(1) == labels.numpy()).mean())
+    return float(strictly_correct(torch.as_tensor(np.asarray(current, dtype=np.float64)), labels).double().mean())
 
 
 def layer_rows(ours: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor], layers: list[str]) -> dict[str, dict]:

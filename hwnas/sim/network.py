@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from .activity import ActivityStats, LayerActivity
+from .batchnorm import StepBatchNorm2d
 from .graph import INPUT, Connection, Population, StepPlan, check_timing, topological_order
 from .neuron import ARITHMETICS, LIFState, count_active, initial_state, lif_step, loihi_lif_step
 from .ops import Synapse
@@ -174,6 +175,13 @@ class SpikingNetwork(nn.Module):
             self.synapses[key] = self.synapses[key].folded()
         self.weights_changed()
 
+    def pool_batchnorm_steps(self) -> None:
+        """Batch-norm for training (:mod:`hwnas.sim.batchnorm`): running statistics pooled over each forward pass's
+        steps and a training forward that normalises by them, as evaluation and the folded convolution do."""
+        for module in self.modules():
+            if isinstance(module, StepBatchNorm2d):
+                module.pool_steps()
+
     @property
     def is_folded(self) -> bool:
         """True when no batch-norm is left."""
@@ -254,6 +262,9 @@ class SpikingNetwork(nn.Module):
         if inputs.dim() != 2 + len(self.input_shape) or tuple(inputs.shape[2:]) != self.input_shape:
             raise ValueError(f"expected input (T, B, {', '.join(map(str, self.input_shape))}), got {tuple(inputs.shape)}")
         plan = plan or self.plan(timing)
+        batchnorms = [m for m in self.modules() if isinstance(m, StepBatchNorm2d) and m.pooled] if self.training else []
+        for batchnorm in batchnorms:
+            batchnorm.start_pass()
         steps_in, batch = inputs.shape[0], inputs.shape[1]
         latency = plan.latency_steps
         total_steps = steps_in + latency
@@ -335,6 +346,8 @@ class SpikingNetwork(nn.Module):
             padding = [no_count] * latency
             counters[INPUT] = (list(present.sum(1).unbind()) + padding, [no_count] * total_steps,
                                list((present @ fanout[INPUT]).unbind()) + padding)
+        for batchnorm in batchnorms:  # running statistics: this pass's steps pooled (see hwnas.sim.batchnorm)
+            batchnorm.commit()
         activity = self._activity(counters, batch, total_steps)
         return SimOutput(logits / steps_in, out_spikes, activity, latency, codes if record else None)
 

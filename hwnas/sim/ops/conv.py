@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import LoweringError, NirError
+from ..batchnorm import StepBatchNorm2d
 from ..quantize import deployed_weight, fake_quantize_bias, fake_quantize_weight, quantised_weights, shared_exponent
 from .base import Lowered, NetxSpec, Synapse
 
@@ -49,12 +50,13 @@ class _Convolution(Synapse):
 
 
 class ConvBN(_Convolution):
-    """3x3 convolution (stride 1, same padding, no bias) followed by batch-norm; BN folds into the conv for export."""
+    """3x3 convolution (stride 1, same padding, no bias) followed by batch-norm (:class:`~hwnas.sim.batchnorm.StepBatchNorm2d`);
+    BN folds into the conv for export."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False)
-        self.bn = nn.BatchNorm2d(out_channels)
+        self.bn = StepBatchNorm2d(out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.bn(self.conv(x))
@@ -62,7 +64,7 @@ class ConvBN(_Convolution):
     def maps_zero_to_zero(self) -> bool:
         bn = self.bn
         offset = bn.bias.detach() if bn.bias is not None else torch.zeros(1)
-        if not bn.training and bn.track_running_stats:
+        if (not bn.training or bn.renormalising) and bn.track_running_stats:
             scale = bn.weight.detach() if bn.weight is not None else 1.0
             offset = offset - scale * bn.running_mean / torch.sqrt(bn.running_var + bn.eps)
         return bool((offset == 0).all())

@@ -1,0 +1,267 @@
+"""Real data (issue 30): the default search's winner next to hand-designed networks, all trained the same way,
+estimated on Loihi 2 and run in Lava's fixed-point model.
+
+Datasets: ``mnist`` (the real MNIST files, fetched once with ``tools/fetch-mnist DIR``: static digits,
+rate-encoded over 8 steps) and ``saccades`` ("MNIST-saccades": the same digits seen by bench/scale.py's emulated
+event camera making N-MNIST's three saccades, written here in N-MNIST's binary format and read as ``nmnist``; the
+closest stand-in for N-MNIST that can be made without downloading it).
+
+Rows, each trained with ``hwnas train`` (the same float epochs, then the same QAT epochs in Loihi's fixed-point
+arithmetic), exported to NIR and validated in Lava:
+
+* ``search``: ``hwnas search --target loihi2`` with its defaults on the same data, then its winner trained;
+* ``chain (search skeleton)``: a hand-designed chain of three 3x3 convolutions per stage in the winner's own
+  skeleton (widths, stages, head pooling): what the searched cell adds over the plainest cell;
+* ``chain (widest fit)``: the same chain at the widest width (16, 32 or 64 channels in the first stage, doubling per
+  stage up to 64) whose heaviest layer still fits Loihi 2's cores, with the least pooling that fits: a larger
+  network of the kind a researcher would write by hand.
+
+Per row: test accuracy (``hwnas train``), spikes and synaptic operations per sample, energy per inference and cores
+on loihi2 (``hwnas estimate`` of the trained weights), Lava fixed-point accuracy on ``--lava-samples`` test samples
+and whether it equals the trained model on every layer (``hwnas validate``), and each step's wall time on this
+machine. Writes ``WORK/accuracy.json`` and ``WORK/accuracy_energy.png`` (test accuracy against energy per
+inference: the trained rows, their front, and the search's refined candidates at their short-training accuracy).
+Finished steps are not repeated when ``--work`` is given again.
+
+    tools/fetch-mnist data
+    .venv/bin/python bench/accuracy.py --data-dir data [--datasets mnist,saccades] [--max-samples N]
+                                       [--epochs 20] [--qat-epochs 5] [--lava-samples 500] [--work DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from hwnas.cli import main as hwnas  # noqa: E402
+
+CHAIN = "0-1:conv3x3 0-2:zero 0-3:zero 1-2:conv3x3 1-3:zero 2-3:conv3x3"
+
+
+def write_mnist_saccades(data_dir: Path, root: Path, max_samples: int | None) -> None:
+    """MNIST's digits (the first ``max_samples`` of each split) as N-MNIST event files in tonic's layout."""
+    from hwnas.data import load_dataset
+    from scale import nmnist_file
+
+    splits = load_dataset("mnist", data_dir, max_samples=max_samples)
+    parts = {"Train": (np.concatenate([splits.train_x.numpy(), splits.val_x.numpy()]),
+                       np.concatenate([splits.train_y.numpy(), splits.val_y.numpy()])),
+             "Test": (splits.test_x.numpy(), splits.test_y.numpy())}
+    rng = np.random.default_rng(0)
+    for split, (images, labels) in parts.items():
+        for index, (image, label) in enumerate(zip(images, labels)):
+            folder = root / "NMNIST" / split / str(int(label))
+            folder.mkdir(parents=True, exist_ok=True)
+            frame = np.zeros((34, 34))
+            frame[3:31, 3:31] = image[0]  # N-MNIST: the 28x28 digit shown inside the 34x34 sensor
+            (folder / f"{index:05d}.bin").write_bytes(nmnist_file(frame, rng))
+
+
+def timed(step: str, seconds: dict, args: list[str]) -> None:
+    """Run one hwnas command, recording its wall time under ``step``; a failure stops the bench."""
+    started = time.perf_counter()
+    code = hwnas(args)
+    seconds[step] = round(time.perf_counter() - started, 1)
+    if code != 0:
+        raise SystemExit(f"hwnas {' '.join(args)} failed (exit {code})")
+
+
+def baseline_run(folder: Path, arch, search_config: dict) -> Path:
+    """A run folder for a hand-designed architecture: what ``hwnas train`` reads from a search's folder."""
+    from hwnas.io_utils import write_json_atomic
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / "architecture.json").is_file():
+        arch.save(folder / "architecture.json")
+        write_json_atomic(folder / "report.json", {"config": search_config, "note": "hand-designed (bench/accuracy.py)"})
+    return folder
+
+
+def widest_chain(template, target):
+    """The chain cell in the widest skeleton (first-stage width 64, 32 or 16, doubling per stage up to 64; 2 or 3
+    stages; head pooling 1, 2 or 4) in which it fits ``target``; None when none does."""
+    from dataclasses import replace
+
+    from hwnas.arch.genotype import parse_cell_key
+    from hwnas.search.preflight import check_skeleton
+
+    cell = parse_cell_key(CHAIN)
+    for width in (64, 32, 16):
+        for stages in (2, 3):
+            for head_pool in (1, 2, 4):
+                widths = tuple(min(64, width * 2 ** stage) for stage in range(stages))
+                arch = replace(template.with_cell(cell), width=width, widths=widths, stages=stages, head_pool=head_pool)
+                if not check_skeleton(arch, target, None, cell):
+                    return arch
+    return None
+
+
+def train_validate(run: Path, label: str, args, seconds: dict) -> dict:
+    """Train, export, estimate and validate one run folder; its row of the table."""
+    if not (run / "train.json").is_file():
+        timed("train", seconds, ["train", str(run), "--epochs", str(args.epochs), "--qat-epochs",
+                                 str(args.qat_epochs), "--quiet"])
+    if not (run / "model.nir").is_file():
+        timed("export", seconds, ["export", str(run), "--format", "nir"])
+    if not (run / "estimate.json").is_file():
+        timed("estimate", seconds, ["estimate", str(run), "--target", "loihi2", "--samples", "64", "--json",
+                                    str(run / "estimate.json")])
+    if not (run / "validation.json").is_file():
+        timed("validate", seconds, ["validate", str(run), "--target", "loihi2", "--samples", str(args.lava_samples),
+                                    "--skip", "lava_float,norse"])
+    trained = json.loads((run / "train.json").read_text())
+    estimate = json.loads((run / "estimate.json").read_text())
+    validation = json.loads((run / "validation.json").read_text())
+    pair = validation["pairs"].get("trained/lava_fixed", {})
+    arch = json.loads((run / "architecture.json").read_text())
+    return {"row": label, "cell": arch["cell"] if isinstance(arch["cell"], str) else None, "architecture": arch,
+            "test_accuracy": trained["test_accuracy"], "spikes_per_sample": trained["spikes_per_sample"],
+            "synops_per_sample": trained["synops_per_sample"],
+            "energy_uj": 1e6 * estimate["estimate"]["energy_j"], "cores": estimate["mapping"]["cores"],
+            "lava_accuracy": validation["accuracy"].get("lava_fixed"), "lava_samples": validation["samples"],
+            "trained_equals_lava": bool(pair.get("identical")), "seconds": dict(seconds)}
+
+
+def run_dataset(name: str, args, work: Path) -> dict:
+    """Every row of one dataset."""
+    from hwnas.arch.genotype import Architecture, parse_cell_key
+    from hwnas.hw_models import load_target
+
+    if name == "mnist":
+        options = ["--dataset", "mnist", "--data-dir", str(args.data_dir)]
+    else:
+        events = work / "saccades-data"
+        if not (events / "NMNIST" / "Test").is_dir():
+            started = time.perf_counter()
+            write_mnist_saccades(Path(args.data_dir), events, args.max_samples)
+            print(f"MNIST-saccades written to {events} ({time.perf_counter() - started:.0f} s)", flush=True)
+        options = ["--dataset", "nmnist", "--data-dir", str(events)]
+    if args.max_samples:
+        options += ["--max-samples", str(args.max_samples)]
+    folder = work / name
+    search = folder / "search"
+    seconds: dict = {}
+    if not (search / "architecture.json").is_file():
+        timed("search", seconds, ["search", *options, "--target", "loihi2", "--threads", str(args.threads),
+                                  "--quiet", "--out", str(search)])
+    rows = [train_validate(search, "search", args, seconds)]
+    print(f"{name}: search row done {rows[-1]['seconds']}", flush=True)
+    winner = Architecture.load(search / "architecture.json")
+    config = json.loads((search / "report.json").read_text())["config"]
+    hand = [("chain-skeleton", "chain (search skeleton)", winner.with_cell(parse_cell_key(CHAIN)))]
+    widest = widest_chain(winner, load_target("loihi2"))
+    if widest is not None:
+        hand.append(("chain-widest", f"chain (widest fit, widths {list(widest.stage_widths)})", widest))
+    for folder_name, label, arch in hand:
+        run = baseline_run(folder / folder_name, arch, config)
+        rows.append(train_validate(run, label, args, {}))
+        print(f"{name}: {label} done {rows[-1]['seconds']}", flush=True)
+    candidates = []
+    csv_path = search / "search.csv"
+    if csv_path.is_file():
+        import csv
+
+        with open(csv_path, newline="") as handle:
+            for row in csv.DictReader(handle):
+                if row.get("refine_accuracy") and row.get("refine_energy_j"):
+                    candidates.append((float(row["refine_energy_j"]) * 1e6, float(row["refine_accuracy"])))
+    return {"rows": rows, "candidates": candidates, "options": options}
+
+
+def front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The points no other point dominates (less or equal energy and more or equal accuracy), by energy."""
+    best, kept = -math.inf, []
+    for energy, accuracy in sorted(points, key=lambda p: (p[0], -p[1])):
+        if accuracy > best:
+            kept.append((energy, accuracy))
+            best = accuracy
+    return kept
+
+
+def plot(results: dict, path: Path) -> None:
+    """Test accuracy against energy per inference on loihi2, one panel per dataset."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.5), squeeze=False)
+    for axis, (name, result) in zip(axes[0], results.items()):
+        if result["candidates"]:
+            energy, accuracy = zip(*result["candidates"])
+            axis.scatter(energy, [100 * a for a in accuracy], s=12, c="0.7",
+                         label="search candidates (short training, validation)")
+        points = [(row["energy_uj"], row["test_accuracy"]) for row in result["rows"]]
+        for row in result["rows"]:
+            axis.scatter(row["energy_uj"], 100 * row["test_accuracy"], s=50, label=row["row"] + " (trained, test)")
+        kept = front(points)
+        axis.plot([p[0] for p in kept], [100 * p[1] for p in kept], "k--", linewidth=1, label="front of trained rows")
+        axis.set_xscale("log")
+        axis.set_xlabel("energy per inference on loihi2 (uJ)")
+        axis.set_ylabel("accuracy (%)")
+        axis.set_title(name)
+        axis.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def table(results: dict) -> str:
+    lines = []
+    for name, result in results.items():
+        lines.append(f"== {name} ({' '.join(result['options'])})")
+        lines.append(f"{'row':44s}{'test acc':>9s}{'Lava acc':>10s}{'= Lava':>8s}{'spikes':>10s}{'synops':>12s}"
+                     f"{'uJ':>9s}{'cores':>6s}  seconds")
+        for row in result["rows"]:
+            lava = f"{100 * row['lava_accuracy']:.2f}" if row["lava_accuracy"] is not None else "-"
+            lines.append(f"{row['row']:44s}{100 * row['test_accuracy']:9.2f}{lava:>10s}"
+                         f"{'yes' if row['trained_equals_lava'] else 'NO':>8s}{row['spikes_per_sample']:10.0f}"
+                         f"{row['synops_per_sample']:12.0f}{row['energy_uj']:9.2f}{row['cores']:6d}  "
+                         + ", ".join(f"{k} {v:.0f}" for k, v in row["seconds"].items()))
+        cell = result["rows"][0]["architecture"]
+        lines.append(f"search winner: {cell.get('cell')} widths {cell.get('widths') or cell.get('width')} "
+                     f"stages {cell.get('stages')} head_pool {cell.get('head_pool')}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", required=True, help="folder that holds MNIST/raw (tools/fetch-mnist DIR)")
+    parser.add_argument("--datasets", default="mnist,saccades", help="comma-separated: mnist, saccades")
+    parser.add_argument("--max-samples", type=int, default=None,
+                        help="samples read per split (default: all; the 2-core budget needs fewer)")
+    parser.add_argument("--epochs", type=int, default=20, help="float epochs of every row (hwnas train's default)")
+    parser.add_argument("--qat-epochs", type=int, default=5, help="QAT epochs of every row (hwnas train's default)")
+    parser.add_argument("--lava-samples", type=int, default=500, help="test samples run in Lava fixed point")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--work", default="runs/accuracy", help="run folders, data and results (default: %(default)s)")
+    args = parser.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parents[1]).stdout.strip()
+    header = (f"{time.strftime('%Y-%m-%d')}, commit {commit}, {platform.platform()}, {os.cpu_count()} CPUs; "
+              f"--max-samples {args.max_samples}, --epochs {args.epochs}, --qat-epochs {args.qat_epochs}, "
+              f"--lava-samples {args.lava_samples}")
+    print(header, flush=True)
+    results = {name: run_dataset(name, args, work) for name in args.datasets.split(",")}
+    (work / "accuracy.json").write_text(json.dumps({"header": header, "results": results}, indent=1))
+    plot(results, work / "accuracy_energy.png")
+    print(header)
+    print(table(results))
+    print(f"written: {work / 'accuracy.json'}, {work / 'accuracy_energy.png'}")
+
+
+if __name__ == "__main__":
+    main()
