@@ -12,8 +12,8 @@ arithmetic), exported to NIR and validated in Lava:
 * ``search``: ``hwnas search --target loihi2`` with its defaults on the same data, then its winner trained;
 * ``chain (search skeleton)``: a hand-designed chain of three 3x3 convolutions per stage in the winner's own
   skeleton (widths, stages, head pooling): what the searched cell adds over the plainest cell;
-* ``chain (widest fit)``: the same chain at the widest width (16, 32 or 64 channels in the first stage, doubling per
-  stage up to 64) whose heaviest layer still fits Loihi 2's cores, with the least pooling that fits: a larger
+* ``chain (widest fit)``: the same chain at the widest width (64, 32 or 16 channels) that fits Loihi 2's cores and
+  whose training fits this machine's memory, with the fewest stages and the least pooling that fit: a larger
   network of the kind a researcher would write by hand.
 
 Per row: test accuracy (``hwnas train``), spikes and synaptic operations per sample, energy per inference and cores
@@ -45,7 +45,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hwnas.cli import main as hwnas  # noqa: E402
 
 CHAIN = "0-1:conv3x3 0-2:zero 0-3:zero 1-2:conv3x3 1-3:zero 2-3:conv3x3"
 
@@ -70,9 +69,10 @@ def write_mnist_saccades(data_dir: Path, root: Path, max_samples: int | None) ->
 
 
 def timed(step: str, seconds: dict, args: list[str]) -> None:
-    """Run one hwnas command, recording its wall time under ``step``; a failure stops the bench."""
+    """Run one hwnas command in a process of its own (each step's memory is given back), recording its wall time
+    under ``step``; a failure stops the bench."""
     started = time.perf_counter()
-    code = hwnas(args)
+    code = subprocess.run([sys.executable, "-m", "hwnas", *args], cwd=Path(__file__).resolve().parents[1]).returncode
     seconds[step] = round(time.perf_counter() - started, 1)
     if code != 0:
         raise SystemExit(f"hwnas {' '.join(args)} failed (exit {code})")
@@ -90,21 +90,29 @@ def baseline_run(folder: Path, arch, search_config: dict) -> Path:
 
 
 def widest_chain(template, target):
-    """The chain cell in the widest skeleton (first-stage width 64, 32 or 16, doubling per stage up to 64; 2 or 3
-    stages; head pooling 1, 2 or 4) in which it fits ``target``; None when none does."""
+    """The chain cell in the widest skeleton (64, 32 or 16 channels in every stage, 2 or 3 stages, head pooling 1, 2
+    or 4; the template's downsampling) in which it fits ``target`` and its training fits this machine's memory;
+    None when none does."""
     from dataclasses import replace
 
+    from hwnas.arch.footprint import check_network_memory
     from hwnas.arch.genotype import parse_cell_key
+    from hwnas.errors import OptionError
     from hwnas.search.preflight import check_skeleton
+    from hwnas.train import TrainConfig
 
     cell = parse_cell_key(CHAIN)
     for width in (64, 32, 16):
         for stages in (2, 3):
             for head_pool in (1, 2, 4):
-                widths = tuple(min(64, width * 2 ** stage) for stage in range(stages))
-                arch = replace(template.with_cell(cell), width=width, widths=widths, stages=stages, head_pool=head_pool)
-                if not check_skeleton(arch, target, None, cell):
-                    return arch
+                arch = replace(template.with_cell(cell), width=width, widths=(), stages=stages, head_pool=head_pool)
+                if check_skeleton(arch, target, None, cell):
+                    continue
+                try:  # and its training (hwnas train's batch, QAT in Loihi's arithmetic) fits this machine
+                    check_network_memory(arch, TrainConfig().batch_size, True, "training", "", arithmetic="loihi")
+                except OptionError:
+                    continue
+                return arch
     return None
 
 
@@ -121,15 +129,21 @@ def train_validate(run: Path, label: str, args, seconds: dict) -> dict:
     if not (run / "validation.json").is_file():
         timed("validate", seconds, ["validate", str(run), "--target", "loihi2", "--samples", str(args.lava_samples),
                                     "--skip", "lava_float,norse"])
+    times = run / "bench_seconds.json"  # kept, so that a resumed bench still reports every step's time
+    seconds = {**(json.loads(times.read_text()) if times.is_file() else {}), **seconds}
+    times.write_text(json.dumps(seconds))
     trained = json.loads((run / "train.json").read_text())
     estimate = json.loads((run / "estimate.json").read_text())
     validation = json.loads((run / "validation.json").read_text())
     pair = validation["pairs"].get("trained/lava_fixed", {})
-    arch = json.loads((run / "architecture.json").read_text())
-    return {"row": label, "cell": arch["cell"] if isinstance(arch["cell"], str) else None, "architecture": arch,
+    from hwnas.arch.genotype import Architecture
+
+    arch = Architecture.load(run / "architecture.json")
+    return {"row": label, "cell": arch.key, "skeleton": {"widths": list(arch.stage_widths), "stages": arch.stages,
+                                                         "head_pool": arch.head_pool, "downsample": arch.downsample},
             "test_accuracy": trained["test_accuracy"], "spikes_per_sample": trained["spikes_per_sample"],
             "synops_per_sample": trained["synops_per_sample"],
-            "energy_uj": 1e6 * estimate["estimate"]["energy_j"], "cores": estimate["mapping"]["cores"],
+            "energy_uj": 1e6 * estimate["estimate"]["totals"]["energy_j"], "cores": estimate["mapping"]["cores"],
             "lava_accuracy": validation["accuracy"].get("lava_fixed"), "lava_samples": validation["samples"],
             "trained_equals_lava": bool(pair.get("identical")), "seconds": dict(seconds)}
 
@@ -163,7 +177,7 @@ def run_dataset(name: str, args, work: Path) -> dict:
     hand = [("chain-skeleton", "chain (search skeleton)", winner.with_cell(parse_cell_key(CHAIN)))]
     widest = widest_chain(winner, load_target("loihi2"))
     if widest is not None:
-        hand.append(("chain-widest", f"chain (widest fit, widths {list(widest.stage_widths)})", widest))
+        hand.append((f"chain-widest-{widest.width}", f"chain (widest fit, widths {list(widest.stage_widths)})", widest))
     for folder_name, label, arch in hand:
         run = baseline_run(folder / folder_name, arch, config)
         rows.append(train_validate(run, label, args, {}))
@@ -229,9 +243,8 @@ def table(results: dict) -> str:
                          f"{'yes' if row['trained_equals_lava'] else 'NO':>8s}{row['spikes_per_sample']:10.0f}"
                          f"{row['synops_per_sample']:12.0f}{row['energy_uj']:9.2f}{row['cores']:6d}  "
                          + ", ".join(f"{k} {v:.0f}" for k, v in row["seconds"].items()))
-        cell = result["rows"][0]["architecture"]
-        lines.append(f"search winner: {cell.get('cell')} widths {cell.get('widths') or cell.get('width')} "
-                     f"stages {cell.get('stages')} head_pool {cell.get('head_pool')}")
+        for row in result["rows"]:
+            lines.append(f"{row['row']}: {row['cell']}, {row['skeleton']}")
     return "\n".join(lines)
 
 

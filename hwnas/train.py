@@ -243,7 +243,8 @@ def _train(run_dir: Path, arch: Architecture, search_config: dict, config: Train
     if quantize and target.weight_bits is None:
         raise OptionError(f"--quantize needs a target with integer weights; '{target.name}' has float weights")
     check_network_memory(arch, config.batch_size, True, f"training {arch.key} (width {arch.width}, "
-                         f"{arch.timesteps} timesteps) with --batch-size {config.batch_size}", "lower --batch-size")
+                         f"{arch.timesteps} timesteps) with --batch-size {config.batch_size}", "lower --batch-size",
+                         arithmetic="loihi" if quantize and config.qat_epochs else "float")
     say = progress or (lambda message: None)
     device = resolve_device(config.device or "auto")
     torch.manual_seed(seed)
