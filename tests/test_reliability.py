@@ -399,3 +399,33 @@ def test_a_run_searched_on_data_in_memory_refuses_to_train_on_other_data(tmp_pat
     assert_refused(*outcome(["train", str(out), "--epochs", "1", "--quiet"], capsys),
                    "was searched on other data than this step loads (name five-digits vs digits, num_classes 5 vs 10")
     assert not (out / "model.pt").exists()
+
+
+def test_training_memory_estimate_counts_the_pipeline_and_loihi_arithmetic():
+    """A training step holds every simulated step (input steps plus the pipeline's latency), and QAT in Loihi's
+    arithmetic about three times float's (measured: 33-38 against 100-121 bytes per neuron, step and sample)."""
+    from conftest import small_arch
+    from hwnas.arch.footprint import network_size, run_bytes
+
+    pipelined, zero_delay = small_arch(timing="pipelined"), small_arch(timing="zero-delay")
+    parameters, neurons, latency = network_size(pipelined)
+    assert latency > 0 and network_size(zero_delay)[2] == 0
+    steps = pipelined.timesteps + latency
+    float_step = run_bytes(parameters, neurons, 64, steps, 32, True)
+    qat_step = run_bytes(parameters, neurons, 64, steps, 32, True, "loihi")
+    assert 2.5 < qat_step / float_step < 3.0
+    assert float_step >= 32 * 33 * neurons * steps  # at least what float training was measured to hold
+    assert qat_step >= 32 * 100 * neurons * steps
+
+
+def test_a_wrong_dt_is_named_and_silent_outputs_score_nothing(trained_run, capsys):
+    """A graph run with a time step that integrates nothing: every hidden layer is named beside the table, and
+    outputs that never receive current are wrong (a tie), not the first class; the samples are class-balanced."""
+    code = main(["deploy", str(trained_run / "model.nir"), "--backend", "norse", "--samples", "10", "--dt", "1e-9"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "test samples: 10 of 270, class-balanced, drawn with seed 0 (--seed)" in out
+    assert "layer stem: no spikes in 10 samples; is --dt right?" in out
+    assert "accuracy: hwnas 0.00%, norse 0.00%" in out
+    code = main(["deploy", str(trained_run / "model.nir"), "--backend", "norse", "--samples", "10"])
+    assert code == 0 and "is --dt right?" not in capsys.readouterr().out

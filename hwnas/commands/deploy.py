@@ -49,7 +49,7 @@ def add_parser(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     """Load, run both, print the table."""
     from ..data import load_dataset
-    from ..deploy.compare import compare, describe_samples, inputs_from, read_input_array
+    from ..deploy.compare import compare, describe_samples, inputs_from, read_input_array, silence_notes
     from ..deploy.lava import require_lava
     from ..errors import OptionError
     from ..export.nir import NirError, check_run_memory, read_graph, recorded_architecture, recorded_dt
@@ -95,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
     for name, row in result.layers.items():
         print(f"{name:10s} {row['hwnas_spikes']:10.1f} {row['backend_spikes']:10.1f} "
               f"{100 * row['relative_error']:8.2f}% {100 * row['identical_share']:8.2f}%")
+    for note in silence_notes({name: row["backend_spikes"] for name, row in result.layers.items()}, result.output,
+                              result.samples):
+        print(note)
     if result.accuracy:
         print(f"accuracy: hwnas {100 * result.accuracy['hwnas']:.2f}%, {backend} {100 * result.accuracy['backend']:.2f}%")
     if args.save:

@@ -123,6 +123,11 @@ def print_report(result) -> None:
         print(f"{label:10s}" + "".join(f"{result.spikes[c].get(layer, float('nan')):12.1f}" for c in columns))
     if result.feedback_only:
         print("* fed only by feedback")
+    from ..deploy.compare import silence_notes
+
+    silent = {layer: max(result.spikes[c].get(layer, 0.0) for c in columns) for layer in result.layers}
+    for note in silence_notes(silent, result.output, result.samples):
+        print(note)
     if "hwnas_norse_order" in columns:
         print("hwnas_norse: hwnas' simulator in Norse's step order, the reference of the norse column")
     if result.accuracy:

@@ -22,6 +22,7 @@ class Comparison:
     layers: dict[str, dict] = field(default_factory=dict)
     accuracy: dict[str, float] = field(default_factory=dict)
     output_spikes: np.ndarray | None = None  # the backend's, (samples, steps, classes)
+    output: str = ""  # the output population (its current is the readout: it may rarely spike)
 
     def to_dict(self) -> dict:
         return {"backend": self.backend, "samples": self.samples, "steps": self.steps, "layers": self.layers,
@@ -70,6 +71,13 @@ def describe_samples(splits: DatasetSplits, samples: int, seed: int) -> str:
     return f"test samples: {samples} of {total}, class-balanced, drawn with seed {seed} (--seed)"
 
 
+def silence_notes(spikes: dict[str, float], output: str, samples: int) -> list[str]:
+    """One line for each hidden layer (``spikes``: layer -> spikes per sample) that never spiked: a graph written
+    in per-step units (sinabs, snnTorch) run with a dt in seconds integrates nothing."""
+    return [f"layer {name}: no spikes in {samples} samples; is --dt right?"
+            for name, value in spikes.items() if name != output and value == 0]
+
+
 def rate_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     """Cosine similarity of per-neuron spike counts of two rasters (steps, samples, neurons); 1 when both are
     silent."""
@@ -94,6 +102,7 @@ def compare(graph, inputs: torch.Tensor, labels: torch.Tensor | None, dt_s: floa
     net = deployment.network(BACKENDS[backend].timing)
     result = Comparison(backend.replace("_", "-"), inputs.shape[1], theirs.spikes[net.output].shape[1])
     result.output_spikes = theirs.spikes[net.output]
+    result.output = net.output
     result.layers = layer_rows(ours.as_codes(), theirs.as_codes(), net.order)
     if labels is not None:
         result.accuracy = {"hwnas": accuracy(ours.output_current, labels),

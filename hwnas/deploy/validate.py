@@ -48,6 +48,7 @@ class Validation:
     window: int
     layers: list[str]
     feedback_only: list[str] = field(default_factory=list)  # layers whose every input is a feedback connection
+    output: str = ""  # the output population
     spikes: dict[str, dict[str, float]] = field(default_factory=dict)
     accuracy: dict[str, float] = field(default_factory=dict)
     pairs: dict[str, dict] = field(default_factory=dict)
@@ -106,7 +107,7 @@ def validate(graph, inputs: torch.Tensor, labels: torch.Tensor | None, dt_s: flo
     arrival = net.arrival_steps()
     layers = sorted(net.order, key=lambda name: arrival[name])
     steps, samples = inputs.shape[:2]
-    result = Validation(samples, steps, steps + lowered.latency_steps, layers, feedback_only(net))
+    result = Validation(samples, steps, steps + lowered.latency_steps, layers, feedback_only(net), net.output)
     rasters: dict[str, Rasters] = {}
     wanted = (["trained"] if trained is not None else []) + ["hwnas", *backends] + \
         (["hwnas_norse_order"] if "norse" in backends else [])
