@@ -89,6 +89,24 @@ def test_dvsgesture_loader_reads_tonic_layout(tmp_path):
     assert splits.test_x.shape == (3, 5, 2, 32, 32) and int(splits.test_x.sum()) > 0
 
 
+def test_pokerdvs_loader_reads_tonic_layout(tmp_path):
+    rng = np.random.default_rng(2)
+    for split in ("pips_train", "pips_test"):
+        for suit, x in (("cl", 3), ("he", 12), ("di", 20), ("sp", 30)):
+            folder = tmp_path / "POKERDVS" / split / suit
+            folder.mkdir(parents=True)
+            for number in range(3):
+                times = np.sort(rng.integers(0, 10_000, 40))
+                events = np.stack([times, np.full(40, x), rng.integers(0, 35, 40), np.ones(40, int)], axis=1)
+                np.save(folder / f"{suit}{number}.npy", events)  # rows of t, x, y, p
+    splits = load_dataset("pokerdvs", tmp_path, timesteps=4)
+    assert splits.kind == "frames" and splits.input_shape == (2, 35, 35) and splits.num_classes == 4
+    assert splits.test_x.shape == (12, 4, 2, 35, 35)
+    for frames, label in zip(splits.test_x, splits.test_y.tolist()):
+        column = (3, 12, 20, 30)[label]  # tonic's classes, in order: cl, he, di, sp
+        assert int(frames[:, 1, :, column].sum()) > 0 and int(frames.sum()) == int(frames[:, 1, :, column].sum())
+
+
 def make_cifar10(root, n_per_batch=4):
     folder = root / "cifar-10-batches-py"
     folder.mkdir()
@@ -191,6 +209,7 @@ def test_labels_outside_the_dataset_classes_are_a_one_line_error(tmp_path):
     ("svhn", "missing train_32x32.mat"),
     ("nmnist", "NMNIST/Train"),
     ("dvsgesture", "DVSGesture/ibmGestureTrain"),
+    ("pokerdvs", "POKERDVS/pips_train"),
     ("cifar10", "missing cifar-10-batches-py/data_batch_1"),
     ("cifar100", "missing cifar-100-python/train"),
 ])

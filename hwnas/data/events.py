@@ -5,6 +5,8 @@ Expected layout (tonic's own, under ``--data-dir``):
 * NMNIST: ``NMNIST/Train/<digit>/*.bin`` and ``NMNIST/Test/<digit>/*.bin`` (N-MNIST 40-bit event files)
 * DVSGesture: ``DVSGesture/ibmGestureTrain/userNN_<lighting>/<label>.npy`` and ``.../ibmGestureTest/...``
   (tonic's preprocessed format: rows of x, y, polarity, time in ms)
+* POKERDVS: ``POKERDVS/pips_train/<cl|he|di|sp>/*.npy`` and ``POKERDVS/pips_test/...`` (the card pips, 35x35
+  sensor; rows of time, x, y, polarity)
 """
 
 from __future__ import annotations
@@ -43,7 +45,15 @@ def _tonic_classes():
             raise DataError(_missing_message(Path(self.location_on_system, self.folder_name),
                                              "userNN_<lighting>/<label>.npy event files"))
 
-    return {"nmnist": NMNIST, "dvsgesture": DVSGesture}
+    class POKERDVS(tonic.datasets.POKERDVS):
+        def _check_exists(self) -> bool:
+            return _has_files(Path(self.location_on_system, self.folder_name), ".npy")
+
+        def _copy_and_extract_local_data(self) -> None:
+            raise DataError(_missing_message(Path(self.location_on_system, self.folder_name),
+                                             "<cl|he|di|sp>/*.npy event files (rows of t, x, y, p)"))
+
+    return {"nmnist": NMNIST, "dvsgesture": DVSGesture, "pokerdvs": POKERDVS}
 
 
 def _has_files(folder: Path, suffix: str) -> bool:

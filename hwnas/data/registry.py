@@ -21,8 +21,9 @@ DATASETS = {
     "cifar100": "CIFAR-100 via torchvision, from --data-dir/cifar-100-python",
     "nmnist": "N-MNIST events via tonic, from --data-dir/NMNIST/{Train,Test}",
     "dvsgesture": "IBM DVS Gesture via tonic, from --data-dir/DVSGesture/ibmGesture{Train,Test}",
+    "pokerdvs": "POKER-DVS card pips via tonic, from --data-dir/POKERDVS/pips_{train,test}",
 }
-EVENT_DATASETS = ("nmnist", "dvsgesture")
+EVENT_DATASETS = ("nmnist", "dvsgesture", "pokerdvs")
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None, timesteps: int = 8, seed: int = 0,
