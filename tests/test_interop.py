@@ -207,6 +207,9 @@ def test_integrate_and_fire_neurons_integrate_without_leak():
     assert torch.equal(spikes, torch.as_tensor(np.array(expected)))
     if LAVA:
         assert compare(graph, x, None, 0.001, "lava_fixed").layers["neurons"]["identical"]
+    # Norse runs IF too (its integrate-and-fire cell fed r dt I), spike for spike
+    norse = compare(graph, x, None, 0.001, "norse").layers["neurons"]
+    assert norse["identical"] and norse["backend_spikes"] == float(spikes.sum())
     # r dt = 0.5: the gain is folded into the connection, which then needs weights twice as large to match
     halved = _one_population(nir.IF(r=np.full(4, 500.0), v_threshold=np.full(4, 2.5)))
     halved.nodes["dense"] = nir.Linear(weight=np.asarray(graph.nodes["dense"].weight) * 2.0)

@@ -70,6 +70,23 @@ class _LIF(torch.nn.Module):
         return self.membrane(self.r * x, state)
 
 
+class _IF(torch.nn.Module):
+    """Norse's integrate-and-fire cell (no leak: v += input, a spike where v exceeds the threshold, then v_reset),
+    fed NIR's IF input R I integrated over one step: ``r * dt * x``."""
+
+    def __init__(self, node, dt_s: float) -> None:
+        super().__init__()
+        from norse.torch.functional.iaf import IAFParameters
+        from norse.torch.module.iaf import IAFCell
+
+        self.gain = _tensor(node.r) * dt_s
+        self.cell = IAFCell(IAFParameters(v_th=_tensor(node.v_threshold), v_reset=_tensor(node.v_reset).clone()),
+                            dt=dt_s)
+
+    def forward(self, x, state=None):
+        return self.cell(self.gain * x, state)
+
+
 class _Threshold(torch.nn.Module):
     """NIR's Threshold: a spike where the input exceeds the threshold (stateless)."""
 
@@ -111,6 +128,7 @@ def _node_map(dt_s: float):
     mapping = {
         nir.CubaLIF: lambda node: _CubaLIF(node, dt_s),
         nir.LIF: lambda node: _LIF(node, dt_s),
+        nir.IF: lambda node: _IF(node, dt_s),
         nir.Threshold: _Threshold,
         nir.Conv2d: conv,
         nir.Linear: linear,
@@ -134,9 +152,16 @@ def norse_executor(graph, dt_s: float):
     import nirtorch
     from nirtorch.utils import sanitize_name
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        executor = nirtorch.load(graph, _node_map(dt_s))
+    model_map = _node_map(dt_s)
+    for name, node in graph.nodes.items():  # before nirtorch, which fails on an unmapped node inside itself
+        if type(node).__name__ not in ("Input", "Output") and model_map(node) is None:
+            raise NorseError(f"node '{name}' ({type(node).__name__}) has no Norse module")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            executor = nirtorch.load(graph, model_map)
+    except (KeyError, ValueError, TypeError, RuntimeError, AttributeError) as exc:
+        raise NorseError(f"nirtorch could not load the graph for Norse: {type(exc).__name__}: {exc}") from None
     mapped = {name for name, _ in executor.named_children()}
     for name, node in graph.nodes.items():
         if type(node).__name__ in ("Input", "Output"):
