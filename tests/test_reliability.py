@@ -429,3 +429,5 @@ def test_a_wrong_dt_is_named_and_silent_outputs_score_nothing(trained_run, capsy
     assert "accuracy: hwnas 0.00%, norse 0.00%" in out
     code = main(["deploy", str(trained_run / "model.nir"), "--backend", "norse", "--samples", "10"])
     assert code == 0 and "is --dt right?" not in capsys.readouterr().out
+    main(["estimate", str(trained_run / "model.nir"), "--samples", "4", "--dt", "1e-9"])
+    assert "layer stem: no spikes in 4 samples; is --dt right?" in capsys.readouterr().out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import positive_int, seed_int
+from .common import positive_float, positive_int, seed_int
 
 
 def add_parser(commands) -> None:
@@ -24,6 +24,9 @@ def add_parser(commands) -> None:
     estimate.add_argument("source", metavar="DIR_OR_ARCH_JSON", help="search run folder, architecture JSON file, or a .nir graph")
     estimate.add_argument("--steps", type=positive_int, default=None,
                           help="steps per sample for a .nir that records no timesteps")
+    estimate.add_argument("--dt", type=positive_float, default=None,
+                          help="seconds per step for a .nir (default: its hwnas.dt_s metadata; graphs in per-step "
+                               "units, as sinabs and snnTorch write them, need --dt 1)")
     estimate.add_argument("--target", default=None,
                           help="target name or TOML path (default: the run's target, else loihi2)")
     estimate.add_argument("--dataset", default=None, help="dataset (default: the run's dataset, else digits)")
@@ -115,19 +118,22 @@ def _run_nir(args: argparse.Namespace, source: Path) -> int:
     if not target.is_hardware:
         raise OptionError(f"target '{target.name}' has no hardware model to estimate with")
     check_run_memory(graph, args.samples, steps, 1, "estimate")
-    net = load(graph, timing=target.timing)
+    net = load(graph, dt_s=args.dt, timing=target.timing)
     dataset = args.dataset or "digits"
     splits = load_dataset(dataset, args.data_dir, steps, args.seed or 0)
     x = encode_samples(splits, "test", args.samples, steps, arch.encoding if arch else "rate", args.seed or 0)
     estimate, mapping = estimate_network(net, target, x)
     print(f"{source}  on {target.name} ({target.timing} timing), {estimate.samples} {dataset} test samples, "
           f"{estimate.steps} steps each, weights as stored in the graph")
-    return _print(args, estimate, mapping, target, {"nir": str(source)})
+    return _print(args, estimate, mapping, target, {"nir": str(source)}, net.output)
 
 
-def _print(args: argparse.Namespace, estimate, mapping, target, extra: dict) -> int:
-    """The per-layer table, totals and feasibility; also as JSON with ``--json``."""
+def _print(args: argparse.Namespace, estimate, mapping, target, extra: dict, output: str | None = None) -> int:
+    """The per-layer table, totals and feasibility; also as JSON with ``--json``. With the ``output`` population
+    named (a graph read from NIR), every hidden layer that never spiked is named beside the table."""
+    from ..deploy.compare import silence_notes
     from ..io_utils import write_json_atomic
+    from ..sim.graph import INPUT
 
     header = f"{'layer':10s} {'neurons':>8s} {'cores':>5s} {'spikes/inf':>11s} {'synops/inf':>11s} {'energy/inf':>11s} {'share':>6s}"
     print(header)
@@ -144,6 +150,10 @@ def _print(args: argparse.Namespace, estimate, mapping, target, extra: dict) -> 
           f"spike routing {_joules(totals['route_energy_j'])}")
     print(f"latency: {totals['step_time_s'] * 1e6:.3g} us per step (slowest core + sync; max {totals['max_step_time_s'] * 1e6:.3g} us), "
           f"{totals['inference_time_s'] * 1e6:.3g} us per inference")
+    if output is not None:
+        hidden = {layer.layer: layer.spikes for layer in estimate.layers if layer.layer != INPUT}
+        for note in silence_notes(hidden, output, estimate.samples):
+            print(note)
     if mapping.violations:
         for violation in mapping.violations:
             print(f"infeasible: {violation}")
