@@ -5,13 +5,16 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 PY := $(VENV)/bin/python
 
-.PHONY: demo test bench install clean-venv
+.PHONY: demo test test-fast bench install clean-venv
 
 demo: $(STAMP)
 	$(VENV)/bin/hwnas run --target loihi2 --out runs/demo
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+test-fast: $(STAMP)  # the edit-test loop: everything but the tests marked slow
+	$(PY) -m pytest -m "not slow"
 
 bench: $(STAMP)
 	$(PY) bench/search_speed.py

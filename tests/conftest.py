@@ -19,6 +19,61 @@ CHAIN = "0-1:conv3x3 0-2:zero 0-3:zero 1-2:conv3x3 1-3:zero 2-3:conv3x3"
 FEEDBACK = "0-1:conv3x3 0-2:skip 0-3:zero 1-2:conv3x3 1-3:conv3x3< 2-3:conv3x3"  # node 3 feeds node 1 back
 
 
+# Tests that take two seconds or more (trainings, Lava, Ray, whole searches; measured with --durations on the 2-core
+# VM, 2026-12-06): `make test-fast` (pytest -m "not slow") leaves them out, about 40 s for the rest. The golden
+# numbers stay in the fast lane: they guard every refactor.
+SLOW_TESTS = frozenset({
+    "tests/test_api.py::test_search_train_export_on_a_tonic_style_dataset_in_memory",
+    "tests/test_batchnorm.py::test_trained_network_computes_the_same_in_training_and_evaluation",
+    "tests/test_cli.py::test_estimate_prints_per_layer_table",
+    "tests/test_cli.py::test_search_command_writes_run_folder_and_prints_winner",
+    "tests/test_compress.py::test_an_untrained_compression_changes_nothing",
+    "tests/test_compress.py::test_compress_cli_writes_a_run_that_lava_computes_as_the_twin",
+    "tests/test_compress.py::test_the_same_seed_compresses_to_the_same_network",
+    "tests/test_distributed.py::test_a_cuda_device_this_machine_lacks_is_refused_in_one_line",
+    "tests/test_distributed.py::test_a_search_on_two_ray_workers_gives_the_serial_result",
+    "tests/test_distributed.py::test_ray_is_imported_only_for_workers",
+    "tests/test_distributed.py::test_the_run_records_its_device_option_and_training_can_override_it",
+    "tests/test_evolution.py::test_evolution_search_end_to_end_and_resume",
+    "tests/test_evolution.py::test_supernet_training_resumes_to_the_same_weights",
+    "tests/test_interop.py::test_snntorch_reads_the_portable_export_and_computes_the_same_spikes",
+    "tests/test_lava.py::test_a_trained_run_computes_what_lava_fixed_point_computes",
+    "tests/test_lava.py::test_connections_with_bits_of_their_own_compute_in_lava_what_the_twin_and_the_trained_net_compute",
+    "tests/test_lava.py::test_deploy_lava_cli_prints_identical_layers_and_saves_npz",
+    "tests/test_lava.py::test_lava_float_and_fixed_reproduce_hwnas_exactly",
+    "tests/test_lava.py::test_netx_export_loads_in_lava_and_matches_hwnas_integer_simulation",
+    "tests/test_lava.py::test_validate_cli_writes_json_and_plot",
+    "tests/test_onnx.py::test_export_command_onnx",
+    "tests/test_onnx.py::test_onnx_output_spikes_equal_hwnas",
+    "tests/test_proxy_check.py::test_proxy_check_cli_reports_every_proxy_and_resumes_without_retraining",
+    "tests/test_reliability.py::test_fuzz_hostile_options",
+    "tests/test_reliability.py::test_hostile_nir_values_are_named",
+    "tests/test_reliability.py::test_the_search_result_does_not_depend_on_the_machines_threads",
+    "tests/test_reliability.py::test_two_searches_into_one_folder_at_once",
+    "tests/test_scale.py::test_nmnist_search_returns_a_feasible_winner_without_dead_populations",
+    "tests/test_scale.py::test_preflight_fits_a_skeleton_to_loihi2_at_benchmark_shapes",
+    "tests/test_scale.py::test_preflight_with_conv_downsampling_tries_doubling_widths_first",
+    "tests/test_scale.py::test_skeletons_are_searched_with_the_cells",
+    "tests/test_scale.py::test_widths_per_stage_search_with_conv_downsampling",
+    "tests/test_scores.py::test_rate_calibration_brings_every_population_to_the_target_rate",
+    "tests/test_search.py::test_a_checkpoint_from_before_the_screening_resumes_without_it",
+    "tests/test_search.py::test_a_continued_training_starts_as_a_short_training_and_keeps_its_best_epoch",
+    "tests/test_search.py::test_a_whole_epoch_screening_is_the_first_rungs_training",
+    "tests/test_search.py::test_interrupted_prune_search_resumes_to_the_same_cell",
+    "tests/test_search.py::test_refine_after_prune_draws_its_pool_from_the_whole_space",
+    "tests/test_search.py::test_refine_halves_the_field_and_lets_short_training_choose",
+    "tests/test_search.py::test_the_screening_rung_chooses_the_refined_candidates_by_a_brief_training",
+    "tests/test_train.py::test_estimate_uses_trained_weights_when_present",
+    "tests/test_train.py::test_train_writes_a_model_that_reloads",
+})
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if item.nodeid.split("[")[0] in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _deterministic_threads():
     torch.manual_seed(0)
