@@ -350,7 +350,8 @@ def _graph(model, dt: float | None):
             graph = read_graph(path)
     dt_s = dt or recorded_dt(graph)
     if dt_s is None:
-        raise OptionError("the graph records no time step: pass dt")
+        raise OptionError("the graph records no time step: pass dt (seconds per step; graphs in per-step units, as sinabs "
+                          "and snnTorch write them, need dt=1)")
     return graph, float(dt_s)
 
 

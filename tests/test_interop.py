@@ -304,3 +304,17 @@ def test_malformed_chains_are_one_line_errors_and_grouped_convolutions_load_from
         spikes = net(x, record=True).codes["th"].reshape(3, 4, 4, 6, 6)
     expected = F.conv2d(x.flatten(0, 1), torch.as_tensor(weight), padding=1, groups=2) > 0.5
     assert torch.equal(spikes, expected.float().reshape(3, 4, 4, 6, 6))
+
+
+def test_a_graph_without_a_time_step_is_told_which_dt_to_give(tmp_path, capsys):
+    """sinabs and snnTorch write graphs in per-step units and record no dt: one line saying so, no traceback."""
+    from hwnas.cli import main
+
+    graph = _one_population(nir.IF(r=np.full(4, 1.0), v_threshold=np.full(4, 2.5)))
+    graph.metadata = {}
+    nir.write(tmp_path / "per_step.nir", graph)
+    for command in (["deploy", str(tmp_path / "per_step.nir"), "--backend", "norse"],
+                    ["estimate", str(tmp_path / "per_step.nir"), "--steps", "4"]):
+        assert main(command) == 2
+        err = capsys.readouterr().err.strip()
+        assert "records no time step" in err and "need --dt 1" in err and len(err.splitlines()) == 1

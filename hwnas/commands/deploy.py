@@ -62,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     graph = read_graph(args.model)
     dt_s = args.dt or recorded_dt(graph)
     if dt_s is None:
-        raise NirError(f"{args.model} records no time step: pass --dt")
+        raise NirError(f"{args.model} records no time step: pass --dt (seconds per step; graphs in per-step "
+                       "units, as sinabs and snnTorch write them, need --dt 1)")
     arch = recorded_architecture(graph)
     steps = args.steps or (arch.timesteps if arch else None)
     array = None

@@ -320,7 +320,8 @@ def load(path_or_graph, dt_s: float | None = None, timing: str | None = None) ->
     if dt_s is None:
         dt_s = recorded_dt(graph)
         if dt_s is None:
-            raise NirError("the graph records no time step (no hwnas.dt_s metadata): pass dt explicitly (--dt)")
+            raise NirError("the graph records no time step (no hwnas.dt_s metadata): pass dt explicitly (--dt, seconds per step; "
+                           "graphs in per-step units, as sinabs and snnTorch write them, need --dt 1)")
     dt_s = float(dt_s)
     timing = timing or _metadata_text(graph, "hwnas.timing") or "zero-delay"
     if timing not in TIMINGS:
