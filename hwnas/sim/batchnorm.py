@@ -1,22 +1,17 @@
 """Batch-norm for a network simulated step by step: the training forward computes what evaluation and the
 folded, deployed convolution compute.
 
-Plain ``nn.BatchNorm2d`` called once per step goes wrong in three ways here. While training, each step's batch is
-normalised by that step's own statistics; after the input ends (the network's latency steps) a convolution on
-silent input has zero variance and maps to ``beta``. Its running statistics are updated at every call with momentum
-0.1, so they are weighted towards the last steps of every batch: the latency steps, whose zeros pull the mean and
-the variance down. Evaluation then normalises every step by those statistics, and the chip adds one affine map
-(the folded batch-norm) at every step: neither computes what training computed. On 28x28 MNIST this showed as a
-float network whose validation accuracy fell from 92 % to 23-42 % while its training loss kept falling, and that
-scored 92 % again once its batch-norm was folded.
+Plain ``nn.BatchNorm2d`` called once per step does not. While training it normalises each step's batch by that
+step's own statistics (after the input ends, in the network's latency steps, a convolution of silent input has zero
+variance and maps to ``beta``); its running statistics are updated at every call with momentum 0.1, so they are
+weighted towards the last steps of every batch, the latency steps, whose zeros pull the mean and the variance down.
+Evaluation normalises every step by those running statistics, and the chip adds one affine map (the folded
+batch-norm) at every step: neither computes what training computed. On 28x28 MNIST (issue 30) the float network's
+validation accuracy fell while its training loss kept falling, and it scored well again once its batch-norm was
+folded into the convolutions.
 
 :class:`StepBatchNorm2d` keeps ``nn.BatchNorm2d``'s parameters and state (checkpoints, folding and the supernet's
 re-estimation read it as before) and changes two things:
-
-Both are switched on by :meth:`StepBatchNorm2d.pool_steps` (``hwnas train``, the search's short trainings:
-:func:`hwnas.train.train_epochs`, through :meth:`~hwnas.sim.network.SpikingNetwork.pool_batchnorm_steps`); until
-then the module is ``nn.BatchNorm2d`` exactly, so an untrained network scored by the search, and the supernet's
-re-estimated statistics, compute what they computed before. Once switched on:
 
 * Its running statistics are the pooled statistics of all the steps of one forward pass (every element of every
   step weighs the same), committed once per pass (:meth:`StepBatchNorm2d.commit`, called by
@@ -25,6 +20,11 @@ re-estimated statistics, compute what they computed before. Once switched on:
   "Batch Renormalization", NeurIPS 2017) with its correction factors r and d unclipped, so the forward equals the
   evaluation's and the folded convolution's at every step while the gradient still flows through the step's batch
   statistics. The first pass of a fresh layer normalises by each step's batch statistics, as plain batch-norm does.
+
+Both are switched on by :meth:`StepBatchNorm2d.pool_steps` (``hwnas train``, the search's short trainings:
+:func:`hwnas.train.train_epochs`, through :meth:`~hwnas.sim.network.SpikingNetwork.pool_batchnorm_steps`); until
+then the module is ``nn.BatchNorm2d`` exactly, so an untrained network scored by the search, and the supernet's
+re-estimated statistics, compute what they computed before.
 """
 
 from __future__ import annotations
@@ -119,6 +119,9 @@ class _Renormalised(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y, _grad_mean, _grad_var):  # type: ignore[override]
         x, weight, mean, invstd, r, d = ctx.saved_tensors
+        layout = torch.channels_last if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last) \
+            else torch.contiguous_format
         grad_x, grad_scale, grad_shift = torch.ops.aten.native_batch_norm_backward(
-            grad_y.contiguous(), x, weight * r, None, None, mean, invstd, True, ctx.eps, [True, True, True])
+            grad_y.contiguous(memory_format=layout), x, weight * r, None, None, mean, invstd, True, ctx.eps,
+            [True, True, True])
         return grad_x, r * grad_scale + d * grad_shift, grad_shift, None, None, None
