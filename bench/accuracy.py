@@ -175,7 +175,9 @@ def run_dataset(name: str, args, work: Path) -> dict:
     winner = Architecture.load(search / "architecture.json")
     config = json.loads((search / "report.json").read_text())["config"]
     hand = [("chain-skeleton", "chain (search skeleton)", winner.with_cell(parse_cell_key(CHAIN)))]
-    widest = widest_chain(winner, load_target("loihi2"))
+    # the widest that fits depends on the memory free at the time: a resumed bench keeps the one it chose
+    chosen = sorted(folder.glob("chain-widest-*/architecture.json"))
+    widest = Architecture.load(chosen[0]) if chosen else widest_chain(winner, load_target("loihi2"))
     if widest is not None:
         hand.append((f"chain-widest-{widest.width}", f"chain (widest fit, widths {list(widest.stage_widths)})", widest))
     for folder_name, label, arch in hand:
