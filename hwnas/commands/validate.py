@@ -112,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
 
 def print_report(result) -> None:
     """The per-layer table of spikes per sample, the pair checks, accuracy and energy."""
+    from ..deploy.compare import silence_notes
+
     columns = [b for b in BACKEND_COLUMNS if b in result.spikes]
     print(f"{result.samples} samples x {result.steps} steps (+{result.window - result.steps} pipeline steps); "
           "spikes per sample:")
@@ -123,8 +125,6 @@ def print_report(result) -> None:
         print(f"{label:10s}" + "".join(f"{result.spikes[c].get(layer, float('nan')):12.1f}" for c in columns))
     if result.feedback_only:
         print("* fed only by feedback")
-    from ..deploy.compare import silence_notes
-
     silent = {layer: max(result.spikes[c].get(layer, 0.0) for c in columns) for layer in result.layers}
     for note in silence_notes(silent, result.output, result.samples):
         print(note)

@@ -100,8 +100,8 @@ def encode_batch(x: torch.Tensor, kind: str, timesteps: int, encoding: str,
 def balanced_subset(labels: torch.Tensor, count: int, seed: int) -> torch.Tensor:
     """Indices (ascending) of ``count`` samples drawn with ``seed`` so that every class present is represented as
     evenly as its size allows: classes take turns, each giving a sample drawn at random from its own, until
-    ``count`` are chosen. All indices when ``count`` covers the split. A split's first samples are no sample of it
-    (N-MNIST's test folder, read in order, begins with a thousand zeros)."""
+    ``count`` are chosen. All indices when ``count`` covers the split. The first ``count`` samples would not do:
+    N-MNIST's test folder, read in order, begins with a thousand zeros."""
     labels = torch.as_tensor(labels).reshape(-1)
     if count >= labels.numel():
         return torch.arange(labels.numel())

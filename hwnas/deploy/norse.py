@@ -98,7 +98,8 @@ class _Threshold(torch.nn.Module):
         return (x > self.threshold).float()
 
 
-def _node_map(dt_s: float):
+def _node_builders(dt_s: float) -> dict:
+    """NIR node type -> the function that builds its Norse/torch module (exact types: a subclass is not mapped)."""
     import nir
 
     def conv(node):
@@ -125,7 +126,7 @@ def _node_map(dt_s: float):
         # NIR shapes have no batch dimension; the torch module sees (batch, ...)
         return torch.nn.Flatten(node.start_dim + 1, node.end_dim if node.end_dim < 0 else node.end_dim + 1)
 
-    mapping = {
+    return {
         nir.CubaLIF: lambda node: _CubaLIF(node, dt_s),
         nir.LIF: lambda node: _LIF(node, dt_s),
         nir.IF: lambda node: _IF(node, dt_s),
@@ -138,24 +139,21 @@ def _node_map(dt_s: float):
         nir.Flatten: flatten,
     }
 
-    def model_map(node):
-        for kind, build in mapping.items():
-            if type(node) is kind:
-                return build(node)
-        return None
-
-    return model_map
-
 
 def norse_executor(graph, dt_s: float):
     """The graph as a Norse/nirtorch module, checking that every computational node was mapped."""
     import nirtorch
     from nirtorch.utils import sanitize_name
 
-    model_map = _node_map(dt_s)
+    builders = _node_builders(dt_s)
     for name, node in graph.nodes.items():  # before nirtorch, which fails on an unmapped node inside itself
-        if type(node).__name__ not in ("Input", "Output") and model_map(node) is None:
+        if type(node).__name__ not in ("Input", "Output") and type(node) not in builders:
             raise NorseError(f"node '{name}' ({type(node).__name__}) has no Norse module")
+
+    def model_map(node):
+        build = builders.get(type(node))
+        return build(node) if build is not None else None
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
