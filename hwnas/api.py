@@ -239,9 +239,16 @@ def train(found: SearchResult | str | Path, *, out: str | Path | None = None, pr
           data: Any = None, **options) -> TrainResult:
     """Train the winner of :func:`search` (or of a run folder), float then quantisation-aware on an integer
     target; ``options`` are :class:`~hwnas.train.TrainConfig` fields (``epochs``, ``qat_epochs``, ``lr``,
-    ``device``, ...). Trains in ``found``'s run folder when it has one, else in ``out`` or a temporary one."""
+    ``device``, ...). Trains in ``found``'s run folder when it has one, else in ``out`` or a temporary one.
+
+    ``found`` may also be another tool's network: a ``.nir`` file or a ``nir.NIRGraph`` (``hwnas train --from``,
+    :mod:`hwnas.imported`); ``data`` is then what to train on (a dataset name, with ``data_dir``, or data in
+    memory as :func:`search` takes it), and ``options`` may add :class:`~hwnas.imported.ImportOptions` fields
+    (``dt``, ``timesteps``, ``encoding``, ``from_scratch``, ``max_samples``)."""
     from .train import TrainConfig, train_run
 
+    if _is_graph(found):
+        return _train_graph(found, out, progress, data, options)
     config = TrainConfig(**options)
     say = _printer(progress)
     if not isinstance(found, SearchResult):
@@ -280,6 +287,44 @@ def compress(trained: TrainResult | str | Path, *, out: str | Path | None = None
         splits = as_splits(data, **_recorded_data(folder))
     outcome = compress_run(folder.path, CompressConfig(**options), out, _printer(progress), splits)
     return TrainResult(_classifier(outcome, splits, RunFolder(outcome.folder)), outcome.report, outcome.folder, splits)
+
+
+def _is_graph(found) -> bool:
+    """True for a NIR graph object or a path to a ``.nir`` file."""
+    if type(found).__name__ == "NIRGraph":
+        return True
+    return isinstance(found, (str, Path)) and Path(found).suffix == ".nir"
+
+
+def _train_graph(found, out, progress, data, options: dict) -> TrainResult:
+    """:func:`train` of another tool's network (see there)."""
+    from dataclasses import fields
+
+    from .imported import ImportOptions, train_imported
+    from .train import TrainConfig
+
+    own = {field.name for field in fields(ImportOptions)} - {"dataset"}
+    unknown = sorted(set(options) - own - {field.name for field in fields(TrainConfig)})
+    if unknown:
+        raise OptionError(f"train() got an unknown option '{unknown[0]}'")
+    imported = ImportOptions(dataset=data if isinstance(data, str) else "digits",
+                             **{key: value for key, value in options.items() if key in own})
+    config = TrainConfig(**{key: value for key, value in options.items() if key not in own})
+    splits = None
+    if data is not None and not isinstance(data, str):
+        splits = as_splits(data, imported.timesteps or 8, config.seed or 0)
+    with tempfile.TemporaryDirectory(prefix="hwnas-train-") as scratch:
+        source = found
+        if not isinstance(found, (str, Path)):  # a graph in memory: written for the run folder's record
+            import nir
+
+            source = Path(scratch) / "graph.nir"
+            nir.write(source, found)
+        path = Path(out) if out is not None else Path(scratch) / "run"
+        outcome = train_imported(source, path, config, imported, _printer(progress), splits)
+        folder = RunFolder(path)
+        return TrainResult(_classifier(outcome, splits, folder), outcome.report,
+                           path if out is not None else None, splits)
 
 
 def _recorded_data(folder: RunFolder) -> dict:

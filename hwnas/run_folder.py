@@ -142,11 +142,11 @@ class RunFolder:
 
     def load_architecture(self):
         """The search's winner; a missing file is a one-line error saying what to run."""
-        from .arch.genotype import Architecture
+        from .arch.imported import load_architecture
 
         if not self.architecture.is_file():
             raise OptionError(f"no {ARCHITECTURE} in {self.path} (train a search run folder)")
-        return Architecture.load(self.architecture)
+        return load_architecture(self.architecture)
 
     def read_json(self, path: Path, missing=None):
         """A JSON file of the folder (``missing`` when there is none); unreadable JSON is a one-line error."""

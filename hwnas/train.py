@@ -30,9 +30,11 @@ from .arch.builder import build_network
 from .arch.footprint import check_network_memory
 from .metrics import encoded_input_is_binary, neurobench_metrics
 from .arch.genotype import Architecture
+from .arch.imported import architecture_from_dict, is_imported
 from .data import load_dataset
 from .data.splits import DatasetSplits, encode_batch, strictly_correct
-from .errors import OptionError, first_line
+from .errors import ArchitectureError, OptionError, first_line
+from .export.trainable import graph_from_tensor, trainable_network
 from .hw_models import load_target
 from .io_utils import write_bytes_atomic, write_json_atomic
 from .limits import check_fraction, check_run_options, check_seed, recorded_device, recorded_threads
@@ -239,16 +241,32 @@ def _train(run_dir: Path, arch: Architecture, search_config: dict, config: Train
     RunFolder(run_dir).check_data(splits.summary())
     if splits.input_shape != tuple(arch.input_shape):
         raise OptionError(f"architecture expects input {list(arch.input_shape)}, dataset has {list(splits.input_shape)}")
-    quantize = config.quantize if config.quantize is not None else target.weight_bits is not None
-    if quantize and target.weight_bits is None:
-        raise OptionError(f"--quantize needs a target with integer weights; '{target.name}' has float weights")
+    quantize = quantizes(config, target)
     check_network_memory(arch, config.batch_size, True, f"training {arch.key} (width {arch.width}, "
                          f"{arch.timesteps} timesteps) with --batch-size {config.batch_size}", "lower --batch-size",
                          arithmetic="loihi" if quantize and config.qat_epochs else "float")
-    say = progress or (lambda message: None)
     device = resolve_device(config.device or "auto")
     torch.manual_seed(seed)
     net = build_seeded(lambda: build_network(arch), seed, arch.key).to(device)
+    return train_network(run_dir, net, arch, splits, target, seed, quantize, config, progress)
+
+
+def quantizes(config: TrainConfig, target) -> bool:
+    """Whether the training ends in the target's fixed point (``--quantize``, default: when it has integer
+    weights); a target with float weights cannot."""
+    quantize = config.quantize if config.quantize is not None else target.weight_bits is not None
+    if quantize and target.weight_bits is None:
+        raise OptionError(f"--quantize needs a target with integer weights; '{target.name}' has float weights")
+    return quantize
+
+
+def train_network(run_dir: Path, net: SpikingNetwork, arch, splits: DatasetSplits, target, seed: int, quantize: bool,
+                  config: TrainConfig, progress: Callable[[str], None] | None, extra: dict | None = None,
+                  report_extra: dict | None = None) -> TrainOutcome:
+    """The phases of a training of ``net`` (float, then, when ``quantize``, folded and fine-tuned in Loihi's
+    fixed point); writes ``model.pt`` (with ``extra``'s entries) and ``train.json`` (with ``report_extra``'s)."""
+    say = progress or (lambda message: None)
+    device = next(net.parameters()).device
     started = time.perf_counter()
     history = []
 
@@ -260,12 +278,13 @@ def _train(run_dir: Path, arch: Architecture, search_config: dict, config: Train
     weight_format = None
     if quantize:
         net.load_state_dict(best_state)
+        folds = any(synapse.has_batchnorm for synapse in net.synapses.values())
         net.fold_batchnorm()
         weight_format = WeightFormat(bits=target.weight_bits)
         net.set_arithmetic("loihi", weight_format, encoded_input_is_binary(splits.test_x, splits.kind, arch.encoding))
         accuracy, _ = evaluate(net, splits, "val", arch, seed)
-        say(f"folded batch-norm, quantised weights to {target.weight_bits} bits, now in Loihi's fixed-point "
-            f"arithmetic: validation accuracy {100 * accuracy:.2f}% before fine-tuning")
+        say(f"{'folded batch-norm, ' if folds else ''}quantised weights to {target.weight_bits} bits, now in Loihi's "
+            f"fixed-point arithmetic: validation accuracy {100 * accuracy:.2f}% before fine-tuning")
         if config.qat_epochs:
             best_accuracy, best_state = run_phase("qat", config.qat_epochs, config.lr / 10, schedule=False)
         else:
@@ -275,7 +294,7 @@ def _train(run_dir: Path, arch: Architecture, search_config: dict, config: Train
     seconds = time.perf_counter() - started
     checkpoint = {"format": "hwnas.model", "architecture": arch.to_dict(), "state_dict": net.state_dict(),
                   "folded": net.is_folded, "weight_bits": weight_format.bits if weight_format else None,
-                  "arithmetic": net.arithmetic, "spiking_input": net.spiking_input}
+                  "arithmetic": net.arithmetic, "spiking_input": net.spiking_input, **(extra or {})}
     buffer = io.BytesIO()
     torch.save(checkpoint, buffer)
     write_bytes_atomic(RunFolder(run_dir).model, buffer.getvalue())
@@ -289,7 +308,7 @@ def _train(run_dir: Path, arch: Architecture, search_config: dict, config: Train
         "neurobench": neurobench_metrics(net, activity, encoded_input_is_binary(splits.test_x, splits.kind,
                                                                                   arch.encoding)),
         "per_layer": activity.per_sample(), "seconds": seconds, "history": history,
-        "files": {"model": MODEL},
+        "files": {"model": MODEL}, **(report_extra or {}),
     }
     write_json_atomic(RunFolder(run_dir).train_report, report)
     return TrainOutcome(net, arch, report)
@@ -306,8 +325,16 @@ def load_model(path: str | Path, device: torch.device | None = None) -> tuple[Sp
         raise OptionError(f"cannot read model {path}: {type(exc).__name__}: {exc}") from None
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != "hwnas.model":
         raise OptionError(f"{path} is not an hwnas model")
-    arch = Architecture.from_dict(checkpoint["architecture"])
-    net = build_network(arch)
+    try:
+        arch = architecture_from_dict(checkpoint.get("architecture"))
+    except ArchitectureError as exc:
+        raise OptionError(f"{path}: {exc}") from None
+    if is_imported(arch):  # another tool's graph, kept in the checkpoint
+        if not isinstance(checkpoint.get("graph"), torch.Tensor):
+            raise OptionError(f"{path} holds an imported network without its graph")
+        net = trainable_network(graph_from_tensor(checkpoint["graph"]), arch.dt_s, arch.timing)
+    else:
+        net = build_network(arch)
     if checkpoint["folded"]:
         net.fold_batchnorm()
     if checkpoint.get("weight_bits"):

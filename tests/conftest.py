@@ -89,3 +89,46 @@ def small_arch(cell: str = CHAIN, **overrides) -> Architecture:
 
 
 FAST_SEARCH = dict(timesteps=4, width=4, batch_size=16, repeats=1, refine=0)  # score-only: no trainings
+
+
+def per_step_cnn(seed: int = 0, size: int = 18, classes: int = 4, channels: int = 4, scale: float = 1.0):
+    """A NIR graph shaped as the NIR paper's N-MNIST CNN (a sinabs export: strided 5x5 convolution, IF neurons,
+    sum pooling before the next weights, Flatten, Affine with zero bias), small: 2 x ``size`` x ``size`` input,
+    ``channels`` channels, ``classes`` outputs; per-step units (r 1, threshold 1, no dt recorded), random weights
+    that keep every layer firing on sparse events."""
+    import nir
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+
+    def weights(*shape):
+        fan_in = int(np.prod(shape[1:]))
+        return (rng.normal(0.6, 1.0, shape) * scale * 2.5 / np.sqrt(fan_in)).astype(np.float32)
+
+    def neuron(*shape):
+        return nir.IF(r=np.ones(shape, np.float32), v_threshold=np.ones(shape, np.float32))
+
+    first = (size + 2 - 5) // 2 + 1
+    pooled, pooled2 = first // 2, first // 4
+    nodes = {
+        "input": nir.Input(input_type={"input": np.array([2, size, size])}),
+        "0": nir.Conv2d(input_shape=(size, size), weight=weights(channels, 2, 5, 5), stride=2, padding=1,
+                        dilation=1, groups=1, bias=np.zeros(channels, np.float32)),
+        "1": neuron(channels, first, first),
+        "2": nir.Conv2d(input_shape=(first, first), weight=weights(channels, channels, 3, 3), stride=1, padding=1,
+                        dilation=1, groups=1, bias=np.zeros(channels, np.float32)),
+        "3": neuron(channels, first, first),
+        "4": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
+        "5": nir.Conv2d(input_shape=(pooled, pooled), weight=weights(channels, channels, 3, 3), stride=1, padding=1,
+                        dilation=1, groups=1, bias=np.zeros(channels, np.float32)),
+        "6": neuron(channels, pooled, pooled),
+        "7": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
+        "8": nir.Flatten(input_type={"input": np.array([channels, pooled2, pooled2])}, start_dim=0, end_dim=-1),
+        "9": nir.Affine(weight=weights(12, channels * pooled2 * pooled2), bias=np.zeros(12, np.float32)),
+        "10": neuron(12),
+        "11": nir.Affine(weight=weights(classes, 12), bias=np.zeros(classes, np.float32)),
+        "12": neuron(classes),
+        "output": nir.Output(output_type={"output": np.array([classes])}),
+    }
+    order = ["input", *map(str, range(13)), "output"]
+    return nir.NIRGraph(nodes=nodes, edges=list(zip(order[:-1], order[1:])))

@@ -147,18 +147,43 @@ def test_graded_input_keeps_its_float_current():
     assert torch.equal(ours.codes["stem"][1], spikes) and 0 < int(spikes.sum()) < spikes.numel()
 
 
+def test_other_tools_layers_in_loihi_arithmetic_equal_the_integer_twin():
+    """A sinabs-style graph (strided convolution, sum pooling before the next weights, Affine) reads as trainable
+    layers whose Loihi arithmetic is the chip's, spike for spike."""
+    from conftest import per_step_cnn
+
+    from hwnas.sim.ops import PooledLayer
+
+    net = load(per_step_cnn(), dt_s=1.0, timing="pipelined")
+    kinds = [type(synapse).__name__ for synapse in net.synapses.values()]
+    assert kinds.count("PooledLayer") == 3 and all(p.requires_grad for p in net.parameters())
+    fmt = WeightFormat(8)
+    net.set_weight_format(fmt)
+    net.set_arithmetic("loihi", fmt)
+    x = (torch.rand(6, 5, 2, 18, 18, generator=torch.Generator().manual_seed(3)) < 0.15).float()
+    ours = hwnas_rasters(net, x, dtype=torch.float32)
+    twin = simulate_fixed(lower(net, fmt), x.numpy())
+    for name in net.populations:
+        assert np.array_equal(ours.spikes[name], twin.spikes[name]), name
+        assert twin.spikes[name].sum() > 0, name  # not vacuous
+    assert any(isinstance(s, PooledLayer) and s.pools for s in net.synapses.values())
+
+
 def test_ops_that_keep_float_weights_are_refused():
     import nir
 
+    # pooling after the weights: each synapse of the composed matrix sums several weights, which the chip stores
+    # rounded once
     weight = np.random.default_rng(0).normal(0, 0.3, (2, 1, 3, 3)).astype(np.float32)
     graph = nir.NIRGraph(nodes={
         "input": nir.Input(input_type={"input": np.array([1, 8, 8])}),
-        "conv": nir.Conv2d(input_shape=(8, 8), weight=weight, stride=2, padding=1, dilation=1, groups=1,
+        "conv": nir.Conv2d(input_shape=(8, 8), weight=weight, stride=1, padding=1, dilation=1, groups=1,
                            bias=np.zeros(2, np.float32)),
+        "pool": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
         "lif": nir.LIF(tau=np.full((2, 4, 4), 4e-3), r=np.full((2, 4, 4), 4.0), v_leak=np.zeros((2, 4, 4)),
                        v_threshold=np.ones((2, 4, 4)), v_reset=np.zeros((2, 4, 4))),
         "output": nir.Output(output_type={"output": np.array([2, 4, 4])})},
-        edges=[("input", "conv"), ("conv", "lif"), ("lif", "output")])
+        edges=[("input", "conv"), ("conv", "pool"), ("pool", "lif"), ("lif", "output")])
     loaded = load(graph, dt_s=1e-3)
     with pytest.raises(ValueError, match="Loihi arithmetic needs ops that compute the chip's sums"):
         loaded.set_arithmetic("loihi")

@@ -313,20 +313,25 @@ class Architecture:
     @classmethod
     def load(cls, path: str | Path) -> "Architecture":
         """Read a JSON file written by :meth:`save`; unreadable or malformed files raise :class:`ArchitectureError`."""
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ArchitectureError(f"cannot read architecture {path}: {exc.strerror or exc}") from None
-        except UnicodeDecodeError:
-            raise ArchitectureError(f"{path} is not a text (JSON) file") from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ArchitectureError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+        data = read_architecture_json(path)
         try:
             return cls.from_dict(data)
         except ArchitectureError as exc:
             raise ArchitectureError(f"{path}: {exc}") from None
+
+
+def read_architecture_json(path: str | Path):
+    """The JSON value of an architecture file; unreadable files and invalid JSON raise :class:`ArchitectureError`."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ArchitectureError(f"cannot read architecture {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ArchitectureError(f"{path} is not a text (JSON) file") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ArchitectureError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
 
 
 def default_width(input_shape: tuple[int, int, int]) -> int:

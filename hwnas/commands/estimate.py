@@ -40,7 +40,7 @@ def add_parser(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load, simulate, map, estimate, print."""
-    from ..arch.genotype import Architecture
+    from ..arch.imported import load_architecture
     from ..errors import HwnasError, OptionError
     from ..hw_models import load_target
     from ..io_utils import check_writable
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     arch_path = folder.architecture if source.is_dir() else source
     if not arch_path.exists():
         raise OptionError(f"no architecture at {arch_path} (give a search run folder or an architecture JSON file)")
-    arch = Architecture.load(arch_path)
+    arch = load_architecture(arch_path)
     try:
         run_config = folder.search_config()
     except HwnasError:  # an unreadable report only loses the defaults it would give

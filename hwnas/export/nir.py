@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..arch.genotype import Architecture
+from ..arch.imported import ImportedArchitecture, architecture_from_dict
 from ..errors import HwnasError, NirError, first_line
 from ..io_utils import write_bytes_atomic
 from ..sim.graph import INPUT, TIMINGS, Connection, Population
@@ -183,13 +184,13 @@ def recorded_layer_weight_bits(graph) -> dict[str, int]:
     return {str(name): bits for name, bits in data.items()}
 
 
-def recorded_architecture(graph) -> Architecture | None:
+def recorded_architecture(graph) -> Architecture | ImportedArchitecture | None:
     """The hwnas architecture an exported graph records in its metadata (None for another tool's graph)."""
     data = _metadata_json(graph, "hwnas.architecture")
     if data is None:
         return None
     try:
-        return Architecture.from_dict(data)
+        return architecture_from_dict(data)
     except HwnasError as exc:
         raise NirError(f"metadata hwnas.architecture: {exc}") from None
 

@@ -11,9 +11,11 @@ from .conv import Conv, ConvBN
 from .identity import Identity
 from .linear import FlattenLinear
 from .sumpool import SumPool
+from .weighted import PooledLayer
 
-# LinearChain last: it reads any chain of linear nodes, the others the ones hwnas writes (kept as their own ops)
-OPS: tuple[type[Synapse], ...] = (Identity, SumPool, AvgPoolThen, Conv, FlattenLinear, ConvBN, LinearChain)
+# first the ops hwnas writes (kept as their own ops), then PooledLayer (other tools' layers, trainable), LinearChain
+# last: it reads any chain of linear nodes
+OPS: tuple[type[Synapse], ...] = (Identity, SumPool, AvgPoolThen, Conv, FlattenLinear, ConvBN, PooledLayer, LinearChain)
 
 
 def synapse_from_nir(chain: list[str], nodes: dict, source_shape: tuple[int, ...], where: str) -> Synapse:
@@ -39,4 +41,4 @@ def synapse_from_nir(chain: list[str], nodes: dict, source_shape: tuple[int, ...
 
 
 __all__ = ["OPS", "AvgPoolThen", "Conv", "ConvBN", "FlattenLinear", "Identity", "LinearChain", "Lowered", "NetxSpec",
-           "SumPool", "Synapse", "synapse_from_nir"]
+           "PooledLayer", "SumPool", "Synapse", "synapse_from_nir"]
