@@ -63,6 +63,7 @@ SLOW_TESTS = frozenset({
     "tests/test_search.py::test_refine_after_prune_draws_its_pool_from_the_whole_space",
     "tests/test_search.py::test_refine_halves_the_field_and_lets_short_training_choose",
     "tests/test_search.py::test_the_screening_rung_chooses_the_refined_candidates_by_a_brief_training",
+    "tests/test_imported.py::test_an_imported_run_equals_lava_fixed_point_layer_by_layer",
     "tests/test_train.py::test_estimate_uses_trained_weights_when_present",
     "tests/test_train.py::test_train_writes_a_model_that_reloads",
 })
@@ -132,3 +133,29 @@ def per_step_cnn(seed: int = 0, size: int = 18, classes: int = 4, channels: int 
     }
     order = ["input", *map(str, range(13)), "output"]
     return nir.NIRGraph(nodes=nodes, edges=list(zip(order[:-1], order[1:])))
+
+
+def write_nmnist_file(path, events):
+    """N-MNIST's 40-bit format: x, y, polarity bit + 23-bit timestamp (big-endian bytes)."""
+    raw = bytearray()
+    for x, y, p, ts in events:
+        raw += bytes([x, y, (p << 7) | ((ts >> 16) & 0x7F), (ts >> 8) & 0xFF, ts & 0xFF])
+    path.write_bytes(bytes(raw))
+
+
+def write_banded_nmnist(root, per_class: int = 12, test_per_class: int = 4, classes: int = 3, events: int = 300):
+    """N-MNIST-format recordings that a small network learns in a few epochs: digit d's events fall in the
+    d-th vertical band of the 34 x 34 sensor (``classes`` bands)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    band = 34 // classes
+    for split, count in (("Train", per_class), ("Test", test_per_class)):
+        for digit in range(classes):
+            folder = root / "NMNIST" / split / str(digit)
+            folder.mkdir(parents=True)
+            for k in range(count):
+                stamps = np.sort(rng.integers(0, 300_000, events))
+                write_nmnist_file(folder / f"{k:05d}.bin", [
+                    (int(rng.integers(digit * band, digit * band + band)), int(rng.integers(0, 34)),
+                     int(rng.integers(0, 2)), int(t)) for t in stamps])

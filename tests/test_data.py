@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import write_nmnist_file
+
 from hwnas.data import load_dataset
 from hwnas.data.splits import encode_batch
 from hwnas.errors import DataError, OptionError
@@ -33,14 +35,6 @@ def test_rate_and_direct_encoding():
     assert direct.shape == (3, 1, 1, 2, 2) and torch.equal(direct[2], x)
     with pytest.raises(OptionError, match="unknown encoding"):
         encode_batch(x, "static", 3, "latency")
-
-
-def write_nmnist_file(path, events):
-    """N-MNIST's 40-bit format: x, y, polarity bit + 23-bit timestamp (big-endian bytes)."""
-    raw = bytearray()
-    for x, y, p, ts in events:
-        raw += bytes([x, y, (p << 7) | ((ts >> 16) & 0x7F), (ts >> 8) & 0xFF, ts & 0xFF])
-    path.write_bytes(bytes(raw))
 
 
 def make_nmnist(root, per_class=2):

@@ -56,6 +56,9 @@ def estimate_network(net, target: Target, inputs: torch.Tensor) -> tuple[Estimat
     cores and estimate energy and latency per inference."""
     if not target.is_hardware:
         raise OptionError(f"target '{target.name}' has no hardware model to estimate with")
+    if tuple(inputs.shape[2:]) != tuple(net.input_shape):
+        raise OptionError(f"the samples have shape {list(inputs.shape[2:])} per step, the network takes "
+                          f"{list(net.input_shape)} (give the --dataset it was made for)")
     with torch.no_grad():
         activity = net(inputs, timing=target.timing).activity
     mapping = map_network(net, target)
