@@ -1,4 +1,5 @@
-"""NIR interoperability: which producer's graph each consumer loads, and how closely it agrees.
+"""NIR interoperability: which producer's graph each consumer loads, and how closely it agrees; and (``--events``)
+other tools' networks fine-tuned by hwnas for Loihi 2.
 
 Producers: hwnas' own profile, hwnas' portable profile (``--profile portable``) and snnTorch 1.0
 (``export_to_nir``). Consumers: hwnas' simulator, Lava fixed-point and float (Loihi 2 model), Norse (through
@@ -6,7 +7,16 @@ hwnas' deploy backend) and snnTorch (``import_from_nir``). Agreement is the wors
 against the producer's own simulation in the consumer's timing (hwnas' zero-delay simulator for Norse and
 snnTorch; the integer twin for Lava fixed-point, the float simulator for Lava float). Prints one markdown table.
 
+With ``--events DIR`` (N-MNIST-format recordings in tonic's layout, e.g. bench/accuracy.py's MNIST-saccades in
+``WORK/saccades-data``) a second table: the NIR paper's N-MNIST CNN (sinabs export, ``bench/data``) and a
+convolutional network trained here in snnTorch (its own BPTT loop) and exported with ``export_to_nir``, each run
+as read in Lava fixed-point (``hwnas deploy``), then fine-tuned with ``hwnas train --from`` (float epochs, then
+fixed-point epochs), exported and validated in Lava: accuracy before and after on the same class-balanced test
+samples, trained = Lava fixed-point on every layer, energy and cores on loihi2, wall times.
+
     .venv/bin/python bench/interop.py [--samples 16]
+    .venv/bin/python bench/interop.py --events runs/accuracy/saccades-data [--timesteps 30] [--epochs 3]
+                                      [--qat-epochs 1] [--lava-samples 500] [--work runs/interop]
 """
 
 from __future__ import annotations
@@ -14,7 +24,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
+import os
+import platform
+import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -23,6 +38,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from hwnas.arch.builder import build_network  # noqa: E402
 from hwnas.arch.genotype import Architecture, parse_cell_key  # noqa: E402
@@ -197,11 +213,146 @@ def measure(samples: int) -> tuple[dict, object]:
     return rows, arch
 
 
+PAPER_CNN = ROOT / "bench" / "data" / "nir_paper_cnn_sinabs.nir"
+
+
+def snntorch_events_network(timesteps: int):
+    """A convolutional snnTorch network for 2 x 34 x 34 event frames (strided convolutions, Leaky neurons reset to
+    zero, biases as snnTorch's layers have them by default)."""
+    import snntorch as snn
+    from snntorch import surrogate
+
+    def leaky(*shape, **options):
+        return snn.Leaky(beta=torch.full(shape, 0.9), threshold=torch.ones(shape), reset_mechanism="zero",
+                         init_hidden=True, spike_grad=surrogate.fast_sigmoid(), **options)
+
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(2, 8, 5, stride=2, padding=1), leaky(8, 16, 16),
+                               torch.nn.Conv2d(8, 16, 3, stride=2, padding=1), leaky(16, 8, 8), torch.nn.Flatten(),
+                               torch.nn.Linear(16 * 8 * 8, 10), leaky(10, output=True))
+
+
+def snntorch_trained(events: Path, work: Path, timesteps: int, epochs: int) -> tuple[Path, float]:
+    """The snnTorch network trained in snnTorch (BPTT, Adam, cross-entropy on output spike counts) on the events'
+    training split, exported to ``work/snntorch_events.nir``; and the training's wall time."""
+    import nir
+    import torch.nn.functional as F
+    from snntorch import utils
+    from snntorch.export_nir import export_to_nir
+
+    path = work / "snntorch_events.nir"
+    if path.is_file():
+        return path, float("nan")
+    started = time.perf_counter()
+    splits = load_dataset("nmnist", events, timesteps, 0)
+    net = snntorch_events_network(timesteps)
+    optimizer = torch.optim.Adam(net.parameters(), lr=2e-3)
+    x, y = splits.split("train")
+    for epoch in range(epochs):
+        order = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(epoch))
+        for start in range(0, x.shape[0], 64):
+            index = order[start:start + 64]
+            frames = encode_batch(x[index], splits.kind, timesteps, "rate", torch.Generator().manual_seed(epoch))
+            utils.reset(net)
+            counts = sum(net(frames[t])[0] for t in range(timesteps))
+            loss = F.cross_entropy(counts, y[index])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        print(f"snnTorch epoch {epoch + 1}/{epochs}: loss {loss.item():.3f}", file=sys.stderr, flush=True)
+    net.eval()
+    utils.reset(net)
+    graph = export_to_nir(net, torch.zeros(1, 2, 34, 34), ignore_dims=[0])
+    nir.write(path, graph)
+    return path, time.perf_counter() - started
+
+
+def finetune_rows(args) -> list[dict]:
+    """The second table's rows (see the module docstring); finished steps are kept in ``--work`` and not repeated."""
+    from accuracy import timed
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    snn_path, snn_seconds = snntorch_trained(Path(args.events), work, args.timesteps, args.snntorch_epochs)
+    rows = []
+    for label, graph, dt in (("NIR paper CNN (sinabs export)", PAPER_CNN, "1"),
+                             (f"snnTorch CNN (trained {args.snntorch_epochs} epochs in snnTorch)", snn_path,
+                              str(PORTABLE_DT_S))):
+        run = work / graph.stem
+        seconds = {"snntorch_training": round(snn_seconds, 1)} if graph == snn_path and snn_seconds == snn_seconds else {}
+        data = ["--dataset", "nmnist", "--data-dir", str(args.events)]
+        before = work / f"{graph.stem}_before.json"
+        if not before.is_file():
+            timed("as_read_in_lava", seconds, ["deploy", str(graph), "--backend", "lava", *data, "--samples",
+                                               str(args.lava_samples), "--steps", str(args.timesteps), "--dt", dt,
+                                               "--save", str(before)])
+        if not (run / "train.json").is_file():
+            timed("train", seconds, ["train", str(run), "--from", str(graph), "--dt", dt, *data, "--timesteps",
+                                     str(args.timesteps), "--epochs", str(args.epochs), "--qat-epochs",
+                                     str(args.qat_epochs), "--quiet"])
+        if not (run / "model.nir").is_file():
+            timed("export", seconds, ["export", str(run)])
+        if not (run / "estimate.json").is_file():
+            timed("estimate", seconds, ["estimate", str(run), "--samples", "64", "--json", str(run / "estimate.json")])
+        if not (run / "validation.json").is_file():
+            timed("validate", seconds, ["validate", str(run), "--samples", str(args.lava_samples), "--skip",
+                                        "lava_float,norse"])
+        times = run / "bench_seconds.json"
+        seconds = {**(json.loads(times.read_text()) if times.is_file() else {}), **seconds}
+        times.write_text(json.dumps(seconds))
+        read = json.loads(before.read_text())
+        trained = json.loads((run / "train.json").read_text())
+        estimate = json.loads((run / "estimate.json").read_text())
+        validation = json.loads((run / "validation.json").read_text())
+        rows.append({"row": label, "lava_before": read["accuracy"]["backend"],
+                     "lava_after": validation["accuracy"].get("lava_fixed"), "samples": validation["samples"],
+                     "test_accuracy": trained["test_accuracy"],
+                     "trained_equals_lava": bool(validation["pairs"]["trained/lava_fixed"]["identical"]),
+                     "energy_uj": 1e6 * estimate["estimate"]["totals"]["energy_j"],
+                     "cores": estimate["mapping"]["cores"], "seconds": seconds})
+    return rows
+
+
+def print_finetune(rows: list[dict], args) -> None:
+    """The second table, markdown."""
+    print("| network | Lava fixed-point as read | after hwnas train --from | trained = Lava | energy (uJ) | cores "
+          "| wall time (s) |")
+    print("|---|---|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['row']} | {100 * row['lava_before']:.2f}% | {100 * row['lava_after']:.2f}% | "
+              f"{'identical' if row['trained_equals_lava'] else 'DIFFERS'} | {row['energy_uj']:.1f} | {row['cores']} | "
+              + ", ".join(f"{step} {value:.0f}" for step, value in row["seconds"].items()) + " |")
+    print(f"\n{rows[0]['samples']} class-balanced test samples of {args.events}, {args.timesteps} steps each; "
+          f"fine-tuning {args.epochs} float + {args.qat_epochs} fixed-point epochs; loihi2; "
+          f"{time.strftime('%Y-%m-%d')}, commit {commit()}, {platform.platform()}, {os.cpu_count()} CPUs, "
+          f"torch {torch.__version__}")
+
+
+def commit() -> str:
+    """The project's commit (with + when the tree has changes)."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                           text=True).stdout
+    return head.strip() + ("+" if dirty.strip() else "")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=16)
+    parser.add_argument("--events", default=None, help="N-MNIST-format recordings: fine-tune other tools' networks")
+    parser.add_argument("--timesteps", type=int, default=30, help="steps per sample for the fine-tuning table")
+    parser.add_argument("--epochs", type=int, default=3, help="float fine-tuning epochs")
+    parser.add_argument("--qat-epochs", type=int, default=1, help="fixed-point fine-tuning epochs")
+    parser.add_argument("--snntorch-epochs", type=int, default=2, help="epochs of the snnTorch network's own training")
+    parser.add_argument("--lava-samples", type=int, default=500, help="test samples run in Lava, before and after")
+    parser.add_argument("--work", default="runs/interop", help="folder of the fine-tuning runs (resumable)")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
+    if args.events:
+        rows = finetune_rows(args)
+        Path(args.work, "interop_finetune.json").write_text(json.dumps(rows, indent=1))
+        print_finetune(rows, args)
+        return 0
     with contextlib.redirect_stdout(io.StringIO()):  # the readers print warnings and arrays
         rows, arch = measure(args.samples)
     consumers = ["hwnas", "lava_fixed", "lava_float", "norse", "snnTorch"]

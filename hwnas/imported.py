@@ -26,6 +26,7 @@ from .errors import LoweringError, OptionError, first_line
 from .export.nir import read_graph, recorded_architecture, recorded_dt
 from .export.trainable import graph_tensor, trainable_network
 from .hw_models import load_target
+from .hw_models.estimate import encode_samples, estimate_network
 from .io_utils import write_json_atomic
 from .limits import DEFAULT_THREADS, check_memory
 from .run_folder import RunFolder
@@ -35,6 +36,7 @@ from .sim.seeding import computing_threads, resolve_device
 from .train import TrainConfig, TrainOutcome, evaluate, quantizes, train_network
 
 DEFAULT_TIMESTEPS = 8  # as a search's
+ESTIMATE_SAMPLES = 64  # validation samples of the estimate of the graph as read (as hwnas estimate's default)
 
 
 @dataclass(frozen=True)
@@ -99,13 +101,21 @@ def train_imported(source: str | Path, run_dir: str | Path, config: TrainConfig,
         if not options.from_scratch:
             before, _ = evaluate(net, splits, "val", arch, config.seed)
             say(f"{source.name} as read: validation accuracy {100 * before:.2f}% (float arithmetic, before training)")
+        report = {"imported": {"source": str(source), "sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
+                               "val_accuracy_before": before},
+                  "config": {**asdict(options), "dataset": splits.name, "seed": config.seed, "threads": config.threads,
+                             "device": config.device, "target": target.name},
+                  "dataset": splits.summary()}
+        if target.is_hardware:  # the graph as read on the target, per layer (a search records its winner's so)
+            inputs = encode_samples(splits, "val", ESTIMATE_SAMPLES, timesteps, encoding, config.seed).to(device)
+            estimate, mapping = estimate_network(net, target, inputs)
+            what = "the graph with new weights" if options.from_scratch else "the graph as read"
+            report["estimate"] = {**estimate.to_dict(),
+                                  "note": f"{what}, {estimate.samples} validation samples, per inference"}
+            report["mapping"] = mapping.summary()
         with folder.writing("train"):
             arch.save(folder.architecture)
-            write_json_atomic(folder.report, {
-                "imported": {"source": str(source), "sha256": hashlib.sha256(source.read_bytes()).hexdigest()},
-                "config": {**asdict(options), "dataset": splits.name, "seed": config.seed, "threads": config.threads,
-                           "device": config.device, "target": target.name},
-                "dataset": splits.summary()})
+            write_json_atomic(folder.report, report)
             return train_network(folder.path, net, arch, splits, target, config.seed, quantize, config, progress,
                                  extra={"graph": graph_tensor(source)},
                                  report_extra={"imported": {"source": str(source), "val_accuracy_before": before}})

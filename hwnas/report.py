@@ -1,4 +1,5 @@
-"""A run folder as one HTML page (``hwnas report RUN``): what the search chose and why, what training reached,
+"""A run folder as one HTML page (``hwnas report RUN``): what the search chose and why (or, for ``hwnas train
+--from``, the graph it read and that graph on the target), what training reached,
 NeuroBench's metrics, what the backends measured, with the plots embedded, so that the page is one file that can
 be mailed or attached to a notebook. Reads only what the steps wrote; a step not run yet is a line saying which
 command runs it. Needs neither torch nor matplotlib.
@@ -117,13 +118,40 @@ def _search_section(folder: RunFolder, report: dict) -> list[str]:
                   _number(_scaled(r["refine_energy_j"]))] for r in candidates]
         parts += [f"<p>The {len(table)} best candidates of <code>search.csv</code> (rank 1 is the winner):</p>",
                   _table(header, table, text_columns=(2, 3), highlight=0)]
-    layers = report.get("estimate", {}).get("layers", [])
-    if layers:
-        header = ["layer", "neurons", "cores", "spikes", "synaptic ops", "energy (uJ)"]
-        parts += ["<p>The winner per layer on the target (untrained activity, per inference):</p>",
-                  _table(header, [[l["layer"], l["neurons"], l["cores"], _number(l["spikes"]), _number(l["synops"]),
-                                   _number(l["energy_j"] * 1e6)] for l in layers])]
+    parts += _layer_table(report, "The winner per layer on the target (untrained activity, per inference):")
     return parts
+
+
+def _imported_section(report: dict) -> list[str]:
+    """What ``hwnas train --from`` read: the graph, the data, and the graph as read on the target."""
+    imported, config = report["imported"], report.get("config", {})
+    estimate = report.get("estimate", {}).get("totals", {})
+    dataset = report.get("dataset", {})
+    rows = [
+        ["source", imported.get("source", "-")],
+        ["SHA-256", imported.get("sha256", "-")],
+        ["weights", "new (--from-scratch)" if config.get("from_scratch") else "the graph's, fine-tuned"],
+        ["target", config.get("target", "-")],
+        ["data", f"{dataset.get('name', '-')} ({dataset.get('kind', '-')}, "
+                 f"{'x'.join(str(n) for n in dataset.get('input_shape', []))}, {dataset.get('num_classes', '-')} classes)"],
+        ["validation accuracy as read", _percent(imported.get("val_accuracy_before"))],
+        ["energy as read", _uj(estimate.get("energy_j"))],
+        ["cores", _number(estimate.get("cores"))],
+    ]
+    parts = ["<h2>Imported network</h2>", _table(["", ""], rows, text_columns=(0, 1))]
+    parts += _layer_table(report, "The graph as read per layer on the target (per inference):")
+    return parts
+
+
+def _layer_table(report: dict, caption: str) -> list[str]:
+    """The per-layer estimate a report records (neurons, cores, spikes, synaptic operations, energy), if any."""
+    layers = report.get("estimate", {}).get("layers", [])
+    if not layers:
+        return []
+    header = ["layer", "neurons", "cores", "spikes", "synaptic ops", "energy (uJ)"]
+    return [f"<p>{html.escape(caption)}</p>",
+            _table(header, [[l["layer"], l["neurons"], l["cores"], _number(l["spikes"]), _number(l["synops"]),
+                             _number(l["energy_j"] * 1e6)] for l in layers])]
 
 
 def _float(text: str) -> float | None:
@@ -209,12 +237,12 @@ def render(folder: RunFolder) -> str:
     report = folder.search_report()
     if not report:
         raise OptionError(f"no search report in {folder.path} (report.json): hwnas report reads a run folder that "
-                          "hwnas search or hwnas run wrote")
+                          "hwnas search, hwnas run or hwnas train --from wrote")
     title = f"hwnas run {folder.path.resolve().name}"
     body = [f"<h1>{html.escape(title)}</h1>",
             f"<p>{html.escape(str(folder.path))}, page written {time.strftime('%Y-%m-%d %H:%M:%S')} by "
             f"hwnas {html.escape(str(report.get('hwnas', '')))}</p>"]
-    body += _search_section(folder, report)
+    body += _imported_section(report) if "imported" in report else _search_section(folder, report)
     body += _train_section(folder)
     body += _validation_section(folder)
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"

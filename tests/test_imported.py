@@ -56,7 +56,12 @@ def test_an_imported_run_exports_estimates_and_reports(imported_run, capsys):
         assert torch.equal(exported(x, timing="pipelined").output_spikes, net(x).output_spikes)
     assert main(["estimate", str(run), "--samples", "4"]) == 0
     assert "imported cnn.nir" in capsys.readouterr().out
-    assert main(["report", str(run)]) == 0 and (run / "report.html").is_file()
+    assert main(["report", str(run)]) == 0
+    page = (run / "report.html").read_text()
+    assert "<h2>Imported network</h2>" in page and "The graph as read per layer on the target" in page
+    layers = json.loads((run / "report.json").read_text())["estimate"]["layers"]
+    assert [row["layer"] for row in layers if row["neurons"]] == ["1", "3", "6", "10", "12"]
+    assert all(row["cores"] >= 1 and row["energy_j"] > 0 for row in layers if row["neurons"])
 
 
 def test_an_imported_run_equals_lava_fixed_point_layer_by_layer(imported_run):
@@ -138,3 +143,13 @@ def test_a_graph_for_other_data_is_one_line_in_estimate(tmp_path, capsys):
     nir.write(tmp_path / "cnn.nir", per_step_cnn(size=34, classes=10))
     assert main(["estimate", str(tmp_path / "cnn.nir"), "--dt", "1", "--steps", "4"]) == 2
     assert "the samples have shape [1, 8, 8] per step, the network takes [2, 34, 34]" in capsys.readouterr().err
+
+
+def test_an_imported_run_compresses_into_a_run_that_reloads(imported_run):
+    run, _ = imported_run
+    assert main(["compress", str(run), "--epochs", "1", "--qat-epochs", "0", "--out", str(run.parent / "small")]) == 0
+    net, arch, checkpoint = load_model(run.parent / "small" / "model.pt")
+    assert arch.key == "imported cnn.nir" and checkpoint["compressed"]
+    bits = checkpoint["layer_weight_bits"]  # each connection in the bits compression chose for it
+    assert bits and set(bits) == set(net.synapses) and net.layer_weight_bits() == bits
+    assert main(["export", str(run.parent / "small")]) == 0
