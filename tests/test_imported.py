@@ -153,3 +153,42 @@ def test_an_imported_run_compresses_into_a_run_that_reloads(imported_run):
     bits = checkpoint["layer_weight_bits"]  # each connection in the bits compression chose for it
     assert bits and set(bits) == set(net.synapses) and net.layer_weight_bits() == bits
     assert main(["export", str(run.parent / "small")]) == 0
+
+
+@pytest.mark.parametrize("producer", ["snntorch", "norse"])
+def test_snntorch_and_norse_graphs_become_trainable_and_chip_exact(producer):
+    import warnings
+
+    from test_interop import norse_network, snntorch_network
+
+    from hwnas.deploy.backends import hwnas_rasters
+    from hwnas.export.portable import PORTABLE_DT_S
+    from hwnas.export.trainable import trainable_network
+    from hwnas.sim.integer import simulate_fixed
+    from hwnas.sim.lowering import lower
+    from hwnas.sim.ops.chain import Scaled
+    from hwnas.sim.quantize import WeightFormat
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if producer == "snntorch":
+            from snntorch.export_nir import export_to_nir
+
+            graph, dt_s = export_to_nir(snntorch_network(), torch.zeros(1, 1, 8, 8), ignore_dims=[0]), PORTABLE_DT_S
+        else:  # Norse writes r = 1: an input gain other than 1, which training multiplies into the weights
+            from norse.torch.utils.export_nir import to_nir as norse_to_nir
+
+            graph, dt_s = norse_to_nir(norse_network(), torch.zeros(1, 1, 8, 8)), 1e-6
+    x = (torch.rand(6, 4, 1, 8, 8, generator=torch.Generator().manual_seed(1)) < 0.4).float()
+    read, net = load(graph, dt_s=dt_s, timing="pipelined"), trainable_network(graph, dt_s, "pipelined")
+    assert (producer == "norse") == any(isinstance(s, Scaled) for s in read.synapses.values())
+    assert not any(isinstance(s, Scaled) for s in net.synapses.values())
+    with torch.no_grad():  # the gain moved into the weights: the same spikes
+        assert torch.equal(read(x).output_spikes, net(x).output_spikes)
+    assert all(s.weight_module() is not None for s in net.synapses.values())
+    fmt = WeightFormat(8)
+    net.set_weight_format(fmt)
+    net.set_arithmetic("loihi", fmt)
+    ours, twin = hwnas_rasters(net, x, dtype=torch.float32), simulate_fixed(lower(net, fmt), x.numpy())
+    assert all(np.array_equal(ours.spikes[name], twin.spikes[name]) for name in net.populations)
+    assert sum(float(twin.spikes[name].sum()) for name in net.populations) > 0
