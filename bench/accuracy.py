@@ -14,7 +14,10 @@ arithmetic), exported to NIR and validated in Lava:
   skeleton (widths, stages, head pooling): what the searched cell adds over the plainest cell;
 * ``chain (widest fit)``: the same chain at the widest width (64, 32 or 16 channels) that fits Loihi 2's cores and
   whose training fits this machine's memory, with the fewest stages and the least pooling that fit: a larger
-  network of the kind a researcher would write by hand.
+  network of the kind a researcher would write by hand;
+* ``NIR paper CNN`` (``saccades`` only): the N-MNIST CNN of the NIR paper (its sinabs export, ``bench/data``),
+  trained by ``hwnas train --from`` at the search's timesteps with the same epochs, once from new weights and once
+  from its published weights: a network researchers designed and deployed on Loihi 2 by hand.
 
 Per row: test accuracy (``hwnas train``), spikes and synaptic operations per sample, energy per inference and cores
 on loihi2 (``hwnas estimate`` of the trained weights), Lava fixed-point accuracy on ``--lava-samples`` test samples
@@ -47,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 CHAIN = "0-1:conv3x3 0-2:zero 0-3:zero 1-2:conv3x3 1-3:zero 2-3:conv3x3"
+PAPER_CNN = Path(__file__).resolve().parent / "data" / "nir_paper_cnn_sinabs.nir"  # see bench/data/README.md
 
 
 def write_mnist_saccades(data_dir: Path, root: Path, max_samples: int | None) -> None:
@@ -116,10 +120,11 @@ def widest_chain(template, target):
     return None
 
 
-def train_validate(run: Path, label: str, args, seconds: dict) -> dict:
-    """Train, export, estimate and validate one run folder; its row of the table."""
+def train_validate(run: Path, label: str, args, seconds: dict, train_from: list[str] = ()) -> dict:
+    """Train (a search's or hand-designed folder, or with ``train_from`` the options of ``hwnas train --from``),
+    export, estimate and validate one run folder; its row of the table."""
     if not (run / "train.json").is_file():
-        timed("train", seconds, ["train", str(run), "--epochs", str(args.epochs), "--qat-epochs",
+        timed("train", seconds, ["train", str(run), *train_from, "--epochs", str(args.epochs), "--qat-epochs",
                                  str(args.qat_epochs), "--quiet"])
     if not (run / "model.nir").is_file():
         timed("export", seconds, ["export", str(run), "--format", "nir"])
@@ -136,11 +141,13 @@ def train_validate(run: Path, label: str, args, seconds: dict) -> dict:
     estimate = json.loads((run / "estimate.json").read_text())
     validation = json.loads((run / "validation.json").read_text())
     pair = validation["pairs"].get("trained/lava_fixed", {})
-    from hwnas.arch.genotype import Architecture
+    from hwnas.arch.imported import is_imported, load_architecture
 
-    arch = Architecture.load(run / "architecture.json")
-    return {"row": label, "cell": arch.key, "skeleton": {"widths": list(arch.stage_widths), "stages": arch.stages,
-                                                         "head_pool": arch.head_pool, "downsample": arch.downsample},
+    arch = load_architecture(run / "architecture.json")
+    skeleton = {"imported": arch.source} if is_imported(arch) else {
+        "widths": list(arch.stage_widths), "stages": arch.stages, "head_pool": arch.head_pool,
+        "downsample": arch.downsample}
+    return {"row": label, "cell": arch.key, "skeleton": skeleton,
             "test_accuracy": trained["test_accuracy"], "spikes_per_sample": trained["spikes_per_sample"],
             "synops_per_sample": trained["synops_per_sample"],
             "energy_uj": 1e6 * estimate["estimate"]["totals"]["energy_j"], "cores": estimate["mapping"]["cores"],
@@ -184,6 +191,14 @@ def run_dataset(name: str, args, work: Path) -> dict:
         run = baseline_run(folder / folder_name, arch, config)
         rows.append(train_validate(run, label, args, {}))
         print(f"{name}: {label} done {rows[-1]['seconds']}", flush=True)
+    if name == "saccades":  # a published hand-designed network for N-MNIST, trained the same way (hwnas train --from)
+        imported = ["--from", str(PAPER_CNN), "--dt", "1", *options, "--timesteps", str(winner.timesteps),
+                    "--seed", str(config.get("seed", 0)), "--threads", str(config.get("threads", 1))]
+        for folder_name, label, extra in (("paper-cnn-scratch", "NIR paper CNN (hwnas-trained from scratch)",
+                                           ["--from-scratch"]),
+                                          ("paper-cnn-finetuned", "NIR paper CNN (its weights, fine-tuned)", [])):
+            rows.append(train_validate(folder / folder_name, label, args, {}, [*imported, *extra]))
+            print(f"{name}: {label} done {rows[-1]['seconds']}", flush=True)
     candidates = []
     csv_path = search / "search.csv"
     if csv_path.is_file():

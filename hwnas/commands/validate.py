@@ -103,15 +103,16 @@ def run(args: argparse.Namespace) -> int:
     with folder.writing("validate"), computing_threads(threads):
         result = validate(graph, inputs, labels, dt_s, target, backends, progress=lambda m: print(m, file=sys.stderr),
                           search_estimate=search_estimate, trained=trained)
-        print_report(result)
+        print_report(result, imported="imported" in folder.search_report())
         write_json_atomic(folder.validation, result.to_dict())
         plot(result, folder.validation_plot)
     print(f"written: {folder.validation}, {folder.validation_plot}")
     return 0
 
 
-def print_report(result) -> None:
-    """The per-layer table of spikes per sample, the pair checks, accuracy and energy."""
+def print_report(result, imported: bool = False) -> None:
+    """The per-layer table of spikes per sample, the pair checks, accuracy and energy (``imported``: the run's
+    recorded estimate is of the graph ``hwnas train --from`` read, not of a search's untrained winner)."""
     from ..deploy.compare import silence_notes
 
     columns = [b for b in BACKEND_COLUMNS if b in result.spikes]
@@ -151,7 +152,8 @@ def print_report(result) -> None:
                 f"measured spikes in Lava fixed-point {1e6 * e['measured_lava_fixed_j']:.3f} uJ "
                 f"(prediction error {100 * e['prediction_error']:+.2f}%)")
         if e.get("search_predicted_j"):
-            line += (f"; the search predicted {1e6 * e['search_predicted_j']:.3f} uJ for the untrained network "
+            what = "the graph as read was estimated at" if imported else "the search predicted"
+            line += (f"; {what} {1e6 * e['search_predicted_j']:.3f} uJ before training "
                      f"({100 * e['search_prediction_error']:+.1f}%)")
         print(line)
 
