@@ -4,7 +4,7 @@ at the shapes the training used, in the standard layout and channels_last: the l
 in float arithmetic (with batch-norm) and in Loihi's fixed-point arithmetic (quantisation-aware, batch-norm
 folded). Target: at most 2x its convolutions on the CPU and on a GPU.
 
-Default: the winner of issue 30's MNIST search (``0-1:conv3x3 0-2:conv3x3 0-3:conv3x3 1-2:skip 2-3:skip``), width
+Default: the winner of issue 30's MNIST search (``0-1:conv3x3 0-2:conv3x3 0-3:conv3x3 1-2:skip 1-3:zero 2-3:skip``), width
 8, two stages, 1x28x28 inputs (synthetic intensities: speed does not depend on them), T 8, batch 64, loihi2's
 pipelined timing, one thread. ``--profile`` adds the operators that take the most time in a float step.
 
@@ -31,7 +31,7 @@ from hwnas.data.splits import encode_batch  # noqa: E402
 from hwnas.sim.quantize import WeightFormat  # noqa: E402
 from hwnas.sim.seeding import build_seeded, resolve_device  # noqa: E402
 
-WINNER = "0-1:conv3x3 0-2:conv3x3 0-3:conv3x3 1-2:skip 2-3:skip"
+WINNER = "0-1:conv3x3 0-2:conv3x3 0-3:conv3x3 1-2:skip 1-3:zero 2-3:skip"
 EPOCH_IMAGES = 5600  # issue 30's training split (8,000 digits less validation and test)
 
 
