@@ -69,6 +69,8 @@ def train_imported(source: str | Path, run_dir: str | Path, config: TrainConfig,
     """Train the network of NIR file ``source`` into the new run folder ``run_dir`` (see the module docstring);
     ``splits`` supplies the data in memory instead of loading ``options.dataset``."""
     source, folder = Path(source), RunFolder(run_dir)
+    if folder.path.exists() and not folder.path.is_dir():
+        raise OptionError(f"{folder.path} is a file: give train --from a new folder")
     graph = read_graph(source)
     recorded = recorded_architecture(graph)
     dt_s = options.dt or recorded_dt(graph)

@@ -187,3 +187,44 @@ def test_ops_that_keep_float_weights_are_refused():
     loaded = load(graph, dt_s=1e-3)
     with pytest.raises(ValueError, match="Loihi arithmetic needs ops that compute the chip's sums"):
         loaded.set_arithmetic("loihi")
+
+
+def _loihi_step_by_autograd(current, state, params):
+    """loihi_lif_step's training path written with plain autograd operations (the reference of its own backward)."""
+    from hwnas.sim.neuron import DECAY_UNITY, STATE_LIMIT, STATE_SHIFT, STATE_UNIT, spike
+
+    fixed = params.fixed_point()
+    keep_u, keep_v = DECAY_UNITY - fixed["du"] - 1, DECAY_UNITY - fixed["dv"]
+    drive = current.double() * STATE_UNIT
+
+    def truncate(x):
+        return x - torch.fmod(x.detach(), 1.0)
+
+    u = drive if keep_u == 0 else truncate(state.u * (keep_u / DECAY_UNITY)) + drive
+    v = truncate(state.v * (keep_v / DECAY_UNITY)) + u + fixed["bias"] * (1 << STATE_SHIFT)
+    v = v.clamp(-STATE_LIMIT + 1, STATE_LIMIT - 1)
+    s = spike((v - fixed["vth"] * (1 << STATE_SHIFT)) / STATE_UNIT, params.surrogate_slope)
+    return s.to(current.dtype), LIFState(u, v * (1.0 - s))
+
+
+@pytest.mark.parametrize("params", [NeuronParams(), NeuronParams(du=0.5, dv=0.2, theta=0.7),
+                                    NeuronParams(du=1.0, dv=0.3, theta=1.0, bias=0.1)])
+@pytest.mark.parametrize("scale", [1.0, 3000.0])  # 3000: the membrane saturates at 2^23 - 1
+def test_the_written_out_loihi_step_has_autograds_values_and_gradients(params, scale):
+    g = torch.Generator().manual_seed(0)
+    currents = [((torch.randn(4, 3, 5, 5, generator=g) * scale * 64).round() / 64).requires_grad_(True)
+                for _ in range(6)]
+    weights = torch.arange(4 * 3 * 5 * 5).reshape(4, 3, 5, 5).float().sin()
+    results = []
+    for step in (_loihi_step_by_autograd, loihi_lif_step):
+        state = LIFState(torch.zeros(4, 3, 5, 5, dtype=torch.float64), torch.zeros(4, 3, 5, 5, dtype=torch.float64))
+        total, spikes = 0.0, []
+        for current in currents:
+            s, state = step(current, state, params)
+            spikes.append(s)
+            total = total + (s * weights).sum() + (state.v.float() * 1e-3).sum()
+        results.append((torch.stack(spikes), state, torch.autograd.grad(total, currents)))
+    (s0, state0, grads0), (s1, state1, grads1) = results
+    assert torch.equal(s0, s1) and torch.equal(state0.u, state1.u) and torch.equal(state0.v, state1.v)
+    assert all(torch.equal(a, b) for a, b in zip(grads0, grads1))
+    assert 0 < float(s0.sum()) < s0.numel() and any(float(g.abs().sum()) > 0 for g in grads0)
