@@ -64,6 +64,7 @@ SLOW_TESTS = frozenset({
     "tests/test_search.py::test_refine_halves_the_field_and_lets_short_training_choose",
     "tests/test_search.py::test_the_screening_rung_chooses_the_refined_candidates_by_a_brief_training",
     "tests/test_imported.py::test_an_imported_run_equals_lava_fixed_point_layer_by_layer",
+    "tests/test_imported.py::test_an_snntorch_network_trained_from_digits_exports_to_netx_and_runs_in_lava",
     "tests/test_train.py::test_estimate_uses_trained_weights_when_present",
     "tests/test_train.py::test_train_writes_a_model_that_reloads",
 })

@@ -192,3 +192,22 @@ def test_snntorch_and_norse_graphs_become_trainable_and_chip_exact(producer):
     ours, twin = hwnas_rasters(net, x, dtype=torch.float32), simulate_fixed(lower(net, fmt), x.numpy())
     assert all(np.array_equal(ours.spikes[name], twin.spikes[name]) for name in net.populations)
     assert sum(float(twin.spikes[name].sum()) for name in net.populations) > 0
+
+
+def test_an_snntorch_network_trained_from_digits_exports_to_netx_and_runs_in_lava(tmp_path, capsys):
+    """A strided convolution read from another tool trains on the default data and holds as a netx layer."""
+    import warnings
+
+    from test_interop import snntorch_network
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from snntorch.export_nir import export_to_nir
+
+        nir.write(tmp_path / "snn.nir", export_to_nir(snntorch_network(), torch.zeros(1, 1, 8, 8), ignore_dims=[0]))
+    run = tmp_path / "run"
+    assert main(["train", str(run), "--from", str(tmp_path / "snn.nir"), "--dt", "1e-4", "--epochs", "1",
+                 "--qat-epochs", "1", "--quiet"]) == 0
+    assert main(["export", str(run), "--format", "netx"]) == 0
+    out = capsys.readouterr().out
+    assert "3 layers (conv 1, conv 3, dense 6)" in out and "spikes match hwnas' integer simulation" in out
