@@ -10,6 +10,8 @@ Rows, each trained with ``hwnas train`` (the same float epochs, then the same QA
 arithmetic), exported to NIR and validated in Lava:
 
 * ``search``: ``hwnas search --target loihi2`` with its defaults on the same data, then its winner trained;
+* ``search --stem-pool 2 --width 16``: the same search behind a stride-2 stem (the input average-pooled into the
+  stem's convolution, as the NIR paper's CNN starts with a strided convolution), 16 channels;
 * ``chain (search skeleton)``: a hand-designed chain of three 3x3 convolutions per stage in the winner's own
   skeleton (widths, stages, head pooling): what the searched cell adds over the plainest cell;
 * ``chain (widest fit)``: the same chain at the widest width (64, 32 or 16 channels) that fits Loihi 2's cores and
@@ -51,6 +53,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 CHAIN = "0-1:conv3x3 0-2:zero 0-3:zero 1-2:conv3x3 1-3:zero 2-3:conv3x3"
 PAPER_CNN = Path(__file__).resolve().parent / "data" / "nir_paper_cnn_sinabs.nir"  # see bench/data/README.md
+# the search with other options: (folder, row label, options added to the default search)
+SEARCH_VARIANTS = [("search-stem2-w16", "search --stem-pool 2 --width 16", ["--stem-pool", "2", "--width", "16"])]
 
 
 def write_mnist_saccades(data_dir: Path, root: Path, max_samples: int | None) -> None:
@@ -146,7 +150,7 @@ def train_validate(run: Path, label: str, args, seconds: dict, train_from: list[
     arch = load_architecture(run / "architecture.json")
     skeleton = {"imported": arch.source} if is_imported(arch) else {
         "widths": list(arch.stage_widths), "stages": arch.stages, "head_pool": arch.head_pool,
-        "downsample": arch.downsample}
+        "downsample": arch.downsample, "stem_pool": arch.stem_pool}
     return {"row": label, "cell": arch.key, "skeleton": skeleton,
             "test_accuracy": trained["test_accuracy"], "spikes_per_sample": trained["spikes_per_sample"],
             "synops_per_sample": trained["synops_per_sample"],
@@ -179,6 +183,13 @@ def run_dataset(name: str, args, work: Path) -> dict:
                                   "--quiet", "--out", str(search)])
     rows = [train_validate(search, "search", args, seconds)]
     print(f"{name}: search row done {rows[-1]['seconds']}", flush=True)
+    for folder_name, label, extra in SEARCH_VARIANTS:  # the pipeline's variants, each measured as the default
+        variant, variant_seconds = folder / folder_name, {}
+        if not (variant / "architecture.json").is_file():
+            timed("search", variant_seconds, ["search", *options, *extra, "--target", "loihi2", "--threads",
+                                              str(args.threads), "--quiet", "--out", str(variant)])
+        rows.append(train_validate(variant, label, args, variant_seconds))
+        print(f"{name}: {label} done {rows[-1]['seconds']}", flush=True)
     winner = Architecture.load(search / "architecture.json")
     config = json.loads((search / "report.json").read_text())["config"]
     hand = [("chain-skeleton", "chain (search skeleton)", winner.with_cell(parse_cell_key(CHAIN)))]

@@ -44,6 +44,7 @@ def spikes(seed=1, samples=8, steps=5):
 @pytest.mark.parametrize("cell,downsample,bits,skeleton", [
     (FEEDBACK, "maxpool", 8, {}), (CHAIN, "avgpool", 8, {}), (DEFAULT_WINNER, "maxpool", 8, {}),
     (FEEDBACK, "conv", 6, {"stages": 2, "widths": (6, 12), "head_pool": 2, "scale": 4.0}),
+    (CHAIN, "maxpool", 8, {"stem_pool": 2}),  # a stride-2 stem: the input average-pooled into its convolution
     # a slow synaptic current (du < 1: the current decays and is truncated too; connection biases have no Loihi
     # equivalent there, so none)
     (FEEDBACK, "maxpool", 8, {"neuron": NeuronParams(du=0.5, dv=0.2, theta=0.7), "mean": 0.0, "scale": 2.0}),

@@ -461,3 +461,26 @@ def test_refine_after_prune_draws_its_pool_from_the_whole_space(tmp_path):
     assert [row["cell"] for row in outcome.report["signal"]["screen"]["cells"]] == usable and len(usable) > 1
     kept = sorted((r for r in candidates if r.usable), key=lambda r: (-r.screen_fitness, r.index))[:1]
     assert [row["cell"] for row in outcome.report["signal"]["pool"]] == [r.cell for r in kept]
+
+
+def test_a_stem_pool_searches_behind_a_strided_stem_and_exports(tmp_path):
+    """--stem-pool 2: every candidate's stem takes the input 2x2 average-pooled (a stride-2 convolution on the
+    chip), so every later layer is a quarter the size; the winner keeps it through architecture.json and NIR."""
+    import torch
+
+    from hwnas.arch.builder import build_network
+    from hwnas.export.nir import load, to_nir
+
+    outcome = run_search(SearchConfig(strategy="random", candidates=3, stem_pool=2, **FAST_SEARCH), tmp_path)
+    arch = Architecture.load(tmp_path / "architecture.json")
+    assert arch.stem_pool == 2 and arch == outcome.architecture and arch.skeleton_key.startswith("stem2 ")
+    net = build_network(arch)
+    assert net.populations["stem"].shape == (4, 4, 4)  # digits 8x8 halved
+    assert all(row.skeleton.startswith("stem2 ") for row in outcome.rows if row.is_candidate)
+    net.eval()
+    net.fold_batchnorm()
+    x = (torch.rand(4, 2, 1, 8, 8, generator=torch.Generator().manual_seed(0)) < 0.5).float()
+    with torch.no_grad():
+        assert torch.equal(load(to_nir(net, arch))(x, timing="pipelined").output_spikes, net(x).output_spikes)
+    with pytest.raises(OptionError, match="--stem-pool must be a positive integer"):
+        SearchConfig(stem_pool=0)

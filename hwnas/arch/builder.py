@@ -21,7 +21,8 @@ def cell_synapse(edge: Edge, width: int) -> Synapse:
 
 def build_network(arch: Architecture, cell_edges: tuple[Edge, ...] | None = None) -> SpikingNetwork:
     """Build the network of ``arch``: stem, cell, then per further stage a downsampling and a cell, an optional
-    head pooling, the classifier.
+    head pooling, the classifier. With ``stem_pool`` k > 1 the stem's convolution takes the input average-pooled
+    k x k (a stride-k convolution on the chip), and every later layer is k^2 times smaller.
 
     ``cell_edges`` overrides the architecture's cell with any edge list (several ops per pair make the pruning
     strategy's supernet). Populations are named ``stem``, ``cell<s>.n1`` .. ``cell<s>.n3``, ``down``, ``down2``, ..
@@ -33,10 +34,11 @@ def build_network(arch: Architecture, cell_edges: tuple[Edge, ...] | None = None
     edges = tuple(e for e in (cell_edges if cell_edges is not None else arch.cell) if e.op != "zero")
     channels, height, width_px = arch.input_shape
     widths = arch.stage_widths
-    c = widths[0]
-    shape = (c, height, width_px)
+    c, k = widths[0], arch.stem_pool
+    shape = (c, height // k, width_px // k)
     populations = [Population("stem", shape, arch.neuron)]
-    connections: list[tuple[Connection, Synapse]] = [(Connection(INPUT, "stem"), ConvBN(channels, c))]
+    stem: Synapse = ConvBN(channels, c) if k == 1 else AvgPoolThen(ConvBN(channels, c), k)  # a stride-k stem
+    connections: list[tuple[Connection, Synapse]] = [(Connection(INPUT, "stem"), stem)]
     edge_modules: dict[Edge, list[str]] = {}
 
     def add_cell(prefix: str, input_name: str, shape: tuple[int, ...], wrap_input=None) -> str:

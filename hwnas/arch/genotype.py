@@ -195,6 +195,7 @@ class Architecture:
     stages: int = 2      # cells; each after the first follows a 2x2 downsampling
     head_pool: int = 1   # k > 1: k x k pooling before the classifier (cuts its fan-in by k^2), as ``downsample``
     widths: tuple[int, ...] = ()  # channels per stage (widths[0] == width); empty: ``width`` in every stage
+    stem_pool: int = 1   # k > 1: the input average-pooled k x k into the stem's convolution (a stride-k stem)
 
     def __post_init__(self) -> None:
         check_cell(self.cell)
@@ -203,7 +204,7 @@ class Architecture:
             raise ArchitectureError(f"input_shape must be [channels, height, width] of positive sizes, got {list(self.input_shape)}")
         if self.input_shape[1] < 2 or self.input_shape[2] < 2:
             raise ArchitectureError(f"input must be at least 2x2 for the downsampling stage, got {list(self.input_shape)}")
-        for name in ("num_classes", "width", "timesteps", "stages", "head_pool"):
+        for name in ("num_classes", "width", "timesteps", "stages", "head_pool", "stem_pool"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ArchitectureError(f"{name} must be a positive integer, got {value!r}")
@@ -223,9 +224,11 @@ class Architecture:
             if len(set(self.widths)) > 1 and self.downsample != "conv":
                 raise ArchitectureError(f"widths {list(self.widths)} change channels between stages: only the conv "
                                         "downsampling (a strided convolution into spiking neurons) can")
-        side = min(self.input_shape[1], self.input_shape[2]) // 2 ** (self.stages - 1) // self.head_pool
+        side = (min(self.input_shape[1], self.input_shape[2]) // self.stem_pool // 2 ** (self.stages - 1)
+                // self.head_pool)
         if side < 1:
-            raise ArchitectureError(f"{self.stages} stages and head pooling {self.head_pool} shrink a "
+            raise ArchitectureError(f"stem pooling {self.stem_pool}, {self.stages} stages and head pooling "
+                                    f"{self.head_pool} shrink a "
                                     f"{self.input_shape[1]}x{self.input_shape[2]} input below one pixel")
 
     @property
@@ -240,8 +243,10 @@ class Architecture:
 
     @property
     def skeleton_key(self) -> str:
-        """Short text form of the macro choices: widths per stage and head pooling, e.g. ``16/16 pool1``."""
-        return f"{'/'.join(map(str, self.stage_widths))} pool{self.head_pool}"
+        """Short text form of the macro choices: widths per stage and head pooling, e.g. ``16/16 pool1`` (and
+        ``stem2`` first when the stem pools its input)."""
+        stem = f"stem{self.stem_pool} " if self.stem_pool > 1 else ""
+        return f"{stem}{'/'.join(map(str, self.stage_widths))} pool{self.head_pool}"
 
     def with_cell(self, cell: Cell) -> "Architecture":
         """A copy with another cell."""
@@ -265,6 +270,7 @@ class Architecture:
             "stages": self.stages,
             "head_pool": self.head_pool,
             **({"widths": list(self.widths)} if self.widths else {}),
+            **({"stem_pool": self.stem_pool} if self.stem_pool > 1 else {}),
         }
 
     @classmethod
@@ -281,7 +287,7 @@ class Architecture:
             if name not in data:
                 raise ArchitectureError(f"architecture is missing field '{name}'")
         known = set(required) | {"format", "version", "cell_key", "downsample", "timing", "encoding", "neuron",
-                                 "stages", "head_pool", "widths"}
+                                 "stages", "head_pool", "widths", "stem_pool"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ArchitectureError(f"architecture has unknown field '{unknown[0]}'")
@@ -304,6 +310,7 @@ class Architecture:
             stages=data.get("stages", 2),
             head_pool=data.get("head_pool", 1),
             widths=tuple(data.get("widths", ())),
+            stem_pool=data.get("stem_pool", 1),
         )
 
     def save(self, path: str | Path) -> None:
@@ -332,6 +339,11 @@ def read_architecture_json(path: str | Path):
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ArchitectureError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+
+
+def pooled_shape(input_shape: tuple[int, ...], k: int) -> tuple[int, ...]:
+    """(channels, height, width) after k x k pooling (``stem_pool``): what the stem's population holds."""
+    return (input_shape[0], input_shape[1] // k, input_shape[2] // k)
 
 
 def default_width(input_shape: tuple[int, int, int]) -> int:

@@ -79,6 +79,10 @@ def add_parser(commands) -> None:
     group.add_argument("--head-pool", type=positive_int, default=D.head_pool, metavar="K",
                        help="K x K pooling before the classifier (as --downsample), cutting its fan-in by K^2 "
                             "(default: the least of 1, 2, 4 that fits the target)")
+    group.add_argument("--stem-pool", type=positive_int, default=D.stem_pool, metavar="K",
+                       help="K x K average pooling of the input into the stem's convolution (a stride-K stem, as the "
+                            "NIR paper's N-MNIST CNN starts): every later layer K^2 times smaller (default: "
+                            "%(default)s, no pooling)")
     group.add_argument("--widths", type=positive_int_list, default=D.widths, metavar="W1,W2,..",
                        help="channels of each stage, e.g. 8,16,32 (fixes the stages; widths that change need "
                             "--downsample conv, chosen when left out; default: one width throughout, or with "
@@ -196,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
         config = SearchConfig(
             target=args.target, dataset=args.dataset, data_dir=args.data_dir, strategy=args.strategy,
             candidates=args.candidates, timesteps=args.timesteps, width=args.width, stages=args.stages,
-            head_pool=args.head_pool, widths=args.widths, skeletons=args.skeletons, downsample=args.downsample,
+            head_pool=args.head_pool, stem_pool=args.stem_pool, widths=args.widths, skeletons=args.skeletons, downsample=args.downsample,
             encoding=args.encoding, timing=args.timing, allow_backward=args.allow_backward,
             deployable=args.deployable, score=args.score,
             batch_size=args.batch_size, repeats=args.repeats, bn_mode=args.bn_mode, reset_state=args.reset_state,

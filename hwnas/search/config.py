@@ -33,6 +33,7 @@ class SearchConfig:
     width: int | None = None
     stages: int | None = None
     head_pool: int | None = None
+    stem_pool: int = 1  # k > 1: the stem's convolution takes the input k x k average-pooled (a stride-k stem)
     widths: tuple[int, ...] | None = None  # channels per stage (fixes the stages); None: one width throughout
     skeletons: int = 1  # skeletons the pre-flight keeps for the search (every candidate is a cell in one of them)
     downsample: str | None = None     # None: maxpool; conv for growing widths; avgpool when deployable is netx
@@ -67,7 +68,7 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         positive = {"candidates": self.candidates, "timesteps": self.timesteps, "repeats": self.repeats,
-                    "skeletons": self.skeletons, "population": self.population,
+                    "skeletons": self.skeletons, "population": self.population, "stem-pool": self.stem_pool,
                     "supernet_epochs": self.supernet_epochs}
         for name, value in positive.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

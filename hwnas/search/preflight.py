@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, replace
 
 from ..arch.builder import build_network
-from ..arch.genotype import Architecture, Edge, default_width
+from ..arch.genotype import Architecture, Edge, default_width, pooled_shape
 from ..errors import ArchitectureError, SearchError
 from ..hw_models.mapping import map_network
 from ..hw_models.rules import ConstraintError
@@ -121,7 +121,8 @@ def choose_skeletons(base: Architecture, target, width: int | None, stages: int 
     do not); :class:`SearchError` (one line) when not even the lightest cell fits any skeleton. A target without
     cores takes the first ``keep``."""
     started = time.perf_counter()
-    options = skeleton_options(base.input_shape, width, stages, head_pool, widths, base.downsample == "conv")
+    options = skeleton_options(pooled_shape(base.input_shape, base.stem_pool), width, stages, head_pool, widths,
+                               base.downsample == "conv")
     if not options:
         raise SearchError(f"no skeleton: {stages or len(widths or ())} stages with head pooling {head_pool} shrink "
                           f"the {base.input_shape[1]}x{base.input_shape[2]} input below one pixel")

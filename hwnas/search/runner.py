@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..arch.genotype import Architecture, Edge, cell_key, default_width
+from ..arch.genotype import Architecture, Edge, cell_key, default_width, pooled_shape
 from ..cache import ResultCache
 from ..data import load_dataset
 from ..data.splits import DatasetSplits, encode_batch
@@ -77,10 +77,11 @@ def template_architecture(config: SearchConfig, splits, timing: str) -> Architec
         cell=(Edge(0, 1, "conv3x3"), Edge(0, 2, "zero"), Edge(0, 3, "zero"), Edge(1, 2, "zero"),
               Edge(1, 3, "conv3x3"), Edge(2, 3, "zero")),
         input_shape=splits.input_shape, num_classes=splits.num_classes,
-        width=config.width or default_width(splits.input_shape), timesteps=config.timesteps,
+        width=config.width or default_width(pooled_shape(splits.input_shape, config.stem_pool)),
+        timesteps=config.timesteps,
         downsample=config.downsample, timing=timing, encoding=config.encoding,
         neuron=NeuronParams(du=config.du, dv=config.dv, theta=config.theta),
-        stages=config.stages or 2, head_pool=config.head_pool or 1,
+        stages=config.stages or 2, head_pool=config.head_pool or 1, stem_pool=config.stem_pool,
     )
 
 
