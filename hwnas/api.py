@@ -236,7 +236,7 @@ def search(data: Any = "digits", target: str = "loihi2", *, out: str | Path | No
 
 
 def train(found: SearchResult | str | Path, *, out: str | Path | None = None, progress: bool | Callable = False,
-          data: Any = None, **options) -> TrainResult:
+          data: Any = None, pick: int | None = None, **options) -> TrainResult:
     """Train the winner of :func:`search` (or of a run folder), float then quantisation-aware on an integer
     target; ``options`` are :class:`~hwnas.train.TrainConfig` fields (``epochs``, ``qat_epochs``, ``lr``,
     ``device``, ...). Trains in ``found``'s run folder when it has one, else in ``out`` or a temporary one.
@@ -244,17 +244,30 @@ def train(found: SearchResult | str | Path, *, out: str | Path | None = None, pr
     ``found`` may also be another tool's network: a ``.nir`` file or a ``nir.NIRGraph`` (``hwnas train --from``,
     :mod:`hwnas.imported`); ``data`` is then what to train on (a dataset name, with ``data_dir``, or data in
     memory as :func:`search` takes it), and ``options`` may add :class:`~hwnas.imported.ImportOptions` fields
-    (``dt``, ``timesteps``, ``encoding``, ``from_scratch``, ``max_samples``)."""
+    (``dt``, ``timesteps``, ``encoding``, ``from_scratch``, ``max_samples``).
+
+    ``pick`` K trains point K (1: the cheapest) of the accuracy-energy front of the search's refined candidates
+    instead of its winner (``hwnas train --pick``; the search needs its run folder)."""
     from .train import TrainConfig, train_run
 
     if _is_graph(found):
+        if pick is not None:
+            raise OptionError("pick chooses among a search's candidates; it does not apply to another tool's graph")
         return _train_graph(found, out, progress, data, options)
     config = TrainConfig(**options)
     say = _printer(progress)
+    architecture, picked = None, None
+    if pick is not None:
+        from .search.front import picked_architecture
+
+        source = found.folder if isinstance(found, SearchResult) else found
+        if source is None:
+            raise OptionError("pick needs the search's run folder (search.csv): search with out=")
+        architecture, picked = picked_architecture(RunFolder(source), pick)
     if not isinstance(found, SearchResult):
         folder = RunFolder(found)
         splits = as_splits(data, **_recorded_data(folder)) if data is not None else None
-        outcome = train_run(folder.path, config, say, splits)
+        outcome = train_run(folder.path, config, say, splits, architecture, picked)
         return TrainResult(_classifier(outcome, splits, folder), outcome.report, folder.path, splits)
     with tempfile.TemporaryDirectory(prefix="hwnas-train-") as scratch:
         path = found.folder or (Path(out) if out is not None else Path(scratch) / "run")
@@ -264,7 +277,7 @@ def train(found: SearchResult | str | Path, *, out: str | Path | None = None, pr
         if found.folder is None:  # a search without a folder: its files, for the training to read and check
             found.architecture.save(folder.architecture)
             write_json_atomic(folder.report, found.report)
-        outcome = train_run(folder.path, config, say, found.splits)
+        outcome = train_run(folder.path, config, say, found.splits, architecture, picked)
         return TrainResult(_classifier(outcome, found.splits, folder),
                            outcome.report, path if (found.folder or out is not None) else None, found.splits)
 

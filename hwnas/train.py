@@ -216,21 +216,29 @@ def short_training_accuracy(arch: Architecture, splits, epochs: int, seed: int, 
 
 
 def train_run(run_dir: str | Path, config: TrainConfig,
-              progress: Callable[[str], None] | None = None, splits: DatasetSplits | None = None) -> TrainOutcome:
+              progress: Callable[[str], None] | None = None, splits: DatasetSplits | None = None,
+              architecture: Architecture | None = None, picked: dict | None = None) -> TrainOutcome:
     """Train the architecture of a search run folder; writes ``model.pt`` and ``train.json`` there. ``splits``
-    supplies the data in memory (it must be what the search recorded) instead of loading the search's dataset."""
+    supplies the data in memory (it must be what the search recorded) instead of loading the search's dataset.
+    ``architecture`` trains another of the search's candidates (``--pick``: ``picked`` is its row, recorded in
+    ``train.json``)."""
     run_dir = Path(run_dir)
     arch, search_config = load_run(run_dir)
+    if is_imported(arch):
+        raise OptionError(f"{run_dir} holds a network read from {arch.source}: train it again into a new folder "
+                          f"with hwnas train NEW_DIR --from {arch.source}")
+    arch = architecture or arch
     threads = config.threads or recorded_threads(search_config)
     device = config.device or recorded_device(search_config)
     resolve_device(device)  # a device this machine lacks is refused before the folder is held
     with RunFolder(run_dir).writing("train"), computing_threads(threads):
         return _train(run_dir, arch, search_config, replace(config, threads=threads, device=device), progress,
-                      splits)
+                      splits, picked)
 
 
 def _train(run_dir: Path, arch: Architecture, search_config: dict, config: TrainConfig,
-           progress: Callable[[str], None] | None, splits: DatasetSplits | None = None) -> TrainOutcome:
+           progress: Callable[[str], None] | None, splits: DatasetSplits | None = None,
+           picked: dict | None = None) -> TrainOutcome:
     """:func:`train_run` while this process holds the run folder."""
     target = load_target(config.target or search_config.get("target", "loihi2"))
     seed = config.seed if config.seed is not None else check_seed(search_config.get("seed", 0), "the search's seed")
@@ -248,7 +256,9 @@ def _train(run_dir: Path, arch: Architecture, search_config: dict, config: Train
     device = resolve_device(config.device or "auto")
     torch.manual_seed(seed)
     net = build_seeded(lambda: build_network(arch), seed, arch.key).to(device)
-    return train_network(run_dir, net, arch, splits, target, seed, quantize, config, progress)
+    picked = None if picked is None else {"picked": {key: picked[key] for key in (
+        "cell", "skeleton", "rank", "refine_epochs", "refine_accuracy", "refine_energy_j") if key in picked}}
+    return train_network(run_dir, net, arch, splits, target, seed, quantize, config, progress, report_extra=picked)
 
 
 def quantizes(config: TrainConfig, target) -> bool:

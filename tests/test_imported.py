@@ -125,6 +125,8 @@ def test_import_options_need_from_and_a_search_folder_is_not_overwritten(importe
     run, root = imported_run
     assert main(["train", str(run), "--dataset", "nmnist"]) == 2
     assert "--dataset applies to train --from MODEL.nir" in capsys.readouterr().err
+    assert main(["train", str(run), "--epochs", "1"]) == 2  # an imported run is trained again only with --from
+    assert "holds a network read from cnn.nir: train it again into a new folder" in capsys.readouterr().err
     assert main(["train", str(run), "--from", str(root / "cnn.nir"), "--data-dir", str(root / "data"), *TRAIN]) == 2
     assert "already holds a run: give train --from a new folder" in capsys.readouterr().err
 

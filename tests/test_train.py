@@ -2,7 +2,7 @@ import json
 
 import pytest
 import torch
-from conftest import FAST_SEARCH, FEEDBACK, small_arch
+from conftest import CHAIN, FAST_SEARCH, FEEDBACK, small_arch
 
 from hwnas.arch.builder import build_network
 from hwnas.arch.genotype import parse_cell_key
@@ -99,3 +99,43 @@ def test_estimate_uses_trained_weights_when_present(tmp_path, capsys):
     train_run(tmp_path, TrainConfig(epochs=1, qat_epochs=0))
     assert main(["estimate", str(tmp_path), "--samples", "8"]) == 0
     assert "trained weights" in capsys.readouterr().out
+
+
+def _search_folder_with_refined_rows(path, rows):
+    """A run folder as a search leaves it: the winner, the report's configuration, search.csv's refined rows."""
+    import csv as csv_module
+
+    from hwnas.io_utils import write_json_atomic
+
+    path.mkdir()
+    small_arch(CHAIN).save(path / "architecture.json")
+    write_json_atomic(path / "report.json", {"config": {"dataset": "digits", "seed": 0, "target": "loihi2"}})
+    fields = ["index", "kind", "cell", "skeleton", "rank", "refine_epochs", "refine_accuracy", "refine_energy_j"]
+    with open(path / "search.csv", "w", newline="") as handle:
+        writer = csv_module.DictWriter(handle, fields)
+        writer.writeheader()
+        for index, (cell, skeleton, accuracy, energy) in enumerate(rows):
+            writer.writerow({"index": index, "kind": "candidate", "cell": cell, "skeleton": skeleton,
+                             "rank": index + 1, "refine_epochs": 2, "refine_accuracy": accuracy,
+                             "refine_energy_j": energy})
+
+
+def test_pick_trains_a_point_of_the_refined_front(tmp_path, capsys):
+    from hwnas.run_folder import RunFolder
+    from hwnas.search.front import picked_architecture, refined_front
+
+    cheap = "0-1:zero 0-2:zero 0-3:conv3x3 1-2:zero 1-3:zero 2-3:zero"
+    dominated = "0-1:zero 0-2:zero 0-3:skip 1-2:zero 1-3:zero 2-3:zero"
+    run = tmp_path / "run"
+    _search_folder_with_refined_rows(run, [(CHAIN, "4/4 pool1", 0.9, 3e-5), (cheap, "stem2 4/4 pool1", 0.7, 1e-5),
+                                           (dominated, "4/4 pool1", 0.6, 2e-5)])
+    assert [row["cell"] for row in refined_front(RunFolder(run))] == [cheap, CHAIN]  # cheapest first, no dominated
+    arch, row = picked_architecture(RunFolder(run), 1)
+    assert arch.key == cheap and arch.stem_pool == 2 and arch.width == 4 and row["refine_accuracy"] == "0.7"
+    assert main(["train", str(run), "--pick", "3"]) == 2
+    assert "--pick must be 1..2 (the front, cheapest first: 1: 70.0% at 10.0 uJ; 2: 90.0% at 30.0 uJ)" in \
+        capsys.readouterr().err
+    assert main(["train", str(run), "--pick", "1", "--epochs", "1", "--qat-epochs", "0", "--quiet"]) == 0
+    report = json.loads((run / "train.json").read_text())
+    assert report["picked"]["cell"] == cheap and report["picked"]["skeleton"] == "stem2 4/4 pool1"
+    assert load_model(run / "model.pt")[1] == arch  # the model is the picked candidate's, not the winner's

@@ -32,6 +32,9 @@ def add_parser(commands) -> None:
                "--timesteps 30")
     train.add_argument("run_dir", metavar="DIR",
                        help="search run folder (holds architecture.json), or with --from the new folder to train in")
+    train.add_argument("--pick", type=positive_int, default=None, metavar="K",
+                       help="train point K (1: the cheapest) of the accuracy-energy front of the search's refined "
+                            "candidates instead of its winner; an out-of-range K lists the front")
     imported = train.add_argument_group("another tool's network (--from)")
     imported.add_argument("--from", dest="source", metavar="MODEL.nir", default=None,
                           help="train this NIR graph instead of a search's winner")
@@ -82,6 +85,17 @@ def run(args: argparse.Namespace) -> int:
     if args.source is None and given:
         raise OptionError(f"--{given[0].replace('_', '-')} applies to train --from MODEL.nir (a search run folder "
                           "trains on the search's data)")
+    if args.source is not None and args.pick is not None:
+        raise OptionError("--pick chooses among a search's candidates; it does not apply to --from")
+    architecture, picked = None, None
+    if args.pick is not None:
+        from ..run_folder import RunFolder
+        from ..search.front import picked_architecture
+
+        architecture, picked = picked_architecture(RunFolder(args.run_dir), args.pick)
+        print(f"picked point {args.pick} of the front: {picked['cell']} ({picked['skeleton']}), "
+              f"{100 * float(picked['refine_accuracy']):.1f}% validation after {picked['refine_epochs']} epoch(s), "
+              f"{1e6 * float(picked['refine_energy_j']):.1f} uJ", file=sys.stderr)
     try:
         if args.source is not None:
             from ..imported import ImportOptions, train_imported
@@ -90,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
                                        if getattr(args, name) is not None})
             outcome = train_imported(args.source, args.run_dir, config, options, progress=say)
         else:
-            outcome = train_run(args.run_dir, config, progress=say)
+            outcome = train_run(args.run_dir, config, progress=say, architecture=architecture, picked=picked)
     except KeyboardInterrupt:
         print("\ninterrupted: no model written (model.pt is written only when training ends)", file=sys.stderr)
         return 130

@@ -1,0 +1,59 @@
+"""The accuracy-energy front of a search's refined candidates, and the architecture of one of its points
+(``hwnas train RUN --pick K``): the search returns its winner by the refined fitness, which trades accuracy for
+energy at one fixed rate (``--refine-energy-weight``); the front lets the user choose another trade-off among the
+candidates the search trained, without searching again."""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from dataclasses import replace
+
+from ..arch.genotype import Architecture, parse_cell_key
+from ..errors import OptionError
+from ..run_folder import RunFolder
+
+SKELETON_KEY = re.compile(r"^(?:stem(?P<stem>\d+) )?(?P<widths>\d+(?:/\d+)*) pool(?P<pool>\d+)$")
+
+
+def refined_front(folder: RunFolder) -> list[dict]:
+    """The refined candidates of ``search.csv`` that no other refined candidate beats on both validation accuracy
+    (higher) and energy per inference (lower), cheapest first; each as its CSV row."""
+    if not folder.search_csv.is_file():
+        raise OptionError(f"no {folder.search_csv.name} in {folder.path}: --pick chooses among a search's refined "
+                          "candidates")
+    with folder.search_csv.open(newline="", encoding="utf-8") as handle:
+        rows = [row for row in csv.DictReader(handle) if row.get("refine_accuracy") and row.get("refine_energy_j")]
+    front, best = [], -math.inf
+    for row in sorted(rows, key=lambda r: (float(r["refine_energy_j"]), -float(r["refine_accuracy"]))):
+        if float(row["refine_accuracy"]) > best:
+            best = float(row["refine_accuracy"])
+            front.append(row)
+    return front
+
+
+def skeleton_choices(key: str) -> dict:
+    """The macro choices a skeleton key names (``stem2 16/16 pool1``: stem pooling, widths per stage, head
+    pooling), as :class:`~hwnas.arch.genotype.Architecture` fields."""
+    match = SKELETON_KEY.match(key)
+    if match is None:
+        raise OptionError(f"cannot read the skeleton '{key}' of search.csv")
+    widths = tuple(int(w) for w in match["widths"].split("/"))
+    return {"width": widths[0], "stages": len(widths), "widths": widths if len(set(widths)) > 1 else (),
+            "head_pool": int(match["pool"]), "stem_pool": int(match["stem"] or 1)}
+
+
+def picked_architecture(folder: RunFolder, pick: int) -> tuple[Architecture, dict]:
+    """Point ``pick`` (1: the cheapest) of the folder's refined front as an architecture (the winner's, with the
+    point's cell and skeleton), and the point's row."""
+    front = refined_front(folder)
+    if not front:
+        raise OptionError(f"{folder.path} has no refined candidates to pick from (search with --refine)")
+    points = "; ".join(f"{n}: {100 * float(r['refine_accuracy']):.1f}% at {1e6 * float(r['refine_energy_j']):.1f} uJ"
+                       for n, r in enumerate(front, 1))
+    if not 1 <= pick <= len(front):
+        raise OptionError(f"--pick must be 1..{len(front)} (the front, cheapest first: {points})")
+    row = front[pick - 1]
+    winner = folder.load_architecture()
+    return replace(winner, cell=parse_cell_key(row["cell"]), **skeleton_choices(row["skeleton"])), row
