@@ -484,3 +484,19 @@ def test_a_stem_pool_searches_behind_a_strided_stem_and_exports(tmp_path):
         assert torch.equal(load(to_nir(net, arch))(x, timing="pipelined").output_spikes, net(x).output_spikes)
     with pytest.raises(OptionError, match="--stem-pool must be a positive integer"):
         SearchConfig(stem_pool=0)
+
+
+def test_time_left_is_estimated_from_the_trainings_run_so_far():
+    from hwnas.search.refine import TimeLeft
+
+    ticks = iter([0.0, 20.0, 20.0, 80.0])
+    clock = TimeLeft(4, now=lambda: next(ticks))
+    assert clock.text() == ""  # nothing has run: no estimate
+    assert clock.run(lambda: {"val_accuracy": 0.5}) == {"val_accuracy": 0.5}
+    assert clock.text() == ", about 60 s left"  # 20 s each, 3 to go
+    clock.run(dict)
+    assert clock.text() == ", about 80 s left" and clock.remaining == 2  # (20 + 60) / 2 = 40 s each, 2 to go
+    assert TimeLeft(3, now=iter([0.0, 60.0]).__next__).text() == ""
+    slow = TimeLeft(200, now=iter([0.0, 60.0]).__next__)
+    slow.run(dict)
+    assert slow.text() == ", about 3.3 h left"  # 60 s each, 199 to go

@@ -200,7 +200,8 @@ def run(args: argparse.Namespace) -> int:
         config = SearchConfig(
             target=args.target, dataset=args.dataset, data_dir=args.data_dir, strategy=args.strategy,
             candidates=args.candidates, timesteps=args.timesteps, width=args.width, stages=args.stages,
-            head_pool=args.head_pool, stem_pool=args.stem_pool, widths=args.widths, skeletons=args.skeletons, downsample=args.downsample,
+            head_pool=args.head_pool, stem_pool=args.stem_pool, widths=args.widths, skeletons=args.skeletons,
+            downsample=args.downsample,
             encoding=args.encoding, timing=args.timing, allow_backward=args.allow_backward,
             deployable=args.deployable, score=args.score,
             batch_size=args.batch_size, repeats=args.repeats, bn_mode=args.bn_mode, reset_state=args.reset_state,

@@ -20,6 +20,7 @@ single final cell, so its pool also draws random cells from the whole space, sco
 from __future__ import annotations
 
 import math
+import time
 from typing import Callable
 
 import numpy as np
@@ -83,12 +84,42 @@ def epoch_share(fraction: float) -> str:
     return "one epoch" if fraction == 1 else f"{fraction:g} of an epoch"
 
 
-def cached_training(scorer, key: str, message: str, compute: Callable[[], dict]) -> dict:
-    """The checkpoint's entry ``key``, trained (``compute()``, announced with ``message``) and saved when missing."""
+class TimeLeft:
+    """The time the rest of a phase's trainings will take (``remaining`` of them, of equal length), estimated from
+    the ones this process has run so far; shown in the progress messages."""
+
+    def __init__(self, remaining: int, now: Callable[[], float] = time.perf_counter) -> None:
+        self.remaining = remaining
+        self.now = now
+        self.seconds = 0.0
+        self.runs = 0
+
+    def text(self) -> str:
+        """``, about 3 min left`` once a training has run, else nothing."""
+        if not self.runs or not self.remaining:
+            return ""
+        left = self.seconds / self.runs * self.remaining
+        return f", about {left:.0f} s left" if left < 90 else f", about {left / 60:.0f} min left" if left < 5400 \
+            else f", about {left / 3600:.1f} h left"
+
+    def run(self, compute: Callable[[], dict]) -> dict:
+        """``compute()``, timed."""
+        started = self.now()
+        result = compute()
+        self.seconds += self.now() - started
+        self.runs += 1
+        self.remaining = max(self.remaining - 1, 0)
+        return result
+
+
+def cached_training(scorer, key: str, message: str, compute: Callable[[], dict],
+                    clock: TimeLeft | None = None) -> dict:
+    """The checkpoint's entry ``key``, trained (``compute()``, announced with ``message`` and the phase's time
+    left by ``clock``) and saved when missing."""
     cache = scorer.cache
     if key not in cache.results:
-        scorer.announce(message)
-        cache.results[key] = compute()
+        scorer.announce(message + (clock.text() if clock else ""))
+        cache.results[key] = clock.run(compute) if clock else compute()
         cache.save()
     return cache.results[key]
 
@@ -119,11 +150,12 @@ def screen(config, pool: list[Row], scorer, splits, weight: float,
     what = f"screen: training {len(pool)} candidates on {epoch_share(fraction)} each"
     scorer.prefetch([(keys[id(row)], tasks[id(row)]) for row in pool], what, save_each=True,
                     keep=keep if first_rung else None)
+    clock = TimeLeft(sum(keys[id(row)] not in scorer.cache.results for row in pool))
     for number, row in enumerate(pool, start=1):
         key, cell = keys[id(row)], parse_cell_key(row.cell)
         cached = cached_training(scorer, key, f"{what}: {number}/{len(pool)}", lambda: (
             keep(key, scorer.measurer.refine_training(cell, row.skeleton, 1, splits)) if first_rung
-            else scorer.measurer.screen_training(cell, row.skeleton, fraction, splits)))
+            else scorer.measurer.screen_training(cell, row.skeleton, fraction, splits)), clock)
         row.screen_accuracy = cached["val_accuracy"]
         row.screen_fitness = refined_fitness(row.screen_accuracy, cached.get("energy_j") or row.energy_j, weight)
     kept = sorted(pool, key=lambda r: (-r.screen_fitness, r.index))[:config.refine]
@@ -192,13 +224,14 @@ def refine(config, space, result: StrategyResult, scorer, splits, folder: RunFol
         scorer.prefetch([(keys[id(row)], ("refine", row.cell, row.skeleton, epochs, previous_state(row)))
                          for row in field if keys[id(row)] not in cache.results],
                         f"refine: training {len(field)} candidates for {added}", save_each=True, keep=keep)
-        for row in field:
+        clock = TimeLeft(sum(keys[id(row)] not in cache.results for row in field))
+        for number, row in enumerate(field, start=1):
             primary = row.skeleton == scorer.primary
             cache_key = keys[id(row)]
             cached = cached_training(
-                scorer, cache_key, f"refine: training {row.cell}{'' if primary else ' in ' + row.skeleton} for {added}",
-                lambda: keep(cache_key, scorer.measurer.refine_training(parse_cell_key(row.cell), row.skeleton,
-                                                                        epochs, splits, previous_state(row))))
+                scorer, cache_key, f"refine: training {row.cell}{'' if primary else ' in ' + row.skeleton} for "
+                f"{added}: {number}/{len(field)}", lambda: keep(cache_key, scorer.measurer.refine_training(
+                    parse_cell_key(row.cell), row.skeleton, epochs, splits, previous_state(row))), clock)
             row.refine_epochs = epochs
             row.refine_accuracy = cached["val_accuracy"]
             row.refine_energy_j = cached.get("energy_j") or row.energy_j
