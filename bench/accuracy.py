@@ -12,6 +12,7 @@ arithmetic), exported to NIR and validated in Lava:
 * ``search``: ``hwnas search --target loihi2`` with its defaults on the same data, then its winner trained;
 * ``search --stem-pool 2 --width 16``: the same search behind a stride-2 stem (the input average-pooled into the
   stem's convolution, as the NIR paper's CNN starts with a strided convolution), 16 channels;
+* ``search --strategy evolution``: AutoSNN's spike-aware evolution over a one-shot supernet instead of pruning;
 * ``chain (search skeleton)``: a hand-designed chain of three 3x3 convolutions per stage in the winner's own
   skeleton (widths, stages, head pooling): what the searched cell adds over the plainest cell;
 * ``chain (widest fit)``: the same chain at the widest width (64, 32 or 16 channels) that fits Loihi 2's cores and
@@ -54,7 +55,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 CHAIN = "0-1:conv3x3 0-2:zero 0-3:zero 1-2:conv3x3 1-3:zero 2-3:conv3x3"
 PAPER_CNN = Path(__file__).resolve().parent / "data" / "nir_paper_cnn_sinabs.nir"  # see bench/data/README.md
 # the search with other options: (folder, row label, options added to the default search)
-SEARCH_VARIANTS = [("search-stem2-w16", "search --stem-pool 2 --width 16", ["--stem-pool", "2", "--width", "16"])]
+SEARCH_VARIANTS = [("search-stem2-w16", "search --stem-pool 2 --width 16", ["--stem-pool", "2", "--width", "16"]),
+                   ("search-evolution", "search --strategy evolution", ["--strategy", "evolution"])]
 
 
 def write_mnist_saccades(data_dir: Path, root: Path, max_samples: int | None) -> None:
