@@ -336,7 +336,9 @@ def test_a_whole_epoch_screening_is_the_first_rungs_training(tmp_path):
     assert trained == ["1", "1", "1", "1", "2", "2"] and not any(k.startswith("screen|") for k in checkpoint["results"])
     assert sum(m.startswith("screen: training 4 candidates on one epoch each") for m in messages) == 4
     refined = [m for m in messages if m.startswith("refine: training")]
-    assert len(refined) == 2 and all(m.endswith("for 1 more epoch(s), 2 in all") for m in refined)  # rung 2 only
+    assert len(refined) == 2 and all("for 1 more epoch(s), 2 in all: " in m for m in refined)  # rung 2 only
+    # the second says how long the rung has left, from the first's time
+    assert refined[0].endswith(": 1/2") and ": 2/2, about " in refined[1] and refined[1].endswith(" left")
     # each screening is a first-rung training: a 1-epoch short training's accuracy, its state kept for rung 2
     import io
 

@@ -243,6 +243,16 @@ def run(args: argparse.Namespace) -> int:
                  "each" if screen else f"the {len(signal['pool'])} best by {signal['preselected_by']} fitness")
         print(f"  chosen by {signal['chosen_by']} among {among}: {100 * chosen['refine_accuracy']:.2f}% after "
               f"{chosen['refine_epochs']} epoch(s), refined fitness {chosen['refine_fitness']:.4g}")
+    if signal.get("refine"):
+        from ..run_folder import RunFolder
+        from ..search.front import refined_front
+
+        front = refined_front(RunFolder(outcome.out_dir))
+        if len(front) > 1:
+            points = "; ".join(f"{n}: {100 * float(r['refine_accuracy']):.1f}% at "
+                               f"{1e6 * float(r['refine_energy_j']):.3g} uJ" for n, r in enumerate(front, 1))
+            print(f"  accuracy-energy front of the refined candidates ({points}): hwnas train "
+                  f"{outcome.out_dir} --pick K trains point K instead of the winner")
     if "refined_estimate" in report:
         refined = report["refined_estimate"]
         print(f"  on {report['target']['name']} after its {refined['training_epochs']}-epoch refinement training: "
