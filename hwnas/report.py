@@ -133,7 +133,8 @@ def _imported_section(report: dict) -> list[str]:
         ["weights", "new (--from-scratch)" if config.get("from_scratch") else "the graph's, fine-tuned"],
         ["target", config.get("target", "-")],
         ["data", f"{dataset.get('name', '-')} ({dataset.get('kind', '-')}, "
-                 f"{'x'.join(str(n) for n in dataset.get('input_shape', []))}, {dataset.get('num_classes', '-')} classes)"],
+                 f"{'x'.join(str(n) for n in dataset.get('input_shape', []))}, "
+                 f"{dataset.get('num_classes', '-')} classes)"],
         ["validation accuracy as read", _percent(imported.get("val_accuracy_before"))],
         ["energy as read", _uj(estimate.get("energy_j"))],
         ["cores", _number(estimate.get("cores"))],

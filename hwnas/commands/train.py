@@ -25,8 +25,8 @@ def add_parser(commands) -> None:
             "accuracy and spikes per inference.\n\n"
             "--from MODEL.nir trains a network another tool wrote (snnTorch, Norse, sinabs, an hwnas export) the same\n"
             "way, from its weights (or new ones: --from-scratch), into the new folder DIR; export, validate, estimate\n"
-            "and report then read DIR as any trained run. Strided and grouped convolutions, sum pooling before a layer,\n"
-            "Linear and Affine train; the graph's neurons (LIF, CubaLIF, IF) keep their parameters."),
+            "and report then read DIR as any trained run. Strided and grouped convolutions, sum pooling before a\n"
+            "layer, Linear and Affine train; the graph's neurons (LIF, CubaLIF, IF) keep their parameters."),
         epilog="examples:\n  hwnas search --out runs/demo && hwnas train runs/demo\n"
                "  hwnas train runs/paper-cnn --from cnn_sinabs.nir --dt 1 --dataset nmnist --data-dir data "
                "--timesteps 30")

@@ -171,10 +171,10 @@ class PooledLayer(Synapse):
             shape = pooled_shape(shape, k)
         weight, bias = (value.detach().cpu() if value is not None else None for value in self._weights())
         if self.is_conv:
+            bias = bias if bias is not None else torch.zeros(weight.shape[0])
             nodes.append((prefix, nir.Conv2d(input_shape=(shape[1], shape[2]), weight=weight.numpy(),
                                              stride=int(self.layer.stride[0]), padding=int(self.layer.padding[0]),
-                                             dilation=1, groups=int(self.layer.groups),
-                                             bias=(bias if bias is not None else torch.zeros(weight.shape[0])).numpy())))
+                                             dilation=1, groups=int(self.layer.groups), bias=bias.numpy())))
             return nodes
         if self.flatten:
             nodes.append((f"{prefix}.flatten", nir.Flatten(input_type={"input": np.array(shape)}, start_dim=0,
@@ -223,7 +223,8 @@ class PooledLayer(Synapse):
 
     def lower(self, src_shape: tuple[int, ...], fmt, where: str) -> Lowered:
         values, mantissa, exponent = quantised_weights(self.layer.weight, self.weight_format or fmt, where)
-        stored = np.asarray(values) != 0  # a pruned weight is no synapse; one rounded to a zero mantissa keeps its place
+        # a pruned weight is no synapse; one rounded to a zero mantissa keeps its place
+        stored = np.asarray(values) != 0
         matrix = self._matrix_of(values, src_shape, stored)
         integer = self._matrix_of(np.asarray(mantissa, dtype=np.int64), src_shape, stored)
         bias = None
