@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import subprocess
@@ -225,13 +224,10 @@ def run_dataset(name: str, args, work: Path) -> dict:
 
 
 def front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    """The points no other point dominates (less or equal energy and more or equal accuracy), by energy."""
-    best, kept = -math.inf, []
-    for energy, accuracy in sorted(points, key=lambda p: (p[0], -p[1])):
-        if accuracy > best:
-            kept.append((energy, accuracy))
-            best = accuracy
-    return kept
+    """The (energy, accuracy) points no other point dominates, by energy."""
+    from hwnas.search.front import pareto_front
+
+    return pareto_front(points, lambda p: p[0], lambda p: p[1])
 
 
 def plot(results: dict, path: Path) -> None:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .arch.choices import ENCODINGS
-from .arch.footprint import run_bytes
+from .arch.footprint import check_network_memory
 from .arch.imported import ImportedArchitecture
 from .data import load_dataset
 from .data.splits import DatasetSplits
@@ -28,7 +28,7 @@ from .export.trainable import graph_tensor, trainable_network
 from .hw_models import load_target
 from .hw_models.estimate import encode_samples, estimate_network
 from .io_utils import write_json_atomic
-from .limits import DEFAULT_THREADS, check_memory
+from .limits import DEFAULT_THREADS
 from .run_folder import RunFolder
 from .sim.lowering import lower
 from .sim.quantize import WeightFormat
@@ -95,7 +95,9 @@ def train_imported(source: str | Path, run_dir: str | Path, config: TrainConfig,
         arch = _described(source, net, splits, timesteps, float(dt_s), encoding, target.timing, options.from_scratch)
         if quantize:
             _check_deployable(net, source, WeightFormat(bits=target.weight_bits))
-        _check_memory(net, arch, config.batch_size, "loihi" if quantize and config.qat_epochs else "float")
+        check_network_memory(arch, config.batch_size, True, f"training {arch.key} ({arch.timesteps} timesteps) with "
+                             f"--batch-size {config.batch_size}", "lower --batch-size or --timesteps",
+                             arithmetic="loihi" if quantize and config.qat_epochs else "float", net=net)
         if options.from_scratch:
             _new_weights(net, config.seed)
         net = net.to(device)
@@ -148,16 +150,6 @@ def _check_deployable(net, source: Path, fmt: WeightFormat) -> None:
         lower(net, fmt)
     except LoweringError as exc:
         raise OptionError(f"{source} cannot run on the chip: {first_line(exc)}") from None
-
-
-def _check_memory(net, arch: ImportedArchitecture, batch: int, arithmetic: str) -> None:
-    """Refuse a training step that would not fit in memory (as for searched networks)."""
-    parameters = sum(p.numel() for p in net.parameters())
-    neurons = sum(pop.neurons for pop in net.populations.values())
-    needed = run_bytes(parameters, neurons, math.prod(arch.input_shape), arch.timesteps + net.latency_steps, batch,
-                       True, arithmetic)
-    check_memory(needed, f"training {arch.key} ({arch.timesteps} timesteps) with --batch-size {batch}",
-                 "lower --batch-size or --timesteps")
 
 
 def _new_weights(net, seed: int) -> None:

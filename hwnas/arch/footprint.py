@@ -24,7 +24,11 @@ def network_size(arch) -> tuple[int, int, int]:
     """(parameters, neurons, latency steps) of ``arch``'s network, counted on torch's meta device: nothing is
     allocated."""
     with torch.device("meta"):
-        net = build_network(arch)
+        return built_network_size(build_network(arch))
+
+
+def built_network_size(net) -> tuple[int, int, int]:
+    """(parameters, neurons, latency steps) of a network already built (another tool's graph, read)."""
     parameters = sum(p.numel() for p in net.parameters())
     neurons = sum(pop.neurons for pop in net.populations.values())
     return int(parameters), int(neurons), int(net.latency_steps)
@@ -43,10 +47,11 @@ def run_bytes(parameters: int, neurons: int, input_size: int, steps: int, batch:
 
 
 def check_network_memory(arch, batch: int, training: bool, what: str, remedy: str, extra_bytes: float = 0,
-                         arithmetic: str = "float") -> None:
+                         arithmetic: str = "float", net=None) -> None:
     """Refuse (one line, before building anything) a network whose scoring or training step in ``arithmetic``
-    (plus ``extra_bytes`` held beside it) would not fit."""
-    parameters, neurons, latency = network_size(arch)
+    (plus ``extra_bytes`` held beside it) would not fit; ``net``: the network, when it is built already (an
+    imported graph has no architecture to build it from)."""
+    parameters, neurons, latency = network_size(arch) if net is None else built_network_size(net)
     input_size = 1
     for dim in arch.input_shape:
         input_size *= int(dim)

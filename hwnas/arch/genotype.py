@@ -341,11 +341,6 @@ def read_architecture_json(path: str | Path):
         raise ArchitectureError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
 
 
-def pooled_shape(input_shape: tuple[int, ...], k: int) -> tuple[int, ...]:
-    """(channels, height, width) after k x k pooling (``stem_pool``): what the stem's population holds."""
-    return (input_shape[0], input_shape[1] // k, input_shape[2] // k)
-
-
 def default_width(input_shape: tuple[int, int, int]) -> int:
     """Channels per cell chosen from the input size: 16 up to 16x16 pixels, 32 up to 64x64, 64 beyond."""
     pixels = input_shape[1] * input_shape[2]

@@ -9,6 +9,7 @@ import csv
 import math
 import re
 from dataclasses import replace
+from typing import Callable
 
 from ..arch.genotype import Architecture, parse_cell_key
 from ..errors import OptionError
@@ -25,11 +26,17 @@ def refined_front(folder: RunFolder) -> list[dict]:
                           "candidates")
     with folder.search_csv.open(newline="", encoding="utf-8") as handle:
         rows = [row for row in csv.DictReader(handle) if row.get("refine_accuracy") and row.get("refine_energy_j")]
+    return pareto_front(rows, lambda r: float(r["refine_energy_j"]), lambda r: float(r["refine_accuracy"]))
+
+
+def pareto_front(items: list, cost: Callable, accuracy: Callable) -> list:
+    """The items no other beats on both ``accuracy`` (higher) and ``cost`` (lower), cheapest first (of equal
+    costs, the more accurate)."""
     front, best = [], -math.inf
-    for row in sorted(rows, key=lambda r: (float(r["refine_energy_j"]), -float(r["refine_accuracy"]))):
-        if float(row["refine_accuracy"]) > best:
-            best = float(row["refine_accuracy"])
-            front.append(row)
+    for item in sorted(items, key=lambda i: (cost(i), -accuracy(i))):
+        if accuracy(item) > best:
+            best = accuracy(item)
+            front.append(item)
     return front
 
 

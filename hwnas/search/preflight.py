@@ -17,10 +17,11 @@ import time
 from dataclasses import dataclass, replace
 
 from ..arch.builder import build_network
-from ..arch.genotype import Architecture, Edge, default_width, pooled_shape
+from ..arch.genotype import Architecture, Edge, default_width
 from ..errors import ArchitectureError, SearchError
 from ..hw_models.mapping import map_network
 from ..hw_models.rules import ConstraintError
+from ..sim.ops.base import pooled_shape
 
 LIGHTEST_CELL = (Edge(0, 1, "zero"), Edge(0, 2, "zero"), Edge(0, 3, "conv3x3"), Edge(1, 2, "zero"),
                  Edge(1, 3, "zero"), Edge(2, 3, "zero"))

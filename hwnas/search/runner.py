@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..arch.genotype import Architecture, Edge, cell_key, default_width, pooled_shape
+from ..arch.genotype import Architecture, Edge, cell_key, default_width
 from ..cache import ResultCache
 from ..data import load_dataset
 from ..data.splits import DatasetSplits, encode_batch
@@ -28,6 +28,7 @@ from ..hw_models.fitness import hardware_terms
 from ..io_utils import check_writable
 from ..run_folder import RunFolder
 from ..sim.neuron import NeuronParams
+from ..sim.ops.base import pooled_shape
 from ..sim.seeding import computing_threads, resolve_device
 from .candidates import CandidateScorer, restore_scores, stored_result
 from .config import SearchConfig

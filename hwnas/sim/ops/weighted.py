@@ -30,15 +30,13 @@ class PooledLayer(Synapse):
     """Sum pooling by each of ``pools`` in turn, an optional flatten, then ``layer`` (``nn.Conv2d`` or
     ``nn.Linear``); see the module docstring."""
 
-    def __init__(self, layer: nn.Module, pools: tuple[int, ...] = (), flatten: bool = False,
-                 dense_node: str = "Linear") -> None:
+    def __init__(self, layer: nn.Module, pools: tuple[int, ...] = (), flatten: bool = False) -> None:
         super().__init__()
         self.layer = layer
         self.pools = tuple(int(k) for k in pools)
         self.flatten = bool(flatten)
-        self.dense_node = dense_node  # the NIR type a dense layer is written back as (Linear or Affine)
         self.weight_format = None  # a hwnas.sim.quantize.WeightFormat during quantisation-aware training
-        self._taps: dict[tuple[int, ...], sparse.csr_matrix] = {}
+        self._taps: dict[tuple[int, ...], tuple] = {}  # input shape -> tap_entries
 
     @property
     def is_conv(self) -> bool:
@@ -153,14 +151,6 @@ class PooledLayer(Synapse):
         out_shape = self.output_shape(src_shape)
         return exponent, bias.reshape(-1, 1, 1).expand(out_shape) if self.is_conv else bias
 
-    def scaled_by(self, gain: float) -> "PooledLayer":
-        """This layer with its weights and bias times ``gain`` (an input gain of the destination, absorbed)."""
-        with torch.no_grad():
-            self.layer.weight.mul_(gain)
-            if self.layer.bias is not None:
-                self.layer.bias.mul_(gain)
-        return self
-
     # ----- deployment ------------------------------------------------------------------------------------------
     def nir_nodes(self, prefix: str, source_shape: tuple[int, ...]) -> list[tuple[str, object]]:
         import nir
@@ -219,7 +209,7 @@ class PooledLayer(Synapse):
             layer.weight.copy_(weight)
             if layer.bias is not None:
                 layer.bias.copy_(torch.as_tensor(np.broadcast_to(bias, (channels,)).copy(), dtype=torch.float32))
-        return cls(layer, pools, flatten or (kinds[-1] != "Conv2d" and len(shape) > 1), kinds[-1])
+        return cls(layer, pools, flatten or (kinds[-1] != "Conv2d" and len(shape) > 1))
 
     def lower(self, src_shape: tuple[int, ...], fmt, where: str) -> Lowered:
         values, mantissa, exponent = quantised_weights(self.layer.weight, self.weight_format or fmt, where)
