@@ -107,8 +107,8 @@ def widest_chain(template, target):
     from hwnas.arch.footprint import check_network_memory
     from hwnas.arch.genotype import parse_cell_key
     from hwnas.errors import OptionError
-    from hwnas.search.preflight import check_skeleton
-    from hwnas.train import TrainConfig
+    from hwnas.nas.preflight import check_skeleton
+    from hwnas.training import TrainConfig
 
     cell = parse_cell_key(CHAIN)
     for width in (64, 32, 16):
@@ -225,7 +225,7 @@ def run_dataset(name: str, args, work: Path) -> dict:
 
 def front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     """The (energy, accuracy) points no other point dominates, by energy."""
-    from hwnas.search.front import pareto_front
+    from hwnas.nas.front import pareto_front
 
     return pareto_front(points, lambda p: p[0], lambda p: p[1])
 

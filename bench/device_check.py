@@ -79,9 +79,9 @@ def device_agreement(run: Path, device: str, reference: str) -> str:
 
     sys.path.insert(0, str(ROOT))
     from hwnas.data import load_dataset
-    from hwnas.deploy.compare import inputs_from
+    from hwnas.backends.compare import inputs_from
     from hwnas.sim.seeding import resolve_device
-    from hwnas.train import load_model
+    from hwnas.training import load_model
 
     config = read_json(run / "report.json").get("config", {})
     rasters = []

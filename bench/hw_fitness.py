@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hwnas.data import load_dataset  # noqa: E402
 from hwnas.hw_models import load_target  # noqa: E402
 from hwnas.hw_models.estimate import estimate_architecture  # noqa: E402
-from hwnas.search.config import DEFAULT_ENERGY_WEIGHT  # noqa: E402
-from hwnas.search.runner import SearchConfig, run_search  # noqa: E402
+from hwnas.nas.config import DEFAULT_ENERGY_WEIGHT  # noqa: E402
+from hwnas.nas.runner import SearchConfig, run_search  # noqa: E402
 
 
 def main() -> None:

@@ -44,12 +44,12 @@ from hwnas.arch.builder import build_network  # noqa: E402
 from hwnas.arch.genotype import Architecture, parse_cell_key  # noqa: E402
 from hwnas.data import load_dataset  # noqa: E402
 from hwnas.data.splits import encode_batch  # noqa: E402
-from hwnas.deploy.compare import compare  # noqa: E402
-from hwnas.export.nir import load, to_nir  # noqa: E402
-from hwnas.export.portable import PORTABLE_DT_S, to_portable_nir  # noqa: E402
+from hwnas.backends.compare import compare  # noqa: E402
+from hwnas.formats.nir import load, to_nir  # noqa: E402
+from hwnas.formats.portable import PORTABLE_DT_S, to_portable_nir  # noqa: E402
 from hwnas.sim.quantize import WeightFormat  # noqa: E402
 from hwnas.sim.seeding import build_seeded  # noqa: E402
-from hwnas.train import train_epochs  # noqa: E402
+from hwnas.training import train_epochs  # noqa: E402
 
 CHAIN = "0-1:conv3x3 0-2:zero 0-3:zero 1-2:conv3x3 1-3:zero 2-3:conv3x3"
 

@@ -17,10 +17,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hwnas.data import load_dataset  # noqa: E402
-from hwnas.deploy.backends import hwnas_rasters  # noqa: E402
-from hwnas.deploy.compare import inputs_from  # noqa: E402
-from hwnas.deploy.lava import run_lava  # noqa: E402
-from hwnas.export.nir import load, read_graph, recorded_architecture  # noqa: E402
+from hwnas.backends.registry import hwnas_rasters  # noqa: E402
+from hwnas.backends.compare import inputs_from  # noqa: E402
+from hwnas.backends.lava import run_lava  # noqa: E402
+from hwnas.formats.nir import load, read_graph, recorded_architecture  # noqa: E402
 from hwnas.sim.integer import simulate_fixed  # noqa: E402
 from hwnas.sim.lowering import lower  # noqa: E402
 

@@ -1,7 +1,7 @@
 """Does firing-rate-aware initialisation make SAHD rank cells better?
 
 Reads a finished `hwnas proxy-check` folder (default runs/proxy-check), rescores its candidates with SAHD after
-calibrating every population to a target firing rate on the scoring batch (hwnas.search.rate_init), for each
+calibrating every population to a target firing rate on the scoring batch (hwnas.nas.rate_init), for each
 batch-norm mode and target rate asked, and prints Kendall tau (with its bootstrap 95% interval) against the
 candidates' seed-mean test accuracy, next to plain SAHD's. No training: the accuracies come from the folder.
 """
@@ -22,9 +22,9 @@ from hwnas.arch.builder import build_network  # noqa: E402
 from hwnas.arch.genotype import parse_cell_key  # noqa: E402
 from hwnas.data import load_dataset  # noqa: E402
 from hwnas.hw_models import load_target  # noqa: E402
-from hwnas.search.evaluate import Evaluator, ScoreConfig  # noqa: E402
-from hwnas.search.proxy_check import STATE_FILE, rank_agreement  # noqa: E402
-from hwnas.search.runner import SearchConfig, scoring_batches, template_architecture  # noqa: E402
+from hwnas.nas.evaluate import Evaluator, ScoreConfig  # noqa: E402
+from hwnas.nas.proxy_check import STATE_FILE, rank_agreement  # noqa: E402
+from hwnas.nas.runner import SearchConfig, scoring_batches, template_architecture  # noqa: E402
 from hwnas.sim.seeding import build_seeded  # noqa: E402
 
 

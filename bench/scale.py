@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hwnas.search.runner import SearchConfig, run_search  # noqa: E402
+from hwnas.nas.runner import SearchConfig, run_search  # noqa: E402
 
 
 def _digits(count: int, seed: int):
@@ -124,10 +124,10 @@ def deploy_check(run_dir: Path, samples: int, netx: bool = False) -> str:
     import torch
 
     from hwnas.data import load_dataset
-    from hwnas.deploy.compare import compare, inputs_from
-    from hwnas.export.nir import export, read_graph
+    from hwnas.backends.compare import compare, inputs_from
+    from hwnas.formats.nir import export, read_graph
     from hwnas.run_folder import RunFolder
-    from hwnas.train import TrainConfig, train_run
+    from hwnas.training import TrainConfig, train_run
 
     started = time.perf_counter()
     outcome = train_run(run_dir, TrainConfig(epochs=1, qat_epochs=1))

@@ -25,11 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hwnas.arch.genotype import parse_cell_key  # noqa: E402
 from hwnas.data import load_dataset  # noqa: E402
 from hwnas.hw_models import load_target  # noqa: E402
-from hwnas.search.proxy_check import (REPORT_FILE, SELECTION_PROXY, STATE_FILE, pipeline_quality,  # noqa: E402
+from hwnas.nas.proxy_check import (REPORT_FILE, SELECTION_PROXY, STATE_FILE, pipeline_quality,  # noqa: E402
                                       rank_agreement, search_keep_share)
-from hwnas.search.runner import SearchConfig, template_architecture  # noqa: E402
+from hwnas.nas.runner import SearchConfig, template_architecture  # noqa: E402
 from hwnas.sim.seeding import computing_threads  # noqa: E402
-from hwnas.train import short_training_accuracy  # noqa: E402
+from hwnas.training import short_training_accuracy  # noqa: E402
 
 
 def main() -> None:

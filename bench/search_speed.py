@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hwnas.data import load_dataset  # noqa: E402
 from hwnas.data.splits import DatasetSplits  # noqa: E402
-from hwnas.search.runner import SearchConfig, run_search  # noqa: E402
+from hwnas.nas.runner import SearchConfig, run_search  # noqa: E402
 from hwnas.sim.seeding import resolve_device  # noqa: E402
 
 
@@ -117,9 +117,9 @@ def conv_bound(args, splits: DatasetSplits) -> None:
     from hwnas.arch.builder import build_network
     from hwnas.hw_models import load_target
     from hwnas.hw_models.fitness import hardware_terms
-    from hwnas.search.evaluate import Evaluator, ScoreConfig
-    from hwnas.search.preflight import HEAVIEST_CELL
-    from hwnas.search.runner import scoring_batches, template_architecture
+    from hwnas.nas.evaluate import Evaluator, ScoreConfig
+    from hwnas.nas.preflight import HEAVIEST_CELL
+    from hwnas.nas.runner import scoring_batches, template_architecture
     from hwnas.sim.seeding import build_seeded
 
     device = resolve_device(args.device)

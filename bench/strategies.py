@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from hwnas.search.runner import SearchConfig, run_search  # noqa: E402
+from hwnas.nas.runner import SearchConfig, run_search  # noqa: E402
 
 STRATEGIES = ("random", "prune", "evolution")
 
@@ -35,7 +35,7 @@ def trained_figures(run_dir: Path, epochs: int) -> dict:
     from hwnas.data import load_dataset
     from hwnas.hw_models import load_target
     from hwnas.hw_models.estimate import encode_samples, estimate_network
-    from hwnas.train import TrainConfig, train_run
+    from hwnas.training import TrainConfig, train_run
 
     outcome = train_run(run_dir, TrainConfig(epochs=epochs))
     arch, report = outcome.architecture, outcome.report

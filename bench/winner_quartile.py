@@ -29,9 +29,9 @@ from hwnas.data import load_dataset  # noqa: E402
 from hwnas.hw_models import load_target  # noqa: E402
 from hwnas.hw_models.estimate import encode_samples, estimate_network  # noqa: E402
 from hwnas.hw_models.fitness import hardware_terms  # noqa: E402
-from hwnas.search.proxy_check import REPORT_FILE, STATE_FILE  # noqa: E402
-from hwnas.search.runner import SearchConfig, run_search  # noqa: E402
-from hwnas.train import TrainConfig, short_training, train_run  # noqa: E402
+from hwnas.nas.proxy_check import REPORT_FILE, STATE_FILE  # noqa: E402
+from hwnas.nas.runner import SearchConfig, run_search  # noqa: E402
+from hwnas.training import TrainConfig, short_training, train_run  # noqa: E402
 
 
 def main() -> None:

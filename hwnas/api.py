@@ -6,8 +6,8 @@
     hwnas.export(trained, "model.nir")                             # or format="onnx" / "netx"
     hwnas.validate(trained)                # Lava fixed/float, the integer twin and Norse compared; energy
 
-The command line and these functions share their defaults (:class:`~hwnas.search.config.SearchConfig`,
-:class:`~hwnas.train.TrainConfig`). A run folder is written only when ``out`` names one; otherwise the steps run in
+The command line and these functions share their defaults (:class:`~hwnas.nas.config.SearchConfig`,
+:class:`~hwnas.training.loop.TrainConfig`). A run folder is written only when ``out`` names one; otherwise the steps run in
 a temporary folder that is removed afterwards. Data in memory is recorded by its name, shape, classes and split
 sizes, and a later step on other data is refused, as on the command line.
 
@@ -218,10 +218,10 @@ def search(data: Any = "digits", target: str = "loihi2", *, out: str | Path | No
            progress: bool | Callable = False, workers: int | None = None, ray_address: str | None = None,
            **options) -> SearchResult:
     """Search an architecture for ``target`` on ``data`` (see the module docstring); ``options`` are
-    :class:`~hwnas.search.config.SearchConfig` fields (``strategy``, ``candidates``, ``refine``, ``width``,
+    :class:`~hwnas.nas.config.SearchConfig` fields (``strategy``, ``candidates``, ``refine``, ``width``,
     ``device``, ``threads``, ...), with the command line's defaults. ``out`` keeps the run folder there."""
-    from .search.config import SearchConfig
-    from .search.runner import run_search
+    from .nas.config import SearchConfig
+    from .nas.runner import run_search
 
     splits = as_splits(data, timesteps, seed, name, data_dir, num_classes, max_samples=options.get("max_samples"))
     dataset = data if isinstance(data, str) else splits.name
@@ -238,17 +238,17 @@ def search(data: Any = "digits", target: str = "loihi2", *, out: str | Path | No
 def train(found: SearchResult | str | Path, *, out: str | Path | None = None, progress: bool | Callable = False,
           data: Any = None, pick: int | None = None, **options) -> TrainResult:
     """Train the winner of :func:`search` (or of a run folder), float then quantisation-aware on an integer
-    target; ``options`` are :class:`~hwnas.train.TrainConfig` fields (``epochs``, ``qat_epochs``, ``lr``,
+    target; ``options`` are :class:`~hwnas.training.loop.TrainConfig` fields (``epochs``, ``qat_epochs``, ``lr``,
     ``device``, ...). Trains in ``found``'s run folder when it has one, else in ``out`` or a temporary one.
 
     ``found`` may also be another tool's network: a ``.nir`` file or a ``nir.NIRGraph`` (``hwnas train --from``,
-    :mod:`hwnas.imported`); ``data`` is then what to train on (a dataset name, with ``data_dir``, or data in
-    memory as :func:`search` takes it), and ``options`` may add :class:`~hwnas.imported.ImportOptions` fields
+    :mod:`hwnas.training.imported`); ``data`` is then what to train on (a dataset name, with ``data_dir``, or data in
+    memory as :func:`search` takes it), and ``options`` may add :class:`~hwnas.training.imported.ImportOptions` fields
     (``dt``, ``timesteps``, ``encoding``, ``from_scratch``, ``max_samples``).
 
     ``pick`` K trains point K (1: the cheapest) of the accuracy-energy front of the search's refined candidates
     instead of its winner (``hwnas train --pick``; the search needs its run folder)."""
-    from .train import TrainConfig, train_run
+    from .training.loop import TrainConfig, train_run
 
     if _is_graph(found):
         if pick is not None:
@@ -258,7 +258,7 @@ def train(found: SearchResult | str | Path, *, out: str | Path | None = None, pr
     say = _printer(progress)
     architecture, picked = None, None
     if pick is not None:
-        from .search.front import picked_architecture
+        from .nas.front import picked_architecture
 
         source = found.folder if isinstance(found, SearchResult) else found
         if source is None:
@@ -285,11 +285,11 @@ def train(found: SearchResult | str | Path, *, out: str | Path | None = None, pr
 def compress(trained: TrainResult | str | Path, *, out: str | Path | None = None, progress: bool | Callable = False,
              data: Any = None, **options) -> TrainResult:
     """Compress a trained network for its chip (LitE-SNN's joint pruning, mixed precision and timestep search,
-    :mod:`hwnas.compress`), as ``hwnas compress`` does; ``options`` are :class:`~hwnas.compress.CompressConfig`
+    :mod:`hwnas.compression`), as ``hwnas compress`` does; ``options`` are :class:`~hwnas.compression.CompressConfig`
     fields (``epochs``, ``qat_epochs``, ``size_weight``, ``synops_weight``, ``bits``, ``min_timesteps``,
     ``max_timesteps``, ...). Writes a run folder of its own (``out``, default the trained run's ``compressed``)
     and returns it as a :class:`TrainResult` whose report is ``compress.json``'s."""
-    from .compress import CompressConfig, compress_run
+    from .compression import CompressConfig, compress_run
 
     path = trained.folder if isinstance(trained, TrainResult) else trained
     if path is None:
@@ -313,8 +313,8 @@ def _train_graph(found, out, progress, data, options: dict) -> TrainResult:
     """:func:`train` of another tool's network (see there)."""
     from dataclasses import fields
 
-    from .imported import ImportOptions, train_imported
-    from .train import TrainConfig
+    from .training.imported import ImportOptions, train_imported
+    from .training.loop import TrainConfig
 
     own = {field.name for field in fields(ImportOptions)} - {"dataset"}
     unknown = sorted(set(options) - own - {field.name for field in fields(TrainConfig)})
@@ -358,12 +358,12 @@ EXPORT_FORMATS = ("nir", "onnx", "netx")
 def export(trained: TrainResult | SpikingClassifier, path: str | Path, format: str = "nir",
            dt: float = 1e-3, profile: str = "hwnas") -> Path:
     """Write a trained model and return the path: ``nir`` (read back to check; ``profile="portable"`` for
-    snnTorch and other readers, see :mod:`hwnas.export.portable`), ``onnx`` (unrolled over the timesteps and the
+    snnTorch and other readers, see :mod:`hwnas.formats.portable`), ``onnx`` (unrolled over the timesteps and the
     pipeline latency; its output spike counts checked against hwnas' on a random batch) or ``netx`` (lava-dl's
     HDF5 for Loihi 2; ``hwnas export --format netx`` also runs it in Lava)."""
-    from .export.nir import export as export_nir
-    from .export.nir import load, to_nir, write
-    from .export.portable import to_portable_nir
+    from .formats.nir import export as export_nir
+    from .formats.nir import load, to_nir, write
+    from .formats.portable import to_portable_nir
     from .io_utils import check_writable
     from .metrics import deployed_network
 
@@ -382,13 +382,13 @@ def export(trained: TrainResult | SpikingClassifier, path: str | Path, format: s
             export_nir(net, path, arch, dt)
         load(path)
     elif format == "onnx":
-        from .export.onnx import export_onnx, matches_hwnas
+        from .formats.onnx import export_onnx, matches_hwnas
 
         export_onnx(net, path, arch.timesteps)
         if not matches_hwnas(path, net, arch.timesteps):
             raise RuntimeError(f"{path}: the ONNX reference evaluator's output spikes differ from hwnas'")
     else:
-        from .export.netx import write_netx
+        from .formats.netx import write_netx
 
         write_netx(load(to_nir(net, arch)), path)
     return path
@@ -397,7 +397,7 @@ def export(trained: TrainResult | SpikingClassifier, path: str | Path, format: s
 def _graph(model, dt: float | None):
     """The NIR graph of a trained model (written and read back, as a file would be) or of a .nir path, and its
     time step."""
-    from .export.nir import read_graph, recorded_dt
+    from .formats.nir import read_graph, recorded_dt
 
     if isinstance(model, (str, Path)):
         graph = read_graph(model)
@@ -416,8 +416,8 @@ def _graph(model, dt: float | None):
 def _inputs(model, graph, data, samples: int, seed: int, steps: int | None):
     """Network input (T, B, ...) and labels for deploy/validate: ``data`` as :func:`search` takes it, else the
     data a :class:`TrainResult` trained on, else digits; a time-major tensor is run as it is (no labels)."""
-    from .deploy.compare import inputs_from
-    from .export.nir import recorded_architecture
+    from .backends.compare import inputs_from
+    from .formats.nir import recorded_architecture
 
     arch = recorded_architecture(graph)
     steps = steps or (arch.timesteps if arch else None)
@@ -443,10 +443,10 @@ def deploy(model, data: Any = None, *, backend: str = "lava", mode: str = "fixed
            seed: int = 0, steps: int | None = None, dt: float | None = None):
     """Run a trained model (or a .nir file) in Lava (``mode`` ``fixed``: Loihi's bit-accurate models, compared with
     hwnas' integer twin; ``float``) or Norse, on ``samples`` test samples, and compare with hwnas' simulator layer
-    by layer, as ``hwnas deploy`` does; returns the :class:`~hwnas.deploy.compare.Comparison`."""
-    from .deploy.compare import compare
-    from .deploy.lava import require_lava
-    from .export.nir import check_run_memory
+    by layer, as ``hwnas deploy`` does; returns the :class:`~hwnas.backends.compare.Comparison`."""
+    from .backends.compare import compare
+    from .backends.lava import require_lava
+    from .formats.nir import check_run_memory
     from .limits import DEFAULT_THREADS
     from .sim.seeding import computing_threads
 
@@ -464,11 +464,11 @@ def validate(model, data: Any = None, *, target: str = "loihi2",
              backends: tuple[str, ...] = ("hwnas_int", "lava_fixed", "lava_float", "norse"), samples: int = 100,
              seed: int = 0, dt: float | None = None, progress: bool | Callable = False):
     """Run a trained model on every backend, compare them pairwise and estimate its energy on ``target`` from the
-    spikes Lava measured, as ``hwnas validate`` does; returns the :class:`~hwnas.deploy.validate.Validation`
+    spikes Lava measured, as ``hwnas validate`` does; returns the :class:`~hwnas.backends.validate.Validation`
     (``to_dict()`` is what ``validation.json`` holds)."""
-    from .deploy.lava import require_lava
-    from .deploy.validate import validate as run_validation
-    from .export.nir import check_run_memory
+    from .backends.lava import require_lava
+    from .backends.validate import validate as run_validation
+    from .formats.nir import check_run_memory
     from .metrics import deployed_network
     from .hw_models.targets import load_target
     from .limits import DEFAULT_THREADS
@@ -506,7 +506,7 @@ def neurobench_model(model, timing: str | None = None):
 def report(run: str | Path | TrainResult | SearchResult, out: str | Path | None = None) -> Path:
     """Write the one-page HTML report of a run folder (default ``RUN/report.html``) and return its path; a result
     held in memory has no folder to report on (search or train with ``out=``)."""
-    from .report import write_report
+    from .html_report import write_report
 
     if isinstance(run, (TrainResult, SearchResult)):
         if run.folder is None:

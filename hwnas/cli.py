@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import __version__
+from .version import __version__
 from .commands.common import EXIT_USER_ERROR, OneLineParser
 from .errors import HwnasError
 

@@ -1,5 +1,5 @@
-"""hwnas from Python, as in a notebook: a tonic-style event Dataset in memory -> hwnas.search -> hwnas.train ->
-an nn.Module that returns logits -> hwnas.export; no run folder unless asked; bad data in one line."""
+"""hwnas from Python, as in a notebook: a tonic-style event Dataset in memory -> hwnas.nas -> hwnas.training.loop ->
+an nn.Module that returns logits -> hwnas.formats; no run folder unless asked; bad data in one line."""
 
 import importlib.util
 import os
@@ -64,7 +64,7 @@ def test_search_train_export_on_a_tonic_style_dataset_in_memory(tmp_path, monkey
 
     path = hwnas.export(trained, tmp_path / "model.nir")
     assert path.is_file() and sorted(os.listdir(tmp_path)) == ["model.nir"]
-    from hwnas.export.nir import load
+    from hwnas.formats.nir import load
     assert len(load(path).populations) == len(model.network.populations)
     assert hwnas.export(trained, tmp_path / "model.onnx", format="onnx").is_file()  # checked against hwnas inside
 

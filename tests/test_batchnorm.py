@@ -12,7 +12,7 @@ from hwnas.data import load_dataset
 from hwnas.data.splits import encode_batch
 from hwnas.sim.batchnorm import StepBatchNorm2d
 from hwnas.sim.seeding import build_seeded
-from hwnas.train import train_epochs, training_subset
+from hwnas.training import train_epochs, training_subset
 
 
 def steps(seed=0):

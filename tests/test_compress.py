@@ -11,9 +11,9 @@ from conftest import CHAIN, small_arch
 from hwnas.arch.builder import build_network
 from hwnas.cli import main
 from hwnas.commands.run import _compressed_rows
-from hwnas.compress.compconv import CompressedWeight, attach, detach_decoded
-from hwnas.compress.costs import bit_synops, connection_events, model_size_bits
-from hwnas.compress.timesteps import TimestepChoice
+from hwnas.compression.compconv import CompressedWeight, attach, detach_decoded
+from hwnas.compression.costs import bit_synops, connection_events, model_size_bits
+from hwnas.compression.timesteps import TimestepChoice
 from hwnas.run_folder import RunFolder
 from hwnas.sim.activity import ActivityStats, LayerActivity
 from hwnas.sim.quantize import WeightFormat, fake_quantize_weight
@@ -166,7 +166,7 @@ def test_compress_cli_writes_a_run_that_lava_computes_as_the_twin(trained_run, t
     assert json.loads((out / "train.json").read_text())["layer_weight_bits"] == \
         {key: layer["bits"] for key, layer in report["layers"].items()}
     # the masks' pruned weights stayed zero through the fine-tuning, and the model loads with each connection's bits
-    from hwnas.train import load_model
+    from hwnas.training import load_model
 
     net, _, checkpoint = load_model(out / "model.pt")
     for key, mask in checkpoint["masks"].items():

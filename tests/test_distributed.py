@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from hwnas.errors import OptionError
-from hwnas.search.runner import SearchConfig, run_search
+from hwnas.nas.runner import SearchConfig, run_search
 from hwnas.sim.seeding import resolve_device
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +52,7 @@ def test_a_cuda_device_this_machine_lacks_is_refused_in_one_line(tmp_path):
 
 
 def test_the_run_records_its_device_option_and_training_can_override_it(tmp_path):
-    from hwnas.train import TrainConfig, train_run
+    from hwnas.training import TrainConfig, train_run
 
     out = tmp_path / "run"
     config = SearchConfig(strategy="random", candidates=2, timesteps=4, width=8, batch_size=16, repeats=1, refine=0,
@@ -91,7 +91,7 @@ def test_a_search_on_two_ray_workers_gives_the_serial_result(tmp_path):
 
 
 def test_ray_is_imported_only_for_workers(tmp_path):
-    code = ("import sys; from hwnas.search.runner import SearchConfig, run_search; "
+    code = ("import sys; from hwnas.nas.runner import SearchConfig, run_search; "
             f"run_search(SearchConfig(strategy='random', candidates=2, timesteps=2, width=4, batch_size=8, repeats=1, "
             f"refine=0, max_samples=60), {str(tmp_path / 'run')!r}); print('ray' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)

@@ -12,11 +12,11 @@ from hwnas.arch.builder import build_network
 from hwnas.arch.genotype import canonical_cell, cell_key, is_chain
 from hwnas.cli import main
 from hwnas.data import load_dataset
-from hwnas.search.evolution import crossover, run_evolution
-from hwnas.search.rows import Row
-from hwnas.search.runner import SearchConfig, run_search
-from hwnas.search.space import SearchSpace
-from hwnas.search.supernet import Supernet, spike_aware_fitness
+from hwnas.nas.evolution import crossover, run_evolution
+from hwnas.nas.rows import Row
+from hwnas.nas.runner import SearchConfig, run_search
+from hwnas.nas.space import SearchSpace
+from hwnas.nas.supernet import Supernet, spike_aware_fitness
 
 
 def test_spike_aware_fitness_on_hand_computed_numbers():

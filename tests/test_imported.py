@@ -12,8 +12,8 @@ from conftest import per_step_cnn, write_banded_nmnist
 
 from hwnas.cli import main
 from hwnas.data import load_dataset
-from hwnas.export.nir import load
-from hwnas.train import evaluate, load_model
+from hwnas.formats.nir import load
+from hwnas.training import evaluate, load_model
 
 TRAIN = ["--dt", "1", "--dataset", "nmnist", "--timesteps", "6", "--epochs", "6", "--qat-epochs", "1",
          "--batch-size", "8", "--lr", "0.01", "--quiet"]
@@ -38,7 +38,7 @@ def test_train_from_a_graph_learns_and_writes_a_run_folder(imported_run):
     # the graph's random weights are near chance on 3 bands; training finds the bands
     assert report["val_accuracy"] >= report["imported"]["val_accuracy_before"] + 0.3
     architecture = json.loads((run / "architecture.json").read_text())
-    assert architecture["format"] == "hwnas.imported" and architecture["timesteps"] == 6
+    assert architecture["format"] == "hwnas.training.imported" and architecture["timesteps"] == 6
     assert json.loads((run / "report.json").read_text())["config"]["dataset"] == "nmnist"
     net, arch, _ = load_model(run / "model.pt")
     splits = load_dataset("nmnist", root / "data", arch.timesteps, 0)
@@ -163,9 +163,9 @@ def test_snntorch_and_norse_graphs_become_trainable_and_chip_exact(producer):
 
     from test_interop import norse_network, snntorch_network
 
-    from hwnas.deploy.backends import hwnas_rasters
-    from hwnas.export.portable import PORTABLE_DT_S
-    from hwnas.export.trainable import trainable_network
+    from hwnas.backends.registry import hwnas_rasters
+    from hwnas.formats.portable import PORTABLE_DT_S
+    from hwnas.formats.trainable import trainable_network
     from hwnas.sim.integer import simulate_fixed
     from hwnas.sim.lowering import lower
     from hwnas.sim.ops.chain import Scaled

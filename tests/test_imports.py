@@ -11,8 +11,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "hwnas"
 
-# layer -> what it may import (besides itself); a module's layer is its first package below hwnas
-BASE = {"hwnas", "hwnas.errors", "hwnas.io_utils", "hwnas.cache", "hwnas.limits"}
+# The layers, lowest first: a module may import its own layer and the layers before it in this order, never one
+# after it (an upward import). A module's layer is its first package below hwnas; the package root is the top
+# layer, which re-exports the Python API, and no module imports it.
+LAYERS = ("base", "sim", "arch", "data", "run_folder", "hw_models", "metrics", "formats", "training", "nas",
+          "compression", "backends", "html_report", "api", "commands", "cli", "__main__", "hwnas")
+BASE = {"hwnas.errors", "hwnas.io_utils", "hwnas.cache", "hwnas.limits", "hwnas.version"}
+# what each layer imports in fact, narrower than everything below it (e.g. the formats never read hardware models)
 ALLOWED = {
     "base": set(),
     "sim": {"base"},
@@ -21,19 +26,19 @@ ALLOWED = {
     "run_folder": {"base", "arch"},
     "hw_models": {"base", "sim", "arch", "data"},
     "metrics": {"base", "sim"},
-    "report": {"base", "run_folder"},
-    "train": {"base", "sim", "arch", "data", "hw_models", "run_folder", "metrics", "export"},
-    "imported": {"base", "sim", "arch", "data", "hw_models", "run_folder", "metrics", "export", "train"},
-    "search": {"base", "sim", "arch", "data", "hw_models", "run_folder", "train"},
-    "compress": {"base", "sim", "arch", "data", "hw_models", "run_folder", "train", "metrics"},
-    "export": {"base", "sim", "arch"},
-    "deploy": {"base", "sim", "arch", "data", "export", "hw_models"},
-    "commands": {"base", "sim", "arch", "data", "run_folder", "hw_models", "train", "imported", "search", "compress",
-                 "export", "deploy", "metrics", "report", "commands", "cli"},
-    "api": {"base", "sim", "arch", "data", "run_folder", "hw_models", "train", "imported", "search", "compress",
-            "export", "deploy", "metrics", "report"},
+    "formats": {"base", "sim", "arch"},
+    "training": {"base", "sim", "arch", "data", "hw_models", "run_folder", "metrics", "formats"},
+    "nas": {"base", "sim", "arch", "data", "hw_models", "run_folder", "training"},
+    "compression": {"base", "sim", "arch", "data", "hw_models", "run_folder", "training", "metrics"},
+    "backends": {"base", "sim", "arch", "data", "formats", "hw_models"},
+    "html_report": {"base", "run_folder"},
+    "api": {"base", "sim", "arch", "data", "run_folder", "hw_models", "training", "nas", "compression", "formats",
+            "backends", "metrics", "html_report"},
+    "commands": {"base", "sim", "arch", "data", "run_folder", "hw_models", "training", "nas", "compression",
+                 "formats", "backends", "metrics", "html_report", "api"},
     "cli": {"base", "commands"},
     "__main__": {"cli"},
+    "hwnas": {"base", "api"},
 }
 
 
@@ -48,7 +53,7 @@ MODULES = {module_name(p): p for p in ROOT.rglob("*.py")}
 def layer(module: str) -> str:
     if module in BASE:
         return "base"
-    return module.split(".")[1]
+    return module.split(".")[1] if "." in module else module
 
 
 def imported_modules(module: str, path: Path) -> set[str]:
@@ -56,7 +61,10 @@ def imported_modules(module: str, path: Path) -> set[str]:
     package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
+        if (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module"
+                and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+            found.add(node.args[0].value)  # importlib.import_module("hwnas.x") imports as an import statement does
+        elif isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names if alias.name.split(".")[0] == "hwnas")
         elif isinstance(node, ast.ImportFrom):
             if node.level:
@@ -74,6 +82,26 @@ def imported_modules(module: str, path: Path) -> set[str]:
 
 
 GRAPH = {module: imported_modules(module, path) for module, path in MODULES.items()}
+
+
+def upward_imports() -> list[tuple[str, str]]:
+    """Every (importer, imported) pair whose imported module sits in a later layer than its importer."""
+    return sorted((module, target) for module, targets in GRAPH.items() for target in targets
+                  if LAYERS.index(layer(target)) > LAYERS.index(layer(module)))
+
+
+def test_the_allowed_imports_run_downward_only():
+    assert set(ALLOWED) == set(LAYERS) and {layer(m) for m in MODULES} <= set(LAYERS)
+    for own, allowed in ALLOWED.items():
+        assert all(LAYERS.index(other) < LAYERS.index(own) for other in allowed), own
+
+
+def test_no_import_runs_upward():
+    assert upward_imports() == []
+
+
+def test_no_module_imports_the_package_root():
+    assert not [module for module, targets in GRAPH.items() if "hwnas" in targets]
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))
@@ -116,3 +144,23 @@ def test_the_command_line_imports_neither_torch_nor_lava():
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'lava'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_api_verbs_are_plain_functions_that_pickle():
+    code = ("import pickle, types, hwnas; "
+            "print(all(isinstance(getattr(hwnas, v), types.FunctionType) and pickle.loads(pickle.dumps(getattr(hwnas, v)))"
+            " is getattr(hwnas, v) for v in ('search', 'train', 'compress', 'export', 'deploy', 'validate', 'report')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "True"
+
+
+if __name__ == "__main__":  # the layer check's figures: python tests/test_imports.py
+    edges = sum(len(targets) for targets in GRAPH.values())
+    print(f"{len(MODULES)} modules, {edges} imports between them (lazy ones and import_module calls included)")
+    for name in LAYERS:
+        members = sorted(m for m in MODULES if layer(m) == name)
+        below = sorted({layer(t) for m in members for t in GRAPH[m]} - {name}, key=LAYERS.index)
+        print(f"  {name:12s} {len(members):3d} modules, imports {', '.join(below) or '-'}")
+    print(f"imports that run upward: {len(upward_imports())}")
+    for module, target in upward_imports():
+        print(f"  {module} -> {target}")

@@ -16,14 +16,14 @@ from hwnas.arch.builder import build_network
 from hwnas.cli import main
 from hwnas.data import load_dataset
 from hwnas.data.splits import encode_batch
-from hwnas.deploy.compare import compare
-from hwnas.deploy.lava import lava_missing
-from hwnas.export.nir import load
-from hwnas.export.portable import PORTABLE_DT_S, to_portable_nir
+from hwnas.backends.compare import compare
+from hwnas.backends.lava import lava_missing
+from hwnas.formats.nir import load
+from hwnas.formats.portable import PORTABLE_DT_S, to_portable_nir
 from hwnas.sim.ops import LinearChain, synapse_from_nir
 from hwnas.sim.quantize import WeightFormat
 from hwnas.sim.seeding import build_seeded
-from hwnas.train import train_epochs
+from hwnas.training import train_epochs
 
 LAVA = lava_missing() is None
 
@@ -216,7 +216,7 @@ def test_integrate_and_fire_neurons_integrate_without_leak():
     with torch.no_grad():
         assert torch.equal(load(halved)(x, record=True).codes["neurons"][:, 0], spikes)
     # and it is written back as IF: read again, the same spikes
-    from hwnas.export.nir import to_nir
+    from hwnas.formats.nir import to_nir
     with torch.no_grad():
         assert torch.equal(load(to_nir(load(graph)))(x, record=True).codes["neurons"][:, 0], spikes)
 

@@ -14,10 +14,10 @@ pytest.importorskip("lava", reason="Lava is installed by hwnas' lava extra (Pyth
 
 from hwnas.arch.builder import build_network  # noqa: E402 (after the skip)
 from hwnas.cli import main
-from hwnas.deploy.backends import hwnas_rasters
-from hwnas.deploy.lava import lava_order, run_lava
+from hwnas.backends.registry import hwnas_rasters
+from hwnas.backends.lava import lava_order, run_lava
 from hwnas.errors import OptionError
-from hwnas.export.nir import load, recorded_layer_weight_bits, recorded_weight_format, to_nir
+from hwnas.formats.nir import load, recorded_layer_weight_bits, recorded_weight_format, to_nir
 from hwnas.sim.integer import simulate_fixed
 from hwnas.sim.lowering import LoweringError, lower
 from hwnas.sim.ops import ConvBN
@@ -239,8 +239,8 @@ def test_deploy_lava_refuses_graph_it_cannot_hold(run_folder, tmp_path, capsys):
     ("0-1:skip 0-2:zero 0-3:zero 1-2:zero 1-3:conv3x3 2-3:zero", {"head_pool": 2}, {3: (2, 2), 5: (6, 6)}),
 ])
 def test_netx_export_loads_in_lava_and_matches_hwnas_integer_simulation(cell, skeleton, strided, tmp_path):
-    from hwnas.deploy.lava import run_netx
-    from hwnas.export.netx import netx_twin, write_netx
+    from hwnas.backends.lava import run_netx
+    from hwnas.formats.netx import netx_twin, write_netx
 
     net, _, _ = trained_like(cell, "avgpool", scale=4.0, **skeleton)
     layers = write_netx(net, tmp_path / "model.h5")
@@ -266,7 +266,7 @@ def test_netx_export_loads_in_lava_and_matches_hwnas_integer_simulation(cell, sk
     ("0-1:conv3x3 0-2:skip 0-3:zero 1-2:conv3x3 1-3:zero 2-3:conv3x3", "avgpool", r"'stem' feeds 2 connections"),
 ])
 def test_netx_refuses_what_it_cannot_hold(cell, downsample, message, tmp_path):
-    from hwnas.export.netx import NetxError, write_netx
+    from hwnas.formats.netx import NetxError, write_netx
 
     net, _, _ = trained_like(cell, downsample)
     with pytest.raises(NetxError, match=message):

@@ -8,9 +8,9 @@ import torch
 from conftest import CHAIN, FEEDBACK, small_arch
 
 from hwnas.arch.builder import build_network
-from hwnas.deploy.backends import Deployment, hwnas_rasters, run_backend
+from hwnas.backends.registry import Deployment, hwnas_rasters, run_backend
 from hwnas.errors import NirError
-from hwnas.export.nir import load, recorded_weight_format, to_nir
+from hwnas.formats.nir import load, recorded_weight_format, to_nir
 from hwnas.sim.integer import simulate_fixed
 from hwnas.sim.lowering import lower
 from hwnas.sim.network import chip_current

@@ -7,7 +7,7 @@ from conftest import CHAIN, FEEDBACK, small_arch
 
 from hwnas.arch.builder import build_network
 from hwnas.cli import main
-from hwnas.export.nir import NirError, export, load, to_nir, write
+from hwnas.formats.nir import NirError, export, load, to_nir, write
 from hwnas.sim.neuron import NeuronParams
 from hwnas.sim.ops import ConvBN
 from hwnas.sim.quantize import WeightFormat

@@ -6,11 +6,11 @@ from conftest import CHAIN, small_arch
 
 from hwnas.arch.builder import build_network
 from hwnas.cli import main
-from hwnas.deploy.compare import compare
-from hwnas.deploy.backends import Deployment, hwnas_rasters, run_backend
-from hwnas.deploy.norse import NorseError, norse_executor, norse_step_plan
-from hwnas.deploy.validate import feedback_only
-from hwnas.export.nir import export, load, to_nir
+from hwnas.backends.compare import compare
+from hwnas.backends.registry import Deployment, hwnas_rasters, run_backend
+from hwnas.backends.norse import NorseError, norse_executor, norse_step_plan
+from hwnas.backends.validate import feedback_only
+from hwnas.formats.nir import export, load, to_nir
 from hwnas.sim.ops import ConvBN
 from hwnas.sim.quantize import WeightFormat
 from hwnas.sim.seeding import build_seeded

@@ -5,7 +5,7 @@ from conftest import FEEDBACK, small_arch
 
 from hwnas.arch.builder import build_network
 from hwnas.cli import main
-from hwnas.export.onnx import export_onnx, run_onnx
+from hwnas.formats.onnx import export_onnx, run_onnx
 from hwnas.sim.ops import ConvBN, FlattenLinear
 from hwnas.sim.quantize import WeightFormat
 from hwnas.sim.seeding import build_seeded
@@ -41,8 +41,8 @@ def test_onnx_output_spikes_equal_hwnas(tmp_path, timing, downsample, arithmetic
 
 
 def test_export_command_onnx(tmp_path, capsys):
-    from hwnas.search.runner import SearchConfig, run_search
-    from hwnas.train import TrainConfig, train_run
+    from hwnas.nas.runner import SearchConfig, run_search
+    from hwnas.training import TrainConfig, train_run
 
     run_search(SearchConfig(strategy="random", candidates=1, timesteps=4, width=8, batch_size=16, repeats=1, refine=0),
                tmp_path)

@@ -4,7 +4,7 @@ import math
 import pytest
 
 from hwnas.cli import main
-from hwnas.search.proxy_check import PROXIES, pipeline_quality, rank_agreement, sample_cells
+from hwnas.nas.proxy_check import PROXIES, pipeline_quality, rank_agreement, sample_cells
 
 
 def test_rank_agreement_of_perfect_reversed_and_degenerate_orders():
@@ -66,15 +66,15 @@ def test_proxy_check_refuses_state_written_with_other_settings(tmp_path, capsys)
 
 
 def test_the_search_keeps_a_third_of_its_pool():
-    from hwnas.search.proxy_check import search_keep_share
-    from hwnas.search.runner import SearchConfig
+    from hwnas.nas.proxy_check import search_keep_share
+    from hwnas.nas.runner import SearchConfig
 
     assert search_keep_share(SearchConfig()) == 8 / 25  # a prune search's final cell and 24 random ones
     assert search_keep_share(SearchConfig(screen=10)) == 8 / 10
     assert search_keep_share(SearchConfig(screen=0, refine=4)) == 4 / 13
     assert search_keep_share(SearchConfig(screen=2, refine=4)) == 4 / 13  # no screening below --refine
     assert search_keep_share(SearchConfig(screen=40)) == 8 / 40  # the prune pool grows to what is screened
-    from hwnas.search.proxy_check import search_preselection_proxy
+    from hwnas.nas.proxy_check import search_preselection_proxy
 
     assert search_preselection_proxy(SearchConfig()) == "screen"
     assert search_preselection_proxy(SearchConfig(screen=2, refine=4)) == "sahd_batch"

@@ -23,7 +23,7 @@ import torch
 
 from hwnas.cli import main
 from hwnas.limits import available_memory_bytes
-from hwnas.search.runner import SearchConfig, run_search
+from hwnas.nas.runner import SearchConfig, run_search
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--strategy", "random", "--candidates", "2", "--timesteps", "4", "--width", "4", "--batch-size", "16",

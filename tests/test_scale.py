@@ -19,8 +19,8 @@ from hwnas.arch.genotype import Architecture
 from hwnas.errors import SearchError
 from hwnas.hw_models import load_target
 from hwnas.hw_models.mapping import map_network
-from hwnas.search.preflight import HEAVIEST_CELL, LIGHTEST_CELL, choose_skeletons
-from hwnas.search.runner import SearchConfig, run_search
+from hwnas.nas.preflight import HEAVIEST_CELL, LIGHTEST_CELL, choose_skeletons
+from hwnas.nas.runner import SearchConfig, run_search
 from hwnas.sim.graph import INPUT
 
 
@@ -86,7 +86,7 @@ def test_nmnist_search_returns_a_feasible_winner_without_dead_populations(tmp_pa
 
 def test_deployable_netx_search_returns_a_chain_that_netx_writes(tmp_path):
     from hwnas.arch.genotype import is_chain, parse_cell_key
-    from hwnas.export.netx import write_netx
+    from hwnas.formats.netx import write_netx
     from hwnas.sim.quantize import WeightFormat
 
     config = SearchConfig(deployable="netx", head_pool=2, **FAST_SEARCH)
@@ -140,7 +140,7 @@ def test_preflight_with_conv_downsampling_tries_doubling_widths_first():
 
 
 def test_skeletons_are_searched_with_the_cells(tmp_path):
-    from hwnas.search.rows import CSV_COLUMNS
+    from hwnas.nas.rows import CSV_COLUMNS
 
     config = SearchConfig(strategy="random", candidates=8, skeletons=3, **{**FAST_SEARCH, "refine": 4, "screen": 6, "screen_fraction": 0.25})
     outcome = run_search(config, tmp_path / "run")

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from hwnas.search.names import SCORE_NAMES
-from hwnas.search.scores import SCORES, naswot_kernel, sahd_kernel, score_codes
+from hwnas.nas.names import SCORE_NAMES
+from hwnas.nas.scores import SCORES, naswot_kernel, sahd_kernel, score_codes
 
 
 def reference_sahd(code_sets):
@@ -90,7 +90,7 @@ def test_rate_calibration_brings_every_population_to_the_target_rate(bn_mode):
     from conftest import small_arch
 
     from hwnas.arch.builder import build_network
-    from hwnas.search.rate_init import calibrate_firing, window_rates
+    from hwnas.nas.rate_init import calibrate_firing, window_rates
 
     net = build_network(small_arch("0-1:conv3x3 0-2:zero 0-3:skip 1-2:conv3x3 1-3:zero 2-3:conv3x3"))
     net.train(bn_mode == "batch")

@@ -7,10 +7,10 @@ from conftest import FAST_SEARCH, small_arch
 
 from hwnas.arch.genotype import PAIRS, Architecture
 from hwnas.errors import OptionError, ResumeError, SearchError
-from hwnas.search import runner
-from hwnas.search.evaluate import Evaluator
-from hwnas.search.runner import SearchConfig, run_search
-from hwnas.search.space import SearchSpace
+from hwnas.nas import runner
+from hwnas.nas.evaluate import Evaluator
+from hwnas.nas.runner import SearchConfig, run_search
+from hwnas.nas.space import SearchSpace
 
 
 def read_csv(path):
@@ -92,8 +92,8 @@ def test_existing_run_folder_is_not_overwritten(tmp_path):
 @pytest.mark.parametrize("content,message", [
     ("{broken", "not valid JSON"),
     ('{"format": "something-else"}', "not an hwnas search checkpoint"),
-    ('{"format": "hwnas.search-checkpoint", "config": {"strategy": "random"}, "results": []}', "malformed"),
-    ('{"format": "hwnas.search-checkpoint", "config": {"stratgy": 1}, "results": {}}', "unknown fields"),
+    ('{"format": "hwnas.nas-checkpoint", "config": {"strategy": "random"}, "results": []}', "malformed"),
+    ('{"format": "hwnas.nas-checkpoint", "config": {"stratgy": 1}, "results": {}}', "unknown fields"),
 ])
 def test_malformed_checkpoint_is_a_resume_error(tmp_path, content, message):
     (tmp_path / "checkpoint.json").write_text(content)
@@ -198,8 +198,8 @@ def test_interrupted_prune_search_resumes_to_the_same_cell(tmp_path, monkeypatch
 def test_refine_halves_the_field_and_lets_short_training_choose(tmp_path):
     import json
 
-    from hwnas.search.refine import halving_rungs
-    from hwnas.search.runner import SearchConfig, run_search
+    from hwnas.nas.refine import halving_rungs
+    from hwnas.nas.runner import SearchConfig, run_search
 
     assert halving_rungs(8, 1) == [(8, 1), (4, 2), (2, 4)]
     assert halving_rungs(5, 2) == [(5, 2), (3, 4), (2, 8)]
@@ -254,7 +254,7 @@ def test_refine_halves_the_field_and_lets_short_training_choose(tmp_path):
     import torch
 
     from hwnas.run_folder import RunFolder
-    from hwnas.search.refine import refine_key
+    from hwnas.nas.refine import refine_key
 
     folder = RunFolder(tmp_path / "run")
     for rung in signal["rungs"]:
@@ -274,8 +274,8 @@ def test_the_screening_rung_chooses_the_refined_candidates_by_a_brief_training(t
     from hwnas.data import load_dataset
     from hwnas.hw_models import load_target
     from hwnas.hw_models.fitness import hardware_terms
-    from hwnas.search.refine import refined_fitness
-    from hwnas.train import short_training
+    from hwnas.nas.refine import refined_fitness
+    from hwnas.training import short_training
 
     config = SearchConfig(strategy="random", candidates=6, max_samples=200, seed=1,
                           **{**FAST_SEARCH, "refine": 2, "screen": 5, "screen_fraction": 0.5})
@@ -347,8 +347,8 @@ def test_a_whole_epoch_screening_is_the_first_rungs_training(tmp_path):
     from hwnas.arch.genotype import parse_cell_key
     from hwnas.data import load_dataset
     from hwnas.run_folder import RunFolder
-    from hwnas.search.refine import refine_key
-    from hwnas.train import short_training_accuracy
+    from hwnas.nas.refine import refine_key
+    from hwnas.training import short_training_accuracy
 
     splits = load_dataset("digits", timesteps=4, seed=1, max_samples=200)
     folder = RunFolder(tmp_path / "run")
@@ -389,7 +389,7 @@ def test_a_checkpoint_from_before_the_screening_resumes_without_it(tmp_path):
 def test_a_training_subset_is_a_seeded_share_of_the_training_split():
     from hwnas.data import load_dataset
     from hwnas.errors import OptionError
-    from hwnas.train import training_subset
+    from hwnas.training import training_subset
 
     splits = load_dataset("digits", timesteps=4, seed=0, max_samples=200)
     size = splits.train_x.shape[0]
@@ -420,7 +420,7 @@ def test_a_continued_training_starts_as_a_short_training_and_keeps_its_best_epoc
     import torch
 
     from hwnas.data import load_dataset
-    from hwnas.train import continued_training, short_training
+    from hwnas.training import continued_training, short_training
 
     splits = load_dataset("digits", timesteps=4, seed=0, max_samples=150)
     arch = small_arch()
@@ -443,8 +443,8 @@ def test_a_continued_training_starts_as_a_short_training_and_keeps_its_best_epoc
 
 
 def test_refine_after_prune_draws_its_pool_from_the_whole_space(tmp_path):
-    from hwnas.search.refine import pool_sample_size
-    from hwnas.search.runner import SearchConfig, run_search
+    from hwnas.nas.refine import pool_sample_size
+    from hwnas.nas.runner import SearchConfig, run_search
 
     assert pool_sample_size(2) == 6 and pool_sample_size(2, 8) == 7 and pool_sample_size(8, 25) == 24
     assert pool_sample_size(2, 2) == 6  # no screening: 3K
@@ -471,7 +471,7 @@ def test_a_stem_pool_searches_behind_a_strided_stem_and_exports(tmp_path):
     import torch
 
     from hwnas.arch.builder import build_network
-    from hwnas.export.nir import load, to_nir
+    from hwnas.formats.nir import load, to_nir
 
     outcome = run_search(SearchConfig(strategy="random", candidates=3, stem_pool=2, **FAST_SEARCH), tmp_path)
     arch = Architecture.load(tmp_path / "architecture.json")
@@ -489,7 +489,7 @@ def test_a_stem_pool_searches_behind_a_strided_stem_and_exports(tmp_path):
 
 
 def test_time_left_is_estimated_from_the_trainings_run_so_far():
-    from hwnas.search.refine import TimeLeft
+    from hwnas.nas.refine import TimeLeft
 
     ticks = iter([0.0, 20.0, 20.0, 80.0])
     clock = TimeLeft(4, now=lambda: next(ticks))

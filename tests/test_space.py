@@ -6,7 +6,7 @@ from conftest import CHAIN, FEEDBACK, small_arch
 
 from hwnas.arch.genotype import Architecture, canonical_cell, cell_key, live_nodes, parse_cell_key
 from hwnas.errors import ArchitectureError
-from hwnas.search.space import SearchSpace
+from hwnas.nas.space import SearchSpace
 
 
 def test_architecture_json_round_trip(tmp_path):

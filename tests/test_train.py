@@ -8,11 +8,11 @@ from hwnas.arch.builder import build_network
 from hwnas.arch.genotype import parse_cell_key
 from hwnas.cli import main
 from hwnas.data import load_dataset
-from hwnas.search.runner import SearchConfig, run_search
+from hwnas.nas.runner import SearchConfig, run_search
 from hwnas.sim.ops import Conv, ConvBN
 from hwnas.sim.quantize import WeightFormat, fake_quantize_weight, weight_mantissas
 from hwnas.sim.seeding import build_seeded
-from hwnas.train import TrainConfig, evaluate, load_model, train_run
+from hwnas.training import TrainConfig, evaluate, load_model, train_run
 
 
 def test_weight_quantisation_follows_the_loihi_format():
@@ -122,7 +122,7 @@ def _search_folder_with_refined_rows(path, rows):
 
 def test_pick_trains_a_point_of_the_refined_front(tmp_path, capsys):
     from hwnas.run_folder import RunFolder
-    from hwnas.search.front import picked_architecture, refined_front
+    from hwnas.nas.front import picked_architecture, refined_front
 
     cheap = "0-1:zero 0-2:zero 0-3:conv3x3 1-2:zero 1-3:zero 2-3:zero"
     dominated = "0-1:zero 0-2:zero 0-3:skip 1-2:zero 1-3:zero 2-3:zero"

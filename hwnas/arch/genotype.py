@@ -3,7 +3,7 @@
 Macro skeleton: ``stem -> cell -> (downsample -> cell) x (stages - 1) -> [head pooling] -> classifier``; every
 cell shares one searched genotype; the width (or one width per stage), the number of stages, the downsampling
 and the head pooling are the macro choices (fitted to the target by the search's pre-flight,
-:mod:`hwnas.search.preflight`).
+:mod:`hwnas.nas.preflight`).
 A cell has 4 nodes: node 0 is the cell input, nodes 1-3 are spiking populations, node 3 is the cell output.
 Each of the 6 node pairs (i, j), i < j, carries one op from {zero, skip, conv3x3} and a direction:
 

@@ -1,7 +1,7 @@
 """``ImportedArchitecture``: a network read from another tool's NIR graph (``hwnas train --from MODEL.nir``), as the
 later steps see it: the data it takes (input shape, classes, timesteps, encoding), its timing, and the time step
 its source graph was read with. Its structure is the graph itself, which ``model.pt`` keeps beside the trained
-weights (:mod:`hwnas.imported`). ``architecture_from_dict`` and ``load_architecture`` read either kind of
+weights (:mod:`hwnas.training.imported`). ``architecture_from_dict`` and ``load_architecture`` read either kind of
 architecture file: a search's winner or an imported graph."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from ..io_utils import write_json_atomic
 from .choices import ENCODINGS, TIMINGS
 from .genotype import Architecture, read_architecture_json
 
-FORMAT = "hwnas.imported"
+FORMAT = "hwnas.training.imported"
 FORMAT_VERSION = 1
 
 

@@ -62,7 +62,7 @@ def add_parser(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Compress and print the figures before and after."""
-    from ..compress import CompressConfig, compress_run
+    from ..compression import CompressConfig, compress_run
 
     config = CompressConfig(epochs=args.epochs, qat_epochs=args.qat_epochs, lr=args.lr, arch_lr=args.arch_lr,
                             size_weight=args.size_weight, synops_weight=args.synops_weight, bits=args.bits,
@@ -92,7 +92,7 @@ def summary_table(report: dict) -> str:
     if "energy_j" in before:
         rows += [(f"energy on {report['target']} (uJ)", f"{1e6 * before['energy_j']:.3f}", f"{1e6 * after['energy_j']:.3f}"),
                  (f"cores on {report['target']}", str(before["cores"]), str(after["cores"]))]
-    from ..compress.run import chosen_bits
+    from ..compression.run import chosen_bits
 
     bits = chosen_bits(report)
     lines = [f"{'':28s}{'before':>14s}{'after':>14s}"] + [f"{name:28s}{b:>14s}{a:>14s}" for name, b, a in rows]

@@ -49,10 +49,10 @@ def add_parser(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     """Load, run both, print the table."""
     from ..data import load_dataset
-    from ..deploy.compare import compare, describe_samples, inputs_from, read_input_array, silence_notes
-    from ..deploy.lava import require_lava
+    from ..backends.compare import compare, describe_samples, inputs_from, read_input_array, silence_notes
+    from ..backends.lava import require_lava
     from ..errors import OptionError
-    from ..export.nir import NirError, check_run_memory, read_graph, recorded_architecture, recorded_dt
+    from ..formats.nir import NirError, check_run_memory, read_graph, recorded_architecture, recorded_dt
     from ..io_utils import check_writable, write_json_atomic
     from ..limits import DEFAULT_THREADS
     from ..sim.seeding import computing_threads

@@ -91,7 +91,7 @@ def _estimate_run(args: argparse.Namespace, arch, folder, target, dataset: str, 
 def _run_trained(args: argparse.Namespace, model_path: Path, target, splits, seed: int) -> int:
     """Estimate the trained network of a run folder (model.pt) on validation samples."""
     from ..hw_models.estimate import encode_samples, estimate_network
-    from ..train import load_model
+    from ..training.model_file import load_model
 
     net, arch, _ = load_model(model_path)
     x = encode_samples(splits, "val", args.samples, arch.timesteps, arch.encoding, seed)
@@ -105,7 +105,7 @@ def _run_nir(args: argparse.Namespace, source: Path) -> int:
     """Estimate a NIR graph (trained weights as stored) on the test split of a dataset."""
     from ..data import load_dataset
     from ..errors import OptionError
-    from ..export.nir import check_run_memory, load, read_graph, recorded_architecture
+    from ..formats.nir import check_run_memory, load, read_graph, recorded_architecture
     from ..hw_models import load_target
     from ..hw_models.estimate import encode_samples, estimate_network
 
@@ -131,7 +131,7 @@ def _run_nir(args: argparse.Namespace, source: Path) -> int:
 def _print(args: argparse.Namespace, estimate, mapping, target, extra: dict, output: str | None = None) -> int:
     """The per-layer table, totals and feasibility; also as JSON with ``--json``. With the ``output`` population
     named (a graph read from NIR), every hidden layer that never spiked is named beside the table."""
-    from ..deploy.compare import silence_notes
+    from ..backends.compare import silence_notes
     from ..io_utils import write_json_atomic
     from ..sim.graph import INPUT
 

@@ -49,12 +49,12 @@ def add_parser(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Export and check by reading the file back."""
-    from ..export.nir import DEFAULT_DT_S, export, load, write
-    from ..export.portable import PORTABLE_DT_S, to_portable_nir
+    from ..formats.nir import DEFAULT_DT_S, export, load, write
+    from ..formats.portable import PORTABLE_DT_S, to_portable_nir
     from ..errors import OptionError
     from ..io_utils import check_writable
     from ..run_folder import RunFolder
-    from ..train import load_model
+    from ..training.model_file import load_model
 
     folder = RunFolder(args.run_dir)
     if args.format != "nir" and args.profile != "hwnas":
@@ -83,9 +83,9 @@ def _netx(net, arch, out: Path) -> int:
     import numpy as np
     import torch
 
-    from ..deploy.lava import run_netx
-    from ..export.netx import netx_twin, write_netx
-    from ..export.nir import load, to_nir
+    from ..backends.lava import run_netx
+    from ..formats.netx import netx_twin, write_netx
+    from ..formats.nir import load, to_nir
     from ..sim.integer import simulate_fixed
 
     deployed = load(to_nir(net, arch))  # the weights as exported: quantised, batch-norm folded
@@ -104,7 +104,7 @@ def _netx(net, arch, out: Path) -> int:
 
 def _onnx(net, arch, out: Path) -> int:
     """Export ONNX and check it against hwnas on a random spike batch."""
-    from ..export.onnx import export_onnx, matches_hwnas
+    from ..formats.onnx import export_onnx, matches_hwnas
 
     export_onnx(net, out, arch.timesteps)
     agree = matches_hwnas(out, net, arch.timesteps)

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from ..limits import DEFAULT_THREADS
-from ..search.names import DEFAULT_SCREEN_FRACTION
+from ..nas.names import DEFAULT_SCREEN_FRACTION
 from .common import DEVICE_HELP, device_name, fraction_of_one, positive_int, seed_int
 
 
@@ -53,7 +53,7 @@ def add_parser(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run or continue the check and print the table."""
-    from ..search.proxy_check import PROXIES, ProxyCheckConfig, run_proxy_check
+    from ..nas.proxy_check import PROXIES, ProxyCheckConfig, run_proxy_check
 
     config = ProxyCheckConfig(dataset=args.dataset, data_dir=args.data_dir, target=args.target,
                               candidates=args.candidates, epochs=args.epochs, seeds=args.seeds,

@@ -24,7 +24,7 @@ def add_parser(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     """Write the page and say where."""
     from ..io_utils import check_writable
-    from ..report import write_report
+    from ..html_report import write_report
 
     if args.out:
         check_writable(args.out, "--out", suffixes=(".html", ".htm"))

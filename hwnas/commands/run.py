@@ -49,9 +49,9 @@ def add_parser(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the steps that have no result yet, then print the summary."""
-    from ..deploy.lava import lava_missing
+    from ..backends.lava import lava_missing
     from ..io_utils import check_writable
-    from ..report import write_report
+    from ..html_report import write_report
     from ..run_folder import RunFolder
 
     out = Path(args.out) if args.out else Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
          + (["--skip", "lava_fixed,lava_float"] if missing_lava else [])),
     ]
     if args.compress:
-        from ..compress.run import COMPRESS_REPORT, DEFAULT_FOLDER, candidate_bits
+        from ..compression.run import COMPRESS_REPORT, DEFAULT_FOLDER, candidate_bits
         from ..hw_models import load_target
 
         candidate_bits(None, load_target(args.target))  # a target without precisions: refused before any step
@@ -159,7 +159,7 @@ def print_summary(out: Path, seconds: dict[str, float]) -> None:
 
 def _compressed_rows(folder) -> list[tuple[str, str]]:
     """The compressed network's rows, when ``hwnas run --compress`` made one."""
-    from ..compress.run import COMPRESS_REPORT, DEFAULT_FOLDER, chosen_bits
+    from ..compression.run import COMPRESS_REPORT, DEFAULT_FOLDER, chosen_bits
     from ..run_folder import RunFolder
 
     small = RunFolder(folder.path / DEFAULT_FOLDER)

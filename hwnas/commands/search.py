@@ -18,8 +18,8 @@ def add_parser(commands) -> None:
     from ..arch.choices import DOWNSAMPLES, ENCODINGS, TIMINGS
     from ..data import DATASETS
     from ..hw_models import builtin_targets
-    from ..search.config import SearchConfig as D  # the library's defaults are the command line's
-    from ..search.names import BN_MODES, DEPLOYABLES, SCORE_NAMES, STRATEGIES
+    from ..nas.config import SearchConfig as D  # the library's defaults are the command line's
+    from ..nas.names import BN_MODES, DEPLOYABLES, SCORE_NAMES, STRATEGIES
 
     search = commands.add_parser(
         "search", help="find a spiking cell: SAHD score + the target's energy and core limits, short trainings choose",
@@ -188,8 +188,8 @@ def add_parser(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run or resume a search and print the winner."""
-    from ..search.refine import epoch_share
-    from ..search.runner import SearchConfig, run_search
+    from ..nas.refine import epoch_share
+    from ..nas.runner import SearchConfig, run_search
 
     if args.resume:
         out = Path(args.resume)
@@ -245,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
               f"{chosen['refine_epochs']} epoch(s), refined fitness {chosen['refine_fitness']:.4g}")
     if signal.get("refine"):
         from ..run_folder import RunFolder
-        from ..search.front import refined_front
+        from ..nas.front import refined_front
 
         front = refined_front(RunFolder(outcome.out_dir))
         if len(front) > 1:

@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     """Train and print the figures."""
     from ..errors import OptionError
     from ..metrics import summary_line
-    from ..train import TrainConfig, train_run
+    from ..training.loop import TrainConfig, train_run
 
     config = TrainConfig(epochs=args.epochs, qat_epochs=args.qat_epochs, lr=args.lr, batch_size=args.batch_size,
                          quantize=args.quantize, target=args.target, seed=args.seed,
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     architecture, picked = None, None
     if args.pick is not None:
         from ..run_folder import RunFolder
-        from ..search.front import picked_architecture
+        from ..nas.front import picked_architecture
 
         architecture, picked = picked_architecture(RunFolder(args.run_dir), args.pick)
         print(f"picked point {args.pick} of the front: {picked['cell']} ({picked['skeleton']}), "
@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
               f"{1e6 * float(picked['refine_energy_j']):.1f} uJ", file=sys.stderr)
     try:
         if args.source is not None:
-            from ..imported import ImportOptions, train_imported
+            from ..training.imported import ImportOptions, train_imported
 
             options = ImportOptions(**{name: getattr(args, name) for name in IMPORT_OPTIONS
                                        if getattr(args, name) is not None})

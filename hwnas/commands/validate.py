@@ -50,11 +50,11 @@ def add_parser(commands) -> None:
 def run(args: argparse.Namespace) -> int:
     """Load the run and its data, validate, print, write the JSON and the plot."""
     from ..data import load_dataset
-    from ..deploy.compare import describe_samples, inputs_from
-    from ..deploy.lava import require_lava
-    from ..deploy.validate import validate
+    from ..backends.compare import describe_samples, inputs_from
+    from ..backends.lava import require_lava
+    from ..backends.validate import validate
     from ..errors import OptionError
-    from ..export.nir import check_run_memory, read_graph, recorded_architecture, recorded_dt
+    from ..formats.nir import check_run_memory, read_graph, recorded_architecture, recorded_dt
     from ..hw_models.targets import load_target
     from ..io_utils import write_json_atomic
     from ..limits import recorded_threads
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     threads = recorded_threads(config)
     trained = None
     if "trained" not in skip and folder.model.is_file():
-        from ..train import load_model
+        from ..training.model_file import load_model
 
         if folder.model.stat().st_mtime > model.stat().st_mtime:
             raise OptionError(f"{model} is older than {folder.model}: run `hwnas export {run_dir}` again (or pass "
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
 def print_report(result, imported: bool = False) -> None:
     """The per-layer table of spikes per sample, the pair checks, accuracy and energy (``imported``: the run's
     recorded estimate is of the graph ``hwnas train --from`` read, not of a search's untrained winner)."""
-    from ..deploy.compare import silence_notes
+    from ..backends.compare import silence_notes
 
     columns = [b for b in BACKEND_COLUMNS if b in result.spikes]
     print(f"{result.samples} samples x {result.steps} steps (+{result.window - result.steps} pipeline steps); "

@@ -353,7 +353,7 @@ def _map_once(net: SpikingNetwork, target: Target, caps: dict[str, int], stop_ea
 def synapse_storage_bits(synapse, target: Target) -> int:
     """Bits one synapse of the op ``synapse`` takes in a core's memory: the target's ``synapse_bits`` (a weight of
     the target's full precision with its encoding), less the weight bits a connection stored in fewer bits
-    (compressed, :mod:`hwnas.compress`) does not use."""
+    (compressed, :mod:`hwnas.compression`) does not use."""
     fmt = synapse.deployed_format(None)
     if fmt is None or target.weight_bits is None or fmt.bits >= target.weight_bits:
         return target.core.synapse_bits

@@ -22,7 +22,7 @@ re-estimation read it as before) and changes two things:
   statistics. The first pass of a fresh layer normalises by each step's batch statistics, as plain batch-norm does.
 
 Both are switched on by :meth:`StepBatchNorm2d.pool_steps` (``hwnas train``, the search's short trainings:
-:func:`hwnas.train.train_epochs`, through :meth:`~hwnas.sim.network.SpikingNetwork.pool_batchnorm_steps`); until
+:func:`hwnas.training.loop.train_epochs`, through :meth:`~hwnas.sim.network.SpikingNetwork.pool_batchnorm_steps`); until
 then the module is ``nn.BatchNorm2d`` exactly, so an untrained network scored by the search, and the supernet's
 re-estimated statistics, compute what they computed before.
 """

@@ -114,7 +114,7 @@ class StepPlan:
     def with_delays(cls, order: Sequence[str], delayed: Sequence[tuple[Edge, bool]], timing: str,
                     silent_first_step: bool = False) -> "StepPlan":
         """A plan with each connection's delay given (``(connection, delivers the step before)`` pairs): how
-        another simulator orders its steps (Norse's executor, :func:`hwnas.deploy.norse.norse_step_plan`).
+        another simulator orders its steps (Norse's executor, :func:`hwnas.backends.norse.norse_step_plan`).
         Every undelayed connection must come from the input or from a population earlier in ``order``."""
         position = {name: i for i, name in enumerate(order)}
         for conn, late in delayed:

@@ -47,13 +47,13 @@ def _api():
     """Every hwnas name the golden numbers use, in one place (the only part a refactor may edit)."""
     from hwnas.arch.builder import build_network
     from hwnas.arch.genotype import Architecture, parse_cell_key
-    from hwnas.export.nir import load, to_nir
-    from hwnas.export.onnx import Unrolled
+    from hwnas.formats.nir import load, to_nir
+    from hwnas.formats.onnx import Unrolled
     from hwnas.hw_models import load_target
     from hwnas.hw_models.energy import estimate_energy
     from hwnas.hw_models.mapping import map_network
-    from hwnas.search.runner import SearchConfig, run_search
-    from hwnas.search.space import SearchSpace
+    from hwnas.nas.runner import SearchConfig, run_search
+    from hwnas.nas.space import SearchSpace
     from hwnas.sim.integer import simulate_fixed
     from hwnas.sim.lowering import lower
     from hwnas.sim.quantize import WeightFormat

@@ -37,7 +37,7 @@ class SearchJob:
     splits: object  # the dataset, for refinement trainings
 
     def measurer(self):
-        """This worker's :class:`~hwnas.search.candidates.CandidateMeasurer` for the job (built once)."""
+        """This worker's :class:`~hwnas.nas.candidates.CandidateMeasurer` for the job (built once)."""
         if self.token not in _MEASURERS:
             from ..sim.seeding import resolve_device
             from .candidates import CandidateMeasurer

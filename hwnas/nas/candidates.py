@@ -1,6 +1,6 @@
 """Scoring candidates through the search's cache: every evaluation (a cell in a skeleton, a supernet, a supernet
 with an op switched off) is measured once, stored under a text key in the checkpoint, and returned as a typed
-:class:`~hwnas.search.rows.Row` with its hardware-aware fitness.
+:class:`~hwnas.nas.rows.Row` with its hardware-aware fitness.
 
 A candidate is a cell in one of the skeletons the pre-flight kept (``--skeletons``); the first skeleton is the
 primary one: the supernet of the prune strategy is built in it, and its candidates' keys name no skeleton."""
@@ -27,7 +27,7 @@ Progress = Callable[[int, "int | None", str], None]
 class CandidateMeasurer:
     """What measuring a candidate takes, without the search's bookkeeping (cache, progress): the configuration,
     the target, the skeletons and the scoring batches. It pickles, so a worker process
-    (:mod:`hwnas.search.distributed`) measures exactly what the search's own process would."""
+    (:mod:`hwnas.nas.distributed`) measures exactly what the search's own process would."""
 
     def __init__(self, config: SearchConfig, target, templates: list[Architecture], evaluator: Evaluator) -> None:
         self.config = config
@@ -76,7 +76,7 @@ class CandidateMeasurer:
         candidate's seeded weights (continuing the ``previous`` state of an earlier rung when given), and the
         energy and time per inference of the trained network's activity; under ``"state"`` the bytes a later rung
         continues from."""
-        from ..train import continued_training
+        from ..training.loop import continued_training
 
         accuracy, activity, state = continued_training(self.architecture(cell, skeleton), splits, epochs,
                                                        self.config.seed, self.evaluator.device, previous)
@@ -85,7 +85,7 @@ class CandidateMeasurer:
     def screen_training(self, cell: Cell, skeleton: str | None, fraction: float, splits) -> dict:
         """A screening's cached fields: validation accuracy after one pass over ``fraction`` of the training split
         from the candidate's seeded weights, and the energy and time per inference of the trained activity."""
-        from ..train import short_training
+        from ..training.loop import short_training
 
         accuracy, activity = short_training(self.architecture(cell, skeleton), splits, 1, self.config.seed, "val",
                                             self.evaluator.device, fraction)
@@ -94,7 +94,7 @@ class CandidateMeasurer:
 
 class CandidateScorer:
     """Builds, evaluates and caches candidates of one search; counts evaluations for the progress callback.
-    With a worker pool (:class:`hwnas.search.distributed.WorkerPool`), :meth:`prefetch` measures many uncached
+    With a worker pool (:class:`hwnas.nas.distributed.WorkerPool`), :meth:`prefetch` measures many uncached
     evaluations at once; without one, everything is measured in this process, in order."""
 
     def __init__(self, config: SearchConfig, target, templates: list[Architecture], evaluator: Evaluator,

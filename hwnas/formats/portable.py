@@ -1,6 +1,6 @@
 """The portable NIR profile: hwnas' graph rewritten with the nodes and conventions other tools read.
 
-hwnas' own profile (:func:`hwnas.export.nir.to_nir`) round-trips exactly through hwnas, Lava and Norse, but uses
+hwnas' own profile (:func:`hwnas.formats.nir.to_nir`) round-trips exactly through hwnas, Lava and Norse, but uses
 ``Threshold`` for OR neurons, ``SumPool2d`` and ``AvgPool2d`` nodes, dotted node names and its own time step.
 snnTorch 1.0 (``snntorch.import_nir.import_from_nir``) knows none of the first two, executes node names as
 attribute names, and reads time constants with a fixed step of 1e-4 s. The portable profile writes the same

@@ -4,7 +4,7 @@ NeuroBench's metrics, what the backends measured, with the plots embedded, so th
 be mailed or attached to a notebook. Reads only what the steps wrote; a step not run yet is a line saying which
 command runs it. Needs neither torch nor matplotlib.
 
-Called, ``hwnas.report(RUN)`` is :func:`hwnas.api.report`."""
+The Python API's verb for it is :func:`hwnas.api.report` (``hwnas.report(...)``)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ import math
 import time
 from pathlib import Path
 
-from . import make_callable
 from .errors import OptionError
 from .io_utils import write_bytes_atomic
 from .run_folder import RunFolder
@@ -261,6 +260,3 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     with folder.writing("report"):
         write_bytes_atomic(path, page)
     return path
-
-
-make_callable(__name__)  # hwnas.report(...) is hwnas.api.report

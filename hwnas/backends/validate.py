@@ -6,13 +6,13 @@ Backends (all on the trained, exported network):
 * ``hwnas``: hwnas' simulator in the chip's pipelined timing with the network's (quantised) float weights,
   in float64 so that sums of quantised weights are exact;
 * ``hwnas_int``: :func:`hwnas.sim.integer.simulate_fixed`, Loihi's integer arithmetic;
-* ``lava_fixed`` / ``lava_float``: :func:`hwnas.deploy.lava.run_lava`;
+* ``lava_fixed`` / ``lava_float``: :func:`hwnas.backends.lava.run_lava`;
 * ``norse``: Norse runs its executor's step order, not the chip's, so it is compared with hwnas' simulator in
   that order (``hwnas_norse_order``);
 * ``trained``: the trained network itself, when the caller passes it; after quantisation-aware training it
   computes in Loihi's arithmetic and must equal ``hwnas_int`` and ``lava_fixed`` spike for spike.
 
-Every backend runs through the registry of :mod:`hwnas.deploy.backends`.
+Every backend runs through the registry of :mod:`hwnas.backends.registry`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from ..sim.activity import ActivityStats, LayerActivity
 from ..sim.graph import INPUT
 from ..sim.integer import Rasters, simulate_fixed
 from ..sim.network import SpikingNetwork
-from .backends import Deployment, run_backend
+from .registry import Deployment, run_backend
 from .compare import accuracy, layer_rows
 
 PAIRS = (  # (reference, backend, what the pair checks)
@@ -36,7 +36,7 @@ PAIRS = (  # (reference, backend, what the pair checks)
     ("hwnas_int", "lava_fixed", "exact"),
     ("hwnas", "lava_fixed", "quantisation"),
 )
-NORSE_PAIR = ("hwnas_norse_order", "norse")  # same steps; float32 parameterised differently (hwnas.deploy.norse)
+NORSE_PAIR = ("hwnas_norse_order", "norse")  # same steps; float32 parameterised differently (hwnas.backends.norse)
 
 
 @dataclass
@@ -62,7 +62,7 @@ class Validation:
 
 
 def compare_rasters(reference: Rasters, other: Rasters, layers: list[str]) -> dict[str, dict]:
-    """Per layer agreement of two backends' rasters (see :func:`hwnas.deploy.compare.layer_rows`)."""
+    """Per layer agreement of two backends' rasters (see :func:`hwnas.backends.compare.layer_rows`)."""
     return layer_rows(reference.as_codes(), other.as_codes(), layers)
 
 

@@ -73,7 +73,7 @@ def run_evolution(space: SearchSpace, rng: np.random.Generator, cell_row: CellSc
 def evolve(config, space: SearchSpace, scorer, splits, supernet_path,
            say: Callable[[str], None]) -> tuple[StrategyResult, dict]:
     """Train (or resume) the supernet, then run the evolution; returns the result and the supernet's log."""
-    from ..train import evaluate
+    from ..training.loop import evaluate
 
     supernet = Supernet(scorer.template, space, config.seed, scorer.evaluator.device)
     supernet.train(splits, config.supernet_epochs, 2e-3, config.batch_size, supernet_path, say)

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .. import __version__
+from ..version import __version__
 from ..arch.genotype import Architecture, Edge, cell_key, default_width
 from ..cache import ResultCache
 from ..data import load_dataset
@@ -35,13 +35,13 @@ from .config import SearchConfig
 from .evaluate import Evaluator, ScoreConfig
 from .preflight import HEAVIEST_CELL, HEAVIEST_CHAIN, choose_skeletons
 from .refine import preselection_signal, refine
-from .report import rank_candidates, write_report
+from .results import rank_candidates, write_report
 from .rows import Row
 from .space import SearchSpace
 from .evolution import evolve
 from .strategies import run_prune, run_random
 
-CHECKPOINT_FORMAT = "hwnas.search-checkpoint"
+CHECKPOINT_FORMAT = "hwnas.nas-checkpoint"
 CHECKPOINT_EVERY_S = 5.0
 
 
@@ -73,7 +73,7 @@ def scoring_batches(config: SearchConfig, splits) -> list[torch.Tensor]:
 def template_architecture(config: SearchConfig, splits, timing: str) -> Architecture:
     """The architecture every candidate shares (data shapes, width, timesteps, neuron, timing; the skeleton the
     configuration fixes, else the input-size defaults); its cell is a placeholder that ``with_cell`` replaces.
-    :func:`hwnas.search.preflight.choose_skeletons` fits the skeletons to a target."""
+    :func:`hwnas.nas.preflight.choose_skeletons` fits the skeletons to a target."""
     return Architecture(
         cell=(Edge(0, 1, "conv3x3"), Edge(0, 2, "zero"), Edge(0, 3, "zero"), Edge(1, 2, "zero"),
               Edge(1, 3, "conv3x3"), Edge(2, 3, "zero")),
@@ -173,7 +173,7 @@ def check_search_memory(config: SearchConfig, templates: list[Architecture]) -> 
     the scoring batches and one scoring pass of the heaviest cell, and its training when candidates are trained."""
     from ..arch.footprint import check_network_memory
     from ..limits import FLOAT_BYTES
-    from ..train import SHORT_TRAINING_BATCH
+    from ..training.loop import SHORT_TRAINING_BATCH
 
     for template in templates:
         heaviest = template.with_cell(HEAVIEST_CELL)

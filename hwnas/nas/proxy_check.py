@@ -166,7 +166,7 @@ def run_proxy_check(config: ProxyCheckConfig, out_dir: str | Path,
 
 
 def _run_proxy_check(config: ProxyCheckConfig, out: Path, progress: Callable[[str], None] | None) -> dict:
-    from ..train import evaluate, short_training_accuracy
+    from ..training.loop import evaluate, short_training_accuracy
     from .supernet import Supernet
 
     say = progress or (lambda message: None)
@@ -268,7 +268,7 @@ def search_preselection_proxy(config: SearchConfig) -> str:
 
 def search_keep_share(config: SearchConfig) -> float:
     """The share of its pool that the search of ``config`` refines: a prune search's pool is its final cell and
-    :func:`~hwnas.search.refine.pool_sample_size` random cells (25 for --refine 8), of which the screening rung
+    :func:`~hwnas.nas.refine.pool_sample_size` random cells (25 for --refine 8), of which the screening rung
     (or the fitness, without one) keeps ``refine``."""
     pool = pool_sample_size(config.refine, config.screen) + 1
     if config.screen > config.refine:

@@ -17,23 +17,23 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .arch.choices import ENCODINGS
-from .arch.footprint import check_network_memory
-from .arch.imported import ImportedArchitecture
-from .data import load_dataset
-from .data.splits import DatasetSplits
-from .errors import LoweringError, OptionError, first_line
-from .export.nir import read_graph, recorded_architecture, recorded_dt
-from .export.trainable import graph_tensor, trainable_network
-from .hw_models import load_target
-from .hw_models.estimate import encode_samples, estimate_network
-from .io_utils import write_json_atomic
-from .limits import DEFAULT_THREADS
-from .run_folder import RunFolder
-from .sim.lowering import lower
-from .sim.quantize import WeightFormat
-from .sim.seeding import computing_threads, resolve_device
-from .train import TrainConfig, TrainOutcome, evaluate, quantizes, train_network
+from ..arch.choices import ENCODINGS
+from ..arch.footprint import check_network_memory
+from ..arch.imported import ImportedArchitecture
+from ..data import load_dataset
+from ..data.splits import DatasetSplits
+from ..errors import LoweringError, OptionError, first_line
+from ..formats.nir import read_graph, recorded_architecture, recorded_dt
+from ..formats.trainable import graph_tensor, trainable_network
+from ..hw_models import load_target
+from ..hw_models.estimate import encode_samples, estimate_network
+from ..io_utils import write_json_atomic
+from ..limits import DEFAULT_THREADS
+from ..run_folder import RunFolder
+from ..sim.lowering import lower
+from ..sim.quantize import WeightFormat
+from ..sim.seeding import computing_threads, resolve_device
+from .loop import TrainConfig, TrainOutcome, evaluate, quantizes, train_network
 
 DEFAULT_TIMESTEPS = 8  # as a search's
 ESTIMATE_SAMPLES = 64  # validation samples of the estimate of the graph as read (as hwnas estimate's default)
@@ -41,7 +41,7 @@ ESTIMATE_SAMPLES = 64  # validation samples of the estimate of the graph as read
 
 @dataclass(frozen=True)
 class ImportOptions:
-    """What training a graph needs besides :class:`~hwnas.train.TrainConfig`: its data and its time units."""
+    """What training a graph needs besides :class:`~hwnas.training.loop.TrainConfig`: its data and its time units."""
 
     dataset: str = "digits"
     data_dir: str | None = None

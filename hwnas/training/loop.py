@@ -25,24 +25,22 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from . import make_callable
-from .arch.builder import build_network
-from .arch.footprint import check_network_memory
-from .metrics import encoded_input_is_binary, neurobench_metrics
-from .arch.genotype import Architecture
-from .arch.imported import architecture_from_dict, is_imported
-from .data import load_dataset
-from .data.splits import DatasetSplits, encode_batch, strictly_correct
-from .errors import ArchitectureError, OptionError, first_line
-from .export.trainable import graph_from_tensor, trainable_network
-from .hw_models import load_target
-from .io_utils import write_bytes_atomic, write_json_atomic
-from .limits import check_fraction, check_run_options, check_seed, recorded_device, recorded_threads
-from .run_folder import MODEL, RunFolder
-from .sim.activity import ActivityStats
-from .sim.network import SpikingNetwork
-from .sim.quantize import WeightFormat
-from .sim.seeding import build_seeded, computing_threads, pick_device, resolve_device
+from ..arch.builder import build_network
+from ..arch.footprint import check_network_memory
+from ..metrics import encoded_input_is_binary
+from ..arch.genotype import Architecture
+from ..arch.imported import is_imported
+from ..data import load_dataset
+from ..data.splits import DatasetSplits, encode_batch, strictly_correct
+from ..errors import OptionError
+from ..hw_models import load_target
+from ..limits import check_fraction, check_run_options, check_seed, recorded_device, recorded_threads
+from ..run_folder import RunFolder
+from ..sim.activity import ActivityStats
+from ..sim.network import SpikingNetwork
+from ..sim.quantize import WeightFormat
+from ..sim.seeding import build_seeded, computing_threads, pick_device, resolve_device
+from .model_file import checkpoint_of, train_report, write_model, write_train_report
 
 
 @dataclass(frozen=True)
@@ -302,73 +300,11 @@ def train_network(run_dir: Path, net: SpikingNetwork, arch, splits: DatasetSplit
     net.load_state_dict(best_state)
     test_accuracy, activity = evaluate(net, splits, "test", arch, seed)
     seconds = time.perf_counter() - started
-    checkpoint = {"format": "hwnas.model", "architecture": arch.to_dict(), "state_dict": net.state_dict(),
-                  "folded": net.is_folded, "weight_bits": weight_format.bits if weight_format else None,
-                  "arithmetic": net.arithmetic, "spiking_input": net.spiking_input, **(extra or {})}
-    buffer = io.BytesIO()
-    torch.save(checkpoint, buffer)
-    write_bytes_atomic(RunFolder(run_dir).model, buffer.getvalue())
-    totals = activity.totals_per_sample()
-    report = {
-        "target": target.name, "timing": arch.timing, "dataset": splits.summary(), "device": str(device),
-        "config": asdict(config), "seed": seed, "quantized": bool(weight_format),
-        "weight_bits": weight_format.bits if weight_format else None, "arithmetic": net.arithmetic,
-        "val_accuracy": best_accuracy, "test_accuracy": test_accuracy,
-        "spikes_per_sample": totals["spikes"], "synops_per_sample": totals["synops"],
-        "neurobench": neurobench_metrics(net, activity, encoded_input_is_binary(splits.test_x, splits.kind,
-                                                                                  arch.encoding)),
-        "per_layer": activity.per_sample(), "seconds": seconds, "history": history,
-        "files": {"model": MODEL}, **(report_extra or {}),
-    }
-    write_json_atomic(RunFolder(run_dir).train_report, report)
+    write_model(RunFolder(run_dir), checkpoint_of(net, arch, weight_format.bits if weight_format else None,
+                                                  **(extra or {})))
+    report = train_report(net, arch, splits, activity, target, device=str(device), config=asdict(config), seed=seed,
+                          quantized=bool(weight_format), weight_bits=weight_format.bits if weight_format else None,
+                          val_accuracy=best_accuracy, test_accuracy=test_accuracy, seconds=seconds, history=history,
+                          **(report_extra or {}))
+    write_train_report(RunFolder(run_dir), report)
     return TrainOutcome(net, arch, report)
-
-
-def load_model(path: str | Path, device: torch.device | None = None) -> tuple[SpikingNetwork, Architecture, dict]:
-    """Rebuild a trained network from ``model.pt`` (read with ``weights_only=True``)."""
-    path = Path(path)
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise OptionError(f"no trained model at {path} (run hwnas train first)") from None
-    except Exception as exc:  # a truncated or foreign file fails in many ways inside torch.load
-        raise OptionError(f"cannot read model {path}: {type(exc).__name__}: {exc}") from None
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != "hwnas.model":
-        raise OptionError(f"{path} is not an hwnas model")
-    try:
-        arch = architecture_from_dict(checkpoint.get("architecture"))
-    except ArchitectureError as exc:
-        raise OptionError(f"{path}: {exc}") from None
-    if is_imported(arch):  # another tool's graph, kept in the checkpoint
-        if not isinstance(checkpoint.get("graph"), torch.Tensor):
-            raise OptionError(f"{path} holds an imported network without its graph")
-        net = trainable_network(graph_from_tensor(checkpoint["graph"]), arch.dt_s, arch.timing)
-    else:
-        net = build_network(arch)
-    if checkpoint["folded"]:
-        net.fold_batchnorm()
-    if checkpoint.get("weight_bits"):
-        net.set_weight_format(WeightFormat(bits=checkpoint["weight_bits"]))
-        # models trained before the fixed-point fine-tuning record no arithmetic: they ran in float
-        if checkpoint.get("arithmetic", "float") == "loihi":
-            net.set_arithmetic("loihi", WeightFormat(bits=checkpoint["weight_bits"]),
-                               checkpoint.get("spiking_input", True))
-    if checkpoint.get("layer_weight_bits"):  # compressed: connections with bits of their own
-        try:
-            net.set_layer_weight_formats({key: WeightFormat(bits=bits)
-                                          for key, bits in checkpoint["layer_weight_bits"].items()})
-        except (KeyError, ValueError, TypeError) as exc:
-            raise OptionError(f"{path} records weight bits its architecture cannot take: {first_line(exc)}") from None
-    state = checkpoint["state_dict"]
-    # a model trained before cells were canonical holds the weights of populations that could not reach the
-    # output; the network rebuilt from the same architecture no longer has them, and they changed nothing
-    known = set(net.state_dict())
-    try:
-        net.load_state_dict({key: value for key, value in state.items() if key in known})
-    except RuntimeError as exc:
-        raise OptionError(f"{path} does not fit its architecture: {first_line(exc)}") from None
-    net.eval()
-    return net.to(device or torch.device("cpu")), arch, checkpoint
-
-
-make_callable(__name__)  # hwnas.train(...) is hwnas.api.train

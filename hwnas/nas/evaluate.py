@@ -25,7 +25,7 @@ class ScoreConfig:
     the identity. ``reset_state``: start every repeat from rest; without it the repeats run as one continuous
     stream and the neurons carry their state from one batch into the next. ``target_rate``: when set, calibrate
     every population to fire at this rate on the first scoring batch before scoring
-    (:mod:`hwnas.search.rate_init`).
+    (:mod:`hwnas.nas.rate_init`).
     """
 
     score: str = "sahd"

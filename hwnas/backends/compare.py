@@ -1,5 +1,5 @@
 """Comparing two backends' recordings of the same samples, layer by layer (the backends are in
-:mod:`hwnas.deploy.backends`)."""
+:mod:`hwnas.backends.registry`)."""
 
 from __future__ import annotations
 
@@ -90,10 +90,10 @@ def rate_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def compare(graph, inputs: torch.Tensor, labels: torch.Tensor | None, dt_s: float, backend: str,
             progress=None) -> Comparison:
-    """``backend`` against its reference in hwnas (:data:`hwnas.deploy.backends.BACKENDS`) on the same inputs,
+    """``backend`` against its reference in hwnas (:data:`hwnas.backends.registry.BACKENDS`) on the same inputs,
     layer by layer: Lava fixed-point against the bit-exact integer twin, Lava float against the float simulator
     (both pipelined), Norse against hwnas in Norse's step order."""
-    from .backends import BACKENDS, Deployment, run_backend
+    from .registry import BACKENDS, Deployment, run_backend
 
     deployment = Deployment(graph, dt_s)
     reference = BACKENDS[backend].reference

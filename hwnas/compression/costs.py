@@ -65,7 +65,7 @@ def measure_network(net, arch, splits, target, seed: int, split: str = "test") -
     energy model), whether it fits; and the activity of the run."""
     from ..hw_models.energy import estimate_energy
     from ..hw_models.mapping import map_network
-    from ..train import evaluate
+    from ..training.loop import evaluate
 
     bits = connection_bits(net)
     accuracy, activity = evaluate(net, splits, split, arch, seed)

@@ -2,9 +2,5 @@
 registry of backends (:mod:`.backends`), and comparing them (:mod:`.compare`, :mod:`.validate`). Lava and Norse
 are imported lazily.
 
-Called, ``hwnas.deploy(...)`` is :func:`hwnas.api.deploy`.
+The Python API's verb for it is :func:`hwnas.api.deploy` (``hwnas.deploy(...)``).
 """
-
-from .. import make_callable
-
-make_callable(__name__)

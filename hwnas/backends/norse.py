@@ -180,7 +180,7 @@ def norse_step_plan(graph, net):
     from ..sim.graph import StepPlan
 
     if not net.nir_chains:
-        raise NorseError("Norse's step order needs the network read from the graph (hwnas.export.nir.load)")
+        raise NorseError("Norse's step order needs the network read from the graph (hwnas.formats.nir.load)")
     executor = norse_executor(graph, 1e-3)  # the order does not depend on the time step
     position = {node.name: number for number, node in enumerate(executor.execution_order)}
     delayed = []

@@ -4,13 +4,13 @@ spatial and temporal compression, Liu et al., IJCAI 2024), carried onto the chip
 Phases:
 
 1. **Search** (``epochs``, float arithmetic): every weighted connection's weight is a
-   :class:`~hwnas.compress.compconv.CompressedWeight` (learnt mask and precision), and the number of timesteps is
-   a softmax over T = ``min_timesteps``..T_max (the trained T) (:mod:`hwnas.compress.timesteps`). A batch runs
+   :class:`~hwnas.compression.compconv.CompressedWeight` (learnt mask and precision), and the number of timesteps is
+   a softmax over T = ``min_timesteps``..T_max (the trained T) (:mod:`hwnas.compression.timesteps`). A batch runs
    the network at every candidate T, each on the input encoded for T steps, and minimises
 
        sum_T psi_T (CE_T + synops_weight * BitSynOps_T / BitSynOps_0) + size_weight * Size / Size_0
 
-   (Size and BitSynOps: :mod:`hwnas.compress.costs`; the subscript 0: the trained network, 8 bits, dense, T_max),
+   (Size and BitSynOps: :mod:`hwnas.compression.costs`; the subscript 0: the trained network, 8 bits, dense, T_max),
    with Adam on the weights (``lr``) and on the mask thresholds, precision logits and timestep logits
    (``arch_lr``). LitE-SNN's code weighs the same three terms (cross-entropy averaged over the candidate
    timesteps by their softmax, a model-size and a Bit-SynOps term with fixed coefficients); hwnas divides the
@@ -28,7 +28,6 @@ The result is a run folder of its own (default ``RUN/compressed``): ``architectu
 
 from __future__ import annotations
 
-import io
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -40,9 +39,9 @@ from torch.nn.utils import parametrize
 
 from ..data.splits import DatasetSplits, encode_batch
 from ..errors import OptionError
-from ..io_utils import write_bytes_atomic, write_json_atomic
+from ..io_utils import write_json_atomic
 from ..limits import check_memory, check_run_options, check_seed, recorded_device, recorded_threads
-from ..run_folder import MODEL, RunFolder
+from ..run_folder import RunFolder
 from ..sim.quantize import MIN_WEIGHT_BITS, WeightFormat
 from ..sim.seeding import computing_threads, resolve_device
 from .compconv import attach, detach_decoded, keep_pruned_at_zero
@@ -134,7 +133,7 @@ def compress_run(run_dir: str | Path, config: CompressConfig, out_dir: str | Pat
     ``run_dir/compressed``); ``splits`` supplies the data in memory (what the run was trained on) instead of
     loading the search's dataset."""
     from ..hw_models import load_target
-    from ..train import load_model
+    from ..training.model_file import load_model
 
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir is not None else run_dir / DEFAULT_FOLDER
@@ -208,7 +207,7 @@ def _compress(net, arch, checkpoint: dict, target, bits: tuple[int, ...], timest
         f"{before['bit_synops_per_sample']:.0f} bit-weighted synaptic ops per sample")
 
     # the costs' scale: the trained network's synaptic events (training split) and stored weights, in its bits
-    from ..train import evaluate, train_epochs
+    from ..training.loop import evaluate, train_epochs
 
     dense_fanout = {conn.module_key: float(net.synapses[conn.module_key].fanout(net.shape_of(conn.src)).mean())
                     for conn in net.weighted_connections()}
@@ -339,28 +338,19 @@ def _write(out: RunFolder, net, arch, checkpoint: dict, layer_bits: dict, masks:
            splits: DatasetSplits, source: RunFolder, target, activity) -> None:
     """The compressed run folder: architecture, model (with per-connection bits and masks), the search report
     its later steps read (the source run's configuration and data), train.json and compress.json."""
-    from ..metrics import encoded_input_is_binary, neurobench_metrics
+    from ..training.model_file import checkpoint_of, train_report, write_model, write_train_report
 
     arch.save(out.architecture)
-    model = {**checkpoint, "architecture": arch.to_dict(), "state_dict": net.state_dict(),
-             "layer_weight_bits": dict(layer_bits), "masks": masks, "compressed": True}
-    buffer = io.BytesIO()
-    torch.save(model, buffer)
-    write_bytes_atomic(out.model, buffer.getvalue())
+    write_model(out, {**checkpoint, **checkpoint_of(net, arch, checkpoint.get("weight_bits")),
+                      "layer_weight_bits": dict(layer_bits), "masks": masks, "compressed": True})
     search_report = source.search_report()
     write_json_atomic(out.report, {"config": {**search_report.get("config", {}), "target": target.name},
                                    "dataset": search_report.get("dataset", splits.summary()),
                                    "compressed_from": str(source.path)})
     after = report["after"]
-    write_json_atomic(out.train_report, {
-        "target": target.name, "timing": arch.timing, "dataset": splits.summary(), "seed": report["seed"],
-        "quantized": True, "weight_bits": report["weight_bits"], "layer_weight_bits": dict(layer_bits),
-        "arithmetic": net.arithmetic, "compressed": True, "val_accuracy": report["val_accuracy"],
-        "test_accuracy": after["accuracy"], "spikes_per_sample": after["spikes_per_sample"],
-        "synops_per_sample": after["synops_per_sample"],
-        "neurobench": neurobench_metrics(net, activity, encoded_input_is_binary(splits.test_x, splits.kind,
-                                                                                  arch.encoding)),
-        "per_layer": activity.per_sample(), "seconds": report["seconds"],
-        "history": [h for h in report["history"] if "val_accuracy" in h], "files": {"model": MODEL},
-    })
+    write_train_report(out, train_report(
+        net, arch, splits, activity, target, seed=report["seed"], quantized=True, weight_bits=report["weight_bits"],
+        layer_weight_bits=dict(layer_bits), compressed=True, val_accuracy=report["val_accuracy"],
+        test_accuracy=after["accuracy"], seconds=report["seconds"],
+        history=[h for h in report["history"] if "val_accuracy" in h]))
     write_json_atomic(out / COMPRESS_REPORT, report)

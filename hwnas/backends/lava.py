@@ -1,6 +1,6 @@
 """The Lava backend: a lowered network as a graph of Lava processes, run in Lava's Loihi 2 simulator.
 
-Mapping (every process is Lava's own, except the recorders of :mod:`hwnas.deploy.lava_procs.recorder`):
+Mapping (every process is Lava's own, except the recorders of :mod:`hwnas.backends.lava_procs.recorder`):
 
 * a population -> ``LIFReset`` (a ``LIF`` that zeroes u and v at the first step of every sample window);
 * a convolution -> ``Conv``; any other connection (identity, pooling, average-pool-then-conv, the classifier)
@@ -166,7 +166,7 @@ def run_netx(path: str, inputs: np.ndarray, populations: list[tuple[str, int]]) 
     fixed-point, one window of T steps per sample; ``populations`` names the layers (name, neurons) in order.
 
     netx resets each layer one step after the one before it, which makes every window compute zero-delay timing
-    (see :func:`hwnas.deploy.fixed_point.simulate_fixed`); layer k's window of sample s starts at step
+    (see :func:`hwnas.backends.fixed_point.simulate_fixed`); layer k's window of sample s starts at step
     s T + k + 1. Only spikes are recorded (``output_current`` is None).
     """
     import_lava_runtime()

@@ -170,7 +170,7 @@ def refine(config, space, result: StrategyResult, scorer, splits, folder: RunFol
     """Successive halving over the ``config.refine`` best candidates of ``result`` by screened fitness (the
     ``config.screen`` best by fitness screened, :func:`screen`; without a screening, ``config.screen <=
     config.refine``, the ``config.refine`` best by fitness), chosen by short-training accuracy plus the energy
-    term of the trained network; ``scorer`` is the search's :class:`~hwnas.search.candidates.CandidateScorer`.
+    term of the trained network; ``scorer`` is the search's :class:`~hwnas.nas.candidates.CandidateScorer`.
     A rung continues each survivor's training from its state at the previous rung (kept in ``folder``'s
     ``refine/``), so a candidate trained to 4 epochs cost 4 epochs, not 1 + 2 + 4. Every training is cached in the checkpoint. Returns the result with the winner and the signal
     that chose it (for ``report.json``)."""

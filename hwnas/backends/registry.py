@@ -12,7 +12,7 @@ hwnas_int          hwnas' bit-exact integer twin of Loihi's fixed-point arithmet
 lava_fixed         Lava's Loihi 2 simulator, bit-accurate fixed-point models                   pipelined
 lava_float         Lava's floating-point models                                               pipelined
 hwnas_norse_order  hwnas' simulator in float32 with each connection delayed as Norse's        Norse's
-                   executor delays it (:func:`hwnas.deploy.norse.norse_step_plan`)
+                   executor delays it (:func:`hwnas.backends.norse.norse_step_plan`)
 norse              Norse through nirtorch                                                     Norse's
 =================  =========================================================================  ============
 """
@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..errors import OptionError
-from ..export.nir import READOUT, load, recorded_weight_format
+from ..formats.nir import READOUT, load, recorded_weight_format
 from ..sim.graph import INPUT
 from ..sim.integer import Rasters, simulate_fixed
 from ..sim.lowering import LoweredNetwork, lower

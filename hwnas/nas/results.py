@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .. import __version__
+from ..version import __version__
 from ..errors import SearchError
 from ..io_utils import write_bytes_atomic, write_csv_atomic, write_json_atomic
 from ..run_folder import RunFolder
@@ -20,7 +20,7 @@ WINNER_FIELDS = ("cell", "skeleton", "score", "accuracy", "fitness", "energy_j",
 def rank_candidates(rows: list[Row]) -> None:
     """Number the candidate rows best first, as the search chose: rows the refinement trained come first (those
     that reached a later rung first, then by refined fitness), so that its winner has rank 1; the others follow by
-    :func:`~hwnas.search.rows.sort_key`. ``preselect_rank`` numbers them in the order that chose which candidates
+    :func:`~hwnas.nas.rows.sort_key`. ``preselect_rank`` numbers them in the order that chose which candidates
     to refine (the screened ones first, by screened fitness; the rest by that key), so a winner's place before
     its refinement shows."""
     def final_key(row: Row) -> tuple:
@@ -46,7 +46,7 @@ def write_report(folder: RunFolder, config, target, timing: str, splits, device,
     or breaks a rule raises :class:`SearchError` after ``search.csv`` is written (naming it).
 
     ``hardware_estimate()`` returns the winner's (estimate, mapping) on a hardware target; ``preflight`` is the
-    report of the skeleton's choice (:func:`hwnas.search.preflight.choose_skeletons`)."""
+    report of the skeleton's choice (:func:`hwnas.nas.preflight.choose_skeletons`)."""
     write_csv_atomic(folder.search_csv, CSV_COLUMNS, (r.csv_fields() for r in rows))
     candidates = [r for r in rows if r.is_candidate]
     scanned = [r for r in rows if r.kind != "final"] if config.strategy == "prune" else rows
