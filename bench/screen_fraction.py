@@ -29,7 +29,7 @@ from hwnas.nas.proxy_check import (REPORT_FILE, SELECTION_PROXY, STATE_FILE, pip
                                       rank_agreement, search_keep_share)
 from hwnas.nas.runner import SearchConfig, template_architecture  # noqa: E402
 from hwnas.sim.seeding import computing_threads  # noqa: E402
-from hwnas.training import short_training_accuracy  # noqa: E402
+from hwnas.training import short_training  # noqa: E402
 
 
 def main() -> None:
@@ -68,8 +68,8 @@ def main() -> None:
     with computing_threads(args.threads):
         for fraction in (float(v) for v in args.fractions.split(",") if v):
             started = time.perf_counter()
-            screened = [short_training_accuracy(template.with_cell(parse_cell_key(k)), splits, 1, seed, "val",
-                                                fraction=fraction) for k in keys]
+            screened = [short_training(template.with_cell(parse_cell_key(k)), splits, 1, seed, "val",
+                                       fraction=fraction).accuracy for k in keys]
             line(f"{fraction:g}", screened, f"{(time.perf_counter() - started) / len(keys):.1f}")
     print("* from the proxy check's state (its screen and short_train proxies; no time measured here)")
 

@@ -73,7 +73,7 @@ def main() -> None:
                 arch = Architecture.load(run_dir / "architecture.json")
                 trained = [short_training(arch, splits, config["epochs"], 1000 * (config["seed"] + 1) + s, "test")
                            for s in range(seeds)]
-                mean = float(np.mean([accuracy for accuracy, _ in trained]))
+                mean = float(np.mean([run.accuracy for run in trained]))
                 percentile = 100.0 * float(np.mean([a <= mean for a in accuracies]))
                 summary.setdefault((refine, screen), []).append((percentile, mean >= quartile))
                 predicted = outcome.report.get("estimate", {}).get("totals", {}).get("energy_j")

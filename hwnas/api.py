@@ -215,27 +215,42 @@ def as_splits(data, timesteps: int = 8, seed: int = 0, name: str | None = None, 
 
 def search(data: Any = "digits", target: str = "loihi2", *, out: str | Path | None = None, timesteps: int = 8,
            seed: int = 0, name: str | None = None, data_dir: str | None = None, num_classes: int | None = None,
-           progress: bool | Callable = False, workers: int | None = None, ray_address: str | None = None,
-           **options) -> SearchResult:
+           progress: bool | Callable = True, workers: int | None = None, ray_address: str | None = None,
+           resume: bool = False, **options) -> SearchResult:
     """Search an architecture for ``target`` on ``data`` (see the module docstring); ``options`` are
     :class:`~hwnas.nas.config.SearchConfig` fields (``strategy``, ``candidates``, ``refine``, ``width``,
-    ``device``, ``threads``, ...), with the command line's defaults. ``out`` keeps the run folder there."""
+    ``device``, ``threads``, ...), with the command line's defaults. ``out`` keeps the run folder there;
+    ``resume=True`` continues the interrupted search in ``out`` with its recorded options. ``progress``: a bar
+    (True, the default), nothing (False) or a callback ``(done, total, message)``."""
     from .nas.config import SearchConfig
     from .nas.runner import run_search
+    from .progress import ProgressBar
 
-    splits = as_splits(data, timesteps, seed, name, data_dir, num_classes, max_samples=options.get("max_samples"))
-    dataset = data if isinstance(data, str) else splits.name
-    config = SearchConfig(target=target, dataset=dataset, data_dir=data_dir, timesteps=timesteps, seed=seed, **options)
+    if resume:
+        if out is None:
+            raise OptionError("resume needs out=, the run folder of the search to continue")
+        config, splits = SearchConfig(), None  # the checkpoint's options replace these
+    else:
+        # a dataset by name is loaded by the search itself, after it has checked its options and its folder
+        splits = None if isinstance(data, str) else as_splits(data, timesteps, seed, name, data_dir, num_classes,
+                                                               max_samples=options.get("max_samples"))
+        dataset = data if isinstance(data, str) else splits.name
+        config = SearchConfig(target=target, dataset=dataset, data_dir=data_dir, timesteps=timesteps, seed=seed,
+                              **options)
+    bar = ProgressBar(enabled=progress is True)
     with tempfile.TemporaryDirectory(prefix="hwnas-search-") as scratch:
         folder = Path(out) if out is not None else Path(scratch) / "run"
-        outcome = run_search(config, folder, progress=_printer(progress), splits=splits, workers=workers,
-                             ray_address=ray_address)
+        try:
+            outcome = run_search(config, folder, resume=resume, progress=progress if callable(progress) else bar.update,
+                                 splits=splits, workers=workers, ray_address=ray_address)
+        finally:
+            bar.close()
         rows = [asdict(row) for row in outcome.rows]
-        return SearchResult(outcome.architecture, asdict(outcome.winner), rows, outcome.report, splits,
+        return SearchResult(outcome.architecture, asdict(outcome.winner), rows, outcome.report, outcome.splits,
                             Path(out) if out is not None else None)
 
 
-def train(found: SearchResult | str | Path, *, out: str | Path | None = None, progress: bool | Callable = False,
+def train(found: SearchResult | str | Path, *, out: str | Path | None = None, progress: bool | Callable = True,
           data: Any = None, pick: int | None = None, **options) -> TrainResult:
     """Train the winner of :func:`search` (or of a run folder), float then quantisation-aware on an integer
     target; ``options`` are :class:`~hwnas.training.loop.TrainConfig` fields (``epochs``, ``qat_epochs``, ``lr``,
@@ -264,6 +279,10 @@ def train(found: SearchResult | str | Path, *, out: str | Path | None = None, pr
         if source is None:
             raise OptionError("pick needs the search's run folder (search.csv): search with out=")
         architecture, picked = picked_architecture(RunFolder(source), pick)
+        if say:
+            say(f"picked point {pick} of the front: {picked['cell']} ({picked['skeleton']}), "
+                f"{100 * float(picked['refine_accuracy']):.1f}% validation after {picked['refine_epochs']} epoch(s), "
+                f"{1e6 * float(picked['refine_energy_j']):.1f} uJ")
     if not isinstance(found, SearchResult):
         folder = RunFolder(found)
         splits = as_splits(data, **_recorded_data(folder)) if data is not None else None
@@ -282,7 +301,7 @@ def train(found: SearchResult | str | Path, *, out: str | Path | None = None, pr
                            outcome.report, path if (found.folder or out is not None) else None, found.splits)
 
 
-def compress(trained: TrainResult | str | Path, *, out: str | Path | None = None, progress: bool | Callable = False,
+def compress(trained: TrainResult | str | Path, *, out: str | Path | None = None, progress: bool | Callable = True,
              data: Any = None, **options) -> TrainResult:
     """Compress a trained network for its chip (LitE-SNN's joint pruning, mixed precision and timestep search,
     :mod:`hwnas.compression`), as ``hwnas compress`` does; ``options`` are :class:`~hwnas.compression.CompressConfig`
@@ -303,10 +322,10 @@ def compress(trained: TrainResult | str | Path, *, out: str | Path | None = None
 
 
 def _is_graph(found) -> bool:
-    """True for a NIR graph object or a path to a ``.nir`` file."""
+    """True for a NIR graph object, a ``.nir`` path or a file (a run folder is a directory)."""
     if type(found).__name__ == "NIRGraph":
         return True
-    return isinstance(found, (str, Path)) and Path(found).suffix == ".nir"
+    return isinstance(found, (str, Path)) and (Path(found).suffix == ".nir" or Path(found).is_file())
 
 
 def _train_graph(found, out, progress, data, options: dict) -> TrainResult:
@@ -355,43 +374,123 @@ def _classifier(outcome, splits: DatasetSplits | None, folder: RunFolder) -> Spi
 EXPORT_FORMATS = ("nir", "onnx", "netx")
 
 
-def export(trained: TrainResult | SpikingClassifier, path: str | Path, format: str = "nir",
-           dt: float = 1e-3, profile: str = "hwnas") -> Path:
-    """Write a trained model and return the path: ``nir`` (read back to check; ``profile="portable"`` for
-    snnTorch and other readers, see :mod:`hwnas.formats.portable`), ``onnx`` (unrolled over the timesteps and the
-    pipeline latency; its output spike counts checked against hwnas' on a random batch) or ``netx`` (lava-dl's
-    HDF5 for Loihi 2; ``hwnas export --format netx`` also runs it in Lava)."""
-    from .formats.nir import export as export_nir
-    from .formats.nir import load, to_nir, write
-    from .formats.portable import to_portable_nir
+@dataclass
+class Exported:
+    """What :func:`export_checked` wrote: the file, a one-line description of it and of its check, and whether the
+    check agreed (None where the check could not run: netx without Lava)."""
+
+    path: Path
+    description: str
+    agrees: bool | None
+
+
+def _trained_model(trained) -> tuple[Any, Architecture, RunFolder | None]:
+    """The network and architecture of a trained model: a :class:`TrainResult`, a :class:`SpikingClassifier`, or a
+    run folder (its ``model.pt``), with that folder."""
+    from .training.model_file import load_model
+
+    if isinstance(trained, (str, Path)):
+        folder = RunFolder(trained)
+        net, arch, _ = load_model(folder.model)
+        return net, arch, folder
+    model = trained.model if isinstance(trained, TrainResult) else trained
+    if not isinstance(model, SpikingClassifier):
+        raise OptionError(f"cannot export a {type(model).__name__}: give a TrainResult, a SpikingClassifier or a "
+                          "trained run folder")
+    return model.network, model.architecture, None
+
+
+def export_checked(trained, path: str | Path | None = None, format: str = "nir", dt: float | None = None,
+                   profile: str = "hwnas") -> Exported:
+    """:func:`export`, returning what was written and what its check found instead of raising when the check
+    disagrees (``hwnas export`` prints it and exits 1)."""
+    from .formats.nir import DEFAULT_DT_S, export as export_nir, load, write
+    from .formats.portable import PORTABLE_DT_S, to_portable_nir
     from .io_utils import check_writable
     from .metrics import deployed_network
 
-    model = trained.model if isinstance(trained, TrainResult) else trained
     if format not in EXPORT_FORMATS:
         raise OptionError(f"unknown export format '{format}' (choose {', '.join(EXPORT_FORMATS)})")
-    if profile not in ("hwnas", "portable") or (profile != "hwnas" and format != "nir"):
-        raise OptionError(f"profile must be hwnas, or portable with format nir; got {profile!r} with {format!r}")
-    path = Path(path)
-    check_writable(path, "path")
-    net, arch = deployed_network(model.network), model.architecture  # on the CPU; the model is not moved
-    if format == "nir":
+    if profile not in ("hwnas", "portable"):
+        raise OptionError(f"profile must be hwnas or portable, got {profile!r}")
+    if profile != "hwnas" and format != "nir":
+        raise OptionError(f"--profile applies to --format nir, not {format}")
+    net, arch, folder = _trained_model(trained)
+    if path is None and folder is None:
+        raise OptionError("export needs a path for a model held in memory")
+    path = Path(path) if path is not None else folder.export(format)
+    check_writable(path, "--out")
+    net = deployed_network(net)  # on the CPU; a model in memory is not moved
+    with folder.writing("export") if folder is not None else _nothing():
+        if format == "netx":
+            return _export_netx(net, arch, path)
+        if format == "onnx":
+            from .formats.onnx import export_onnx, matches_hwnas
+
+            export_onnx(net, path, arch.timesteps)
+            agrees = matches_hwnas(path, net, arch.timesteps)
+            return Exported(path, f"wrote {path}: {arch.timesteps} input steps + {net.latency_steps} latency steps "
+                                  "unrolled; onnx.checker passed; reference evaluator "
+                                  f"{'matches' if agrees else 'DIFFERS from'} hwnas' output spike counts on a test "
+                                  "batch", agrees)
         if profile == "portable":
             write(path, to_portable_nir(net, arch, dt))
         else:
-            export_nir(net, path, arch, dt)
-        load(path)
-    elif format == "onnx":
-        from .formats.onnx import export_onnx, matches_hwnas
+            export_nir(net, path, arch, dt or DEFAULT_DT_S)
+    loaded = load(path)  # read back: the check of a NIR file
+    dt_s = PORTABLE_DT_S if profile == "portable" else dt or DEFAULT_DT_S
+    return Exported(path, f"wrote {path}: {len(loaded.populations)} neuron populations, {len(loaded.connections)} "
+                          f"connections ({profile} profile, dt {dt_s:g} s, {arch.timing} timing recorded in its "
+                          "metadata)", True)
 
-        export_onnx(net, path, arch.timesteps)
-        if not matches_hwnas(path, net, arch.timesteps):
-            raise RuntimeError(f"{path}: the ONNX reference evaluator's output spikes differ from hwnas'")
-    else:
-        from .formats.netx import write_netx
 
-        write_netx(load(to_nir(net, arch)), path)
-    return path
+class _nothing:
+    """A context that does nothing (no run folder to hold)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _export_netx(net, arch: Architecture, path: Path) -> Exported:
+    """Write netx HDF5 and, when Lava runs here, load it with lava-dl's netx, run a test batch in Lava and compare
+    with hwnas' integer simulation of the file, layer by layer."""
+    from .backends.lava import lava_missing, run_netx
+    from .formats.netx import netx_twin, write_netx
+    from .formats.nir import load, to_nir
+    from .sim.integer import simulate_fixed
+
+    deployed = load(to_nir(net, arch))  # the weights as exported: quantised, batch-norm folded
+    layers = write_netx(deployed, path)
+    kinds = ", ".join(f"{layer.kind} {layer.population}" for layer in layers)
+    wrote = f"wrote {path}: {len(layers)} layers ({kinds}); weights as even integers at scale 64"
+    missing = lava_missing()
+    if missing:
+        return Exported(path, f"{wrote}\nnot run in Lava ({missing})", None)
+    sample = torch.bernoulli(torch.full((arch.timesteps, 4, *arch.input_shape), 0.3),
+                             generator=torch.Generator().manual_seed(0)).numpy()
+    expected = simulate_fixed(netx_twin(deployed, layers), sample, timing="zero-delay")
+    measured = run_netx(str(path), sample, [(layer.population, int(np.prod(layer.shape))) for layer in layers])
+    agrees = all(np.array_equal(expected.spikes[name], measured.spikes[name]) for name in measured.spikes)
+    return Exported(path, f"{wrote}\nloaded with lava.lib.dl.netx.hdf5.Network and run in Lava fixed-point on a test "
+                          f"batch: spikes {'match' if agrees else 'DIFFER from'} hwnas' integer simulation of the file "
+                          "in every layer", agrees)
+
+
+def export(trained, path: str | Path | None = None, format: str = "nir", dt: float | None = None,
+           profile: str = "hwnas") -> Path:
+    """Write a trained model (a :class:`TrainResult`, a :class:`SpikingClassifier` or a trained run folder, whose
+    ``model.<format>`` is the default ``path``) and return the path, as ``hwnas export`` does: ``nir`` (read back
+    to check; ``profile="portable"`` for snnTorch and other readers, see :mod:`hwnas.formats.portable`; ``dt``
+    seconds per step, default 1e-3), ``onnx`` (unrolled over the timesteps and the pipeline latency; its output
+    spike counts checked against hwnas' on a random batch) or ``netx`` (lava-dl's HDF5 for Loihi 2; run in Lava
+    and compared with hwnas when Lava runs here). A check that disagrees raises RuntimeError."""
+    exported = export_checked(trained, path, format, dt, profile)
+    if exported.agrees is False:
+        raise RuntimeError(exported.description.splitlines()[-1])
+    return exported.path
 
 
 def _graph(model, dt: float | None):
@@ -402,30 +501,32 @@ def _graph(model, dt: float | None):
     if isinstance(model, (str, Path)):
         graph = read_graph(model)
     else:
-        classifier = model.model if isinstance(model, TrainResult) else model
         with tempfile.TemporaryDirectory(prefix="hwnas-graph-") as scratch:
-            path = export(classifier, Path(scratch) / "model.nir", dt=dt or 1e-3)
-            graph = read_graph(path)
+            graph = read_graph(export(model, Path(scratch) / "model.nir", dt=dt or 1e-3))
     dt_s = dt or recorded_dt(graph)
     if dt_s is None:
-        raise OptionError("the graph records no time step: pass dt (seconds per step; graphs in per-step units, as sinabs "
-                          "and snnTorch write them, need dt=1)")
+        raise OptionError("the graph records no time step: pass dt (--dt), seconds per step; graphs in per-step units, "
+                          "as sinabs and snnTorch write them, need --dt 1")
     return graph, float(dt_s)
 
 
-def _inputs(model, graph, data, samples: int, seed: int, steps: int | None):
-    """Network input (T, B, ...) and labels for deploy/validate: ``data`` as :func:`search` takes it, else the
-    data a :class:`TrainResult` trained on, else digits; a time-major tensor is run as it is (no labels)."""
-    from .backends.compare import inputs_from
-    from .formats.nir import recorded_architecture
+def _inputs(graph, data, samples: int, seed: int, steps: int | None, runs: int, what: str, model=None,
+            data_dir: str | None = None, say: Callable | None = None):
+    """Network input (T, B, ...) and labels for deploy and validate, the memory of ``runs`` simulations checked
+    before any data is read: an array (time, batch, ...) is run as it is (no labels); else ``samples`` of the test
+    split of ``data`` as :func:`search` takes it, else of the data a :class:`TrainResult` trained on, else digits."""
+    from .backends.compare import describe_samples, inputs_from
+    from .formats.nir import check_run_memory, recorded_architecture
 
     arch = recorded_architecture(graph)
     steps = steps or (arch.timesteps if arch else None)
     if isinstance(data, (torch.Tensor, np.ndarray)) and (arch is None or data.ndim == 2 + len(arch.input_shape)):
+        check_run_memory(graph, data.shape[1], data.shape[0], runs, what)
         return inputs_from(None, samples, 0, "rate", seed, np.asarray(data))
     if steps is None:
-        raise OptionError("the graph records no timesteps: pass steps")
-    split_seed, data_dir = seed, None
+        raise OptionError("the graph records no timesteps: pass steps (--steps)")
+    check_run_memory(graph, samples, steps, runs, what)
+    split_seed = seed
     if data is None and isinstance(model, TrainResult) and model.splits is not None:
         data = model.splits
     elif data is None and isinstance(model, TrainResult) and model.folder is not None:
@@ -436,54 +537,127 @@ def _inputs(model, graph, data, samples: int, seed: int, steps: int | None):
     if data == DEFAULT_NAME:
         raise DataError("the run searched on data given in memory: give it again with data=")
     splits = as_splits(data, timesteps=steps, seed=split_seed, data_dir=data_dir)
+    if say:
+        say(describe_samples(splits, samples, seed))
     return inputs_from(splits, samples, steps, arch.encoding if arch else "rate", seed)
 
 
 def deploy(model, data: Any = None, *, backend: str = "lava", mode: str = "fixed", samples: int = 100,
-           seed: int = 0, steps: int | None = None, dt: float | None = None):
-    """Run a trained model (or a .nir file) in Lava (``mode`` ``fixed``: Loihi's bit-accurate models, compared with
-    hwnas' integer twin; ``float``) or Norse, on ``samples`` test samples, and compare with hwnas' simulator layer
-    by layer, as ``hwnas deploy`` does; returns the :class:`~hwnas.backends.compare.Comparison`."""
+           seed: int = 0, steps: int | None = None, dt: float | None = None, data_dir: str | None = None,
+           progress: bool | Callable = True):
+    """Run a trained model (or a .nir file, hwnas' or another tool's) in Lava (``mode`` ``fixed``: Loihi's
+    bit-accurate models, compared with hwnas' integer twin; ``float``) or Norse, on ``samples`` test samples of
+    ``data`` (a dataset name, with ``data_dir``, or data as :func:`search` takes it; an array (time, batch, ...) runs
+    as it is), and compare with hwnas' simulator layer by layer, as ``hwnas deploy`` does; returns the
+    :class:`~hwnas.backends.compare.Comparison`."""
     from .backends.compare import compare
     from .backends.lava import require_lava
-    from .formats.nir import check_run_memory
     from .limits import DEFAULT_THREADS
     from .sim.seeding import computing_threads
 
     if backend not in ("lava", "norse") or mode not in ("fixed", "float"):
         raise OptionError(f"backend must be lava or norse and mode fixed or float, got {backend!r}, {mode!r}")
-    require_lava([backend], "deploy with backend='norse'")
+    say = _printer(progress)
     graph, dt_s = _graph(model, dt)
-    inputs, labels = _inputs(model, graph, data, samples, seed, steps)
-    check_run_memory(graph, inputs.shape[1], inputs.shape[0], 2, "deploy")
-    with computing_threads(DEFAULT_THREADS):
+    inputs, labels = _inputs(graph, data, samples, seed, steps, 2, "deploy", model, data_dir, say)
+    require_lava([backend], "deploy with backend='norse' (--backend norse)")  # after the input's checks
+    with computing_threads(DEFAULT_THREADS):  # results depend on the thread count: a fixed one
         return compare(graph, inputs, labels, dt_s, f"lava_{mode}" if backend == "lava" else "norse")
 
 
-def validate(model, data: Any = None, *, target: str = "loihi2",
-             backends: tuple[str, ...] = ("hwnas_int", "lava_fixed", "lava_float", "norse"), samples: int = 100,
-             seed: int = 0, dt: float | None = None, progress: bool | Callable = False):
+VALIDATE_BACKENDS = ("hwnas_int", "lava_fixed", "lava_float", "norse")
+
+
+def validate(model, data: Any = None, *, target: str = "loihi2", backends: tuple[str, ...] = VALIDATE_BACKENDS,
+             samples: int = 100, seed: int = 0, dt: float | None = None, data_dir: str | None = None,
+             trained: bool = True, progress: bool | Callable = True):
     """Run a trained model on every backend, compare them pairwise and estimate its energy on ``target`` from the
     spikes Lava measured, as ``hwnas validate`` does; returns the :class:`~hwnas.backends.validate.Validation`
-    (``to_dict()`` is what ``validation.json`` holds)."""
+    (``to_dict()`` is what ``validation.json`` holds). ``model`` is a :class:`TrainResult`, a
+    :class:`SpikingClassifier`, a .nir file, or an exported run folder: then its ``model.nir`` runs on the test
+    split its search made (or ``data``), ``trained`` adds its ``model.pt``, and ``validation.json`` and
+    ``validation.png`` are written there."""
     from .backends.lava import require_lava
     from .backends.validate import validate as run_validation
-    from .formats.nir import check_run_memory
-    from .metrics import deployed_network
     from .hw_models.targets import load_target
     from .limits import DEFAULT_THREADS
+    from .metrics import deployed_network
     from .sim.seeding import computing_threads
 
-    require_lava(backends, "leave {lava} out of backends")
-    graph, dt_s = _graph(model, dt)
-    inputs, labels = _inputs(model, graph, data, samples, seed, None)
-    trained = _network(model)
-    # every backend's rasters, plus hwnas' own, the trained model's and Norse's reference
-    check_run_memory(graph, inputs.shape[1], inputs.shape[0], len(backends) + 3, "validate")
+    unknown = sorted(set(backends) - set(VALIDATE_BACKENDS))
+    if unknown:
+        raise OptionError(f"unknown backend '{unknown[0]}' (known: {', '.join(VALIDATE_BACKENDS)})")
+    require_lava(backends, "leave {lava} out of backends (--skip {lava})")
     say = _printer(progress)
+    if isinstance(model, (str, Path)) and Path(model).is_dir():
+        return _validate_folder(RunFolder(model), data, data_dir, load_target(target), tuple(backends), samples, seed,
+                                trained, say)
+    graph, dt_s = _graph(model, dt)
+    # every backend's rasters, plus hwnas' own, the trained model's and Norse's reference
+    inputs, labels = _inputs(graph, data, samples, seed, None, len(backends) + 3, "validate", model, data_dir, say)
+    network = _network(model) if trained else None
     with computing_threads(DEFAULT_THREADS):
         return run_validation(graph, inputs, labels, dt_s, load_target(target), tuple(backends), progress=say,
-                              trained=None if trained is None else deployed_network(trained))
+                              trained=None if network is None else deployed_network(network))
+
+
+def _validate_folder(folder: RunFolder, data, data_dir, target, backends, samples: int, seed: int, trained: bool,
+                     say):
+    """:func:`validate` of a run folder's export (see there)."""
+    from .backends.validate import plot_validation, validate as run_validation
+    from .formats.nir import read_graph, recorded_architecture, recorded_dt
+    from .limits import recorded_threads
+    from .sim.seeding import computing_threads
+    from .training.model_file import load_model
+
+    model = folder.export("nir")
+    if not model.is_file():
+        raise OptionError(f"no model.nir in {folder.path}: run `hwnas train {folder.path}` and `hwnas export "
+                          f"{folder.path}` first")
+    graph = read_graph(model)
+    if recorded_architecture(graph) is None:
+        raise OptionError(f"{model} records no hwnas architecture: validate runs hwnas' own exports")
+    folder.load_architecture()  # a search run folder, as `hwnas train` made it
+    config = folder.search_config()
+    runs = len(backends) + 3  # every backend's rasters, plus hwnas' own, the trained model's and Norse's reference
+    if data is None or isinstance(data, str):  # split as the search split (its seed): samples training never saw
+        inputs, labels = _folder_inputs(folder, graph, data or config.get("dataset") or "digits",
+                                        data_dir or config.get("data_dir"), int(config.get("seed", seed)), samples,
+                                        seed, runs, say)
+    else:
+        inputs, labels = _inputs(graph, data, samples, seed, None, runs, "validate", None, None, say)
+    dt_s = recorded_dt(graph)
+    if dt_s is None:
+        raise OptionError(f"{model} records no time step (hwnas.dt_s): export it again with hwnas export")
+    network = None
+    if trained and folder.model.is_file():
+        if folder.model.stat().st_mtime > model.stat().st_mtime:
+            raise OptionError(f"{model} is older than {folder.model}: run `hwnas export {folder.path}` again (or pass "
+                              "--skip trained)")
+        network = load_model(folder.model)[0]
+    with folder.writing("validate"), computing_threads(recorded_threads(config)):
+        result = run_validation(graph, inputs, labels, dt_s, target, backends, progress=say,
+                                search_estimate=folder.search_estimate(), trained=network)
+        write_json_atomic(folder.validation, result.to_dict())
+        plot_validation(result, folder.validation_plot)
+    return result
+
+
+def _folder_inputs(folder: RunFolder, graph, dataset: str, data_dir, split_seed: int, samples: int, seed: int,
+                   runs: int, say):
+    """The test samples of a run folder's data, split with its search's seed, checked against what the run
+    recorded (not the split sizes: validate reads every sample, --max-samples may differ)."""
+    from .backends.compare import describe_samples, inputs_from
+    from .data import load_dataset
+    from .formats.nir import check_run_memory, recorded_architecture
+
+    arch = recorded_architecture(graph)
+    check_run_memory(graph, samples, arch.timesteps, runs, "validate")
+    splits = load_dataset(dataset, data_dir, arch.timesteps, split_seed)
+    folder.check_data(splits.summary(), sizes=False)
+    if say:
+        say(describe_samples(splits, samples, seed))
+    return inputs_from(splits, samples, arch.timesteps, arch.encoding, seed)
 
 
 def _network(model) -> SpikingNetwork | None:
@@ -507,9 +681,12 @@ def report(run: str | Path | TrainResult | SearchResult, out: str | Path | None 
     """Write the one-page HTML report of a run folder (default ``RUN/report.html``) and return its path; a result
     held in memory has no folder to report on (search or train with ``out=``)."""
     from .html_report import write_report
+    from .io_utils import check_writable
 
     if isinstance(run, (TrainResult, SearchResult)):
         if run.folder is None:
             raise OptionError("this result has no run folder: search or train with out= to keep one")
         run = run.folder
+    if out is not None:
+        check_writable(out, "--out", suffixes=(".html", ".htm"))
     return write_report(run, out)

@@ -70,10 +70,28 @@ SLOW_TESTS = frozenset({
 })
 
 
+# Tests that run Lava's Loihi 2 model (besides every test of tests/test_lava.py): `pytest -m "not lava"` leaves them
+# out where Lava is not installed or too slow to start.
+LAVA_TESTS = frozenset({
+    "tests/test_api.py::test_search_train_export_on_a_tonic_style_dataset_in_memory",
+    "tests/test_compress.py::test_compress_cli_writes_a_run_that_lava_computes_as_the_twin",
+    "tests/test_imported.py::test_an_imported_run_equals_lava_fixed_point_layer_by_layer",
+    "tests/test_imported.py::test_an_snntorch_network_trained_from_digits_exports_to_netx_and_runs_in_lava",
+    "tests/test_interop.py::test_conv_then_sum_pool_then_threshold_runs_in_hwnas_and_in_lava",
+    "tests/test_interop.py::test_an_snntorch_graph_runs_in_hwnas_as_snntorch_runs_it",
+    "tests/test_interop.py::test_integrate_and_fire_neurons_integrate_without_leak",
+    "tests/test_interop.py::test_a_norse_graph_runs_in_hwnas_as_norse_runs_it",
+    "tests/test_reliability.py::test_a_graph_without_weights_runs_in_every_backend",
+})
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
-        if item.nodeid.split("[")[0] in SLOW_TESTS:
+        test = item.nodeid.split("[")[0]
+        if test in SLOW_TESTS:
             item.add_marker(pytest.mark.slow)
+        if test in LAVA_TESTS or test.startswith("tests/test_lava.py::"):
+            item.add_marker(pytest.mark.lava)
 
 
 @pytest.fixture(autouse=True)
@@ -160,3 +178,20 @@ def write_banded_nmnist(root, per_class: int = 12, test_per_class: int = 4, clas
                 write_nmnist_file(folder / f"{k:05d}.bin", [
                     (int(rng.integers(digit * band, digit * band + band)), int(rng.integers(0, 34)),
                      int(rng.integers(0, 2)), int(t)) for t in stamps])
+
+
+SMALL_SEARCH = ["--strategy", "random", "--candidates", "2", "--timesteps", "4", "--width", "4", "--batch-size", "16",
+                "--repeats", "1", "--refine", "0", "--quiet"]
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """One tiny trained and exported run folder for the whole session (a 2-cell random search on digits, 1 float
+    + 1 QAT epoch, NIR): tests that change it copy it first, or write into a subfolder of their own."""
+    from hwnas.cli import main
+
+    out = tmp_path_factory.mktemp("shared") / "run"
+    assert main(["search", *SMALL_SEARCH, "--out", str(out)]) == 0
+    assert main(["train", str(out), "--epochs", "1", "--qat-epochs", "1", "--quiet"]) == 0
+    assert main(["export", str(out)]) == 0
+    return out

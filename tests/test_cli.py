@@ -131,7 +131,7 @@ def test_piped_progress_is_plain_lines():
     """On a pipe or file (CI logs, tee) progress is a plain line at most every so often, never carriage returns."""
     import io
 
-    from hwnas.commands.common import ProgressBar
+    from hwnas.progress import ProgressBar
 
     stream = io.StringIO()
     bar = ProgressBar(enabled=True, stream=stream, every_s=3600)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import CHAIN, small_arch
+from conftest import CHAIN, SMALL_SEARCH, small_arch
 
 from hwnas.arch.builder import build_network
 from hwnas.cli import main
@@ -19,8 +19,7 @@ from hwnas.sim.activity import ActivityStats, LayerActivity
 from hwnas.sim.quantize import WeightFormat, fake_quantize_weight
 from hwnas.sim.seeding import build_seeded
 
-SMALL = ["--strategy", "random", "--candidates", "2", "--timesteps", "4", "--width", "4", "--batch-size", "16",
-         "--repeats", "1", "--refine", "0", "--quiet"]
+SMALL = SMALL_SEARCH
 
 
 def test_masks_and_bits_decode_as_chosen():
@@ -117,14 +116,6 @@ def test_synaptic_operations_weighted_by_bits_are_counted_per_connection():
     own = float(counts.double() @ net.synapses[one].fanout(net.shape_of(conn.src)).flatten().double()) / 3
     assert weighted.activity.totals_per_sample()["synops"] == pytest.approx(total + 4 * own)
     assert own > 0
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    run = tmp_path_factory.mktemp("compress") / "run"
-    assert main(["search", *SMALL, "--out", str(run)]) == 0
-    assert main(["train", str(run), "--epochs", "2", "--qat-epochs", "1", "--quiet"]) == 0
-    return run
 
 
 def test_an_untrained_compression_changes_nothing(trained_run, tmp_path):

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1] / "hwnas"
 # layer, which re-exports the Python API, and no module imports it.
 LAYERS = ("base", "sim", "arch", "data", "run_folder", "hw_models", "metrics", "formats", "training", "nas",
           "compression", "backends", "html_report", "api", "commands", "cli", "__main__", "hwnas")
-BASE = {"hwnas.errors", "hwnas.io_utils", "hwnas.cache", "hwnas.limits", "hwnas.version"}
+BASE = {"hwnas.errors", "hwnas.io_utils", "hwnas.cache", "hwnas.limits", "hwnas.version", "hwnas.progress"}
 # what each layer imports in fact, narrower than everything below it (e.g. the formats never read hardware models)
 ALLOWED = {
     "base": set(),

@@ -24,10 +24,10 @@ import torch
 from hwnas.cli import main
 from hwnas.limits import available_memory_bytes
 from hwnas.nas.runner import SearchConfig, run_search
+from conftest import SMALL_SEARCH
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = ["--strategy", "random", "--candidates", "2", "--timesteps", "4", "--width", "4", "--batch-size", "16",
-         "--repeats", "1", "--refine", "0", "--quiet"]
+SMALL = SMALL_SEARCH
 
 
 def outcome(argv: list[str], capsys) -> tuple[int, str]:
@@ -45,16 +45,6 @@ def assert_refused(code: int, err: str, *fragments: str) -> None:
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
     for fragment in fragments:
         assert fragment in err, (fragment, err)
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory) -> Path:
-    """A tiny trained and exported run folder (search, 1 float + 1 QAT epoch, NIR)."""
-    out = tmp_path_factory.mktemp("reliability") / "base"
-    assert main(["search", *SMALL, "--out", str(out)]) == 0
-    assert main(["train", str(out), "--epochs", "1", "--qat-epochs", "1", "--quiet"]) == 0
-    assert main(["export", str(out)]) == 0
-    return out
 
 
 def _nodes_of(group: h5py.Group, kind: str) -> list[str]:

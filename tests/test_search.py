@@ -301,7 +301,8 @@ def test_the_screening_rung_chooses_the_refined_candidates_by_a_brief_training(t
     splits = load_dataset("digits", timesteps=4, seed=1, max_samples=200)
     first = scored[0]
     arch = outcome.architecture.with_cell(parse_cell_key(first.cell))
-    accuracy, activity = short_training(arch, splits, 1, 1, "val", fraction=0.5)
+    screened = short_training(arch, splits, 1, 1, "val", fraction=0.5)
+    accuracy, activity = screened.accuracy, screened.activity
     assert accuracy == first.screen_accuracy
     energy = hardware_terms(build_network(arch), activity, load_target("loihi2"))[2].energy_j
     assert first.screen_fitness == refined_fitness(accuracy, energy, weight)
@@ -348,7 +349,7 @@ def test_a_whole_epoch_screening_is_the_first_rungs_training(tmp_path):
     from hwnas.data import load_dataset
     from hwnas.run_folder import RunFolder
     from hwnas.nas.refine import refine_key
-    from hwnas.training import short_training_accuracy
+    from hwnas.training import short_training
 
     splits = load_dataset("digits", timesteps=4, seed=1, max_samples=200)
     folder = RunFolder(tmp_path / "run")
@@ -359,7 +360,7 @@ def test_a_whole_epoch_screening_is_the_first_rungs_training(tmp_path):
         assert state["epochs"] == 1 and state["best_accuracy"] == entry["val_accuracy"]
     top = max(signal["screen"]["cells"], key=lambda c: c["screen_fitness"])
     arch = outcome.architecture.with_cell(parse_cell_key(top["cell"]))
-    assert short_training_accuracy(arch, splits, 1, 1, "val") == top["val_accuracy"]
+    assert short_training(arch, splits, 1, 1, "val").accuracy == top["val_accuracy"]
     assert {c["cell"]: c["val_accuracy"] for c in signal["rungs"][0]["cells"]} == \
         {c["cell"]: c["val_accuracy"] for c in signal["screen"]["cells"] if c["kept"]}
     again = run_search(config, tmp_path / "run", resume=True,
@@ -420,19 +421,21 @@ def test_a_continued_training_starts_as_a_short_training_and_keeps_its_best_epoc
     import torch
 
     from hwnas.data import load_dataset
-    from hwnas.training import continued_training, short_training
+    from hwnas.training import short_training
 
     splits = load_dataset("digits", timesteps=4, seed=0, max_samples=150)
     arch = small_arch()
-    first_accuracy, first_activity, first = continued_training(arch, splits, 1, 0, torch.device("cpu"))
-    short_accuracy, short_activity = short_training(arch, splits, 1, 0, "val", torch.device("cpu"))
-    assert first_accuracy == short_accuracy
-    assert first_activity.totals_per_sample() == short_activity.totals_per_sample()
-    second = [continued_training(arch, splits, 2, 0, torch.device("cpu"), first) for _ in range(2)]
-    assert second[0][0] == second[1][0] >= first_accuracy
-    state = torch.load(io.BytesIO(second[0][2]), weights_only=True)
+    kept = short_training(arch, splits, 1, 0, "val", torch.device("cpu"), keep=True)
+    first_accuracy, first = kept.accuracy, kept.state
+    short = short_training(arch, splits, 1, 0, "val", torch.device("cpu"))
+    assert first_accuracy == short.accuracy and short.state is None
+    assert kept.activity.totals_per_sample() == short.activity.totals_per_sample()
+    second = [short_training(arch, splits, 2, 0, "val", torch.device("cpu"), previous=first, keep=True)
+              for _ in range(2)]
+    assert second[0].accuracy == second[1].accuracy >= first_accuracy
+    state = torch.load(io.BytesIO(second[0].state), weights_only=True)
     before = torch.load(io.BytesIO(first), weights_only=True)
-    assert state["epochs"] == 2 and state["best_accuracy"] == second[0][0] and before["epochs"] == 1
+    assert state["epochs"] == 2 and state["best_accuracy"] == second[0].accuracy and before["epochs"] == 1
     # the added epoch trained: its weights moved at the restarted learning rate (Adam's moments carried over)
     assert state["optimizer"]["param_groups"][0]["lr"] < 2e-3  # the restarted cosine ran over the added epoch
     moved = [name for name, weight in state["model"].items()

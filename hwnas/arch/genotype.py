@@ -248,6 +248,13 @@ class Architecture:
         stem = f"stem{self.stem_pool} " if self.stem_pool > 1 else ""
         return f"{stem}{'/'.join(map(str, self.stage_widths))} pool{self.head_pool}"
 
+    def __str__(self) -> str:
+        """The cell's key and the skeleton, e.g. ``0-3:conv3x3 (16/16 pool1, maxpool, 8 timesteps, input 1x8x8)``;
+        ``repr`` stays the full dataclass."""
+        shape = "x".join(map(str, self.input_shape))
+        return (f"{self.key} ({self.skeleton_key}, {self.downsample} downsampling, {self.timesteps} timesteps, "
+                f"input {shape})")
+
     def with_cell(self, cell: Cell) -> "Architecture":
         """A copy with another cell."""
         return replace(self, cell=tuple(cell))

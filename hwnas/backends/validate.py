@@ -39,6 +39,10 @@ PAIRS = (  # (reference, backend, what the pair checks)
 NORSE_PAIR = ("hwnas_norse_order", "norse")  # same steps; float32 parameterised differently (hwnas.backends.norse)
 
 
+# the backends' order in tables and plots
+BACKEND_COLUMNS = ("trained", "hwnas", "hwnas_int", "lava_fixed", "lava_float", "hwnas_norse_order", "norse")
+
+
 @dataclass
 class Validation:
     """Per backend: spikes per sample per layer and accuracy; per pair: per-layer agreement; energy."""
@@ -172,3 +176,60 @@ def _energy(net: SpikingNetwork, lowered, inputs: torch.Tensor, rasters: dict[st
         energy["search_predicted_j"] = search_j
         energy["search_prediction_error"] = (search_j - measured.energy_j) / measured.energy_j if search_j else None
     return energy
+
+
+def plot_validation(result, path) -> None:
+    """validation.png: spikes per sample per layer and backend (log axis, layers in network order, * fed only by
+    feedback), the relative count error of each compared pair per layer, and the accuracies and energy."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from ..io_utils import write_bytes_atomic
+
+    layers = [layer + ("*" if layer in result.feedback_only else "") for layer in result.layers]
+    x = np.arange(len(layers))
+    columns = [b for b in BACKEND_COLUMNS if b in result.spikes]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(9, len(layers) * 1.1), 8), sharex=True,
+                                      gridspec_kw={"height_ratios": [3, 2]})
+    width = 0.8 / max(len(columns), 1)
+    for i, column in enumerate(columns):
+        values = [max(result.spikes[column].get(layer, 0.0), 1e-3) for layer in result.layers]
+        label = "hwnas in Norse's order" if column == "hwnas_norse_order" else column
+        top.bar(x - 0.4 + (i + 0.5) * width, values, width, label=label, hatch="//" if column == "norse" else None)
+    top.set_yscale("log")
+    top.set_ylabel("spikes per sample (log)")
+    top.legend(fontsize=8, ncol=4)
+    accuracy = [f"{name} {100 * value:.2f}%" for name, value in result.accuracy.items()]
+    lines = [", ".join(accuracy[i:i + 4]) for i in range(0, len(accuracy), 4)] or ["no labels"]
+    fig.suptitle(f"{result.samples} test samples x {result.steps} steps (+{result.window - result.steps} pipeline "
+                 "steps); accuracy:\n" + "\n".join(lines), fontsize=9)
+    pairs = list(result.pairs.items())
+    width = 0.8 / max(len(pairs), 1)
+    for i, (key, pair) in enumerate(pairs):
+        label = ("norse vs hwnas (Norse's order)" if key == "norse" else key.replace("/", " vs ")) + \
+            (" (identical)" if pair.get("identical") else "")
+        errors = [100 * pair["layers"][layer]["relative_error"] for layer in result.layers]
+        bottom.bar(x - 0.4 + (i + 0.5) * width, errors, width, label=label)
+    bottom.set_yscale("symlog", linthresh=0.1)
+    bottom.set_ylim(bottom=0)
+    bottom.set_ylabel("count error vs reference, % (symlog)")
+    bottom.legend(fontsize=8)
+    bottom.set_xticks(x, layers, rotation=30, ha="right")
+    if result.energy:
+        e = result.energy
+        bottom.set_xlabel(f"energy per inference on {e['target']}: predicted {1e6 * e['predicted_j']:.3f} uJ, measured "
+                          f"in Lava fixed-point {1e6 * e['measured_lava_fixed_j']:.3f} uJ "
+                          f"({100 * e['prediction_error']:+.2f}%)" + ("; * fed only by feedback" if result.feedback_only
+                                                                      else ""), fontsize=9)
+    elif result.feedback_only:
+        bottom.set_xlabel("* fed only by feedback", fontsize=9)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    write_bytes_atomic(path, buffer.getvalue())

@@ -1,15 +1,28 @@
-"""Helpers shared by the command modules: argument types and a progress bar."""
+"""Helpers shared by the command modules: argument types, one-line errors, and options onto config dataclasses."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
+from dataclasses import fields
 
 from ..errors import OptionError
 from ..limits import DEVICES, MAX_SEED, check_device, check_fraction
 
 EXIT_USER_ERROR = 2
+
+
+def config_from_args(config_class, args: argparse.Namespace, **overrides):
+    """``config_class`` (a dataclass: SearchConfig, TrainConfig, CompressConfig) from the parsed options whose
+    destinations are its field names, so that a new option is one field and one ``add_argument``; ``overrides``
+    win."""
+    values = {field.name: getattr(args, field.name) for field in fields(config_class) if hasattr(args, field.name)}
+    return config_class(**{**values, **overrides})
+
+
+def config_options(config_class, args: argparse.Namespace) -> dict:
+    """The parsed options that are fields of ``config_class``, as keyword arguments of the Python API."""
+    return {field.name: getattr(args, field.name) for field in fields(config_class) if hasattr(args, field.name)}
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -90,52 +103,3 @@ def fraction_of_one(text: str) -> float:
         return check_fraction(float(text), "it")
     except (ValueError, OptionError):
         raise argparse.ArgumentTypeError(f"must be a share in (0, 1], got {text}") from None
-
-
-class ProgressBar:
-    """Progress on stderr driven by a ``progress(done, total, message)`` callback: a tqdm bar on a terminal; a
-    plain line at most every ``every_s`` seconds when stderr is a pipe or a file (CI logs, ``tee``), so that logs
-    do not fill with carriage returns."""
-
-    def __init__(self, enabled: bool, desc: str = "search", unit: str = "eval", stream=None,
-                 every_s: float = 30.0) -> None:
-        self.enabled = enabled
-        self.desc = desc
-        self.unit = unit
-        self.stream = stream or sys.stderr
-        self.every_s = every_s
-        self.bar = None
-        self.last_line = None
-
-    def update(self, done: int, total: int | None, message: str = "") -> None:
-        if not self.enabled:
-            return
-        if not self._terminal():
-            self._line(done, total, message)
-            return
-        if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, unit=self.unit, desc=self.desc, file=self.stream, dynamic_ncols=True,
-                            mininterval=0.5)
-        self.bar.update(done - self.bar.n)
-        if message:
-            self.bar.set_postfix_str(message)
-
-    def _terminal(self) -> bool:
-        isatty = getattr(self.stream, "isatty", None)
-        return bool(isatty and isatty())
-
-    def _line(self, done: int, total: int | None, message: str) -> None:
-        now = time.monotonic()
-        if self.last_line is not None and now - self.last_line < self.every_s and done != total:
-            return
-        self.last_line = now
-        count = f"{done}/{total}" if total else str(done)
-        self.stream.write(f"{self.desc}: {count} {self.unit}s{': ' + message if message else ''}\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None

@@ -62,16 +62,13 @@ def add_parser(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Compress and print the figures before and after."""
-    from ..compression import CompressConfig, compress_run
+    from ..api import compress
+    from ..compression import CompressConfig
+    from .common import config_options
 
-    config = CompressConfig(epochs=args.epochs, qat_epochs=args.qat_epochs, lr=args.lr, arch_lr=args.arch_lr,
-                            size_weight=args.size_weight, synops_weight=args.synops_weight, bits=args.bits,
-                            min_timesteps=args.min_timesteps, max_timesteps=args.max_timesteps,
-                            batch_size=args.batch_size, target=args.target, seed=args.seed, threads=args.threads,
-                            device=args.device)
     say = None if args.quiet else (lambda message: print(message, file=sys.stderr, flush=True))
     try:
-        outcome = compress_run(args.run_dir, config, args.out, say)
+        outcome = compress(args.run_dir, out=args.out, progress=say or False, **config_options(CompressConfig, args))
     except KeyboardInterrupt:
         print("\ninterrupted: nothing written (the model is written only when compression ends)", file=sys.stderr)
         return 130

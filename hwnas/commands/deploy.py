@@ -47,48 +47,22 @@ def add_parser(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Load, run both, print the table."""
-    from ..data import load_dataset
-    from ..backends.compare import compare, describe_samples, inputs_from, read_input_array, silence_notes
-    from ..backends.lava import require_lava
-    from ..errors import OptionError
-    from ..formats.nir import NirError, check_run_memory, read_graph, recorded_architecture, recorded_dt
+    """Run the graph through the Python API and print the per-layer table."""
+    from ..api import deploy
+    from ..backends.compare import read_input_array, silence_notes
     from ..io_utils import check_writable, write_json_atomic
-    from ..limits import DEFAULT_THREADS
-    from ..sim.seeding import computing_threads
 
     if args.save:  # before the run, so that its result is not lost
         check_writable(args.save, "--save", suffixes=(".npz", ".json"))
-    graph = read_graph(args.model)
-    dt_s = args.dt or recorded_dt(graph)
-    if dt_s is None:
-        raise NirError(f"{args.model} records no time step: pass --dt (seconds per step; graphs in per-step "
-                       "units, as sinabs and snnTorch write them, need --dt 1)")
-    arch = recorded_architecture(graph)
-    steps = args.steps or (arch.timesteps if arch else None)
-    array = None
-    if args.input:
-        array = read_input_array(args.input)
-        splits = None
-        check_run_memory(graph, array.shape[1], array.shape[0], 2, "deploy")
+    data = read_input_array(args.input) if args.input else args.dataset
+    result = deploy(args.model, data, backend=args.backend, mode=args.mode, samples=args.samples, seed=args.seed,
+                    steps=args.steps, dt=args.dt, data_dir=args.data_dir, progress=print)
+    if args.backend == "lava":
+        print(f"{args.model} in Lava ({args.mode}) and in hwnas ({'bit-exact integer twin' if args.mode == 'fixed' else 'float'}"
+              f", pipelined), {result.samples} samples x {result.steps} steps")
     else:
-        if steps is None:
-            raise OptionError("the graph records no timesteps: pass --steps")
-        check_run_memory(graph, args.samples, steps, 2, "deploy")
-        splits = load_dataset(args.dataset, args.data_dir, steps, args.seed)
-    inputs, labels = inputs_from(splits, args.samples, steps or 0, arch.encoding if arch else "rate", args.seed, array)
-    if labels is not None:
-        print(describe_samples(splits, args.samples, args.seed))
-    require_lava([args.backend], "use --backend norse")  # after the input's checks, before any simulation
-    with computing_threads(DEFAULT_THREADS):  # results depend on the thread count: a fixed one
-        if args.backend == "lava":
-            result = compare(graph, inputs, labels, float(dt_s), f"lava_{args.mode}")
-            print(f"{args.model} in Lava ({args.mode}) and in hwnas ({'bit-exact integer twin' if args.mode == 'fixed' else 'float'}"
-                  f", pipelined), {result.samples} samples x {result.steps} steps")
-        else:
-            result = compare(graph, inputs, labels, float(dt_s), "norse")
-            print(f"{args.model} in Norse and in hwnas (in Norse's step order), {result.samples} samples x "
-                  f"{result.steps} steps")
+        print(f"{args.model} in Norse and in hwnas (in Norse's step order), {result.samples} samples x "
+              f"{result.steps} steps")
     backend = result.backend
     header = f"{'layer':10s} {'hwnas':>10s} {backend:>10s} {'rel. diff':>9s} {'identical':>9s}"
     print(header)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
 from .common import positive_float
 
 
@@ -48,66 +46,10 @@ def add_parser(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Export and check by reading the file back."""
-    from ..formats.nir import DEFAULT_DT_S, export, load, write
-    from ..formats.portable import PORTABLE_DT_S, to_portable_nir
-    from ..errors import OptionError
-    from ..io_utils import check_writable
-    from ..run_folder import RunFolder
-    from ..training.model_file import load_model
+    """Export through the Python API (which checks the file) and print what was written; exit 1 when the check
+    disagrees."""
+    from ..api import export_checked
 
-    folder = RunFolder(args.run_dir)
-    if args.format != "nir" and args.profile != "hwnas":
-        raise OptionError(f"--profile applies to --format nir, not {args.format}")
-    out = Path(args.out) if args.out else folder.export(args.format)
-    check_writable(out, "--out")
-    net, arch, _ = load_model(folder.model)
-    with folder.writing("export"):
-        if args.format == "netx":
-            return _netx(net, arch, out)
-        if args.format == "onnx":
-            return _onnx(net, arch, out)
-        if args.profile == "portable":
-            write(out, to_portable_nir(net, arch, args.dt))
-        else:
-            export(net, out, arch, args.dt or DEFAULT_DT_S)
-    loaded = load(out)
-    dt_s = PORTABLE_DT_S if args.profile == "portable" else args.dt or DEFAULT_DT_S
-    print(f"wrote {out}: {len(loaded.populations)} neuron populations, {len(loaded.connections)} connections "
-          f"({args.profile} profile, dt {dt_s:g} s, {arch.timing} timing recorded in its metadata)")
-    return 0
-
-
-def _netx(net, arch, out: Path) -> int:
-    """Write netx HDF5, load it with lava-dl's netx, run a test batch in Lava and compare with hwnas."""
-    import numpy as np
-    import torch
-
-    from ..backends.lava import run_netx
-    from ..formats.netx import netx_twin, write_netx
-    from ..formats.nir import load, to_nir
-    from ..sim.integer import simulate_fixed
-
-    deployed = load(to_nir(net, arch))  # the weights as exported: quantised, batch-norm folded
-    layers = write_netx(deployed, out)
-    sample = torch.bernoulli(torch.full((arch.timesteps, 4, *arch.input_shape), 0.3),
-                             generator=torch.Generator().manual_seed(0)).numpy()
-    expected = simulate_fixed(netx_twin(deployed, layers), sample, timing="zero-delay")
-    measured = run_netx(str(out), sample, [(layer.population, int(np.prod(layer.shape))) for layer in layers])
-    agree = all(np.array_equal(expected.spikes[name], measured.spikes[name]) for name in measured.spikes)
-    kinds = ", ".join(f"{layer.kind} {layer.population}" for layer in layers)
-    print(f"wrote {out}: {len(layers)} layers ({kinds}); weights as even integers at scale 64")
-    print(f"loaded with lava.lib.dl.netx.hdf5.Network and run in Lava fixed-point on a test batch: spikes "
-          f"{'match' if agree else 'DIFFER from'} hwnas' integer simulation of the file in every layer")
-    return 0 if agree else 1
-
-
-def _onnx(net, arch, out: Path) -> int:
-    """Export ONNX and check it against hwnas on a random spike batch."""
-    from ..formats.onnx import export_onnx, matches_hwnas
-
-    export_onnx(net, out, arch.timesteps)
-    agree = matches_hwnas(out, net, arch.timesteps)
-    print(f"wrote {out}: {arch.timesteps} input steps + {net.latency_steps} latency steps unrolled; onnx.checker passed; "
-          f"reference evaluator {'matches' if agree else 'DIFFERS from'} hwnas' output spike counts on a test batch")
-    return 0 if agree else 1
+    exported = export_checked(args.run_dir, args.out, args.format, args.dt, args.profile)
+    print(exported.description)
+    return 1 if exported.agrees is False else 0

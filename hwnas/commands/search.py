@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from .common import (DEVICE_HELP, ProgressBar, device_name, fraction_of_one, non_negative_float, non_negative_int,
+from .common import (DEVICE_HELP, device_name, fraction_of_one, non_negative_float, non_negative_int,
                      positive_float, positive_int, positive_int_list, seed_int)
 
 EXIT_INTERRUPTED = 130
@@ -188,37 +188,26 @@ def add_parser(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run or resume a search and print the winner."""
-    from ..nas.refine import epoch_share
-    from ..nas.runner import SearchConfig, run_search
+    from types import SimpleNamespace
 
+    from ..api import search
+    from ..nas.config import SearchConfig
+    from ..nas.refine import epoch_share
+    from ..progress import ProgressBar
+    from .common import config_options
+
+    options = {} if args.resume else config_options(SearchConfig, args)
     if args.resume:
         out = Path(args.resume)
         if out.is_file():
             out = out.parent  # accept a file of the run folder, e.g. its checkpoint.json
-        config = SearchConfig()
     else:
-        config = SearchConfig(
-            target=args.target, dataset=args.dataset, data_dir=args.data_dir, strategy=args.strategy,
-            candidates=args.candidates, timesteps=args.timesteps, width=args.width, stages=args.stages,
-            head_pool=args.head_pool, stem_pool=args.stem_pool, widths=args.widths, skeletons=args.skeletons,
-            downsample=args.downsample,
-            encoding=args.encoding, timing=args.timing, allow_backward=args.allow_backward,
-            deployable=args.deployable, score=args.score,
-            batch_size=args.batch_size, repeats=args.repeats, bn_mode=args.bn_mode, reset_state=args.reset_state,
-            du=args.du, dv=args.dv, theta=args.theta, seed=args.seed, threads=args.threads, device=args.device,
-            max_samples=args.max_samples,
-            energy_weight=args.energy_weight,
-            max_cores=args.max_cores, max_energy=args.max_energy,
-            refine=args.refine, refine_epochs=args.refine_epochs, screen=args.screen,
-            screen_fraction=args.screen_fraction,
-            refine_energy_weight=args.refine_energy_weight, population=args.population,
-            generations=args.generations, supernet_epochs=args.supernet_epochs, spike_lambda=args.spike_lambda,
-        )
         out = Path(args.out) if args.out else Path("runs") / time.strftime("search-%Y%m%d-%H%M%S")
     bar = ProgressBar(enabled=not args.quiet)
     try:
-        outcome = run_search(config, out, resume=bool(args.resume), progress=bar.update, workers=args.workers,
-                             ray_address=args.ray_address)
+        found = search(options.pop("dataset", None), options.pop("target", None), out=out, resume=bool(args.resume),
+                       progress=bar.update if not args.quiet else False, workers=args.workers,
+                       ray_address=args.ray_address, **options)
     except KeyboardInterrupt:
         bar.close()
         print(f"\ninterrupted: progress saved in {out / 'checkpoint.json'}; continue with: hwnas search --resume {out}",
@@ -226,6 +215,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     finally:
         bar.close()
+    outcome = SimpleNamespace(report=found.report, winner=SimpleNamespace(**found.winner), out_dir=found.folder)
     report, winner = outcome.report, outcome.winner
     print(f"winner: {winner.cell}")
     skeleton = report["skeleton"]

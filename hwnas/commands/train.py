@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ..arch.choices import ENCODINGS
 from ..data.registry import DATASETS
@@ -72,45 +73,35 @@ def add_parser(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train and print the figures."""
+    """Train through the Python API and print the figures."""
+    from ..api import train
     from ..errors import OptionError
     from ..metrics import summary_line
-    from ..training.loop import TrainConfig, train_run
+    from ..training import TrainConfig
+    from .common import config_options
 
-    config = TrainConfig(epochs=args.epochs, qat_epochs=args.qat_epochs, lr=args.lr, batch_size=args.batch_size,
-                         quantize=args.quantize, target=args.target, seed=args.seed,
-                         threads=args.threads, device=args.device)
     say = None if args.quiet else (lambda message: print(message, file=sys.stderr, flush=True))
     given = [name for name in IMPORT_OPTIONS if getattr(args, name) not in (None, False)]
     if args.source is None and given:
         raise OptionError(f"--{given[0].replace('_', '-')} applies to train --from MODEL.nir (a search run folder "
                           "trains on the search's data)")
-    if args.source is not None and args.pick is not None:
-        raise OptionError("--pick chooses among a search's candidates; it does not apply to --from")
-    architecture, picked = None, None
-    if args.pick is not None:
-        from ..run_folder import RunFolder
-        from ..nas.front import picked_architecture
-
-        architecture, picked = picked_architecture(RunFolder(args.run_dir), args.pick)
-        print(f"picked point {args.pick} of the front: {picked['cell']} ({picked['skeleton']}), "
-              f"{100 * float(picked['refine_accuracy']):.1f}% validation after {picked['refine_epochs']} epoch(s), "
-              f"{1e6 * float(picked['refine_energy_j']):.1f} uJ", file=sys.stderr)
+    options = config_options(TrainConfig, args)
     try:
         if args.source is not None:
-            from ..training.imported import ImportOptions, train_imported
-
-            options = ImportOptions(**{name: getattr(args, name) for name in IMPORT_OPTIONS
-                                       if getattr(args, name) is not None})
-            outcome = train_imported(args.source, args.run_dir, config, options, progress=say)
+            if args.pick is not None:
+                raise OptionError("--pick chooses among a search's candidates; it does not apply to --from")
+            imported = {name: getattr(args, name) for name in IMPORT_OPTIONS if name != "dataset"
+                        and getattr(args, name) is not None}
+            outcome = train(Path(args.source), out=args.run_dir, data=args.dataset, progress=say or False,
+                            **imported, **options)
         else:
-            outcome = train_run(args.run_dir, config, progress=say, architecture=architecture, picked=picked)
+            outcome = train(Path(args.run_dir), pick=args.pick, progress=say or False, **options)
     except KeyboardInterrupt:
         print("\ninterrupted: no model written (model.pt is written only when training ends)", file=sys.stderr)
         return 130
     report = outcome.report
     quant = f"{report['weight_bits']}-bit quantised weights" if report["quantized"] else "float weights"
-    print(f"trained {outcome.architecture.key} on {report['dataset']['name']} ({report['timing']} timing, {quant})")
+    print(f"trained {outcome.model.architecture.key} on {report['dataset']['name']} ({report['timing']} timing, {quant})")
     print(f"  test accuracy {100 * report['test_accuracy']:.2f}% (validation {100 * report['val_accuracy']:.2f}%), "
           f"{report['spikes_per_sample']:.0f} spikes and {report['synops_per_sample']:.0f} synaptic ops per "
           f"sample, {report['seconds']:.0f} s")

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from .common import positive_int, seed_int
 
-BACKEND_COLUMNS = ("trained", "hwnas", "hwnas_int", "lava_fixed", "lava_float", "hwnas_norse_order", "norse")
 LABELS = {"hwnas_norse_order": "hwnas_norse"}  # column headings where a backend's name is too wide
 SKIPPABLE = ("trained", "hwnas_int", "lava_fixed", "lava_float", "norse")
 
@@ -48,64 +47,23 @@ def add_parser(commands) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Load the run and its data, validate, print, write the JSON and the plot."""
-    from ..data import load_dataset
-    from ..backends.compare import describe_samples, inputs_from
+    """Validate the run folder through the Python API, print the tables and say what was written."""
+    from ..api import validate
     from ..backends.lava import require_lava
-    from ..backends.validate import validate
     from ..errors import OptionError
-    from ..formats.nir import check_run_memory, read_graph, recorded_architecture, recorded_dt
-    from ..hw_models.targets import load_target
-    from ..io_utils import write_json_atomic
-    from ..limits import recorded_threads
     from ..run_folder import RunFolder
-    from ..sim.seeding import computing_threads
 
-    run_dir = Path(args.run_dir)
-    folder = RunFolder(run_dir)
-    model = folder.export("nir")
-    if not model.is_file():
-        raise OptionError(f"no model.nir in {run_dir}: run `hwnas train {run_dir}` and `hwnas export {run_dir}` first")
     skip = {name.strip() for name in args.skip.split(",") if name.strip()}
     unknown = skip - set(SKIPPABLE)
     if unknown:
         raise OptionError(f"--skip: unknown backend '{sorted(unknown)[0]}' (known: {', '.join(SKIPPABLE)})")
     backends = tuple(b for b in SKIPPABLE if b not in skip and b != "trained")
     require_lava(backends, "pass --skip {lava}")
-    target = load_target(args.target)
-    graph = read_graph(model)
-    arch = recorded_architecture(graph)
-    if arch is None:
-        raise OptionError(f"{model} records no hwnas architecture: validate runs hwnas' own exports")
-    folder.load_architecture()  # a search run folder, as `hwnas train` made it
-    config = folder.search_config()
-    dataset = args.dataset or config.get("dataset") or "digits"
-    check_run_memory(graph, args.samples, arch.timesteps, len(backends) + 3, "validate")
-    # split as the search split (its seed), so that the test samples are the ones training never saw
-    splits = load_dataset(dataset, args.data_dir or config.get("data_dir"), arch.timesteps,
-                          int(config.get("seed", args.seed)))
-    folder.check_data(splits.summary(), sizes=False)  # validate reads every sample; --max-samples may differ
-    inputs, labels = inputs_from(splits, args.samples, arch.timesteps, arch.encoding, args.seed)
-    print(describe_samples(splits, args.samples, args.seed))
-    search_estimate = folder.search_estimate()
-    dt_s = recorded_dt(graph)
-    if dt_s is None:
-        raise OptionError(f"{model} records no time step (hwnas.dt_s): export it again with hwnas export")
-    threads = recorded_threads(config)
-    trained = None
-    if "trained" not in skip and folder.model.is_file():
-        from ..training.model_file import load_model
-
-        if folder.model.stat().st_mtime > model.stat().st_mtime:
-            raise OptionError(f"{model} is older than {folder.model}: run `hwnas export {run_dir}` again (or pass "
-                              "--skip trained)")
-        trained = load_model(folder.model)[0]
-    with folder.writing("validate"), computing_threads(threads):
-        result = validate(graph, inputs, labels, dt_s, target, backends, progress=lambda m: print(m, file=sys.stderr),
-                          search_estimate=search_estimate, trained=trained)
-        print_report(result, imported="imported" in folder.search_report())
-        write_json_atomic(folder.validation, result.to_dict())
-        plot(result, folder.validation_plot)
+    folder = RunFolder(args.run_dir)
+    result = validate(folder.path, args.dataset, target=args.target, backends=backends, samples=args.samples,
+                      seed=args.seed, data_dir=args.data_dir, trained="trained" not in skip,
+                      progress=lambda message: print(message, file=sys.stderr))
+    print_report(result, imported="imported" in folder.search_report())
     print(f"written: {folder.validation}, {folder.validation_plot}")
     return 0
 
@@ -114,6 +72,7 @@ def print_report(result, imported: bool = False) -> None:
     """The per-layer table of spikes per sample, the pair checks, accuracy and energy (``imported``: the run's
     recorded estimate is of the graph ``hwnas train --from`` read, not of a search's untrained winner)."""
     from ..backends.compare import silence_notes
+    from ..backends.validate import BACKEND_COLUMNS
 
     columns = [b for b in BACKEND_COLUMNS if b in result.spikes]
     print(f"{result.samples} samples x {result.steps} steps (+{result.window - result.steps} pipeline steps); "
@@ -156,60 +115,3 @@ def print_report(result, imported: bool = False) -> None:
             line += (f"; {what} {1e6 * e['search_predicted_j']:.3f} uJ before training "
                      f"({100 * e['search_prediction_error']:+.1f}%)")
         print(line)
-
-
-def plot(result, path: Path) -> None:
-    """validation.png: spikes per sample per layer and backend (log axis, layers in network order, * fed only by
-    feedback), the relative count error of each compared pair per layer, and the accuracies and energy."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from ..io_utils import write_bytes_atomic
-
-    layers = [layer + ("*" if layer in result.feedback_only else "") for layer in result.layers]
-    x = np.arange(len(layers))
-    columns = [b for b in BACKEND_COLUMNS if b in result.spikes]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(9, len(layers) * 1.1), 8), sharex=True,
-                                      gridspec_kw={"height_ratios": [3, 2]})
-    width = 0.8 / max(len(columns), 1)
-    for i, column in enumerate(columns):
-        values = [max(result.spikes[column].get(layer, 0.0), 1e-3) for layer in result.layers]
-        label = "hwnas in Norse's order" if column == "hwnas_norse_order" else column
-        top.bar(x - 0.4 + (i + 0.5) * width, values, width, label=label, hatch="//" if column == "norse" else None)
-    top.set_yscale("log")
-    top.set_ylabel("spikes per sample (log)")
-    top.legend(fontsize=8, ncol=4)
-    accuracy = [f"{name} {100 * value:.2f}%" for name, value in result.accuracy.items()]
-    lines = [", ".join(accuracy[i:i + 4]) for i in range(0, len(accuracy), 4)] or ["no labels"]
-    fig.suptitle(f"{result.samples} test samples x {result.steps} steps (+{result.window - result.steps} pipeline "
-                 "steps); accuracy:\n" + "\n".join(lines), fontsize=9)
-    pairs = list(result.pairs.items())
-    width = 0.8 / max(len(pairs), 1)
-    for i, (key, pair) in enumerate(pairs):
-        label = ("norse vs hwnas (Norse's order)" if key == "norse" else key.replace("/", " vs ")) + \
-            (" (identical)" if pair.get("identical") else "")
-        errors = [100 * pair["layers"][layer]["relative_error"] for layer in result.layers]
-        bottom.bar(x - 0.4 + (i + 0.5) * width, errors, width, label=label)
-    bottom.set_yscale("symlog", linthresh=0.1)
-    bottom.set_ylim(bottom=0)
-    bottom.set_ylabel("count error vs reference, % (symlog)")
-    bottom.legend(fontsize=8)
-    bottom.set_xticks(x, layers, rotation=30, ha="right")
-    if result.energy:
-        e = result.energy
-        bottom.set_xlabel(f"energy per inference on {e['target']}: predicted {1e6 * e['predicted_j']:.3f} uJ, measured "
-                          f"in Lava fixed-point {1e6 * e['measured_lava_fixed_j']:.3f} uJ "
-                          f"({100 * e['prediction_error']:+.2f}%)" + ("; * fed only by feedback" if result.feedback_only
-                                                                      else ""), fontsize=9)
-    elif result.feedback_only:
-        bottom.set_xlabel("* fed only by feedback", fontsize=9)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    write_bytes_atomic(path, buffer.getvalue())

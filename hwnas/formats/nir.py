@@ -37,7 +37,7 @@ from ..sim.graph import INPUT, TIMINGS, Connection, Population
 from ..sim.network import SpikingNetwork
 from ..sim.neuron import NeuronParams
 from ..sim.ops import synapse_from_nir
-from ..sim.ops.chain import Scaled
+from ..sim.ops.chain import CHAIN_NODES, Scaled
 from ..sim.quantize import MIN_WEIGHT_BITS, WeightFormat
 
 DEFAULT_DT_S = 1e-3
@@ -307,8 +307,8 @@ def nir_version() -> str:
     return getattr(nir, "__version__", "?")
 
 
-_NEURON_TYPES = ("CubaLIF", "LIF", "IF", "Threshold")
-_SYNAPSE_TYPES = ("Conv2d", "Linear", "Affine", "Flatten", "SumPool2d", "AvgPool2d", "Scale")
+_NEURON_TYPES = ("CubaLIF", "LIF", "IF", "Threshold")  # NEURON_READERS' keys
+_SYNAPSE_TYPES = CHAIN_NODES
 
 
 def load(path_or_graph, dt_s: float | None = None, timing: str | None = None) -> SpikingNetwork:
@@ -488,35 +488,45 @@ def _population(name: str, node, dt_s: float) -> tuple[Population, float]:
         return 1.0 if abs(value - 1.0) < 1e-6 else value
 
     try:
-        gain = 1.0
-        if kind == "Threshold":
-            theta = uniform("threshold", node.threshold)
-            params = NeuronParams(du=1.0, dv=1.0, theta=theta)
-            shape = np.asarray(node.threshold).shape
-        elif kind == "IF":  # NIR: dv/dt = R I, no leak: the input gain of a step is R dt
-            gain = _gain(name, kind, uniform("r", node.r) * dt_s)
-            _check_reset(name, kind, node)
-            params = NeuronParams(du=1.0, dv=0.0, theta=uniform("v_threshold", node.v_threshold))
-            shape = np.asarray(node.r).shape
-        elif kind == "LIF":
-            dv = decay("tau", node.tau)
-            r, v_leak = uniform("r", node.r), uniform("v_leak", node.v_leak)
-            gain = _gain(name, kind, r * dv)
-            _check_reset(name, kind, node)
-            params = NeuronParams(du=1.0, dv=dv, theta=uniform("v_threshold", node.v_threshold), bias=v_leak * dv)
-            shape = np.asarray(node.tau).shape
-        else:
-            du, dv = decay("tau_syn", node.tau_syn), decay("tau_mem", node.tau_mem)
-            gain = _gain(name, kind, uniform("w_in", node.w_in) * du * uniform("r", node.r) * dv)
-            _check_reset(name, kind, node)
-            params = NeuronParams(du=du, dv=dv, theta=uniform("v_threshold", node.v_threshold),
-                                  bias=uniform("v_leak", node.v_leak) * dv)
-            shape = np.asarray(node.tau_mem).shape
+        params, gain, shape = NEURON_READERS[kind](name, node, dt_s, uniform, decay)
     except HwnasError as exc:
         if isinstance(exc, NirError):
             raise
         raise NirError(f"node '{name}' ({kind}): {exc} (is dt right?)") from None
     return Population(name, _neuron_shape(name, node, shape), params), gain
+
+
+def _threshold_neuron(name, node, dt_s, uniform, decay):
+    return NeuronParams(du=1.0, dv=1.0, theta=uniform("threshold", node.threshold)), 1.0, np.asarray(node.threshold).shape
+
+
+def _if_neuron(name, node, dt_s, uniform, decay):
+    gain = _gain(name, "IF", uniform("r", node.r) * dt_s)  # NIR: dv/dt = R I, no leak: a step's gain is R dt
+    _check_reset(name, "IF", node)
+    return NeuronParams(du=1.0, dv=0.0, theta=uniform("v_threshold", node.v_threshold)), gain, np.asarray(node.r).shape
+
+
+def _lif_neuron(name, node, dt_s, uniform, decay):
+    dv = decay("tau", node.tau)
+    r, v_leak = uniform("r", node.r), uniform("v_leak", node.v_leak)
+    gain = _gain(name, "LIF", r * dv)
+    _check_reset(name, "LIF", node)
+    params = NeuronParams(du=1.0, dv=dv, theta=uniform("v_threshold", node.v_threshold), bias=v_leak * dv)
+    return params, gain, np.asarray(node.tau).shape
+
+
+def _cuba_lif_neuron(name, node, dt_s, uniform, decay):
+    du, dv = decay("tau_syn", node.tau_syn), decay("tau_mem", node.tau_mem)
+    gain = _gain(name, "CubaLIF", uniform("w_in", node.w_in) * du * uniform("r", node.r) * dv)
+    _check_reset(name, "CubaLIF", node)
+    params = NeuronParams(du=du, dv=dv, theta=uniform("v_threshold", node.v_threshold),
+                          bias=uniform("v_leak", node.v_leak) * dv)
+    return params, gain, np.asarray(node.tau_mem).shape
+
+
+# NIR neuron node type -> its reader: (name, node, dt_s, uniform(field, values), decay(field, tau)) -> (hwnas' neuron
+# parameters, input gain, parameter shape); the one table that reads a neuron node (linear nodes: CHAIN_READERS)
+NEURON_READERS = {"CubaLIF": _cuba_lif_neuron, "LIF": _lif_neuron, "IF": _if_neuron, "Threshold": _threshold_neuron}
 
 
 def _neuron_shape(name: str, node, param_shape: tuple[int, ...]) -> tuple[int, ...] | None:

@@ -193,161 +193,200 @@ def map_network(net: SpikingNetwork, target: Target, attempts: int = 6, stop_ear
 
 def _map_once(net: SpikingNetwork, target: Target, caps: dict[str, int], stop_early: bool = False,
               core_budget: int | None = None, axon_cache: dict | None = None) -> Mapping:
-    """One placement; ``caps`` limits the neurons per block of some layers (and keeps their cores unshared);
-    ``axon_cache`` keeps the input axons of blocks already counted (by layer, start, stop)."""
-    axon_cache = {} if axon_cache is None else axon_cache
-    core_spec, chip = target.core, target.chip
-    shapes = {INPUT: net.input_shape, **{name: pop.shape for name, pop in net.populations.items()}}
-    connections = net.active_connections()
-    incoming = {name: [(net.synapses[c.module_key], c.src) for c in connections if c.dst == name] for name in net.order}
-    violations: list[ConstraintError] = []
+    """One placement, in its phases (:class:`_Placement`); ``caps`` limits the neurons per block of some layers
+    (and keeps their cores unshared); ``axon_cache`` keeps the input axons of blocks already counted (by layer,
+    start, stop). With ``stop_early``, a network that breaks a per-neuron rule or needs more cores than the chip
+    (or ``core_budget``) by the cheap estimates returns an incomplete mapping at once."""
+    placement = _Placement(net, target, caps, axon_cache)
+    placement.check_neuron_rules()
+    if stop_early and placement.violations:
+        return placement.incomplete()
+    if not placement.check_core_lower_bound():  # an oversized network is rejected before any axon is counted
+        return placement.incomplete()
+    if stop_early and not placement.check_core_estimate(core_budget):
+        return placement.incomplete()
+    blocks = placement.cut_blocks()
+    cores = placement.pack_cores(blocks)
+    routes = _route(net, target, placement.shapes, blocks, cores)
+    placement.check_fanout(cores)
+    return Mapping(target, cores, blocks, routes, _synop_shares(net, placement.shapes), placement.violations)
 
-    def input_axons(layer: str, start: int, stop: int) -> int:
-        key = (layer, start, stop)
-        if key not in axon_cache:
-            axon_cache[key] = count_input_axons(layer, start, stop)
-        return axon_cache[key]
 
-    def count_input_axons(layer: str, start: int, stop: int) -> int:
-        mask = block_mask(shapes[layer], start, stop)
-        reached: dict[str, torch.Tensor] = {}
-        for synapse, src in incoming[layer]:
-            hit = synapse.transpose_count(mask, shapes[src]) > 0
-            reached[src] = hit if src not in reached else (reached[src] | hit)
-        return sum(int(r.sum()) for r in reached.values())
+class _Placement:
+    """The state of one placement of a network's layers onto cores: per layer the prefix sums of stored synapse
+    bits (per neuron, in the layer's order), the incoming synapses, and the rules broken so far."""
 
-    def note(check) -> None:
+    def __init__(self, net: SpikingNetwork, target: Target, caps: dict[str, int], axon_cache: dict | None):
+        self.net, self.target, self.caps = net, target, caps
+        self.axon_cache = {} if axon_cache is None else axon_cache
+        self.core_spec, self.chip = target.core, target.chip
+        self.shapes = {INPUT: net.input_shape, **{name: pop.shape for name, pop in net.populations.items()}}
+        connections = net.active_connections()
+        self.incoming = {name: [(net.synapses[c.module_key], c.src) for c in connections if c.dst == name]
+                         for name in net.order}
+        self.violations: list[ConstraintError] = []
+        self.prefixes, self.conv_prefixes, self.shared, self.widest = _stored_synapses(net, target, self.shapes,
+                                                                                        self.incoming)
+
+    def incomplete(self) -> Mapping:
+        """The mapping of a network refused before its blocks were placed."""
+        return Mapping(self.target, [], {}, {layer: Route() for layer in self.net.order},
+                       _synop_shares(self.net, self.shapes), self.violations, complete=False)
+
+    def note(self, check) -> None:
+        """Run ``check``; a broken rule is recorded once per rule and layer."""
         try:
             check()
         except ConstraintError as exc:
-            if not any(v.rule == exc.rule and v.layer == exc.layer for v in violations):
-                violations.append(exc)
+            if not any(v.rule == exc.rule and v.layer == exc.layer for v in self.violations):
+                self.violations.append(exc)
 
-    def fits(neurons: int, axons: int, bits: int) -> bool:
-        return neurons <= core_spec.neurons and axons <= core_spec.fanin_axons and bits <= core_spec.synapse_memory_bits
+    def check_neuron_rules(self) -> None:
+        """Phase 1: every neuron's fan-in axons and synapse memory within one core's."""
+        for layer in self.net.order:
+            widest = self.widest[layer]
+            self.note(lambda: check_neuron_fanin(layer, widest[0], self.core_spec.fanin_axons, self.target.name))
+            self.note(lambda: check_neuron_synapses(layer, widest[1], self.core_spec.synapse_memory_bits,
+                                                    self.target.name))
 
-    prefixes, conv_prefixes, shared, widest = _stored_synapses(net, target, shapes, incoming)
-    for layer in net.order:
-        note(lambda: check_neuron_fanin(layer, widest[layer][0], core_spec.fanin_axons, target.name))
-        note(lambda: check_neuron_synapses(layer, widest[layer][1], core_spec.synapse_memory_bits, target.name))
+    def input_axons(self, layer: str, start: int, stop: int) -> int:
+        """Distinct source neurons that reach neurons ``start:stop`` of ``layer`` (cached)."""
+        key = (layer, start, stop)
+        if key not in self.axon_cache:
+            mask = block_mask(self.shapes[layer], start, stop)
+            reached: dict[str, torch.Tensor] = {}
+            for synapse, src in self.incoming[layer]:
+                hit = synapse.transpose_count(mask, self.shapes[src]) > 0
+                reached[src] = hit if src not in reached else (reached[src] | hit)
+            self.axon_cache[key] = sum(int(r.sum()) for r in reached.values())
+        return self.axon_cache[key]
 
-    def last_within(prefix: torch.Tensor, budget: float) -> int:
-        return int(torch.searchsorted(prefix, torch.tensor([budget], dtype=torch.float64), right=True)) - 1
-
-    def longest_block(layer: str, start: int) -> int:
+    def longest_block(self, layer: str, start: int) -> int:
         """End of the longest block from ``start`` within the neuron and synapse-memory limits (at least 1). A
         shared kernel is stored once or, where that is cheaper, as per-neuron synapses."""
-        prefix = prefixes[layer]
-        end = last_within(prefix, float(prefix[start]) + core_spec.synapse_memory_bits - shared[layer])
-        if shared[layer]:
-            per_neuron = prefix + conv_prefixes[layer]
-            end = max(end, last_within(per_neuron, float(per_neuron[start]) + core_spec.synapse_memory_bits))
-        return max(start + 1, min(len(prefix) - 1, start + core_spec.neurons, end, start + caps.get(layer, 1 << 62)))
+        prefix, memory = self.prefixes[layer], self.core_spec.synapse_memory_bits
+        end = _last_within(prefix, float(prefix[start]) + memory - self.shared[layer])
+        if self.shared[layer]:
+            per_neuron = prefix + self.conv_prefixes[layer]
+            end = max(end, _last_within(per_neuron, float(per_neuron[start]) + memory))
+        return max(start + 1, min(len(prefix) - 1, start + self.core_spec.neurons, end,
+                                  start + self.caps.get(layer, 1 << 62)))
 
-    def block_bits(layer: str, start: int, stop: int) -> int:
-        stored = float(prefixes[layer][stop] - prefixes[layer][start])
-        conv = float(conv_prefixes[layer][stop] - conv_prefixes[layer][start])
-        return int(stored + min(shared[layer], conv))
+    def block_bits(self, layer: str, start: int, stop: int) -> int:
+        """Synapse memory of neurons ``start:stop`` of ``layer``, a shared kernel stored the cheaper way."""
+        stored = float(self.prefixes[layer][stop] - self.prefixes[layer][start])
+        conv = float(self.conv_prefixes[layer][stop] - self.conv_prefixes[layer][start])
+        return int(stored + min(self.shared[layer], conv))
 
-    if stop_early and violations:
-        return Mapping(target, [], {}, {layer: Route() for layer in net.order}, _synop_shares(net, shapes),
-                       violations, complete=False)
-
-    # a lower bound first (neurons and synapse memory only): an oversized network is rejected without
-    # the expensive axon and routing analysis of hundreds of blocks
-    lower_bound = 0
-    for layer in net.order:
-        start = 0
-        while start < len(prefixes[layer]) - 1 and lower_bound <= chip.cores:
-            start = longest_block(layer, start)
-            lower_bound += 1
-    if lower_bound > chip.cores:
-        violations.append(ConstraintError(
-            "cores", None, lower_bound, chip.cores,
-            f"cores: network needs more than {chip.cores} cores (over {lower_bound - 1} counting neurons and "
-            f"synapse memory alone), target {target.name} has {chip.cores} ({chip.chips} chip"
-            f"{'s' if chip.chips != 1 else ''})"))
-        return Mapping(target, [], {}, {layer: Route() for layer in net.order}, _synop_shares(net, shapes),
-                       violations, complete=False)
-
-    def fitting_block(layer: str, start: int) -> tuple[int, int]:
+    def fitting_block(self, layer: str, start: int) -> tuple[int, int]:
         """(end, input axons) of the longest block from ``start`` that also fits the core's fan-in axons."""
-        stop = longest_block(layer, start)
-        axons = input_axons(layer, start, stop)
-        if axons > core_spec.fanin_axons and stop > start + 1:  # shorten by bisection until the axons fit
+        fanin = self.core_spec.fanin_axons
+        stop = self.longest_block(layer, start)
+        axons = self.input_axons(layer, start, stop)
+        if axons > fanin and stop > start + 1:  # shorten by bisection until the axons fit
             low, high = start + 1, stop - 1
             while low < high:
                 middle = (low + high + 1) // 2
-                if input_axons(layer, start, middle) <= core_spec.fanin_axons:
+                if self.input_axons(layer, start, middle) <= fanin:
                     low = middle
                 else:
                     high = middle - 1
             stop = low
-            axons = input_axons(layer, start, stop)
+            axons = self.input_axons(layer, start, stop)
         return stop, axons
 
-    if stop_early:
-        # an estimate with the axons too: every block of a layer as long as its first one (the first sits at the
-        # map's border, where the input window is cut, so it is the longest), and a layer that fits one block
-        # counted by the share of the core it fills (small layers share cores): low rather than high
+    def check_core_lower_bound(self) -> bool:
+        """Phase 2: a lower bound of the cores from neurons and synapse memory alone, without the expensive axon
+        and routing analysis of hundreds of blocks; False (and the rule recorded) when it exceeds the chip."""
+        chip, lower_bound = self.chip, 0
+        for layer in self.net.order:
+            start = 0
+            while start < len(self.prefixes[layer]) - 1 and lower_bound <= chip.cores:
+                start = self.longest_block(layer, start)
+                lower_bound += 1
+        if lower_bound <= chip.cores:
+            return True
+        self.violations.append(ConstraintError(
+            "cores", None, lower_bound, chip.cores,
+            f"cores: network needs more than {chip.cores} cores (over {lower_bound - 1} counting neurons and "
+            f"synapse memory alone), target {self.target.name} has {chip.cores} ({chip.chips} chip"
+            f"{'s' if chip.chips != 1 else ''})"))
+        return False
+
+    def check_core_estimate(self, core_budget: int | None) -> bool:
+        """Phase 3 (early stop only): an estimate with the axons too. Every block of a layer is as long as its first
+        one (the first sits at the map's border, where the input window is cut, so it is the longest), and a layer
+        that fits one block counts by the share of the core it fills (small layers share cores): low rather than
+        high. False (and the rule recorded) when it exceeds the chip or the budget."""
+        core_spec, chip = self.core_spec, self.chip
         needed = 0.0
-        for layer in net.order:
-            total = len(prefixes[layer]) - 1
-            stop, axons = fitting_block(layer, 0)
+        for layer in self.net.order:
+            total = len(self.prefixes[layer]) - 1
+            stop, axons = self.fitting_block(layer, 0)
             if stop < total:
                 needed += total / stop
             else:
                 needed += max(total / core_spec.neurons, axons / core_spec.fanin_axons,
-                              block_bits(layer, 0, total) / core_spec.synapse_memory_bits)
+                              self.block_bits(layer, 0, total) / core_spec.synapse_memory_bits)
         estimate = math.ceil(needed - 1e-9)
-        budget = min(chip.cores, core_budget or chip.cores)
-        if estimate > budget:
-            rule, allowed = ("cores", chip.cores) if estimate > chip.cores else ("max-cores", core_budget)
-            violations.append(ConstraintError(
-                rule, None, estimate, allowed,
-                f"{rule}: network needs about {estimate} cores (estimated from each layer's first block, fan-in "
-                f"axons included), {'the budget is' if rule == 'max-cores' else f'target {target.name} has'} "
-                f"{allowed}"))
-            return Mapping(target, [], {}, {layer: Route() for layer in net.order}, _synop_shares(net, shapes),
-                           violations, complete=False)
+        if estimate <= min(chip.cores, core_budget or chip.cores):
+            return True
+        rule, allowed = ("cores", chip.cores) if estimate > chip.cores else ("max-cores", core_budget)
+        self.violations.append(ConstraintError(
+            rule, None, estimate, allowed,
+            f"{rule}: network needs about {estimate} cores (estimated from each layer's first block, fan-in "
+            f"axons included), {'the budget is' if rule == 'max-cores' else f'target {self.target.name} has'} "
+            f"{allowed}"))
+        return False
 
-    blocks: dict[str, list[Block]] = {}
-    for layer in net.order:
-        total = len(prefixes[layer]) - 1
-        blocks[layer] = []
-        start = 0
-        while start < total:
-            stop, axons = fitting_block(layer, start)
-            bits = block_bits(layer, start, stop)
-            blocks[layer].append(Block(layer, start, stop, -1, axons, bits))
-            start = stop
+    def cut_blocks(self) -> dict[str, list[Block]]:
+        """Phase 4: each layer cut into the longest blocks that fit a core, in the layer's order."""
+        blocks: dict[str, list[Block]] = {}
+        for layer in self.net.order:
+            total = len(self.prefixes[layer]) - 1
+            blocks[layer] = []
+            start = 0
+            while start < total:
+                stop, axons = self.fitting_block(layer, start)
+                blocks[layer].append(Block(layer, start, stop, -1, axons, self.block_bits(layer, start, stop)))
+                start = stop
+        return blocks
 
-
-    cores: list[Core] = []
-    for layer in net.order:
-        for block in blocks[layer]:
-            current = cores[-1] if cores else None
-            alone = block.layer in caps or (current is not None and any(b.layer in caps for b in current.blocks))
-            if current is None or alone or not fits(current.neurons + block.neurons, current.axons_in + block.axons_in,
-                                           current.synapse_bits + block.synapse_bits):
-                current = _new_core(len(cores), target)
-                cores.append(current)
-            block.core = current.index
-            current.blocks.append(block)
-    try:
-        check_total_cores(len(cores), chip.cores, chip.chips, target.name)
-    except ConstraintError as exc:
-        violations.append(exc)
-
-    routes = _route(net, target, shapes, blocks, cores)
-    for core in cores:
+    def pack_cores(self, blocks: dict[str, list[Block]]) -> list[Core]:
+        """Phase 5: blocks packed in order onto cores, a block sharing the last core while it fits (capped layers
+        alone); the chip's core count checked."""
+        core_spec, caps, cores = self.core_spec, self.caps, []
+        for layer in self.net.order:
+            for block in blocks[layer]:
+                current = cores[-1] if cores else None
+                alone = block.layer in caps or (current is not None and any(b.layer in caps for b in current.blocks))
+                if current is None or alone or not (
+                        current.neurons + block.neurons <= core_spec.neurons
+                        and current.axons_in + block.axons_in <= core_spec.fanin_axons
+                        and current.synapse_bits + block.synapse_bits <= core_spec.synapse_memory_bits):
+                    current = _new_core(len(cores), self.target)
+                    cores.append(current)
+                block.core = current.index
+                current.blocks.append(block)
         try:
-            check_core_fanout(",".join(sorted({b.layer for b in core.blocks})), core.index, core.axons_out,
-                              core_spec.fanout_axons, target.name)
+            check_total_cores(len(cores), self.chip.cores, self.chip.chips, self.target.name)
         except ConstraintError as exc:
-            violations.append(exc)
+            self.violations.append(exc)
+        return cores
 
-    return Mapping(target, cores, blocks, routes, _synop_shares(net, shapes), violations)
+    def check_fanout(self, cores: list[Core]) -> None:
+        """Phase 7 (after routing): every core's output axons within its fan-out."""
+        for core in cores:
+            try:
+                check_core_fanout(",".join(sorted({b.layer for b in core.blocks})), core.index, core.axons_out,
+                                  self.core_spec.fanout_axons, self.target.name)
+            except ConstraintError as exc:
+                self.violations.append(exc)
+
+
+def _last_within(prefix: torch.Tensor, budget: float) -> int:
+    """The last index whose prefix sum is within ``budget``."""
+    return int(torch.searchsorted(prefix, torch.tensor([budget], dtype=torch.float64), right=True)) - 1
 
 
 def synapse_storage_bits(synapse, target: Target) -> int:

@@ -13,8 +13,8 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import TargetError
+from ..sim.graph import TIMINGS
 
-TIMINGS = ("zero-delay", "pipelined")
 MAX_COUNT = 2 ** 31 - 1  # largest count (chips, cores, neurons, bits) a target file may give
 
 

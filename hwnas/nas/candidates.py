@@ -76,20 +76,21 @@ class CandidateMeasurer:
         candidate's seeded weights (continuing the ``previous`` state of an earlier rung when given), and the
         energy and time per inference of the trained network's activity; under ``"state"`` the bytes a later rung
         continues from."""
-        from ..training.loop import continued_training
+        from ..training.loop import short_training
 
-        accuracy, activity, state = continued_training(self.architecture(cell, skeleton), splits, epochs,
-                                                       self.config.seed, self.evaluator.device, previous)
-        return {"val_accuracy": accuracy, **self.trained_cost(cell, activity, skeleton), "state": state}
+        trained = short_training(self.architecture(cell, skeleton), splits, epochs, self.config.seed, "val",
+                                 self.evaluator.device, previous=previous, keep=True)
+        return {"val_accuracy": trained.accuracy, **self.trained_cost(cell, trained.activity, skeleton),
+                "state": trained.state}
 
     def screen_training(self, cell: Cell, skeleton: str | None, fraction: float, splits) -> dict:
         """A screening's cached fields: validation accuracy after one pass over ``fraction`` of the training split
         from the candidate's seeded weights, and the energy and time per inference of the trained activity."""
         from ..training.loop import short_training
 
-        accuracy, activity = short_training(self.architecture(cell, skeleton), splits, 1, self.config.seed, "val",
-                                            self.evaluator.device, fraction)
-        return {"val_accuracy": accuracy, **self.trained_cost(cell, activity, skeleton)}
+        trained = short_training(self.architecture(cell, skeleton), splits, 1, self.config.seed, "val",
+                                 self.evaluator.device, fraction)
+        return {"val_accuracy": trained.accuracy, **self.trained_cost(cell, trained.activity, skeleton)}
 
 
 class CandidateScorer:

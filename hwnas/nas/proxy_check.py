@@ -166,7 +166,7 @@ def run_proxy_check(config: ProxyCheckConfig, out_dir: str | Path,
 
 
 def _run_proxy_check(config: ProxyCheckConfig, out: Path, progress: Callable[[str], None] | None) -> dict:
-    from ..training.loop import evaluate, short_training_accuracy
+    from ..training.loop import evaluate, short_training
     from .supernet import Supernet
 
     say = progress or (lambda message: None)
@@ -213,7 +213,7 @@ def _run_proxy_check(config: ProxyCheckConfig, out: Path, progress: Callable[[st
                 continue
             train_seed = 1000 * (config.seed + 1) + {"short_train": 999, "screen": 998}.get(label, 0) + \
                 (int(label) if split == "test" else 0)
-            done[label] = short_training_accuracy(arch, splits, epochs, train_seed, split, device, fraction)
+            done[label] = short_training(arch, splits, epochs, train_seed, split, device, fraction).accuracy
             state.save()
             length = f"{fraction:g} of an epoch" if fraction < 1 else f"{epochs} epochs"
             say(f"[{number}/{len(keys)}] {key}: {'seed ' + label if split == 'test' else label} training "

@@ -54,6 +54,7 @@ class SearchOutcome:
     winner: Row
     rows: list[Row]
     report: dict
+    splits: DatasetSplits | None = None  # the data it searched on
 
 
 def scoring_batches(config: SearchConfig, splits) -> list[torch.Tensor]:
@@ -253,4 +254,4 @@ def _search(config, folder, cache, resume, target, timing, splits, space, templa
         raise SearchError(f"could not write the search's files ({exc.strerror or exc}: {exc.filename}); every "
                           f"result is kept in {folder.checkpoint}: hwnas search --resume {folder.path} writes them "
                           "without scoring again") from None
-    return SearchOutcome(folder.path, architecture, winner, rows, report)
+    return SearchOutcome(folder.path, architecture, winner, rows, report, splits)

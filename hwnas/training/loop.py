@@ -152,17 +152,52 @@ SHORT_TRAINING_BATCH = 64  # samples per batch of the search's short trainings
 SHORT_TRAINING_LR = 2e-3
 
 
-def short_training(arch: Architecture, splits, epochs: int, seed: int, split: str,
-                   device=None, fraction: float = 1.0) -> tuple[float, ActivityStats]:
-    """Accuracy and activity on ``split`` (``val`` or ``test``) after ``epochs`` of ``hwnas train``'s float training
-    from the weights ``seed`` gives; the checkpoint with the best validation accuracy is the one evaluated. A
-    ``fraction`` below 1 trains on that share of the training split only (drawn with ``seed``): the search's
-    screening rung sees a fraction of an epoch."""
+@dataclass
+class ShortTraining:
+    """What :func:`short_training` measured: accuracy and activity on the evaluated split at the best epoch, and
+    (when kept) the state a later, longer training continues from."""
+
+    accuracy: float
+    activity: ActivityStats
+    state: bytes | None = None
+
+
+def short_training(arch: Architecture, splits, epochs: int, seed: int, split: str = "val", device=None,
+                   fraction: float = 1.0, previous: bytes | None = None, keep: bool = False) -> ShortTraining:
+    """The one entry of the search's trainings (screening, halving rungs) and of proxy-check's: ``epochs`` of
+    ``hwnas train``'s float training from the weights ``seed`` gives, then the accuracy and activity on ``split``
+    (``val`` or ``test``) of the epoch with the best validation accuracy.
+
+    ``fraction`` below 1 trains on that share of the training split only (drawn with ``seed``): the screening
+    sees a fraction of an epoch. ``keep`` returns the state (weights, Adam's moments, epochs, best epoch) that a
+    later call continues from as ``previous``: ``epochs`` then counts all epochs, the first ones done before, and
+    each call runs the cosine schedule over the epochs it adds (a warm restart, Loshchilov & Hutter, SGDR, ICLR
+    2017), so a first call is exactly one without ``previous``."""
     net = build_seeded(lambda: build_network(arch), seed, arch.key).to(device or pick_device())
-    _, best = train_epochs(net, arch, training_subset(splits, fraction, seed), epochs, SHORT_TRAINING_LR,
-                           SHORT_TRAINING_BATCH, seed)
-    net.load_state_dict(best)
-    return evaluate(net, splits, split, arch, seed)
+    optimizer = torch.optim.Adam(net.parameters(), lr=SHORT_TRAINING_LR)
+    done, best = 0, (-1.0, None)
+    if previous is not None:
+        saved = torch.load(io.BytesIO(previous), map_location=next(net.parameters()).device, weights_only=True)
+        net.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])  # Adam's moments; its learning rate ended the last cosine at 0
+        for group in optimizer.param_groups:
+            group["lr"] = group["initial_lr"] = SHORT_TRAINING_LR  # the restart: the schedule starts over from here
+        done, best = saved["epochs"], (saved["best_accuracy"], saved["best_model"])
+    if epochs > done:
+        accuracy, state = train_epochs(net, arch, training_subset(splits, fraction, seed), epochs - done,
+                                       SHORT_TRAINING_LR, SHORT_TRAINING_BATCH, seed, optimizer=optimizer,
+                                       first_epoch=done + 1)
+        if accuracy > best[0]:  # ties keep the earlier epoch, as within one training
+            best = (accuracy, state)
+    kept = None
+    if keep:
+        buffer = io.BytesIO()
+        torch.save({"epochs": max(epochs, done), "model": net.state_dict(), "optimizer": optimizer.state_dict(),
+                    "best_accuracy": best[0], "best_model": best[1]}, buffer)
+        kept = buffer.getvalue()
+    net.load_state_dict(best[1])
+    accuracy, activity = evaluate(net, splits, split, arch, seed)
+    return ShortTraining(accuracy, activity, kept)
 
 
 def training_subset(splits: DatasetSplits, fraction: float, seed: int) -> DatasetSplits:
@@ -175,42 +210,6 @@ def training_subset(splits: DatasetSplits, fraction: float, seed: int) -> Datase
     index = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(seed + 104729))[:count]
     index = index.sort().values  # the epoch's own shuffle orders them
     return replace(splits, train_x=x[index], train_y=y[index])
-
-
-def continued_training(arch: Architecture, splits, epochs: int, seed: int, device=None,
-                       previous: bytes | None = None) -> tuple[float, ActivityStats, bytes]:
-    """:func:`short_training` that a later, longer one continues: ``epochs`` in all, the first ones already done
-    in ``previous`` (the state bytes an earlier call returned: weights, Adam's moments, epochs, best epoch). Each
-    call runs the cosine schedule over the epochs it adds (a warm restart, Loshchilov & Hutter, SGDR, ICLR 2017),
-    so a first call is exactly :func:`short_training`. Returns the validation accuracy and activity of the best
-    epoch so far, and the state to continue from."""
-    net = build_seeded(lambda: build_network(arch), seed, arch.key).to(device or pick_device())
-    optimizer = torch.optim.Adam(net.parameters(), lr=SHORT_TRAINING_LR)
-    done, best = 0, (-1.0, None)
-    if previous is not None:
-        saved = torch.load(io.BytesIO(previous), map_location=next(net.parameters()).device, weights_only=True)
-        net.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])  # Adam's moments; its learning rate ended the last cosine at 0
-        for group in optimizer.param_groups:
-            group["lr"] = group["initial_lr"] = SHORT_TRAINING_LR  # the restart: the schedule starts over from here
-        done, best = saved["epochs"], (saved["best_accuracy"], saved["best_model"])
-    if epochs > done:
-        accuracy, state = train_epochs(net, arch, splits, epochs - done, SHORT_TRAINING_LR, SHORT_TRAINING_BATCH,
-                                       seed, optimizer=optimizer, first_epoch=done + 1)
-        if accuracy > best[0]:  # ties keep the earlier epoch, as within one training
-            best = (accuracy, state)
-    buffer = io.BytesIO()
-    torch.save({"epochs": max(epochs, done), "model": net.state_dict(), "optimizer": optimizer.state_dict(),
-                "best_accuracy": best[0], "best_model": best[1]}, buffer)
-    net.load_state_dict(best[1])
-    accuracy, activity = evaluate(net, splits, "val", arch, seed)
-    return accuracy, activity, buffer.getvalue()
-
-
-def short_training_accuracy(arch: Architecture, splits, epochs: int, seed: int, split: str, device=None,
-                            fraction: float = 1.0) -> float:
-    """The accuracy of :func:`short_training`."""
-    return short_training(arch, splits, epochs, seed, split, device, fraction)[0]
 
 
 def train_run(run_dir: str | Path, config: TrainConfig,

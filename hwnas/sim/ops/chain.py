@@ -16,7 +16,6 @@ from ..quantize import quantised_weights
 from .base import Lowered, Synapse, nir_pool_size
 from .matrices import conv_matrix, pool_matrix
 
-CHAIN_NODES = ("Conv2d", "Linear", "Affine", "SumPool2d", "AvgPool2d", "Flatten", "Scale")
 
 
 def _pair(value, name: str, field: str) -> int:
@@ -29,23 +28,42 @@ def _pair(value, name: str, field: str) -> int:
     return int(array[0])
 
 
-def node_output_shape(name: str, node, shape: tuple[int, ...]) -> tuple[int, ...]:
-    """The shape a linear NIR node delivers for an input of ``shape``."""
-    kind = type(node).__name__
-    if kind == "Flatten":
-        return (int(np.prod(shape)),)
-    if kind == "Scale":
-        return tuple(shape)
-    if kind in ("Linear", "Affine"):
-        return (int(np.asarray(node.weight).shape[0]),)
+def _needs_map(name: str, node, shape: tuple[int, ...]) -> None:
     if len(shape) != 3:
-        raise NirError(f"node '{name}' ({kind}) needs a (C, H, W) input, the chain delivers {list(shape)}")
-    if kind in ("SumPool2d", "AvgPool2d"):
-        k = nir_pool_size(name, node)
-        if shape[1] < k or shape[2] < k:
-            raise NirError(f"node '{name}' ({kind}): a {k}x{k} window on a {shape[1]}x{shape[2]} input leaves no output")
-        return (shape[0], shape[1] // k, shape[2] // k)
-    weight = np.asarray(node.weight)  # Conv2d
+        raise NirError(f"node '{name}' ({type(node).__name__}) needs a (C, H, W) input, the chain delivers "
+                       f"{list(shape)}")
+
+
+def _pool_shape(name: str, node, shape: tuple[int, ...]) -> tuple[int, ...]:
+    _needs_map(name, node, shape)
+    k = nir_pool_size(name, node)
+    if shape[1] < k or shape[2] < k:
+        raise NirError(f"node '{name}' ({type(node).__name__}): a {k}x{k} window on a {shape[1]}x{shape[2]} input "
+                       "leaves no output")
+    return (shape[0], shape[1] // k, shape[2] // k)
+
+
+def _pool_matrix(name: str, node, shape, out_shape):
+    k = nir_pool_size(name, node)
+    return pool_matrix(shape, k, 1.0 if type(node).__name__ == "SumPool2d" else 1.0 / (k * k)), None
+
+
+def _dense_matrix(name: str, node, shape, out_shape):
+    kind = type(node).__name__
+    weight = np.asarray(node.weight, dtype=np.float64)
+    size = int(np.prod(shape))
+    if weight.ndim != 2 or weight.shape[1] != size:
+        raise NirError(f"shape mismatch at '{name}' ({kind}): weight {list(weight.shape)} takes "
+                       f"{weight.shape[-1]} inputs, the chain delivers {size}")
+    bias = np.asarray(node.bias, dtype=np.float64).reshape(-1) if kind == "Affine" else None
+    if bias is not None and bias.size != weight.shape[0]:
+        raise NirError(f"node '{name}' (Affine): {bias.size} biases for {weight.shape[0]} outputs")
+    return sparse.csr_matrix(weight), bias
+
+
+def _conv_shape(name: str, node, shape: tuple[int, ...]) -> tuple[int, ...]:
+    _needs_map(name, node, shape)
+    weight = np.asarray(node.weight)
     stride, padding = _pair(node.stride, name, "stride"), _pair(node.padding, name, "padding")
     if stride < 1 or padding < 0 or weight.ndim != 4:
         raise NirError(f"node '{name}' (Conv2d): needs a 4-d weight, stride >= 1 and padding >= 0")
@@ -57,30 +75,8 @@ def node_output_shape(name: str, node, shape: tuple[int, ...]) -> tuple[int, ...
     return out
 
 
-def _node_matrix(name: str, node, shape: tuple[int, ...]) -> tuple[sparse.csr_matrix, np.ndarray | None,
-                                                                     tuple[int, ...]]:
-    """One NIR node as (matrix (out, in), bias or None, output shape) for an input of ``shape``."""
-    kind = type(node).__name__
-    size = int(np.prod(shape))
-    out_shape = node_output_shape(name, node, shape)
-    if kind == "Flatten":
-        return sparse.identity(size, format="csr"), None, out_shape
-    if kind == "Scale":
-        scale = np.broadcast_to(np.asarray(node.scale, dtype=np.float64), shape).reshape(-1)
-        return sparse.diags(scale, format="csr"), None, out_shape
-    if kind in ("Linear", "Affine"):
-        weight = np.asarray(node.weight, dtype=np.float64)
-        if weight.ndim != 2 or weight.shape[1] != size:
-            raise NirError(f"shape mismatch at '{name}' ({kind}): weight {list(weight.shape)} takes "
-                           f"{weight.shape[-1]} inputs, the chain delivers {size}")
-        bias = np.asarray(node.bias, dtype=np.float64).reshape(-1) if kind == "Affine" else None
-        if bias is not None and bias.size != weight.shape[0]:
-            raise NirError(f"node '{name}' (Affine): {bias.size} biases for {weight.shape[0]} outputs")
-        return sparse.csr_matrix(weight), bias, out_shape
-    if kind in ("SumPool2d", "AvgPool2d"):
-        k = nir_pool_size(name, node)
-        return pool_matrix(shape, k, 1.0 if kind == "SumPool2d" else 1.0 / (k * k)), None, out_shape
-    weight = np.asarray(node.weight, dtype=np.float64)  # Conv2d
+def _conv_matrix(name: str, node, shape, out_shape):
+    weight = np.asarray(node.weight, dtype=np.float64)
     if _pair(node.dilation, name, "dilation") != 1:
         raise NirError(f"node '{name}' (Conv2d): dilation other than 1 is not supported")
     groups = int(node.groups)
@@ -93,7 +89,37 @@ def _node_matrix(name: str, node, shape: tuple[int, ...]) -> tuple[sparse.csr_ma
     if bias.size not in (0, 1, out_shape[0]):
         raise NirError(f"node '{name}' (Conv2d): {bias.size} biases for {out_shape[0]} output channels")
     bias = np.repeat(np.broadcast_to(bias, (out_shape[0],)), out_shape[1] * out_shape[2]) if bias.size else None
-    return matrix, bias, out_shape
+    return matrix, bias
+
+
+# NIR node type -> (output shape for an input shape, (matrix (out, in), bias or None) for an input shape): the one
+# table that reads a linear NIR node
+CHAIN_READERS = {
+    "Flatten": (lambda name, node, shape: (int(np.prod(shape)),),
+                lambda name, node, shape, out: (sparse.identity(int(np.prod(shape)), format="csr"), None)),
+    "Scale": (lambda name, node, shape: tuple(shape),
+              lambda name, node, shape, out: (sparse.diags(np.broadcast_to(
+                  np.asarray(node.scale, dtype=np.float64), shape).reshape(-1), format="csr"), None)),
+    "Linear": (lambda name, node, shape: (int(np.asarray(node.weight).shape[0]),), _dense_matrix),
+    "Affine": (lambda name, node, shape: (int(np.asarray(node.weight).shape[0]),), _dense_matrix),
+    "SumPool2d": (_pool_shape, _pool_matrix),
+    "AvgPool2d": (_pool_shape, _pool_matrix),
+    "Conv2d": (_conv_shape, _conv_matrix),
+}
+CHAIN_NODES = tuple(CHAIN_READERS)
+
+
+def node_output_shape(name: str, node, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape a linear NIR node delivers for an input of ``shape``."""
+    return CHAIN_READERS[type(node).__name__][0](name, node, shape)
+
+
+def _node_matrix(name: str, node, shape: tuple[int, ...]) -> tuple[sparse.csr_matrix, np.ndarray | None,
+                                                                     tuple[int, ...]]:
+    """One NIR node as (matrix (out, in), bias or None, output shape) for an input of ``shape``."""
+    shape_of, matrix_of = CHAIN_READERS[type(node).__name__]
+    out_shape = shape_of(name, node, shape)
+    return (*matrix_of(name, node, shape, out_shape), out_shape)
 
 
 class LinearChain(Synapse):
