@@ -78,6 +78,40 @@ def to_portable_nir(net, arch=None, dt_s: float | None = None):
     return portable_graph(graph, shapes)
 
 
+def _threshold_as_lif(name, node, dt_s, shapes):
+    import nir
+
+    theta = np.asarray(node.threshold, dtype=np.float64)
+    return nir.LIF(tau=np.full_like(theta, PORTABLE_DT_S), r=np.ones_like(theta), v_leak=np.zeros_like(theta),
+                   v_threshold=theta, v_reset=np.zeros_like(theta))
+
+
+def _lif(name, node, dt_s, shapes):
+    import nir
+
+    return nir.LIF(tau=_tau(node.tau, dt_s), r=node.r, v_leak=node.v_leak, v_threshold=node.v_threshold,
+                   v_reset=node.v_reset)
+
+
+def _cuba_lif(name, node, dt_s, shapes):
+    import nir
+
+    return nir.CubaLIF(tau_syn=_tau(node.tau_syn, dt_s), tau_mem=_tau(node.tau_mem, dt_s), r=node.r,
+                       v_leak=node.v_leak, v_threshold=node.v_threshold, v_reset=node.v_reset, w_in=node.w_in)
+
+
+def _pool_as_conv(name, node, dt_s, shapes):
+    if name not in shapes:
+        raise NirError(f"portable profile: no shape known at pooling node '{name}'")
+    one = (lambda k: 1.0) if type(node).__name__ == "SumPool2d" else (lambda k: 1.0 / (k * k))
+    return _pool_conv(node, shapes[name], one)
+
+
+# NIR node type -> its portable form (name, node, hwnas' dt_s, pooling input shapes) -> node; other nodes stay
+PORTABLE_REWRITES = {"Threshold": _threshold_as_lif, "LIF": _lif, "CubaLIF": _cuba_lif, "SumPool2d": _pool_as_conv,
+                     "AvgPool2d": _pool_as_conv}
+
+
 def portable_graph(graph, shapes: dict[str, tuple[int, ...]]):
     """The portable profile of an hwnas NIR ``graph`` (see the module docstring); ``shapes`` gives the input shape
     (C, H, W) of every pooling node, which hwnas' writer knows."""
@@ -89,22 +123,8 @@ def portable_graph(graph, shapes: dict[str, tuple[int, ...]]):
     names = {name: (name if name in ("input", "output") else _plain(name, taken)) for name in graph.nodes}
     nodes = {}
     for name, node in graph.nodes.items():
-        kind = type(node).__name__
-        if kind == "Threshold":
-            theta = np.asarray(node.threshold, dtype=np.float64)
-            node = nir.LIF(tau=np.full_like(theta, PORTABLE_DT_S), r=np.ones_like(theta), v_leak=np.zeros_like(theta),
-                           v_threshold=theta, v_reset=np.zeros_like(theta))
-        elif kind == "LIF":
-            node = nir.LIF(tau=_tau(node.tau, dt_s), r=node.r, v_leak=node.v_leak, v_threshold=node.v_threshold,
-                           v_reset=node.v_reset)
-        elif kind == "CubaLIF":
-            node = nir.CubaLIF(tau_syn=_tau(node.tau_syn, dt_s), tau_mem=_tau(node.tau_mem, dt_s), r=node.r,
-                               v_leak=node.v_leak, v_threshold=node.v_threshold, v_reset=node.v_reset, w_in=node.w_in)
-        elif kind in ("SumPool2d", "AvgPool2d"):
-            if name not in shapes:
-                raise NirError(f"portable profile: no shape known at pooling node '{name}'")
-            one = (lambda k: 1.0) if kind == "SumPool2d" else (lambda k: 1.0 / (k * k))
-            node = _pool_conv(node, shapes[name], one)
+        rewrite = PORTABLE_REWRITES.get(type(node).__name__)
+        node = rewrite(name, node, dt_s, shapes) if rewrite else node
         nodes[names[name]] = node
     edges = [(names[src], names[dst]) for src, dst in graph.edges]
     metadata["hwnas.dt_s"] = PORTABLE_DT_S
