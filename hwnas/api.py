@@ -32,7 +32,7 @@ from torch import nn
 from .arch.genotype import Architecture
 from .data import load_dataset
 from .data.splits import DatasetSplits, encode_batch, split_indices
-from .errors import DataError, OptionError
+from .errors import DataError, NirError, OptionError
 from .io_utils import write_json_atomic
 from .run_folder import RunFolder
 from .sim.network import SpikingNetwork
@@ -229,7 +229,14 @@ def search(data: Any = "digits", target: str = "loihi2", *, out: str | Path | No
     if resume:
         if out is None:
             raise OptionError("resume needs out=, the run folder of the search to continue")
+        if options:
+            raise OptionError(f"resume continues with the search's recorded options; {sorted(options)[0]}= cannot "
+                              "change them")
         config, splits = SearchConfig(), None  # the checkpoint's options replace these
+        if data is not None and not isinstance(data, str):  # data in memory: given again, read as it was recorded
+            recorded = _recorded_data(RunFolder(out), checkpoint=True)
+            splits = as_splits(data, recorded["timesteps"], recorded["seed"], name or recorded["name"],
+                               num_classes=num_classes)
     else:
         # a dataset by name is loaded by the search itself, after it has checked its options and its folder
         splits = None if isinstance(data, str) else as_splits(data, timesteps, seed, name, data_dir, num_classes,
@@ -251,7 +258,7 @@ def search(data: Any = "digits", target: str = "loihi2", *, out: str | Path | No
 
 
 def train(found: SearchResult | str | Path, *, out: str | Path | None = None, progress: bool | Callable = True,
-          data: Any = None, pick: int | None = None, **options) -> TrainResult:
+          data: Any = None, pick: int | None = None, graph: bool | None = None, **options) -> TrainResult:
     """Train the winner of :func:`search` (or of a run folder), float then quantisation-aware on an integer
     target; ``options`` are :class:`~hwnas.training.loop.TrainConfig` fields (``epochs``, ``qat_epochs``, ``lr``,
     ``device``, ...). Trains in ``found``'s run folder when it has one, else in ``out`` or a temporary one.
@@ -262,10 +269,13 @@ def train(found: SearchResult | str | Path, *, out: str | Path | None = None, pr
     (``dt``, ``timesteps``, ``encoding``, ``from_scratch``, ``max_samples``).
 
     ``pick`` K trains point K (1: the cheapest) of the accuracy-energy front of the search's refined candidates
-    instead of its winner (``hwnas train --pick``; the search needs its run folder)."""
+    instead of its winner (``hwnas train --pick``; the search needs its run folder).
+
+    ``graph``: whether ``found`` is another tool's graph (True: a NIR file of any name, as ``--from`` reads it;
+    None: when it is a ``nir.NIRGraph`` or a ``.nir`` path)."""
     from .training.loop import TrainConfig, train_run
 
-    if _is_graph(found):
+    if graph or (graph is None and _is_graph(found)):
         if pick is not None:
             raise OptionError("pick chooses among a search's candidates; it does not apply to another tool's graph")
         return _train_graph(found, out, progress, data, options)
@@ -322,10 +332,10 @@ def compress(trained: TrainResult | str | Path, *, out: str | Path | None = None
 
 
 def _is_graph(found) -> bool:
-    """True for a NIR graph object, a ``.nir`` path or a file (a run folder is a directory)."""
+    """True for a NIR graph object or a path to a ``.nir`` file."""
     if type(found).__name__ == "NIRGraph":
         return True
-    return isinstance(found, (str, Path)) and (Path(found).suffix == ".nir" or Path(found).is_file())
+    return isinstance(found, (str, Path)) and Path(found).suffix == ".nir"
 
 
 def _train_graph(found, out, progress, data, options: dict) -> TrainResult:
@@ -359,8 +369,13 @@ def _train_graph(found, out, progress, data, options: dict) -> TrainResult:
                            path if out is not None else None, splits)
 
 
-def _recorded_data(folder: RunFolder) -> dict:
-    """The data options a run folder's search recorded (timesteps, seed, name), for reading data given again."""
+def _recorded_data(folder: RunFolder, checkpoint: bool = False) -> dict:
+    """The data options a run folder's search recorded (timesteps, seed, name), for reading data given again; from
+    its checkpoint when the search has not finished (``checkpoint``)."""
+    if checkpoint:
+        config = folder.read_json(folder.checkpoint, {}).get("config") or {}
+        return {"timesteps": int(config.get("timesteps", 8)), "seed": int(config.get("seed", 0)),
+                "name": config.get("dataset")}
     config = folder.search_config()
     return {"timesteps": int(config.get("timesteps", 8)), "seed": int(config.get("seed", 0)),
             "name": folder.search_report().get("dataset", {}).get("name")}
@@ -384,26 +399,26 @@ class Exported:
     agrees: bool | None
 
 
-def _trained_model(trained) -> tuple[Any, Architecture, RunFolder | None]:
+def _trained_model(trained) -> tuple[Any, Architecture]:
     """The network and architecture of a trained model: a :class:`TrainResult`, a :class:`SpikingClassifier`, or a
-    run folder (its ``model.pt``), with that folder."""
+    run folder (its ``model.pt``)."""
     from .training.model_file import load_model
 
-    if isinstance(trained, (str, Path)):
-        folder = RunFolder(trained)
-        net, arch, _ = load_model(folder.model)
-        return net, arch, folder
+    if isinstance(trained, (str, Path, RunFolder)):
+        net, arch, _ = load_model(RunFolder(trained).model if not isinstance(trained, RunFolder) else trained.model)
+        return net, arch
     model = trained.model if isinstance(trained, TrainResult) else trained
     if not isinstance(model, SpikingClassifier):
         raise OptionError(f"cannot export a {type(model).__name__}: give a TrainResult, a SpikingClassifier or a "
                           "trained run folder")
-    return model.network, model.architecture, None
+    return model.network, model.architecture
 
 
 def export_checked(trained, path: str | Path | None = None, format: str = "nir", dt: float | None = None,
-                   profile: str = "hwnas") -> Exported:
+                   profile: str = "hwnas", lava: bool | None = None) -> Exported:
     """:func:`export`, returning what was written and what its check found instead of raising when the check
-    disagrees (``hwnas export`` prints it and exits 1)."""
+    disagrees (``hwnas export`` prints it and exits 1). ``lava``: whether a netx file must run in Lava (True: a
+    one-line error without Lava, as on the command line), may (None) or not (False)."""
     from .formats.nir import DEFAULT_DT_S, export as export_nir, load, write
     from .formats.portable import PORTABLE_DT_S, to_portable_nir
     from .io_utils import check_writable
@@ -415,15 +430,16 @@ def export_checked(trained, path: str | Path | None = None, format: str = "nir",
         raise OptionError(f"profile must be hwnas or portable, got {profile!r}")
     if profile != "hwnas" and format != "nir":
         raise OptionError(f"--profile applies to --format nir, not {format}")
-    net, arch, folder = _trained_model(trained)
+    folder = RunFolder(trained) if isinstance(trained, (str, Path)) else None
     if path is None and folder is None:
         raise OptionError("export needs a path for a model held in memory")
     path = Path(path) if path is not None else folder.export(format)
     check_writable(path, "--out")
+    net, arch = _trained_model(folder or trained)
     net = deployed_network(net)  # on the CPU; a model in memory is not moved
     with folder.writing("export") if folder is not None else _nothing():
         if format == "netx":
-            return _export_netx(net, arch, path)
+            return _export_netx(net, arch, path, lava)
         if format == "onnx":
             from .formats.onnx import export_onnx, matches_hwnas
 
@@ -454,10 +470,10 @@ class _nothing:
         return False
 
 
-def _export_netx(net, arch: Architecture, path: Path) -> Exported:
-    """Write netx HDF5 and, when Lava runs here, load it with lava-dl's netx, run a test batch in Lava and compare
-    with hwnas' integer simulation of the file, layer by layer."""
-    from .backends.lava import lava_missing, run_netx
+def _export_netx(net, arch: Architecture, path: Path, lava: bool | None) -> Exported:
+    """Write netx HDF5 and (see ``lava`` of :func:`export_checked`) load it with lava-dl's netx, run a test batch in
+    Lava and compare with hwnas' integer simulation of the file, layer by layer."""
+    from .backends.lava import LavaError, lava_missing, run_netx
     from .formats.netx import netx_twin, write_netx
     from .formats.nir import load, to_nir
     from .sim.integer import simulate_fixed
@@ -466,7 +482,9 @@ def _export_netx(net, arch: Architecture, path: Path) -> Exported:
     layers = write_netx(deployed, path)
     kinds = ", ".join(f"{layer.kind} {layer.population}" for layer in layers)
     wrote = f"wrote {path}: {len(layers)} layers ({kinds}); weights as even integers at scale 64"
-    missing = lava_missing()
+    missing = lava_missing() if lava is not False else "not asked to"
+    if missing and lava:
+        raise LavaError(f"{path} written, but not checked: {missing}")
     if missing:
         return Exported(path, f"{wrote}\nnot run in Lava ({missing})", None)
     sample = torch.bernoulli(torch.full((arch.timesteps, 4, *arch.input_shape), 0.3),
@@ -500,13 +518,15 @@ def _graph(model, dt: float | None):
 
     if isinstance(model, (str, Path)):
         graph = read_graph(model)
+        where = str(model)
     else:
+        where = "the graph"
         with tempfile.TemporaryDirectory(prefix="hwnas-graph-") as scratch:
             graph = read_graph(export(model, Path(scratch) / "model.nir", dt=dt or 1e-3))
     dt_s = dt or recorded_dt(graph)
     if dt_s is None:
-        raise OptionError("the graph records no time step: pass dt (--dt), seconds per step; graphs in per-step units, "
-                          "as sinabs and snnTorch write them, need --dt 1")
+        raise NirError(f"{where} records no time step: pass --dt (dt=: seconds per step; graphs in per-step units, "
+                       "as sinabs and snnTorch write them, need --dt 1)")
     return graph, float(dt_s)
 
 
@@ -520,11 +540,12 @@ def _inputs(graph, data, samples: int, seed: int, steps: int | None, runs: int, 
 
     arch = recorded_architecture(graph)
     steps = steps or (arch.timesteps if arch else None)
-    if isinstance(data, (torch.Tensor, np.ndarray)) and (arch is None or data.ndim == 2 + len(arch.input_shape)):
-        check_run_memory(graph, data.shape[1], data.shape[0], runs, what)
+    if isinstance(data, (torch.Tensor, np.ndarray)):  # network input (time, batch, ...), run as it is
+        if data.ndim >= 2:
+            check_run_memory(graph, data.shape[1], data.shape[0], runs, what)
         return inputs_from(None, samples, 0, "rate", seed, np.asarray(data))
     if steps is None:
-        raise OptionError("the graph records no timesteps: pass steps (--steps)")
+        raise OptionError("the graph records no timesteps: pass --steps (steps=)")
     check_run_memory(graph, samples, steps, runs, what)
     split_seed = seed
     if data is None and isinstance(model, TrainResult) and model.splits is not None:
@@ -560,7 +581,7 @@ def deploy(model, data: Any = None, *, backend: str = "lava", mode: str = "fixed
     say = _printer(progress)
     graph, dt_s = _graph(model, dt)
     inputs, labels = _inputs(graph, data, samples, seed, steps, 2, "deploy", model, data_dir, say)
-    require_lava([backend], "deploy with backend='norse' (--backend norse)")  # after the input's checks
+    require_lava([backend], "use --backend norse (backend='norse')")  # after the input's checks
     with computing_threads(DEFAULT_THREADS):  # results depend on the thread count: a fixed one
         return compare(graph, inputs, labels, dt_s, f"lava_{mode}" if backend == "lava" else "norse")
 
@@ -574,7 +595,8 @@ def validate(model, data: Any = None, *, target: str = "loihi2", backends: tuple
     """Run a trained model on every backend, compare them pairwise and estimate its energy on ``target`` from the
     spikes Lava measured, as ``hwnas validate`` does; returns the :class:`~hwnas.backends.validate.Validation`
     (``to_dict()`` is what ``validation.json`` holds). ``model`` is a :class:`TrainResult`, a
-    :class:`SpikingClassifier`, a .nir file, or an exported run folder: then its ``model.nir`` runs on the test
+    :class:`SpikingClassifier`, a .nir file, or an exported run folder (a folder, or a
+    :class:`~hwnas.run_folder.RunFolder`): then its ``model.nir`` runs on the test
     split its search made (or ``data``), ``trained`` adds its ``model.pt``, and ``validation.json`` and
     ``validation.png`` are written there."""
     from .backends.lava import require_lava
@@ -589,9 +611,9 @@ def validate(model, data: Any = None, *, target: str = "loihi2", backends: tuple
         raise OptionError(f"unknown backend '{unknown[0]}' (known: {', '.join(VALIDATE_BACKENDS)})")
     require_lava(backends, "leave {lava} out of backends (--skip {lava})")
     say = _printer(progress)
-    if isinstance(model, (str, Path)) and Path(model).is_dir():
-        return _validate_folder(RunFolder(model), data, data_dir, load_target(target), tuple(backends), samples, seed,
-                                trained, say)
+    if isinstance(model, RunFolder) or (isinstance(model, (str, Path)) and Path(model).is_dir()):
+        folder = model if isinstance(model, RunFolder) else RunFolder(model)
+        return _validate_folder(folder, data, data_dir, target, tuple(backends), samples, seed, trained, say)
     graph, dt_s = _graph(model, dt)
     # every backend's rasters, plus hwnas' own, the trained model's and Norse's reference
     inputs, labels = _inputs(graph, data, samples, seed, None, len(backends) + 3, "validate", model, data_dir, say)
@@ -601,11 +623,12 @@ def validate(model, data: Any = None, *, target: str = "loihi2", backends: tuple
                               trained=None if network is None else deployed_network(network))
 
 
-def _validate_folder(folder: RunFolder, data, data_dir, target, backends, samples: int, seed: int, trained: bool,
-                     say):
+def _validate_folder(folder: RunFolder, data, data_dir, target: str, backends, samples: int, seed: int,
+                     trained: bool, say):
     """:func:`validate` of a run folder's export (see there)."""
     from .backends.validate import plot_validation, validate as run_validation
     from .formats.nir import read_graph, recorded_architecture, recorded_dt
+    from .hw_models.targets import load_target
     from .limits import recorded_threads
     from .sim.seeding import computing_threads
     from .training.model_file import load_model
@@ -614,6 +637,7 @@ def _validate_folder(folder: RunFolder, data, data_dir, target, backends, sample
     if not model.is_file():
         raise OptionError(f"no model.nir in {folder.path}: run `hwnas train {folder.path}` and `hwnas export "
                           f"{folder.path}` first")
+    target = load_target(target)
     graph = read_graph(model)
     if recorded_architecture(graph) is None:
         raise OptionError(f"{model} records no hwnas architecture: validate runs hwnas' own exports")

@@ -109,6 +109,12 @@ def test_a_run_folder_is_written_when_asked_and_static_data_loads_from_a_dataloa
     trained = hwnas.train(found, epochs=1, qat_epochs=0)
     assert trained.folder == tmp_path / "run" and (tmp_path / "run" / "model.pt").is_file()
     assert trained.model(x[:5]).shape == (5, 2)
+    again = hwnas.search(loader, out=tmp_path / "run", resume=True, progress=False)  # data in memory, given again
+    assert again.winner == found.winner and again.splits.num_classes == 2
+    with pytest.raises(OptionError, match="recorded options"):
+        hwnas.search(loader, out=tmp_path / "run", resume=True, candidates=5)
+    assert hwnas.export(tmp_path / "run") == tmp_path / "run" / "model.nir"  # a run folder's default file
+    assert str(found.architecture).startswith(found.winner["cell"] + " (")
 
 
 def test_bad_data_is_one_line():

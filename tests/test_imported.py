@@ -38,7 +38,7 @@ def test_train_from_a_graph_learns_and_writes_a_run_folder(imported_run):
     # the graph's random weights are near chance on 3 bands; training finds the bands
     assert report["val_accuracy"] >= report["imported"]["val_accuracy_before"] + 0.3
     architecture = json.loads((run / "architecture.json").read_text())
-    assert architecture["format"] == "hwnas.training.imported" and architecture["timesteps"] == 6
+    assert architecture["format"] == "hwnas.imported" and architecture["timesteps"] == 6
     assert json.loads((run / "report.json").read_text())["config"]["dataset"] == "nmnist"
     net, arch, _ = load_model(run / "model.pt")
     splits = load_dataset("nmnist", root / "data", arch.timesteps, 0)

@@ -421,3 +421,27 @@ def test_a_wrong_dt_is_named_and_silent_outputs_score_nothing(trained_run, capsy
     assert code == 0 and "is --dt right?" not in capsys.readouterr().out
     main(["estimate", str(trained_run / "model.nir"), "--samples", "4", "--dt", "1e-9"])
     assert "layer stem: no spikes in 4 samples; is --dt right?" in capsys.readouterr().out
+
+
+def test_a_path_of_the_wrong_kind_is_refused_by_each_step_in_one_line(trained_run, tmp_path, capsys):
+    """Each command names what it expected when given a file where a run folder belongs, a missing graph, or an
+    input array of the wrong shape (the command line and the API share these paths)."""
+    np.save(tmp_path / "flat.npy", np.zeros((4, 2, 64), np.float32))
+    for argv, fragment in (
+            (["train", str(trained_run / "model.nir")], "architecture.json"),
+            (["train", str(tmp_path / "new"), "--from", str(tmp_path / "nope")], "no NIR file at"),
+            (["train", str(tmp_path / "new"), "--from", str(tmp_path), "--timesteps", "8"], str(tmp_path)),
+            (["validate", str(trained_run / "model.nir"), "--skip", "lava_fixed,lava_float,norse"], "no model.nir in"),
+            (["deploy", str(trained_run / "model.nir"), "--backend", "norse", "--input", str(tmp_path / "flat.npy")],
+             "inputs have shape [64] per step")):
+        assert_refused(*outcome(argv, capsys), fragment)
+    assert not (tmp_path / "new").exists()
+
+
+def test_run_folders_keep_their_file_formats(trained_run):
+    """The formats written into run folders are what earlier versions wrote, so their folders still resume and
+    load."""
+    assert json.loads((trained_run / "checkpoint.json").read_text())["format"] == "hwnas.search-checkpoint"
+    checkpoint = torch.load(trained_run / "model.pt", weights_only=True)
+    assert checkpoint["format"] == "hwnas.model" and checkpoint["version"] == 1
+    assert list(json.loads((trained_run / "train.json").read_text()))[:4] == ["target", "timing", "dataset", "device"]

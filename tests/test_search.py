@@ -92,8 +92,8 @@ def test_existing_run_folder_is_not_overwritten(tmp_path):
 @pytest.mark.parametrize("content,message", [
     ("{broken", "not valid JSON"),
     ('{"format": "something-else"}', "not an hwnas search checkpoint"),
-    ('{"format": "hwnas.nas-checkpoint", "config": {"strategy": "random"}, "results": []}', "malformed"),
-    ('{"format": "hwnas.nas-checkpoint", "config": {"stratgy": 1}, "results": {}}', "unknown fields"),
+    ('{"format": "hwnas.search-checkpoint", "config": {"strategy": "random"}, "results": []}', "malformed"),
+    ('{"format": "hwnas.search-checkpoint", "config": {"stratgy": 1}, "results": {}}', "unknown fields"),
 ])
 def test_malformed_checkpoint_is_a_resume_error(tmp_path, content, message):
     (tmp_path / "checkpoint.json").write_text(content)

@@ -15,7 +15,7 @@ from ..io_utils import write_json_atomic
 from .choices import ENCODINGS, TIMINGS
 from .genotype import Architecture, read_architecture_json
 
-FORMAT = "hwnas.training.imported"
+FORMAT = "hwnas.imported"
 FORMAT_VERSION = 1
 
 

@@ -50,6 +50,6 @@ def run(args: argparse.Namespace) -> int:
     disagrees."""
     from ..api import export_checked
 
-    exported = export_checked(args.run_dir, args.out, args.format, args.dt, args.profile)
+    exported = export_checked(args.run_dir, args.out, args.format, args.dt, args.profile, lava=True)
     print(exported.description)
     return 1 if exported.agrees is False else 0

@@ -86,16 +86,18 @@ def run(args: argparse.Namespace) -> int:
         raise OptionError(f"--{given[0].replace('_', '-')} applies to train --from MODEL.nir (a search run folder "
                           "trains on the search's data)")
     options = config_options(TrainConfig, args)
+    if say is None and args.pick is not None:  # --quiet silences the epochs, not which point was picked
+        say = lambda message: message.startswith("picked point") and print(message, file=sys.stderr)  # noqa: E731
     try:
         if args.source is not None:
             if args.pick is not None:
                 raise OptionError("--pick chooses among a search's candidates; it does not apply to --from")
             imported = {name: getattr(args, name) for name in IMPORT_OPTIONS if name != "dataset"
                         and getattr(args, name) is not None}
-            outcome = train(Path(args.source), out=args.run_dir, data=args.dataset, progress=say or False,
+            outcome = train(Path(args.source), out=args.run_dir, data=args.dataset, progress=say or False, graph=True,
                             **imported, **options)
         else:
-            outcome = train(Path(args.run_dir), pick=args.pick, progress=say or False, **options)
+            outcome = train(Path(args.run_dir), pick=args.pick, progress=say or False, graph=False, **options)
     except KeyboardInterrupt:
         print("\ninterrupted: no model written (model.pt is written only when training ends)", file=sys.stderr)
         return 130

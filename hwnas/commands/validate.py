@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     backends = tuple(b for b in SKIPPABLE if b not in skip and b != "trained")
     require_lava(backends, "pass --skip {lava}")
     folder = RunFolder(args.run_dir)
-    result = validate(folder.path, args.dataset, target=args.target, backends=backends, samples=args.samples,
+    result = validate(folder, args.dataset, target=args.target, backends=backends, samples=args.samples,
                       seed=args.seed, data_dir=args.data_dir, trained="trained" not in skip,
                       progress=lambda message: print(message, file=sys.stderr))
     print_report(result, imported="imported" in folder.search_report())

@@ -338,11 +338,12 @@ def _write(out: RunFolder, net, arch, checkpoint: dict, layer_bits: dict, masks:
            splits: DatasetSplits, source: RunFolder, target, activity) -> None:
     """The compressed run folder: architecture, model (with per-connection bits and masks), the search report
     its later steps read (the source run's configuration and data), train.json and compress.json."""
-    from ..training.model_file import checkpoint_of, train_report, write_model, write_train_report
+    from ..training.model_file import MODEL_VERSION, train_report, write_model, write_train_report
 
     arch.save(out.architecture)
-    write_model(out, {**checkpoint, **checkpoint_of(net, arch, checkpoint.get("weight_bits")),
-                      "layer_weight_bits": dict(layer_bits), "masks": masks, "compressed": True})
+    write_model(out, {**checkpoint, "version": MODEL_VERSION, "architecture": arch.to_dict(),
+                      "state_dict": net.state_dict(), "layer_weight_bits": dict(layer_bits), "masks": masks,
+                      "compressed": True})
     search_report = source.search_report()
     write_json_atomic(out.report, {"config": {**search_report.get("config", {}), "target": target.name},
                                    "dataset": search_report.get("dataset", splits.summary()),

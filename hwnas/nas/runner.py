@@ -1,7 +1,7 @@
 """A whole search run: data, strategy, refinement, checkpoint/resume, and the run folder's files.
 
 The driver here wires the parts together: :mod:`.config` (what determines the result), :mod:`.candidates`
-(scoring through the cache), :mod:`.strategies` and :mod:`.refine` (what is scored, who wins) and :mod:`.report`
+(scoring through the cache), :mod:`.strategies` and :mod:`.refine` (what is scored, who wins) and :mod:`.results`
 (what is written). Files written (atomically) to the run folder (:class:`~hwnas.run_folder.RunFolder`):
 ``checkpoint.json`` (configuration and every scored result, rewritten as the search goes; what ``--resume``
 reads), ``search.csv`` (one row per scored evaluation), ``architecture.json`` (the winner) and ``report.json``.
@@ -41,7 +41,7 @@ from .space import SearchSpace
 from .evolution import evolve
 from .strategies import run_prune, run_random
 
-CHECKPOINT_FORMAT = "hwnas.nas-checkpoint"
+CHECKPOINT_FORMAT = "hwnas.search-checkpoint"
 CHECKPOINT_EVERY_S = 5.0
 
 

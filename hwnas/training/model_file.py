@@ -43,15 +43,24 @@ def write_model(folder: RunFolder, checkpoint: dict) -> None:
     write_bytes_atomic(folder.model, buffer.getvalue())
 
 
+# train.json's keys in the order they are written (others follow, as given)
+TRAIN_REPORT_ORDER = ("target", "timing", "dataset", "device", "config", "seed", "quantized", "weight_bits",
+                      "layer_weight_bits", "arithmetic", "compressed", "val_accuracy", "test_accuracy",
+                      "spikes_per_sample", "synops_per_sample", "neurobench", "per_layer", "seconds", "history", "files")
+
+
 def train_report(net, arch, splits, activity, target, **fields) -> dict:
-    """``train.json``'s entries every trained network has (target, data, arithmetic, test activity, NeuroBench's
-    metrics, files), then ``fields`` (accuracies, configuration, history, ...)."""
+    """``train.json``: the entries every trained network has (target, data, arithmetic, test activity, NeuroBench's
+    metrics, files) and ``fields`` (accuracies, configuration, history, ...; they win), in
+    :data:`TRAIN_REPORT_ORDER`."""
     totals = activity.totals_per_sample()
-    return {"target": target.name, "timing": arch.timing, "dataset": splits.summary(), **fields,
-            "arithmetic": net.arithmetic, "spikes_per_sample": totals["spikes"], "synops_per_sample": totals["synops"],
-            "neurobench": neurobench_metrics(net, activity, encoded_input_is_binary(splits.test_x, splits.kind,
-                                                                                      arch.encoding)),
-            "per_layer": activity.per_sample(), "files": {"model": MODEL}}
+    report = {"target": target.name, "timing": arch.timing, "dataset": splits.summary(),
+              "arithmetic": net.arithmetic, "spikes_per_sample": totals["spikes"], "synops_per_sample": totals["synops"],
+              "neurobench": neurobench_metrics(net, activity, encoded_input_is_binary(splits.test_x, splits.kind,
+                                                                                        arch.encoding)),
+              "per_layer": activity.per_sample(), "files": {"model": MODEL}, **fields}
+    ordered = {key: report[key] for key in TRAIN_REPORT_ORDER if key in report}
+    return {**ordered, **{key: value for key, value in report.items() if key not in ordered}}
 
 
 def write_train_report(folder: RunFolder, report: dict) -> None:

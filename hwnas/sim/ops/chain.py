@@ -95,16 +95,16 @@ def _conv_matrix(name: str, node, shape, out_shape):
 # NIR node type -> (output shape for an input shape, (matrix (out, in), bias or None) for an input shape): the one
 # table that reads a linear NIR node
 CHAIN_READERS = {
+    "Conv2d": (_conv_shape, _conv_matrix),
+    "Linear": (lambda name, node, shape: (int(np.asarray(node.weight).shape[0]),), _dense_matrix),
+    "Affine": (lambda name, node, shape: (int(np.asarray(node.weight).shape[0]),), _dense_matrix),
     "Flatten": (lambda name, node, shape: (int(np.prod(shape)),),
                 lambda name, node, shape, out: (sparse.identity(int(np.prod(shape)), format="csr"), None)),
+    "SumPool2d": (_pool_shape, _pool_matrix),
+    "AvgPool2d": (_pool_shape, _pool_matrix),
     "Scale": (lambda name, node, shape: tuple(shape),
               lambda name, node, shape, out: (sparse.diags(np.broadcast_to(
                   np.asarray(node.scale, dtype=np.float64), shape).reshape(-1), format="csr"), None)),
-    "Linear": (lambda name, node, shape: (int(np.asarray(node.weight).shape[0]),), _dense_matrix),
-    "Affine": (lambda name, node, shape: (int(np.asarray(node.weight).shape[0]),), _dense_matrix),
-    "SumPool2d": (_pool_shape, _pool_matrix),
-    "AvgPool2d": (_pool_shape, _pool_matrix),
-    "Conv2d": (_conv_shape, _conv_matrix),
 }
 CHAIN_NODES = tuple(CHAIN_READERS)
 
