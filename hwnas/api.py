@@ -220,8 +220,11 @@ def search(data: Any = "digits", target: str = "loihi2", *, out: str | Path | No
     """Search an architecture for ``target`` on ``data`` (see the module docstring); ``options`` are
     :class:`~hwnas.nas.config.SearchConfig` fields (``strategy``, ``candidates``, ``refine``, ``width``,
     ``device``, ``threads``, ...), with the command line's defaults. ``out`` keeps the run folder there;
-    ``resume=True`` continues the interrupted search in ``out`` with its recorded options. ``progress``: a bar
-    (True, the default), nothing (False) or a callback ``(done, total, message)``."""
+    ``resume=True`` continues the interrupted search in ``out`` with its recorded options. ``progress``: a bar and
+    the estimate of the search's time before it starts (True, the default), nothing (False), a callback ``(done,
+    total, message)``, or a :class:`~hwnas.progress.ProgressBar` of the caller's. ``budget_minutes=M`` trains the
+    screening and the rungs on the share of the training split that fits M minutes by that estimate
+    (:mod:`hwnas.nas.budget`)."""
     from .nas.config import SearchConfig
     from .nas.runner import run_search
     from .progress import ProgressBar
@@ -238,18 +241,22 @@ def search(data: Any = "digits", target: str = "loihi2", *, out: str | Path | No
             splits = as_splits(data, recorded["timesteps"], recorded["seed"], name or recorded["name"],
                                num_classes=num_classes)
     else:
+        if options.get("budget_minutes") is not None and options.get("train_fraction", 1.0) != 1.0:
+            raise OptionError("give --budget-minutes (budget_minutes=) or --train-fraction (train_fraction=), not "
+                              "both: the budget chooses the fraction")
         # a dataset by name is loaded by the search itself, after it has checked its options and its folder
         splits = None if isinstance(data, str) else as_splits(data, timesteps, seed, name, data_dir, num_classes,
                                                                max_samples=options.get("max_samples"))
         dataset = data if isinstance(data, str) else splits.name
         config = SearchConfig(target=target, dataset=dataset, data_dir=data_dir, timesteps=timesteps, seed=seed,
                               **options)
-    bar = ProgressBar(enabled=progress is True)
+    bar = progress if isinstance(progress, ProgressBar) else ProgressBar(enabled=progress is True)
+    update = bar.update if progress is True or isinstance(progress, ProgressBar) else progress or None
     with tempfile.TemporaryDirectory(prefix="hwnas-search-") as scratch:
         folder = Path(out) if out is not None else Path(scratch) / "run"
         try:
-            outcome = run_search(config, folder, resume=resume, progress=progress if callable(progress) else bar.update,
-                                 splits=splits, workers=workers, ray_address=ray_address)
+            outcome = run_search(config, folder, resume=resume, progress=update, splits=splits, workers=workers,
+                                 ray_address=ray_address, notes=bar.note if bar.enabled else None)
         finally:
             bar.close()
         rows = [asdict(row) for row in outcome.rows]

@@ -36,6 +36,16 @@ class ProgressBar:
         if message:
             self.bar.set_postfix_str(message)
 
+    def note(self, line: str) -> None:
+        """A line of its own (above the bar when one shows), e.g. the search's time estimate before it starts."""
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.write(line, file=self.stream)
+        else:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+
     def _terminal(self) -> bool:
         isatty = getattr(self.stream, "isatty", None)
         return bool(isatty and isatty()) or (self.stream is sys.stderr and _in_notebook())

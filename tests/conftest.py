@@ -25,6 +25,9 @@ FEEDBACK = "0-1:conv3x3 0-2:skip 0-3:zero 1-2:conv3x3 1-3:conv3x3< 2-3:conv3x3" 
 SLOW_TESTS = frozenset({
     "tests/test_api.py::test_search_train_export_on_a_tonic_style_dataset_in_memory",
     "tests/test_batchnorm.py::test_trained_network_computes_the_same_in_training_and_evaluation",
+    "tests/test_budget.py::test_a_budget_trains_on_a_recorded_share_that_repeats_the_search",
+    "tests/test_budget.py::test_the_estimate_counts_the_prune_rounds_at_most",
+    "tests/test_budget.py::test_the_estimate_leaves_the_result_as_it_is",
     "tests/test_cli.py::test_estimate_prints_per_layer_table",
     "tests/test_cli.py::test_search_command_writes_run_folder_and_prints_winner",
     "tests/test_compress.py::test_an_untrained_compression_changes_nothing",

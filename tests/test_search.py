@@ -505,3 +505,27 @@ def test_time_left_is_estimated_from_the_trainings_run_so_far():
     slow = TimeLeft(200, now=iter([0.0, 60.0]).__next__)
     slow.run(dict)
     assert slow.text() == ", about 3.3 h left"  # 60 s each, 199 to go
+
+
+def test_a_short_training_measures_its_best_epoch_once_as_a_second_evaluation_would():
+    """The validation accuracy and activity a short training returns are those of its best epoch, measured at that
+    epoch's end; evaluating the best state again gives the same numbers (so the search skips that second pass)."""
+    import io
+
+    import torch
+
+    from hwnas.arch.builder import build_network
+    from hwnas.data import load_dataset
+    from hwnas.sim.seeding import build_seeded
+    from hwnas.training import evaluate, short_training
+
+    splits = load_dataset("digits", timesteps=4, seed=0, max_samples=150)
+    arch = small_arch()
+    trained = short_training(arch, splits, 2, 0, "val", torch.device("cpu"), keep=True)
+    net = build_seeded(lambda: build_network(arch), 0, arch.key)
+    net.pool_batchnorm_steps()  # as training leaves it
+    net.load_state_dict(torch.load(io.BytesIO(trained.state), weights_only=True)["best_model"])
+    accuracy, activity = evaluate(net, splits, "val", arch, 0)
+    assert accuracy == trained.accuracy
+    assert activity.totals_per_sample() == trained.activity.totals_per_sample()
+    assert activity.per_sample() == trained.activity.per_sample()

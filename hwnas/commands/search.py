@@ -153,6 +153,15 @@ def add_parser(commands) -> None:
                             "best-fitness candidates are refined, as before the screening rung existed)")
     group.add_argument("--screen-fraction", type=fraction_of_one, default=D.screen_fraction, metavar="F",
                        help="share of an epoch each screened candidate trains on (default: %(default)s)")
+    group.add_argument("--train-fraction", type=fraction_of_one, default=D.train_fraction, metavar="F",
+                       help="share of the training split (drawn with --seed, the same samples in every rung) the "
+                            "screening and the halving rungs train on; the validation split that ranks them stays "
+                            "whole (default: %(default)s)")
+    group.add_argument("--budget-minutes", type=positive_float, default=D.budget_minutes, metavar="M",
+                       help="fit --train-fraction so that the search takes about M minutes by the estimate it prints "
+                            "before it starts (measured on this machine: results then depend on its speed; the share "
+                            "chosen is recorded and printed, so --train-fraction repeats the search); a budget that "
+                            "cannot hold the zero-cost part and the validation passes is refused (default: none)")
     group.add_argument("--refine-epochs", type=positive_int, default=D.refine_epochs,
                        help="epochs of the first halving rung; each later rung doubles them (default: %(default)s)")
     group.add_argument("--refine-energy-weight", type=non_negative_float, default=D.refine_energy_weight,
@@ -206,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
     bar = ProgressBar(enabled=not args.quiet)
     try:
         found = search(options.pop("dataset", None), options.pop("target", None), out=out, resume=bool(args.resume),
-                       progress=bar.update if not args.quiet else False, workers=args.workers,
+                       progress=bar if not args.quiet else False, workers=args.workers,
                        ray_address=args.ray_address, **options)
     except KeyboardInterrupt:
         bar.close()
@@ -267,7 +276,9 @@ def run(args: argparse.Namespace) -> int:
               f"broken: {rules})")
     kinds = report.get("evaluations_of", {})
     of = f" ({kinds['cells']} of cells, {kinds['supernets']} of the supernet)" if kinds.get("supernets") else ""
-    print(f"  {report['evaluations']} evaluations{of} in {report['search_seconds']:.1f} s; "
+    estimated = report.get("time_estimate", {}).get("total_s")
+    estimated = f" (estimated {estimated[0]:.0f}-{estimated[1]:.0f} s)" if estimated else ""
+    print(f"  {report['evaluations']} evaluations{of} in {report['search_seconds']:.1f} s{estimated}; "
           f"degenerate (silent or duplicate spike codes): {100 * report['degenerate_share']:.1f}%")
     files = ", ".join(report["files"][k] for k in ("architecture", "search", "report", "pareto") if k in report["files"])
     print(f"results in {outcome.out_dir}/: {files}")

@@ -61,6 +61,8 @@ class SearchConfig:
     refine_energy_weight: float = DEFAULT_REFINE_ENERGY_WEIGHT
     screen: int = DEFAULT_SCREEN  # candidates screened by a brief training to choose the refined ones; 0: by fitness
     screen_fraction: float = DEFAULT_SCREEN_FRACTION  # share of an epoch each screened candidate trains
+    train_fraction: float = 1.0  # share of the training split the screening and the rungs train on (seeded)
+    budget_minutes: float | None = None  # fit train_fraction so that the estimated search takes this long
     population: int = 16          # evolution: candidates per generation (and random ones to start)
     generations: int = 6          # evolution: rounds of mutation and crossover
     supernet_epochs: int = 5      # evolution: epochs of the one-shot supernet's training
@@ -98,6 +100,10 @@ class SearchConfig:
         if isinstance(self.screen, bool) or not isinstance(self.screen, int) or self.screen < 0:
             raise OptionError(f"--screen must be a non-negative integer, got {self.screen!r}")
         check_fraction(self.screen_fraction, "--screen-fraction")
+        check_fraction(self.train_fraction, "--train-fraction")
+        if self.budget_minutes is not None and (isinstance(self.budget_minutes, bool) or not isinstance(
+                self.budget_minutes, (int, float)) or not 0 < self.budget_minutes < float("inf")):
+            raise OptionError(f"--budget-minutes must be a positive number of minutes, got {self.budget_minutes!r}")
         if self.max_samples is not None and self.max_samples < 1:
             raise OptionError(f"--max-samples must be a positive integer, got {self.max_samples!r}")
         if self.deployable not in DEPLOYABLES:

@@ -41,12 +41,14 @@ def rank_candidates(rows: list[Row]) -> None:
 
 
 def write_report(folder: RunFolder, config, target, timing: str, splits, device, space_size: int, rows: list[Row],
-                 winner: Row, architecture, signal: dict, elapsed: float, hardware_estimate, preflight: dict) -> dict:
+                 winner: Row, architecture, signal: dict, elapsed: float, hardware_estimate, preflight: dict,
+                 time_estimate: dict | None = None) -> dict:
     """Write every output of a finished search into ``folder`` and return the report; a winner that is degenerate
     or breaks a rule raises :class:`SearchError` after ``search.csv`` is written (naming it).
 
     ``hardware_estimate()`` returns the winner's (estimate, mapping) on a hardware target; ``preflight`` is the
-    report of the skeleton's choice (:func:`hwnas.nas.preflight.choose_skeletons`)."""
+    report of the skeleton's choice (:func:`hwnas.nas.preflight.choose_skeletons`); ``time_estimate`` what
+    :mod:`hwnas.nas.budget` estimated before the search started (None when it did not: recorded as it was)."""
     write_csv_atomic(folder.search_csv, CSV_COLUMNS, (r.csv_fields() for r in rows))
     candidates = [r for r in rows if r.is_candidate]
     scanned = [r for r in rows if r.kind != "final"] if config.strategy == "prune" else rows
@@ -93,6 +95,7 @@ def write_report(folder: RunFolder, config, target, timing: str, splits, device,
         "infeasible": len(infeasible),
         "broken_rules": broken_rules,
         "search_seconds": elapsed,
+        **({"time_estimate": time_estimate} if time_estimate else {}),
         "space_size": space_size,
         "files": {"architecture": folder.architecture.name, "search": folder.search_csv.name,
                   "report": folder.report.name, "checkpoint": folder.checkpoint.name},

@@ -30,7 +30,7 @@ from ..run_folder import RunFolder
 from ..sim.neuron import NeuronParams
 from ..sim.ops.base import pooled_shape
 from ..sim.seeding import computing_threads, resolve_device
-from .candidates import CandidateScorer, restore_scores, stored_result
+from .candidates import CandidateMeasurer, CandidateScorer, restore_scores, stored_result
 from .config import SearchConfig
 from .evaluate import Evaluator, ScoreConfig
 from .preflight import HEAVIEST_CELL, HEAVIEST_CHAIN, choose_skeletons
@@ -115,10 +115,12 @@ def open_checkpoint(folder: RunFolder, config: SearchConfig, resume: bool) -> Re
 def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False,
                progress: Callable[[int, int | None, str], None] | None = None,
                splits: "DatasetSplits | None" = None, workers: int | None = None,
-               ray_address: str | None = None) -> SearchOutcome:
+               ray_address: str | None = None, notes: Callable[[str], None] | None = None) -> SearchOutcome:
     """Run (or resume) a search and write its files to ``out_dir``.
 
-    ``progress(done, total, message)`` is called after each scored evaluation. On Ctrl-C the checkpoint is saved
+    ``progress(done, total, message)`` is called after each scored evaluation; ``notes(line)``, when given, gets
+    the estimate of the search's time before it starts (:mod:`.budget`; measured, so only with ``notes`` or
+    ``config.budget_minutes``). On Ctrl-C the checkpoint is saved
     before ``KeyboardInterrupt`` propagates, so ``resume=True`` continues without re-scoring anything.
     ``splits`` supplies data in memory instead of loading ``config.dataset`` (benchmarks, notebooks).
     ``workers`` (a local Ray cluster of that many processes) or ``ray_address`` (a running cluster) spread the
@@ -135,11 +137,12 @@ def run_search(config: SearchConfig, out_dir: str | Path, resume: bool = False,
     if resume:
         resolve_device(config.device)  # the recorded one, before the data is loaded
     with computing_threads(config.threads):
-        return _prepare_and_search(config, folder, cache, resume, progress, splits, workers, ray_address)
+        return _prepare_and_search(config, folder, cache, resume, progress, splits, workers, ray_address, notes)
 
 
 def _prepare_and_search(config: SearchConfig, folder: RunFolder, cache: ResultCache, resume: bool, progress,
-                        splits, workers: int | None = None, ray_address: str | None = None) -> SearchOutcome:
+                        splits, workers: int | None = None, ray_address: str | None = None,
+                        notes=None) -> SearchOutcome:
     """Check everything that can be checked before scoring (target, data, skeleton, memory), then search while
     holding the run folder."""
     target = load_target(config.target)
@@ -166,7 +169,7 @@ def _prepare_and_search(config: SearchConfig, folder: RunFolder, cache: ResultCa
         if not resume and folder.checkpoint.exists():  # written by a search that ran while this one started
             open_checkpoint(folder, config, resume)
         return _search(config, folder, cache, resume, target, timing, splits, space, templates, preflight, progress,
-                       workers, ray_address)
+                       workers, ray_address, notes)
 
 
 def check_search_memory(config: SearchConfig, templates: list[Architecture]) -> None:
@@ -190,11 +193,17 @@ def check_search_memory(config: SearchConfig, templates: list[Architecture]) -> 
 
 
 def _search(config, folder, cache, resume, target, timing, splits, space, templates, preflight,
-            progress, workers=None, ray_address=None) -> SearchOutcome:
+            progress, workers=None, ray_address=None, notes=None) -> SearchOutcome:
     """The search proper, while this process holds the run folder."""
     score_config = ScoreConfig(config.score, config.batch_size, config.repeats, config.bn_mode, config.reset_state)
     device = resolve_device(config.device)
     evaluator = Evaluator(scoring_batches(config, splits), score_config, device)
+    time_estimate = None
+    if not resume and (notes is not None or config.budget_minutes is not None):
+        from .budget import plan
+
+        config, found = plan(config, CandidateMeasurer(config, target, templates, evaluator), space, splits, notes)
+        cache.config, time_estimate = config.to_dict(), found.to_dict()  # a budget's share is recorded
     if not resume:
         cache.save()
     totals = {"random": min(config.candidates, space.size()),
@@ -249,7 +258,7 @@ def _search(config, folder, cache, resume, target, timing, splits, space, templa
 
     try:
         report = write_report(folder, config, target, timing, splits, device, space.size(), rows, winner,
-                              architecture, signal, elapsed, hardware_estimate, preflight)
+                              architecture, signal, elapsed, hardware_estimate, preflight, time_estimate)
     except OSError as exc:  # the scored results are safe in the checkpoint: say how to get the files
         raise SearchError(f"could not write the search's files ({exc.strerror or exc}: {exc.filename}); every "
                           f"result is kept in {folder.checkpoint}: hwnas search --resume {folder.path} writes them "

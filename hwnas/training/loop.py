@@ -107,11 +107,13 @@ def train_epochs(net: SpikingNetwork, arch: Architecture, splits: DatasetSplits,
                  batch_size: int, seed: int, schedule: bool = True, name: str = "float",
                  history: list | None = None, say: Callable[[str], None] | None = None,
                  started: float | None = None, optimizer: torch.optim.Optimizer | None = None,
-                 first_epoch: int = 1) -> tuple[float, dict]:
+                 first_epoch: int = 1, best_activity: dict | None = None) -> tuple[float, dict]:
     """Surrogate-gradient BPTT of ``net`` for ``epochs`` on the training split (Adam, cosine schedule over these
     epochs when ``schedule``); returns the best validation accuracy and the state dict that reached it.
     ``history`` collects one dict per epoch (phase, epoch, loss, val_accuracy). A continued training passes its
-    ``optimizer`` and numbers its epochs from ``first_epoch`` (each epoch's data order depends on its number)."""
+    ``optimizer`` and numbers its epochs from ``first_epoch`` (each epoch's data order depends on its number).
+    ``best_activity``, a dict, receives under ``"activity"`` the validation activity of the best epoch (what
+    evaluating its state again would measure)."""
     device = next(net.parameters()).device
     say = say or (lambda message: None)
     started = time.perf_counter() if started is None else started
@@ -139,12 +141,14 @@ def train_epochs(net: SpikingNetwork, arch: Architecture, splits: DatasetSplits,
             batches += 1
         if scheduler:
             scheduler.step()
-        accuracy, _ = evaluate(net, splits, "val", arch, seed)
+        accuracy, activity = evaluate(net, splits, "val", arch, seed)
         history.append({"phase": name, "epoch": epoch, "loss": total_loss / max(batches, 1), "val_accuracy": accuracy})
         say(f"{name} epoch {epoch}/{epochs}: loss {total_loss / max(batches, 1):.4f}, "
             f"validation accuracy {100 * accuracy:.2f}% ({time.perf_counter() - started:.0f} s)")
         if accuracy > best[0]:
             best = (accuracy, {k: v.detach().clone() for k, v in net.state_dict().items()})
+            if best_activity is not None:
+                best_activity["activity"] = activity
     return best
 
 
@@ -175,7 +179,7 @@ def short_training(arch: Architecture, splits, epochs: int, seed: int, split: st
     2017), so a first call is exactly one without ``previous``."""
     net = build_seeded(lambda: build_network(arch), seed, arch.key).to(device or pick_device())
     optimizer = torch.optim.Adam(net.parameters(), lr=SHORT_TRAINING_LR)
-    done, best = 0, (-1.0, None)
+    done, best, best_activity = 0, (-1.0, None), {}
     if previous is not None:
         saved = torch.load(io.BytesIO(previous), map_location=next(net.parameters()).device, weights_only=True)
         net.load_state_dict(saved["model"])
@@ -186,15 +190,19 @@ def short_training(arch: Architecture, splits, epochs: int, seed: int, split: st
     if epochs > done:
         accuracy, state = train_epochs(net, arch, training_subset(splits, fraction, seed), epochs - done,
                                        SHORT_TRAINING_LR, SHORT_TRAINING_BATCH, seed, optimizer=optimizer,
-                                       first_epoch=done + 1)
+                                       first_epoch=done + 1, best_activity=best_activity)
         if accuracy > best[0]:  # ties keep the earlier epoch, as within one training
             best = (accuracy, state)
+        else:
+            best_activity.clear()  # the best epoch is an earlier training's
     kept = None
     if keep:
         buffer = io.BytesIO()
         torch.save({"epochs": max(epochs, done), "model": net.state_dict(), "optimizer": optimizer.state_dict(),
                     "best_accuracy": best[0], "best_model": best[1]}, buffer)
         kept = buffer.getvalue()
+    if split == "val" and "activity" in best_activity:  # measured at the best epoch: no second validation pass
+        return ShortTraining(best[0], best_activity["activity"], kept)
     net.load_state_dict(best[1])
     accuracy, activity = evaluate(net, splits, split, arch, seed)
     return ShortTraining(accuracy, activity, kept)

@@ -1,0 +1,221 @@
+"""How long a search will take, estimated before it starts, and the share of the training split its trainings
+can use within ``--budget-minutes``.
+
+At real dataset sizes a search is bound by its trainings (the screening and the halving rungs), whose cost grows
+with the training split, while its zero-cost part does not. Before the first candidate is scored, the search times
+what it is made of on this machine, with the lightest and the heaviest cell of its first skeleton: one zero-cost
+evaluation (scoring and mapping), a training step per sample and an evaluation per sample. Counted over what the
+configuration will run, that is the estimate the search prints (a range: the candidates lie between the two
+cells) and records in ``report.json`` beside the time each phase took.
+
+With a budget, the trainings use a seeded share of the training split (``train_fraction``; the same samples in
+every rung, so that a rung continues what the last one trained) chosen so that the middle of the estimate fits;
+the validation split, which ranks them, stays whole. The share is recorded in the configuration, so that the
+search resumes, and runs again, with it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+
+from ..errors import OptionError
+from .refine import halving_rungs, pool_sample_size
+
+MIN_TRAINING_SAMPLES = 256  # a budget that leaves fewer per training is refused: nothing would be learnt
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Seconds measured on this machine, each (lightest cell, heaviest cell)."""
+
+    evaluation_s: tuple[float, float]      # one zero-cost evaluation, mapping included
+    train_sample_s: tuple[float, float]    # a training step, per sample
+    val_sample_s: tuple[float, float]      # an evaluation, per sample
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The search's phases in seconds, each (low, high), for a share ``train_fraction`` of the training split."""
+
+    zero_cost_s: tuple[float, float]
+    evaluations: int
+    training_s: tuple[float, float]      # screening and rungs: the training steps
+    validation_s: tuple[float, float]    # screening and rungs: the validation passes
+    train_fraction: float
+
+    @property
+    def total_s(self) -> tuple[float, float]:
+        return tuple(a + b + c for a, b, c in zip(self.zero_cost_s, self.training_s, self.validation_s))
+
+    def to_dict(self) -> dict:
+        return {"zero_cost_s": list(self.zero_cost_s), "evaluations": self.evaluations,
+                "training_s": list(self.training_s), "validation_s": list(self.validation_s),
+                "total_s": list(self.total_s), "train_fraction": self.train_fraction}
+
+
+def measure_costs(measurer, splits, cells) -> Costs:
+    """Time, with each of ``cells`` (the lightest and the heaviest) in the primary skeleton, a zero-cost
+    evaluation, a training step and an evaluation, per sample (each after one untimed warm-up run)."""
+    from ..arch.builder import build_network
+    from ..arch.genotype import cell_key
+    from ..sim.seeding import build_seeded
+    from ..training.loop import SHORT_TRAINING_BATCH, SHORT_TRAINING_LR, evaluate, train_epochs
+
+    x, y = splits.split("train")
+    vx, vy = splits.split("val")
+    train_count = min(x.shape[0], 2 * SHORT_TRAINING_BATCH)
+    val_count = min(vx.shape[0], 256)
+    few = replace(splits, train_x=x[:train_count], train_y=y[:train_count], val_x=vx[:2], val_y=vy[:2])
+    some = replace(splits, val_x=vx[:val_count], val_y=vy[:val_count])
+    evaluation, training, validation = [], [], []
+    for cell in cells:
+        for timed in (False, True):
+            started = time.perf_counter()
+            measurer.measure_cell(cell)
+            if timed:
+                evaluation.append(time.perf_counter() - started)
+        arch = measurer.architecture(cell)
+        net = build_seeded(lambda: build_network(arch), measurer.config.seed, cell_key(cell))
+        net = net.to(measurer.evaluator.device)
+        for timed in (False, True):
+            started = time.perf_counter()
+            train_epochs(net, arch, few, 1, SHORT_TRAINING_LR, SHORT_TRAINING_BATCH, measurer.config.seed)
+            if timed:
+                training.append((time.perf_counter() - started) / train_count)
+        started = time.perf_counter()
+        evaluate(net, some, "val", arch, measurer.config.seed)
+        validation.append((time.perf_counter() - started) / val_count)
+    return Costs(tuple(evaluation), tuple(training), tuple(validation))
+
+
+def supernet_evaluation_s(measurer, space) -> float:
+    """Seconds of one zero-cost evaluation of the prune strategy's supernet (every edge on), after a warm-up."""
+    from ..arch.builder import build_network
+    from ..sim.seeding import build_seeded
+
+    template = measurer.templates[measurer.primary]
+    net = build_seeded(lambda: build_network(template, space.nonzero_edges()), measurer.config.seed, "supernet")
+    measurer.measure(net)
+    started = time.perf_counter()
+    measurer.measure(net)
+    return time.perf_counter() - started
+
+
+def evaluation_counts(config, space) -> tuple[int, int]:
+    """(cell evaluations, supernet evaluations) the strategy runs, at most: the prune strategy's rounds counted as
+    if each removed a non-zero op (its zero op goes first when nothing scores below it, which costs fewer)."""
+    from ..arch.choices import PAIRS
+
+    supernets = 0
+    if config.strategy == "random":
+        cells = min(config.candidates, space.size())
+    elif config.strategy == "evolution":
+        cells = min(config.population * (config.generations + 1), space.size())
+    else:
+        sizes = {pair: len(space.choices[pair]) for pair in PAIRS}
+        nonzero = {pair: sum(edge.op != "zero" for edge in space.choices[pair]) for pair in PAIRS}
+        while any(size > 1 for size in sizes.values()):
+            open_pairs = [pair for pair in PAIRS if sizes[pair] > 1]
+            supernets += 1 + sum(nonzero[pair] for pair in open_pairs)
+            for pair in open_pairs:
+                sizes[pair] -= 1
+                nonzero[pair] = min(nonzero[pair], sizes[pair])
+        cells = 1 + (pool_sample_size(config.refine, config.screen) if config.refine else 0)
+    return cells, supernets
+
+
+def training_plan(config, pool: int) -> tuple[float, int]:
+    """(epochs of training, validation passes) over all screened and refined candidates of a search whose
+    refinement draws from ``pool`` candidates: the screening's share of an epoch each, then every halving rung's
+    added epochs (the first rung is the screening's training when that was a whole epoch of one-epoch rungs); one
+    validation pass per epoch (a rung whose added epochs beat no earlier one evaluates once more: not counted)."""
+    if not config.refine:
+        return 0.0, 0
+    epochs, passes = 0.0, 0
+    screened = min(config.screen, pool) if config.screen > config.refine else 0
+    first_rung_done = screened and config.screen_fraction == 1 and config.refine_epochs == 1
+    if screened:
+        epochs += screened * config.screen_fraction
+        passes += screened  # one validation pass each: its epoch's end
+    before = 0
+    for number, (count, rung_epochs) in enumerate(halving_rungs(min(config.refine, pool), config.refine_epochs)):
+        if not (number == 0 and first_rung_done):
+            epochs += count * (rung_epochs - before)
+            passes += count * (rung_epochs - before)
+        before = rung_epochs
+    return epochs, passes
+
+
+def estimate(config, space, costs: Costs, supernet_s: float, train_size: int, val_size: int,
+             train_fraction: float) -> Estimate:
+    """The search's time on this machine (see the module docstring) with ``train_fraction`` of the
+    ``train_size`` training samples in every training."""
+    cells, supernets = evaluation_counts(config, space)
+    epochs, passes = training_plan(config, cells)  # every scored cell may be refined (prune: its final and random)
+    trained = math.ceil(train_fraction * train_size)
+    zero_cost = tuple(cells * evaluation + supernets * supernet_s for evaluation in costs.evaluation_s)
+    training = tuple(epochs * trained * per_sample for per_sample in costs.train_sample_s)
+    validation = tuple(passes * val_size * per_sample for per_sample in costs.val_sample_s)
+    return Estimate(zero_cost, cells + supernets, training, validation, train_fraction)
+
+
+def fitted_fraction(config, space, costs: Costs, supernet_s: float, train_size: int, val_size: int) -> float:
+    """The share of the training split whose trainings keep the middle of the estimate within
+    ``config.budget_minutes`` (1 when the whole split fits); a budget that cannot hold the search with at least
+    :data:`MIN_TRAINING_SAMPLES` samples per training is a one-line :class:`OptionError`."""
+    budget = 60.0 * config.budget_minutes
+    whole = estimate(config, space, costs, supernet_s, train_size, val_size, 1.0)
+    middle = lambda pair: (pair[0] + pair[1]) / 2  # noqa: E731
+    if middle(whole.total_s) <= budget:
+        return 1.0
+    fixed = middle(whole.zero_cost_s) + middle(whole.validation_s)
+    fraction = (budget - fixed) / middle(whole.training_s) if middle(whole.training_s) else 1.0
+    if fraction * train_size < MIN_TRAINING_SAMPLES:
+        raise OptionError(
+            f"--budget-minutes {config.budget_minutes:g} cannot hold this search on this machine: its zero-cost part "
+            f"and validation passes alone take about {fixed / 60:.0f} min and its trainings would keep fewer than "
+            f"{MIN_TRAINING_SAMPLES} samples; raise the budget, or lower --screen, --refine or --max-samples")
+    return math.floor(fraction * 1000) / 1000  # recorded in the configuration: a short number
+
+
+def describe(found: Estimate, train_size: int, budget_minutes: float | None) -> str:
+    """One line: the estimate, by phase, and what the budget chose."""
+    def duration(seconds: float) -> str:
+        return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min" if seconds < 5400 \
+            else f"{seconds / 3600:.1f} h"
+
+    def span(pair) -> str:
+        low, high = duration(pair[0]), duration(pair[1])
+        return high if low == high else f"{low} to {high}"
+
+    line = (f"estimated on this machine: {span(found.total_s)} (zero-cost {found.evaluations} evaluations "
+            f"{span(found.zero_cost_s)}, trainings {span(found.training_s)}, validation {span(found.validation_s)})")
+    if budget_minutes is not None:
+        used = math.ceil(found.train_fraction * train_size)
+        line += (f"; --budget-minutes {budget_minutes:g}: the trainings use {100 * found.train_fraction:.1f}% of the "
+                 f"training split ({used:,} of {train_size:,} samples; --train-fraction {found.train_fraction:g})")
+    return line
+
+
+def plan(config, measurer, space, splits, say) -> tuple[object, Estimate]:
+    """Measure this machine's costs, fit ``train_fraction`` to ``config.budget_minutes`` when there is a budget,
+    and say the estimate; returns the configuration the search runs with and the estimate. The global random state
+    is left as it was, so that a search with an estimate gives what it gives without one."""
+    import torch
+
+    from .preflight import HEAVIEST_CELL, HEAVIEST_CHAIN, LIGHTEST_CELL
+
+    heaviest = HEAVIEST_CHAIN if space.chains_only else HEAVIEST_CELL
+    with torch.random.fork_rng(devices=[]):
+        costs = measure_costs(measurer, splits, (LIGHTEST_CELL, heaviest))
+        supernet_s = supernet_evaluation_s(measurer, space) if config.strategy == "prune" else 0.0
+    train_size, val_size = int(splits.split("train")[1].numel()), int(splits.split("val")[1].numel())
+    if config.budget_minutes is not None:
+        config = replace(config, train_fraction=fitted_fraction(config, space, costs, supernet_s, train_size,
+                                                                val_size))
+    found = estimate(config, space, costs, supernet_s, train_size, val_size, config.train_fraction)
+    if say:
+        say(describe(found, train_size, config.budget_minutes))
+    return config, found

@@ -1,0 +1,90 @@
+"""The search's time estimate and --budget-minutes (hwnas.nas.budget): what it counts, what a budget chooses,
+and that neither changes a search's result beyond the training share it records."""
+
+import csv
+import json
+
+import pytest
+
+from hwnas.cli import main
+from hwnas.nas.budget import evaluation_counts, training_plan
+from hwnas.nas.config import SearchConfig
+from hwnas.nas.runner import run_search
+from hwnas.nas.space import SearchSpace
+
+TINY = ["--strategy", "random", "--candidates", "4", "--timesteps", "4", "--width", "4", "--batch-size", "16",
+        "--repeats", "1", "--refine", "2", "--screen", "3", "--max-samples", "300", "--quiet"]
+
+
+def results(folder) -> list[dict]:
+    """search.csv's rows without the times they took."""
+    return [{key: value for key, value in row.items() if "seconds" not in key}
+            for row in csv.DictReader(open(folder / "search.csv"))]
+
+
+def test_the_plan_counts_what_the_default_search_trains():
+    config = SearchConfig()  # prune; 25 screened on one epoch each, 8 refined over 1, 2, 4 epochs
+    assert training_plan(config, 25) == (25 + 4 * 1 + 2 * 2, 25 + 4 * 1 + 2 * 2)  # the first rung is the screening
+    assert training_plan(SearchConfig(screen_fraction=0.5), 25) == (12.5 + 8 + 4 + 4, 25 + 8 + 4 + 4)
+    assert training_plan(SearchConfig(refine=0), 25) == (0.0, 0)
+    assert training_plan(SearchConfig(screen=0), 25) == (8 + 4 + 4, 8 + 4 + 4)
+    assert evaluation_counts(SearchConfig(strategy="random", candidates=30), SearchSpace()) == (30, 0)
+    cells, supernets = evaluation_counts(config, SearchSpace())
+    assert cells == 1 + 24 and supernets > 0  # the final cell and the random pool; the rounds' supernets
+
+
+def test_the_estimate_counts_the_prune_rounds_at_most(tmp_path, capsys):
+    """The evaluations the estimate counts bound what the prune strategy ran, and the report keeps the estimate
+    beside the time the search took."""
+    out = tmp_path / "run"
+    config = SearchConfig(timesteps=4, width=4, batch_size=16, repeats=1, refine=0)
+    lines = []
+    outcome = run_search(config, out, notes=lines.append)
+    estimate = outcome.report["time_estimate"]
+    assert len(lines) == 1 and lines[0].startswith("estimated on this machine: ")
+    assert outcome.report["evaluations"] <= estimate["evaluations"]
+    assert estimate["training_s"] == [0.0, 0.0] and estimate["train_fraction"] == 1.0
+    assert estimate["total_s"][0] <= estimate["total_s"][1]
+
+
+def test_a_budget_trains_on_a_recorded_share_that_repeats_the_search(tmp_path, capsys):
+    budgeted = tmp_path / "budget"
+    assert main(["search", *TINY, "--budget-minutes", "0.05", "--out", str(budgeted)]) == 0
+    report = json.loads((budgeted / "report.json").read_text())
+    fraction = report["config"]["train_fraction"]
+    assert 0 < fraction < 1 and report["config"]["budget_minutes"] == 0.05
+    assert report["time_estimate"]["train_fraction"] == fraction
+    checkpoint = json.loads((budgeted / "checkpoint.json").read_text())
+    assert checkpoint["config"]["train_fraction"] == fraction  # what a resume continues with
+    again = tmp_path / "again"
+    assert main(["search", *TINY, "--train-fraction", str(fraction), "--out", str(again)]) == 0
+    rows = [results(folder) for folder in (budgeted, again)]
+    assert rows[0] == rows[1] and rows[0][0]["refine_accuracy"]
+    whole = tmp_path / "whole"
+    assert main(["search", *TINY, "--out", str(whole)]) == 0
+    assert results(whole) != rows[0]  # the share changed what was trained
+
+
+def test_the_estimate_leaves_the_result_as_it_is(tmp_path):
+    config = SearchConfig(strategy="random", candidates=4, timesteps=4, width=4, batch_size=16, repeats=1, refine=2,
+                          screen=3, max_samples=300)
+    quiet = run_search(config, tmp_path / "quiet")
+    told = run_search(config, tmp_path / "told", notes=lambda line: None)
+    assert [r.refine_accuracy for r in quiet.rows] == [r.refine_accuracy for r in told.rows]
+    assert [r.score for r in quiet.rows] == [r.score for r in told.rows]
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--budget-minutes", "0.0001"], "--budget-minutes 0.0001 cannot hold this search"),
+    (["--budget-minutes", "1", "--train-fraction", "0.5"], "not both"),
+    (["--budget-minutes", "0"], "must be positive"),
+    (["--train-fraction", "0"], "--train-fraction"),
+])
+def test_a_budget_that_cannot_work_is_one_line(tmp_path, capsys, options, message):
+    try:
+        code = main(["search", *TINY, *options, "--out", str(tmp_path / "run")])
+    except SystemExit as exc:  # argparse's usage errors
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "run" / "search.csv").exists()
