@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from ..limits import DEFAULT_THREADS
-from .common import DEVICE_HELP, device_name, positive_int, seed_int
+from .common import DEVICE_HELP, device_name, positive_float, positive_int, seed_int
 
 
 def add_parser(commands) -> None:
@@ -42,6 +42,9 @@ def add_parser(commands) -> None:
                             help=DEVICE_HELP + "; the search's and the training's (default: %(default)s)")
     run_parser.add_argument("--workers", type=positive_int, default=None, metavar="N",
                             help="the search's --workers: a local Ray cluster of N processes (default: none)")
+    run_parser.add_argument("--budget-minutes", type=positive_float, default=None, metavar="M",
+                            help="the search's --budget-minutes: its trainings use the share of the training split "
+                                 "that fits M minutes by its estimate (default: none)")
     run_parser.add_argument("--compress", action="store_true",
                             help="also compress the trained network (hwnas compress's defaults) and validate it")
     run_parser.set_defaults(handler=run)
@@ -63,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
          ["search", "--target", args.target, "--dataset", args.dataset, "--out", str(out), "--seed", str(args.seed),
           "--threads", str(args.threads), "--device", args.device]
          + (["--workers", str(args.workers)] if args.workers else [])
+         + (["--budget-minutes", f"{args.budget_minutes:g}"] if args.budget_minutes else [])
          + (["--data-dir", args.data_dir] if args.data_dir else [])),
         ("train", folder.model, ["train", str(out), "--seed", str(args.seed), "--target", args.target]),
         ("export", folder.export("nir"), ["export", str(out), "--format", "nir"]),
