@@ -39,7 +39,7 @@ class Costs:
 class Estimate:
     """The search's phases in seconds, each (low, high), for a share ``train_fraction`` of the training split."""
 
-    zero_cost_s: tuple[float, float]
+    zero_cost_s: tuple[float, float]     # the strategy's evaluations (evolution: the supernet's training too)
     evaluations: int
     training_s: tuple[float, float]      # screening and rungs: the training steps
     validation_s: tuple[float, float]    # screening and rungs: the validation passes
@@ -53,6 +53,10 @@ class Estimate:
         return {"zero_cost_s": list(self.zero_cost_s), "evaluations": self.evaluations,
                 "training_s": list(self.training_s), "validation_s": list(self.validation_s),
                 "total_s": list(self.total_s), "train_fraction": self.train_fraction}
+
+
+def _middle(pair: tuple[float, float]) -> float:
+    return (pair[0] + pair[1]) / 2
 
 
 def measure_costs(measurer, splits, cells) -> Costs:
@@ -156,6 +160,12 @@ def estimate(config, space, costs: Costs, supernet_s: float, train_size: int, va
     epochs, passes = training_plan(config, cells)  # every scored cell may be refined (prune: its final and random)
     trained = math.ceil(train_fraction * train_size)
     zero_cost = tuple(cells * evaluation + supernets * supernet_s for evaluation in costs.evaluation_s)
+    if config.strategy == "evolution":  # the supernet trains on the whole split (as heavy as the heaviest cell at
+        # least), then every candidate's accuracy with its weights takes a validation pass
+        supernet_training = config.supernet_epochs * (train_size * costs.train_sample_s[1]
+                                                      + val_size * costs.val_sample_s[1])
+        zero_cost = tuple(z + supernet_training + cells * val_size * v
+                          for z, v in zip(zero_cost, costs.val_sample_s))
     training = tuple(epochs * trained * per_sample for per_sample in costs.train_sample_s)
     validation = tuple(passes * val_size * per_sample for per_sample in costs.val_sample_s)
     return Estimate(zero_cost, cells + supernets, training, validation, train_fraction)
@@ -167,15 +177,14 @@ def fitted_fraction(config, space, costs: Costs, supernet_s: float, train_size: 
     :data:`MIN_TRAINING_SAMPLES` samples per training is a one-line :class:`OptionError`."""
     budget = 60.0 * config.budget_minutes
     whole = estimate(config, space, costs, supernet_s, train_size, val_size, 1.0)
-    middle = lambda pair: (pair[0] + pair[1]) / 2  # noqa: E731
-    if middle(whole.total_s) <= budget:
+    if _middle(whole.total_s) <= budget:
         return 1.0
-    fixed = middle(whole.zero_cost_s) + middle(whole.validation_s)
-    fraction = (budget - fixed) / middle(whole.training_s) if middle(whole.training_s) else 1.0
+    fixed = _middle(whole.zero_cost_s) + _middle(whole.validation_s)
+    fraction = (budget - fixed) / _middle(whole.training_s) if _middle(whole.training_s) else 0.0
     if fraction * train_size < MIN_TRAINING_SAMPLES:
         raise OptionError(
             f"--budget-minutes {config.budget_minutes:g} cannot hold this search on this machine: its zero-cost part "
-            f"and validation passes alone take about {fixed / 60:.0f} min and its trainings would keep fewer than "
+            f"and validation passes alone take about {fixed / 60:.1f} min, and its trainings would keep fewer than "
             f"{MIN_TRAINING_SAMPLES} samples; raise the budget, or lower --screen, --refine or --max-samples")
     return math.floor(fraction * 1000) / 1000  # recorded in the configuration: a short number
 
