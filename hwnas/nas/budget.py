@@ -6,7 +6,7 @@ with the training split, while its zero-cost part does not. Before the first can
 what it is made of on this machine, with the lightest and the heaviest cell of its first skeleton: one zero-cost
 evaluation (scoring and mapping), a training step per sample and an evaluation per sample. Counted over what the
 configuration will run, that is the estimate the search prints (a range: the candidates lie between the two
-cells) and records in ``report.json`` beside the time each phase took.
+cells) and records in ``report.json`` beside the time the search took.
 
 With a budget, the trainings use a seeded share of the training split (``train_fraction``; the same samples in
 every rung, so that a rung continues what the last one trained) chosen so that the middle of the estimate fits;
@@ -47,9 +47,11 @@ class Estimate:
 
     @property
     def total_s(self) -> tuple[float, float]:
+        """The whole search, (low, high)."""
         return tuple(a + b + c for a, b, c in zip(self.zero_cost_s, self.training_s, self.validation_s))
 
     def to_dict(self) -> dict:
+        """What ``report.json`` records under ``time_estimate``."""
         return {"zero_cost_s": list(self.zero_cost_s), "evaluations": self.evaluations,
                 "training_s": list(self.training_s), "validation_s": list(self.validation_s),
                 "total_s": list(self.total_s), "train_fraction": self.train_fraction}
