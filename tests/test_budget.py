@@ -33,6 +33,23 @@ def test_the_plan_counts_what_the_default_search_trains():
     assert cells == 1 + 24 and supernets > 0  # the final cell and the random pool; the rounds' supernets
 
 
+def test_a_budget_keeps_its_share_and_its_minimum_at_every_size():
+    """The share is three significant digits rounded down (never 0 on a large split), the estimate with it fits
+    the budget, and workers share the trainings."""
+    from hwnas.nas.budget import Costs, estimate, fitted_fraction
+
+    costs = Costs((0.1, 0.2), (0.001, 0.004), (0.0005, 0.001))
+    config = SearchConfig(budget_minutes=10)
+    for size in (50_000, 400_000):
+        share = fitted_fraction(config, SearchSpace(), costs, 0.5, size, 1000)
+        assert 0 < share < 1 and float(f"{share:.3g}") == share and share * size >= 256
+        total = estimate(config, SearchSpace(), costs, 0.5, size, 1000, share).total_s
+        assert sum(total) / 2 <= 600
+    one, two = (estimate(config, SearchSpace(), costs, 0.5, 10_000, 1000, 1.0, workers).training_s for workers in (1, 2))
+    assert two[1] == one[1] / 2
+    assert training_plan(SearchConfig(screen=8, refine=4, screen_fraction=0.5), 3) == (5.0, 5)  # no screening
+
+
 def test_the_estimate_counts_the_prune_rounds_at_most(tmp_path, capsys):
     """The evaluations the estimate counts bound what the prune strategy ran, and the report keeps the estimate
     beside the time the search took."""

@@ -110,8 +110,8 @@ def supernet_evaluation_s(measurer, space) -> float:
 
 
 def evaluation_counts(config, space) -> tuple[int, int]:
-    """(cell evaluations, supernet evaluations) the strategy runs, at most: the prune strategy's rounds counted as
-    if each removed a non-zero op (its zero op goes first when nothing scores below it, which costs fewer)."""
+    """(cell evaluations, supernet evaluations) the strategy runs, at most: the prune strategy's rounds are counted
+    as if each removed a pair's zero op while it has one (the most ablations a round can then need)."""
     from ..arch.choices import PAIRS
 
     supernets = 0
@@ -140,7 +140,7 @@ def training_plan(config, pool: int) -> tuple[float, int]:
     if not config.refine:
         return 0.0, 0
     epochs, passes = 0.0, 0
-    screened = min(config.screen, pool) if config.screen > config.refine else 0
+    screened = min(config.screen, pool) if config.screen > config.refine and pool > config.refine else 0
     first_rung_done = screened and config.screen_fraction == 1 and config.refine_epochs == 1
     if screened:
         epochs += screened * config.screen_fraction
@@ -155,40 +155,55 @@ def training_plan(config, pool: int) -> tuple[float, int]:
 
 
 def estimate(config, space, costs: Costs, supernet_s: float, train_size: int, val_size: int,
-             train_fraction: float) -> Estimate:
+             train_fraction: float, workers: int = 1) -> Estimate:
     """The search's time on this machine (see the module docstring) with ``train_fraction`` of the
-    ``train_size`` training samples in every training."""
+    ``train_size`` training samples in every training; with ``workers`` (``--workers``) the cells of the random
+    strategy and of the prune pool, the screening and the rungs run that many at a time (a rung of fewer
+    candidates, fewer), the prune rounds and the evolution one at a time."""
     cells, supernets = evaluation_counts(config, space)
     epochs, passes = training_plan(config, cells)  # every scored cell may be refined (prune: its final and random)
     trained = math.ceil(train_fraction * train_size)
-    zero_cost = tuple(cells * evaluation + supernets * supernet_s for evaluation in costs.evaluation_s)
+    parallel_cells = cells if config.strategy != "evolution" else 0
+    cells_at_once = max(1, min(workers, parallel_cells))
+    zero_cost = tuple((cells - parallel_cells) * evaluation + parallel_cells * evaluation / cells_at_once
+                      + supernets * supernet_s for evaluation in costs.evaluation_s)
     if config.strategy == "evolution":  # the supernet trains on the whole split (as heavy as the heaviest cell at
         # least), then every candidate's accuracy with its weights takes a validation pass
         supernet_training = config.supernet_epochs * (train_size * costs.train_sample_s[1]
                                                       + val_size * costs.val_sample_s[1])
         zero_cost = tuple(z + supernet_training + cells * val_size * v
                           for z, v in zip(zero_cost, costs.val_sample_s))
-    training = tuple(epochs * trained * per_sample for per_sample in costs.train_sample_s)
-    validation = tuple(passes * val_size * per_sample for per_sample in costs.val_sample_s)
+    at_once = max(1, min(workers, config.refine or 1))  # rungs halve: the last ones run fewer at a time
+    training = tuple(epochs * trained * per_sample / at_once for per_sample in costs.train_sample_s)
+    validation = tuple(passes * val_size * per_sample / at_once for per_sample in costs.val_sample_s)
     return Estimate(zero_cost, cells + supernets, training, validation, train_fraction)
 
 
-def fitted_fraction(config, space, costs: Costs, supernet_s: float, train_size: int, val_size: int) -> float:
+def fitted_fraction(config, space, costs: Costs, supernet_s: float, train_size: int, val_size: int,
+                    workers: int = 1) -> float:
     """The share of the training split whose trainings keep the middle of the estimate within
     ``config.budget_minutes`` (1 when the whole split fits); a budget that cannot hold the search with at least
-    :data:`MIN_TRAINING_SAMPLES` samples per training is a one-line :class:`OptionError`."""
+    :data:`MIN_TRAINING_SAMPLES` samples in its shortest training is a one-line :class:`OptionError`."""
     budget = 60.0 * config.budget_minutes
-    whole = estimate(config, space, costs, supernet_s, train_size, val_size, 1.0)
+    whole = estimate(config, space, costs, supernet_s, train_size, val_size, 1.0, workers)
     if _middle(whole.total_s) <= budget:
         return 1.0
     fixed = _middle(whole.zero_cost_s) + _middle(whole.validation_s)
-    fraction = (budget - fixed) / _middle(whole.training_s) if _middle(whole.training_s) else 0.0
-    if fraction * train_size < MIN_TRAINING_SAMPLES:
+    if not _middle(whole.training_s):
+        raise OptionError(f"--budget-minutes {config.budget_minutes:g} cannot hold this search on this machine: its "
+                          f"zero-cost part alone takes about {fixed / 60:.1f} min; raise the budget or score fewer "
+                          "candidates")
+    fraction = (budget - fixed) / _middle(whole.training_s)
+    # recorded in the configuration: three significant digits, rounded down so that the budget still holds
+    fraction = math.floor(fraction * 10 ** (2 - math.floor(math.log10(fraction)))) / 10 ** (
+        2 - math.floor(math.log10(fraction))) if fraction > 0 else 0.0
+    shortest = fraction * (config.screen_fraction if config.screen > config.refine else 1.0)
+    if shortest * train_size < MIN_TRAINING_SAMPLES:
         raise OptionError(
             f"--budget-minutes {config.budget_minutes:g} cannot hold this search on this machine: its zero-cost part "
             f"and validation passes alone take about {fixed / 60:.1f} min, and its trainings would keep fewer than "
             f"{MIN_TRAINING_SAMPLES} samples; raise the budget, or lower --screen, --refine or --max-samples")
-    return math.floor(fraction * 1000) / 1000  # recorded in the configuration: a short number
+    return fraction
 
 
 def describe(found: Estimate, train_size: int, budget_minutes: float | None) -> str:
@@ -210,7 +225,7 @@ def describe(found: Estimate, train_size: int, budget_minutes: float | None) -> 
     return line
 
 
-def plan(config, measurer, space, splits, say) -> tuple[object, Estimate]:
+def plan(config, measurer, space, splits, say, workers: int = 1) -> tuple[object, Estimate]:
     """Measure this machine's costs, fit ``train_fraction`` to ``config.budget_minutes`` when there is a budget,
     and say the estimate; returns the configuration the search runs with and the estimate. The global random state
     is left as it was, so that a search with an estimate gives what it gives without one."""
@@ -225,8 +240,8 @@ def plan(config, measurer, space, splits, say) -> tuple[object, Estimate]:
     train_size, val_size = int(splits.split("train")[1].numel()), int(splits.split("val")[1].numel())
     if config.budget_minutes is not None:
         config = replace(config, train_fraction=fitted_fraction(config, space, costs, supernet_s, train_size,
-                                                                val_size))
-    found = estimate(config, space, costs, supernet_s, train_size, val_size, config.train_fraction)
+                                                                val_size, workers))
+    found = estimate(config, space, costs, supernet_s, train_size, val_size, config.train_fraction, workers)
     if say:
-        say(describe(found, train_size, config.budget_minutes))
+        say(describe(found, train_size, config.budget_minutes) + (f" ({workers} workers)" if workers > 1 else ""))
     return config, found

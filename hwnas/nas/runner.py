@@ -202,7 +202,8 @@ def _search(config, folder, cache, resume, target, timing, splits, space, templa
     if not resume and (notes is not None or config.budget_minutes is not None):
         from .budget import plan
 
-        config, found = plan(config, CandidateMeasurer(config, target, templates, evaluator), space, splits, notes)
+        config, found = plan(config, CandidateMeasurer(config, target, templates, evaluator), space, splits, notes,
+                             workers or 1)  # on a cluster (ray_address) its size is unknown: one at a time
         cache.config, time_estimate = config.to_dict(), found.to_dict()  # a budget's share is recorded
     if not resume:
         cache.save()
