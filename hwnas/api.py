@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -408,11 +409,11 @@ class Exported:
 
 def _trained_model(trained) -> tuple[Any, Architecture]:
     """The network and architecture of a trained model: a :class:`TrainResult`, a :class:`SpikingClassifier`, or a
-    run folder (its ``model.pt``)."""
+    :class:`RunFolder` (its ``model.pt``)."""
     from .training.model_file import load_model
 
-    if isinstance(trained, (str, Path, RunFolder)):
-        net, arch, _ = load_model(RunFolder(trained).model if not isinstance(trained, RunFolder) else trained.model)
+    if isinstance(trained, RunFolder):
+        net, arch, _ = load_model(trained.model)
         return net, arch
     model = trained.model if isinstance(trained, TrainResult) else trained
     if not isinstance(model, SpikingClassifier):
@@ -444,7 +445,7 @@ def export_checked(trained, path: str | Path | None = None, format: str = "nir",
     check_writable(path, "--out")
     net, arch = _trained_model(folder or trained)
     net = deployed_network(net)  # on the CPU; a model in memory is not moved
-    with folder.writing("export") if folder is not None else _nothing():
+    with folder.writing("export") if folder is not None else nullcontext():
         if format == "netx":
             return _export_netx(net, arch, path, lava)
         if format == "onnx":
@@ -465,16 +466,6 @@ def export_checked(trained, path: str | Path | None = None, format: str = "nir",
     return Exported(path, f"wrote {path}: {len(loaded.populations)} neuron populations, {len(loaded.connections)} "
                           f"connections ({profile} profile, dt {dt_s:g} s, {arch.timing} timing recorded in its "
                           "metadata)", True)
-
-
-class _nothing:
-    """A context that does nothing (no run folder to hold)."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _export_netx(net, arch: Architecture, path: Path, lava: bool | None) -> Exported:
@@ -538,10 +529,13 @@ def _graph(model, dt: float | None):
 
 
 def _inputs(graph, data, samples: int, seed: int, steps: int | None, runs: int, what: str, model=None,
-            data_dir: str | None = None, say: Callable | None = None):
+            data_dir: str | None = None, say: Callable | None = None, folder: RunFolder | None = None):
     """Network input (T, B, ...) and labels for deploy and validate, the memory of ``runs`` simulations checked
     before any data is read: an array (time, batch, ...) is run as it is (no labels); else ``samples`` of the test
-    split of ``data`` as :func:`search` takes it, else of the data a :class:`TrainResult` trained on, else digits."""
+    split of ``data`` as :func:`search` takes it, else of the data a :class:`TrainResult` trained on, else digits.
+    A dataset of a run (``folder``'s, or a :class:`TrainResult`'s) is split as its search split it, so that the
+    test samples are ones training never saw; ``folder``'s is also checked against what the run recorded (not the
+    split sizes: validate reads every sample, --max-samples may differ)."""
     from .backends.compare import describe_samples, inputs_from
     from .formats.nir import check_run_memory, recorded_architecture
 
@@ -554,17 +548,22 @@ def _inputs(graph, data, samples: int, seed: int, steps: int | None, runs: int, 
     if steps is None:
         raise OptionError("the graph records no timesteps: pass --steps (steps=)")
     check_run_memory(graph, samples, steps, runs, what)
-    split_seed = seed
-    if data is None and isinstance(model, TrainResult) and model.splits is not None:
-        data = model.splits
-    elif data is None and isinstance(model, TrainResult) and model.folder is not None:
-        config = RunFolder(model.folder).search_config()  # the run's data, split as its search split it
-        data, data_dir, split_seed = config.get("dataset", "digits"), config.get("data_dir"), int(config.get("seed", 0))
-    elif data is None:
-        data = "digits"
+    split_seed, recorded = seed, folder
+    if data is None and isinstance(model, TrainResult):
+        if model.splits is not None:
+            data = model.splits
+        elif model.folder is not None:
+            recorded = RunFolder(model.folder)
+    if recorded is not None and (data is None or isinstance(data, str)):
+        config = recorded.search_config()
+        data = data or config.get("dataset") or "digits"
+        data_dir, split_seed = data_dir or config.get("data_dir"), int(config.get("seed", seed))
+    data = "digits" if data is None else data
     if data == DEFAULT_NAME:
         raise DataError("the run searched on data given in memory: give it again with data=")
     splits = as_splits(data, timesteps=steps, seed=split_seed, data_dir=data_dir)
+    if folder is not None and isinstance(data, str):
+        folder.check_data(splits.summary(), sizes=False)
     if say:
         say(describe_samples(splits, samples, seed))
     return inputs_from(splits, samples, steps, arch.encoding if arch else "rate", seed)
@@ -650,13 +649,9 @@ def _validate_folder(folder: RunFolder, data, data_dir, target: str, backends, s
         raise OptionError(f"{model} records no hwnas architecture: validate runs hwnas' own exports")
     folder.load_architecture()  # a search run folder, as `hwnas train` made it
     config = folder.search_config()
-    runs = len(backends) + 3  # every backend's rasters, plus hwnas' own, the trained model's and Norse's reference
-    if data is None or isinstance(data, str):  # split as the search split (its seed): samples training never saw
-        inputs, labels = _folder_inputs(folder, graph, data or config.get("dataset") or "digits",
-                                        data_dir or config.get("data_dir"), int(config.get("seed", seed)), samples,
-                                        seed, runs, say)
-    else:
-        inputs, labels = _inputs(graph, data, samples, seed, None, runs, "validate", None, None, say)
+    # every backend's rasters, plus hwnas' own, the trained model's and Norse's reference
+    inputs, labels = _inputs(graph, data, samples, seed, None, len(backends) + 3, "validate", None, data_dir, say,
+                             folder)
     dt_s = recorded_dt(graph)
     if dt_s is None:
         raise OptionError(f"{model} records no time step (hwnas.dt_s): export it again with hwnas export")
@@ -672,23 +667,6 @@ def _validate_folder(folder: RunFolder, data, data_dir, target: str, backends, s
         write_json_atomic(folder.validation, result.to_dict())
         plot_validation(result, folder.validation_plot)
     return result
-
-
-def _folder_inputs(folder: RunFolder, graph, dataset: str, data_dir, split_seed: int, samples: int, seed: int,
-                   runs: int, say):
-    """The test samples of a run folder's data, split with its search's seed, checked against what the run
-    recorded (not the split sizes: validate reads every sample, --max-samples may differ)."""
-    from .backends.compare import describe_samples, inputs_from
-    from .data import load_dataset
-    from .formats.nir import check_run_memory, recorded_architecture
-
-    arch = recorded_architecture(graph)
-    check_run_memory(graph, samples, arch.timesteps, runs, "validate")
-    splits = load_dataset(dataset, data_dir, arch.timesteps, split_seed)
-    folder.check_data(splits.summary(), sizes=False)
-    if say:
-        say(describe_samples(splits, samples, seed))
-    return inputs_from(splits, samples, arch.timesteps, arch.encoding, seed)
 
 
 def _network(model) -> SpikingNetwork | None:
