@@ -382,11 +382,10 @@ def _recorded_data(folder: RunFolder, checkpoint: bool = False) -> dict:
     its checkpoint when the search has not finished (``checkpoint``)."""
     if checkpoint:
         config = folder.read_json(folder.checkpoint, {}).get("config") or {}
-        return {"timesteps": int(config.get("timesteps", 8)), "seed": int(config.get("seed", 0)),
-                "name": config.get("dataset")}
-    config = folder.search_config()
-    return {"timesteps": int(config.get("timesteps", 8)), "seed": int(config.get("seed", 0)),
-            "name": folder.search_report().get("dataset", {}).get("name")}
+        name = config.get("dataset")
+    else:
+        config, name = folder.search_config(), folder.search_report().get("dataset", {}).get("name")
+    return {"timesteps": int(config.get("timesteps", 8)), "seed": int(config.get("seed", 0)), "name": name}
 
 
 def _classifier(outcome, splits: DatasetSplits | None, folder: RunFolder) -> SpikingClassifier:

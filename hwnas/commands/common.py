@@ -12,14 +12,6 @@ from ..limits import DEVICES, MAX_SEED, check_device, check_fraction
 EXIT_USER_ERROR = 2
 
 
-def config_from_args(config_class, args: argparse.Namespace, **overrides):
-    """``config_class`` (a dataclass: SearchConfig, TrainConfig, CompressConfig) from the parsed options whose
-    destinations are its field names, so that a new option is one field and one ``add_argument``; ``overrides``
-    win."""
-    values = {field.name: getattr(args, field.name) for field in fields(config_class) if hasattr(args, field.name)}
-    return config_class(**{**values, **overrides})
-
-
 def config_options(config_class, args: argparse.Namespace) -> dict:
     """The parsed options that are fields of ``config_class``, as keyword arguments of the Python API."""
     return {field.name: getattr(args, field.name) for field in fields(config_class) if hasattr(args, field.name)}
