@@ -25,6 +25,7 @@ from typing import NamedTuple
 import torch
 
 from ..errors import ArchitectureError
+from . import fused
 from .quantize import WEIGHT_SCALE
 
 ARITHMETICS = ("float", "loihi")
@@ -147,7 +148,15 @@ def lif_step(current: torch.Tensor, state: LIFState, params: NeuronParams) -> tu
     v = u if params.dv == 1.0 else torch.add(u, state.v, alpha=1.0 - params.dv)
     if params.bias:
         v = v + params.bias
-    if torch.is_grad_enabled() and v.requires_grad:
+    training = torch.is_grad_enabled() and v.requires_grad
+    # fused: one pass forward and backward, the same values as the operations below; while training only where v
+    # is a tensor of its own (else autograd would sum the gradients of v's uses in another order, rounding otherwise)
+    if fused.applies(v) and not (training and (v is u or v is current)):
+        if training:
+            s, v = fused.SpikeReset.apply(v, params.theta, params.surrogate_slope)
+        else:
+            s, v = fused.spike_and_reset(v, params.theta)
+    elif training:
         s = spike(v - params.theta, params.surrogate_slope)
         v = v * (1.0 - s)
     else:
@@ -183,6 +192,13 @@ class _LoihiStep(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, current, u_prev, v_prev, keep_u, keep_v, wrap, bias, threshold, slope):  # type: ignore[override]
+        ctx.constants = (keep_u, keep_v, threshold, slope, current.dtype)
+        ctx.fused = fused.applies(current, u_prev, v_prev)
+        if ctx.fused:
+            spikes, u, v_out, v_kept, flags = fused.loihi_forward(current, u_prev, v_prev, keep_u, keep_v, wrap, bias,
+                                                                  threshold, STATE_LIMIT, keep_for_backward=True)
+            ctx.save_for_backward(v_kept, flags)
+            return spikes, u, v_out
         # torch.trunc is x - fmod(x, 1) (the form ONNX can express) to the bit, but for the sign of a zero
         u = current.to(torch.float64, copy=True).mul_(STATE_UNIT)
         if keep_u:
@@ -199,13 +215,18 @@ class _LoihiStep(torch.autograd.Function):
             v.clamp_(-STATE_LIMIT + 1, STATE_LIMIT - 1)
         fired = v > threshold
         ctx.save_for_backward(v, fired, inside)
-        ctx.constants = (keep_u, keep_v, threshold, slope, current.dtype)
         return fired.to(current.dtype), u, v.masked_fill(fired, 0.0)
 
     @staticmethod
     def backward(ctx, grad_spikes, grad_u, grad_v):  # type: ignore[override]
-        v, fired, inside = ctx.saved_tensors
         keep_u, keep_v, threshold, slope, dtype = ctx.constants
+        if ctx.fused:
+            v, flags = ctx.saved_tensors
+            grad_current, grad_u_prev, grad_v_prev = fused.loihi_backward(
+                v, flags, grad_spikes, grad_u, grad_v, keep_u, keep_v, threshold, slope, dtype,
+                bool(keep_u) and ctx.needs_input_grad[1], ctx.needs_input_grad[2])
+            return grad_current, grad_u_prev, grad_v_prev, None, None, None, None, None, None
+        v, fired, inside = ctx.saved_tensors
         grad_s = torch.zeros_like(v) if grad_spikes is None else grad_spikes.to(torch.float64, copy=True)
         if grad_v is not None:
             grad_s -= grad_v * v  # the reset v (1 - s)
@@ -241,6 +262,11 @@ def loihi_lif_step(current: torch.Tensor, state: LIFState, params: NeuronParams)
         spikes, u, v = _LoihiStep.apply(current, state.u, state.v, keep_u, keep_v, not u_grad,
                                         fixed["bias"] * (1 << STATE_SHIFT), fixed["vth"] * (1 << STATE_SHIFT),
                                         params.surrogate_slope)
+        return spikes, LIFState(u, v)
+    if fused.applies(current, state.u, state.v):  # overflow wraps, as below
+        spikes, u, v, _, _ = fused.loihi_forward(current, state.u, state.v, keep_u, keep_v, True,
+                                                 fixed["bias"] * (1 << STATE_SHIFT), fixed["vth"] * (1 << STATE_SHIFT),
+                                                 STATE_LIMIT, keep_for_backward=False)
         return spikes, LIFState(u, v)
     drive = current.double() * STATE_UNIT
     u = drive if keep_u == 0 else _truncate(state.u * (keep_u / DECAY_UNITY)) + drive

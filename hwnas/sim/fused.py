@@ -1,0 +1,224 @@
+"""Fused CPU kernels for the neuron step (issue 32): the spike, the reset and their surrogate gradient, and the whole
+step in Loihi's fixed-point arithmetic, each one pass over a population's state instead of the five to twenty
+elementwise torch operations (each a fresh tensor and a pass over memory) that compute them otherwise.
+
+The kernels are compiled by numba on first use (cached on disk) and compute the same values as the torch operations
+of :mod:`hwnas.sim.neuron`, bit for bit: the same float operations in the same order and precision, no contraction
+into fused multiply-adds (``tests/test_fused.py`` compares both, values and gradients). The torch operations remain
+the path on a GPU, while a graph is traced for ONNX export, for dtypes other than float32 and float64, and inside
+:func:`plain_operations`.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+
+_state = threading.local()
+_kernels = None
+
+
+@contextmanager
+def plain_operations():
+    """Within the block (this thread), compute with torch's operations instead of the fused kernels."""
+    previous = getattr(_state, "disabled", False)
+    _state.disabled = True
+    try:
+        yield
+    finally:
+        _state.disabled = previous
+
+
+def applies(*tensors: torch.Tensor) -> bool:
+    """True when the fused kernels compute for ``tensors``: on the CPU, float32 or float64, not while tracing a graph
+    and not inside :func:`plain_operations`."""
+    if getattr(_state, "disabled", False) or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+        return False
+    return all(t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64) for t in tensors)
+
+
+def _flat(t: torch.Tensor) -> np.ndarray:
+    """A one-dimensional numpy view of ``t`` (copied first when it is not contiguous)."""
+    return t.detach().contiguous().view(-1).numpy()
+
+
+def _compile():
+    """The numba kernels, compiled (or loaded from numba's cache) once per process."""
+    global _kernels
+    if _kernels is not None:
+        return _kernels
+    from numba import njit
+
+    jit = njit(cache=True, nogil=True, boundscheck=False)
+
+    @jit
+    def spike_reset(v, theta, spikes, v_out):  # pragma: no cover - numba-compiled
+        # (v - theta) > 0 is v > theta in IEEE arithmetic; the reset v (1 - s) of a spiking neuron is +0 (v > 0)
+        zero = v.dtype.type(0.0)
+        one = v.dtype.type(1.0)
+        for i in range(v.size):
+            if v[i] - theta > zero:
+                spikes[i] = one
+                v_out[i] = zero
+            else:
+                spikes[i] = zero
+                v_out[i] = v[i]
+
+    @jit
+    def spike_reset_grad(v, theta, slope, grad_spikes, has_spikes, grad_v, has_v, grad_in):  # pragma: no cover
+        # autograd through spike(v - theta) and v (1 - s): the surrogate of the spike's gradient (its own plus the
+        # reset's -grad_v v), over (1 + slope |v - theta|)^2, plus grad_v (1 - s)
+        zero = v.dtype.type(0.0)
+        one = v.dtype.type(1.0)
+        for i in range(v.size):
+            over = v[i] - theta
+            if has_spikes and has_v:
+                g = grad_spikes[i] - grad_v[i] * v[i]
+            elif has_spikes:
+                g = grad_spikes[i]
+            else:
+                g = -(grad_v[i] * v[i])
+            denominator = abs(over) * slope + one
+            surrogate = g / (denominator * denominator)
+            if has_v:
+                surrogate = grad_v[i] * (one - (one if over > zero else zero)) + surrogate
+            grad_in[i] = surrogate
+
+    @jit
+    def loihi_step(current, u_prev, v_prev, keep_u, keep_v, wrap, bias, threshold, limit,
+                   spikes, u, v_out, v_kept, flags):  # pragma: no cover
+        # whole numbers of 1/4096 in float64: every product below is exact, truncation is towards zero
+        unit = 4096.0
+        ku = keep_u / unit
+        kv = keep_v / unit
+        period = 2.0 * limit
+        keep = v_kept.size > 0
+        for i in range(current.size):
+            ui = np.float64(current[i]) * unit
+            if keep_u:
+                ui += np.trunc(u_prev[i] * ku)
+            if wrap:
+                shifted = ui + (limit - 1.0)
+                ui = shifted - np.floor(shifted / period) * period - (limit - 1.0)
+            vi = np.trunc(v_prev[i] * kv) + ui
+            if bias != 0.0:
+                vi += bias
+            flag = 0
+            if vi < -limit + 1.0:
+                vi = -limit + 1.0
+                flag = 2
+            elif vi > limit - 1.0:
+                vi = limit - 1.0
+                flag = 2
+            u[i] = ui
+            if keep:
+                v_kept[i] = vi
+            if vi > threshold:
+                spikes[i] = 1.0
+                v_out[i] = 0.0
+                flag |= 1
+            else:
+                spikes[i] = 0.0
+                v_out[i] = vi
+            if keep:
+                flags[i] = flag
+
+    @jit
+    def loihi_step_grad(v, flags, grad_spikes, has_spikes, grad_u, has_u, grad_v, has_v, keep_u, keep_v,
+                        threshold, slope, grad_current, grad_u_prev, want_u, grad_v_prev, want_v):  # pragma: no cover
+        # the backward of neuron._LoihiStep, one element at a time in its order of operations
+        unit = 4096.0
+        ku = keep_u / unit
+        kv = keep_v / unit
+        for i in range(v.size):
+            g = np.float64(grad_spikes[i]) if has_spikes else 0.0
+            if has_v:
+                g -= grad_v[i] * v[i]
+            denominator = abs((v[i] - threshold) / unit) * slope + 1.0
+            membrane = g / (denominator * denominator) / unit
+            if has_v:
+                membrane += 0.0 if flags[i] & 1 else grad_v[i]
+            if flags[i] & 2:
+                membrane = 0.0
+            if want_v:
+                grad_v_prev[i] = membrane * kv
+            if has_u:
+                membrane += grad_u[i]
+            if want_u:
+                grad_u_prev[i] = membrane * ku
+            grad_current[i] = membrane * unit
+
+    _kernels = (spike_reset, spike_reset_grad, loihi_step, loihi_step_grad)
+    return _kernels
+
+
+def spike_and_reset(v: torch.Tensor, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Without gradient: spikes where ``v > theta`` and the membrane after the reset, in ``v``'s dtype."""
+    spikes, v_out = torch.empty(v.shape, dtype=v.dtype), torch.empty(v.shape, dtype=v.dtype)
+    dtype = np.float32 if v.dtype == torch.float32 else np.float64
+    _compile()[0](_flat(v), dtype(theta), spikes.view(-1).numpy(), v_out.view(-1).numpy())
+    return spikes, v_out
+
+
+class SpikeReset(torch.autograd.Function):
+    """``s = spike(v - theta)`` (fast-sigmoid surrogate of ``slope``) and ``v (1 - s)`` in one pass, forward and
+    backward, with autograd's values and gradients through those operations; keeps only ``v`` for the backward."""
+
+    @staticmethod
+    def forward(ctx, v, theta, slope):  # type: ignore[override]
+        ctx.set_materialize_grads(False)
+        spikes, v_out = spike_and_reset(v, theta)
+        ctx.save_for_backward(v)
+        ctx.constants = (theta, slope)
+        return spikes, v_out
+
+    @staticmethod
+    def backward(ctx, grad_spikes, grad_v):  # type: ignore[override]
+        (v,) = ctx.saved_tensors
+        theta, slope = ctx.constants
+        if grad_spikes is None and grad_v is None:
+            return None, None, None
+        dtype = np.float32 if v.dtype == torch.float32 else np.float64
+        empty = np.empty(0, dtype)
+        grad_in = torch.empty(v.shape, dtype=v.dtype)
+        _compile()[1](_flat(v), dtype(theta), dtype(slope),
+                      empty if grad_spikes is None else _flat(grad_spikes.to(v.dtype)), grad_spikes is not None,
+                      empty if grad_v is None else _flat(grad_v.to(v.dtype)), grad_v is not None,
+                      grad_in.view(-1).numpy())
+        return grad_in, None, None
+
+
+def loihi_forward(current: torch.Tensor, u_prev: torch.Tensor, v_prev: torch.Tensor, keep_u: int, keep_v: int,
+                  wrap: bool, bias: float, threshold: float, limit: int, keep_for_backward: bool):
+    """One step of Loihi's fixed-point neuron (see :func:`hwnas.sim.neuron.loihi_lif_step`): spikes in ``current``'s
+    dtype, ``u`` and the reset ``v`` in float64; with ``keep_for_backward``, also the membrane before the reset
+    (clamped) and per neuron a flag byte (1: fired, 2: saturated)."""
+    spikes = torch.empty(current.shape, dtype=current.dtype)
+    u = torch.empty(current.shape, dtype=torch.float64)
+    v_out = torch.empty_like(u)
+    v_kept = torch.empty_like(u) if keep_for_backward else torch.empty(0, dtype=torch.float64)
+    flags = torch.empty(current.shape if keep_for_backward else (0,), dtype=torch.uint8)
+    _compile()[2](_flat(current), _flat(u_prev), _flat(v_prev), keep_u, keep_v, wrap, float(bias),
+                  float(threshold), float(limit), spikes.view(-1).numpy(), u.view(-1).numpy(),
+                  v_out.view(-1).numpy(), v_kept.view(-1).numpy(), flags.view(-1).numpy())
+    return spikes, u, v_out, v_kept, flags
+
+
+def loihi_backward(v: torch.Tensor, flags: torch.Tensor, grad_spikes, grad_u, grad_v, keep_u: int, keep_v: int,
+                   threshold: float, slope: float, current_dtype: torch.dtype, want_u: bool, want_v: bool):
+    """The gradients of :func:`loihi_forward`'s step with respect to the current, ``u`` and ``v`` before it (None
+    where not wanted), from the kept membrane and flags; ``grad_*`` may be None."""
+    empty = np.empty(0, np.float64)
+    grad_current = torch.empty(v.shape, dtype=torch.float64)
+    grad_u_prev = torch.empty(v.shape if want_u else (0,), dtype=torch.float64)
+    grad_v_prev = torch.empty(v.shape if want_v else (0,), dtype=torch.float64)
+    _compile()[3](_flat(v), _flat(flags),
+                  empty if grad_spikes is None else _flat(grad_spikes), grad_spikes is not None,
+                  empty if grad_u is None else _flat(grad_u.double()), grad_u is not None,
+                  empty if grad_v is None else _flat(grad_v.double()), grad_v is not None,
+                  keep_u, keep_v, float(threshold), float(slope), grad_current.view(-1).numpy(),
+                  grad_u_prev.view(-1).numpy(), want_u, grad_v_prev.view(-1).numpy(), want_v)
+    return (grad_current.to(current_dtype), grad_u_prev if want_u else None, grad_v_prev if want_v else None)
