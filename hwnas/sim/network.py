@@ -23,7 +23,7 @@ from torch import nn
 from .activity import ActivityStats, LayerActivity
 from .batchnorm import StepBatchNorm2d
 from .graph import INPUT, Connection, Population, StepPlan, check_timing, topological_order
-from .neuron import ARITHMETICS, LIFState, count_active, initial_state, lif_step, loihi_lif_step
+from .neuron import ARITHMETICS, LIFState, count_active, lif_step, loihi_lif_step
 from .ops import Synapse
 from .quantize import WEIGHT_SCALE, WeightFormat
 
@@ -291,11 +291,16 @@ class SpikingNetwork(nn.Module):
         for name, pop in self.populations.items():
             blank = inputs.new_zeros((batch, *pop.shape))
             previous[name] = blank
-            state[name] = initial_state(blank.double() if loihi else blank)  # loihi: whole 1/4096 units
+            # one zero tensor for u and v: the steps read the state, never write into it (loihi: 1/4096 units)
+            rest = blank.double() if loihi else blank
+            state[name] = LIFState(rest, rest)
         counters = {name: ([], [], []) for name in plan.order}
         no_count = inputs.new_zeros(())
-        codes = {name: inputs.new_zeros((total_steps, batch, pop.neurons)) for name, pop in self.populations.items()} \
-            if record else {}
+        codes = {}
+        if record:  # written at every step a population computes; zero at the steps it sleeps through
+            for name, pop in self.populations.items():
+                codes[name] = inputs.new_empty((total_steps, batch, pop.neurons))
+                codes[name][:int(dormant_until[name])] = 0.0
         logits = inputs.new_zeros((batch, self.populations[self.output].neurons))
         out_spikes = torch.zeros_like(logits)
 
@@ -308,14 +313,19 @@ class SpikingNetwork(nn.Module):
                     for counter in counters[name]:
                         counter.append(no_count)
                     continue
-                current = None
+                current, owned = None, False
                 for synapse, src, delayed, key in incoming[name]:
                     if delayed and t == 0 and plan.silent_first_step:
                         continue
                     contribution = synapse(previous[src] if delayed else current_spikes[src])
                     if key in chip:
                         contribution = chip_current(contribution, *chip[key])
-                    current = contribution if current is None else current + contribution
+                    if current is None:
+                        current = contribution  # may be another population's spikes (a skip): not written into
+                    elif owned and not torch.is_grad_enabled():
+                        current.add_(contribution)  # the same sum, without a fresh tensor
+                    else:
+                        current, owned = current + contribution, True
                 if current is None:
                     current = previous[name].new_zeros(previous[name].shape)
                 elif name in self.current_gain:
