@@ -6,7 +6,9 @@ folded). Target: at most 2x its convolutions on the CPU and on a GPU.
 
 Default: the winner of issue 30's MNIST search (``0-1:conv3x3 0-2:conv3x3 0-3:conv3x3 1-2:skip 1-3:zero 2-3:skip``), width
 8, two stages, 1x28x28 inputs (synthetic intensities: speed does not depend on them), T 8, batch 64, loihi2's
-pipelined timing, one thread. ``--profile`` adds the operators that take the most time in a float step.
+pipelined timing, one thread. On the CPU each step is also timed with torch's operations in place of hwnas' fused
+kernels (:mod:`hwnas.sim.fused`), the two alternated in one process. ``--profile`` adds the operators that take the
+most time in a float step.
 
     .venv/bin/python bench/train_speed.py [--device cuda] [--threads 2] [--profile]
 """
@@ -28,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hwnas.arch.builder import build_network  # noqa: E402
 from hwnas.arch.genotype import Architecture, parse_cell_key  # noqa: E402
 from hwnas.data.splits import encode_batch  # noqa: E402
+from hwnas.sim.fused import plain_operations  # noqa: E402
 from hwnas.sim.quantize import WeightFormat  # noqa: E402
 from hwnas.sim.seeding import build_seeded, resolve_device  # noqa: E402
 
@@ -35,11 +38,13 @@ WINNER = "0-1:conv3x3 0-2:conv3x3 0-3:conv3x3 1-2:skip 1-3:zero 2-3:skip"
 EPOCH_IMAGES = 5600  # issue 30's training split (8,000 digits less validation and test)
 
 
-def median_seconds(run, repeats: int, device: torch.device) -> float:
-    """Median wall time of ``run()`` after one warm-up call (CUDA synchronised)."""
-    run()
+def median_seconds(run, repeats: int, device: torch.device, warm: bool = True) -> float:
+    """Median wall time of ``run()`` (``repeats`` calls, one when 0) after one warm-up call unless ``warm`` is
+    False (CUDA synchronised)."""
+    if warm:
+        run()
     times = []
-    for _ in range(repeats):
+    for _ in range(max(repeats, 1)):
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         start = time.perf_counter()
@@ -48,6 +53,23 @@ def median_seconds(run, repeats: int, device: torch.device) -> float:
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - start)
     return sorted(times)[len(times) // 2]
+
+
+def fused_against_plain(run, repeats: int, device: torch.device) -> tuple[float, float, float]:
+    """Median seconds of ``run()`` with hwnas' fused CPU kernels and with torch's operations
+    (:func:`hwnas.sim.fused.plain_operations`), the two alternated in this process, and the median of the paired
+    ratios (fused / plain): a comparison that the shared machine's drifting speed leaves alone."""
+    run()
+    with plain_operations():
+        run()
+    fused_times, plain_times = [], []
+    for _ in range(repeats):
+        fused_times.append(median_seconds(run, 0, device, warm=False))
+        with plain_operations():
+            plain_times.append(median_seconds(run, 0, device, warm=False))
+    ratios = sorted(a / b for a, b in zip(fused_times, plain_times))
+    middle = len(ratios) // 2
+    return sorted(fused_times)[middle], sorted(plain_times)[middle], ratios[middle]
 
 
 def training_step(net, optimizer, x, y, arch, generator):
@@ -118,7 +140,7 @@ def main() -> None:
     lower_bound = {name: median_seconds(convolutions_alone(calls, device, layout), args.repeats, device)
                    for name, layout in (("standard", torch.contiguous_format), ("channels_last", torch.channels_last))}
     best_layout = min(lower_bound, key=lower_bound.get)
-    rows = [("float (batch-norm)", median_seconds(step, args.repeats, device))]
+    rows = [("float (batch-norm)", *fused_against_plain(step, args.repeats, device))]
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
@@ -133,18 +155,21 @@ def main() -> None:
     net.set_arithmetic("loihi", fmt, True)
     net.train()
     optimizer = torch.optim.Adam(net.parameters(), lr=2e-4)
-    rows.append(("loihi fixed point (QAT)", median_seconds(training_step(net, optimizer, x, y, arch, generator),
-                                                           args.repeats, device)))
+    rows.append(("loihi fixed point (QAT)", *fused_against_plain(training_step(net, optimizer, x, y, arch, generator),
+                                                                 args.repeats, device)))
     print(f"{arch.key}, width {arch.width}, {arch.stages} stages, input {list(shape)}, T {arch.timesteps} + "
           f"{net.latency_steps} latency steps, batch {args.batch}, {len(calls)} convolution calls per step; "
           f"{device}, {args.threads} thread(s)")
     print(f"its convolutions alone (forward + backward): {1000 * lower_bound['standard']:.1f} ms standard layout, "
           f"{1000 * lower_bound['channels_last']:.1f} ms channels_last")
-    for label, seconds in rows:
+    for label, seconds, plain, ratio in rows:
         per_image = seconds / args.batch
         print(f"{label:26s} {1000 * seconds:8.1f} ms per batch, {1000 * per_image:6.2f} ms per image "
               f"(~{per_image * EPOCH_IMAGES:.0f} s per epoch of {EPOCH_IMAGES} images); "
               f"{seconds / lower_bound[best_layout]:.2f}x its convolutions ({best_layout}; target <= 2)")
+        if device.type == "cpu":
+            print(f"{'':26s} with torch's operations instead of the fused kernels {1000 * plain:.1f} ms; "
+                  f"fused / torch's = {ratio:.2f} (median of {args.repeats} alternated pairs)")
     print(f"{time.strftime('%Y-%m-%d')}, {platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}"
           + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""))
     if args.profile:

@@ -97,3 +97,13 @@ def test_the_fused_kernels_leave_gpus_tracing_and_other_dtypes_to_torch():
     with fused.plain_operations():
         assert not fused.applies(x)
     assert fused.applies(x)
+
+
+@pytest.mark.parametrize("shape", [(16, 8, 28, 28), (3, 5, 7, 3)])  # 7 x 3: positions beyond the kernel's groups of 4
+def test_channel_sums_are_float64_sums_of_exact_squares(shape):
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(4)) * 3 + 1
+    total, squares = fused.channel_sums(x)
+    exact = x.double()
+    assert torch.allclose(total, exact.sum((0, 2, 3)), rtol=1e-13, atol=1e-10)
+    assert torch.allclose(squares, (exact * exact).sum((0, 2, 3)), rtol=1e-13)
+    assert total.dtype == squares.dtype == torch.float64 and total.shape == (shape[1],)

@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import fused
+
 
 class StepBatchNorm2d(nn.BatchNorm2d):
     """``nn.BatchNorm2d`` whose training forward normalises by the pooled running statistics of earlier forward
@@ -130,11 +132,15 @@ class _Renormalised(torch.autograd.Function):
 def batch_statistics(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Biased variance and mean per channel of ``x`` (N, C, H, W), from sums accumulated in float64. On the CPU
     ``torch.var_mean`` over these dimensions takes as long as the convolution before it (measured by
-    bench/train_speed.py); two sums take a twentieth of that, and float64 keeps ``E[x^2] - mean^2`` exact to float32's
-    precision of ``x^2``."""
+    bench/train_speed.py); two float64 sums take a twentieth of that, and one pass of a fused kernel
+    (:func:`hwnas.sim.fused.channel_sums`, whose squares are exact) less again, without a float64 copy of ``x``.
+    float64 keeps ``E[x^2] - mean^2`` exact to float32's precision of ``x^2``."""
     count = x.numel() // x.shape[1]
-    total = torch.sum(x, dim=(0, 2, 3), dtype=torch.float64)
-    squares = torch.sum(x * x, dim=(0, 2, 3), dtype=torch.float64)
+    if fused.applies(x):
+        total, squares = fused.channel_sums(x)
+    else:
+        total = torch.sum(x, dim=(0, 2, 3), dtype=torch.float64)
+        squares = torch.sum(x * x, dim=(0, 2, 3), dtype=torch.float64)
     mean = total / count
     var = (squares / count - mean * mean).clamp_min(0.0)
     return var.to(x.dtype), mean.to(x.dtype)

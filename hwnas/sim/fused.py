@@ -151,8 +151,46 @@ def _compile():
                 grad_u_prev[i] = membrane * ku
             grad_current[i] = membrane * unit
 
-    _kernels = (spike_reset, spike_reset_grad, loihi_step, loihi_step_grad)
+    @jit
+    def channel_sums(x, total, squares):  # pragma: no cover - numba-compiled
+        # x: (N, C, M); float64 sums of x and of its exact squares, four accumulators per (n, c) in a fixed order
+        n_count, c_count, m_count = x.shape
+        for n in range(n_count):
+            for c in range(c_count):
+                s0 = s1 = s2 = s3 = 0.0
+                q0 = q1 = q2 = q3 = 0.0
+                last = m_count - m_count % 4
+                for i in range(0, last, 4):
+                    a = np.float64(x[n, c, i])
+                    b = np.float64(x[n, c, i + 1])
+                    d = np.float64(x[n, c, i + 2])
+                    e = np.float64(x[n, c, i + 3])
+                    s0 += a
+                    s1 += b
+                    s2 += d
+                    s3 += e
+                    q0 += a * a
+                    q1 += b * b
+                    q2 += d * d
+                    q3 += e * e
+                for i in range(last, m_count):
+                    a = np.float64(x[n, c, i])
+                    s0 += a
+                    q0 += a * a
+                total[c] += (s0 + s1) + (s2 + s3)
+                squares[c] += (q0 + q1) + (q2 + q3)
+
+    _kernels = (spike_reset, spike_reset_grad, loihi_step, loihi_step_grad, channel_sums)
     return _kernels
+
+
+def channel_sums(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per channel of ``x`` (N, C, ...), the float64 sums of its values and of their squares (exact: a float32
+    square fits a float64), in one pass and a fixed order."""
+    total = torch.zeros(x.shape[1], dtype=torch.float64)
+    squares = torch.zeros(x.shape[1], dtype=torch.float64)
+    _compile()[4](x.detach().contiguous().reshape(x.shape[0], x.shape[1], -1).numpy(), total.numpy(), squares.numpy())
+    return total, squares
 
 
 def spike_and_reset(v: torch.Tensor, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
