@@ -10,7 +10,7 @@ from hwnas.errors import TargetError
 from hwnas.hw_models import load_target
 from hwnas.hw_models.energy import estimate_energy
 from hwnas.hw_models.fitness import fitness
-from hwnas.hw_models.mapping import block_mask, map_network
+from hwnas.hw_models.mapping import block_mask, dense_reach, map_network
 from hwnas.hw_models.targets import builtin_target_text, builtin_targets
 from hwnas.sim.graph import Connection, Population
 from hwnas.sim.network import SpikingNetwork
@@ -168,6 +168,28 @@ def test_block_input_axons_match_brute_force(tmp_path):
                         sources.add((c, sy, sx))
     assert block.axons_in == len(sources)
     assert all(c != 1 for c, _, _ in sources)
+
+
+@pytest.mark.parametrize("shape,src_channels,kernels", [((4, 8, 8), 4, [3]), ((3, 5, 9), 2, [3, 5]),
+                                                         ((2, 7, 4), 2, [3, -1]), ((5, 3, 3), 1, [5])])
+def test_closed_form_input_axons_equal_the_masks_count(shape, src_channels, kernels):
+    convs = [torch.nn.Conv2d(src_channels, shape[0], k, padding=k // 2) for k in kernels if k > 0]
+    g = torch.Generator().manual_seed(5)
+    neurons = math.prod(shape)
+    blocks = [(0, neurons), (0, 1), (neurons - 1, neurons)]
+    blocks += [tuple(sorted(torch.randint(0, neurons + 1, (2,), generator=g).tolist())) for _ in range(60)]
+    for start, stop in blocks:
+        if stop <= start:
+            continue
+        mask = block_mask(shape, start, stop)[None]
+        hit = torch.zeros((src_channels, *shape[1:]), dtype=torch.bool)
+        for conv in convs:  # the transposed dense kernel spreads every destination over all source channels
+            ones = torch.ones((shape[0], src_channels, *conv.kernel_size))
+            hit |= torch.nn.functional.conv_transpose2d(mask, ones, padding=conv.padding)[0] > 0
+        kinds = [k // 2 if k > 0 else -1 for k in kernels]
+        assert dense_reach(kinds, shape, (src_channels, *shape[1:]), start, stop) == int(hit.sum()), (start, stop)
+    assert dense_reach([-1], shape, shape, 3, 10) == 7
+    assert dense_reach([1, None], shape, shape, 0, 4) is None
 
 
 def test_oversized_network_names_the_rules_it_breaks():

@@ -32,6 +32,8 @@ import torch
 
 from ..sim.graph import INPUT
 from ..sim.network import SpikingNetwork
+from ..sim.ops.conv import _Convolution
+from ..sim.ops.identity import Identity
 from .rules import (
     ConstraintError,
     check_core_budget,
@@ -224,6 +226,14 @@ class _Placement:
         connections = net.active_connections()
         self.incoming = {name: [(net.synapses[c.module_key], c.src) for c in connections if c.dst == name]
                          for name in net.order}
+        self.by_source: dict[str, dict[str, list]] = {}
+        self.reach_kinds: dict[str, dict[str, list]] = {}
+        for name in net.order:
+            self.by_source[name] = {}
+            for synapse, src in self.incoming[name]:
+                self.by_source[name].setdefault(src, []).append(synapse)
+            self.reach_kinds[name] = {src: [_reach_kind(synapse) for synapse in synapses]
+                                      for src, synapses in self.by_source[name].items()}
         self.violations: list[ConstraintError] = []
         self.prefixes, self.conv_prefixes, self.shared, self.widest = _stored_synapses(net, target, self.shapes,
                                                                                         self.incoming)
@@ -250,15 +260,26 @@ class _Placement:
                                                     self.target.name))
 
     def input_axons(self, layer: str, start: int, stop: int) -> int:
-        """Distinct source neurons that reach neurons ``start:stop`` of ``layer`` (cached)."""
+        """Distinct source neurons that reach neurons ``start:stop`` of ``layer`` (cached): in closed form from a
+        source whose connections into ``layer`` are dense same-size convolutions and identities
+        (:func:`dense_reach`), else by counting a block mask's transposed connections."""
         key = (layer, start, stop)
         if key not in self.axon_cache:
-            mask = block_mask(self.shapes[layer], start, stop)
-            reached: dict[str, torch.Tensor] = {}
-            for synapse, src in self.incoming[layer]:
-                hit = synapse.transpose_count(mask, self.shapes[src]) > 0
-                reached[src] = hit if src not in reached else (reached[src] | hit)
-            self.axon_cache[key] = sum(int(r.sum()) for r in reached.values())
+            mask = None
+            total = 0
+            for src, synapses in self.by_source[layer].items():
+                closed = dense_reach(self.reach_kinds[layer][src], self.shapes[layer], self.shapes[src], start, stop)
+                if closed is not None:
+                    total += closed
+                    continue
+                if mask is None:
+                    mask = block_mask(self.shapes[layer], start, stop)
+                reached = None
+                for synapse in synapses:
+                    hit = synapse.transpose_count(mask, self.shapes[src]) > 0
+                    reached = hit if reached is None else (reached | hit)
+                total += int(reached.sum())
+            self.axon_cache[key] = total
         return self.axon_cache[key]
 
     def longest_block(self, layer: str, start: int) -> int:
@@ -384,6 +405,63 @@ class _Placement:
                 self.violations.append(exc)
 
 
+def _reach_kind(synapse) -> int | None:
+    """How a connection's source neurons reach a block, for :func:`dense_reach`: the radius of a dense, stride-1,
+    same-padded square convolution (every tap non-zero), -1 for an identity, None for anything else."""
+    if isinstance(synapse, Identity):
+        return -1
+    conv = getattr(synapse, "conv", None)
+    if not isinstance(synapse, _Convolution) or not isinstance(conv, torch.nn.Conv2d):
+        return None
+    k = conv.kernel_size
+    if (k[0] != k[1] or k[0] % 2 == 0 or conv.stride != (1, 1) or conv.dilation != (1, 1) or conv.groups != 1
+            or tuple(conv.padding) != (k[0] // 2, k[0] // 2)):
+        return None
+    return k[0] // 2 if bool(synapse._nonzero().all()) else None
+
+
+def dense_reach(kinds: list[int | None], shape: tuple[int, ...], src_shape: tuple[int, ...], start: int,
+                stop: int) -> int | None:
+    """Distinct source neurons that reach neurons ``start:stop`` (position-major) of a population of ``shape``
+    through connections of the given kinds (:func:`_reach_kind`), without building a mask: identities alone reach
+    the block's own neurons; a dense convolution of radius r reaches every channel of every source position within
+    r rows and columns of a position the block touches (an identity adds nothing to it). None where a kind has no
+    closed form or the shapes do not fit one."""
+    if not kinds or any(kind is None for kind in kinds):
+        return None
+    if all(kind == -1 for kind in kinds):
+        return stop - start if tuple(src_shape) == tuple(shape) else None
+    if len(shape) != 3 or len(src_shape) != 3 or tuple(shape[1:]) != tuple(src_shape[1:]):
+        return None
+    channels, height, width = shape
+    radius = max(kinds)
+    first, last = start // channels, (stop - 1) // channels  # positions the block touches, raster order
+    first_row, first_col = divmod(first, width)
+    last_row, last_col = divmod(last, width)
+
+    def columns(row: int) -> tuple[int, int]:
+        return (first_col if row == first_row else 0, last_col if row == last_row else width - 1)
+
+    positions = 0
+    for y in range(max(0, first_row - radius), min(height - 1, last_row + radius) + 1):
+        low, high = max(first_row, y - radius), min(last_row, y + radius)
+        if high - low >= 2 or (low != first_row and low < high) or (high != last_row and low < high):
+            spans = [(0, width - 1)]  # a full row among them
+        elif low == high:
+            spans = [columns(low)]
+        else:  # the first and the last row, adjacent: two spans, one when they meet
+            (a0, a1), (b0, b1) = columns(low), columns(high)
+            spans = [(0, width - 1)] if b1 >= a0 - 1 else [(b0, b1), (a0, a1)]
+        covered, reach_end = 0, -1
+        for lo, hi in spans:  # dilated by the radius, clipped; spans come in column order
+            lo, hi = max(0, lo - radius, reach_end + 1), min(width - 1, hi + radius)
+            if hi >= lo:
+                covered += hi - lo + 1
+                reach_end = hi
+        positions += covered
+    return positions * src_shape[0]
+
+
 def _last_within(prefix: torch.Tensor, budget: float) -> int:
     """The last index whose prefix sum is within ``budget``."""
     return int(torch.searchsorted(prefix, torch.tensor([budget], dtype=torch.float64), right=True)) - 1
@@ -453,12 +531,17 @@ def _route(net: SpikingNetwork, target: Target, shapes: dict, blocks: dict[str, 
         total = math.prod(shapes[layer])
         route = routes[layer]
         # a block is a run of neurons in position-major order: its senders to a core are a difference of prefix sums
-        reached_before = {core_index: torch.cat([torch.zeros(1, dtype=torch.int64), position_major(reached).cumsum(0)])
-                          for core_index, reached in reached_per_core.items()}
-        for source in blocks[layer]:
+        # (every source block's senders to a core in one tensor operation, not one per pair)
+        starts = torch.tensor([source.start for source in blocks[layer]])
+        stops = torch.tensor([source.stop for source in blocks[layer]])
+        senders_to = {}
+        for core_index, reached in reached_per_core.items():
+            before = torch.cat([torch.zeros(1, dtype=torch.int64), position_major(reached).cumsum(0)])
+            senders_to[core_index] = (before[stops] - before[starts]).tolist()
+        for i, source in enumerate(blocks[layer]):
             origin = cores[source.core]
-            for core_index, before in reached_before.items():
-                senders = int(before[source.stop] - before[source.start])
+            for core_index, senders_per_block in senders_to.items():
+                senders = senders_per_block[i]
                 if not senders:
                     continue
                 destination = cores[core_index]

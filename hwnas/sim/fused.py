@@ -134,10 +134,11 @@ def _compile():
         ku = keep_u / unit
         kv = keep_v / unit
         for i in range(v.size):
+            vi = np.float64(v[i])
             g = np.float64(grad_spikes[i]) if has_spikes else 0.0
             if has_v:
-                g -= grad_v[i] * v[i]
-            denominator = abs((v[i] - threshold) / unit) * slope + 1.0
+                g -= grad_v[i] * vi
+            denominator = abs((vi - threshold) / unit) * slope + 1.0
             membrane = g / (denominator * denominator) / unit
             if has_v:
                 membrane += 0.0 if flags[i] & 1 else grad_v[i]
@@ -233,11 +234,12 @@ def loihi_forward(current: torch.Tensor, u_prev: torch.Tensor, v_prev: torch.Ten
                   wrap: bool, bias: float, threshold: float, limit: int, keep_for_backward: bool):
     """One step of Loihi's fixed-point neuron (see :func:`hwnas.sim.neuron.loihi_lif_step`): spikes in ``current``'s
     dtype, ``u`` and the reset ``v`` in float64; with ``keep_for_backward``, also the membrane before the reset
-    (clamped) and per neuron a flag byte (1: fired, 2: saturated)."""
+    (clamped, in float32, which holds it exactly) and per neuron a flag byte (1: fired, 2: saturated)."""
     spikes = torch.empty(current.shape, dtype=current.dtype)
     u = torch.empty(current.shape, dtype=torch.float64)
     v_out = torch.empty_like(u)
-    v_kept = torch.empty_like(u) if keep_for_backward else torch.empty(0, dtype=torch.float64)
+    # the kept membrane is clamped to 24 bits: float32 holds it exactly, in half the memory
+    v_kept = torch.empty(current.shape if keep_for_backward else (0,), dtype=torch.float32)
     flags = torch.empty(current.shape if keep_for_backward else (0,), dtype=torch.uint8)
     _compile()[2](_flat(current), _flat(u_prev), _flat(v_prev), keep_u, keep_v, wrap, float(bias),
                   float(threshold), float(limit), spikes.view(-1).numpy(), u.view(-1).numpy(),
@@ -250,7 +252,7 @@ def loihi_backward(v: torch.Tensor, flags: torch.Tensor, grad_spikes, grad_u, gr
     """The gradients of :func:`loihi_forward`'s step with respect to the current, ``u`` and ``v`` before it (None
     where not wanted), from the kept membrane and flags; ``grad_*`` may be None."""
     empty = np.empty(0, np.float64)
-    grad_current = torch.empty(v.shape, dtype=torch.float64)
+    grad_current = torch.empty(v.shape, dtype=current_dtype)  # the kernel rounds each float64 gradient into it
     grad_u_prev = torch.empty(v.shape if want_u else (0,), dtype=torch.float64)
     grad_v_prev = torch.empty(v.shape if want_v else (0,), dtype=torch.float64)
     _compile()[3](_flat(v), _flat(flags),
@@ -259,4 +261,4 @@ def loihi_backward(v: torch.Tensor, flags: torch.Tensor, grad_spikes, grad_u, gr
                   empty if grad_v is None else _flat(grad_v.double()), grad_v is not None,
                   keep_u, keep_v, float(threshold), float(slope), grad_current.view(-1).numpy(),
                   grad_u_prev.view(-1).numpy(), want_u, grad_v_prev.view(-1).numpy(), want_v)
-    return (grad_current.to(current_dtype), grad_u_prev if want_u else None, grad_v_prev if want_v else None)
+    return grad_current, grad_u_prev if want_u else None, grad_v_prev if want_v else None
