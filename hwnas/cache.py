@@ -27,6 +27,7 @@ class ResultCache:
         self.fmt = fmt
         self.results_key = results_key
         self.extra = extra or (lambda: {})
+        self.fields: dict = {}  # further top-level entries kept in the file (e.g. a search's time estimate)
         self.every_s = every_s
         self.dirty = False
         self.last_save = time.monotonic()
@@ -67,7 +68,7 @@ class ResultCache:
     def save(self, **fields) -> None:
         """Write the file now; ``fields`` are added at its top level (e.g. ``complete=True``)."""
         head = {"format": self.fmt} if self.fmt else {}
-        write_json_atomic(self.path, {**head, **self.extra(), **fields, "config": self.config,
+        write_json_atomic(self.path, {**head, **self.extra(), **self.fields, **fields, "config": self.config,
                                       self.results_key: self.results})
         self.dirty = False
         self.last_save = time.monotonic()

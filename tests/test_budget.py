@@ -73,6 +73,14 @@ def test_a_budget_trains_on_a_recorded_share_that_repeats_the_search(tmp_path, c
     assert report["time_estimate"]["train_fraction"] == fraction
     checkpoint = json.loads((budgeted / "checkpoint.json").read_text())
     assert checkpoint["config"]["train_fraction"] == fraction  # what a resume continues with
+    assert checkpoint["time_estimate"] == report["time_estimate"]
+    # a resumed search keeps the estimate made at its start and refuses options that would change it
+    assert main(["search", "--resume", str(budgeted), "--quiet"]) == 0
+    assert json.loads((budgeted / "report.json").read_text())["time_estimate"] == report["time_estimate"]
+    capsys.readouterr()
+    assert main(["search", "--resume", str(budgeted), "--width", "8"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "--width cannot change them" in err and err.count("\n") == 1
     again = tmp_path / "again"
     assert main(["search", *TINY, "--train-fraction", str(fraction), "--out", str(again)]) == 0
     rows = [results(folder) for folder in (budgeted, again)]

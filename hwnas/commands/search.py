@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..errors import OptionError
 from .common import (DEVICE_HELP, device_name, fraction_of_one, non_negative_float, non_negative_int,
                      positive_float, positive_int, positive_int_list, seed_int)
 
@@ -190,9 +191,10 @@ def add_parser(commands) -> None:
                             "instead; hwnas must be installed on its nodes")
     group.add_argument("--out", default=None, help="run folder (default: runs/search-<date>-<time>)")
     group.add_argument("--resume", metavar="DIR", default=None,
-                       help="continue the search in DIR with its recorded options, re-scoring nothing")
+                       help="continue the search in DIR with its recorded options (giving other search options is an "
+                            "error; --workers, --ray-address and --quiet may be given), re-scoring nothing")
     group.add_argument("--quiet", action="store_true", help="no progress bar")
-    search.set_defaults(handler=run)
+    search.set_defaults(handler=run, option_default=search.get_default)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -207,6 +209,12 @@ def run(args: argparse.Namespace) -> int:
 
     options = {} if args.resume else config_options(SearchConfig, args)
     if args.resume:
+        given = [name for name, value in [*config_options(SearchConfig, args).items(), ("out", args.out)]
+                 if value != args.option_default(name)]
+        if given:
+            option = "--" + given[0].replace("_", "-")
+            raise OptionError(f"--resume continues with the search's recorded options; {option} cannot change them "
+                              "(start a new search to use other options)")
         out = Path(args.resume)
         if out.is_file():
             out = out.parent  # accept a file of the run folder, e.g. its checkpoint.json

@@ -9,6 +9,7 @@ reads), ``search.csv`` (one row per scored evaluation), ``architecture.json`` (t
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -103,8 +104,12 @@ def open_checkpoint(folder: RunFolder, config: SearchConfig, resume: bool) -> Re
         if "stages" not in stored:
             raise ResumeError(f"cannot resume: {folder.checkpoint} was written before the skeleton was fitted to "
                               "the target (no 'stages'); its results would mix two skeletons: start a new search")
-        return ResultCache(folder.checkpoint, config.to_dict(), restore_scores(results), CHECKPOINT_FORMAT,
-                           extra=extra, every_s=CHECKPOINT_EVERY_S)
+        cache = ResultCache(folder.checkpoint, config.to_dict(), restore_scores(results), CHECKPOINT_FORMAT,
+                            extra=extra, every_s=CHECKPOINT_EVERY_S)
+        estimate = json.loads(folder.checkpoint.read_text(encoding="utf-8")).get("time_estimate")
+        if isinstance(estimate, dict):  # the estimate made before the search first started
+            cache.fields["time_estimate"] = estimate
+        return cache
     if folder.checkpoint.exists():
         raise OptionError(f"{folder.path} already holds a search; resume it with --resume {folder.path} or choose "
                           "another --out")
@@ -198,13 +203,14 @@ def _search(config, folder, cache, resume, target, timing, splits, space, templa
     score_config = ScoreConfig(config.score, config.batch_size, config.repeats, config.bn_mode, config.reset_state)
     device = resolve_device(config.device)
     evaluator = Evaluator(scoring_batches(config, splits), score_config, device)
-    time_estimate = None
+    time_estimate = cache.fields.get("time_estimate")  # a resumed search keeps the estimate made at its start
     if not resume and (notes is not None or config.budget_minutes is not None):
         from .budget import plan
 
         config, found = plan(config, CandidateMeasurer(config, target, templates, evaluator), space, splits, notes,
                              workers or 1)  # on a cluster (ray_address) its size is unknown: one at a time
         cache.config, time_estimate = config.to_dict(), found.to_dict()  # a budget's share is recorded
+        cache.fields["time_estimate"] = time_estimate
     if not resume:
         cache.save()
     totals = {"random": min(config.candidates, space.size()),

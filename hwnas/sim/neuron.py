@@ -170,12 +170,12 @@ def count_active(spikes: torch.Tensor, state: LIFState, params: NeuronParams) ->
     """Neurons whose update was *active* this step: membrane potential (before reset) non-zero, or, where the
     current decays slowly (du < 1), synaptic current non-zero. Inactive neurons only idle through the step.
 
-    After the step v is 0 exactly where the neuron fired, so v + s is non-zero exactly where v was before reset.
+    After the step v is 0 exactly where the neuron fired, so v + s is non-zero exactly where v was before reset:
+    where du = 1 that is the non-zero v plus the spikes, counted without a tensor for their sum.
     """
-    touched = state.v + spikes
-    if params.du != 1.0:
-        touched = touched.abs() + state.u.abs()
-    return torch.count_nonzero(touched)
+    if params.du == 1.0:
+        return torch.count_nonzero(state.v) + torch.count_nonzero(spikes)
+    return torch.count_nonzero((state.v + spikes).abs() + state.u.abs())
 
 
 def _truncate(x: torch.Tensor) -> torch.Tensor:
