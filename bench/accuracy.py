@@ -32,6 +32,12 @@ Finished steps are not repeated when ``--work`` is given again.
     tools/fetch-mnist data
     .venv/bin/python bench/accuracy.py --data-dir data [--datasets mnist,saccades] [--max-samples N]
                                        [--epochs 20] [--qat-epochs 5] [--lava-samples 500] [--work DIR]
+                                       [--budget-minutes M] [--rows search-evolution,chain-skeleton,...]
+
+The README's full-MNIST rows on 2 cores (each search in a 20-minute budget, the chain of its skeleton beside it):
+
+    .venv/bin/python bench/accuracy.py --data-dir data --datasets mnist --budget-minutes 20 \
+        --rows chain-skeleton --epochs 3 --qat-epochs 1 --work runs/accuracy-full
 """
 
 from __future__ import annotations
@@ -54,6 +60,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 CHAIN = "0-1:conv3x3 0-2:zero 0-3:zero 1-2:conv3x3 1-3:zero 2-3:conv3x3"
 PAPER_CNN = Path(__file__).resolve().parent / "data" / "nir_paper_cnn_sinabs.nir"  # see bench/data/README.md
 # the search with other options: (folder, row label, options added to the default search)
+# rows besides the default search's, by the name --rows takes
+ROWS = ("search-stem2-w16", "search-evolution", "chain-skeleton", "chain-widest", "paper-cnn")
 SEARCH_VARIANTS = [("search-stem2-w16", "search --stem-pool 2 --width 16", ["--stem-pool", "2", "--width", "16"]),
                    ("search-evolution", "search --strategy evolution", ["--strategy", "evolution"])]
 
@@ -179,31 +187,37 @@ def run_dataset(name: str, args, work: Path) -> dict:
     folder = work / name
     search = folder / "search"
     seconds: dict = {}
+    budget = ["--budget-minutes", str(args.budget_minutes)] if args.budget_minutes else []
     if not (search / "architecture.json").is_file():
-        timed("search", seconds, ["search", *options, "--target", "loihi2", "--threads", str(args.threads),
+        timed("search", seconds, ["search", *options, *budget, "--target", "loihi2", "--threads", str(args.threads),
                                   "--quiet", "--out", str(search)])
-    rows = [train_validate(search, "search", args, seconds)]
+    rows = [train_validate(search, "search", args, seconds)]  # every other row needs the search's winner
     print(f"{name}: search row done {rows[-1]['seconds']}", flush=True)
     for folder_name, label, extra in SEARCH_VARIANTS:  # the pipeline's variants, each measured as the default
+        if folder_name not in args.rows:
+            continue
         variant, variant_seconds = folder / folder_name, {}
         if not (variant / "architecture.json").is_file():
-            timed("search", variant_seconds, ["search", *options, *extra, "--target", "loihi2", "--threads",
+            timed("search", variant_seconds, ["search", *options, *extra, *budget, "--target", "loihi2", "--threads",
                                               str(args.threads), "--quiet", "--out", str(variant)])
         rows.append(train_validate(variant, label, args, variant_seconds))
         print(f"{name}: {label} done {rows[-1]['seconds']}", flush=True)
     winner = Architecture.load(search / "architecture.json")
     config = json.loads((search / "report.json").read_text())["config"]
-    hand = [("chain-skeleton", "chain (search skeleton)", winner.with_cell(parse_cell_key(CHAIN)))]
+    hand = [("chain-skeleton", "chain (search skeleton)", winner.with_cell(parse_cell_key(CHAIN)))] \
+        if "chain-skeleton" in args.rows else []
     # the widest that fits depends on the memory free at the time: a resumed bench keeps the one it chose
     chosen = sorted(folder.glob("chain-widest-*/architecture.json"))
-    widest = Architecture.load(chosen[0]) if chosen else widest_chain(winner, load_target("loihi2"))
+    widest = None
+    if "chain-widest" in args.rows:
+        widest = Architecture.load(chosen[0]) if chosen else widest_chain(winner, load_target("loihi2"))
     if widest is not None:
         hand.append((f"chain-widest-{widest.width}", f"chain (widest fit, widths {list(widest.stage_widths)})", widest))
     for folder_name, label, arch in hand:
         run = baseline_run(folder / folder_name, arch, config)
         rows.append(train_validate(run, label, args, {}))
         print(f"{name}: {label} done {rows[-1]['seconds']}", flush=True)
-    if name == "saccades":  # a published hand-designed network for N-MNIST, trained the same way (hwnas train --from)
+    if name == "saccades" and "paper-cnn" in args.rows:  # a published hand-designed network for N-MNIST, trained the same way (hwnas train --from)
         imported = ["--from", str(PAPER_CNN), "--dt", "1", *options, "--timesteps", str(winner.timesteps),
                     "--seed", str(config.get("seed", 0)), "--threads", str(config.get("threads", 1))]
         for folder_name, label, extra in (("paper-cnn-scratch", "NIR paper CNN (hwnas-trained from scratch)",
@@ -284,15 +298,25 @@ def main() -> None:
     parser.add_argument("--qat-epochs", type=int, default=5, help="QAT epochs of every row (hwnas train's default)")
     parser.add_argument("--lava-samples", type=int, default=500, help="test samples run in Lava fixed point")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--budget-minutes", type=float, default=None,
+                        help="give every search this time budget (hwnas search --budget-minutes): the full-size rows "
+                             "on 2 cores")
+    parser.add_argument("--rows", default=",".join(ROWS),
+                        help="comma-separated rows to run besides the default search's (which the others need): "
+                             "%(default)s")
     parser.add_argument("--work", default="runs/accuracy", help="run folders, data and results (default: %(default)s)")
     args = parser.parse_args()
+    args.rows = [row for row in args.rows.split(",") if row]
+    unknown = sorted(set(args.rows) - set(ROWS))
+    if unknown:
+        parser.error(f"unknown row '{unknown[0]}' (choose from {', '.join(ROWS)})")
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=Path(__file__).resolve().parents[1]).stdout.strip()
     header = (f"{time.strftime('%Y-%m-%d')}, commit {commit}, {platform.platform()}, {os.cpu_count()} CPUs; "
               f"--max-samples {args.max_samples}, --epochs {args.epochs}, --qat-epochs {args.qat_epochs}, "
-              f"--lava-samples {args.lava_samples}")
+              f"--lava-samples {args.lava_samples}, --budget-minutes {args.budget_minutes}, --rows {','.join(args.rows)}")
     print(header, flush=True)
     results = {name: run_dataset(name, args, work) for name in args.datasets.split(",")}
     (work / "accuracy.json").write_text(json.dumps({"header": header, "results": results}, indent=1))
