@@ -192,6 +192,38 @@ def test_svhn_reads_mat_files(tmp_path):
     assert torch.equal(splits.test_x[0], torch.from_numpy(images[..., 0]).permute(2, 0, 1).float() / 255)
 
 
+def make_ncaltech101(root, per_class=10, categories=("BACKGROUND_Google", "accordion", "airplanes")):
+    """N-Caltech101's layout: a folder per category of 40-bit event files, recordings of different sizes (one
+    larger than the 240x180 frame); each category's recordings hold a burst of ON events at its own row."""
+    rng = np.random.default_rng(1)
+    for c, category in enumerate(categories):
+        folder = root / "NCALTECH101" / "Caltech101" / category
+        folder.mkdir(parents=True)
+        for k in range(per_class):
+            width, height = (255, 200) if k == 0 else (int(rng.integers(100, 240)), int(rng.integers(80, 180)))
+            ts = np.sort(rng.integers(0, 300_000, 80))
+            events = [(int(rng.integers(0, width)), int(rng.integers(0, height)), int(rng.integers(0, 2)), int(t))
+                      for t in ts]
+            events += [(0, 0, 0, 0)] + [(4 * x, 40 * c + 20, 1, 100_000 + x) for x in range(40)]
+            events.sort(key=lambda e: e[3])
+            write_nmnist_file(folder / f"image_{k:04d}.bin", events)
+
+
+def test_ncaltech101_reads_its_category_folders_and_draws_a_test_split(tmp_path):
+    make_ncaltech101(tmp_path)
+    splits = load_dataset("ncaltech101", tmp_path, timesteps=4)
+    assert splits.kind == "frames" and splits.input_shape == (2, 45, 60)  # 240x180 downsampled by 4
+    assert splits.num_classes == 3
+    assert (splits.train_x.shape[0], splits.val_x.shape[0], splits.test_x.shape[0]) == (21, 3, 6)
+    for x, y in ((splits.train_x, splits.train_y), (splits.test_x, splits.test_y)):
+        for frames, label in zip(x, y.tolist()):  # the category's burst: ON events on row (40 c + 20) / 4
+            assert int(frames[:, 1, (40 * label + 20) // 4].sum()) >= 10
+    again = load_dataset("ncaltech101", tmp_path, timesteps=4)
+    assert torch.equal(again.test_x, splits.test_x) and torch.equal(again.train_y, splits.train_y)
+    other = load_dataset("ncaltech101", tmp_path, timesteps=4, seed=1)
+    assert not torch.equal(other.test_y, splits.test_y) or not torch.equal(other.test_x, splits.test_x)
+
+
 def test_labels_outside_the_dataset_classes_are_a_one_line_error(tmp_path):
     make_idx_dataset(tmp_path, "MNIST", classes=12)
     with pytest.raises(DataError, match=r"labels span 0..11, expected 0..9"):
@@ -204,6 +236,7 @@ def test_labels_outside_the_dataset_classes_are_a_one_line_error(tmp_path):
     ("nmnist", "NMNIST/Train"),
     ("dvsgesture", "DVSGesture/ibmGestureTrain"),
     ("pokerdvs", "POKERDVS/pips_train"),
+    ("ncaltech101", "NCALTECH101/Caltech101"),
     ("cifar10", "missing cifar-10-batches-py/data_batch_1"),
     ("cifar100", "missing cifar-100-python/train"),
 ])

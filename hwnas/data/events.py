@@ -7,6 +7,10 @@ Expected layout (tonic's own, under ``--data-dir``):
   (tonic's preprocessed format: rows of x, y, polarity, time in ms)
 * POKERDVS: ``POKERDVS/pips_train/<cl|he|di|sp>/*.npy`` and ``POKERDVS/pips_test/...`` (the card pips, 35x35
   sensor; rows of time, x, y, polarity)
+* NCALTECH101: ``NCALTECH101/Caltech101/<category>/image_NNNN.bin`` (N-Caltech101's 40-bit event files, as its
+  archive unpacks; every category folder is a class, ``BACKGROUND_Google`` included if present). The dataset
+  ships no test split: 20% of the recordings test and 10% validate, drawn with the seed. Recordings differ in size
+  (up to 240x180 pixels, each shifted to its own corner by tonic): they are framed on a 240x180 sensor.
 """
 
 from __future__ import annotations
@@ -17,9 +21,12 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .splits import DatasetSplits, with_validation_holdout
+from .splits import DatasetSplits, split_indices, with_validation_holdout
 
 VAL_FRACTION = 0.1
+TEST_FRACTION = 0.2  # of a dataset that ships no test split (N-Caltech101)
+NCALTECH101_SENSOR = (240, 180, 2)  # the largest N-Caltech101 recording (width, height, polarities)
+DEFAULT_FACTORS = {"dvsgesture": 0.25, "ncaltech101": 0.25}  # large sensors, downsampled by default
 
 
 def _tonic_classes():
@@ -53,7 +60,17 @@ def _tonic_classes():
             raise DataError(_missing_message(Path(self.location_on_system, self.folder_name),
                                              "<cl|he|di|sp>/*.npy event files (rows of t, x, y, p)"))
 
-    return {"nmnist": NMNIST, "dvsgesture": DVSGesture, "pokerdvs": POKERDVS}
+    class NCALTECH101(tonic.datasets.NCALTECH101):
+        sensor_size = NCALTECH101_SENSOR  # tonic leaves it None: recordings differ in size
+
+        def _check_exists(self) -> bool:
+            return _has_files(Path(self.location_on_system, "Caltech101"), ".bin")
+
+        def download(self) -> None:
+            raise DataError(_missing_message(Path(self.location_on_system, "Caltech101"),
+                                             "<category>/image_NNNN.bin N-Caltech101 event files"))
+
+    return {"nmnist": NMNIST, "dvsgesture": DVSGesture, "pokerdvs": POKERDVS, "ncaltech101": NCALTECH101}
 
 
 def _has_files(folder: Path, suffix: str) -> bool:
@@ -82,26 +99,55 @@ def load_event_splits(name: str, root: str | Path, timesteps: int, seed: int = 0
     if timesteps < 1:
         raise DataError("timesteps must be at least 1")
     cls = classes[name]
-    factor = spatial_factor if spatial_factor is not None else (0.25 if name == "dvsgesture" else 1.0)
+    factor = spatial_factor if spatial_factor is not None else DEFAULT_FACTORS.get(name, 1.0)
     sensor = cls.sensor_size
     small = (max(1, int(sensor[0] * factor)), max(1, int(sensor[1] * factor)), sensor[2])
-    transform = T.Compose([T.Downsample(spatial_factor=factor), T.ToFrame(sensor_size=small, n_time_bins=timesteps)])
+    transform = T.Compose([_on_sensor(sensor), T.Downsample(spatial_factor=factor),
+                           T.ToFrame(sensor_size=small, n_time_bins=timesteps)])
 
-    def read(train: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        dataset = cls(str(root), train=train, transform=transform)
-        count = len(dataset) if max_samples is None else min(len(dataset), max_samples)
-        if count == 0:
-            raise DataError(f"dataset '{name}' at {root} has no {'train' if train else 'test'} samples")
-        order = np.random.default_rng(seed).permutation(len(dataset))[:count] if max_samples else range(count)
+    def read(dataset, indices, label_of, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+        if len(indices) == 0:
+            raise DataError(f"dataset '{name}' at {root} has no {what} samples")
         frames, labels = [], []
-        for index in order:
+        for index in indices:
             try:
                 events, label = dataset[int(index)]
             except (ValueError, OSError, IndexError) as exc:
                 raise DataError(f"cannot read {dataset.data[int(index)]}: {exc}") from None
             frames.append(np.minimum(np.asarray(events), 1).astype(np.uint8))
-            labels.append(int(label))
+            labels.append(label_of(label))
         # tonic's frames are (T, polarity, H, W) already in channel-first order
         return torch.from_numpy(np.stack(frames)), torch.tensor(labels, dtype=torch.long)
 
-    return with_validation_holdout(name, "frames", read(True), read(False), len(cls.classes), VAL_FRACTION, seed)
+    def capped(count: int) -> np.ndarray:
+        order = np.random.default_rng(seed).permutation(count)  # a seeded subset when capped
+        return order[:max_samples] if max_samples is not None else np.arange(count)
+
+    if name == "ncaltech101":  # one pool of recordings: the test and validation splits are drawn from it
+        dataset = cls(str(root), transform=transform)
+        categories = sorted(set(dataset.targets))
+        if len(categories) < 2:
+            raise DataError(f"dataset '{name}' at {root} needs at least 2 category folders, found "
+                            f"{len(categories)}")
+        train_index, val_index, test_index = split_indices(len(dataset), (VAL_FRACTION, TEST_FRACTION), seed)
+        label_of = categories.index
+        cap = (lambda index: index) if max_samples is None else (lambda index: index[:max_samples])
+        train = read(dataset, cap(train_index), label_of, "train")
+        val = read(dataset, cap(val_index), label_of, "validation")
+        test = read(dataset, cap(test_index), label_of, "test")
+        return DatasetSplits(name=name, kind="frames", train_x=train[0], train_y=train[1], val_x=val[0],
+                             val_y=val[1], test_x=test[0], test_y=test[1], num_classes=len(categories))
+    train_set, test_set = (cls(str(root), train=train, transform=transform) for train in (True, False))
+    return with_validation_holdout(name, "frames", read(train_set, capped(len(train_set)), int, "train"),
+                                   read(test_set, capped(len(test_set)), int, "test"), len(cls.classes),
+                                   VAL_FRACTION, seed)
+
+
+def _on_sensor(sensor: tuple[int, int, int]):
+    """A tonic transform that drops events outside ``sensor`` (width, height, polarities): a recording larger than
+    the frame keeps what falls inside it."""
+    width, height, _ = sensor
+
+    def keep_inside(events: np.ndarray) -> np.ndarray:
+        return events[(events["x"] >= 0) & (events["x"] < width) & (events["y"] >= 0) & (events["y"] < height)]
+    return keep_inside

@@ -22,8 +22,9 @@ DATASETS = {
     "nmnist": "N-MNIST events via tonic, from --data-dir/NMNIST/{Train,Test}",
     "dvsgesture": "IBM DVS Gesture via tonic, from --data-dir/DVSGesture/ibmGesture{Train,Test}",
     "pokerdvs": "POKER-DVS card pips via tonic, from --data-dir/POKERDVS/pips_{train,test}",
+    "ncaltech101": "N-Caltech101 events via tonic, from --data-dir/NCALTECH101/Caltech101/<category>",
 }
-EVENT_DATASETS = ("nmnist", "dvsgesture", "pokerdvs")
+EVENT_DATASETS = ("nmnist", "dvsgesture", "pokerdvs", "ncaltech101")
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None, timesteps: int = 8, seed: int = 0,
