@@ -233,8 +233,18 @@ def search(data: Any = "digits", target: str = "loihi2", *, out: str | Path | No
     if resume:
         if out is None:
             raise OptionError("resume needs out=, the run folder of the search to continue")
-        if options:
-            raise OptionError(f"resume continues with the search's recorded options; {sorted(options)[0]}= cannot "
+        stored = RunFolder(out).read_json(RunFolder(out).checkpoint, {})
+        recorded = stored.get("config") if isinstance(stored, dict) else None
+        recorded = recorded if isinstance(recorded, dict) else {}
+        # a named parameter given other than its default and the recorded value would be ignored: say so
+        named = {"target": (target, "loihi2"), "timesteps": (timesteps, 8), "seed": (seed, 0),
+                 "data_dir": (data_dir, None), "data": (data if isinstance(data, str) else None, "digits")}
+        recorded_names = {"data": "dataset"}
+        changed = [key for key, (value, default) in named.items()
+                   if value is not None and value != default and value != recorded.get(recorded_names.get(key, key))]
+        if options or changed:
+            name_given = sorted(options)[0] if options else changed[0]
+            raise OptionError(f"resume continues with the search's recorded options; {name_given}= cannot "
                               "change them")
         config, splits = SearchConfig(), None  # the checkpoint's options replace these
         if data is not None and not isinstance(data, str):  # data in memory: given again, read as it was recorded

@@ -113,6 +113,13 @@ def test_a_run_folder_is_written_when_asked_and_static_data_loads_from_a_dataloa
     assert again.winner == found.winner and again.splits.num_classes == 2
     with pytest.raises(OptionError, match="recorded options"):
         hwnas.search(loader, out=tmp_path / "run", resume=True, candidates=5)
+    with pytest.raises(OptionError, match="seed= cannot change them"):  # named, not silently ignored
+        hwnas.search(loader, out=tmp_path / "run", resume=True, seed=3)
+    with pytest.raises(OptionError, match="target= cannot change them"):
+        hwnas.search(loader, "loihi", out=tmp_path / "run", resume=True)
+    # the recorded values themselves may be given again
+    assert hwnas.search(loader, "software", timesteps=4, out=tmp_path / "run", resume=True,
+                        progress=False).winner == found.winner
     assert hwnas.export(tmp_path / "run") == tmp_path / "run" / "model.nir"  # a run folder's default file
     assert str(found.architecture).startswith(found.winner["cell"] + " (")
 

@@ -220,6 +220,17 @@ def test_ncaltech101_reads_its_category_folders_and_draws_a_test_split(tmp_path)
             assert int(frames[:, 1, (40 * label + 20) // 4].sum()) >= 10
     again = load_dataset("ncaltech101", tmp_path, timesteps=4)
     assert torch.equal(again.test_x, splits.test_x) and torch.equal(again.train_y, splits.train_y)
+    # the same files written in another order (another file system's listing) give the same splits
+    moved = tmp_path / "reversed"
+    make_ncaltech101(moved)
+    for folder in sorted((moved / "NCALTECH101" / "Caltech101").iterdir()):
+        files = sorted(folder.iterdir(), reverse=True)
+        contents = [f.read_bytes() for f in files]
+        for f in files:
+            f.unlink()
+        for f, data in zip(files, contents):
+            f.write_bytes(data)
+    assert torch.equal(load_dataset("ncaltech101", moved, timesteps=4).test_x, splits.test_x)
     other = load_dataset("ncaltech101", tmp_path, timesteps=4, seed=1)
     assert not torch.equal(other.test_y, splits.test_y) or not torch.equal(other.test_x, splits.test_x)
 

@@ -57,10 +57,11 @@ def test_float_step_fused_equals_torchs_operations(params, grad):
 @pytest.mark.parametrize("params", PARAMS)
 @pytest.mark.parametrize("grad", [True, False])
 @pytest.mark.parametrize("scale", [1.0, 3000.0])  # 3000: the membrane saturates, the current wraps without gradient
-def test_loihi_step_fused_equals_torchs_operations(params, grad, scale):
+@pytest.mark.parametrize("grid", [True, False])  # False: graded input, its current off the chip's 1/64 grid
+def test_loihi_step_fused_equals_torchs_operations(params, grad, scale, grid):
     g = torch.Generator().manual_seed(2)
-    currents = [((torch.randn(4, 3, 5, 5, generator=g) * scale * 64).round() / 64).requires_grad_(grad)
-                for _ in range(6)]
+    currents = [torch.randn(4, 3, 5, 5, generator=g) * scale for _ in range(6)]
+    currents = [((c * 64).round() / 64 if grid else c).requires_grad_(grad) for c in currents]
     _assert_same(*_fused_and_plain(loihi_lif_step, params, currents, torch.float64))
 
 
@@ -88,6 +89,15 @@ def test_a_training_step_of_a_network_is_the_same_fused_and_plain():
         assert torch.equal(logits0, logits1) and spikes0 == spikes1
         assert sum(sum(layer["spikes"]) for layer in spikes0["layers"] if layer["kind"] == "neurons") > 0
         assert all(torch.equal(a, b) for a, b in zip(grads0, grads1))
+
+
+def test_an_infinite_membrane_resets_as_torch_computes_it():
+    v = torch.tensor([[float("inf"), float("-inf"), float("nan"), 2.0, 0.5, -0.0]])
+    with fused.plain_operations():
+        plain = lif_step(v, LIFState(torch.zeros_like(v), torch.zeros_like(v)), NeuronParams(dv=1.0))
+    spikes, state = lif_step(v, LIFState(torch.zeros_like(v), torch.zeros_like(v)), NeuronParams(dv=1.0))
+    assert torch.equal(spikes, plain[0]) and torch.allclose(state.v, plain[1].v, equal_nan=True)
+    assert torch.isnan(state.v[0, 0]) and bool(state.v[0, 1] == float("-inf"))
 
 
 def test_the_fused_kernels_leave_gpus_tracing_and_other_dtypes_to_torch():

@@ -125,6 +125,9 @@ def load_event_splits(name: str, root: str | Path, timesteps: int, seed: int = 0
 
     if name == "ncaltech101":  # one pool of recordings: the test and validation splits are drawn from it
         dataset = cls(str(root), transform=transform)
+        # tonic lists a category's files in the file system's order: sorted, the seed draws the same splits anywhere
+        pairs = sorted(zip(dataset.data, dataset.targets))
+        dataset.data, dataset.targets = [path for path, _ in pairs], [label for _, label in pairs]
         categories = sorted(set(dataset.targets))
         if len(categories) < 2:
             raise DataError(f"dataset '{name}' at {root} needs at least 2 category folders, found "

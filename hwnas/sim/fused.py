@@ -46,23 +46,32 @@ def _flat(t: torch.Tensor) -> np.ndarray:
 
 
 def _compile():
-    """The numba kernels, compiled (or loaded from numba's cache) once per process."""
+    """The numba kernels, compiled (or loaded from numba's cache) once per process; compiled without the disk
+    cache where no cache folder is writable (a read-only install, a container)."""
     global _kernels
-    if _kernels is not None:
-        return _kernels
-    from numba import njit
+    if _kernels is None:
+        from numba import njit
 
-    jit = njit(cache=True, nogil=True, boundscheck=False)
+        try:
+            _kernels = _build(njit(cache=True, nogil=True, boundscheck=False))
+        except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+            _kernels = _build(njit(cache=False, nogil=True, boundscheck=False))
+    return _kernels
+
+
+def _build(jit):
+    """The kernels, each decorated with ``jit``."""
 
     @jit
     def spike_reset(v, theta, spikes, v_out):  # pragma: no cover - numba-compiled
-        # (v - theta) > 0 is v > theta in IEEE arithmetic; the reset v (1 - s) of a spiking neuron is +0 (v > 0)
+        # (v - theta) > 0 is v > theta in IEEE arithmetic; the reset v (1 - s) of a spiking neuron is v * 0: +0, or
+        # NaN for an infinite membrane, as torch computes it
         zero = v.dtype.type(0.0)
         one = v.dtype.type(1.0)
         for i in range(v.size):
             if v[i] - theta > zero:
                 spikes[i] = one
-                v_out[i] = zero
+                v_out[i] = v[i] * zero
             else:
                 spikes[i] = zero
                 v_out[i] = v[i]
@@ -181,8 +190,7 @@ def _compile():
                 total[c] += (s0 + s1) + (s2 + s3)
                 squares[c] += (q0 + q1) + (q2 + q3)
 
-    _kernels = (spike_reset, spike_reset_grad, loihi_step, loihi_step_grad, channel_sums)
-    return _kernels
+    return spike_reset, spike_reset_grad, loihi_step, loihi_step_grad, channel_sums
 
 
 def channel_sums(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -234,12 +242,12 @@ def loihi_forward(current: torch.Tensor, u_prev: torch.Tensor, v_prev: torch.Ten
                   wrap: bool, bias: float, threshold: float, limit: int, keep_for_backward: bool):
     """One step of Loihi's fixed-point neuron (see :func:`hwnas.sim.neuron.loihi_lif_step`): spikes in ``current``'s
     dtype, ``u`` and the reset ``v`` in float64; with ``keep_for_backward``, also the membrane before the reset
-    (clamped, in float32, which holds it exactly) and per neuron a flag byte (1: fired, 2: saturated)."""
+    (clamped) and per neuron a flag byte (1: fired, 2: saturated)."""
     spikes = torch.empty(current.shape, dtype=current.dtype)
     u = torch.empty(current.shape, dtype=torch.float64)
     v_out = torch.empty_like(u)
-    # the kept membrane is clamped to 24 bits: float32 holds it exactly, in half the memory
-    v_kept = torch.empty(current.shape if keep_for_backward else (0,), dtype=torch.float32)
+    # float64: a graded input's current is off the 1/64 grid, and so is the membrane (float32 would round it)
+    v_kept = torch.empty(current.shape if keep_for_backward else (0,), dtype=torch.float64)
     flags = torch.empty(current.shape if keep_for_backward else (0,), dtype=torch.uint8)
     _compile()[2](_flat(current), _flat(u_prev), _flat(v_prev), keep_u, keep_v, wrap, float(bias),
                   float(threshold), float(limit), spikes.view(-1).numpy(), u.view(-1).numpy(),
