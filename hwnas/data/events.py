@@ -124,10 +124,7 @@ def load_event_splits(name: str, root: str | Path, timesteps: int, seed: int = 0
         return order[:max_samples] if max_samples is not None else np.arange(count)
 
     if name == "ncaltech101":  # one pool of recordings: the test and validation splits are drawn from it
-        dataset = cls(str(root), transform=transform)
-        # tonic lists a category's files in the file system's order: sorted, the seed draws the same splits anywhere
-        pairs = sorted(zip(dataset.data, dataset.targets))
-        dataset.data, dataset.targets = [path for path, _ in pairs], [label for _, label in pairs]
+        dataset = _in_path_order(cls(str(root), transform=transform))
         categories = sorted(set(dataset.targets))
         if len(categories) < 2:
             raise DataError(f"dataset '{name}' at {root} needs at least 2 category folders, found "
@@ -140,10 +137,21 @@ def load_event_splits(name: str, root: str | Path, timesteps: int, seed: int = 0
         test = read(dataset, cap(test_index), label_of, "test")
         return DatasetSplits(name=name, kind="frames", train_x=train[0], train_y=train[1], val_x=val[0],
                              val_y=val[1], test_x=test[0], test_y=test[1], num_classes=len(categories))
-    train_set, test_set = (cls(str(root), train=train, transform=transform) for train in (True, False))
+    train_set, test_set = (_in_path_order(cls(str(root), train=train, transform=transform)) for train in (True, False))
     return with_validation_holdout(name, "frames", read(train_set, capped(len(train_set)), int, "train"),
                                    read(test_set, capped(len(test_set)), int, "test"), len(cls.classes),
                                    VAL_FRACTION, seed)
+
+
+def _in_path_order(dataset):
+    """``dataset`` with its recordings sorted by path: tonic lists a folder's files in the file system's order, which
+    differs between machines, and the seed's splits and ``max_samples`` subsets are drawn by position. (tonic's
+    POKERDVS keeps the recordings themselves, not their paths: it stays in tonic's order.)"""
+    if not all(isinstance(entry, str) for entry in dataset.data):
+        return dataset
+    pairs = sorted(zip(dataset.data, dataset.targets), key=lambda pair: str(pair[0]))
+    dataset.data, dataset.targets = [path for path, _ in pairs], [label for _, label in pairs]
+    return dataset
 
 
 def _on_sensor(sensor: tuple[int, int, int]):
