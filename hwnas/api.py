@@ -233,9 +233,7 @@ def search(data: Any = "digits", target: str = "loihi2", *, out: str | Path | No
     if resume:
         if out is None:
             raise OptionError("resume needs out=, the run folder of the search to continue")
-        stored = RunFolder(out).read_json(RunFolder(out).checkpoint, {})
-        recorded = stored.get("config") if isinstance(stored, dict) else None
-        recorded = recorded if isinstance(recorded, dict) else {}
+        recorded = _checkpoint_config(RunFolder(out))
         # a named parameter given other than its default and the recorded value would be ignored: say so
         named = {"target": (target, "loihi2"), "timesteps": (timesteps, 8), "seed": (seed, 0),
                  "data_dir": (data_dir, None), "data": (data if isinstance(data, str) else None, "digits")}
@@ -391,11 +389,18 @@ def _recorded_data(folder: RunFolder, checkpoint: bool = False) -> dict:
     """The data options a run folder's search recorded (timesteps, seed, name), for reading data given again; from
     its checkpoint when the search has not finished (``checkpoint``)."""
     if checkpoint:
-        config = folder.read_json(folder.checkpoint, {}).get("config") or {}
+        config = _checkpoint_config(folder)
         name = config.get("dataset")
     else:
         config, name = folder.search_config(), folder.search_report().get("dataset", {}).get("name")
     return {"timesteps": int(config.get("timesteps", 8)), "seed": int(config.get("seed", 0)), "name": name}
+
+
+def _checkpoint_config(folder: RunFolder) -> dict:
+    """The options a run folder's search checkpoint recorded (empty when it has none)."""
+    stored = folder.read_json(folder.checkpoint, {})
+    config = stored.get("config") if isinstance(stored, dict) else None
+    return config if isinstance(config, dict) else {}
 
 
 def _classifier(outcome, splits: DatasetSplits | None, folder: RunFolder) -> SpikingClassifier:

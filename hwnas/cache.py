@@ -35,9 +35,9 @@ class ResultCache:
     @staticmethod
     def read(path: Path, fmt: str | None = None, results_key: str = "results",
              well_formed: Callable[[str, object], bool] | None = None,
-             what: str = "an hwnas results file") -> tuple[dict, dict]:
-        """(configuration as stored, results) at ``path``; a missing, unreadable or foreign file (not ``what``) or
-        malformed results are a one-line :class:`ResumeError`."""
+             what: str = "an hwnas results file") -> tuple[dict, dict, dict]:
+        """(configuration as stored, results, the file's other top-level entries) at ``path``; a missing,
+        unreadable or foreign file (not ``what``) or malformed results are a one-line :class:`ResumeError`."""
         path = Path(path)
         if not path.is_file():
             raise ResumeError(f"cannot resume: {path} does not exist")
@@ -52,7 +52,8 @@ class ResultCache:
         results = data.get(results_key)
         if not isinstance(results, dict) or (well_formed and not all(well_formed(k, v) for k, v in results.items())):
             raise ResumeError(f"{path}: '{results_key}' is malformed")
-        return data.get("config"), results
+        others = {key: value for key, value in data.items() if key not in ("format", "config", results_key)}
+        return data.get("config"), results, others
 
     def put(self, key: str, value) -> None:
         """Store one result; the file is rewritten if the last save is older than ``every_s``."""

@@ -207,14 +207,14 @@ def run(args: argparse.Namespace) -> int:
     from ..progress import ProgressBar
     from .common import config_options
 
-    options = {} if args.resume else config_options(SearchConfig, args)
+    options = config_options(SearchConfig, args)
     if args.resume:
-        given = [name for name, value in [*config_options(SearchConfig, args).items(), ("out", args.out)]
-                 if value != args.option_default(name)]
+        given = [name for name, value in [*options.items(), ("out", args.out)] if value != args.option_default(name)]
         if given:
             option = "--" + given[0].replace("_", "-")
             raise OptionError(f"--resume continues with the search's recorded options; {option} cannot change them "
                               "(start a new search to use other options)")
+        options = {}  # the checkpoint's options
         out = Path(args.resume)
         if out.is_file():
             out = out.parent  # accept a file of the run folder, e.g. its checkpoint.json

@@ -144,7 +144,7 @@ def open_state(path: Path, config: ProxyCheckConfig) -> ResultCache:
     cache = ResultCache(path, asdict(config), {}, results_key="candidates", every_s=0.0)
     if path.is_file():
         try:
-            stored, cache.results = ResultCache.read(path, results_key="candidates")
+            stored, cache.results, _ = ResultCache.read(path, results_key="candidates")
         except ResumeError as exc:
             raise ResumeError(f"{exc}; delete it to start over") from None
         defaults = asdict(ProxyCheckConfig())

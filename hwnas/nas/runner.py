@@ -9,7 +9,6 @@ reads), ``search.csv`` (one row per scored evaluation), ``architecture.json`` (t
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -98,7 +97,7 @@ def open_checkpoint(folder: RunFolder, config: SearchConfig, resume: bool) -> Re
         if not folder.checkpoint.is_file():
             raise ResumeError(f"cannot resume: {folder.checkpoint} does not exist (is {folder.path} a search run "
                               "directory?)")
-        stored, results = ResultCache.read(folder.checkpoint, CHECKPOINT_FORMAT, well_formed=stored_result,
+        stored, results, others = ResultCache.read(folder.checkpoint, CHECKPOINT_FORMAT, well_formed=stored_result,
                                            what="an hwnas search checkpoint")
         config = SearchConfig.from_dict(stored)
         if "stages" not in stored:
@@ -106,7 +105,7 @@ def open_checkpoint(folder: RunFolder, config: SearchConfig, resume: bool) -> Re
                               "the target (no 'stages'); its results would mix two skeletons: start a new search")
         cache = ResultCache(folder.checkpoint, config.to_dict(), restore_scores(results), CHECKPOINT_FORMAT,
                             extra=extra, every_s=CHECKPOINT_EVERY_S)
-        estimate = json.loads(folder.checkpoint.read_text(encoding="utf-8")).get("time_estimate")
+        estimate = others.get("time_estimate")
         if isinstance(estimate, dict):  # the estimate made before the search first started
             cache.fields["time_estimate"] = estimate
         return cache

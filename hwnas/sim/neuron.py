@@ -257,15 +257,14 @@ def loihi_lif_step(current: torch.Tensor, state: LIFState, params: NeuronParams)
     """
     fixed = params.fixed_point()
     keep_u, keep_v = DECAY_UNITY - fixed["du"] - 1, DECAY_UNITY - fixed["dv"]
+    bias, threshold = fixed["bias"] * (1 << STATE_SHIFT), fixed["vth"] * (1 << STATE_SHIFT)  # in state units
     u_grad = current.requires_grad or bool(keep_u and state.u.requires_grad)
     if torch.is_grad_enabled() and (u_grad or state.v.requires_grad):
-        spikes, u, v = _LoihiStep.apply(current, state.u, state.v, keep_u, keep_v, not u_grad,
-                                        fixed["bias"] * (1 << STATE_SHIFT), fixed["vth"] * (1 << STATE_SHIFT),
+        spikes, u, v = _LoihiStep.apply(current, state.u, state.v, keep_u, keep_v, not u_grad, bias, threshold,
                                         params.surrogate_slope)
         return spikes, LIFState(u, v)
     if fused.applies(current, state.u, state.v):  # overflow wraps, as below
-        spikes, u, v, _, _ = fused.loihi_forward(current, state.u, state.v, keep_u, keep_v, True,
-                                                 fixed["bias"] * (1 << STATE_SHIFT), fixed["vth"] * (1 << STATE_SHIFT),
+        spikes, u, v, _, _ = fused.loihi_forward(current, state.u, state.v, keep_u, keep_v, True, bias, threshold,
                                                  STATE_LIMIT, keep_for_backward=False)
         return spikes, LIFState(u, v)
     drive = current.double() * STATE_UNIT
@@ -274,9 +273,8 @@ def loihi_lif_step(current: torch.Tensor, state: LIFState, params: NeuronParams)
         # into -2^23 < u <= 2^23: the twin's single wrap, wherever |u| < 3 * 2^23
         u = torch.remainder(u + (STATE_LIMIT - 1), 2 * STATE_LIMIT) - (STATE_LIMIT - 1)
     v = _truncate(state.v * (keep_v / DECAY_UNITY)) + u
-    if fixed["bias"]:
-        v = v + fixed["bias"] * (1 << STATE_SHIFT)
+    if bias:
+        v = v + bias
     v = v.clamp(-STATE_LIMIT + 1, STATE_LIMIT - 1)
-    threshold = fixed["vth"] * (1 << STATE_SHIFT)
     fired = v > threshold  # few operations: the unrolled ONNX graph holds these for every step and population
     return fired.to(current.dtype), LIFState(u, v.masked_fill(fired, 0.0))
