@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml
 	fi; \
 	$(PY) -m pip install --quiet --upgrade pip; \
 	echo "installing hwnas and its dependencies into $(VENV) (a first install downloads about 6 GB and takes minutes)"; \
-	$(PY) -m pip install --quiet --progress-bar off -e ".[lava,test,ray]"; \
+	$(PY) -m pip install --quiet --progress-bar off -e ".[lava,test,ray,xylo]"; \
 	touch $(STAMP)
 
 clean-venv:

@@ -1,0 +1,132 @@
+"""hwnas' integer twin of a Xylo core (hwnas.sim.xylo) against hand-computed steps, and against SynSense's own
+bit-accurate simulator (rockpool's XyloSim, the optional ``xylo`` extra: those tests skip without it)."""
+
+import numpy as np
+import pytest
+
+from hwnas.errors import LoweringError
+from hwnas.sim.xylo import XyloCore, simulate_xylo
+
+RECORDED = ("hidden_spikes", "output_spikes", "vmem", "isyn", "vmem_out", "isyn_out")
+
+
+def _one_neuron(**overrides):
+    """One input, one hidden neuron, one output neuron."""
+    spec = dict(weights_in=[[[10]]], weights_rec=[[[0]]], weights_out=[[20]], dash_mem=[1], dash_syn=[1],
+                dash_syn_2=[0], threshold=[12], bias=[0], dash_mem_out=[15], dash_syn_out=[15], threshold_out=[15],
+                bias_out=[0])
+    spec.update(overrides)
+    return XyloCore.from_specification(spec)
+
+
+def test_one_neuron_computed_by_hand():
+    # step 0: i = 10 - (10 >> 1) = 5; v = 0 - 0 + 5 = 5. step 1: i = 5 + 10 = 15 -> 15 - 7 = 8;
+    # v = 5 - (5 >> 1) + 8 = 11. step 2: i = 8 + 10 = 18 -> 9; v = 11 - 5 + 9 = 15 >= 12: one spike, v = 3.
+    # step 3 (no input): i = 9 - 4 = 5; v = 3 - 1 + 5 = 7. The output receives the hidden spike of step 2 at step 3:
+    # i_out = 20 - (20 >> 15 = 0, so 1) = 19, v_out = 19 >= 15: it spikes, v_out = 4.
+    record = simulate_xylo(_one_neuron(), np.array([[1], [1], [1], [0]]), record_states=True)
+    assert record.isyn[0, :, 0, 0].tolist() == [5, 8, 9, 5]
+    assert record.vmem[0, :, 0].tolist() == [5, 11, 3, 7]
+    assert record.hidden_spikes[0, :, 0].tolist() == [0, 0, 1, 0]
+    assert record.output_spikes[0, :, 0].tolist() == [0, 0, 0, 1]
+    assert record.vmem_out[0, :, 0].tolist() == [0, 0, 0, 4]
+
+
+def test_a_neuron_spikes_once_per_threshold_up_to_31_times_and_states_saturate_at_16_bits():
+    # input weight 127 << 8 = 32,512 per spike, 15 spikes (the chip's cap for an input): the current saturates at
+    # 32,767, the membrane too, and threshold 1,000 allows 31 spikes (the cap) leaving 32,767 - 31,000
+    core = _one_neuron(weights_in=[[[127]]], weight_shift_in=8, dash_syn=[15], threshold=[1000])
+    record = simulate_xylo(core, np.array([[40]]), record_states=True)
+    assert record.isyn[0, 0, 0, 0] == 32767 - 1  # the decay of a positive state is at least 1
+    assert record.hidden_spikes[0, 0, 0] == 31
+    assert record.vmem[0, 0, 0] == 32766 - 31 * 1000
+
+
+def test_each_sample_starts_from_rest():
+    core = _one_neuron()
+    x = np.array([[1], [1], [1], [0]])
+    both = simulate_xylo(core, np.stack([x, x]), record_states=True)
+    assert (both.vmem[0] == both.vmem[1]).all() and (both.hidden_spikes[0] == both.hidden_spikes[1]).all()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"weights_in": [[[128]]]}, "weights_in: values 128..128 outside the chip's -128..127"),
+    ({"threshold": [1.5]}, "threshold: expected integers"),
+    ({"dash_mem": [16]}, "dash_mem: values 16..16 outside the chip's 0..15"),
+    ({"weight_shift_rec": 9}, "weight_shift_rec 9: expected an integer in 0..8"),
+    ({"bias": [0, 0]}, "bias: 2 values for 1 neurons"),
+    ({"aliases": [[3]]}, "aliases: expected 1 lists of hidden neuron indices"),
+])
+def test_a_specification_outside_the_chip_is_refused_in_one_line(change, message):
+    with pytest.raises(LoweringError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        _one_neuron(**change)
+
+
+def test_input_of_the_wrong_shape_or_negative_counts_is_refused():
+    with pytest.raises(LoweringError, match=r"expected \(samples, steps, 1 channels\)"):
+        simulate_xylo(_one_neuron(), np.zeros((1, 4, 3)))
+    with pytest.raises(LoweringError, match="non-negative whole spike counts"):
+        simulate_xylo(_one_neuron(), -np.ones((1, 4, 1)))
+
+
+def _random_specification(rng, hidden, outputs, synapses, weight_max):
+    """A core whose parameters span the chip's ranges: shifts up to 8 (states saturate), thresholds from 0
+    (31 spikes a step), aliases, biases, output weights on the last hidden neurons only."""
+    return dict(
+        weights_in=rng.integers(-weight_max, weight_max + 1, (16, hidden, synapses)),
+        weights_rec=rng.integers(-weight_max, weight_max + 1, (hidden, hidden, synapses))
+        * (rng.random((hidden, hidden, synapses)) < rng.random()),
+        weights_out=rng.integers(-weight_max, weight_max + 1, (int(rng.integers(1, hidden + 1)), outputs)),
+        dash_mem=rng.integers(0, 16, hidden), dash_syn=rng.integers(0, 16, hidden),
+        dash_syn_2=rng.integers(0, 16, hidden), threshold=rng.integers(0, int(rng.choice([50, 2000, 32767])), hidden),
+        bias=rng.integers(-300, 300, hidden) * (rng.random() < 0.5), dash_mem_out=rng.integers(0, 16, outputs),
+        dash_syn_out=rng.integers(0, 16, outputs), threshold_out=rng.integers(0, 2000, outputs),
+        bias_out=rng.integers(-300, 300, outputs) * (rng.random() < 0.5),
+        weight_shift_in=int(rng.integers(0, 9)), weight_shift_rec=int(rng.integers(0, 9)),
+        weight_shift_out=int(rng.integers(0, 9)),
+        aliases=[[int(a)] if rng.random() < 0.2 else [] for a in rng.integers(0, hidden, hidden)])
+
+
+def test_the_twin_computes_what_xylosim_computes_state_for_state():
+    pytest.importorskip("xylosim")
+    from hwnas.backends.xylo import run_xylosim
+
+    rng = np.random.default_rng(7)
+    saturated = 0
+    for trial in range(24):
+        hidden, outputs = int(rng.integers(2, 40)), int(rng.integers(1, 9))
+        core = XyloCore.from_specification(_random_specification(
+            rng, hidden, outputs, synapses=int(rng.integers(1, 3)), weight_max=int(rng.choice([5, 40, 127]))))
+        counts = rng.integers(0, 20, (3, 30, 16)) * (rng.random((3, 30, 16)) < rng.random())
+        twin, vendor = simulate_xylo(core, counts, record_states=True), run_xylosim(core, counts)
+        for name in RECORDED:
+            assert np.array_equal(getattr(twin, name), getattr(vendor, name)), (trial, name)
+        saturated += int((np.abs(twin.vmem) >= 32767).any())
+    assert saturated >= 3  # the comparison covered saturating states
+
+
+def test_a_nir_graph_mapped_by_rockpool_runs_the_same_in_the_twin_and_xylosim():
+    pytest.importorskip("xylosim")
+    import nir
+
+    from hwnas.backends.xylo import map_nir, run_xylosim
+
+    rng = np.random.default_rng(3)
+    dt, tau_syn, tau_mem = 1e-3, 4e-3, 8e-3
+
+    def cuba(n):  # rockpool reads dt as tau_mem / (1 + r)
+        return nir.CubaLIF(tau_syn=np.full(n, tau_syn), tau_mem=np.full(n, tau_mem), r=np.full(n, tau_mem / dt - 1),
+                           v_leak=np.zeros(n), v_threshold=np.ones(n), w_in=np.ones(n))
+
+    graph = nir.NIRGraph(
+        nodes={"input": nir.Input(np.array([16])), "fc1": nir.Linear(rng.normal(0, 0.5, (24, 16))), "lif1": cuba(24),
+               "fc2": nir.Linear(rng.normal(0, 0.5, (3, 24))), "lif2": cuba(3), "output": nir.Output(np.array([3]))},
+        edges=[("input", "fc1"), ("fc1", "lif1"), ("lif1", "fc2"), ("fc2", "lif2"), ("lif2", "output")])
+    core = map_nir(graph)
+    assert (core.inputs, core.hidden, core.outputs) == (16, 24, 3)
+    assert (core.dash_mem == 3).all() and (core.dash_syn[:, 0] == 2).all()  # log2(tau / dt), rounded
+    counts = (rng.random((4, 25, 16)) < 0.3).astype(int)
+    twin, vendor = simulate_xylo(core, counts, record_states=True), run_xylosim(core, counts)
+    assert twin.hidden_spikes.sum() > 0 and twin.output_spikes.sum() > 0
+    for name in RECORDED:
+        assert np.array_equal(getattr(twin, name), getattr(vendor, name)), name
