@@ -122,7 +122,8 @@ def test_a_nir_graph_mapped_by_rockpool_runs_the_same_in_the_twin_and_xylosim():
         nodes={"input": nir.Input(np.array([16])), "fc1": nir.Linear(rng.normal(0, 0.5, (24, 16))), "lif1": cuba(24),
                "fc2": nir.Linear(rng.normal(0, 0.5, (3, 24))), "lif2": cuba(3), "output": nir.Output(np.array([3]))},
         edges=[("input", "fc1"), ("fc1", "lif1"), ("lif1", "fc2"), ("fc2", "lif2"), ("lif2", "output")])
-    core = map_nir(graph)
+    core, placement = map_nir(graph)
+    assert placement["lif1"].tolist() == list(range(24)) and placement["lif2"].tolist() == [0, 1, 2]
     assert (core.inputs, core.hidden, core.outputs) == (16, 24, 3)
     assert (core.dash_mem == 3).all() and (core.dash_syn[:, 0] == 2).all()  # log2(tau / dt), rounded
     counts = (rng.random((4, 25, 16)) < 0.3).astype(int)
@@ -130,3 +131,113 @@ def test_a_nir_graph_mapped_by_rockpool_runs_the_same_in_the_twin_and_xylosim():
     assert twin.hidden_spikes.sum() > 0 and twin.output_spikes.sum() > 0
     for name in RECORDED:
         assert np.array_equal(getattr(twin, name), getattr(vendor, name)), name
+
+
+# ----- hwnas' dense networks in the xylo arithmetic --------------------------------------------------------------
+
+
+
+
+def _dense_network(cell="0-1:linear 0-2:zero 0-3:linear 1-2:linear 1-3:zero 2-3:linear", width=12, seed=0):
+    import torch
+
+    from hwnas.arch.builder import build_network
+    from hwnas.arch.dense import DenseArchitecture
+    from hwnas.arch.genotype import parse_cell_key
+
+    arch = DenseArchitecture(parse_cell_key(cell), input_channels=16, num_classes=4, width=width, timesteps=10)
+    torch.manual_seed(seed)
+    net = build_network(arch)
+    for synapse in net.synapses.values():
+        torch.nn.init.normal_(synapse.weight_module().weight, 0.0, 0.4)
+    return arch, net
+
+
+def _counts(steps, samples=3, seed=1):
+    import torch
+
+    rng = np.random.default_rng(seed)
+    return torch.from_numpy(rng.integers(0, 4, (steps, samples, 16)) * (rng.random((steps, samples, 16)) < 0.4)).float()
+
+
+def _trained_rasters(net, counts):
+    """The network's spikes in the core's layout: hidden (samples, steps, neurons) in update order, output."""
+    out = net(counts, record=True)
+    hidden = [name for name in net.order if name != net.output]
+    codes = {name: out.codes[name].numpy().transpose(1, 0, 2) for name in net.populations}
+    return np.concatenate([codes[n] for n in hidden], axis=2), codes[net.output], out
+
+
+def _padded(counts, steps):
+    padded = np.zeros((counts.shape[1], steps, counts.shape[2]), np.int64)
+    padded[:, :counts.shape[0]] = counts.numpy().transpose(1, 0, 2)
+    return padded
+
+
+@pytest.mark.parametrize("cell", ["0-1:linear 0-2:zero 0-3:linear 1-2:linear 1-3:zero 2-3:linear",
+                                  "0-1:linear 0-2:zero 0-3:zero 1-2:linear 1-3:linear< 2-3:linear"])
+def test_a_dense_network_in_the_xylo_arithmetic_computes_what_its_core_computes(cell):
+    from hwnas.sim.xylo import lower_xylo
+
+    arch, net = _dense_network(cell)
+    net.set_arithmetic("xylo")
+    hidden, output, out = _trained_rasters(net, _counts(arch.timesteps))
+    assert net.latency() == 4  # input -> stem within the step, then a step per link: stem, n1, n2, n3 -> output
+    core = lower_xylo(net)
+    assert core.hidden == arch.hidden_neurons and core.outputs == 4
+    # each connection group's largest weight is 127 (rockpool's global_quantize then scales by exactly 1)
+    assert max(np.abs(core.weights_in).max(), np.abs(core.weights_rec).max()) == 127
+    assert np.abs(core.weights_out).max() == 127
+    twin = simulate_xylo(core, _padded(_counts(arch.timesteps), hidden.shape[1]))
+    assert hidden.sum() > 0 and hidden.max() > 1  # several spikes a step: Xylo's multi-spike neurons
+    assert np.array_equal(hidden, twin.hidden_spikes) and np.array_equal(output, twin.output_spikes)
+
+
+def test_the_xylo_arithmetic_trains_every_weight():
+    import torch
+
+    _, net = _dense_network()
+    net.set_arithmetic("xylo")
+    net.train()
+    net(_counts(10)).logits.sum().backward()
+    for key, synapse in net.synapses.items():
+        grad = synapse.weight_module().weight.grad
+        assert grad is not None and float(grad.abs().sum()) > 0, key
+    assert all(torch.isfinite(s.weight_module().weight.grad).all() for s in net.synapses.values())
+
+
+def test_a_decay_that_is_not_a_bit_shift_is_refused():
+    from hwnas.arch.dense import DenseArchitecture
+    from hwnas.arch.builder import build_network
+    from hwnas.arch.genotype import parse_cell_key
+    from hwnas.errors import ArchitectureError
+    from hwnas.sim.neuron import NeuronParams
+
+    arch = DenseArchitecture(parse_cell_key("0-1:zero 0-2:zero 0-3:linear 1-2:zero 1-3:zero 2-3:zero"), 16, 4, 8, 5,
+                             neuron=NeuronParams(du=0.3, dv=0.25))
+    with pytest.raises(ArchitectureError, match="neuron.du 0.3 is not 2\\^-d for a whole d in 1..15"):
+        build_network(arch).set_arithmetic("xylo")
+
+
+def test_rockpool_maps_hwnas_xylo_export_onto_the_same_core_and_xylosim_computes_the_trained_spikes():
+    pytest.importorskip("xylosim")
+    from hwnas.backends.xylo import map_nir, run_xylosim
+    from hwnas.formats.xylo import to_xylo_nir
+    from hwnas.sim.xylo import lower_xylo
+
+    arch, net = _dense_network()  # fan-in into node 3 (0-3 and 2-3)
+    net.set_arithmetic("xylo")
+    hidden, output, _ = _trained_rasters(net, _counts(arch.timesteps))
+    core, (mapped, placement) = lower_xylo(net), map_nir(to_xylo_nir(net))
+    # rockpool places the populations in an order of its own: hwnas' neuron i is its neuron order[i]
+    order = np.concatenate([placement["lif_" + name.replace(".", "_")] for name in net.order if name != net.output])
+    assert sorted(order.tolist()) == list(range(core.hidden))
+    assert np.array_equal(core.weights_in, mapped.weights_in[:, order])
+    assert np.array_equal(core.weights_rec, mapped.weights_rec[order][:, order])
+    assert np.array_equal(core.weights_out, mapped.weights_out[order])
+    for name in ("dash_mem", "dash_syn", "threshold", "bias"):
+        assert np.array_equal(getattr(core, name), getattr(mapped, name)[order]), name
+    for name in ("dash_mem_out", "dash_syn_out", "threshold_out", "bias_out"):
+        assert np.array_equal(getattr(core, name), getattr(mapped, name)), name
+    vendor = run_xylosim(mapped, _padded(_counts(arch.timesteps), hidden.shape[1]))
+    assert np.array_equal(hidden, vendor.hidden_spikes[:, :, order]) and np.array_equal(output, vendor.output_spikes)

@@ -7,6 +7,7 @@ from ..sim.graph import INPUT, Connection, Population
 from ..sim.network import SpikingNetwork
 from ..sim.neuron import OR_NEURON
 from ..sim.ops import AvgPoolThen, ConvBN, FlattenLinear, Identity, SumPool, Synapse
+from .dense import DenseArchitecture, build_dense_network, is_dense
 from .genotype import Architecture, Edge
 
 
@@ -19,7 +20,7 @@ def cell_synapse(edge: Edge, width: int) -> Synapse:
     raise ValueError(f"op {edge.op} has no connection")
 
 
-def build_network(arch: Architecture, cell_edges: tuple[Edge, ...] | None = None) -> SpikingNetwork:
+def build_network(arch: Architecture | DenseArchitecture, cell_edges: tuple[Edge, ...] | None = None) -> SpikingNetwork:
     """Build the network of ``arch``: stem, cell, then per further stage a downsampling and a cell, an optional
     head pooling, the classifier. With ``stem_pool`` k > 1 the stem's convolution takes the input average-pooled
     k x k (a stride-k convolution on the chip), and every later layer is k^2 times smaller.
@@ -30,7 +31,11 @@ def build_network(arch: Architecture, cell_edges: tuple[Edge, ...] | None = None
     convolution to the next stage's width), ``head`` (head pooling: an OR population after max-pool downsampling,
     spiking neurons behind an average pool then a convolution otherwise) and ``output``; ``edge_modules`` maps
     every cell edge to the module keys of its connections (all cells). Nodes without edges get no population.
+    A :class:`~hwnas.arch.dense.DenseArchitecture` builds its network of dense populations
+    (:func:`~hwnas.arch.dense.build_dense_network`).
     """
+    if is_dense(arch):
+        return build_dense_network(arch, cell_edges)
     edges = tuple(e for e in (cell_edges if cell_edges is not None else arch.cell) if e.op != "zero")
     channels, height, width_px = arch.input_shape
     widths = arch.stage_widths

@@ -26,7 +26,7 @@ from pathlib import Path
 from ..errors import ArchitectureError
 from ..io_utils import write_json_atomic
 from ..sim.neuron import NeuronParams
-from .choices import DOWNSAMPLES, ENCODINGS, OPS, PAIRS, TIMINGS
+from .choices import DOWNSAMPLES, EDGE_OPS, ENCODINGS, OPS, PAIRS, TIMINGS
 
 FORMAT = "hwnas.architecture"
 FORMAT_VERSION = 1
@@ -44,8 +44,9 @@ class Edge:
     def __post_init__(self) -> None:
         if (self.src, self.dst) not in PAIRS:
             raise ArchitectureError(f"edge ({self.src}, {self.dst}) is not a node pair of the cell (pairs: {PAIRS})")
-        if self.op not in OPS:
-            raise ArchitectureError(f"edge ({self.src}, {self.dst}): unknown op '{self.op}' (choose {', '.join(OPS)})")
+        if self.op not in EDGE_OPS:
+            raise ArchitectureError(f"edge ({self.src}, {self.dst}): unknown op '{self.op}' (choose "
+                                    f"{', '.join(EDGE_OPS)})")
         if self.backward and self.src == 0:
             raise ArchitectureError(f"edge ({self.src}, {self.dst}): node 0 is the cell input and takes no backward edge")
         if self.backward and self.op == "zero":
@@ -168,6 +169,13 @@ def check_cell(cell: Cell) -> None:
         raise ArchitectureError("cell output (node 3) is not reachable from its input through forward non-zero edges")
 
 
+def check_ops(cell: Cell, ops: tuple[str, ...], what: str) -> None:
+    """Raise :class:`ArchitectureError` unless every edge's op is one of ``ops``."""
+    for edge in cell:
+        if edge.op not in ops:
+            raise ArchitectureError(f"edge {edge.key}: {what} takes the ops {', '.join(ops)}")
+
+
 def pair_choices(pair: tuple[int, int], allow_backward: bool = True) -> list[Edge]:
     """Every edge that pair ``pair`` can carry: zero, then each non-zero op forward (and backward if allowed)."""
     src, dst = pair
@@ -199,6 +207,7 @@ class Architecture:
 
     def __post_init__(self) -> None:
         check_cell(self.cell)
+        check_ops(self.cell, OPS, "a convolutional cell")
         object.__setattr__(self, "cell", canonical_cell(self.cell))  # dead edges never reach a network
         if len(self.input_shape) != 3 or any(int(d) < 1 for d in self.input_shape):
             raise ArchitectureError(f"input_shape must be [channels, height, width] of positive sizes, got {list(self.input_shape)}")

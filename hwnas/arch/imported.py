@@ -13,6 +13,8 @@ from pathlib import Path
 from ..errors import ArchitectureError
 from ..io_utils import write_json_atomic
 from .choices import ENCODINGS, TIMINGS
+from .dense import FAMILY as DENSE_FAMILY
+from .dense import DenseArchitecture
 from .genotype import Architecture, read_architecture_json
 
 FORMAT = "hwnas.imported"
@@ -89,14 +91,17 @@ class ImportedArchitecture:
         write_json_atomic(path, self.to_dict())
 
 
-def architecture_from_dict(data) -> Architecture | ImportedArchitecture:
-    """A searched architecture or an imported network's description, by the dict's ``format``."""
+def architecture_from_dict(data) -> Architecture | DenseArchitecture | ImportedArchitecture:
+    """A searched architecture (convolutional or dense) or an imported network's description, by the dict's
+    ``format`` and ``family``."""
     if isinstance(data, dict) and data.get("format") == FORMAT:
         return ImportedArchitecture.from_dict(data)
+    if isinstance(data, dict) and data.get("family") == DENSE_FAMILY:
+        return DenseArchitecture.from_dict(data)
     return Architecture.from_dict(data)
 
 
-def load_architecture(path: str | Path) -> Architecture | ImportedArchitecture:
+def load_architecture(path: str | Path) -> Architecture | DenseArchitecture | ImportedArchitecture:
     """Read an architecture file of either kind; unreadable or malformed files raise :class:`ArchitectureError`."""
     data = read_architecture_json(path)
     try:

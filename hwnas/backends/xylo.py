@@ -28,6 +28,9 @@ _DRIVER_ONLY_MODULES = ("rockpool.devices.xylo.syns65302.afe_samna_pdm",
                         "rockpool.devices.xylo.syns63300.power_cycles_model")
 
 
+MAX_HIDDEN_NEURONS = 992  # XyloAudio 3 (rockpool's mapper default); output neuron ids follow the hidden ones
+
+
 class XyloUnavailable(HwnasError):
     """rockpool or xylosim is not installed."""
 
@@ -54,18 +57,49 @@ def rockpool_xylo():
     return syns65302
 
 
-def map_nir(graph) -> XyloCore:
-    """A NIR graph on one XyloAudio 3 core, by rockpool: ``from_nir``, ``mapper`` and ``global_quantize``."""
+def map_nir(graph) -> tuple[XyloCore, dict[str, np.ndarray]]:
+    """A NIR graph on one XyloAudio 3 core, by rockpool (``from_nir``, ``mapper``, ``global_quantize``), and where
+    the mapper placed each neuron node: its name -> the indices of its neurons among the core's hidden neurons (or,
+    for the node feeding the graph's output, among the output neurons)."""
     xylo = rockpool_xylo()
     from rockpool.nn.modules import from_nir
     from rockpool.transform.quantize_methods import global_quantize
 
+    executor = from_nir(graph)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        spec = xylo.mapper(from_nir(graph).as_graph(), weight_dtype="float", threshold_dtype="float",
-                           dash_dtype="float")
+        spec = xylo.mapper(_module_graph(executor, graph), weight_dtype="float", threshold_dtype="float",
+                           dash_dtype="float", max_hidden_neurons=MAX_HIDDEN_NEURONS)
         spec.update(global_quantize(**spec))
-    return XyloCore.from_specification(spec)
+    names = {id(module): name for name, module in executor.named_children()}
+    placement = {}
+    for module in find_neuron_modules(spec["mapped_graph"]):
+        ids = np.asarray(module.hw_ids, np.int64)
+        placement[names[id(module.computational_module)]] = ids - MAX_HIDDEN_NEURONS * (ids >= MAX_HIDDEN_NEURONS)
+    return XyloCore.from_specification(spec), placement
+
+
+def find_neuron_modules(mapped_graph) -> list:
+    """The neuron modules of rockpool's mapped graph (each with its ``hw_ids``)."""
+    from rockpool.graph import GenericNeurons, find_modules_of_subclass
+
+    return list(find_modules_of_subclass(mapped_graph, GenericNeurons))
+
+
+def _module_graph(executor, graph):
+    """rockpool's computational graph of the modules ``from_nir`` built, joined by ``graph``'s edges, from the
+    module the input feeds to the one that feeds the output. (rockpool's own ``as_graph`` of that executor takes
+    the last module nirtorch 2.6 executes as the output: nirtorch orders depth-first, so with fan-in a weight
+    module can come last.)"""
+    import rockpool.graph as rg
+
+    modules = {name: executor.get_submodule(name).as_graph() for name in graph.nodes if name not in ("input", "output")}
+    for src, dst in graph.edges:
+        if src in modules and dst in modules:
+            rg.connect_modules(modules[src], modules[dst])
+    first = next(dst for src, dst in graph.edges if src == "input")
+    last = next(src for src, dst in graph.edges if dst == "output")
+    return rg.GraphHolder(modules[first].input_nodes, modules[last].output_nodes, "hwnas_xylo_network", executor)
 
 
 def run_xylosim(core: XyloCore, counts: np.ndarray) -> XyloRecord:

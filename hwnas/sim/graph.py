@@ -1,12 +1,14 @@
 """The graph of a spiking network and the one timing rule every simulator of hwnas follows.
 
-Two timing models (docs/ARCHITECTURE.md, "Timing"):
+Three timing models (docs/ARCHITECTURE.md, "Timing"):
 
 * ``zero-delay``: a forward connection delivers the source's spikes of the same step (GPU-simulator semantics);
   a backward (feedback) connection delivers them one step later.
 * ``pipelined``: every connection delivers one step later, as on Loihi and in Lava. An input shown for T steps
   then needs ``latency_steps`` (the longest chain of forward connections from input to output) extra steps to
   reach the output.
+* ``xylo``: the input delivers within the step, every other connection one step later, as on a SynSense Xylo core
+  (input spikes reach the hidden neurons at once; hidden-to-hidden and hidden-to-output connections take a step).
 
 :class:`StepPlan` is that rule written once: the order in which populations update within a step, and for each
 population its incoming connections with their delays. The torch simulator, the ONNX unrolled loop and the
@@ -24,7 +26,7 @@ if TYPE_CHECKING:  # the graph itself needs no torch: the command line's help im
     from .neuron import NeuronParams
 
 INPUT = "input"
-TIMINGS: tuple[str, ...] = ("zero-delay", "pipelined")
+TIMINGS: tuple[str, ...] = ("zero-delay", "pipelined", "xylo")
 
 
 @dataclass(frozen=True)
@@ -74,8 +76,9 @@ def check_timing(timing: str) -> str:
 
 
 def delay(connection: Edge, timing: str) -> int:
-    """Steps a connection takes to deliver: 1 in pipelined timing and for feedback, else 0."""
-    return 1 if (timing == "pipelined" or connection.backward) else 0
+    """Steps a connection takes to deliver: 1 in pipelined timing, for feedback, and in xylo timing for every
+    connection but the input's; else 0."""
+    return 1 if (timing == "pipelined" or connection.backward or (timing == "xylo" and connection.src != INPUT)) else 0
 
 
 def topological_order(populations: Sequence[str], connections: Sequence[Edge]) -> list[str]:
@@ -148,12 +151,12 @@ class StepPlan:
 
 def _latency(order: Sequence[str], connections: Sequence[Edge], timing: str) -> int:
     """Extra steps after the last input step until its effect has crossed the longest forward chain."""
-    if timing != "pipelined":
+    if timing == "zero-delay":
         return 0
     longest = {INPUT: 0}
     forward = [c for c in connections if not c.backward]
     for name in order:
-        sources = [longest[c.src] + 1 for c in forward if c.dst == name and c.src in longest]
+        sources = [longest[c.src] + delay(c, timing) for c in forward if c.dst == name and c.src in longest]
         if sources:
             longest[name] = max(sources)
     return int(max((v for k, v in longest.items() if k != INPUT), default=0))

@@ -7,7 +7,9 @@ Every forward pass counts spikes, active neuron updates and synaptic operations 
 Arithmetic (:meth:`SpikingNetwork.set_arithmetic`): ``float`` computes the neuron equations in real numbers;
 ``loihi`` computes what the chip computes (:func:`~hwnas.sim.neuron.loihi_lif_step`), each connection's current
 put on the chip's grid first (:func:`chip_current`), so that a network trained in it, hwnas' integer twin and
-Lava's fixed-point models give the same spikes.
+Lava's fixed-point models give the same spikes; ``xylo`` computes a SynSense Xylo core's neuron in its integers
+(:mod:`hwnas.sim.xylo_neuron`; dense networks only), so that a network trained in it equals hwnas' twin of the core
+and SynSense's simulator.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from .batchnorm import StepBatchNorm2d
 from .graph import INPUT, Connection, Population, StepPlan, check_timing, topological_order
 from .neuron import ARITHMETICS, LIFState, count_active, lif_step, loihi_lif_step
 from .ops import Synapse
-from .quantize import WEIGHT_SCALE, WeightFormat
+from .quantize import WEIGHT_SCALE, WeightFormat, XyloScale
+from .xylo_neuron import HIDDEN_MAX_SPIKES, OUTPUT_MAX_SPIKES, WEIGHT_MAX, XyloNeuron, xylo_lif_step
 
 
 def chip_current(current: torch.Tensor, exponent: int, bias: torch.Tensor | None) -> torch.Tensor:
@@ -80,6 +83,9 @@ class SpikingNetwork(nn.Module):
         self.nir_chains: dict[str, tuple[str, ...]] = {}
         # Population name -> factor on its summed input current; set only by firing-rate calibration for scoring.
         self.current_gain: dict[str, float] = {}
+        # Populations whose input decays with the synaptic current in the step it arrives, as on a Xylo core: the
+        # float arithmetic scales their input by 1 - du, the xylo arithmetic's step decays it itself.
+        self.decayed_input: set[str] = set()
         self.arithmetic = "float"
         self.chip_format: WeightFormat | None = None  # the weight format of the loihi arithmetic
         self.spiking_input = True  # loihi arithmetic: the input is spikes (else its connections stay in float)
@@ -229,17 +235,48 @@ class SpikingNetwork(nn.Module):
         refused."""
         if arithmetic not in ARITHMETICS:
             raise ValueError(f"unknown arithmetic {arithmetic} (known: {', '.join(ARITHMETICS)})")
-        if arithmetic == "loihi":
+        if arithmetic in ("loihi", "xylo"):
             inexact = [key for key, synapse in self.synapses.items() if not synapse.chip_exact()]
             if inexact:
-                raise ValueError(f"Loihi arithmetic needs ops that compute the chip's sums; {inexact[0]} "
-                                 f"({type(self.synapses[inexact[0]]).__name__}) does not")
+                raise ValueError(f"{arithmetic.capitalize()} arithmetic needs ops that compute the chip's sums; "
+                                 f"{inexact[0]} ({type(self.synapses[inexact[0]]).__name__}) does not")
+        if arithmetic == "loihi":
             self.chip_format = weight_format or WeightFormat()
             self.set_weight_format(self.chip_format)
         else:
             self.chip_format = None
         self.arithmetic = arithmetic
         self.spiking_input = bool(spiking_input)
+        if arithmetic == "xylo":
+            self.xylo_neurons()
+
+    def xylo_groups(self) -> dict[str, str]:
+        """Per population, its Xylo connection group: ``output`` for the output population, ``hidden`` for the
+        others (one weight scale per group, as rockpool's ``global_quantize`` has)."""
+        return {name: "output" if name == self.output else "hidden" for name in self.populations}
+
+    def xylo_neurons(self) -> tuple[dict[str, float], dict[str, XyloNeuron]]:
+        """Per population, the xylo arithmetic's scale of its inputs (weight units per float unit, one per connection
+        group: the group's largest weight or bias becomes 127) and its integers at that scale; gives every weighted
+        connection its group's :class:`~hwnas.sim.quantize.XyloScale` (the weights change while training, and the
+        scales with them)."""
+        groups = self.xylo_groups()
+        largest = {"hidden": 0.0, "output": 0.0}
+        for name, pop in self.populations.items():
+            largest[groups[name]] = max(largest[groups[name]], abs(pop.params.bias))
+        for conn in self.active_connections():
+            weight = self.synapses[conn.module_key].weight_module()
+            if weight is not None:
+                value = float(weight.weight.detach().abs().max()) if weight.weight.numel() else 0.0
+                largest[groups[conn.dst]] = max(largest[groups[conn.dst]], value)
+        scales = {group: WEIGHT_MAX / value if value > 0 else 1.0 for group, value in largest.items()}
+        for conn in self.active_connections():
+            self.synapses[conn.module_key].set_weight_format(XyloScale(scales[groups[conn.dst]]))
+        scale_of = {name: scales[groups[name]] for name in self.populations}
+        neurons = {name: XyloNeuron.of(pop.params, scale_of[name],
+                                       OUTPUT_MAX_SPIKES if name == self.output else HIDDEN_MAX_SPIKES)
+                   for name, pop in self.populations.items()}
+        return scale_of, neurons
 
     def chip_terms(self, like: torch.Tensor) -> dict[str, tuple[int, torch.Tensor | None]]:
         """Per active connection, the exponent and bias that put its current on the chip's grid (loihi
@@ -273,6 +310,7 @@ class SpikingNetwork(nn.Module):
         loihi = self.arithmetic == "loihi"
         chip = self.chip_terms(inputs) if loihi else {}
         step = loihi_lif_step if loihi else lif_step
+        xylo_scales, xylo_neurons = self.xylo_neurons() if self.arithmetic == "xylo" else ({}, {})
         fanout = {name: f.flatten().to(inputs.dtype) for name, f in self.fanout_maps().items()}
         zeros_in = torch.zeros_like(inputs[0])
 
@@ -292,7 +330,7 @@ class SpikingNetwork(nn.Module):
             blank = inputs.new_zeros((batch, *pop.shape))
             previous[name] = blank
             # one zero tensor for u and v: the steps read the state, never write into it (loihi: 1/4096 units)
-            rest = blank.double() if loihi else blank
+            rest = blank.double() if loihi or xylo_neurons else blank
             state[name] = LIFState(rest, rest)
         counters = {name: ([], [], []) for name in plan.order}
         no_count = inputs.new_zeros(())
@@ -320,6 +358,9 @@ class SpikingNetwork(nn.Module):
                     contribution = synapse(previous[src] if delayed else current_spikes[src])
                     if key in chip:
                         contribution = chip_current(contribution, *chip[key])
+                    elif xylo_neurons:  # whole weight units: the sum of int8 weights times spike counts
+                        scaled = contribution * xylo_scales[name]
+                        contribution = scaled + (torch.round(scaled.detach()) - scaled.detach())
                     if current is None:
                         current = contribution  # may be another population's spikes (a skip): not written into
                     elif owned and not torch.is_grad_enabled():
@@ -330,7 +371,12 @@ class SpikingNetwork(nn.Module):
                     current = previous[name].new_zeros(previous[name].shape)
                 elif name in self.current_gain:
                     current = current * self.current_gain[name]
-                spikes, state[name] = step(current, state[name], pop.params)
+                if name in self.decayed_input and not xylo_neurons and pop.params.du != 1.0:
+                    current = current * (1.0 - pop.params.du)
+                if xylo_neurons:
+                    spikes, state[name] = xylo_lif_step(current, state[name], xylo_neurons[name])
+                else:
+                    spikes, state[name] = step(current, state[name], pop.params)
                 current_spikes[name] = spikes
                 with torch.no_grad():
                     counters[name][1].append(count_active(spikes, state[name], pop.params))
@@ -359,6 +405,8 @@ class SpikingNetwork(nn.Module):
         for batchnorm in batchnorms:  # running statistics: this pass's steps pooled (see hwnas.sim.batchnorm)
             batchnorm.commit()
         activity = self._activity(counters, batch, total_steps)
+        if xylo_neurons:  # back to float units
+            logits = logits / xylo_scales[self.output]
         return SimOutput(logits / steps_in, out_spikes, activity, latency, codes if record else None)
 
     def _activity(self, counters: dict, batch: int, steps: int) -> ActivityStats:

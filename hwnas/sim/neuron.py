@@ -28,7 +28,7 @@ from ..errors import ArchitectureError
 from . import fused
 from .quantize import WEIGHT_SCALE
 
-ARITHMETICS = ("float", "loihi")
+ARITHMETICS = ("float", "loihi", "xylo")  # xylo: hwnas.sim.xylo_neuron, a SynSense Xylo core's neuron
 DECAY_UNITY = 4096          # Loihi's 12-bit decay constants (Lava PyLifModelBitAcc.decay_shift = 12)
 STATE_SHIFT = 6             # input and threshold are MSB-aligned by 6 bits (act_shift, vth_shift)
 STATE_UNIT = WEIGHT_SCALE << STATE_SHIFT  # state units per unit of float membrane potential (4096)

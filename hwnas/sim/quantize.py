@@ -60,6 +60,16 @@ class WeightFormat:
         return -(2 ** self.bits)
 
 
+@dataclass(frozen=True)
+class XyloScale:
+    """Xylo's weight format (the ``xylo`` arithmetic): int8 weights ``round(w * scale)``, one scale per connection
+    group (hidden or output neurons' inputs), so that the group's largest weight is 127 (rockpool's
+    ``global_quantize``: its own mapping of an export then finds the same integers)."""
+
+    scale: float
+    bits: int = 8
+
+
 def shared_exponent(weight: torch.Tensor, fmt: WeightFormat) -> int:
     """The smallest exponent e in the format's range (:attr:`WeightFormat.min_exponent`) with max |scale * w| / 2^e
     within the mantissa range."""
@@ -78,8 +88,12 @@ def weight_mantissas(weight: torch.Tensor, fmt: WeightFormat) -> tuple[torch.Ten
     return mantissa, exponent
 
 
-def fake_quantize_weight(weight: torch.Tensor, fmt: WeightFormat) -> torch.Tensor:
+def fake_quantize_weight(weight: torch.Tensor, fmt: "WeightFormat | XyloScale") -> torch.Tensor:
     """The float value of the quantised weight, with a straight-through gradient (identity backward)."""
+    if isinstance(fmt, XyloScale):
+        limit = 2 ** (fmt.bits - 1) - 1
+        quantised = torch.round(weight.detach() * fmt.scale).clamp_(-limit, limit) / fmt.scale
+        return weight + (quantised - weight).detach()
     mantissa, exponent = weight_mantissas(weight, fmt)
     quantised = mantissa * 2.0 ** exponent / fmt.scale
     return weight + (quantised - weight).detach()

@@ -309,3 +309,57 @@ def _run(counts, w_in, w_rec, w_out, dash_mem, dash_syn, threshold, bias, dash_m
                 isyn_rec[b, t] = isyn
                 vmem_out_rec[b, t] = v_out
                 isyn_out_rec[b, t] = isyn_out[:, 0]
+
+
+def lower_xylo(net) -> XyloCore:
+    """A dense network in the xylo arithmetic (:meth:`~hwnas.sim.network.SpikingNetwork.set_arithmetic`) as the
+    Xylo core that computes it: its hidden populations in update order on the hidden neurons, the output population
+    on the output neurons, each connection's int8 weights in the input, recurrent or output matrix (connections
+    between the same populations add up). A :class:`LoweringError` names what a core cannot hold."""
+    from ..sim.graph import INPUT
+
+    if net.arithmetic != "xylo":
+        raise LoweringError("lower a network to a Xylo core in the xylo arithmetic (set_arithmetic('xylo'))")
+    scales, neurons = net.xylo_neurons()
+    hidden = [name for name in net.order if name != net.output]
+    offsets = dict(zip(hidden, np.cumsum([0] + [net.populations[n].neurons for n in hidden]).tolist()))
+    total, inputs = int(sum(net.populations[n].neurons for n in hidden)), int(np.prod(net.input_shape))
+    outputs = net.populations[net.output].neurons
+    w_in = np.zeros((inputs, total), np.int64)
+    w_rec = np.zeros((total, total), np.int64)
+    w_out = np.zeros((total, outputs), np.int64)
+    for conn in net.active_connections():
+        module = net.synapses[conn.module_key].weight_module()
+        weight = None if module is None else module.weight.detach().double().cpu()
+        src_size = inputs if conn.src == INPUT else net.populations[conn.src].neurons
+        if weight is None or tuple(weight.shape) != (net.populations[conn.dst].neurons, src_size):
+            raise LoweringError(f"connection {conn.src} -> {conn.dst}: a Xylo core holds dense weight matrices only")
+        integers = torch_round_clip(weight * scales[conn.dst]).T
+        if conn.src == INPUT:
+            if conn.dst == net.output:
+                raise LoweringError("the input cannot reach Xylo's output neurons directly")
+            w_in[:, offsets[conn.dst]:offsets[conn.dst] + integers.shape[1]] += integers
+        elif conn.dst == net.output:
+            w_out[offsets[conn.src]:offsets[conn.src] + integers.shape[0]] += integers
+        else:
+            rows, cols = offsets[conn.src], offsets[conn.dst]
+            w_rec[rows:rows + integers.shape[0], cols:cols + integers.shape[1]] += integers
+
+    def per_neuron(field_name, names):
+        return np.concatenate([np.full(net.populations[n].neurons, getattr(neurons[n], field_name)) for n in names])
+
+    out = neurons[net.output]
+    return XyloCore.from_specification({
+        "weights_in": w_in[:, :, None], "weights_rec": w_rec[:, :, None], "weights_out": w_out,
+        "dash_mem": per_neuron("dash_mem", hidden), "dash_syn": per_neuron("dash_syn", hidden),
+        "dash_syn_2": np.zeros(total, np.int64), "threshold": per_neuron("threshold", hidden),
+        "bias": per_neuron("bias", hidden),
+        "dash_mem_out": np.full(outputs, out.dash_mem), "dash_syn_out": np.full(outputs, out.dash_syn),
+        "threshold_out": np.full(outputs, out.threshold), "bias_out": np.full(outputs, out.bias)})
+
+
+def torch_round_clip(values) -> np.ndarray:
+    """Whole numbers in int8's symmetric range, as the xylo arithmetic quantises (round half to even, as torch)."""
+    import torch
+
+    return torch.round(values).clamp(-WEIGHT_RANGE[1], WEIGHT_RANGE[1]).to(torch.int64).numpy()
