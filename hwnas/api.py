@@ -459,6 +459,11 @@ def export_checked(trained, path: str | Path | None = None, format: str = "nir",
     check_writable(path, "--out")
     net, arch = _trained_model(folder or trained)
     net = deployed_network(net)  # on the CPU; a model in memory is not moved
+    if net.arithmetic == "xylo":  # a Xylo core's network: the NIR graph rockpool maps (hwnas.formats.xylo)
+        if format != "nir" or profile != "hwnas":
+            raise OptionError(f"a network trained for a Xylo core exports as NIR for rockpool (--format nir), not "
+                              f"{format if format != 'nir' else 'the ' + profile + ' profile'}")
+        return _export_xylo(net, arch, path, dt, folder)
     with folder.writing("export") if folder is not None else nullcontext():
         if format == "netx":
             return _export_netx(net, arch, path, lava)
@@ -480,6 +485,31 @@ def export_checked(trained, path: str | Path | None = None, format: str = "nir",
     return Exported(path, f"wrote {path}: {len(loaded.populations)} neuron populations, {len(loaded.connections)} "
                           f"connections ({profile} profile, dt {dt_s:g} s, {arch.timing} timing recorded in its "
                           "metadata)", True)
+
+
+def _export_xylo(net, arch, path: Path, dt: float | None, folder: RunFolder | None) -> Exported:
+    """Write the Xylo NIR graph of a network in the xylo arithmetic and check it: read back, and, where rockpool is
+    installed, mapped by rockpool onto the same core as hwnas' lowering (up to where rockpool places each
+    population)."""
+    from .formats.nir import read_graph
+    from .formats.xylo import DEFAULT_XYLO_DT_S, export_xylo
+    from .sim.xylo import lower_xylo
+
+    with folder.writing("export") if folder is not None else nullcontext():
+        export_xylo(net, path, arch, dt or DEFAULT_XYLO_DT_S)
+    graph = read_graph(path)
+    core = lower_xylo(net)
+    wrote = (f"wrote {path}: {core.hidden} hidden and {core.outputs} output neurons, {core.inputs} inputs, for one "
+             f"Xylo core (rockpool's NIR conventions)")
+    from .backends.xylo import XyloUnavailable, map_nir, same_core
+
+    try:
+        mapped, placement = map_nir(graph)
+    except XyloUnavailable as missing:
+        return Exported(path, f"{wrote}; not mapped: {missing}", None)
+    agrees = same_core(core, mapped, placement, net)
+    return Exported(path, f"{wrote}; rockpool maps it onto {'the same core as' if agrees else 'ANOTHER core than'} "
+                          "hwnas' lowering", agrees)
 
 
 def _export_netx(net, arch: Architecture, path: Path, lava: bool | None) -> Exported:
@@ -648,6 +678,7 @@ def _validate_folder(folder: RunFolder, data, data_dir, target: str, backends, s
     """:func:`validate` of a run folder's export (see there)."""
     from .backends.validate import plot_validation, validate as run_validation
     from .formats.nir import read_graph, recorded_architecture, recorded_dt
+    from .formats.xylo import is_xylo_graph
     from .hw_models.targets import load_target
     from .limits import recorded_threads
     from .sim.seeding import computing_threads
@@ -661,6 +692,8 @@ def _validate_folder(folder: RunFolder, data, data_dir, target: str, backends, s
     graph = read_graph(model)
     if recorded_architecture(graph) is None:
         raise OptionError(f"{model} records no hwnas architecture: validate runs hwnas' own exports")
+    if is_xylo_graph(graph):
+        return _validate_xylo_folder(folder, graph, data, data_dir, target, backends, samples, seed, say)
     folder.load_architecture()  # a search run folder, as `hwnas train` made it
     config = folder.search_config()
     # every backend's rasters, plus hwnas' own, the trained model's and Norse's reference
@@ -678,6 +711,39 @@ def _validate_folder(folder: RunFolder, data, data_dir, target: str, backends, s
     with folder.writing("validate"), computing_threads(recorded_threads(config)):
         result = run_validation(graph, inputs, labels, dt_s, target, backends, progress=say,
                                 search_estimate=folder.search_estimate(), trained=network)
+        write_json_atomic(folder.validation, result.to_dict())
+        plot_validation(result, folder.validation_plot)
+    return result
+
+
+def _validate_xylo_folder(folder: RunFolder, graph, data, data_dir, target, backends, samples: int, seed: int,
+                          say):
+    """:func:`validate` of a run folder trained for a Xylo core: its trained model, hwnas' twin of the core and
+    XyloSim on rockpool's mapping of its ``model.nir`` (left out, with a note, where rockpool is not installed)."""
+    from .backends.validate import plot_validation
+    from .backends.xylo import XYLO_BACKENDS, XyloUnavailable, rockpool_xylo, validate_xylo
+    from .limits import recorded_threads
+    from .sim.seeding import computing_threads
+    from .training.model_file import load_model
+
+    if not folder.model.is_file():
+        raise OptionError(f"no model.pt in {folder.path}: a Xylo network is validated against its trained model")
+    if folder.model.stat().st_mtime > folder.export("nir").stat().st_mtime:
+        raise OptionError(f"{folder.export('nir')} is older than {folder.model}: run `hwnas export {folder.path}` "
+                          "again")
+    if target.network != "dense":
+        raise OptionError(f"{folder.path} holds a network for a Xylo core: validate it with --target xylo-audio3 "
+                          f"(not {target.name})")
+    wanted = XYLO_BACKENDS
+    try:
+        rockpool_xylo()
+    except XyloUnavailable as missing:
+        say(f"xylosim left out: {missing}")
+        wanted = tuple(b for b in wanted if b != "xylosim")
+    net = load_model(folder.model)[0]
+    inputs, labels = _inputs(graph, data, samples, seed, None, 3, "validate", None, data_dir, say, folder)
+    with folder.writing("validate"), computing_threads(recorded_threads(folder.search_config())):
+        result = validate_xylo(net, inputs, labels, target, graph, wanted, say)
         write_json_atomic(folder.validation, result.to_dict())
         plot_validation(result, folder.validation_plot)
     return result

@@ -157,7 +157,8 @@ def _counts(steps, samples=3, seed=1):
     import torch
 
     rng = np.random.default_rng(seed)
-    return torch.from_numpy(rng.integers(0, 4, (steps, samples, 16)) * (rng.random((steps, samples, 16)) < 0.4)).float()
+    counts = rng.integers(0, 4, (steps, samples, 16)) * (rng.random((steps, samples, 16)) < 0.4)
+    return torch.from_numpy(counts).float()[..., None, None]  # frames: (steps, samples, 16 channels, 1, 1)
 
 
 def _trained_rasters(net, counts):
@@ -170,7 +171,7 @@ def _trained_rasters(net, counts):
 
 def _padded(counts, steps):
     padded = np.zeros((counts.shape[1], steps, counts.shape[2]), np.int64)
-    padded[:, :counts.shape[0]] = counts.numpy().transpose(1, 0, 2)
+    padded[:, :counts.shape[0]] = counts[..., 0, 0].numpy().transpose(1, 0, 2)
     return padded
 
 

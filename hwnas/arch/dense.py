@@ -60,9 +60,21 @@ class DenseArchitecture:
         return cell_key(self.cell)
 
     @property
-    def input_shape(self) -> tuple[int]:
-        """One step's input: ``(input_channels,)``."""
-        return (self.input_channels,)
+    def input_shape(self) -> tuple[int, int, int]:
+        """One step's input, as frame data holds it: ``(input_channels, 1, 1)``."""
+        return (self.input_channels, 1, 1)
+
+    # The skeleton's terms of a convolutional architecture, as a dense network has them: one stage of ``width``
+    # neurons per population, no pooling (reports and the search's bookkeeping read them alike).
+    stages = 1
+    head_pool = 1
+    stem_pool = 1
+    widths = ()  # (not a field: a dense network has no per-stage widths)
+    downsample = "none"
+
+    @property
+    def stage_widths(self) -> tuple[int, ...]:
+        return (self.width,)
 
     @property
     def skeleton_key(self) -> str:

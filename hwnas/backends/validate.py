@@ -40,7 +40,8 @@ NORSE_PAIR = ("hwnas_norse_order", "norse")  # same steps; float32 parameterised
 
 
 # the backends' order in tables and plots
-BACKEND_COLUMNS = ("trained", "hwnas", "hwnas_int", "lava_fixed", "lava_float", "hwnas_norse_order", "norse")
+BACKEND_COLUMNS = ("trained", "hwnas", "hwnas_int", "lava_fixed", "lava_float", "hwnas_norse_order", "norse",
+                   "hwnas_xylo", "xylosim")
 
 
 @dataclass
@@ -222,8 +223,9 @@ def plot_validation(result, path) -> None:
     bottom.set_xticks(x, layers, rotation=30, ha="right")
     if result.energy:
         e = result.energy
+        measured_on = {"xylosim": "XyloSim", "hwnas_xylo": "the Xylo twin"}.get(e.get("measured_on"), "Lava fixed-point")
         bottom.set_xlabel(f"energy per inference on {e['target']}: predicted {1e6 * e['predicted_j']:.3f} uJ, measured "
-                          f"in Lava fixed-point {1e6 * e['measured_lava_fixed_j']:.3f} uJ "
+                          f"in {measured_on} {1e6 * e.get('measured_j', e.get('measured_lava_fixed_j', 0.0)):.3f} uJ "
                           f"({100 * e['prediction_error']:+.2f}%)" + ("; * fed only by feedback" if result.feedback_only
                                                                       else ""), fontsize=9)
     elif result.feedback_only:

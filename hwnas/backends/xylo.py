@@ -124,3 +124,133 @@ def run_xylosim(core: XyloCore, counts: np.ndarray) -> XyloRecord:
     return XyloRecord(hidden_spikes=stack("Spikes"), output_spikes=stack("Output"), vmem=stack("Vmem"),
                       isyn=np.stack([stack("Isyn"), stack("Isyn2")], axis=-1), vmem_out=stack("Vmem_out"),
                       isyn_out=stack("Isyn_out"))
+
+
+def placement_order(net, placement: dict[str, np.ndarray]) -> np.ndarray:
+    """Where rockpool placed hwnas' hidden neurons: hwnas' hidden neuron i (populations in update order, as
+    :func:`~hwnas.sim.xylo.lower_xylo` lays them out) is rockpool's neuron ``order[i]``."""
+    from ..formats.xylo import node_name
+
+    return np.concatenate([placement[node_name(name)] for name in net.order if name != net.output])
+
+
+def same_core(core: XyloCore, mapped: XyloCore, placement: dict[str, np.ndarray], net) -> bool:
+    """True when rockpool's ``mapped`` core is hwnas' ``core`` with its hidden neurons placed by ``placement``."""
+    order = placement_order(net, placement)
+    if sorted(order.tolist()) != list(range(core.hidden)) or mapped.hidden != core.hidden:
+        return False
+    hidden = ("dash_mem", "dash_syn", "threshold", "bias")
+    output = ("weights_out", "dash_mem_out", "dash_syn_out", "threshold_out", "bias_out")
+    return (np.array_equal(core.weights_in, mapped.weights_in[:, order][..., :core.weights_in.shape[2]])
+            and np.array_equal(core.weights_rec, mapped.weights_rec[order][:, order][..., :core.weights_rec.shape[2]])
+            and np.array_equal(core.weights_out, mapped.weights_out[order])
+            and all(np.array_equal(getattr(core, name), getattr(mapped, name)[order]) for name in hidden)
+            and all(np.array_equal(getattr(core, name), getattr(mapped, name)) for name in output[1:]))
+
+
+XYLO_BACKENDS = ("hwnas_xylo", "xylosim")  # besides the trained network itself
+XYLO_PAIRS = (("trained", "hwnas_xylo"), ("hwnas_xylo", "xylosim"), ("trained", "xylosim"))
+
+
+def core_input(inputs, window: int) -> np.ndarray:
+    """Network input (steps, samples, channels, 1, 1) as a core's spike counts (samples, ``window``, channels):
+    zero after the input's steps, while the populations behind the stem catch up."""
+    counts = np.asarray(inputs.detach().cpu().numpy() if hasattr(inputs, "detach") else inputs)
+    counts = counts.reshape(counts.shape[0], counts.shape[1], -1)
+    padded = np.zeros((counts.shape[1], window, counts.shape[2]), np.int64)
+    padded[:, :counts.shape[0]] = np.rint(counts).astype(np.int64).transpose(1, 0, 2)
+    return padded
+
+
+def _core_rasters(net, record: XyloRecord, core: XyloCore, scale_out: float, hidden_order: np.ndarray,
+                  output_order: np.ndarray):
+    """A core's record as hwnas' :class:`~hwnas.sim.integer.Rasters`: spike counts per population and the output
+    population's input current summed over the steps (the hidden spikes of each step but the last, through the
+    output weights, in float units)."""
+    from ..sim.integer import Rasters
+
+    hidden = record.hidden_spikes[:, :, hidden_order]
+    spikes, start = {}, 0
+    for name in net.order:
+        if name != net.output:
+            size = net.populations[name].neurons
+            spikes[name] = hidden[:, :, start:start + size]
+            start += size
+    spikes[net.output] = record.output_spikes[:, :, output_order]
+    current = hidden[:, :-1].sum(1) @ core.weights_out / scale_out
+    return Rasters(spikes, current.astype(np.float64), None)
+
+
+def validate_xylo(net, inputs, labels, target, graph=None, backends: tuple[str, ...] = XYLO_BACKENDS,
+                  progress=None):
+    """The trained network (in the xylo arithmetic), hwnas' twin of its core (``hwnas_xylo``) and SynSense's
+    XyloSim on rockpool's mapping of its Xylo NIR graph (``graph``, else the network's own; ``xylosim``), on
+    ``inputs`` (steps, samples, channels, 1, 1): spikes per layer, accuracy, the pairs compared layer by layer, and
+    the energy per inference on ``target`` predicted from the trained network's spikes and from XyloSim's."""
+    import time
+
+    import torch
+
+    from ..hw_models.energy import estimate_energy
+    from ..hw_models.mapping import map_network
+    from ..sim.integer import Rasters
+    from ..sim.xylo import lower_xylo, simulate_xylo
+    from .compare import accuracy
+    from .validate import Validation, activity_from, compare_rasters, feedback_only
+
+    say = progress or (lambda message: None)
+    steps, samples = inputs.shape[:2]
+    window = steps + net.latency()
+    arrival = net.arrival_steps()
+    layers = sorted(net.order, key=lambda name: arrival[name])
+    result = Validation(samples, steps, window, layers, feedback_only(net), net.output)
+    scales, _ = net.xylo_neurons()
+    core = lower_xylo(net)
+    counts = core_input(inputs, window)
+    rasters, seconds = {}, {}
+    started = time.perf_counter()
+    with torch.no_grad():
+        out = net(inputs.float(), record=True)
+    active = {name: np.array(layer.active_updates) for name, layer in out.activity.layers.items() if name in layers}
+    rasters["trained"] = Rasters({name: codes.numpy().transpose(1, 0, 2).astype(np.int64)
+                                  for name, codes in out.codes.items()}, out.logits.numpy() * steps, active)
+    seconds["trained"] = time.perf_counter() - started
+    identity = np.arange(core.hidden), np.arange(core.outputs)
+    if "hwnas_xylo" in backends:
+        started = time.perf_counter()
+        say(f"hwnas_xylo: the twin of the core ({core.hidden} hidden neurons), {samples} samples")
+        rasters["hwnas_xylo"] = _core_rasters(net, simulate_xylo(core, counts), core, scales[net.output], *identity)
+        seconds["hwnas_xylo"] = time.perf_counter() - started
+    if "xylosim" in backends:
+        from ..formats.xylo import node_name, to_xylo_nir
+
+        started = time.perf_counter()
+        say(f"xylosim: rockpool maps the graph and XyloSim runs {samples} samples")
+        mapped, placement = map_nir(graph if graph is not None else to_xylo_nir(net))
+        record = run_xylosim(mapped, counts)
+        rasters["xylosim"] = _core_rasters(net, record, core, scales[net.output], placement_order(net, placement),
+                                           placement[node_name(net.output)])
+        seconds["xylosim"] = time.perf_counter() - started
+    result.seconds = seconds
+    for name, measured in rasters.items():
+        result.spikes[name] = {layer: float(measured.spikes[layer].sum()) / samples for layer in layers}
+        value = accuracy(measured.output_current, labels)
+        if value is not None:
+            result.accuracy[name] = value
+    for reference, backend in XYLO_PAIRS:
+        if reference in rasters and backend in rasters:
+            rows = compare_rasters(rasters[reference], rasters[backend], layers)
+            result.pairs[f"{reference}/{backend}"] = {"reference": reference, "backend": backend, "check": "exact",
+                                                      "identical": all(r["identical"] for r in rows.values()),
+                                                      "layers": rows}
+    if target is not None and target.is_hardware:
+        mapping = map_network(net, target)
+        predicted = estimate_energy(out.activity, mapping, target)
+        measured_on = "xylosim" if "xylosim" in rasters else "hwnas_xylo"
+        measured = estimate_energy(activity_from(rasters[measured_on], net, inputs, active), mapping, target)
+        result.energy = {"target": target.name, "predicted_j": predicted.energy_j, "measured_j": measured.energy_j,
+                         "measured_on": measured_on,
+                         "prediction_error": (predicted.energy_j - measured.energy_j) / measured.energy_j
+                         if measured.energy_j else 0.0,
+                         "predicted": predicted.to_dict(), "measured": measured.to_dict()}
+    return result

@@ -9,6 +9,7 @@ from .common import positive_int, seed_int
 
 LABELS = {"hwnas_norse_order": "hwnas_norse"}  # column headings where a backend's name is too wide
 SKIPPABLE = ("trained", "hwnas_int", "lava_fixed", "lava_float", "norse")
+MEASURED_ON = {"xylosim": "SynSense's XyloSim", "hwnas_xylo": "hwnas' twin of the Xylo core"}
 
 
 def add_parser(commands) -> None:
@@ -107,7 +108,8 @@ def print_report(result, imported: bool = False) -> None:
     if result.energy:
         e = result.energy
         line = (f"\nenergy per inference on {e['target']}: predicted by hwnas {1e6 * e['predicted_j']:.3f} uJ, "
-                f"measured spikes in Lava fixed-point {1e6 * e['measured_lava_fixed_j']:.3f} uJ "
+                f"measured spikes in {MEASURED_ON.get(e.get('measured_on'), 'Lava fixed-point')} "
+                f"{1e6 * e.get('measured_j', e.get('measured_lava_fixed_j', 0.0)):.3f} uJ "
                 f"(prediction error {100 * e['prediction_error']:+.2f}%)")
         if e.get("search_predicted_j"):
             what = "the graph as read was estimated at" if imported else "the search predicted"

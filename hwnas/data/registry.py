@@ -23,6 +23,12 @@ DATASETS = {
     "dvsgesture": "IBM DVS Gesture via tonic, from --data-dir/DVSGesture/ibmGesture{Train,Test}",
     "pokerdvs": "POKER-DVS card pips via tonic, from --data-dir/POKERDVS/pips_{train,test}",
     "ncaltech101": "N-Caltech101 events via tonic, from --data-dir/NCALTECH101/Caltech101/<category>",
+    "digits-rows": "the digits read one row per step, intensities as spike counts 0..15 on 8 channels, resized to "
+                   "--timesteps rows: for a Xylo core",
+    "mnist-rows": "MNIST resized to --timesteps rows of 16 columns, read one row per step (16x16 at --timesteps "
+                  "16): for a Xylo core",
+    "fashionmnist-rows": "Fashion-MNIST as mnist-rows",
+    "kmnist-rows": "Kuzushiji-MNIST as mnist-rows",
 }
 EVENT_DATASETS = ("nmnist", "dvsgesture", "pokerdvs", "ncaltech101")
 
@@ -34,6 +40,10 @@ def load_dataset(name: str, data_dir: str | Path | None = None, timesteps: int =
         raise DataError(f"unknown dataset '{name}' (choose {', '.join(DATASETS)})")
     if data_dir is not None and not Path(data_dir).is_dir():
         raise DataError(f"--data-dir {data_dir} is not a folder")
+    if name.endswith("-rows"):  # hwnas.data.rows: an image dataset read one row per step
+        from .rows import row_sequential
+
+        return row_sequential(load_dataset(name[:-len("-rows")], data_dir, timesteps, seed, max_samples), timesteps)
     if name == "digits":
         from .digits import load_digits_splits
 

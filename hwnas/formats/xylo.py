@@ -26,14 +26,19 @@ from ..sim.graph import INPUT
 from ..sim.xylo import lower_xylo
 
 DEFAULT_XYLO_DT_S = 1e-3
+PROFILE = "xylo"
 
 
-def _node_name(name: str) -> str:
+def node_name(name: str) -> str:
+    """The NIR node of a population (``input`` for the input)."""
     return "input" if name == INPUT else "lif_" + name.replace(".", "_")
 
 
-def to_xylo_nir(net, dt_s: float = DEFAULT_XYLO_DT_S):
-    """The NIR graph rockpool maps onto the core that computes ``net`` (a dense network in the xylo arithmetic)."""
+def to_xylo_nir(net, arch=None, dt_s: float = DEFAULT_XYLO_DT_S):
+    """The NIR graph rockpool maps onto the core that computes ``net`` (a dense network in the xylo arithmetic);
+    ``arch`` is recorded in its metadata (``hwnas.architecture``), with ``hwnas.profile`` ``xylo``."""
+    import json
+
     import nir
 
     core = lower_xylo(net)
@@ -69,20 +74,29 @@ def to_xylo_nir(net, dt_s: float = DEFAULT_XYLO_DT_S):
                 weights = matrix[src_lo:src_hi, dst_lo:dst_hi]
             link = f"w_{conn.src}_to_{conn.dst}".replace(".", "_")
             nodes[link] = nir.Linear(weight=weights.T.astype(np.float64))
-            edges += [(_node_name(conn.src), link), (link, _node_name(name))]
+            edges += [(node_name(conn.src), link), (link, node_name(name))]
         if name == net.output:
-            nodes[_node_name(name)] = neuron(0, outputs, core.dash_syn_out[0], core.dash_mem_out[0],
+            nodes[node_name(name)] = neuron(0, outputs, core.dash_syn_out[0], core.dash_mem_out[0],
                                              core.threshold_out, core.bias_out)
         else:
-            nodes[_node_name(name)] = neuron(dst_lo, dst_hi, core.dash_syn[dst_lo, 0], core.dash_mem[dst_lo],
+            nodes[node_name(name)] = neuron(dst_lo, dst_hi, core.dash_syn[dst_lo, 0], core.dash_mem[dst_lo],
                                              core.threshold[dst_lo:dst_hi], core.bias[dst_lo:dst_hi])
     nodes["output"] = nir.Output(output_type={"output": np.array([outputs])})
-    edges.append((_node_name(net.output), "output"))
-    return nir.NIRGraph(nodes=nodes, edges=edges, metadata={"hwnas.xylo_dt_s": dt_s})
+    edges.append((node_name(net.output), "output"))
+    metadata = {"hwnas.profile": PROFILE, "hwnas.dt_s": float(dt_s), "hwnas.timing": "xylo"}
+    if arch is not None:
+        metadata["hwnas.architecture"] = json.dumps(arch.to_dict())
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
 
 
-def export_xylo(net, path: str | Path, dt_s: float = DEFAULT_XYLO_DT_S) -> None:
+def is_xylo_graph(graph) -> bool:
+    """True for a graph :func:`to_xylo_nir` wrote."""
+    value = (getattr(graph, "metadata", None) or {}).get("hwnas.profile")
+    return (value.decode() if isinstance(value, bytes) else value) == PROFILE
+
+
+def export_xylo(net, path: str | Path, arch=None, dt_s: float = DEFAULT_XYLO_DT_S) -> None:
     """Write :func:`to_xylo_nir`'s graph to ``path`` (atomically)."""
     from .nir import write
 
-    write(path, to_xylo_nir(net, dt_s))
+    write(path, to_xylo_nir(net, arch, dt_s))

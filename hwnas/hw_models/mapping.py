@@ -170,6 +170,10 @@ def map_network(net: SpikingNetwork, target: Target, attempts: int = 6, stop_ear
     """
     if not target.is_hardware:
         raise ValueError(f"target {target.name} has no cores to map onto")
+    if target.network == "dense":  # one core holds every population (hwnas.hw_models.dense_core)
+        from .dense_core import map_dense_core
+
+        return map_dense_core(net, target)
     limit = target.core.fanout_axons
     caps: dict[str, int] = {}
     axon_cache: dict[tuple[str, int, int], int] = {}  # input axons per block, for every attempt (few layers change)

@@ -72,10 +72,21 @@ class TimeSpec:
     step_sync_s: float
 
 
+@dataclass(frozen=True)
+class DenseCoreSpec:
+    """A core of dense populations (a Xylo core): input channels, hidden neurons and output neurons it holds."""
+
+    inputs: int
+    hidden_neurons: int
+    outputs: int
+
+
 _INT_TABLES = {"chip": ChipSpec, "core": CoreSpec}
 _FLOAT_TABLES = {"energy": EnergySpec, "time": TimeSpec}
 _TARGET_FIELDS = {"name": str, "description": str, "timing": str, "weight_bits": int, "weight_bit_choices": list,
-                  "sources": list}
+                  "sources": list, "network": str, "arithmetic": str}
+NETWORKS = ("conv", "dense")        # what the search builds: convolutional cells, or dense populations (a Xylo core)
+QAT_ARITHMETICS = ("loihi", "xylo")  # the arithmetic quantisation-aware training runs in
 _TARGET_REQUIRED = ("name", "description", "timing")
 _OPTIONAL_FLAGS = {"core": ("shared_conv_weights",)}  # true/false fields that may be left out
 
@@ -96,6 +107,9 @@ class Target:
     time: TimeSpec | None = None
     # the weight precisions a connection may be stored in (compression chooses among them); empty: weight_bits only
     weight_bit_choices: tuple[int, ...] = ()
+    network: str = "conv"       # the networks the search builds (NETWORKS)
+    dense: DenseCoreSpec | None = None  # a dense core's limits (the optional [dense] table; network "dense" needs it)
+    arithmetic: str = "loihi"   # the integer arithmetic of quantisation-aware training (QAT_ARITHMETICS)
 
     @property
     def is_hardware(self) -> bool:
@@ -104,9 +118,10 @@ class Target:
 
     def to_dict(self) -> dict:
         data = {"name": self.name, "description": self.description, "timing": self.timing,
+                "network": self.network, "arithmetic": self.arithmetic,
                 "weight_bits": self.weight_bits, "weight_bit_choices": list(self.weight_bit_choices),
                 "sources": list(self.sources), "path": self.path}
-        for table in ("chip", "core", "energy", "time"):
+        for table in ("chip", "core", "energy", "time", "dense"):
             spec = getattr(self, table)
             data[table] = None if spec is None else {f.name: getattr(spec, f.name) for f in fields(spec)}
         return data
@@ -159,7 +174,7 @@ def load_target(name_or_path: str) -> Target:
 
 
 def _parse(data: dict, label: str, path: str) -> Target:
-    known_tables = {"target", *_INT_TABLES, *_FLOAT_TABLES}
+    known_tables = {"target", "dense", *_INT_TABLES, *_FLOAT_TABLES}
     for key in data:
         if key not in known_tables:
             raise TargetError(f"target {label}: unknown table '[{key}]' (known: {', '.join(sorted(known_tables))})")
@@ -178,6 +193,10 @@ def _parse(data: dict, label: str, path: str) -> Target:
     if table["timing"] not in TIMINGS:
         raise TargetError(f"target {label}: field 'target.timing' must be one of {', '.join(TIMINGS)}, "
                           f"got '{table['timing']}'")
+    for key, allowed in (("network", NETWORKS), ("arithmetic", QAT_ARITHMETICS)):
+        if key in table and table[key] not in allowed:
+            raise TargetError(f"target {label}: field 'target.{key}' must be one of {', '.join(allowed)}, "
+                              f"got '{table[key]}'")
     bits = table.get("weight_bits")
     if bits is not None and not 2 <= bits <= 32:  # mixed-sign weights: one bit is the sign
         raise TargetError(f"target {label}: field 'target.weight_bits' must lie in 2..32, got {bits}")
@@ -197,9 +216,16 @@ def _parse(data: dict, label: str, path: str) -> Target:
                               f"{', '.join('[' + n + ']' for n in hardware_tables)})")
         for name, cls in {**_INT_TABLES, **_FLOAT_TABLES}.items():
             specs[name] = _spec(cls, data[name], name, label, integer=name in _INT_TABLES)
+    if "dense" in data:
+        if not present:
+            raise TargetError(f"target {label}: table '[dense]' needs the hardware tables ([chip], [core], ...)")
+        specs["dense"] = _spec(DenseCoreSpec, data["dense"], "dense", label, integer=True)
+    if table.get("network") == "dense" and "dense" not in specs:
+        raise TargetError(f"target {label}: network 'dense' needs a '[dense]' table (inputs, hidden_neurons, outputs)")
     return Target(table["name"], table["description"], table["timing"], bits,
                   tuple(str(s) for s in table.get("sources", [])), path, **specs,
-                  weight_bit_choices=tuple(sorted(set(choices))))
+                  weight_bit_choices=tuple(sorted(set(choices))), network=table.get("network", "conv"),
+                  arithmetic=table.get("arithmetic", "loihi"))
 
 
 def _spec(cls, table, section: str, label: str, integer: bool):

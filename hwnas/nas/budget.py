@@ -231,11 +231,13 @@ def plan(config, measurer, space, splits, say, workers: int = 1) -> tuple[object
     is left as it was, so that a search with an estimate gives what it gives without one."""
     import torch
 
-    from .preflight import HEAVIEST_CELL, HEAVIEST_CHAIN, LIGHTEST_CELL
+    from .preflight import LIGHTEST_CELL, LIGHTEST_DENSE_CELL, heaviest_cell_of
 
-    heaviest = HEAVIEST_CHAIN if space.chains_only else HEAVIEST_CELL
+    template = measurer.templates[measurer.primary]
+    heaviest = heaviest_cell_of(template, space.chains_only)
+    lightest = LIGHTEST_DENSE_CELL if space.dense else LIGHTEST_CELL
     with torch.random.fork_rng(devices=[]):
-        costs = measure_costs(measurer, splits, (LIGHTEST_CELL, heaviest))
+        costs = measure_costs(measurer, splits, (lightest, heaviest))
         supernet_s = supernet_evaluation_s(measurer, space) if config.strategy == "prune" else 0.0
     train_size, val_size = int(splits.split("train")[1].numel()), int(splits.split("val")[1].numel())
     if config.budget_minutes is not None:

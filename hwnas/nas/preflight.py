@@ -30,6 +30,10 @@ HEAVIEST_CELL = tuple(Edge(src, dst, "conv3x3") for src, dst in ((0, 1), (0, 2),
 # the heaviest chain (--deployable netx): a convolution on every step of the longest path
 HEAVIEST_CHAIN = (Edge(0, 1, "conv3x3"), Edge(0, 2, "zero"), Edge(0, 3, "zero"), Edge(1, 2, "conv3x3"),
                   Edge(1, 3, "zero"), Edge(2, 3, "conv3x3"))
+# a dense cell's lightest and heaviest (hwnas.arch.dense), and the widths the pre-flight tries for it, widest first
+LIGHTEST_DENSE_CELL = tuple(Edge(e.src, e.dst, "linear" if e.op != "zero" else "zero") for e in LIGHTEST_CELL)
+HEAVIEST_DENSE_CELL = tuple(Edge(e.src, e.dst, "linear") for e in HEAVIEST_CELL)
+DENSE_WIDTHS = (64, 32, 16, 8)
 STAGE_CHOICES = (2, 3, 4)
 HEAD_POOL_CHOICES = (1, 2, 4)
 MIN_WIDTH = 4
@@ -177,3 +181,43 @@ def _report(skeletons: list[Skeleton], verdict: str, tried: int, rejected: list,
     return {"skeleton": skeletons[0].to_dict(), "skeletons": [s.to_dict() for s in skeletons], "verdict": verdict,
             "tried": tried, "rejected": [{"skeleton": s.to_dict(), "rule": r, "violation": v} for s, r, v in rejected],
             "seconds": time.perf_counter() - started}
+
+
+def heaviest_cell_of(template, chains_only: bool = False):
+    """The heaviest cell a template's search may score: every pair a convolution (a chain of them with
+    ``chains_only``), or every pair a linear edge in a dense network."""
+    if getattr(template, "input_channels", None) is not None:  # a DenseArchitecture
+        return HEAVIEST_DENSE_CELL
+    return HEAVIEST_CHAIN if chains_only else HEAVIEST_CELL
+
+
+def choose_dense_width(base, target, width: int | None) -> tuple[list, dict]:
+    """The pre-flight of a dense network (hwnas.arch.dense) on a dense core: the widest of ``width`` (given) or
+    :data:`DENSE_WIDTHS` at which the heaviest cell fits the core (else the lightest, then the hardware terms
+    reject the cells that do not); :class:`SearchError` (one line) when not even the lightest cell fits."""
+    from ..hw_models.dense_core import map_dense_core
+
+    started = time.perf_counter()
+    rejected, light = [], None
+    for tried, w in enumerate([width] if width else DENSE_WIDTHS, start=1):
+        template = replace(base, width=w)
+        skeleton = Skeleton((w,), 1)
+        if not target.is_hardware:
+            return [template], _report([skeleton], "no hardware model", tried, rejected, started)
+        broken = map_dense_core(build_network(template.with_cell(LIGHTEST_DENSE_CELL)), target).violations
+        if broken:
+            rejected.append((skeleton, broken[0].rule, str(broken[0])))
+            continue
+        light = light or (skeleton, template)
+        heavy = map_dense_core(build_network(template.with_cell(HEAVIEST_DENSE_CELL)), target).violations
+        if not heavy:
+            return [template], _report([skeleton], "every cell fits", tried, rejected, started)
+        rejected.append((skeleton, heavy[0].rule, "the heaviest cell breaks " + str(heavy[0])))
+    if light:
+        return [light[1]], _report([light[0]], "the lightest cell fits; heavier cells may not", len(rejected),
+                                   rejected, started)
+    skeleton, rule, violation = rejected[-1]
+    advice = "read the input in fewer channels (a -rows dataset has up to 16)" if rule == "inputs" else \
+        "lower --width" if rule == "hidden-neurons" else "choose a larger target"
+    raise SearchError(f"no width fits {target.name}: even the lightest cell at width {skeleton.widths[0]} breaks "
+                      f"{violation}; {advice}")

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..version import __version__
+from ..arch.dense import XYLO_NEURON, DenseArchitecture
 from ..arch.genotype import Architecture, Edge, cell_key, default_width
 from ..cache import ResultCache
 from ..data import load_dataset
@@ -33,7 +34,7 @@ from ..sim.seeding import computing_threads, resolve_device
 from .candidates import CandidateMeasurer, CandidateScorer, restore_scores, stored_result
 from .config import SearchConfig
 from .evaluate import Evaluator, ScoreConfig
-from .preflight import HEAVIEST_CELL, HEAVIEST_CHAIN, choose_skeletons
+from .preflight import DENSE_WIDTHS, LIGHTEST_CELL, choose_dense_width, choose_skeletons, heaviest_cell_of
 from .refine import preselection_signal, refine
 from .results import rank_candidates, write_report
 from .rows import Row
@@ -71,10 +72,20 @@ def scoring_batches(config: SearchConfig, splits) -> list[torch.Tensor]:
     return batches
 
 
-def template_architecture(config: SearchConfig, splits, timing: str) -> Architecture:
+def template_architecture(config: SearchConfig, splits, timing: str,
+                          network: str = "conv") -> "Architecture | DenseArchitecture":
     """The architecture every candidate shares (data shapes, width, timesteps, neuron, timing; the skeleton the
     configuration fixes, else the input-size defaults); its cell is a placeholder that ``with_cell`` replaces.
-    :func:`hwnas.nas.preflight.choose_skeletons` fits the skeletons to a target."""
+    :func:`hwnas.nas.preflight.choose_skeletons` fits the skeletons to a target. ``network`` ``dense``: a network
+    of dense populations (a Xylo core's; its neuron Xylo's bit-shift decays unless --du/--dv are given)."""
+    if network == "dense":
+        neuron = XYLO_NEURON if (config.du, config.dv) == (SearchConfig.du, SearchConfig.dv) else \
+            NeuronParams(du=config.du, dv=config.dv, theta=config.theta)
+        return DenseArchitecture(
+            cell=tuple(Edge(e.src, e.dst, "linear" if e.op != "zero" else "zero") for e in LIGHTEST_CELL),
+            input_channels=int(np.prod(splits.input_shape)), num_classes=splits.num_classes,
+            width=config.width or DENSE_WIDTHS[0], timesteps=config.timesteps, timing=timing,
+            encoding=config.encoding, neuron=replace(neuron, theta=config.theta))
     return Architecture(
         cell=(Edge(0, 1, "conv3x3"), Edge(0, 2, "zero"), Edge(0, 3, "zero"), Edge(1, 2, "zero"),
               Edge(1, 3, "conv3x3"), Edge(2, 3, "zero")),
@@ -157,17 +168,28 @@ def _prepare_and_search(config: SearchConfig, folder: RunFolder, cache: ResultCa
         splits = load_dataset(config.dataset, config.data_dir, config.timesteps, config.seed, config.max_samples)
     if splits.kind == "frames" and config.encoding != "rate":
         raise OptionError("event datasets are spikes already: --encoding applies to static images only")
-    space = SearchSpace(allow_backward=config.allow_backward, chains_only=config.deployable == "netx")
-    template = template_architecture(config, splits, timing)
+    dense = target.network == "dense"
+    if dense:
+        fixed = [name for name, value in (("--widths", config.widths), ("--stages", config.stages),
+                                          ("--head-pool", config.head_pool), ("--skeletons", config.skeletons > 1),
+                                          ("--stem-pool", config.stem_pool > 1), ("--deployable", config.deployable != "any"))
+                 if value]
+        if fixed:
+            raise OptionError(f"{fixed[0]} shapes convolutional networks; {target.name} holds dense populations "
+                              "(choose their size with --width)")
+    space = SearchSpace(allow_backward=config.allow_backward, chains_only=config.deployable == "netx", dense=dense)
+    template = template_architecture(config, splits, timing, target.network)
     if config.widths:  # before the pre-flight builds networks of the widths asked for
         check_search_memory(config, [replace(template, width=config.widths[0], stages=len(config.widths),
                                              widths=config.widths if len(set(config.widths)) > 1 else ())])
     elif config.width:
         check_search_memory(config, [template])
-    templates, preflight = choose_skeletons(template, target, config.width,
-                                            config.stages, config.head_pool, config.max_cores,
-                                            HEAVIEST_CHAIN if space.chains_only else HEAVIEST_CELL, config.widths,
-                                            config.skeletons)
+    if dense:
+        templates, preflight = choose_dense_width(template, target, config.width)
+    else:
+        templates, preflight = choose_skeletons(template, target, config.width, config.stages, config.head_pool,
+                                                config.max_cores, heaviest_cell_of(template, space.chains_only),
+                                                config.widths, config.skeletons)
     check_search_memory(config, templates)
     with folder.writing("search"):
         if not resume and folder.checkpoint.exists():  # written by a search that ran while this one started
@@ -184,8 +206,9 @@ def check_search_memory(config: SearchConfig, templates: list[Architecture]) -> 
     from ..training.loop import SHORT_TRAINING_BATCH
 
     for template in templates:
-        heaviest = template.with_cell(HEAVIEST_CELL)
-        width = "/".join(map(str, template.widths)) if template.widths else str(template.width)
+        heaviest = template.with_cell(heaviest_cell_of(template))
+        widths = getattr(template, "widths", ())
+        width = "/".join(map(str, widths)) if widths else str(template.width)
         batches = FLOAT_BYTES * config.repeats * config.batch_size * config.timesteps * int(np.prod(template.input_shape))
         check_network_memory(heaviest, config.batch_size, False, f"scoring at width {width} with "
                              f"--timesteps {config.timesteps}, --batch-size {config.batch_size}",

@@ -7,6 +7,7 @@ import itertools
 
 import numpy as np
 
+from ..arch.dense import dense_pair_choices
 from ..arch.genotype import PAIRS, Cell, canonical_cell, check_cell, forward_reachable, is_chain, pair_choices
 from ..errors import ArchitectureError
 
@@ -14,10 +15,12 @@ from ..errors import ArchitectureError
 class SearchSpace:
     """The cell space: sampling, mutation, enumeration and validity, each random function taking a Generator."""
 
-    def __init__(self, allow_backward: bool = True, chains_only: bool = False) -> None:
+    def __init__(self, allow_backward: bool = True, chains_only: bool = False, dense: bool = False) -> None:
         self.allow_backward = allow_backward and not chains_only
         self.chains_only = chains_only  # --deployable netx: cells whose edges form one path (see is_chain)
-        self.choices = {pair: pair_choices(pair, self.allow_backward) for pair in PAIRS}
+        self.dense = dense  # cells of dense populations (hwnas.arch.dense: linear edges) instead of convolutions
+        choices = dense_pair_choices if dense else pair_choices
+        self.choices = {pair: choices(pair, self.allow_backward) for pair in PAIRS}
         self._canonical: list[Cell] | None = None
 
     def nonzero_edges(self) -> Cell:

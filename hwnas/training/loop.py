@@ -257,7 +257,7 @@ def _train(run_dir: Path, arch: Architecture, search_config: dict, config: Train
     quantize = quantizes(config, target)
     check_network_memory(arch, config.batch_size, True, f"training {arch.key} (width {arch.width}, "
                          f"{arch.timesteps} timesteps) with --batch-size {config.batch_size}", "lower --batch-size",
-                         arithmetic="loihi" if quantize and config.qat_epochs else "float")
+                         arithmetic="loihi" if quantize and config.qat_epochs else "float")  # xylo's: as loihi's
     device = resolve_device(config.device or "auto")
     torch.manual_seed(seed)
     net = build_seeded(lambda: build_network(arch), seed, arch.key).to(device)
@@ -296,10 +296,16 @@ def train_network(run_dir: Path, net: SpikingNetwork, arch, splits: DatasetSplit
         folds = any(synapse.has_batchnorm for synapse in net.synapses.values())
         net.fold_batchnorm()
         weight_format = WeightFormat(bits=target.weight_bits)
-        net.set_arithmetic("loihi", weight_format, encoded_input_is_binary(splits.test_x, splits.kind, arch.encoding))
+        if target.arithmetic == "xylo":
+            net.set_arithmetic("xylo")
+            chip = "Xylo's integer arithmetic"
+        else:
+            net.set_arithmetic("loihi", weight_format,
+                               encoded_input_is_binary(splits.test_x, splits.kind, arch.encoding))
+            chip = "Loihi's fixed-point arithmetic"
         accuracy, _ = evaluate(net, splits, "val", arch, seed)
-        say(f"{'folded batch-norm, ' if folds else ''}quantised weights to {target.weight_bits} bits, now in Loihi's "
-            f"fixed-point arithmetic: validation accuracy {100 * accuracy:.2f}% before fine-tuning")
+        say(f"{'folded batch-norm, ' if folds else ''}quantised weights to {target.weight_bits} bits, now in {chip}: "
+            f"validation accuracy {100 * accuracy:.2f}% before fine-tuning")
         if config.qat_epochs:
             best_accuracy, best_state = run_phase("qat", config.qat_epochs, config.lr / 10, schedule=False)
         else:

@@ -96,7 +96,9 @@ def load_model(path: str | Path, device: torch.device | None = None):
         net = build_network(arch)
     if checkpoint["folded"]:
         net.fold_batchnorm()
-    if checkpoint.get("weight_bits"):
+    if checkpoint.get("arithmetic") == "xylo":  # Xylo's int8 weights: scaled per forward from the weights themselves
+        net.set_arithmetic("xylo")
+    elif checkpoint.get("weight_bits"):
         net.set_weight_format(WeightFormat(bits=checkpoint["weight_bits"]))
         # models trained before the fixed-point fine-tuning record no arithmetic: they ran in float
         if checkpoint.get("arithmetic", "float") == "loihi":
