@@ -153,7 +153,7 @@ def dense_pair_choices(pair: tuple[int, int], allow_backward: bool = True) -> li
 def build_dense_network(arch: DenseArchitecture, cell_edges: tuple[Edge, ...] | None = None):
     """The :class:`~hwnas.sim.network.SpikingNetwork` of ``arch``: populations ``stem``, ``cell.n1`` ..
     ``cell.n3`` (nodes without edges get none) and ``output``, every connection a dense matrix
-    (:class:`~hwnas.sim.ops.FlattenLinear`); every population's input decays with its current, as on Xylo."""
+    (:class:`~hwnas.sim.ops.FlattenLinear`); every population is of Xylo's neurons (hwnas.sim.xylo_neuron)."""
     from ..sim.network import SpikingNetwork
     from ..sim.ops import FlattenLinear
 
@@ -178,7 +178,7 @@ def build_dense_network(arch: DenseArchitecture, cell_edges: tuple[Edge, ...] | 
     connections.append((Connection(names[3], "output"), FlattenLinear(width, arch.num_classes)))
     net = SpikingNetwork(arch.input_shape, populations, connections, "output", arch.timing)
     net.edge_modules = edge_modules
-    net.decayed_input = set(net.populations)
+    net.neuron_model = "xylo"
     return net
 
 

@@ -133,7 +133,6 @@ def print_summary(out: Path, seconds: dict[str, float]) -> None:
     report = folder.search_report()
     trained = folder.read_json(folder.train_report)
     validation = folder.read_json(folder.validation)
-    energy = validation.get("energy", {})
     pairs = validation["pairs"]
     rows = [
         ("architecture", report["winner"]["cell"]),
@@ -142,16 +141,7 @@ def print_summary(out: Path, seconds: dict[str, float]) -> None:
         ("search: energy after refinement", _uj(report["refined_estimate"]["energy_j"])
          + f" ({report['refined_estimate']['training_epochs']}-epoch training)" if "refined_estimate" in report else "-"),
         ("train: test accuracy", f"{100 * trained['test_accuracy']:.2f}%"),
-        ("Lava fixed-point: accuracy", f"{100 * validation['accuracy'].get('lava_fixed', float('nan')):.2f}%"
-         f" on {validation['samples']} test samples"),
-        ("trained model = Lava fixed", _verdict(pairs.get("trained/lava_fixed"))),
-        ("hwnas = Lava float (rasters)", _verdict(pairs.get("hwnas/lava_float"))),
-        ("hwnas integer twin = Lava fixed", _verdict(pairs.get("hwnas_int/lava_fixed"))),
-        ("float arithmetic vs Lava fixed", _worst(pairs.get("hwnas/lava_fixed"))),
-        ("Norse vs hwnas in Norse's order", _worst(pairs.get("norse"))),
-        ("energy predicted by hwnas (trained)", _uj(energy.get("predicted_j"))),
-        ("energy of Lava-measured spikes", _uj(energy.get("measured_lava_fixed_j"))
-         + (f" (prediction error {100 * energy['prediction_error']:+.2f}%)" if energy else "")),
+        *(_xylo_rows(validation) if "trained/hwnas_xylo" in pairs else _lava_rows(validation)),
         *_compressed_rows(folder),
         ("time per step", ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()) or "all steps were done before"),
     ]
@@ -159,6 +149,34 @@ def print_summary(out: Path, seconds: dict[str, float]) -> None:
     print(f"\n== summary of {out}")
     for label, value in rows:
         print(f"{label:{width}s}  {value}")
+
+
+def _lava_rows(validation: dict) -> list[tuple[str, str]]:
+    """The summary's rows of a validation in Lava (and Norse)."""
+    pairs, energy = validation["pairs"], validation.get("energy", {})
+    return [("Lava fixed-point: accuracy", f"{100 * validation['accuracy'].get('lava_fixed', float('nan')):.2f}%"
+             f" on {validation['samples']} test samples"),
+            ("trained model = Lava fixed", _verdict(pairs.get("trained/lava_fixed"))),
+            ("hwnas = Lava float (rasters)", _verdict(pairs.get("hwnas/lava_float"))),
+            ("hwnas integer twin = Lava fixed", _verdict(pairs.get("hwnas_int/lava_fixed"))),
+            ("float arithmetic vs Lava fixed", _worst(pairs.get("hwnas/lava_fixed"))),
+            ("Norse vs hwnas in Norse's order", _worst(pairs.get("norse"))),
+            ("energy predicted by hwnas (trained)", _uj(energy.get("predicted_j"))),
+            ("energy of Lava-measured spikes", _uj(energy.get("measured_lava_fixed_j"))
+             + (f" (prediction error {100 * energy['prediction_error']:+.2f}%)" if energy else ""))]
+
+
+def _xylo_rows(validation: dict) -> list[tuple[str, str]]:
+    """The summary's rows of a validation on a Xylo core (hwnas' twin and SynSense's XyloSim)."""
+    pairs, energy, accuracy = validation["pairs"], validation.get("energy", {}), validation["accuracy"]
+    return [("XyloSim: accuracy", (f"{100 * accuracy['xylosim']:.2f}%" if "xylosim" in accuracy else "not run")
+             + f" on {validation['samples']} test samples"),
+            ("trained model = hwnas' Xylo twin", _verdict(pairs.get("trained/hwnas_xylo"))),
+            ("hwnas' Xylo twin = XyloSim", _verdict(pairs.get("hwnas_xylo/xylosim"))),
+            ("trained model = XyloSim", _verdict(pairs.get("trained/xylosim"))),
+            ("energy predicted by hwnas (trained)", _uj(energy.get("predicted_j"))),
+            (f"energy of {energy.get('measured_on', 'xylosim')}'s spikes", _uj(energy.get("measured_j"))
+             + (f" (prediction error {100 * energy['prediction_error']:+.2f}%)" if energy else ""))]
 
 
 def _compressed_rows(folder) -> list[tuple[str, str]]:

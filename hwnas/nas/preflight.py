@@ -195,7 +195,7 @@ def choose_dense_width(base, target, width: int | None) -> tuple[list, dict]:
     """The pre-flight of a dense network (hwnas.arch.dense) on a dense core: the widest of ``width`` (given) or
     :data:`DENSE_WIDTHS` at which the heaviest cell fits the core (else the lightest, then the hardware terms
     reject the cells that do not); :class:`SearchError` (one line) when not even the lightest cell fits."""
-    from ..hw_models.dense_core import map_dense_core
+    from ..hw_models.mapping import map_dense_core
 
     started = time.perf_counter()
     rejected, light = [], None

@@ -28,7 +28,8 @@ from .graph import INPUT, Connection, Population, StepPlan, check_timing, topolo
 from .neuron import ARITHMETICS, LIFState, count_active, lif_step, loihi_lif_step
 from .ops import Synapse
 from .quantize import WEIGHT_SCALE, WeightFormat, XyloScale
-from .xylo_neuron import HIDDEN_MAX_SPIKES, OUTPUT_MAX_SPIKES, WEIGHT_MAX, XyloNeuron, xylo_lif_step
+from .xylo_neuron import (HIDDEN_MAX_SPIKES, OUTPUT_MAX_SPIKES, WEIGHT_MAX, XyloNeuron, xylo_float_step,
+                          xylo_lif_step)
 
 
 def chip_current(current: torch.Tensor, exponent: int, bias: torch.Tensor | None) -> torch.Tensor:
@@ -83,9 +84,9 @@ class SpikingNetwork(nn.Module):
         self.nir_chains: dict[str, tuple[str, ...]] = {}
         # Population name -> factor on its summed input current; set only by firing-rate calibration for scoring.
         self.current_gain: dict[str, float] = {}
-        # Populations whose input decays with the synaptic current in the step it arrives, as on a Xylo core: the
-        # float arithmetic scales their input by 1 - du, the xylo arithmetic's step decays it itself.
-        self.decayed_input: set[str] = set()
+        # The neuron model: hwnas' CUBA-LIF ("lif"), or a Xylo core's ("xylo": hwnas.sim.xylo_neuron; its float
+        # arithmetic is xylo_float_step, its integer one the xylo arithmetic)
+        self.neuron_model = "lif"
         self.arithmetic = "float"
         self.chip_format: WeightFormat | None = None  # the weight format of the loihi arithmetic
         self.spiking_input = True  # loihi arithmetic: the input is spikes (else its connections stay in float)
@@ -371,10 +372,11 @@ class SpikingNetwork(nn.Module):
                     current = previous[name].new_zeros(previous[name].shape)
                 elif name in self.current_gain:
                     current = current * self.current_gain[name]
-                if name in self.decayed_input and not xylo_neurons and pop.params.du != 1.0:
-                    current = current * (1.0 - pop.params.du)
                 if xylo_neurons:
                     spikes, state[name] = xylo_lif_step(current, state[name], xylo_neurons[name])
+                elif self.neuron_model == "xylo":
+                    spikes, state[name] = xylo_float_step(current, state[name], pop.params,
+                                                          OUTPUT_MAX_SPIKES if name == self.output else HIDDEN_MAX_SPIKES)
                 else:
                     spikes, state[name] = step(current, state[name], pop.params)
                 current_spikes[name] = spikes

@@ -9,8 +9,9 @@ In the chip's integers (:mod:`hwnas.sim.xylo` documents each line, as SynSense's
     v = clip16(v + clip16(clip16(-decay(v, dash_mem) + u) + bias))
     n = min(floor(v / threshold), max_spikes) where v >= threshold, else 0;   v = v - n * threshold
 
-The float model it is trained from is hwnas' own neuron with ``du = 2^-dash_syn``, ``dv = 2^-dash_mem`` and the
-input scaled by ``1 - du`` (the decay the chip applies to it). In the ``xylo`` arithmetic the state holds whole
+The float model it is trained from (:func:`xylo_float_step`, the ``float`` arithmetic of a network of Xylo neurons)
+computes the same equations in real numbers, with ``du = 2^-dash_syn`` and ``dv = 2^-dash_mem``: no rounding, no
+saturation. In the ``xylo`` arithmetic the state holds whole
 numbers in float64 (exact); rounding and shifts pass gradients straight through (the decays as the float model's
 factors) and the spike count the surrogate gradient of :func:`hwnas.sim.neuron.spike` at the first threshold.
 
@@ -104,3 +105,23 @@ def xylo_lif_step(current: torch.Tensor, state: LIFState, neuron: XyloNeuron) ->
     v = _exact(state.v * keep_v + u + neuron.bias, v_exact)
     spikes = _exact(spike((v - neuron.threshold) / neuron.threshold, neuron.surrogate_slope), counts)
     return spikes.to(current.dtype), LIFState(u, v - spikes * neuron.threshold)
+
+
+def xylo_float_step(current: torch.Tensor, state: LIFState, params: NeuronParams,
+                    max_spikes: int) -> tuple[torch.Tensor, LIFState]:
+    """Xylo's neuron in real numbers (the module docstring's equations without rounding or saturation)::
+
+        u = (1 - du) (u + I);   v = (1 - dv) v + u + b;   n = min(floor(v / theta), max_spikes) where v >= theta
+
+    then ``v = v - n theta``; the spike count has the surrogate gradient of :func:`hwnas.sim.neuron.spike` at the
+    first threshold."""
+    u = (state.u + current) * (1.0 - params.du)
+    v = state.v * (1.0 - params.dv) + u
+    if params.bias:
+        v = v + params.bias
+    with torch.no_grad():
+        counts = torch.where(v >= params.theta, torch.floor(v / params.theta).clamp_(max=max_spikes),
+                             torch.zeros_like(v))
+    if torch.is_grad_enabled() and v.requires_grad:
+        counts = _exact(spike((v - params.theta) / params.theta, params.surrogate_slope), counts)
+    return counts, LIFState(u, v - counts * params.theta)
