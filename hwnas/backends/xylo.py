@@ -65,9 +65,9 @@ def map_nir(graph) -> tuple[XyloCore, dict[str, np.ndarray]]:
     from rockpool.nn.modules import from_nir
     from rockpool.transform.quantize_methods import global_quantize
 
-    executor = from_nir(graph)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # nirtorch's deprecation of the loader rockpool calls
+        executor = from_nir(graph)
         spec = xylo.mapper(_module_graph(executor, graph), weight_dtype="float", threshold_dtype="float",
                            dash_dtype="float", max_hidden_neurons=MAX_HIDDEN_NEURONS)
         spec.update(global_quantize(**spec))

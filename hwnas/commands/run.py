@@ -28,11 +28,14 @@ def add_parser(commands) -> None:
             "  hwnas compress DIR                     pruning, per-connection weight bits and T (LitE-SNN), written\n"
             "                                         to DIR/compressed, exported and validated there too\n"
             "A step whose result is already in DIR is skipped, so an interrupted run continues where it stopped."),
-        epilog="examples:\n  hwnas run --target loihi2\n  hwnas run --target loihi --out runs/loihi1 --samples 50")
+        epilog="examples:\n  hwnas run --target loihi2\n  hwnas run --target loihi --out runs/loihi1 --samples 50\n"
+               "  hwnas run --target xylo-audio3 --dataset digits-rows   (a SynSense Xylo core: XyloSim validates)")
     run_parser.add_argument("--target", default="loihi2", help="target chip (default: %(default)s)")
     run_parser.add_argument("--dataset", default="digits", help="dataset (default: %(default)s)")
     run_parser.add_argument("--data-dir", default=None, help="folder that holds the dataset's files")
     run_parser.add_argument("--out", default=None, help="run folder (default: runs/run-<date>-<time>)")
+    run_parser.add_argument("--timesteps", type=positive_int, default=None,
+                            help="the search's --timesteps: steps per sample (default: the search's, 8)")
     run_parser.add_argument("--samples", type=positive_int, default=1000,
                             help="test samples for the validation (default: up to %(default)s; digits has 270)")
     run_parser.add_argument("--seed", type=seed_int, default=0, help="seed of every step (default: %(default)s)")
@@ -67,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
           "--threads", str(args.threads), "--device", args.device]
          + (["--workers", str(args.workers)] if args.workers else [])
          + (["--budget-minutes", f"{args.budget_minutes:g}"] if args.budget_minutes else [])
-         + (["--data-dir", args.data_dir] if args.data_dir else [])),
+         + (["--data-dir", args.data_dir] if args.data_dir else [])
+         + (["--timesteps", str(args.timesteps)] if args.timesteps else [])),
         ("train", folder.model, ["train", str(out), "--seed", str(args.seed), "--target", args.target]),
         ("export", folder.export("nir"), ["export", str(out), "--format", "nir"]),
         ("validate", folder.validation,
