@@ -565,6 +565,11 @@ def _graph(model, dt: float | None):
         where = "the graph"
         with tempfile.TemporaryDirectory(prefix="hwnas-graph-") as scratch:
             graph = read_graph(export(model, Path(scratch) / "model.nir", dt=dt or 1e-3))
+    from .formats.xylo import is_xylo_graph
+
+    if is_xylo_graph(graph):  # Xylo's neuron, not the NIR neuron Lava and Norse run
+        raise OptionError(f"{where} is a network for a Xylo core, in rockpool's conventions: validate its run "
+                          "folder (or its trained model) with --target xylo-audio3, which runs it in XyloSim")
     dt_s = dt or recorded_dt(graph)
     if dt_s is None:
         raise NirError(f"{where} records no time step: pass --dt (dt=: seconds per step; graphs in per-step units, "
@@ -664,10 +669,12 @@ def validate(model, data: Any = None, *, target: str = "loihi2", backends: tuple
     if isinstance(model, RunFolder) or (isinstance(model, (str, Path)) and Path(model).is_dir()):
         folder = model if isinstance(model, RunFolder) else RunFolder(model)
         return _validate_folder(folder, data, data_dir, target, tuple(backends), samples, seed, trained, say)
+    network = _network(model) if trained else None
+    if network is not None and network.arithmetic == "xylo":  # trained for a Xylo core: the twin and XyloSim
+        return _validate_xylo_model(model, data, data_dir, load_target(target), samples, seed, say)
     graph, dt_s = _graph(model, dt)
     # every backend's rasters, plus hwnas' own, the trained model's and Norse's reference
     inputs, labels = _inputs(graph, data, samples, seed, None, len(backends) + 3, "validate", model, data_dir, say)
-    network = _network(model) if trained else None
     with computing_threads(DEFAULT_THREADS):
         return run_validation(graph, inputs, labels, dt_s, load_target(target), tuple(backends), progress=say,
                               trained=None if network is None else deployed_network(network))
@@ -714,6 +721,31 @@ def _validate_folder(folder: RunFolder, data, data_dir, target: str, backends, s
         write_json_atomic(folder.validation, result.to_dict())
         plot_validation(result, folder.validation_plot)
     return result
+
+
+def _validate_xylo_model(model, data, data_dir, target, samples: int, seed: int, say):
+    """:func:`validate` of a trained model held in memory that was trained for a Xylo core."""
+    from .backends.xylo import XYLO_BACKENDS, XyloUnavailable, rockpool_xylo, validate_xylo
+    from .formats.xylo import to_xylo_nir
+    from .limits import DEFAULT_THREADS
+    from .metrics import deployed_network
+    from .sim.seeding import computing_threads
+
+    if target.network != "dense":
+        raise OptionError(f"the model was trained for a Xylo core: validate it with target='xylo-audio3' (not "
+                          f"{target.name})")
+    net, arch = _trained_model(model)
+    net = deployed_network(net)
+    graph = to_xylo_nir(net, arch)
+    wanted = XYLO_BACKENDS
+    try:
+        rockpool_xylo()
+    except XyloUnavailable as missing:
+        say(f"xylosim left out: {missing}")
+        wanted = tuple(b for b in wanted if b != "xylosim")
+    inputs, labels = _inputs(graph, data, samples, seed, None, 3, "validate", model, data_dir, say)
+    with computing_threads(DEFAULT_THREADS):
+        return validate_xylo(net, inputs, labels, target, graph, wanted, say)
 
 
 def _validate_xylo_folder(folder: RunFolder, graph, data, data_dir, target, backends, samples: int, seed: int,

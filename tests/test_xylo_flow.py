@@ -119,3 +119,17 @@ def test_hwnas_run_on_xylo_ends_with_the_trained_model_equal_to_the_core(tmp_pat
     # another export format is refused in one line
     assert main(["export", str(out), "--format", "onnx"]) == 2
     assert "exports as NIR for rockpool" in capsys.readouterr().err
+
+
+def test_the_python_api_runs_the_xylo_flow_in_memory():
+    import hwnas
+    from hwnas.errors import OptionError
+
+    found = hwnas.search("digits-rows", "xylo-audio3", candidates=4, refine=0, strategy="random", progress=False)
+    assert isinstance(found.architecture, DenseArchitecture)
+    trained = hwnas.train(found, epochs=1, qat_epochs=1, progress=False)
+    with pytest.raises(OptionError, match="trained for a Xylo core: validate it with target='xylo-audio3'"):
+        hwnas.validate(trained, samples=20, progress=False)
+    result = hwnas.validate(trained, target="xylo-audio3", samples=20, progress=False)
+    assert result.pairs["trained/hwnas_xylo"]["identical"]
+    assert len(set(result.accuracy.values())) == 1  # every backend classifies alike

@@ -142,6 +142,9 @@ def compress_run(run_dir: str | Path, config: CompressConfig, out_dir: str | Pat
     source = RunFolder(run_dir)
     search_config = source.search_config()
     net, arch, checkpoint = load_model(source.model)
+    if checkpoint.get("arithmetic") == "xylo":
+        raise OptionError(f"{source.model} was trained for a Xylo core: compression (per-connection weight bits, "
+                          "pruning, timesteps) is implemented for Loihi's fixed point only")
     if checkpoint.get("arithmetic") != "loihi" or not checkpoint.get("weight_bits"):
         raise OptionError(f"{source.model} was trained with float weights: compression starts from a network "
                           "trained in the chip's fixed point (hwnas train with --quantize)")

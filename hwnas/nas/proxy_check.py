@@ -8,7 +8,7 @@ Proxies (higher must mean better):
   scoring batch's statistics (what the search uses) or left as the identity;
 * ``naswot``: NASWOT's Hamming kernel score (SNASNet);
 * ``neg_spikes``: minus the spikes per sample at initialisation (a baseline);
-* ``neg_convs``: minus the number of convolution edges (a baseline: any proxy must beat it);
+* ``neg_convs``: minus the number of convolution (dense cells: linear) edges (a baseline: any proxy must beat it);
 * ``short_train``: validation accuracy after ``short_epochs`` epochs of the real training, with its own seed;
 * ``screen``: validation accuracy after ``screen_fraction`` of one epoch (one pass over that share of the training
   split), with its own seed: the search's screening rung;
@@ -93,9 +93,9 @@ class ProxyCheckConfig:
         check_fraction(self.screen_fraction, "--screen-fraction")
 
 
-def sample_cells(count: int, seed: int, allow_backward: bool = True) -> list[str]:
-    """``count`` distinct valid cells (canonical keys), drawn with ``seed``."""
-    space = SearchSpace(allow_backward=allow_backward)
+def sample_cells(count: int, seed: int, allow_backward: bool = True, dense: bool = False) -> list[str]:
+    """``count`` distinct valid cells (canonical keys), drawn with ``seed`` (of dense populations with ``dense``)."""
+    space = SearchSpace(allow_backward=allow_backward, dense=dense)
     if count > space.size():
         raise OptionError(f"--candidates {count} exceeds the {space.size()} distinct (canonical) cells of the space")
     rng = np.random.default_rng(seed)
@@ -175,7 +175,8 @@ def _run_proxy_check(config: ProxyCheckConfig, out: Path, progress: Callable[[st
     splits = load_dataset(config.dataset, config.data_dir, config.timesteps, config.seed, config.max_samples)
     search_defaults = SearchConfig(dataset=config.dataset, timesteps=config.timesteps, width=config.width,
                                    seed=config.seed)
-    template = template_architecture(search_defaults, splits, target.timing)
+    dense = target.network == "dense"
+    template = template_architecture(search_defaults, splits, target.timing, target.network)
     device = resolve_device(config.device)
     batches = scoring_batches(search_defaults, splits)
     scorers = {
@@ -183,7 +184,7 @@ def _run_proxy_check(config: ProxyCheckConfig, out: Path, progress: Callable[[st
         "sahd_identity": Evaluator(batches, ScoreConfig("sahd", bn_mode="identity"), device),
         "naswot": Evaluator(batches, ScoreConfig("naswot", bn_mode="batch"), device),
     }
-    keys = sample_cells(config.candidates, config.seed)
+    keys = sample_cells(config.candidates, config.seed, dense=dense)
     started = time.perf_counter()
     supernet = None
     for number, key in enumerate(keys, start=1):
@@ -195,11 +196,11 @@ def _run_proxy_check(config: ProxyCheckConfig, out: Path, progress: Callable[[st
                 entry["proxies"][name] = result["score"]
                 if name == "sahd_batch":
                     entry["proxies"]["neg_spikes"] = -result["spikes_per_sample"]
-            entry["proxies"]["neg_convs"] = -float(sum(edge.op == "conv3x3" for edge in arch.cell))
+            entry["proxies"]["neg_convs"] = -float(sum(edge.op in ("conv3x3", "linear") for edge in arch.cell))
             state.save()
         if "supernet" not in entry["proxies"]:
             if supernet is None:  # trained once (or read back from supernet.pt) when a candidate needs it
-                supernet = Supernet(template, SearchSpace(), config.seed, device)
+                supernet = Supernet(template, SearchSpace(dense=dense), config.seed, device)
                 supernet.train(splits, config.supernet_epochs, 2e-3, search_defaults.batch_size,
                                out / "supernet.pt", say)
             inherited = supernet.candidate(arch.cell, splits, search_defaults.batch_size)
