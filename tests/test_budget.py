@@ -90,6 +90,27 @@ def test_a_budget_trains_on_a_recorded_share_that_repeats_the_search(tmp_path, c
     assert results(whole) != rows[0]  # the share changed what was trained
 
 
+def test_a_budget_ranks_on_a_validation_subset_and_val_samples_sets_it(tmp_path):
+    from hwnas.nas.budget import BUDGET_VALIDATION_SAMPLES, validation_samples
+
+    budget = SearchConfig(budget_minutes=20)
+    assert validation_samples(budget, 6000) == BUDGET_VALIDATION_SAMPLES == 2000
+    assert validation_samples(budget, 270) is None  # a small split stays whole
+    assert validation_samples(SearchConfig(), 6000) is None  # no budget: the whole split
+    assert validation_samples(SearchConfig(budget_minutes=20, val_samples=500), 6000) == 500
+    # --val-samples: the trainings are ranked on that many class-balanced validation samples, recorded; the run's
+    # dataset stays whole, so that hwnas train reads the data it recorded
+    subset = tmp_path / "subset"
+    assert main(["search", *TINY, "--val-samples", "40", "--out", str(subset)]) == 0
+    report = json.loads((subset / "report.json").read_text())
+    assert report["config"]["val_samples"] == 40 and report["dataset"]["val"] == 270
+    accuracies = [float(row["refine_accuracy"]) for row in results(subset) if row["refine_accuracy"]]
+    assert accuracies and all(abs(a * 40 - round(a * 40)) < 1e-9 for a in accuracies)
+    whole = tmp_path / "whole"
+    assert main(["search", *TINY, "--out", str(whole)]) == 0
+    assert [float(row["refine_accuracy"]) for row in results(whole) if row["refine_accuracy"]] != accuracies
+
+
 def test_the_estimate_leaves_the_result_as_it_is(tmp_path):
     config = SearchConfig(strategy="random", candidates=4, timesteps=4, width=4, batch_size=16, repeats=1, refine=2,
                           screen=3, max_samples=300)

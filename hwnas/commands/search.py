@@ -156,8 +156,10 @@ def add_parser(commands) -> None:
                        help="share of an epoch each screened candidate trains on (default: %(default)s)")
     group.add_argument("--train-fraction", type=fraction_of_one, default=D.train_fraction, metavar="F",
                        help="share of the training split (drawn with --seed, the same samples in every rung) the "
-                            "screening and the halving rungs train on; the validation split that ranks them stays "
-                            "whole (default: %(default)s)")
+                            "screening and the halving rungs train on (default: %(default)s)")
+    group.add_argument("--val-samples", type=positive_int, default=D.val_samples, metavar="N",
+                       help="validation samples that rank the screening and the rungs: a class-balanced subset drawn "
+                            "with --seed (default: the whole validation split; with --budget-minutes at most 2000)")
     group.add_argument("--budget-minutes", type=positive_float, default=D.budget_minutes, metavar="M",
                        help="fit --train-fraction so that the search takes about M minutes by the estimate it prints "
                             "before it starts (measured on this machine: results then depend on its speed; the share "

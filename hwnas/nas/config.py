@@ -63,6 +63,9 @@ class SearchConfig:
     screen_fraction: float = DEFAULT_SCREEN_FRACTION  # share of an epoch each screened candidate trains
     train_fraction: float = 1.0  # share of the training split the screening and the rungs train on (seeded)
     budget_minutes: float | None = None  # fit train_fraction so that the estimated search takes this long
+    # validation samples that rank the screening and the rungs (a seeded, class-balanced subset of the validation
+    # split); None: all of it, or, with a budget, at most BUDGET_VALIDATION_SAMPLES (recorded when chosen)
+    val_samples: int | None = None
     population: int = 16          # evolution: candidates per generation (and random ones to start)
     generations: int = 6          # evolution: rounds of mutation and crossover
     supernet_epochs: int = 5      # evolution: epochs of the one-shot supernet's training
@@ -101,6 +104,9 @@ class SearchConfig:
             raise OptionError(f"--screen must be a non-negative integer, got {self.screen!r}")
         check_fraction(self.screen_fraction, "--screen-fraction")
         check_fraction(self.train_fraction, "--train-fraction")
+        if self.val_samples is not None and (isinstance(self.val_samples, bool) or not isinstance(
+                self.val_samples, int) or self.val_samples < 1):
+            raise OptionError(f"--val-samples must be a positive integer, got {self.val_samples!r}")
         if self.budget_minutes is not None and (isinstance(self.budget_minutes, bool) or not isinstance(
                 self.budget_minutes, (int, float)) or not 0 < self.budget_minutes < float("inf")):
             raise OptionError(f"--budget-minutes must be a positive number of minutes, got {self.budget_minutes!r}")

@@ -22,7 +22,7 @@ from ..arch.dense import XYLO_NEURON, DenseArchitecture
 from ..arch.genotype import Architecture, Edge, cell_key, default_width
 from ..cache import ResultCache
 from ..data import load_dataset
-from ..data.splits import DatasetSplits, encode_batch
+from ..data.splits import DatasetSplits, balanced_subset, encode_batch
 from ..errors import OptionError, ResumeError, SearchError
 from ..hw_models import load_target
 from ..hw_models.fitness import hardware_terms
@@ -96,6 +96,16 @@ def template_architecture(config: SearchConfig, splits, timing: str,
         neuron=NeuronParams(du=config.du, dv=config.dv, theta=config.theta),
         stages=config.stages or 2, head_pool=config.head_pool or 1, stem_pool=config.stem_pool,
     )
+
+
+def validation_subset(splits: DatasetSplits, count: int | None, seed: int) -> DatasetSplits:
+    """``splits`` with its validation split cut to ``count`` class-balanced samples drawn with ``seed`` (the
+    search's ``val_samples``); the same splits when ``count`` is None or covers the split."""
+    x, y = splits.split("val")
+    if count is None or count >= y.numel():
+        return splits
+    index = balanced_subset(y, count, seed)
+    return replace(splits, val_x=x[index], val_y=y[index])
 
 
 def open_checkpoint(folder: RunFolder, config: SearchConfig, resume: bool) -> ResultCache:
@@ -235,6 +245,7 @@ def _search(config, folder, cache, resume, target, timing, splits, space, templa
         cache.fields["time_estimate"] = time_estimate
     if not resume:
         cache.save()
+    ranking = validation_subset(splits, config.val_samples, config.seed)  # what the trainings validate on
     totals = {"random": min(config.candidates, space.size()),
               "evolution": min(config.population * (config.generations + 1), space.size())}
     total = totals.get(config.strategy)  # prune: the rounds vary
@@ -244,7 +255,7 @@ def _search(config, folder, cache, resume, target, timing, splits, space, templa
 
         pool = WorkerPool(workers, ray_address, config.threads, device)
         try:
-            pool.share(new_job(config, target, templates, evaluator, splits))
+            pool.share(new_job(config, target, templates, evaluator, ranking))
         except BaseException:
             pool.close()
             raise
@@ -256,12 +267,12 @@ def _search(config, folder, cache, resume, target, timing, splits, space, templa
             result = run_random(space, config.candidates, np.random.default_rng(config.seed), scorer.cell_row,
                                 lambda count: scorer.draw_skeletons(count, skeleton_rng), scorer.prefetch_cells)
         elif config.strategy == "evolution":
-            result, supernet_log = evolve(config, space, scorer, splits, folder.supernet, scorer.announce)
+            result, supernet_log = evolve(config, space, scorer, ranking, folder.supernet, scorer.announce)
         else:
             result = run_prune(space, scorer.score_supernet, scorer.cell_row, scorer.row)
         signal = {"chosen_by": preselection_signal(config), "refine": 0}
         if config.refine:
-            result, signal = refine(config, space, result, scorer, splits, folder)
+            result, signal = refine(config, space, result, scorer, ranking, folder)
         if config.strategy == "evolution":
             signal["supernet"] = supernet_log
     except BaseException:
