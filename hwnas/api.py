@@ -503,8 +503,13 @@ def _export_xylo(net, arch, path: Path, dt: float | None, folder: RunFolder | No
              f"Xylo core (rockpool's NIR conventions)")
     from .backends.xylo import XyloUnavailable, map_nir, same_core
 
+    target = None
+    if folder is not None and folder.search_config().get("target"):
+        from .hw_models.targets import load_target
+
+        target = load_target(folder.search_config()["target"])
     try:
-        mapped, placement = map_nir(graph)
+        mapped, placement = map_nir(graph, target)
     except XyloUnavailable as missing:
         return Exported(path, f"{wrote}; not mapped: {missing}", None)
     agrees = same_core(core, mapped, placement, net)

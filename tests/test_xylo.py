@@ -242,3 +242,18 @@ def test_rockpool_maps_hwnas_xylo_export_onto_the_same_core_and_xylosim_computes
         assert np.array_equal(getattr(core, name), getattr(mapped, name)), name
     vendor = run_xylosim(mapped, _padded(_counts(arch.timesteps), hidden.shape[1]))
     assert np.array_equal(hidden, vendor.hidden_spikes[:, :, order]) and np.array_equal(output, vendor.output_spikes)
+
+
+def test_xylo_imu_maps_with_its_own_rockpool_package_onto_the_same_core():
+    pytest.importorskip("xylosim")
+    from hwnas.backends.xylo import map_nir, same_core
+    from hwnas.formats.xylo import to_xylo_nir
+    from hwnas.hw_models import load_target
+    from hwnas.sim.xylo import lower_xylo
+
+    target = load_target("xylo-imu")
+    assert (target.rockpool_module, target.dense.hidden_neurons) == ("syns63300", 496)
+    _, net = _dense_network()
+    net.set_arithmetic("xylo")
+    mapped, placement = map_nir(to_xylo_nir(net), target)
+    assert same_core(lower_xylo(net), mapped, placement, net)

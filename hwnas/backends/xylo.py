@@ -28,16 +28,20 @@ _DRIVER_ONLY_MODULES = ("rockpool.devices.xylo.syns65302.afe_samna_pdm",
                         "rockpool.devices.xylo.syns63300.power_cycles_model")
 
 
-MAX_HIDDEN_NEURONS = 992  # XyloAudio 3 (rockpool's mapper default); output neuron ids follow the hidden ones
+# rockpool's packages of the Xylo chips hwnas targets (XyloAudio 3, Xylo IMU): each has its mapper and XyloSim
+MODULES = ("syns65302", "syns63300")
+DEFAULT_MODULE, DEFAULT_HIDDEN_NEURONS = "syns65302", 992
 
 
 class XyloUnavailable(HwnasError):
     """rockpool or xylosim is not installed."""
 
 
-def rockpool_xylo():
-    """rockpool's XyloAudio 3 package (``rockpool.devices.xylo.syns65302``), imported without samna; a one-line
-    :class:`XyloUnavailable` when the ``xylo`` extra is not installed."""
+def rockpool_xylo(module: str = DEFAULT_MODULE):
+    """rockpool's package of a Xylo chip (``rockpool.devices.xylo.<module>``, by default XyloAudio 3's), imported
+    without samna; a one-line :class:`XyloUnavailable` when the ``xylo`` extra is not installed."""
+    if module not in MODULES:
+        raise XyloUnavailable(f"rockpool module '{module}' is not one hwnas maps with (known: {', '.join(MODULES)})")
     try:
         import xylosim  # noqa: F401  (XyloSim is a placeholder without it)
     except ImportError:
@@ -50,18 +54,23 @@ def rockpool_xylo():
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            from rockpool.devices.xylo import syns65302
+            import importlib
+
+            return importlib.import_module(f"rockpool.devices.xylo.{module}")
     except ImportError as error:
         raise XyloUnavailable(f"the Xylo backend needs rockpool and xylosim: pip install 'hwnas[xylo]' ({error})") \
             from None
-    return syns65302
 
 
-def map_nir(graph) -> tuple[XyloCore, dict[str, np.ndarray]]:
-    """A NIR graph on one XyloAudio 3 core, by rockpool (``from_nir``, ``mapper``, ``global_quantize``), and where
-    the mapper placed each neuron node: its name -> the indices of its neurons among the core's hidden neurons (or,
-    for the node feeding the graph's output, among the output neurons)."""
-    xylo = rockpool_xylo()
+def map_nir(graph, target=None) -> tuple[XyloCore, dict[str, np.ndarray]]:
+    """A NIR graph on one core of ``target`` (a Xylo target; default XyloAudio 3), by rockpool (``from_nir``, the
+    chip's ``mapper``, ``global_quantize``), and where the mapper placed each neuron node: its name -> the indices of
+    its neurons among the core's hidden neurons (or, for the node feeding the graph's output, among the output
+    neurons)."""
+    module = getattr(target, "rockpool_module", None) or DEFAULT_MODULE
+    dense = getattr(target, "dense", None)
+    hidden_limit = dense.hidden_neurons if dense is not None else DEFAULT_HIDDEN_NEURONS
+    xylo = rockpool_xylo(module)
     from rockpool.nn.modules import from_nir
     from rockpool.transform.quantize_methods import global_quantize
 
@@ -69,13 +78,14 @@ def map_nir(graph) -> tuple[XyloCore, dict[str, np.ndarray]]:
         warnings.simplefilter("ignore")  # nirtorch's deprecation of the loader rockpool calls
         executor = from_nir(graph)
         spec = xylo.mapper(_module_graph(executor, graph), weight_dtype="float", threshold_dtype="float",
-                           dash_dtype="float", max_hidden_neurons=MAX_HIDDEN_NEURONS)
+                           dash_dtype="float", max_hidden_neurons=hidden_limit,
+                           **({"max_output_neurons": dense.outputs} if dense is not None else {}))
         spec.update(global_quantize(**spec))
     names = {id(module): name for name, module in executor.named_children()}
     placement = {}
-    for module in find_neuron_modules(spec["mapped_graph"]):
-        ids = np.asarray(module.hw_ids, np.int64)
-        placement[names[id(module.computational_module)]] = ids - MAX_HIDDEN_NEURONS * (ids >= MAX_HIDDEN_NEURONS)
+    for neurons in find_neuron_modules(spec["mapped_graph"]):
+        ids = np.asarray(neurons.hw_ids, np.int64)
+        placement[names[id(neurons.computational_module)]] = ids - hidden_limit * (ids >= hidden_limit)
     return XyloCore.from_specification(spec), placement
 
 
@@ -226,7 +236,7 @@ def validate_xylo(net, inputs, labels, target, graph=None, backends: tuple[str, 
 
         started = time.perf_counter()
         say(f"xylosim: rockpool maps the graph and XyloSim runs {samples} samples")
-        mapped, placement = map_nir(graph if graph is not None else to_xylo_nir(net))
+        mapped, placement = map_nir(graph if graph is not None else to_xylo_nir(net), target)
         record = run_xylosim(mapped, counts)
         rasters["xylosim"] = _core_rasters(net, record, core, scales[net.output], placement_order(net, placement),
                                            placement[node_name(net.output)])

@@ -84,7 +84,7 @@ class DenseCoreSpec:
 _INT_TABLES = {"chip": ChipSpec, "core": CoreSpec}
 _FLOAT_TABLES = {"energy": EnergySpec, "time": TimeSpec}
 _TARGET_FIELDS = {"name": str, "description": str, "timing": str, "weight_bits": int, "weight_bit_choices": list,
-                  "sources": list, "network": str, "arithmetic": str}
+                  "sources": list, "network": str, "arithmetic": str, "rockpool_module": str}
 NETWORKS = ("conv", "dense")        # what the search builds: convolutional cells, or dense populations (a Xylo core)
 QAT_ARITHMETICS = ("loihi", "xylo")  # the arithmetic quantisation-aware training runs in
 _TARGET_REQUIRED = ("name", "description", "timing")
@@ -109,6 +109,7 @@ class Target:
     weight_bit_choices: tuple[int, ...] = ()
     network: str = "conv"       # the networks the search builds (NETWORKS)
     dense: DenseCoreSpec | None = None  # a dense core's limits (the optional [dense] table; network "dense" needs it)
+    rockpool_module: str | None = None  # a Xylo core: rockpool's package that maps it (rockpool.devices.xylo.<it>)
     arithmetic: str = "loihi"   # the integer arithmetic of quantisation-aware training (QAT_ARITHMETICS)
 
     @property
@@ -118,7 +119,7 @@ class Target:
 
     def to_dict(self) -> dict:
         data = {"name": self.name, "description": self.description, "timing": self.timing,
-                "network": self.network, "arithmetic": self.arithmetic,
+                "network": self.network, "arithmetic": self.arithmetic, "rockpool_module": self.rockpool_module,
                 "weight_bits": self.weight_bits, "weight_bit_choices": list(self.weight_bit_choices),
                 "sources": list(self.sources), "path": self.path}
         for table in ("chip", "core", "energy", "time", "dense"):
@@ -225,7 +226,7 @@ def _parse(data: dict, label: str, path: str) -> Target:
     return Target(table["name"], table["description"], table["timing"], bits,
                   tuple(str(s) for s in table.get("sources", [])), path, **specs,
                   weight_bit_choices=tuple(sorted(set(choices))), network=table.get("network", "conv"),
-                  arithmetic=table.get("arithmetic", "loihi"))
+                  arithmetic=table.get("arithmetic", "loihi"), rockpool_module=table.get("rockpool_module"))
 
 
 def _spec(cls, table, section: str, label: str, integer: bool):
