@@ -646,14 +646,17 @@ def deploy(model, data: Any = None, *, backend: str = "lava", mode: str = "fixed
         return compare(graph, inputs, labels, dt_s, f"lava_{mode}" if backend == "lava" else "norse")
 
 
-VALIDATE_BACKENDS = ("hwnas_int", "lava_fixed", "lava_float", "norse")
+VALIDATE_BACKENDS = ("hwnas_int", "lava_fixed", "lava_float", "norse", "xylosim")  # xylosim: a Xylo core's run
 
 
-def validate(model, data: Any = None, *, target: str = "loihi2", backends: tuple[str, ...] = VALIDATE_BACKENDS,
+def validate(model, data: Any = None, *, target: str | None = None, backends: tuple[str, ...] = VALIDATE_BACKENDS,
              samples: int = 100, seed: int = 0, dt: float | None = None, data_dir: str | None = None,
              trained: bool = True, progress: bool | Callable = True):
-    """Run a trained model on every backend, compare them pairwise and estimate its energy on ``target`` from the
-    spikes Lava measured, as ``hwnas validate`` does; returns the :class:`~hwnas.backends.validate.Validation`
+    """Run a trained model on every backend, compare them pairwise and estimate its energy on ``target`` (default:
+    the target its search was for where recorded, else loihi2; xylo-audio3 for a model trained for a Xylo core)
+    from the spikes Lava measured, as ``hwnas validate`` does; a model trained for a Xylo core runs in hwnas' twin of
+    the core and, with ``xylosim`` among the backends, in XyloSim. Returns the
+    :class:`~hwnas.backends.validate.Validation`
     (``to_dict()`` is what ``validation.json`` holds). ``model`` is a :class:`TrainResult`, a
     :class:`SpikingClassifier`, a .nir file, or an exported run folder (a folder, or a
     :class:`~hwnas.run_folder.RunFolder`): then its ``model.nir`` runs on the test
@@ -673,10 +676,14 @@ def validate(model, data: Any = None, *, target: str = "loihi2", backends: tuple
     say = _printer(progress)
     if isinstance(model, RunFolder) or (isinstance(model, (str, Path)) and Path(model).is_dir()):
         folder = model if isinstance(model, RunFolder) else RunFolder(model)
+        target = target or folder.search_config().get("target") or "loihi2"
         return _validate_folder(folder, data, data_dir, target, tuple(backends), samples, seed, trained, say)
     network = _network(model) if trained else None
     if network is not None and network.arithmetic == "xylo":  # trained for a Xylo core: the twin and XyloSim
-        return _validate_xylo_model(model, data, data_dir, load_target(target), samples, seed, say)
+        return _validate_xylo_model(model, data, data_dir, load_target(target or "xylo-audio3"),
+                                    "xylosim" in backends, samples, seed, say)
+    target = target or "loihi2"
+    backends = tuple(b for b in backends if b != "xylosim")
     graph, dt_s = _graph(model, dt)
     # every backend's rasters, plus hwnas' own, the trained model's and Norse's reference
     inputs, labels = _inputs(graph, data, samples, seed, None, len(backends) + 3, "validate", model, data_dir, say)
@@ -728,9 +735,23 @@ def _validate_folder(folder: RunFolder, data, data_dir, target: str, backends, s
     return result
 
 
-def _validate_xylo_model(model, data, data_dir, target, samples: int, seed: int, say):
+def _xylo_backends(xylosim: bool, say) -> tuple[str, ...]:
+    """The backends a Xylo validation runs: hwnas' twin, and XyloSim when asked for and rockpool is installed."""
+    from .backends.xylo import XyloUnavailable, rockpool_xylo
+
+    if not xylosim:
+        return ("hwnas_xylo",)
+    try:
+        rockpool_xylo()
+    except XyloUnavailable as missing:
+        say(f"xylosim left out: {missing}")
+        return ("hwnas_xylo",)
+    return ("hwnas_xylo", "xylosim")
+
+
+def _validate_xylo_model(model, data, data_dir, target, xylosim: bool, samples: int, seed: int, say):
     """:func:`validate` of a trained model held in memory that was trained for a Xylo core."""
-    from .backends.xylo import XYLO_BACKENDS, XyloUnavailable, rockpool_xylo, validate_xylo
+    from .backends.xylo import validate_xylo
     from .formats.xylo import to_xylo_nir
     from .limits import DEFAULT_THREADS
     from .metrics import deployed_network
@@ -742,12 +763,7 @@ def _validate_xylo_model(model, data, data_dir, target, samples: int, seed: int,
     net, arch = _trained_model(model)
     net = deployed_network(net)
     graph = to_xylo_nir(net, arch)
-    wanted = XYLO_BACKENDS
-    try:
-        rockpool_xylo()
-    except XyloUnavailable as missing:
-        say(f"xylosim left out: {missing}")
-        wanted = tuple(b for b in wanted if b != "xylosim")
+    wanted = _xylo_backends(xylosim, say)
     inputs, labels = _inputs(graph, data, samples, seed, None, 3, "validate", model, data_dir, say)
     with computing_threads(DEFAULT_THREADS):
         return validate_xylo(net, inputs, labels, target, graph, wanted, say)
@@ -758,7 +774,7 @@ def _validate_xylo_folder(folder: RunFolder, graph, data, data_dir, target, back
     """:func:`validate` of a run folder trained for a Xylo core: its trained model, hwnas' twin of the core and
     XyloSim on rockpool's mapping of its ``model.nir`` (left out, with a note, where rockpool is not installed)."""
     from .backends.validate import plot_validation
-    from .backends.xylo import XYLO_BACKENDS, XyloUnavailable, rockpool_xylo, validate_xylo
+    from .backends.xylo import validate_xylo
     from .limits import recorded_threads
     from .sim.seeding import computing_threads
     from .training.model_file import load_model
@@ -771,12 +787,7 @@ def _validate_xylo_folder(folder: RunFolder, graph, data, data_dir, target, back
     if target.network != "dense":
         raise OptionError(f"{folder.path} holds a network for a Xylo core: validate it with --target xylo-audio3 "
                           f"(not {target.name})")
-    wanted = XYLO_BACKENDS
-    try:
-        rockpool_xylo()
-    except XyloUnavailable as missing:
-        say(f"xylosim left out: {missing}")
-        wanted = tuple(b for b in wanted if b != "xylosim")
+    wanted = _xylo_backends("xylosim" in backends, say)
     net = load_model(folder.model)[0]
     inputs, labels = _inputs(graph, data, samples, seed, None, 3, "validate", None, data_dir, say, folder)
     with folder.writing("validate"), computing_threads(recorded_threads(folder.search_config())):

@@ -19,6 +19,8 @@ from .errors import OptionError
 from .io_utils import write_bytes_atomic
 from .run_folder import RunFolder
 
+MEASURED_ON = {"xylosim": "XyloSim", "hwnas_xylo": "Xylo-twin"}  # where a validation measured its spikes (else Lava)
+
 REPORT_HTML = "report.html"
 TOP_ROWS = 12  # candidates listed from search.csv, best first
 
@@ -225,7 +227,8 @@ def _validation_section(folder: RunFolder) -> list[str]:
     energy = validation.get("energy", {})
     if energy:
         parts.append(_table(["", ""], [["energy predicted (trained)", _uj(energy.get("predicted_j"))],
-                                       ["energy of Lava-measured spikes", _uj(energy.get("measured_lava_fixed_j"))],
+                                       [f"energy of {MEASURED_ON.get(energy.get('measured_on'), 'Lava')}-measured "
+                                        "spikes", _uj(energy.get("measured_j", energy.get("measured_lava_fixed_j")))],
                                        ["prediction error", _percent(energy.get("prediction_error"))]],
                             text_columns=(0, 1)))
     parts.append(_image(folder.validation_plot, "spikes per layer in every backend"))

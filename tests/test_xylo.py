@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from hwnas.errors import LoweringError
-from hwnas.sim.xylo import XyloCore, simulate_xylo
+from hwnas.sim.xylo import XyloCore, hidden_order, simulate_xylo
 
 RECORDED = ("hidden_spikes", "output_spikes", "vmem", "isyn", "vmem_out", "isyn_out")
 
@@ -164,7 +164,7 @@ def _counts(steps, samples=3, seed=1):
 def _trained_rasters(net, counts):
     """The network's spikes in the core's layout: hidden (samples, steps, neurons) in update order, output."""
     out = net(counts, record=True)
-    hidden = [name for name in net.order if name != net.output]
+    hidden = hidden_order(net)
     codes = {name: out.codes[name].numpy().transpose(1, 0, 2) for name in net.populations}
     return np.concatenate([codes[n] for n in hidden], axis=2), codes[net.output], out
 
@@ -231,7 +231,7 @@ def test_rockpool_maps_hwnas_xylo_export_onto_the_same_core_and_xylosim_computes
     hidden, output, _ = _trained_rasters(net, _counts(arch.timesteps))
     core, (mapped, placement) = lower_xylo(net), map_nir(to_xylo_nir(net))
     # rockpool places the populations in an order of its own: hwnas' neuron i is its neuron order[i]
-    order = np.concatenate([placement["lif_" + name.replace(".", "_")] for name in net.order if name != net.output])
+    order = np.concatenate([placement["lif_" + name.replace(".", "_")] for name in hidden_order(net)])
     assert sorted(order.tolist()) == list(range(core.hidden))
     assert np.array_equal(core.weights_in, mapped.weights_in[:, order])
     assert np.array_equal(core.weights_rec, mapped.weights_rec[order][:, order])
@@ -257,3 +257,32 @@ def test_xylo_imu_maps_with_its_own_rockpool_package_onto_the_same_core():
     net.set_arithmetic("xylo")
     mapped, placement = map_nir(to_xylo_nir(net), target)
     assert same_core(lower_xylo(net), mapped, placement, net)
+
+
+def test_the_twin_and_the_training_round_weights_and_clip_inputs_alike():
+    import torch
+
+    from hwnas.sim.xylo import lower_xylo
+
+    arch, net = _dense_network(width=4)
+    with torch.no_grad():
+        stem = net.synapses["input->stem"].weight_module().weight
+        stem.zero_()
+        stem[0, 0], stem[1, 0] = 0.9, 0.024803148  # times 127 / 0.9: 3.5 in float32, 3.49999995 in float64
+    net.set_arithmetic("xylo")
+    assert lower_xylo(net).weights_in[0, 1, 0] == 4  # as the training's float32 rounds it
+    counts = _counts(arch.timesteps) * 13  # up to 39 spikes a step: the chip's input takes 15
+    hidden, output, _ = _trained_rasters(net, counts)
+    twin = simulate_xylo(lower_xylo(net), _padded(counts, hidden.shape[1]))
+    assert hidden.sum() > 0 and np.array_equal(hidden, twin.hidden_spikes)
+
+
+def test_a_dense_cell_without_a_neighbour_mutates_to_none():
+    from hwnas.arch.genotype import parse_cell_key
+    from hwnas.nas.space import SearchSpace
+
+    lone = parse_cell_key("0-1:zero 0-2:zero 0-3:linear 1-2:zero 1-3:zero 2-3:zero")
+    assert SearchSpace(dense=True).mutate(lone, np.random.default_rng(0)) is None
+    mutated = SearchSpace(dense=True).mutate(parse_cell_key("0-1:linear 0-2:zero 0-3:zero 1-2:zero 1-3:linear "
+                                                            "2-3:zero"), np.random.default_rng(0))
+    assert mutated is not None

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import HwnasError
 from ..sim.xylo import XyloCore, XyloRecord
+from ..sim.xylo_neuron import MAX_INPUT_SPIKES
 
 # rockpool 3.1.0 imports two modules that need SynSense's hardware driver (samna) without the guard it puts around
 # its other driver modules, so `import rockpool.devices.xylo` fails without samna. Both hold device code only (the
@@ -137,11 +138,13 @@ def run_xylosim(core: XyloCore, counts: np.ndarray) -> XyloRecord:
 
 
 def placement_order(net, placement: dict[str, np.ndarray]) -> np.ndarray:
-    """Where rockpool placed hwnas' hidden neurons: hwnas' hidden neuron i (populations in update order, as
-    :func:`~hwnas.sim.xylo.lower_xylo` lays them out) is rockpool's neuron ``order[i]``."""
+    """Where rockpool placed hwnas' hidden neurons: hwnas' hidden neuron i (as :func:`~hwnas.sim.xylo.lower_xylo`
+    lays them out) is rockpool's neuron ``order[i]``."""
     from ..formats.xylo import node_name
 
-    return np.concatenate([placement[node_name(name)] for name in net.order if name != net.output])
+    from ..sim.xylo import hidden_order
+
+    return np.concatenate([placement[node_name(name)] for name in hidden_order(net)])
 
 
 def same_core(core: XyloCore, mapped: XyloCore, placement: dict[str, np.ndarray], net) -> bool:
@@ -149,13 +152,23 @@ def same_core(core: XyloCore, mapped: XyloCore, placement: dict[str, np.ndarray]
     order = placement_order(net, placement)
     if sorted(order.tolist()) != list(range(core.hidden)) or mapped.hidden != core.hidden:
         return False
+    back = np.argsort(order)  # rockpool's neuron j is hwnas' neuron back[j]
+
+    def synapses(weights, rows):  # both synapses, the one hwnas leaves empty included
+        full = np.zeros(weights.shape[:2] + (2,), np.int64)
+        full[..., :weights.shape[2]] = weights
+        return full[rows] if rows is not None else full
+
     hidden = ("dash_mem", "dash_syn", "threshold", "bias")
-    output = ("weights_out", "dash_mem_out", "dash_syn_out", "threshold_out", "bias_out")
-    return (np.array_equal(core.weights_in, mapped.weights_in[:, order][..., :core.weights_in.shape[2]])
-            and np.array_equal(core.weights_rec, mapped.weights_rec[order][:, order][..., :core.weights_rec.shape[2]])
+    output = ("dash_mem_out", "dash_syn_out", "threshold_out", "bias_out")
+    return (np.array_equal(synapses(core.weights_in, None), synapses(mapped.weights_in, None)[:, order])
+            and np.array_equal(synapses(core.weights_rec, None), synapses(mapped.weights_rec, order)[:, order])
             and np.array_equal(core.weights_out, mapped.weights_out[order])
             and all(np.array_equal(getattr(core, name), getattr(mapped, name)[order]) for name in hidden)
-            and all(np.array_equal(getattr(core, name), getattr(mapped, name)) for name in output[1:]))
+            and all(np.array_equal(getattr(core, name), getattr(mapped, name)) for name in output)
+            and [sorted(back[a] for a in mapped.aliases[j]) for j in order] == [sorted(a) for a in core.aliases]
+            and (core.weight_shift_in, core.weight_shift_rec, core.weight_shift_out)
+            == (mapped.weight_shift_in, mapped.weight_shift_rec, mapped.weight_shift_out))
 
 
 XYLO_BACKENDS = ("hwnas_xylo", "xylosim")  # besides the trained network itself
@@ -164,11 +177,13 @@ XYLO_PAIRS = (("trained", "hwnas_xylo"), ("hwnas_xylo", "xylosim"), ("trained", 
 
 def core_input(inputs, window: int) -> np.ndarray:
     """Network input (steps, samples, channels, 1, 1) as a core's spike counts (samples, ``window``, channels):
-    zero after the input's steps, while the populations behind the stem catch up."""
+    rounded and clipped to 0..15 as the xylo arithmetic takes them, zero after the input's steps, while the
+    populations behind the stem catch up."""
     counts = np.asarray(inputs.detach().cpu().numpy() if hasattr(inputs, "detach") else inputs)
     counts = counts.reshape(counts.shape[0], counts.shape[1], -1)
     padded = np.zeros((counts.shape[1], window, counts.shape[2]), np.int64)
-    padded[:, :counts.shape[0]] = np.rint(counts).astype(np.int64).transpose(1, 0, 2)
+    # whole counts, at most 15: what the chip's input takes, and what the xylo arithmetic computes with
+    padded[:, :counts.shape[0]] = np.clip(np.rint(counts), 0, MAX_INPUT_SPIKES).astype(np.int64).transpose(1, 0, 2)
     return padded
 
 
@@ -179,13 +194,14 @@ def _core_rasters(net, record: XyloRecord, core: XyloCore, scale_out: float, hid
     output weights, in float units)."""
     from ..sim.integer import Rasters
 
+    from ..sim.xylo import hidden_order as core_layout
+
     hidden = record.hidden_spikes[:, :, hidden_order]
     spikes, start = {}, 0
-    for name in net.order:
-        if name != net.output:
-            size = net.populations[name].neurons
-            spikes[name] = hidden[:, :, start:start + size]
-            start += size
+    for name in core_layout(net):
+        size = net.populations[name].neurons
+        spikes[name] = hidden[:, :, start:start + size]
+        start += size
     spikes[net.output] = record.output_spikes[:, :, output_order]
     current = hidden[:, :-1].sum(1) @ core.weights_out / scale_out
     return Rasters(spikes, current.astype(np.float64), None)

@@ -31,7 +31,8 @@ def add_parser(commands) -> None:
         epilog="examples:\n  hwnas run --target loihi2\n  hwnas run --target loihi --out runs/loihi1 --samples 50\n"
                "  hwnas run --target xylo-audio3 --dataset digits-rows   (a SynSense Xylo core: XyloSim validates)")
     run_parser.add_argument("--target", default="loihi2", help="target chip (default: %(default)s)")
-    run_parser.add_argument("--dataset", default="digits", help="dataset (default: %(default)s)")
+    run_parser.add_argument("--dataset", default=None,
+                            help="dataset (default: digits; digits-rows on a Xylo target, whose core takes 16 inputs)")
     run_parser.add_argument("--data-dir", default=None, help="folder that holds the dataset's files")
     run_parser.add_argument("--out", default=None, help="run folder (default: runs/run-<date>-<time>)")
     run_parser.add_argument("--timesteps", type=positive_int, default=None,
@@ -60,13 +61,16 @@ def run(args: argparse.Namespace) -> int:
     from ..html_report import write_report
     from ..run_folder import RunFolder
 
+    from ..hw_models import load_target
+
+    dataset = args.dataset or ("digits-rows" if load_target(args.target).network == "dense" else "digits")
     out = Path(args.out) if args.out else Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
     folder = RunFolder(out)
     missing_lava = lava_missing()
     parser = _steps_parser()
     steps = [
         ("search", folder.report,
-         ["search", "--target", args.target, "--dataset", args.dataset, "--out", str(out), "--seed", str(args.seed),
+         ["search", "--target", args.target, "--dataset", dataset, "--out", str(out), "--seed", str(args.seed),
           "--threads", str(args.threads), "--device", args.device]
          + (["--workers", str(args.workers)] if args.workers else [])
          + (["--budget-minutes", f"{args.budget_minutes:g}"] if args.budget_minutes else [])
@@ -81,7 +85,6 @@ def run(args: argparse.Namespace) -> int:
     ]
     if args.compress:
         from ..compression.run import COMPRESS_REPORT, DEFAULT_FOLDER, candidate_bits
-        from ..hw_models import load_target
 
         candidate_bits(None, load_target(args.target))  # a target without precisions: refused before any step
         small = RunFolder(out / DEFAULT_FOLDER)

@@ -8,7 +8,7 @@ import sys
 from .common import positive_int, seed_int
 
 LABELS = {"hwnas_norse_order": "hwnas_norse"}  # column headings where a backend's name is too wide
-SKIPPABLE = ("trained", "hwnas_int", "lava_fixed", "lava_float", "norse")
+SKIPPABLE = ("trained", "hwnas_int", "lava_fixed", "lava_float", "norse", "xylosim")
 MEASURED_ON = {"xylosim": "SynSense's XyloSim", "hwnas_xylo": "hwnas' twin of the Xylo core"}
 
 
@@ -32,11 +32,17 @@ def add_parser(commands) -> None:
             "Expected: trained = hwnas_int = lava_fixed and hwnas = lava_float exactly; hwnas vs lava_fixed shows\n"
             "what computing the same weights in float changes.\n"
             "With a hardware target, the energy per inference predicted by hwnas is set next to the energy of the\n"
-            "spikes measured in Lava fixed-point. Writes DIR/validation.json and DIR/validation.png."),
+            "spikes measured in Lava fixed-point. Writes DIR/validation.json and DIR/validation.png.\n"
+            "A run trained for a Xylo core (--target xylo-audio3, xylo-imu) runs instead in:\n"
+            "  trained     the trained network in Xylo's integers\n"
+            "  hwnas_xylo  hwnas' integer twin of the Xylo core\n"
+            "  xylosim     SynSense's XyloSim on rockpool's mapping of DIR/model.nir (needs hwnas[xylo])\n"
+            "Expected: all three identical on every layer."),
         epilog="examples:\n  hwnas validate runs/demo --target loihi2\n"
                "  hwnas validate runs/demo --samples 50 --skip norse,lava_float")
     validate.add_argument("run_dir", metavar="DIR", help="trained run folder with model.nir (hwnas export DIR)")
-    validate.add_argument("--target", default="loihi2", help="target for the energy estimate (default: %(default)s)")
+    validate.add_argument("--target", default=None,
+                          help="target for the energy estimate (default: the one the run was searched for)")
     validate.add_argument("--samples", type=positive_int, default=100,
                           help="test samples (default: %(default)s; Lava runs about 30 samples/s on 2 cores)")
     validate.add_argument("--dataset", default=None, help="dataset (default: the one the run was searched on)")

@@ -318,6 +318,9 @@ def load(path_or_graph, dt_s: float | None = None, timing: str | None = None) ->
     zero-delay). Unsupported nodes, dangling edges and inconsistent shapes raise :class:`NirError`.
     """
     graph = read_graph(path_or_graph) if isinstance(path_or_graph, (str, Path)) else path_or_graph
+    if _metadata_text(graph, "hwnas.profile") == "xylo":  # hwnas.formats.xylo: Xylo's neuron, rockpool's units
+        raise NirError("the graph is a network for a Xylo core in rockpool's conventions, which hwnas' NIR reader does "
+                       "not take: validate its run folder with --target xylo-audio3 (XyloSim and hwnas' twin run it)")
     if dt_s is None:
         dt_s = recorded_dt(graph)
         if dt_s is None:

@@ -12,8 +12,8 @@ rockpool's ``from_nir``, ``mapper`` and ``global_quantize`` read, so that their 
   dots replaced (nirtorch makes them module names; ``input`` and ``output`` are rockpool's graph ends).
 
 The neuron it describes is Xylo's (subtractive reset, several spikes per step, input decayed with the current),
-not hwnas' NIR neuron, so hwnas' own NIR reader does not take it back: ``hwnas export`` writes hwnas' NIR
-(``network.nir``) beside it for other simulators.
+not hwnas' NIR neuron, so hwnas' own NIR reader refuses it (one line, naming ``hwnas validate``), as do Lava and
+Norse through hwnas; ``hwnas export`` writes it as the run's ``model.nir``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..sim.graph import INPUT
-from ..sim.xylo import lower_xylo
+from ..sim.xylo import hidden_order, lower_xylo
 
 DEFAULT_XYLO_DT_S = 1e-3
 PROFILE = "xylo"
@@ -42,7 +42,7 @@ def to_xylo_nir(net, arch=None, dt_s: float = DEFAULT_XYLO_DT_S):
     import nir
 
     core = lower_xylo(net)
-    hidden = [name for name in net.order if name != net.output]
+    hidden = hidden_order(net)
     bounds, start = {}, 0
     for name in hidden:
         bounds[name] = (start, start + net.populations[name].neurons)

@@ -582,7 +582,7 @@ def _new_core(index: int, target: Target) -> Core:
 # Such a core holds every population at once: the hidden populations on its hidden neurons, the output population
 # on its output neurons, each connection in one of three dense matrices. So the mapping is one core with one block
 # per population; its rules are the core's sizes ([dense] of the target: input channels, hidden neurons, output
-# neurons), and a spike needs no routing. The energy model then charges the target's per-event figures (on
+# neurons, the hidden neurons the input may feed and that may feed the output), and a spike needs no routing. The energy model then charges the target's per-event figures (on
 # xylo-audio3: SynSense's cycle counts at a proxy energy per cycle).
 
 def map_dense_core(net, target: Target) -> Mapping:
@@ -601,9 +601,15 @@ def map_dense_core(net, target: Target) -> Mapping:
         blocks[name] = [block]
     violations = []
     hidden = sum(net.populations[name].neurons for name in net.order if name != net.output)
+    fed = {c.dst for c in net.active_connections() if c.src == INPUT and c.dst != net.output}
+    feeding = {c.src for c in net.active_connections() if c.dst == net.output and c.src != INPUT}
     sizes = (("inputs", "input", math.prod(net.input_shape), spec.inputs, "input channels"),
              ("hidden-neurons", None, hidden, spec.hidden_neurons, "hidden neurons"),
-             ("outputs", net.output, net.populations[net.output].neurons, spec.outputs, "output neurons"))
+             ("outputs", net.output, net.populations[net.output].neurons, spec.outputs, "output neurons"),
+             ("input-neurons", None, sum(net.populations[n].neurons for n in fed), spec.input_expansion_neurons,
+              "hidden neurons fed by the input"),
+             ("output-neurons", None, sum(net.populations[n].neurons for n in feeding), spec.output_expansion_neurons,
+              "hidden neurons feeding the output"))
     for rule, layer, value, limit, what in sizes:
         if value > limit:
             violations.append(ConstraintError(rule, layer, value, limit, f"{rule}: the network needs {value} {what}, "

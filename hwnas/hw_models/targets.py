@@ -74,11 +74,15 @@ class TimeSpec:
 
 @dataclass(frozen=True)
 class DenseCoreSpec:
-    """A core of dense populations (a Xylo core): input channels, hidden neurons and output neurons it holds."""
+    """A core of dense populations (a Xylo core): input channels, hidden neurons and output neurons it holds, and
+    how many hidden neurons the input may feed and may feed the output (Xylo's input and output expansion
+    neurons)."""
 
     inputs: int
     hidden_neurons: int
     outputs: int
+    input_expansion_neurons: int
+    output_expansion_neurons: int
 
 
 _INT_TABLES = {"chip": ChipSpec, "core": CoreSpec}
@@ -222,7 +226,8 @@ def _parse(data: dict, label: str, path: str) -> Target:
             raise TargetError(f"target {label}: table '[dense]' needs the hardware tables ([chip], [core], ...)")
         specs["dense"] = _spec(DenseCoreSpec, data["dense"], "dense", label, integer=True)
     if table.get("network") == "dense" and "dense" not in specs:
-        raise TargetError(f"target {label}: network 'dense' needs a '[dense]' table (inputs, hidden_neurons, outputs)")
+        raise TargetError(f"target {label}: network 'dense' needs a '[dense]' table (inputs, hidden_neurons, outputs, "
+                          "input_expansion_neurons, output_expansion_neurons)")
     return Target(table["name"], table["description"], table["timing"], bits,
                   tuple(str(s) for s in table.get("sources", [])), path, **specs,
                   weight_bit_choices=tuple(sorted(set(choices))), network=table.get("network", "conv"),

@@ -42,7 +42,10 @@ def pareto_front(items: list, cost: Callable, accuracy: Callable) -> list:
 
 def skeleton_choices(key: str) -> dict:
     """The macro choices a skeleton key names (``stem2 16/16 pool1``: stem pooling, widths per stage, head
-    pooling), as :class:`~hwnas.arch.genotype.Architecture` fields."""
+    pooling; ``dense 64``: the width of a dense network), as the architecture's fields."""
+    dense = re.fullmatch(r"dense (\d+)", key)
+    if dense is not None:  # a network of dense populations (hwnas.arch.dense): its width only
+        return {"width": int(dense[1])}
     match = SKELETON_KEY.match(key)
     if match is None:
         raise OptionError(f"cannot read the skeleton '{key}' of search.csv")

@@ -218,6 +218,6 @@ def choose_dense_width(base, target, width: int | None) -> tuple[list, dict]:
                                    rejected, started)
     skeleton, rule, violation = rejected[-1]
     advice = "read the input in fewer channels (a -rows dataset has up to 16)" if rule == "inputs" else \
-        "lower --width" if rule == "hidden-neurons" else "choose a larger target"
+        "lower --width" if rule in ("hidden-neurons", "input-neurons", "output-neurons") else "choose a larger target"
     raise SearchError(f"no width fits {target.name}: even the lightest cell at width {skeleton.widths[0]} breaks "
                       f"{violation}; {advice}")

@@ -23,12 +23,13 @@ from ..arch.genotype import Architecture, Edge, cell_key, default_width
 from ..cache import ResultCache
 from ..data import load_dataset
 from ..data.splits import DatasetSplits, balanced_subset, encode_batch
-from ..errors import OptionError, ResumeError, SearchError
+from ..errors import ArchitectureError, OptionError, ResumeError, SearchError
 from ..hw_models import load_target
 from ..hw_models.fitness import hardware_terms
 from ..io_utils import check_writable
 from ..run_folder import RunFolder
 from ..sim.neuron import NeuronParams
+from ..sim.xylo_neuron import dashes
 from ..sim.ops.base import pooled_shape
 from ..sim.seeding import computing_threads, resolve_device
 from .candidates import CandidateMeasurer, CandidateScorer, restore_scores, stored_result
@@ -81,6 +82,10 @@ def template_architecture(config: SearchConfig, splits, timing: str,
     if network == "dense":
         neuron = XYLO_NEURON if (config.du, config.dv) == (SearchConfig.du, SearchConfig.dv) else \
             NeuronParams(du=config.du, dv=config.dv, theta=config.theta)
+        try:
+            dashes(neuron)  # before anything is scored: decays a Xylo core cannot hold
+        except ArchitectureError as exc:
+            raise OptionError(f"--du/--dv: {exc}") from None
         return DenseArchitecture(
             cell=tuple(Edge(e.src, e.dst, "linear" if e.op != "zero" else "zero") for e in LIGHTEST_CELL),
             input_channels=int(np.prod(splits.input_shape)), num_classes=splits.num_classes,

@@ -44,9 +44,15 @@ class SearchSpace:
         cells = self.enumerate()
         return cells[int(rng.integers(len(cells)))]
 
-    def mutate(self, cell: Cell, rng: np.random.Generator) -> Cell:
-        """A new valid canonical cell made by changing one pair of ``cell`` (other edges may die with it)."""
+    def mutate(self, cell: Cell, rng: np.random.Generator) -> Cell | None:
+        """A new valid canonical cell made by changing one pair of ``cell`` (other edges may die with it); None when
+        no change of one pair makes another valid cell (a dense cell of one linear edge: its only edge cannot go,
+        and any edge added to it is dead)."""
         cell = canonical_cell(cell)
+        if not any(self.admits(changed) and canonical_cell(changed) != cell
+                   for index, pair in enumerate(PAIRS) for option in self.choices[pair] if option != cell[index]
+                   for changed in [cell[:index] + (option,) + cell[index + 1:]]):
+            return None
         while True:
             index = int(rng.integers(len(PAIRS)))
             options = [e for e in self.choices[PAIRS[index]] if e != cell[index]]

@@ -28,8 +28,8 @@ from .graph import INPUT, Connection, Population, StepPlan, check_timing, topolo
 from .neuron import ARITHMETICS, LIFState, count_active, lif_step, loihi_lif_step
 from .ops import Synapse
 from .quantize import WEIGHT_SCALE, WeightFormat, XyloScale
-from .xylo_neuron import (HIDDEN_MAX_SPIKES, OUTPUT_MAX_SPIKES, WEIGHT_MAX, XyloNeuron, xylo_float_step,
-                          xylo_lif_step)
+from .xylo_neuron import (MAX_HIDDEN_SPIKES, MAX_INPUT_SPIKES, MAX_OUTPUT_SPIKES, WEIGHT_MAX, XyloNeuron,
+                          xylo_float_step, xylo_lif_step)
 
 
 def chip_current(current: torch.Tensor, exponent: int, bias: torch.Tensor | None) -> torch.Tensor:
@@ -275,7 +275,7 @@ class SpikingNetwork(nn.Module):
             self.synapses[conn.module_key].set_weight_format(XyloScale(scales[groups[conn.dst]]))
         scale_of = {name: scales[groups[name]] for name in self.populations}
         neurons = {name: XyloNeuron.of(pop.params, scale_of[name],
-                                       OUTPUT_MAX_SPIKES if name == self.output else HIDDEN_MAX_SPIKES)
+                                       MAX_OUTPUT_SPIKES if name == self.output else MAX_HIDDEN_SPIKES)
                    for name, pop in self.populations.items()}
         return scale_of, neurons
 
@@ -312,6 +312,8 @@ class SpikingNetwork(nn.Module):
         chip = self.chip_terms(inputs) if loihi else {}
         step = loihi_lif_step if loihi else lif_step
         xylo_scales, xylo_neurons = self.xylo_neurons() if self.arithmetic == "xylo" else ({}, {})
+        if xylo_neurons:  # a Xylo core's input: whole spike counts, at most 15 per channel and step
+            inputs = inputs.round().clamp(0, MAX_INPUT_SPIKES)
         fanout = {name: f.flatten().to(inputs.dtype) for name, f in self.fanout_maps().items()}
         zeros_in = torch.zeros_like(inputs[0])
 
@@ -376,7 +378,7 @@ class SpikingNetwork(nn.Module):
                     spikes, state[name] = xylo_lif_step(current, state[name], xylo_neurons[name])
                 elif self.neuron_model == "xylo":
                     spikes, state[name] = xylo_float_step(current, state[name], pop.params,
-                                                          OUTPUT_MAX_SPIKES if name == self.output else HIDDEN_MAX_SPIKES)
+                                                          MAX_OUTPUT_SPIKES if name == self.output else MAX_HIDDEN_SPIKES)
                 else:
                     spikes, state[name] = step(current, state[name], pop.params)
                 current_spikes[name] = spikes

@@ -70,6 +70,14 @@ class XyloScale:
     bits: int = 8
 
 
+def xylo_integers(weight: torch.Tensor, fmt: XyloScale) -> torch.Tensor:
+    """The chip's integer weights of ``weight`` in Xylo's format: ``round(w * scale)`` within int8's symmetric range,
+    computed in the weight's own dtype (as training computes them; the lowering takes them from here too, so that a
+    product near .5 rounds alike), as a tensor of that dtype."""
+    limit = 2 ** (fmt.bits - 1) - 1
+    return torch.round(weight.detach() * fmt.scale).clamp_(-limit, limit)
+
+
 def shared_exponent(weight: torch.Tensor, fmt: WeightFormat) -> int:
     """The smallest exponent e in the format's range (:attr:`WeightFormat.min_exponent`) with max |scale * w| / 2^e
     within the mantissa range."""
@@ -91,9 +99,7 @@ def weight_mantissas(weight: torch.Tensor, fmt: WeightFormat) -> tuple[torch.Ten
 def fake_quantize_weight(weight: torch.Tensor, fmt: "WeightFormat | XyloScale") -> torch.Tensor:
     """The float value of the quantised weight, with a straight-through gradient (identity backward)."""
     if isinstance(fmt, XyloScale):
-        limit = 2 ** (fmt.bits - 1) - 1
-        quantised = torch.round(weight.detach() * fmt.scale).clamp_(-limit, limit) / fmt.scale
-        return weight + (quantised - weight).detach()
+        return weight + (xylo_integers(weight, fmt) / fmt.scale - weight).detach()
     mantissa, exponent = weight_mantissas(weight, fmt)
     quantised = mantissa * 2.0 ** exponent / fmt.scale
     return weight + (quantised - weight).detach()

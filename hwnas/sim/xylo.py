@@ -27,11 +27,9 @@ import numpy as np
 from numba import njit
 
 from ..errors import LoweringError
+from .xylo_neuron import MAX_HIDDEN_SPIKES, MAX_INPUT_SPIKES, MAX_OUTPUT_SPIKES
 
 STATE_BITS = 16
-MAX_INPUT_SPIKES = 15
-MAX_HIDDEN_SPIKES = 31
-MAX_OUTPUT_SPIKES = 1
 WEIGHT_RANGE = (-128, 127)
 DASH_RANGE = (0, 15)
 SHIFT_RANGE = (0, 8)
@@ -311,17 +309,34 @@ def _run(counts, w_in, w_rec, w_out, dash_mem, dash_syn, threshold, bias, dash_m
                 isyn_out_rec[b, t] = isyn_out[:, 0]
 
 
+def hidden_order(net) -> list[str]:
+    """The hidden populations of a dense network in the order a Xylo core holds them: those the input feeds first
+    (the chip's input weights reach its first 128 hidden neurons only), those that feed the output last (its output
+    weights read its last 128), the others between, each group in update order."""
+    from ..sim.graph import INPUT
+
+    fed = {c.dst for c in net.active_connections() if c.src == INPUT}
+    feeding = {c.src for c in net.active_connections() if c.dst == net.output}
+    hidden = [name for name in net.order if name != net.output]
+    return sorted(hidden, key=lambda name: 0 if name in fed else 2 if name in feeding else 1)
+
+
 def lower_xylo(net) -> XyloCore:
     """A dense network in the xylo arithmetic (:meth:`~hwnas.sim.network.SpikingNetwork.set_arithmetic`) as the
-    Xylo core that computes it: its hidden populations in update order on the hidden neurons, the output population
+    Xylo core that computes it: its hidden populations on the hidden neurons in :func:`hidden_order`, the output population
     on the output neurons, each connection's int8 weights in the input, recurrent or output matrix (connections
     between the same populations add up). A :class:`LoweringError` names what a core cannot hold."""
     from ..sim.graph import INPUT
 
-    if net.arithmetic != "xylo":
-        raise LoweringError("lower a network to a Xylo core in the xylo arithmetic (set_arithmetic('xylo'))")
+    import torch
+
+    from .quantize import XyloScale, xylo_integers
+
+    if net.arithmetic != "xylo" or net.timing != "xylo":
+        raise LoweringError("lower a network to a Xylo core in the xylo arithmetic and timing (set_arithmetic('xylo'), "
+                            "timing 'xylo')")
     scales, neurons = net.xylo_neurons()
-    hidden = [name for name in net.order if name != net.output]
+    hidden = hidden_order(net)
     offsets = dict(zip(hidden, np.cumsum([0] + [net.populations[n].neurons for n in hidden]).tolist()))
     total, inputs = int(sum(net.populations[n].neurons for n in hidden)), int(np.prod(net.input_shape))
     outputs = net.populations[net.output].neurons
@@ -330,11 +345,11 @@ def lower_xylo(net) -> XyloCore:
     w_out = np.zeros((total, outputs), np.int64)
     for conn in net.active_connections():
         module = net.synapses[conn.module_key].weight_module()
-        weight = None if module is None else module.weight.detach().double().cpu()
+        weight = None if module is None else module.weight.detach().cpu()
         src_size = inputs if conn.src == INPUT else net.populations[conn.src].neurons
         if weight is None or tuple(weight.shape) != (net.populations[conn.dst].neurons, src_size):
             raise LoweringError(f"connection {conn.src} -> {conn.dst}: a Xylo core holds dense weight matrices only")
-        integers = torch_round_clip(weight * scales[conn.dst]).T
+        integers = xylo_integers(weight, XyloScale(scales[conn.dst])).to(torch.int64).numpy().T
         if conn.src == INPUT:
             if conn.dst == net.output:
                 raise LoweringError("the input cannot reach Xylo's output neurons directly")
@@ -357,9 +372,3 @@ def lower_xylo(net) -> XyloCore:
         "dash_mem_out": np.full(outputs, out.dash_mem), "dash_syn_out": np.full(outputs, out.dash_syn),
         "threshold_out": np.full(outputs, out.threshold), "bias_out": np.full(outputs, out.bias)})
 
-
-def torch_round_clip(values) -> np.ndarray:
-    """Whole numbers in int8's symmetric range, as the xylo arithmetic quantises (round half to even, as torch)."""
-    import torch
-
-    return torch.round(values).clamp(-WEIGHT_RANGE[1], WEIGHT_RANGE[1]).to(torch.int64).numpy()

@@ -32,8 +32,9 @@ from .neuron import LIFState, NeuronParams, spike
 
 STATE_LOW, STATE_HIGH = -(2 ** 15), 2 ** 15 - 1
 MAX_DASH = 15
-HIDDEN_MAX_SPIKES = 31
-OUTPUT_MAX_SPIKES = 1
+MAX_INPUT_SPIKES = 15   # an input channel delivers at most 15 spikes a step
+MAX_HIDDEN_SPIKES = 31  # a hidden neuron spikes at most 31 times a step
+MAX_OUTPUT_SPIKES = 1   # an output neuron once
 WEIGHT_MAX = 127  # int8 weights: a connection group's largest weight becomes 127 (rockpool's global_quantize)
 
 

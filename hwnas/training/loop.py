@@ -247,6 +247,14 @@ def _train(run_dir: Path, arch: Architecture, search_config: dict, config: Train
     """:func:`train_run` while this process holds the run folder."""
     target = load_target(config.target or search_config.get("target", "loihi2"))
     seed = config.seed if config.seed is not None else check_seed(search_config.get("seed", 0), "the search's seed")
+    dense = getattr(arch, "input_channels", None) is not None  # a DenseArchitecture
+    if dense and target.network != "dense":
+        raise OptionError(f"{arch.key} is a network of dense populations for a Xylo core: train it for the target "
+                          f"its search was made for (--target {search_config.get('target', 'xylo-audio3')}), not "
+                          f"{target.name}")
+    if target.network == "dense" and not dense:
+        raise OptionError(f"{target.name} holds networks of dense populations and {arch.key} is not one: train it for "
+                          "a Loihi target")
     arch = replace(arch, timing=target.timing)
     if splits is None:
         splits = load_dataset(search_config.get("dataset", "digits"), search_config.get("data_dir"), arch.timesteps,
