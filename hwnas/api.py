@@ -744,7 +744,8 @@ def _xylo_backends(xylosim: bool, say) -> tuple[str, ...]:
     try:
         rockpool_xylo()
     except XyloUnavailable as missing:
-        say(f"xylosim left out: {missing}")
+        if say:
+            say(f"xylosim left out: {missing}")
         return ("hwnas_xylo",)
     return ("hwnas_xylo", "xylosim")
 

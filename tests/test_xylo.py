@@ -286,3 +286,13 @@ def test_a_dense_cell_without_a_neighbour_mutates_to_none():
     mutated = SearchSpace(dense=True).mutate(parse_cell_key("0-1:linear 0-2:zero 0-3:zero 1-2:zero 1-3:linear "
                                                             "2-3:zero"), np.random.default_rng(0))
     assert mutated is not None
+
+
+def test_without_the_xylo_extra_the_backend_says_how_to_install_it(monkeypatch):
+    import sys
+
+    from hwnas.backends.xylo import XyloUnavailable, rockpool_xylo
+
+    monkeypatch.setitem(sys.modules, "xylosim", None)  # as if hwnas[xylo] were not installed
+    with pytest.raises(XyloUnavailable, match=r"needs rockpool and xylosim: pip install 'hwnas\[xylo\]'"):
+        rockpool_xylo()
