@@ -4,7 +4,6 @@ model = hwnas' twin = SynSense's XyloSim (the last without rockpool: the twin on
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
