@@ -713,6 +713,7 @@ def _validate_folder(folder: RunFolder, data, data_dir, target: str, backends, s
         raise OptionError(f"{model} records no hwnas architecture: validate runs hwnas' own exports")
     if is_xylo_graph(graph):
         return _validate_xylo_folder(folder, graph, data, data_dir, target, backends, samples, seed, say)
+    backends = tuple(b for b in backends if b != "xylosim")  # a Xylo core's simulator: not for this network
     folder.load_architecture()  # a search run folder, as `hwnas train` made it
     config = folder.search_config()
     # every backend's rasters, plus hwnas' own, the trained model's and Norse's reference
