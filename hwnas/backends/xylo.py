@@ -3,13 +3,14 @@ bit-accurate simulator.
 
 rockpool (SynSense's library, AGPL-3.0-or-later) and xylosim (its C++ simulator) are an optional extra,
 ``pip install 'hwnas[xylo]'``, imported here only, and lazily: hwnas stays MIT-licensed and runs without them.
-The flow is the vendor's: ``rockpool.nn.modules.from_nir`` reads the graph, the XyloAudio 3 ``mapper`` places it on
-the core's hidden and output neurons, ``global_quantize`` turns it into the chip's integers and ``XyloSim`` runs it.
+The flow is the vendor's: ``rockpool.nn.modules.from_nir`` reads the graph, the chip's ``mapper`` (XyloAudio 3's or
+Xylo IMU's, as the target names it) places it on the core's hidden and output neurons, ``global_quantize`` turns it into the chip's integers and ``XyloSim`` runs it.
 The integer specification becomes an :class:`~hwnas.sim.xylo.XyloCore`, which hwnas' twin runs too.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 import types
 import warnings
@@ -27,7 +28,6 @@ from ..sim.xylo_neuron import MAX_INPUT_SPIKES
 # download from elsewhere.
 _DRIVER_ONLY_MODULES = ("rockpool.devices.xylo.syns65302.afe_samna_pdm",
                         "rockpool.devices.xylo.syns63300.power_cycles_model")
-
 
 # rockpool's packages of the Xylo chips hwnas targets (XyloAudio 3, Xylo IMU): each has its mapper and XyloSim
 MODULES = ("syns65302", "syns63300")
@@ -55,8 +55,6 @@ def rockpool_xylo(module: str = DEFAULT_MODULE):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            import importlib
-
             return importlib.import_module(f"rockpool.devices.xylo.{module}")
     except ImportError as error:
         raise XyloUnavailable(f"the Xylo backend needs rockpool and xylosim: pip install 'hwnas[xylo]' ({error})") \
@@ -82,7 +80,7 @@ def map_nir(graph, target=None) -> tuple[XyloCore, dict[str, np.ndarray]]:
                            dash_dtype="float", max_hidden_neurons=hidden_limit,
                            **({"max_output_neurons": dense.outputs} if dense is not None else {}))
         spec.update(global_quantize(**spec))
-    names = {id(module): name for name, module in executor.named_children()}
+    names = {id(child): name for name, child in executor.named_children()}
     placement = {}
     for neurons in find_neuron_modules(spec["mapped_graph"]):
         ids = np.asarray(neurons.hw_ids, np.int64)
@@ -141,7 +139,6 @@ def placement_order(net, placement: dict[str, np.ndarray]) -> np.ndarray:
     """Where rockpool placed hwnas' hidden neurons: hwnas' hidden neuron i (as :func:`~hwnas.sim.xylo.lower_xylo`
     lays them out) is rockpool's neuron ``order[i]``."""
     from ..formats.xylo import node_name
-
     from ..sim.xylo import hidden_order
 
     return np.concatenate([placement[node_name(name)] for name in hidden_order(net)])
@@ -153,6 +150,9 @@ def same_core(core: XyloCore, mapped: XyloCore, placement: dict[str, np.ndarray]
     if sorted(order.tolist()) != list(range(core.hidden)) or mapped.hidden != core.hidden:
         return False
     back = np.argsort(order)  # rockpool's neuron j is hwnas' neuron back[j]
+    from ..formats.xylo import node_name
+
+    outputs = placement[node_name(net.output)]  # hwnas' output neuron k is rockpool's outputs[k]
 
     def synapses(weights, rows):  # both synapses, the one hwnas leaves empty included
         full = np.zeros(weights.shape[:2] + (2,), np.int64)
@@ -163,9 +163,9 @@ def same_core(core: XyloCore, mapped: XyloCore, placement: dict[str, np.ndarray]
     output = ("dash_mem_out", "dash_syn_out", "threshold_out", "bias_out")
     return (np.array_equal(synapses(core.weights_in, None), synapses(mapped.weights_in, None)[:, order])
             and np.array_equal(synapses(core.weights_rec, None), synapses(mapped.weights_rec, order)[:, order])
-            and np.array_equal(core.weights_out, mapped.weights_out[order])
+            and np.array_equal(core.weights_out, mapped.weights_out[order][:, outputs])
             and all(np.array_equal(getattr(core, name), getattr(mapped, name)[order]) for name in hidden)
-            and all(np.array_equal(getattr(core, name), getattr(mapped, name)) for name in output)
+            and all(np.array_equal(getattr(core, name), getattr(mapped, name)[outputs]) for name in output)
             and [sorted(back[a] for a in mapped.aliases[j]) for j in order] == [sorted(a) for a in core.aliases]
             and (core.weight_shift_in, core.weight_shift_rec, core.weight_shift_out)
             == (mapped.weight_shift_in, mapped.weight_shift_rec, mapped.weight_shift_out))
