@@ -40,10 +40,11 @@ WEIGHT_MAX = 127  # int8 weights: a connection group's largest weight becomes 12
 
 def dashes(params: NeuronParams) -> tuple[int, int]:
     """The bit-shift decays (``dash_syn``, ``dash_mem``) of a population: ``du = 2^-dash_syn``, ``dv = 2^-dash_mem``;
-    an :class:`ArchitectureError` where a decay is not such a power or out of the chip's 1..15 (0..15 for the
-    membrane). ``dash_syn`` 0 would clear the current before the membrane reads it."""
+    an :class:`ArchitectureError` where a decay is not such a power or out of 1..15. ``dash_syn`` 0 would clear the
+    current before the membrane reads it; ``dash_mem`` 0 the chip holds, but rockpool's mapper refuses a time
+    constant equal to the step."""
     result = []
-    for name, value, lowest in (("du", params.du, 1), ("dv", params.dv, 0)):
+    for name, value, lowest in (("du", params.du, 1), ("dv", params.dv, 1)):
         dash = round(-math.log2(value)) if value > 0 else -1
         if not lowest <= dash <= MAX_DASH or 2.0 ** -dash != value:
             raise ArchitectureError(f"neuron.{name} {value} is not 2^-d for a whole d in {lowest}..{MAX_DASH}: a Xylo "
