@@ -112,7 +112,8 @@ def test_hwnas_run_on_xylo_ends_with_the_trained_model_equal_to_the_core(tmp_pat
     except ImportError:
         assert "xylosim" not in validation["accuracy"]
         return
-    assert validation["pairs"]["hwnas_xylo/xylosim"]["identical"] and validation["pairs"]["trained/xylosim"]["identical"]
+    assert validation["pairs"]["hwnas_xylo/xylosim"]["identical"]
+    assert validation["pairs"]["trained/xylosim"]["identical"]
     assert validation["accuracy"]["xylosim"] == validation["accuracy"]["trained"]
     assert validation["energy"]["measured_on"] == "xylosim" and validation["energy"]["measured_j"] > 0
     assert "hwnas' Xylo twin = XyloSim            identical" in printed

@@ -223,7 +223,8 @@ def plot_validation(result, path) -> None:
     bottom.set_xticks(x, layers, rotation=30, ha="right")
     if result.energy:
         e = result.energy
-        measured_on = {"xylosim": "XyloSim", "hwnas_xylo": "the Xylo twin"}.get(e.get("measured_on"), "Lava fixed-point")
+        measured_on = {"xylosim": "XyloSim", "hwnas_xylo": "the Xylo twin"}.get(e.get("measured_on"),
+                                                                                  "Lava fixed-point")
         bottom.set_xlabel(f"energy per inference on {e['target']}: predicted {1e6 * e['predicted_j']:.3f} uJ, measured "
                           f"in {measured_on} {1e6 * e.get('measured_j', e.get('measured_lava_fixed_j', 0.0)):.3f} uJ "
                           f"({100 * e['prediction_error']:+.2f}%)" + ("; * fed only by feedback" if result.feedback_only

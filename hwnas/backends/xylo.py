@@ -4,7 +4,8 @@ bit-accurate simulator.
 rockpool (SynSense's library, AGPL-3.0-or-later) and xylosim (its C++ simulator) are an optional extra,
 ``pip install 'hwnas[xylo]'``, imported here only, and lazily: hwnas stays MIT-licensed and runs without them.
 The flow is the vendor's: ``rockpool.nn.modules.from_nir`` reads the graph, the chip's ``mapper`` (XyloAudio 3's or
-Xylo IMU's, as the target names it) places it on the core's hidden and output neurons, ``global_quantize`` turns it into the chip's integers and ``XyloSim`` runs it.
+Xylo IMU's, as the target names it) places it on the core's hidden and output neurons, ``global_quantize`` turns it
+into the chip's integers and ``XyloSim`` runs it.
 The integer specification becomes an :class:`~hwnas.sim.xylo.XyloCore`, which hwnas' twin runs too.
 """
 

@@ -582,8 +582,9 @@ def _new_core(index: int, target: Target) -> Core:
 # Such a core holds every population at once: the hidden populations on its hidden neurons, the output population
 # on its output neurons, each connection in one of three dense matrices. So the mapping is one core with one block
 # per population; its rules are the core's sizes ([dense] of the target: input channels, hidden neurons, output
-# neurons, the hidden neurons the input may feed and that may feed the output), and a spike needs no routing. The energy model then charges the target's per-event figures (on
-# xylo-audio3: SynSense's cycle counts at a proxy energy per cycle).
+# neurons, the hidden neurons the input may feed and that may feed the output), and a spike needs no routing. The
+# energy model then charges the target's per-event figures (on xylo-audio3: SynSense's cycle counts at a proxy
+# energy per cycle).
 
 def map_dense_core(net, target: Target) -> Mapping:
     """``net`` (dense populations) on ``target``'s dense core: one block per population on core 0, and a

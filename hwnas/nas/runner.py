@@ -187,8 +187,8 @@ def _prepare_and_search(config: SearchConfig, folder: RunFolder, cache: ResultCa
     if dense:
         fixed = [name for name, value in (("--widths", config.widths), ("--stages", config.stages),
                                           ("--head-pool", config.head_pool), ("--skeletons", config.skeletons > 1),
-                                          ("--stem-pool", config.stem_pool > 1), ("--deployable", config.deployable != "any"))
-                 if value]
+                                          ("--stem-pool", config.stem_pool > 1),
+                                          ("--deployable", config.deployable != "any")) if value]
         if fixed:
             raise OptionError(f"{fixed[0]} shapes convolutional networks; {target.name} holds dense populations "
                               "(choose their size with --width)")

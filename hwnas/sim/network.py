@@ -377,8 +377,8 @@ class SpikingNetwork(nn.Module):
                 if xylo_neurons:
                     spikes, state[name] = xylo_lif_step(current, state[name], xylo_neurons[name])
                 elif self.neuron_model == "xylo":
-                    spikes, state[name] = xylo_float_step(current, state[name], pop.params,
-                                                          MAX_OUTPUT_SPIKES if name == self.output else MAX_HIDDEN_SPIKES)
+                    limit = MAX_OUTPUT_SPIKES if name == self.output else MAX_HIDDEN_SPIKES
+                    spikes, state[name] = xylo_float_step(current, state[name], pop.params, limit)
                 else:
                     spikes, state[name] = step(current, state[name], pop.params)
                 current_spikes[name] = spikes

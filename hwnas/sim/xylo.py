@@ -81,7 +81,8 @@ class XyloCore:
             w_in = w_in[:, :, None]
         hidden = w_in.shape[1]
         w_rec = spec.get("weights_rec")
-        w_rec = np.zeros((hidden, hidden, 1), np.int64) if w_rec is None else _integers(spec, "weights_rec", WEIGHT_RANGE)
+        w_rec = np.zeros((hidden, hidden, 1), np.int64) if w_rec is None else \
+            _integers(spec, "weights_rec", WEIGHT_RANGE)
         if w_rec.ndim == 2:
             w_rec = w_rec[:, :, None]
         hidden = w_rec.shape[0]
@@ -323,9 +324,9 @@ def hidden_order(net) -> list[str]:
 
 def lower_xylo(net) -> XyloCore:
     """A dense network in the xylo arithmetic (:meth:`~hwnas.sim.network.SpikingNetwork.set_arithmetic`) as the
-    Xylo core that computes it: its hidden populations on the hidden neurons in :func:`hidden_order`, the output population
-    on the output neurons, each connection's int8 weights in the input, recurrent or output matrix (connections
-    between the same populations add up). A :class:`LoweringError` names what a core cannot hold."""
+    Xylo core that computes it: its hidden populations on the hidden neurons in :func:`hidden_order`, the output
+    population on the output neurons, each connection's int8 weights in the input, recurrent or output matrix
+    (connections between the same populations add up). A :class:`LoweringError` names what a core cannot hold."""
     from ..sim.graph import INPUT
 
     import torch
