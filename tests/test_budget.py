@@ -84,7 +84,9 @@ def test_a_budget_trains_on_a_recorded_share_that_repeats_the_search(tmp_path, c
     again = tmp_path / "again"
     assert main(["search", *TINY, "--train-fraction", str(fraction), "--out", str(again)]) == 0
     rows = [results(folder) for folder in (budgeted, again)]
-    assert rows[0] == rows[1] and rows[0][0]["refine_accuracy"]
+    # the same results, trainings included (which cells the screening refines depends on the share this machine's
+    # speed gave: search.csv's first row need not be one)
+    assert rows[0] == rows[1] and any(row["refine_accuracy"] for row in rows[0])
     whole = tmp_path / "whole"
     assert main(["search", *TINY, "--out", str(whole)]) == 0
     assert results(whole) != rows[0]  # the share changed what was trained
