@@ -491,8 +491,10 @@ def _export_xylo(net, arch, path: Path, dt: float | None, folder: RunFolder | No
     """Write the Xylo NIR graph of a network in the xylo arithmetic and check it: read back, and, where rockpool is
     installed, mapped by rockpool onto the same core as hwnas' lowering (up to where rockpool places each
     population)."""
+    from .backends.xylo import XyloUnavailable, map_nir, same_core
     from .formats.nir import read_graph
     from .formats.xylo import DEFAULT_XYLO_DT_S, export_xylo
+    from .hw_models.targets import load_target
     from .sim.xylo import lower_xylo
 
     with folder.writing("export") if folder is not None else nullcontext():
@@ -501,13 +503,8 @@ def _export_xylo(net, arch, path: Path, dt: float | None, folder: RunFolder | No
     core = lower_xylo(net)
     wrote = (f"wrote {path}: {core.hidden} hidden and {core.outputs} output neurons, {core.inputs} inputs, for one "
              f"Xylo core (rockpool's NIR conventions)")
-    from .backends.xylo import XyloUnavailable, map_nir, same_core
-
-    target = None
-    if folder is not None and folder.search_config().get("target"):
-        from .hw_models.targets import load_target
-
-        target = load_target(folder.search_config()["target"])
+    recorded = folder.search_config().get("target") if folder is not None else None
+    target = load_target(recorded) if recorded else None  # its mapper and sizes (None: XyloAudio 3's)
     try:
         mapped, placement = map_nir(graph, target)
     except XyloUnavailable as missing:

@@ -194,15 +194,10 @@ def _core_rasters(net, record: XyloRecord, core: XyloCore, scale_out: float, hid
     population's input current summed over the steps (the hidden spikes of each step but the last, through the
     output weights, in float units)."""
     from ..sim.integer import Rasters
-
-    from ..sim.xylo import hidden_order as core_layout
+    from ..sim.xylo import hidden_layout
 
     hidden = record.hidden_spikes[:, :, hidden_order]
-    spikes, start = {}, 0
-    for name in core_layout(net):
-        size = net.populations[name].neurons
-        spikes[name] = hidden[:, :, start:start + size]
-        start += size
+    spikes = {name: hidden[:, :, first:end] for name, (first, end) in hidden_layout(net).items()}
     spikes[net.output] = record.output_spikes[:, :, output_order]
     current = hidden[:, :-1].sum(1) @ core.weights_out / scale_out
     return Rasters(spikes, current.astype(np.float64), None)

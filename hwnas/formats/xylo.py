@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..sim.graph import INPUT
-from ..sim.xylo import hidden_order, lower_xylo
+from ..sim.xylo import hidden_layout, lower_xylo
 
 DEFAULT_XYLO_DT_S = 1e-3
 PROFILE = "xylo"
@@ -42,11 +42,8 @@ def to_xylo_nir(net, arch=None, dt_s: float = DEFAULT_XYLO_DT_S):
     import nir
 
     core = lower_xylo(net)
-    hidden = hidden_order(net)
-    bounds, start = {}, 0
-    for name in hidden:
-        bounds[name] = (start, start + net.populations[name].neurons)
-        start = bounds[name][1]
+    bounds = hidden_layout(net)
+    hidden = list(bounds)
     outputs = net.populations[net.output].neurons
     nodes = {"input": nir.Input(input_type={"input": np.array([core.inputs])})}
     edges = []

@@ -322,6 +322,15 @@ def hidden_order(net) -> list[str]:
     return sorted(hidden, key=lambda name: 0 if name in fed else 2 if name in feeding else 1)
 
 
+def hidden_layout(net) -> dict[str, tuple[int, int]]:
+    """Each hidden population's neurons on the core, ``(first, end)``, in :func:`hidden_order`."""
+    layout, start = {}, 0
+    for name in hidden_order(net):
+        layout[name] = (start, start + net.populations[name].neurons)
+        start = layout[name][1]
+    return layout
+
+
 def lower_xylo(net) -> XyloCore:
     """A dense network in the xylo arithmetic (:meth:`~hwnas.sim.network.SpikingNetwork.set_arithmetic`) as the
     Xylo core that computes it: its hidden populations on the hidden neurons in :func:`hidden_order`, the output
@@ -337,9 +346,10 @@ def lower_xylo(net) -> XyloCore:
         raise LoweringError("lower a network to a Xylo core in the xylo arithmetic and timing (set_arithmetic('xylo'), "
                             "timing 'xylo')")
     scales, neurons = net.xylo_neurons()
-    hidden = hidden_order(net)
-    offsets = dict(zip(hidden, np.cumsum([0] + [net.populations[n].neurons for n in hidden]).tolist()))
-    total, inputs = int(sum(net.populations[n].neurons for n in hidden)), int(np.prod(net.input_shape))
+    layout = hidden_layout(net)
+    hidden = list(layout)
+    offsets = {name: first for name, (first, _) in layout.items()}
+    total, inputs = max((end for _, end in layout.values()), default=0), int(np.prod(net.input_shape))
     outputs = net.populations[net.output].neurons
     w_in = np.zeros((inputs, total), np.int64)
     w_rec = np.zeros((total, total), np.int64)
