@@ -491,6 +491,34 @@ def test_a_stem_pool_searches_behind_a_strided_stem_and_exports(tmp_path):
         SearchConfig(stem_pool=0)
 
 
+def test_stem_pool_auto_searches_each_skeleton_behind_both_stems(tmp_path):
+    """--stem-pool auto: the pre-flight keeps the skeleton and its twin behind a stride-2 stem (same widths,
+    stages and head pooling), candidates are drawn in both, and the report names the skeletons kept."""
+    outcome = run_search(SearchConfig(strategy="random", candidates=6, stem_pool="auto", **FAST_SEARCH), tmp_path)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["preflight"]["skeletons"] == [{"width": 4, "stages": 2, "head_pool": 1},
+                                                {"width": 4, "stages": 2, "head_pool": 1, "stem_pool": 2}]
+    assert {row.skeleton for row in outcome.rows if row.is_candidate} == {"4/4 pool1", "stem2 4/4 pool1"}
+    assert report["skeleton"]["stem_pool"] == outcome.architecture.stem_pool
+    assert report["config"]["stem_pool"] == "auto"
+    with pytest.raises(OptionError, match="--stem-pool must be a positive integer or 'auto'"):
+        SearchConfig(stem_pool="twice")
+    with pytest.raises(OptionError, match="--stem-pool auto needs two"):
+        SearchConfig(strategy="evolution", stem_pool="auto")
+
+
+def test_stem_pool_auto_leaves_out_a_twin_the_input_is_too_small_for():
+    """A twin whose input would shrink below a pixel is rejected by the pre-flight, with the reason reported."""
+    from hwnas.hw_models import load_target
+    from hwnas.nas.preflight import LIGHTEST_CELL, STEM_TWIN, choose_skeletons
+
+    base = Architecture(cell=LIGHTEST_CELL, input_shape=(1, 4, 4), num_classes=2, width=4, timesteps=2, stages=3)
+    templates, report = choose_skeletons(base, load_target("loihi2"), 4, 3, 1, stem_twin=STEM_TWIN)
+    assert [t.stem_pool for t in templates] == [1]
+    assert report["rejected"][-1]["skeleton"]["stem_pool"] == 2
+    assert "shrink" in report["rejected"][-1]["violation"]
+
+
 def test_time_left_is_estimated_from_the_trainings_run_so_far():
     from hwnas.nas.refine import TimeLeft
 

@@ -40,6 +40,13 @@ def positive_int(text: str) -> int:
     return _integer_at_least(text, 1, "positive")
 
 
+def stem_pool_option(text: str) -> int | str:
+    """argparse type of ``--stem-pool``: an integer >= 1, or ``auto``."""
+    from ..nas.config import STEM_POOL_AUTO
+
+    return STEM_POOL_AUTO if text.strip().lower() == STEM_POOL_AUTO else positive_int(text)
+
+
 def positive_int_list(text: str) -> tuple[int, ...]:
     """argparse type: comma-separated integers >= 1, e.g. ``8,16,32``."""
     return tuple(positive_int(part.strip()) for part in text.split(","))

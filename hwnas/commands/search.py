@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import OptionError
 from .common import (DEVICE_HELP, device_name, fraction_of_one, non_negative_float, non_negative_int,
-                     positive_float, positive_int, positive_int_list, seed_int)
+                     positive_float, positive_int, positive_int_list, seed_int, stem_pool_option)
 
 EXIT_INTERRUPTED = 130
 
@@ -80,10 +80,11 @@ def add_parser(commands) -> None:
     group.add_argument("--head-pool", type=positive_int, default=D.head_pool, metavar="K",
                        help="K x K pooling before the classifier (as --downsample), cutting its fan-in by K^2 "
                             "(default: the least of 1, 2, 4 that fits the target)")
-    group.add_argument("--stem-pool", type=positive_int, default=D.stem_pool, metavar="K",
+    group.add_argument("--stem-pool", type=stem_pool_option, default=D.stem_pool, metavar="K",
                        help="K x K average pooling of the input into the stem's convolution (a stride-K stem, as the "
-                            "NIR paper's N-MNIST CNN starts): every later layer K^2 times smaller (default: "
-                            "%(default)s, no pooling)")
+                            "NIR paper's N-MNIST CNN starts): every later layer K^2 times smaller; 'auto': search "
+                            "each skeleton behind a stride-1 and a stride-2 stem, the energy term and the "
+                            "refinement's trainings choose (default: %(default)s, no pooling)")
     group.add_argument("--widths", type=positive_int_list, default=D.widths, metavar="W1,W2,..",
                        help="channels of each stage, e.g. 8,16,32 (fixes the stages; widths that change need "
                             "--downsample conv, chosen when left out; default: one width throughout, or with "
@@ -240,7 +241,8 @@ def run(args: argparse.Namespace) -> int:
     skeleton = report["skeleton"]
     preflight = report["preflight"]
     width = "/".join(map(str, skeleton["widths"])) if len(set(skeleton["widths"])) > 1 else skeleton["width"]
-    print(f"  skeleton: width {width}, {skeleton['stages']} stages, {skeleton['downsample']} downsampling, head "
+    stem = f"a stride-{skeleton['stem_pool']} stem, " if skeleton.get("stem_pool", 1) > 1 else ""
+    print(f"  skeleton: {stem}width {width}, {skeleton['stages']} stages, {skeleton['downsample']} downsampling, head "
           f"pooling {skeleton['head_pool']} "
           f"(pre-flight: {preflight['verdict']}; {preflight['tried']} tried, {len(preflight['rejected'])} rejected, "
           f"{preflight['seconds']:.1f} s)")

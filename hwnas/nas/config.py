@@ -16,6 +16,7 @@ from .names import (BN_MODES, DEFAULT_REFINE, DEFAULT_REFINE_ENERGY_WEIGHT, DEFA
 # to a weight of 6 and an all-skip cell with 0.22x its energy wins from 8 on. At 4 the prune strategy already
 # trades 6.6 score points for 0.72x energy (bench/hw_fitness.py); energy does not decide alone.
 DEFAULT_ENERGY_WEIGHT = 4.0
+STEM_POOL_AUTO = "auto"  # --stem-pool auto: every skeleton with a stride-1 and with a stride-2 stem
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,9 @@ class SearchConfig:
     width: int | None = None
     stages: int | None = None
     head_pool: int | None = None
-    stem_pool: int = 1  # k > 1: the stem's convolution takes the input k x k average-pooled (a stride-k stem)
+    # k > 1: the stem's convolution takes the input k x k average-pooled (a stride-k stem); "auto": the pre-flight
+    # keeps each skeleton with a stride-1 stem and with a stride-2 one, and the search chooses between them
+    stem_pool: int | str = 1
     widths: tuple[int, ...] | None = None  # channels per stage (fixes the stages); None: one width throughout
     skeletons: int = 1  # skeletons the pre-flight keeps for the search (every candidate is a cell in one of them)
     downsample: str | None = None     # None: maxpool; conv for growing widths; avgpool when deployable is netx
@@ -73,11 +76,14 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         positive = {"candidates": self.candidates, "timesteps": self.timesteps, "repeats": self.repeats,
-                    "skeletons": self.skeletons, "population": self.population, "stem-pool": self.stem_pool,
+                    "skeletons": self.skeletons, "population": self.population,
                     "supernet_epochs": self.supernet_epochs}
         for name, value in positive.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise OptionError(f"--{name} must be a positive integer, got {value!r}")
+        if self.stem_pool != STEM_POOL_AUTO and (isinstance(self.stem_pool, bool) or not isinstance(
+                self.stem_pool, int) or self.stem_pool < 1):
+            raise OptionError(f"--stem-pool must be a positive integer or '{STEM_POOL_AUTO}', got {self.stem_pool!r}")
         for name in ("width", "stages", "head_pool"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -95,6 +101,9 @@ class SearchConfig:
         if isinstance(self.spike_lambda, bool) or not isinstance(self.spike_lambda, (int, float)) \
                 or not -10 <= self.spike_lambda <= 10:
             raise OptionError(f"--spike-lambda must be a number in [-10, 10], got {self.spike_lambda!r}")
+        if self.strategy == "evolution" and self.stem_pool == STEM_POOL_AUTO:
+            raise OptionError("--strategy evolution searches cells in one skeleton (its supernet's): --stem-pool auto "
+                              "needs two; give --stem-pool 1 or 2")
         if self.strategy == "evolution" and self.skeletons != 1:
             raise OptionError("--strategy evolution searches cells in one skeleton (its supernet's): leave "
                               "--skeletons at 1")

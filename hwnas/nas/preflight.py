@@ -36,6 +36,7 @@ HEAVIEST_DENSE_CELL = tuple(Edge(e.src, e.dst, "linear") for e in HEAVIEST_CELL)
 DENSE_WIDTHS = (64, 32, 16, 8)
 STAGE_CHOICES = (2, 3, 4)
 HEAD_POOL_CHOICES = (1, 2, 4)
+STEM_TWIN = 2  # --stem-pool auto: each kept skeleton also with its input 2 x 2 pooled into the stem (a stride-2 stem)
 MIN_WIDTH = 4
 ADVICE = {
     "fanin": "pool more before the classifier (--head-pool, --stages) or lower --width",
@@ -52,6 +53,7 @@ class Skeleton:
 
     widths: tuple[int, ...]
     head_pool: int
+    stem_pool: int = 1
 
     @property
     def stages(self) -> int:
@@ -59,12 +61,14 @@ class Skeleton:
 
     def describe(self) -> str:
         width = "/".join(map(str, self.widths)) if len(set(self.widths)) > 1 else str(self.widths[0])
-        return f"width {width}, {self.stages} stages, head pooling {self.head_pool}"
+        stem = f", a stride-{self.stem_pool} stem" if self.stem_pool > 1 else ""
+        return f"width {width}, {self.stages} stages, head pooling {self.head_pool}{stem}"
 
     def to_dict(self) -> dict:
-        """JSON-ready form (``widths`` only when they differ between stages)."""
+        """JSON-ready form (``widths`` only when they differ between stages, ``stem_pool`` only when > 1)."""
         uneven = {"widths": list(self.widths)} if len(set(self.widths)) > 1 else {}
-        return {"width": self.widths[0], "stages": self.stages, "head_pool": self.head_pool, **uneven}
+        stem = {"stem_pool": self.stem_pool} if self.stem_pool > 1 else {}
+        return {"width": self.widths[0], "stages": self.stages, "head_pool": self.head_pool, **uneven, **stem}
 
 
 def skeleton_options(input_shape: tuple[int, int, int], width: int | None, stages: int | None,
@@ -116,7 +120,7 @@ def check_skeleton(template: Architecture, target, max_cores: int | None, cell=L
 
 def choose_skeletons(base: Architecture, target, width: int | None, stages: int | None, head_pool: int | None,
                      max_cores: int | None = None, heaviest=HEAVIEST_CELL, widths: tuple[int, ...] | None = None,
-                     keep: int = 1) -> tuple[list[Architecture], dict]:
+                     keep: int = 1, stem_twin: int | None = None) -> tuple[list[Architecture], dict]:
     """The template architectures with the skeletons the search uses on ``target`` (the primary one first), and a
     report of the pre-flight.
 
@@ -124,10 +128,42 @@ def choose_skeletons(base: Architecture, target, width: int | None, stages: int 
     ``heaviest`` cell (default: a convolution on every pair; :data:`HEAVIEST_CHAIN` for a space of chains); when
     there is none, the first in which the lightest cell fits alone (then the hardware terms reject the cells that
     do not); :class:`SearchError` (one line) when not even the lightest cell fits any skeleton. A target without
-    cores takes the first ``keep``."""
+    cores takes the first ``keep``. With ``stem_twin`` k (``--stem-pool auto``), each kept skeleton's twin behind
+    a stride-k stem (the same widths, stages and head pooling, every layer k^2 times smaller) follows the kept
+    ones, where its input is large enough and the lightest cell fits it."""
     started = time.perf_counter()
-    options = skeleton_options(pooled_shape(base.input_shape, base.stem_pool), width, stages, head_pool, widths,
-                               base.downsample == "conv")
+    chosen, report = _choose(base, target, width, stages, head_pool, max_cores, heaviest, widths, keep, started)
+    if stem_twin is None:
+        return chosen, report
+    twins = []
+    for template in chosen:
+        skeleton = replace(skeleton_of(template), stem_pool=stem_twin)
+        try:
+            twin = replace(template, stem_pool=stem_twin)
+        except ArchitectureError as exc:
+            report["rejected"].append({"skeleton": skeleton.to_dict(), "rule": None, "violation": str(exc)})
+            continue
+        broken = check_skeleton(twin, target, max_cores) if target.is_hardware else []
+        if broken:
+            report["rejected"].append({"skeleton": skeleton.to_dict(), "rule": broken[0].rule,
+                                       "violation": str(broken[0])})
+            continue
+        twins.append(twin)
+        report["skeletons"].append(skeleton.to_dict())
+    report["seconds"] = time.perf_counter() - started
+    return chosen + twins, report
+
+
+def skeleton_of(template: Architecture) -> Skeleton:
+    """The macro choices of ``template``."""
+    return Skeleton(template.stage_widths, template.head_pool, template.stem_pool)
+
+
+def _choose(base: Architecture, target, width, stages, head_pool, max_cores, heaviest, widths, keep,
+            started: float) -> tuple[list[Architecture], dict]:
+    """:func:`choose_skeletons` without the stem twins."""
+    options = [replace(option, stem_pool=base.stem_pool) for option in skeleton_options(
+        pooled_shape(base.input_shape, base.stem_pool), width, stages, head_pool, widths, base.downsample == "conv")]
     if not options:
         raise SearchError(f"no skeleton: {stages or len(widths or ())} stages with head pooling {head_pool} shrink "
                           f"the {base.input_shape[1]}x{base.input_shape[2]} input below one pixel")

@@ -33,9 +33,10 @@ from ..sim.xylo_neuron import dashes
 from ..sim.ops.base import pooled_shape
 from ..sim.seeding import computing_threads, resolve_device
 from .candidates import CandidateMeasurer, CandidateScorer, restore_scores, stored_result
-from .config import SearchConfig
+from .config import STEM_POOL_AUTO, SearchConfig
 from .evaluate import Evaluator, ScoreConfig
-from .preflight import DENSE_WIDTHS, LIGHTEST_CELL, choose_dense_width, choose_skeletons, heaviest_cell_of
+from .preflight import (DENSE_WIDTHS, LIGHTEST_CELL, STEM_TWIN, choose_dense_width, choose_skeletons,
+                        heaviest_cell_of)
 from .refine import preselection_signal, refine
 from .results import rank_candidates, write_report
 from .rows import Row
@@ -73,6 +74,12 @@ def scoring_batches(config: SearchConfig, splits) -> list[torch.Tensor]:
     return batches
 
 
+def primary_stem_pool(config: SearchConfig) -> int:
+    """The stem pooling of the search's primary skeleton: ``--stem-pool``, or 1 with ``auto`` (whose stride-2
+    twins the pre-flight adds)."""
+    return 1 if config.stem_pool == STEM_POOL_AUTO else config.stem_pool
+
+
 def template_architecture(config: SearchConfig, splits, timing: str,
                           network: str = "conv") -> "Architecture | DenseArchitecture":
     """The architecture every candidate shares (data shapes, width, timesteps, neuron, timing; the skeleton the
@@ -95,11 +102,11 @@ def template_architecture(config: SearchConfig, splits, timing: str,
         cell=(Edge(0, 1, "conv3x3"), Edge(0, 2, "zero"), Edge(0, 3, "zero"), Edge(1, 2, "zero"),
               Edge(1, 3, "conv3x3"), Edge(2, 3, "zero")),
         input_shape=splits.input_shape, num_classes=splits.num_classes,
-        width=config.width or default_width(pooled_shape(splits.input_shape, config.stem_pool)),
+        width=config.width or default_width(pooled_shape(splits.input_shape, primary_stem_pool(config))),
         timesteps=config.timesteps,
         downsample=config.downsample, timing=timing, encoding=config.encoding,
         neuron=NeuronParams(du=config.du, dv=config.dv, theta=config.theta),
-        stages=config.stages or 2, head_pool=config.head_pool or 1, stem_pool=config.stem_pool,
+        stages=config.stages or 2, head_pool=config.head_pool or 1, stem_pool=primary_stem_pool(config),
     )
 
 
@@ -187,7 +194,7 @@ def _prepare_and_search(config: SearchConfig, folder: RunFolder, cache: ResultCa
     if dense:
         fixed = [name for name, value in (("--widths", config.widths), ("--stages", config.stages),
                                           ("--head-pool", config.head_pool), ("--skeletons", config.skeletons > 1),
-                                          ("--stem-pool", config.stem_pool > 1),
+                                          ("--stem-pool", config.stem_pool != 1),
                                           ("--deployable", config.deployable != "any")) if value]
         if fixed:
             raise OptionError(f"{fixed[0]} shapes convolutional networks; {target.name} holds dense populations "
@@ -204,7 +211,8 @@ def _prepare_and_search(config: SearchConfig, folder: RunFolder, cache: ResultCa
     else:
         templates, preflight = choose_skeletons(template, target, config.width, config.stages, config.head_pool,
                                                 config.max_cores, heaviest_cell_of(template, space.chains_only),
-                                                config.widths, config.skeletons)
+                                                config.widths, config.skeletons,
+                                                STEM_TWIN if config.stem_pool == STEM_POOL_AUTO else None)
     check_search_memory(config, templates)
     with folder.writing("search"):
         if not resume and folder.checkpoint.exists():  # written by a search that ran while this one started
