@@ -1,6 +1,7 @@
 import csv
 import json
 import math
+from dataclasses import replace
 
 import pytest
 from conftest import FAST_SEARCH, small_arch
@@ -508,7 +509,8 @@ def test_stem_pool_auto_searches_each_skeleton_behind_both_stems(tmp_path):
 
 
 def test_stem_pool_auto_leaves_out_a_twin_the_input_is_too_small_for():
-    """A twin whose input would shrink below a pixel is rejected by the pre-flight, with the reason reported."""
+    """A twin whose input would shrink below a pixel is rejected by the pre-flight, with the reason reported; the
+    twin of widths the pre-flight chose is twice as wide."""
     from hwnas.hw_models import load_target
     from hwnas.nas.preflight import LIGHTEST_CELL, STEM_TWIN, choose_skeletons
 
@@ -517,6 +519,25 @@ def test_stem_pool_auto_leaves_out_a_twin_the_input_is_too_small_for():
     assert [t.stem_pool for t in templates] == [1]
     assert report["rejected"][-1]["skeleton"]["stem_pool"] == 2
     assert "shrink" in report["rejected"][-1]["violation"]
+    # widths the pre-flight chose: the twin is twice as wide (the same convolution work, half the neurons)
+    digits = replace(base, input_shape=(1, 8, 8), stages=2, width=16)
+    templates, report = choose_skeletons(digits, load_target("loihi2"), None, None, None, stem_twin=STEM_TWIN)
+    assert [(t.stem_pool, t.width) for t in templates] == [(1, 16), (2, 32)]
+    assert report["skeletons"][1] == {"width": 32, "stages": 2, "head_pool": 1, "stem_pool": 2}
+
+
+def test_each_skeletons_best_candidate_reaches_the_rungs():
+    """The screening keeps the best k by screened fitness, except that a skeleton none of whose cells made it
+    sends its best one (in the place of the last kept): with one skeleton, the first k as ever."""
+    from hwnas.nas.refine import best_of_each_skeleton
+    from hwnas.nas.rows import Row
+
+    ranked = [Row(index=i, kind="cell", cell=f"c{i}", score=0.0, degenerate=False, fitness=-i, skeleton=skeleton)
+              for i, skeleton in enumerate(["8/8 pool1"] * 5 + ["stem2 8/8 pool1"] * 3)]
+    assert [r.index for r in best_of_each_skeleton(ranked, 3)] == [0, 1, 5]
+    assert [r.index for r in best_of_each_skeleton(ranked[:5], 3)] == [0, 1, 2]
+    assert [r.index for r in best_of_each_skeleton(ranked, 8)] == list(range(8))
+    assert [r.index for r in best_of_each_skeleton(ranked, 1)] == [0]  # more skeletons than places: the best
 
 
 def test_time_left_is_estimated_from_the_trainings_run_so_far():

@@ -129,29 +129,44 @@ def choose_skeletons(base: Architecture, target, width: int | None, stages: int 
     there is none, the first in which the lightest cell fits alone (then the hardware terms reject the cells that
     do not); :class:`SearchError` (one line) when not even the lightest cell fits any skeleton. A target without
     cores takes the first ``keep``. With ``stem_twin`` k (``--stem-pool auto``), each kept skeleton's twin behind
-    a stride-k stem (the same widths, stages and head pooling, every layer k^2 times smaller) follows the kept
-    ones, where its input is large enough and the lightest cell fits it."""
+    a stride-k stem follows the kept ones: the same stages and head pooling, every layer k^2 times smaller, and k
+    times its widths (the same convolution work; the same widths where that does not fit, or where the user fixed
+    them), where its input is large enough and the lightest cell fits it."""
     started = time.perf_counter()
     chosen, report = _choose(base, target, width, stages, head_pool, max_cores, heaviest, widths, keep, started)
     if stem_twin is None:
         return chosen, report
     twins = []
     for template in chosen:
-        skeleton = replace(skeleton_of(template), stem_pool=stem_twin)
-        try:
-            twin = replace(template, stem_pool=stem_twin)
-        except ArchitectureError as exc:
-            report["rejected"].append({"skeleton": skeleton.to_dict(), "rule": None, "violation": str(exc)})
-            continue
-        broken = check_skeleton(twin, target, max_cores) if target.is_hardware else []
-        if broken:
-            report["rejected"].append({"skeleton": skeleton.to_dict(), "rule": broken[0].rule,
-                                       "violation": str(broken[0])})
-            continue
-        twins.append(twin)
-        report["skeletons"].append(skeleton.to_dict())
+        # widths chosen by the pre-flight: k times wider first, which keeps every convolution's multiply-accumulates
+        # (k^2 fewer pixels, k^2 times the channel pairs) and halves the neurons at k = 2; then the same widths
+        factors = (stem_twin, 1) if width is None and widths is None else (1,)
+        for factor in factors:
+            twin, reason = _stem_twin(template, stem_twin, factor, target, max_cores)
+            if reason is None:
+                twins.append(twin)
+                report["skeletons"].append(skeleton_of(twin).to_dict())
+                break
+            report["rejected"].append(reason)
     report["seconds"] = time.perf_counter() - started
     return chosen + twins, report
+
+
+def _stem_twin(template: Architecture, stem_pool: int, factor: int, target,
+               max_cores: int | None) -> tuple[Architecture | None, dict | None]:
+    """``template`` behind a stride-``stem_pool`` stem with ``factor`` times its widths, and None; or None and the
+    pre-flight's record of why it cannot be (too small an input, a rule the lightest cell breaks)."""
+    widths = tuple(w * factor for w in template.stage_widths)
+    skeleton = Skeleton(widths, template.head_pool, stem_pool)
+    try:
+        twin = replace(template, stem_pool=stem_pool, width=widths[0],
+                       widths=widths if len(set(widths)) > 1 else ())
+    except ArchitectureError as exc:
+        return None, {"skeleton": skeleton.to_dict(), "rule": None, "violation": str(exc)}
+    broken = check_skeleton(twin, target, max_cores) if target.is_hardware else []
+    if broken:
+        return None, {"skeleton": skeleton.to_dict(), "rule": broken[0].rule, "violation": str(broken[0])}
+    return twin, None
 
 
 def skeleton_of(template: Architecture) -> Skeleton:

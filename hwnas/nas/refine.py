@@ -43,14 +43,34 @@ def refined_fitness(val_accuracy: float, energy_j: float | None, energy_weight: 
 
 
 def refine_pool(rows: list[Row], k: int) -> list[Row]:
-    """The ``k`` usable (non-degenerate, feasible) candidate rows of highest fitness, one per cell and skeleton."""
+    """The ``k`` usable (non-degenerate, feasible) candidate rows of highest fitness, one per cell and skeleton,
+    each skeleton's best among them."""
     best: dict[tuple[str, str], Row] = {}
     for row in rows:
         if row.is_candidate and row.usable:
             key = (row.cell, row.skeleton)
             if key not in best or row.fitness > best[key].fitness:
                 best[key] = row
-    return sorted(best.values(), key=lambda r: (-r.fitness, r.index))[:k]
+    return best_of_each_skeleton(sorted(best.values(), key=lambda r: (-r.fitness, r.index)), k)
+
+
+def best_of_each_skeleton(ranked: list[Row], k: int) -> list[Row]:
+    """The first ``k`` of ``ranked`` (best first, order kept), except that each skeleton's best row is among them
+    (the best ``k`` skeletons' when there are more): a skeleton whose cells all learn more slowly in a short
+    training (a stride-2 stem's, measured on MNIST-saccades) still reaches the rungs and the refined front. With
+    one skeleton, the first ``k``."""
+    firsts: dict[str, Row] = {}
+    for row in ranked:
+        firsts.setdefault(row.skeleton, row)
+    reserved = {id(row) for row in list(firsts.values())[:k]}
+    kept, room = [], k - len(reserved)
+    for row in ranked:
+        if id(row) in reserved:
+            kept.append(row)
+        elif room > 0:
+            kept.append(row)
+            room -= 1
+    return kept
 
 
 def halving_rungs(k: int, epochs: int) -> list[tuple[int, int]]:
@@ -134,7 +154,8 @@ def preselection_signal(config) -> str:
 def screen(config, pool: list[Row], scorer, splits, weight: float,
            keep: Callable[[str, dict], dict]) -> tuple[list[Row], dict]:
     """Train every row of ``pool`` on ``config.screen_fraction`` of an epoch (cached in the checkpoint) and keep
-    the ``config.refine`` of highest screened fitness. Returns them and the screening's record for the report.
+    the ``config.refine`` of highest screened fitness, each skeleton's best among them
+    (:func:`best_of_each_skeleton`). Returns them and the screening's record for the report.
 
     A whole epoch when the first halving rung trains one epoch (``--refine-epochs 1``) is that rung's training (the
     same seeded weights and data order): it is cached under the rung's key with its state (``keep(key, result)``
@@ -158,7 +179,7 @@ def screen(config, pool: list[Row], scorer, splits, weight: float,
             else scorer.measurer.screen_training(cell, row.skeleton, fraction, splits)), clock)
         row.screen_accuracy = cached["val_accuracy"]
         row.screen_fitness = refined_fitness(row.screen_accuracy, cached.get("energy_j") or row.energy_j, weight)
-    kept = sorted(pool, key=lambda r: (-r.screen_fitness, r.index))[:config.refine]
+    kept = best_of_each_skeleton(sorted(pool, key=lambda r: (-r.screen_fitness, r.index)), config.refine)
     record = {"screened": len(pool), "fraction": fraction, "kept": len(kept),
               "cells": [{"cell": r.cell, "skeleton": r.skeleton, "fitness": r.fitness,
                          "val_accuracy": r.screen_accuracy, "screen_fitness": r.screen_fitness,
