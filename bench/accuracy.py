@@ -12,9 +12,9 @@ arithmetic), exported to NIR and validated in Lava:
 * ``search``: ``hwnas search --target loihi2`` with its defaults on the same data, then its winner trained;
 * ``search --stem-pool 2 --width 16``: the same search behind a stride-2 stem (the input average-pooled into the
   stem's convolution, as the NIR paper's CNN starts with a strided convolution), 16 channels;
-* ``search --stem-pool 2 --width 8``: the same at 8 channels (the stride-2 twin of the full-size default skeleton);
+* ``search --stem-pool 2 --width 8``: the same at 8 channels (the full-size default skeleton's widths);
 * ``search --stem-pool auto``: the default search over each skeleton behind a stride-1 and a stride-2 stem (the
-  same widths, stages and head pooling), the energy term and the refinement's trainings choosing between them;
+  same stages and head pooling, twice the widths), the energy term and the refinement's trainings choosing;
 * ``search --strategy evolution``: AutoSNN's spike-aware evolution over a one-shot supernet instead of pruning;
 * ``chain (search skeleton)``: a hand-designed chain of three 3x3 convolutions per stage in the winner's own
   skeleton (widths, stages, head pooling): what the searched cell adds over the plainest cell;

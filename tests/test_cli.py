@@ -40,6 +40,7 @@ def test_search_command_writes_run_folder_and_prints_winner(tmp_path, capsys):
 @pytest.mark.parametrize("argv,message", [
     (["search", "--timesteps", "0"], "--timesteps: must be a positive integer"),
     (["search", "--candidates", "many"], "'many' is not an integer"),
+    (["search", "--stem-pool", "twice"], "--stem-pool: must be a positive integer or 'auto', got 'twice'"),
     (["search", "--dataset", "imagenet"], "unknown dataset 'imagenet'"),
     (["search", "--dataset", "nmnist", "--data-dir", "."], "no dataset at"),
     (["search", "--target", "tpu"], "unknown target 'tpu'"),

@@ -504,6 +504,7 @@ def test_stem_pool_auto_searches_each_skeleton_behind_both_stems(tmp_path):
     assert report["config"]["stem_pool"] == "auto"
     with pytest.raises(OptionError, match="--stem-pool must be a positive integer or 'auto'"):
         SearchConfig(stem_pool="twice")
+    assert SearchConfig(stem_pool="AUTO").stem_pool == "auto"
     with pytest.raises(OptionError, match="--stem-pool auto needs two"):
         SearchConfig(strategy="evolution", stem_pool="auto")
 
@@ -519,6 +520,14 @@ def test_stem_pool_auto_leaves_out_a_twin_the_input_is_too_small_for():
     assert [t.stem_pool for t in templates] == [1]
     assert report["rejected"][-1]["skeleton"]["stem_pool"] == 2
     assert "shrink" in report["rejected"][-1]["violation"]
+    # no skeleton fits at full resolution within 2 cores: the stride-2 stem's own skeleton is the search's
+    small = replace(base, input_shape=(1, 16, 16), stages=2, width=16)
+    with pytest.raises(SearchError, match="no skeleton fits loihi"):
+        choose_skeletons(small, load_target("loihi"), None, None, None, max_cores=2)
+    templates, report = choose_skeletons(small, load_target("loihi"), None, None, None, max_cores=2,
+                                         stem_twin=STEM_TWIN)
+    assert [t.skeleton_key for t in templates] == ["stem2 4/4 pool1"]
+    assert report["verdict"] == "every cell fits; only behind a stride-2 stem"
     # widths the pre-flight chose: the twin is twice as wide (the same convolution work, half the neurons)
     digits = replace(base, input_shape=(1, 8, 8), stages=2, width=16)
     templates, report = choose_skeletons(digits, load_target("loihi2"), None, None, None, stem_twin=STEM_TWIN)

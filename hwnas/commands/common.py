@@ -44,7 +44,12 @@ def stem_pool_option(text: str) -> int | str:
     """argparse type of ``--stem-pool``: an integer >= 1, or ``auto``."""
     from ..nas.config import STEM_POOL_AUTO
 
-    return STEM_POOL_AUTO if text.strip().lower() == STEM_POOL_AUTO else positive_int(text)
+    if text.strip().lower() == STEM_POOL_AUTO:
+        return STEM_POOL_AUTO
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer or '{STEM_POOL_AUTO}', got '{text}'") from None
 
 
 def positive_int_list(text: str) -> tuple[int, ...]:

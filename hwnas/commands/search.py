@@ -80,7 +80,7 @@ def add_parser(commands) -> None:
     group.add_argument("--head-pool", type=positive_int, default=D.head_pool, metavar="K",
                        help="K x K pooling before the classifier (as --downsample), cutting its fan-in by K^2 "
                             "(default: the least of 1, 2, 4 that fits the target)")
-    group.add_argument("--stem-pool", type=stem_pool_option, default=D.stem_pool, metavar="K",
+    group.add_argument("--stem-pool", type=stem_pool_option, default=D.stem_pool, metavar="K|auto",
                        help="K x K average pooling of the input into the stem's convolution (a stride-K stem, as the "
                             "NIR paper's N-MNIST CNN starts): every later layer K^2 times smaller; 'auto': search "
                             "each skeleton behind a stride-1 and a stride-2 stem, the energy term and the "

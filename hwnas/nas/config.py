@@ -81,6 +81,8 @@ class SearchConfig:
         for name, value in positive.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise OptionError(f"--{name} must be a positive integer, got {value!r}")
+        if isinstance(self.stem_pool, str) and self.stem_pool.strip().lower() == STEM_POOL_AUTO:
+            object.__setattr__(self, "stem_pool", STEM_POOL_AUTO)
         if self.stem_pool != STEM_POOL_AUTO and (isinstance(self.stem_pool, bool) or not isinstance(
                 self.stem_pool, int) or self.stem_pool < 1):
             raise OptionError(f"--stem-pool must be a positive integer or '{STEM_POOL_AUTO}', got {self.stem_pool!r}")

@@ -130,43 +130,63 @@ def choose_skeletons(base: Architecture, target, width: int | None, stages: int 
     do not); :class:`SearchError` (one line) when not even the lightest cell fits any skeleton. A target without
     cores takes the first ``keep``. With ``stem_twin`` k (``--stem-pool auto``), each kept skeleton's twin behind
     a stride-k stem follows the kept ones: the same stages and head pooling, every layer k^2 times smaller, and k
-    times its widths (the same convolution work; the same widths where that does not fit, or where the user fixed
-    them), where its input is large enough and the lightest cell fits it."""
+    times its widths (the same convolution work; the same widths where every cell fits only those, or where the user
+    fixed them), where its input is large enough and the lightest cell fits it. When no skeleton fits at full
+    resolution, the stride-k stem's own skeletons (widths chosen for the pooled input) are the search's."""
     started = time.perf_counter()
-    chosen, report = _choose(base, target, width, stages, head_pool, max_cores, heaviest, widths, keep, started)
+    try:
+        chosen, report = _choose(base, target, width, stages, head_pool, max_cores, heaviest, widths, keep, started)
+    except SearchError as full_resolution:
+        if stem_twin is None:
+            raise
+        # no full-resolution skeleton fits: the stride-2 stem's own (widths chosen for the pooled input) alone
+        try:
+            chosen, report = _choose(replace(base, stem_pool=stem_twin), target, width, stages, head_pool,
+                                     max_cores, heaviest, widths, keep, started)
+        except (SearchError, ArchitectureError):
+            raise full_resolution from None
+        report["verdict"] += f"; only behind a stride-{stem_twin} stem"
+        return chosen, report
     if stem_twin is None:
         return chosen, report
-    twins = []
+    twins, names = [], {template.skeleton_key for template in chosen}
     for template in chosen:
         # widths chosen by the pre-flight: k times wider first, which keeps every convolution's multiply-accumulates
-        # (k^2 fewer pixels, k^2 times the channel pairs) and halves the neurons at k = 2; then the same widths
+        # (k^2 fewer pixels, k^2 times the channel pairs) and halves the neurons at k = 2; then the same widths.
+        # The first in which every cell fits, else the first in which the lightest does.
         factors = (stem_twin, 1) if width is None and widths is None else (1,)
-        for factor in factors:
-            twin, reason = _stem_twin(template, stem_twin, factor, target, max_cores)
-            if reason is None:
-                twins.append(twin)
-                report["skeletons"].append(skeleton_of(twin).to_dict())
-                break
-            report["rejected"].append(reason)
+        tried = [_stem_twin(template, stem_twin, factor, target, max_cores, heaviest) for factor in factors]
+        usable = [(twin, heavy) for twin, heavy, reason in tried if twin is not None]
+        report["rejected"] += [reason for twin, _, reason in tried if twin is None]
+        if not usable:
+            continue
+        twin = next((twin for twin, heavy in usable if heavy), usable[0][0])
+        if twin.skeleton_key not in names:
+            names.add(twin.skeleton_key)
+            twins.append(twin)
+            report["skeletons"].append(skeleton_of(twin).to_dict())
     report["seconds"] = time.perf_counter() - started
     return chosen + twins, report
 
 
-def _stem_twin(template: Architecture, stem_pool: int, factor: int, target,
-               max_cores: int | None) -> tuple[Architecture | None, dict | None]:
-    """``template`` behind a stride-``stem_pool`` stem with ``factor`` times its widths, and None; or None and the
-    pre-flight's record of why it cannot be (too small an input, a rule the lightest cell breaks)."""
+def _stem_twin(template: Architecture, stem_pool: int, factor: int, target, max_cores: int | None,
+               heaviest) -> tuple[Architecture | None, bool, dict | None]:
+    """``template`` behind a stride-``stem_pool`` stem with ``factor`` times its widths, whether ``heaviest`` fits
+    it too, and None; or None, False and the pre-flight's record of why it cannot be (too small an input, a rule
+    the lightest cell breaks)."""
     widths = tuple(w * factor for w in template.stage_widths)
     skeleton = Skeleton(widths, template.head_pool, stem_pool)
     try:
         twin = replace(template, stem_pool=stem_pool, width=widths[0],
                        widths=widths if len(set(widths)) > 1 else ())
     except ArchitectureError as exc:
-        return None, {"skeleton": skeleton.to_dict(), "rule": None, "violation": str(exc)}
-    broken = check_skeleton(twin, target, max_cores) if target.is_hardware else []
+        return None, False, {"skeleton": skeleton.to_dict(), "rule": None, "violation": str(exc)}
+    if not target.is_hardware:
+        return twin, True, None
+    broken = check_skeleton(twin, target, max_cores)
     if broken:
-        return None, {"skeleton": skeleton.to_dict(), "rule": broken[0].rule, "violation": str(broken[0])}
-    return twin, None
+        return None, False, {"skeleton": skeleton.to_dict(), "rule": broken[0].rule, "violation": str(broken[0])}
+    return twin, not check_skeleton(twin, target, max_cores, heaviest), None
 
 
 def skeleton_of(template: Architecture) -> Skeleton:

@@ -21,8 +21,8 @@ def rank_candidates(rows: list[Row]) -> None:
     """Number the candidate rows best first, as the search chose: rows the refinement trained come first (those
     that reached a later rung first, then by refined fitness), so that its winner has rank 1; the others follow by
     :func:`~hwnas.nas.rows.sort_key`. ``preselect_rank`` numbers them in the order that chose which candidates
-    to refine (the screened ones first, by screened fitness; the rest by that key), so a winner's place before
-    its refinement shows."""
+    to refine (the screened ones first, by screened fitness; the rest by that key; with several skeletons each
+    skeleton's best is refined whatever its place), so a winner's place before its refinement shows."""
     def final_key(row: Row) -> tuple:
         if row.usable and row.refine_fitness is not None:
             return (0, -(row.refine_epochs or 0), -row.refine_fitness, row.index)
