@@ -509,6 +509,15 @@ def test_stem_pool_auto_searches_each_skeleton_behind_both_stems(tmp_path):
         SearchConfig(strategy="evolution", stem_pool="auto")
 
 
+def test_the_command_line_says_how_many_skeletons_it_searched(tmp_path, capsys):
+    from conftest import SMALL_SEARCH
+
+    from hwnas.cli import main
+
+    assert main(["search", *SMALL_SEARCH, "--stem-pool", "auto", "--out", str(tmp_path / "run")]) == 0
+    assert "(pre-flight: every cell fits; 2 skeletons searched, " in capsys.readouterr().out
+
+
 def test_stem_pool_auto_leaves_out_a_twin_the_input_is_too_small_for():
     """A twin whose input would shrink below a pixel is rejected by the pre-flight, with the reason reported; the
     twin of widths the pre-flight chose is twice as wide."""

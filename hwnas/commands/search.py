@@ -83,8 +83,9 @@ def add_parser(commands) -> None:
     group.add_argument("--stem-pool", type=stem_pool_option, default=D.stem_pool, metavar="K|auto",
                        help="K x K average pooling of the input into the stem's convolution (a stride-K stem, as the "
                             "NIR paper's N-MNIST CNN starts): every later layer K^2 times smaller; 'auto': search "
-                            "each skeleton behind a stride-1 and a stride-2 stem, the energy term and the "
-                            "refinement's trainings choose (default: %(default)s, no pooling)")
+                            "each skeleton also behind a stride-2 stem at twice its widths (the same convolution "
+                            "work, half the neurons), the energy term and the refinement's trainings choose "
+                            "(default: %(default)s, no pooling)")
     group.add_argument("--widths", type=positive_int_list, default=D.widths, metavar="W1,W2,..",
                        help="channels of each stage, e.g. 8,16,32 (fixes the stages; widths that change need "
                             "--downsample conv, chosen when left out; default: one width throughout, or with "
@@ -242,10 +243,11 @@ def run(args: argparse.Namespace) -> int:
     preflight = report["preflight"]
     width = "/".join(map(str, skeleton["widths"])) if len(set(skeleton["widths"])) > 1 else skeleton["width"]
     stem = f"a stride-{skeleton['stem_pool']} stem, " if skeleton.get("stem_pool", 1) > 1 else ""
+    kept = preflight.get("skeletons", [])
+    searched = f"{len(kept)} skeletons searched, " if len(kept) > 1 else ""
     print(f"  skeleton: {stem}width {width}, {skeleton['stages']} stages, {skeleton['downsample']} downsampling, head "
-          f"pooling {skeleton['head_pool']} "
-          f"(pre-flight: {preflight['verdict']}; {preflight['tried']} tried, {len(preflight['rejected'])} rejected, "
-          f"{preflight['seconds']:.1f} s)")
+          f"pooling {skeleton['head_pool']} (pre-flight: {preflight['verdict']}; {searched}{preflight['tried']} tried, "
+          f"{len(preflight['rejected'])} rejected, {preflight['seconds']:.1f} s)")
     signal = report.get("signal", {})
     if signal.get("refine"):
         chosen = next(r for r in signal["pool"] if (r["cell"], r["skeleton"]) == (winner.cell, winner.skeleton))
