@@ -154,14 +154,17 @@ def choose_skeletons(base: Architecture, target, width: int | None, stages: int 
         # widths chosen by the pre-flight: k times wider first, which keeps every convolution's multiply-accumulates
         # (k^2 fewer pixels, k^2 times the channel pairs) and halves the neurons at k = 2; then the same widths.
         # The first in which every cell fits, else the first in which the lightest does.
-        factors = (stem_twin, 1) if width is None and widths is None else (1,)
-        tried = [_stem_twin(template, stem_twin, factor, target, max_cores, heaviest) for factor in factors]
-        usable = [(twin, heavy) for twin, heavy, reason in tried if twin is not None]
-        report["rejected"] += [reason for twin, _, reason in tried if twin is None]
-        if not usable:
-            continue
-        twin = next((twin for twin, heavy in usable if heavy), usable[0][0])
-        if twin.skeleton_key not in names:
+        twin = None
+        for factor in (stem_twin, 1) if width is None and widths is None else (1,):
+            candidate, heavy, reason = _stem_twin(template, stem_twin, factor, target, max_cores, heaviest)
+            if candidate is None:
+                report["rejected"].append(reason)
+                continue
+            if twin is None or heavy:
+                twin = candidate
+            if heavy:  # every cell fits: no narrower twin is tried
+                break
+        if twin is not None and twin.skeleton_key not in names:
             names.add(twin.skeleton_key)
             twins.append(twin)
             report["skeletons"].append(skeleton_of(twin).to_dict())
