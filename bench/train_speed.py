@@ -31,6 +31,7 @@ from hwnas.arch.builder import build_network  # noqa: E402
 from hwnas.arch.genotype import Architecture, parse_cell_key  # noqa: E402
 from hwnas.data.splits import encode_batch  # noqa: E402
 from hwnas.sim.fused import plain_operations  # noqa: E402
+from hwnas.sim.layout import standard_layout  # noqa: E402
 from hwnas.sim.quantize import WeightFormat  # noqa: E402
 from hwnas.sim.seeding import build_seeded, resolve_device  # noqa: E402
 
@@ -55,21 +56,30 @@ def median_seconds(run, repeats: int, device: torch.device, warm: bool = True) -
     return sorted(times)[len(times) // 2]
 
 
-def fused_against_plain(run, repeats: int, device: torch.device) -> tuple[float, float, float]:
-    """Median seconds of ``run()`` with hwnas' fused CPU kernels and with torch's operations
-    (:func:`hwnas.sim.fused.plain_operations`), the two alternated in this process, and the median of the paired
-    ratios (fused / plain): a comparison that the shared machine's drifting speed leaves alone."""
+def alternated(run, other, repeats: int, device: torch.device) -> tuple[float, float, float]:
+    """Median seconds of ``run()`` as hwnas runs it and inside the context ``other()`` (torch's operations in place
+    of the fused kernels, or the standard layout), the two alternated in this process, and the median of the
+    paired ratios (hwnas' / other): a comparison that the shared machine's drifting speed leaves alone."""
     run()
-    with plain_operations():
+    with other():
         run()
-    fused_times, plain_times = [], []
+    own_times, other_times = [], []
     for _ in range(repeats):
-        fused_times.append(median_seconds(run, 0, device, warm=False))
-        with plain_operations():
-            plain_times.append(median_seconds(run, 0, device, warm=False))
-    ratios = sorted(a / b for a, b in zip(fused_times, plain_times))
+        own_times.append(median_seconds(run, 0, device, warm=False))
+        with other():
+            other_times.append(median_seconds(run, 0, device, warm=False))
+    ratios = sorted(a / b for a, b in zip(own_times, other_times))
     middle = len(ratios) // 2
-    return sorted(fused_times)[middle], sorted(plain_times)[middle], ratios[middle]
+    return sorted(own_times)[middle], sorted(other_times)[middle], ratios[middle]
+
+
+def compared(run, repeats: int, device: torch.device) -> tuple[tuple, tuple | None]:
+    """:func:`alternated` against torch's operations and against the standard layout (on the CPU; on a GPU hwnas
+    runs torch's operations in the standard layout, and both comparisons are the same run)."""
+    if device.type != "cpu":
+        seconds = median_seconds(run, repeats, device)
+        return (seconds, seconds, 1.0), None
+    return alternated(run, plain_operations, repeats, device), alternated(run, standard_layout, repeats, device)
 
 
 def training_step(net, optimizer, x, y, arch, generator):
@@ -140,7 +150,7 @@ def main() -> None:
     lower_bound = {name: median_seconds(convolutions_alone(calls, device, layout), args.repeats, device)
                    for name, layout in (("standard", torch.contiguous_format), ("channels_last", torch.channels_last))}
     best_layout = min(lower_bound, key=lower_bound.get)
-    rows = [("float (batch-norm)", *fused_against_plain(step, args.repeats, device))]
+    rows = [("float (batch-norm)", *compared(step, args.repeats, device))]
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
@@ -155,14 +165,14 @@ def main() -> None:
     net.set_arithmetic("loihi", fmt, True)
     net.train()
     optimizer = torch.optim.Adam(net.parameters(), lr=2e-4)
-    rows.append(("loihi fixed point (QAT)", *fused_against_plain(training_step(net, optimizer, x, y, arch, generator),
-                                                                 args.repeats, device)))
+    rows.append(("loihi fixed point (QAT)", *compared(training_step(net, optimizer, x, y, arch, generator),
+                                                      args.repeats, device)))
     print(f"{arch.key}, width {arch.width}, {arch.stages} stages, input {list(shape)}, T {arch.timesteps} + "
           f"{net.latency_steps} latency steps, batch {args.batch}, {len(calls)} convolution calls per step; "
           f"{device}, {args.threads} thread(s)")
     print(f"its convolutions alone (forward + backward): {1000 * lower_bound['standard']:.1f} ms standard layout, "
           f"{1000 * lower_bound['channels_last']:.1f} ms channels_last")
-    for label, seconds, plain, ratio in rows:
+    for label, (seconds, plain, ratio), layouts in rows:
         per_image = seconds / args.batch
         print(f"{label:26s} {1000 * seconds:8.1f} ms per batch, {1000 * per_image:6.2f} ms per image "
               f"(~{per_image * EPOCH_IMAGES:.0f} s per epoch of {EPOCH_IMAGES} images); "
@@ -170,6 +180,9 @@ def main() -> None:
         if device.type == "cpu":
             print(f"{'':26s} with torch's operations instead of the fused kernels {1000 * plain:.1f} ms; "
                   f"fused / torch's = {ratio:.2f} (median of {args.repeats} alternated pairs)")
+            _, standard, ratio = layouts
+            print(f"{'':26s} in the standard layout instead of channels_last {1000 * standard:.1f} ms; "
+                  f"channels_last / standard = {ratio:.2f} (median of {args.repeats} alternated pairs)")
     print(f"{time.strftime('%Y-%m-%d')}, {platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}"
           + (f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""))
     if args.profile:

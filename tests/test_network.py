@@ -177,3 +177,60 @@ def test_simulator_matches_literal_reference(timing, bn_shift, cell):
     if bn_shift and timing == "pipelined":
         arrival = net.arrival_steps()  # activity before the input could arrive, driven by the BN offset
         assert any(fast[name][: int(arrival[name])].any() for name in net.order)
+
+
+def _two_layouts(net, x):
+    """One forward pass in the CPU's channels_last layout and one in the standard layout (recorded, no grad)."""
+    from hwnas.sim.layout import standard_layout
+
+    with torch.no_grad():
+        fast = net(x, record=True)
+        with standard_layout():
+            standard = net(x, record=True)
+    return fast, standard
+
+
+def test_channels_last_simulation_keeps_the_chip_arithmetic_exact_and_floats_within_rounding():
+    from hwnas.sim.quantize import WeightFormat
+
+    # 2 x 34 x 34 at 16 channels: a shape where oneDNN's channels_last convolutions round otherwise
+    arch = small_arch(FEEDBACK, input_shape=(2, 34, 34), width=16)
+    g = torch.Generator().manual_seed(4)
+    x = torch.bernoulli(torch.full((4, 8, 2, 34, 34), 0.3), generator=g)
+    net = build_seeded(lambda: build_network(arch), 0, "layout")
+    net.train()
+    fast, standard = _two_layouts(net, x)
+    assert torch.allclose(fast.logits, standard.logits, rtol=0.05, atol=0.05)
+    flipped = sum(int((fast.codes[n] != standard.codes[n]).sum()) for n in fast.codes)
+    spikes = sum(int(standard.codes[n].sum()) for n in fast.codes)
+    assert spikes > 1000 and flipped < 0.02 * spikes  # float rounding flips a few spikes near the threshold
+    net.eval()
+    net.fold_batchnorm()
+    net.set_arithmetic("loihi", WeightFormat(bits=8), True)
+    fast, standard = _two_layouts(net, x)
+    assert torch.equal(fast.logits, standard.logits) and fast.activity.to_dict() == standard.activity.to_dict()
+    assert all(torch.equal(fast.codes[n], standard.codes[n]) for n in fast.codes)
+    assert sum(int(c.sum()) for c in fast.codes.values()) > 1000
+
+
+def test_observe_sees_every_population_and_step_as_recorded():
+    from hwnas.sim.layout import batch_rows
+
+    x = strong_input()
+    net = build_seeded(lambda: build_network(small_arch(FEEDBACK)), 0, "observe")
+    net.train()
+    seen = {}
+
+    def observe(name, t, spikes):
+        seen[(name, t)] = None if spikes is None else batch_rows(spikes).sum(1)
+
+    with torch.no_grad():
+        recorded = net(x, record=True)
+        observed = net(x, observe=observe)
+    assert observed.codes is None and observed.activity.to_dict() == recorded.activity.to_dict()
+    steps = x.shape[0] + recorded.latency_steps
+    assert set(seen) == {(name, t) for name in net.populations for t in range(steps)}
+    for (name, t), counts in seen.items():
+        expected = recorded.codes[name][t].sum(1)
+        assert torch.equal(counts, expected) if counts is not None else not expected.any()
+    assert any(counts is None for counts in seen.values())  # a pipelined layer sleeps until activity arrives

@@ -104,3 +104,20 @@ def test_rate_calibration_brings_every_population_to_the_target_rate(bn_mode):
         assert abs(reached[name] - 0.2) < 0.05, (name, reached[name], before[name])
     with pytest.raises(ValueError, match="target firing rate"):
         calibrate_firing(net, batch, 1.5)
+
+
+def test_step_grams_give_the_terms_of_recorded_codes_bit_for_bit():
+    from hwnas.nas.scores import StepGrams
+
+    codes = [c.float() for c in random_codes(7, [(5, 12, 40), (3, 12, 7)])]
+    codes[0][2] = 0.0  # a silent step, given to StepGrams as None
+    grams = StepGrams(12, torch.device("cpu"))
+    for number, population in enumerate(codes):
+        permutation = torch.randperm(population.shape[2], generator=torch.Generator().manual_seed(number))
+        for step in population:
+            silent = number == 0 and not step.any()
+            grams.add(number, None if silent else step[:, permutation], population.shape[2])  # any neuron order
+    terms = [grams.terms(0), grams.terms(1)]
+    assert grams.terms(2) is None
+    for name in SCORES:
+        assert score_codes(name, terms) == score_codes(name, codes)

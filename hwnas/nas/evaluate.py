@@ -9,11 +9,12 @@ from dataclasses import asdict, dataclass
 import torch
 
 from ..errors import OptionError
-from ..sim.network import SpikingNetwork
+from ..sim.layout import batch_rows
+from ..sim.network import SimOutput, SpikingNetwork
 from ..sim.seeding import pick_device
 from .names import BN_MODES
 from .rate_init import calibrate_firing
-from .scores import SCORES, ScoreResult, score_codes
+from .scores import SCORES, ScoreResult, StepGrams, score_codes
 
 
 @dataclass(frozen=True)
@@ -71,26 +72,15 @@ class Evaluator:
         if self.config.target_rate is not None:
             calibrate_firing(net, self.batches[0], self.config.target_rate)
         steps = self.batches[0].shape[0]
-        arrival = net.arrival_steps()
         if self.config.reset_state:
-            runs = [(net(batch, record=True), [0]) for batch in self.batches]
-        else:
+            runs = [self._scored_run(net, batch, [0], steps) for batch in self.batches]
+        else:  # one continuous stream: the repeats' windows start every `steps` steps
             stream = torch.cat(self.batches, dim=0)
-            runs = [(net(stream, record=True), [r * steps for r in range(len(self.batches))])]
-        results: list[ScoreResult] = []
-        activity = None
-        for output, offsets in runs:
-            activity = output.activity if activity is None else activity.merge(output.activity)
-            for offset in offsets:
-                code_sets = []
-                for name, codes in output.codes.items():
-                    if math.isinf(arrival[name]):
-                        continue  # a population no input can reach carries no information
-                    first = offset + int(arrival[name])
-                    window = codes[first: first + steps]
-                    if window.shape[0]:
-                        code_sets.append(window)
-                results.append(score_codes(self.config.score, code_sets))
+            runs = [self._scored_run(net, stream, [r * steps for r in range(len(self.batches))], steps)]
+        activity = runs[0][0].activity
+        for output, _ in runs[1:]:
+            activity = activity.merge(output.activity)
+        results = [result for _, scored in runs for result in scored]
         totals = activity.totals_per_sample()
         degenerate = [r for r in results if r.degenerate]
         score = -math.inf if degenerate else sum(r.score for r in results) / len(results)
@@ -107,3 +97,26 @@ class Evaluator:
             "seconds": time.perf_counter() - start,
             "activity": activity,
         }
+
+    def _scored_run(self, net: SpikingNetwork, inputs: torch.Tensor, offsets: list[int],
+                    steps: int) -> tuple[SimOutput, list[ScoreResult]]:
+        """Simulate ``inputs`` and score, for each offset, every population reachable from the input over the
+        ``steps`` steps from offset + its arrival step; the codes' Gram terms are gathered while simulating
+        (:class:`~hwnas.nas.scores.StepGrams`), the codes themselves never kept."""
+        arrival = net.arrival_steps()
+        windows = {name: [(number, offset + int(arrival[name])) for number, offset in enumerate(offsets)]
+                   for name in net.populations if not math.isinf(arrival[name])}  # unreachable: no information
+        grams = StepGrams(inputs.shape[1], inputs.device)
+
+        def observe(name: str, t: int, spikes: torch.Tensor | None) -> None:
+            for number, first in windows.get(name, ()):
+                if first <= t < first + steps:
+                    grams.add((number, name), None if spikes is None else batch_rows(spikes),
+                              net.populations[name].neurons)
+
+        output = net(inputs, observe=observe)
+        scored = []
+        for number in range(len(offsets)):
+            code_sets = [grams.terms((number, name)) for name in net.populations]
+            scored.append(score_codes(self.config.score, [terms for terms in code_sets if terms is not None]))
+        return output, scored

@@ -52,20 +52,54 @@ class ScoreResult:
 
 def _gram_terms(codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """For codes (S, B, N) in {0,1}: spike counts r (S, B) and Hamming distances H (S, B, B), in float64.
-
     The products run in float32 (exact for integer counts below 2^24); the kernel arithmetic after them runs in
     float64, because log|det K| of a nearly rank-one K amplifies float32 round-off into score noise.
     """
     x = codes.float()
-    r = x.sum(-1)
-    gram = torch.bmm(x, x.transpose(1, 2))
-    r, gram = r.double(), gram.double()
+    return hamming_terms(x.sum(-1), torch.bmm(x, x.transpose(1, 2)))
+
+
+def hamming_terms(counts: torch.Tensor, gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Spike counts r (S, B) and Hamming distances H (S, B, B) in float64, from the counts and the Gram matrices
+    x x^T (S, B, B) of the codes (whole numbers, so any order of summation gives the same)."""
+    r, gram = counts.double(), gram.double()
     hamming = r.unsqueeze(2) + r.unsqueeze(1) - 2.0 * gram
     return r, hamming.clamp_min(0.0)
 
 
-def _accumulate(code_sets: list[torch.Tensor], kernel_of) -> tuple[torch.Tensor, torch.Tensor, int, int, int]:
-    """Sum ``kernel_of(r, hamming, n)`` (a (S, B, B) kernel per step) over all populations and steps.
+class StepGrams:
+    """The terms of the scores gathered step by step, without keeping the codes: per code set (a population's
+    window of steps), each step's spike counts and Gram matrix (:meth:`add`); :meth:`terms` gives what
+    :func:`_gram_terms` gives for the same codes, bit for bit. The neurons may come in any order."""
+
+    def __init__(self, batch: int, device: torch.device) -> None:
+        self.batch, self.device = batch, device
+        self._steps: dict[object, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+        self._neurons: dict[object, int] = {}
+
+    def add(self, key, codes: torch.Tensor | None, neurons: int) -> None:
+        """One step of code set ``key``: ``codes`` (B, N) in {0,1}, or None for a silent step."""
+        if codes is None:
+            counts = torch.zeros(self.batch, device=self.device)
+            gram = torch.zeros(self.batch, self.batch, device=self.device)
+        else:
+            x = codes.float()
+            counts, gram = x.sum(1), x @ x.T
+        self._steps.setdefault(key, []).append((counts, gram))
+        self._neurons[key] = neurons
+
+    def terms(self, key) -> tuple[torch.Tensor, torch.Tensor, int] | None:
+        """r (S, B), H (S, B, B) and N of code set ``key``, or None when it got no step."""
+        steps = self._steps.get(key)
+        if not steps:
+            return None
+        r, hamming = hamming_terms(torch.stack([c for c, _ in steps]), torch.stack([g for _, g in steps]))
+        return r, hamming, self._neurons[key]
+
+
+def _accumulate(code_sets: list, kernel_of) -> tuple[torch.Tensor, torch.Tensor, int, int, int]:
+    """Sum ``kernel_of(r, hamming, n)`` (a (S, B, B) kernel per step) over all populations and steps; each code
+    set is codes (S, B, N) or the terms (r, hamming, N) of :class:`StepGrams`.
 
     Returns the summed kernel, the summed Hamming distances, the number of (population, step) pairs, the number
     of codes scored and how many of them were silent.
@@ -73,8 +107,12 @@ def _accumulate(code_sets: list[torch.Tensor], kernel_of) -> tuple[torch.Tensor,
     total = total_h = None
     pairs = silent = scored = 0
     for codes in code_sets:
-        steps, batch, n = codes.shape
-        r, hamming = _gram_terms(codes)
+        if isinstance(codes, torch.Tensor):
+            r, hamming = _gram_terms(codes)
+            n = codes.shape[2]
+        else:
+            r, hamming, n = codes
+        steps, batch = r.shape
         kernel, h = kernel_of(r, hamming, n).sum(0), hamming.sum(0)
         total = kernel if total is None else total + kernel
         total_h = h if total_h is None else total_h + h
@@ -86,8 +124,9 @@ def _accumulate(code_sets: list[torch.Tensor], kernel_of) -> tuple[torch.Tensor,
     return total, total_h, pairs, scored, silent
 
 
-def sahd_kernel(code_sets: list[torch.Tensor]) -> KernelStats:
-    """SAHD kernel: mean over populations and steps of N - 0.5 H / (E + 1e-3); ``code_sets`` holds (S, B, N) codes."""
+def sahd_kernel(code_sets: list) -> KernelStats:
+    """SAHD kernel: mean over populations and steps of N - 0.5 H / (E + 1e-3); ``code_sets`` holds (S, B, N) codes
+    or :meth:`StepGrams.terms`."""
 
     def per_step(r: torch.Tensor, hamming: torch.Tensor, n: int) -> torch.Tensor:
         expected = r.unsqueeze(2) + r.unsqueeze(1) - 2.0 * r.unsqueeze(2) * r.unsqueeze(1) / n
@@ -97,13 +136,13 @@ def sahd_kernel(code_sets: list[torch.Tensor]) -> KernelStats:
     return KernelStats(total / pairs, total_h, scored, silent)
 
 
-def naswot_kernel(code_sets: list[torch.Tensor]) -> KernelStats:
+def naswot_kernel(code_sets: list) -> KernelStats:
     """NASWOT kernel of the concatenated codes: total code length minus total Hamming distance."""
     total, total_h, _, scored, silent = _accumulate(code_sets, lambda r, hamming, n: n - hamming)
     return KernelStats(total, total_h, scored, silent)
 
 
-SCORES: dict[str, Callable[[list[torch.Tensor]], KernelStats]] = {"sahd": sahd_kernel, "naswot": naswot_kernel}
+SCORES: dict[str, Callable[[list], KernelStats]] = {"sahd": sahd_kernel, "naswot": naswot_kernel}
 
 
 def logdet_score(stats: KernelStats) -> ScoreResult:
@@ -123,8 +162,8 @@ def logdet_score(stats: KernelStats) -> ScoreResult:
     return ScoreResult(float(eigenvalues.log().sum()), False, "", silent_share, 0)
 
 
-def score_codes(name: str, code_sets: list[torch.Tensor]) -> ScoreResult:
-    """Compute registered score ``name`` on per-population codes (S, B, N)."""
+def score_codes(name: str, code_sets: list) -> ScoreResult:
+    """Compute registered score ``name`` on per-population codes (S, B, N) or their :meth:`StepGrams.terms`."""
     if name not in SCORES:
         raise KeyError(name)
     return logdet_score(SCORES[name](code_sets))

@@ -15,6 +15,7 @@ and SynSense's simulator.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from contextlib import contextmanager
 import math
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from torch import nn
 from .activity import ActivityStats, LayerActivity
 from .batchnorm import StepBatchNorm2d
 from .graph import INPUT, Connection, Population, StepPlan, check_timing, topological_order
+from .layout import channels_last_applies, steps_channels_last, zeros
 from .neuron import ARITHMETICS, LIFState, count_active, lif_step, loihi_lif_step
 from .ops import Synapse
 from .quantize import WEIGHT_SCALE, WeightFormat, XyloScale
@@ -293,13 +295,20 @@ class SpikingNetwork(nn.Module):
 
     # ----- simulation --------------------------------------------------------------------------------------
     def forward(self, inputs: torch.Tensor, record: bool = False,  # type: ignore[override]
-                timing: str | None = None, plan: StepPlan | None = None) -> SimOutput:
+                timing: str | None = None, plan: StepPlan | None = None,
+                observe: Callable[[str, int, torch.Tensor | None], None] | None = None) -> SimOutput:
         """Run ``inputs`` of shape (T, B, *input_shape) for T + latency steps in ``timing`` (default: the
         network's own), or by a given step ``plan``; ``record`` keeps every population's spikes
-        (``SimOutput.codes``)."""
+        (``SimOutput.codes``). ``observe(population, step, spikes)`` is called for every population at every step
+        with its spikes (B, *shape), detached, in the simulation's memory layout (:mod:`hwnas.sim.layout`), or None
+        for a step the population sleeps through (all silent): what needs the spikes without keeping them all (the
+        search's scores)."""
         if inputs.dim() != 2 + len(self.input_shape) or tuple(inputs.shape[2:]) != self.input_shape:
             raise ValueError(f"expected input (T, B, {', '.join(map(str, self.input_shape))}), got {tuple(inputs.shape)}")
         plan = plan or self.plan(timing)
+        channels_last = channels_last_applies(inputs)  # see hwnas.sim.layout
+        if channels_last:
+            inputs = steps_channels_last(inputs)
         batchnorms = [m for m in self.modules() if isinstance(m, StepBatchNorm2d) and m.pooled] if self.training else []
         for batchnorm in batchnorms:
             batchnorm.start_pass()
@@ -314,7 +323,8 @@ class SpikingNetwork(nn.Module):
         xylo_scales, xylo_neurons = self.xylo_neurons() if self.arithmetic == "xylo" else ({}, {})
         if xylo_neurons:  # a Xylo core's input: whole spike counts, at most 15 per channel and step
             inputs = inputs.round().clamp(0, MAX_INPUT_SPIKES)
-        fanout = {name: f.flatten().to(inputs.dtype) for name, f in self.fanout_maps().items()}
+        # float64: synaptic-op counts are whole numbers, exact in any order of summation
+        fanout = {name: f.flatten().to(torch.float64) for name, f in self.fanout_maps().items()}
         zeros_in = torch.zeros_like(inputs[0])
 
         # A population whose inputs all map silence to exactly zero current (and that has no bias) stays at rest
@@ -330,7 +340,7 @@ class SpikingNetwork(nn.Module):
         state: dict[str, LIFState] = {}
         previous: dict[str, torch.Tensor] = {INPUT: zeros_in}
         for name, pop in self.populations.items():
-            blank = inputs.new_zeros((batch, *pop.shape))
+            blank = zeros((batch, *pop.shape), inputs, channels_last)
             previous[name] = blank
             # one zero tensor for u and v: the steps read the state, never write into it (loihi: 1/4096 units)
             rest = blank.double() if loihi or xylo_neurons else blank
@@ -353,12 +363,16 @@ class SpikingNetwork(nn.Module):
                     current_spikes[name] = previous[name]  # still all zeros
                     for counter in counters[name]:
                         counter.append(no_count)
+                    if observe is not None:
+                        observe(name, t, None)
                     continue
                 current, owned = None, False
                 for synapse, src, delayed, key in incoming[name]:
                     if delayed and t == 0 and plan.silent_first_step:
                         continue
                     contribution = synapse(previous[src] if delayed else current_spikes[src])
+                    if channels_last and contribution.dim() == 4:  # from a one-channel source: standard layout
+                        contribution = contribution.contiguous(memory_format=torch.channels_last)
                     if key in chip:
                         contribution = chip_current(contribution, *chip[key])
                     elif xylo_neurons:  # whole weight units: the sum of int8 weights times spike counts
@@ -384,12 +398,14 @@ class SpikingNetwork(nn.Module):
                 current_spikes[name] = spikes
                 with torch.no_grad():
                     counters[name][1].append(count_active(spikes, state[name], pop.params))
+                    if observe is not None:
+                        observe(name, t, spikes.detach())
                     if record:  # spike and synaptic-op counts come from the codes after the loop, in one go
-                        codes[name][t] = spikes.detach().reshape(batch, -1)
+                        codes[name][t].view(spikes.shape).copy_(spikes.detach())  # one pass from any layout
                     else:
-                        spike_sum = spikes.detach().reshape(batch, -1).sum(0)
+                        spike_sum = spikes.detach().sum(0).reshape(-1)  # whole numbers: exact in any order
                         counters[name][0].append(spike_sum.sum())
-                        counters[name][2].append(torch.dot(spike_sum, fanout[name]))
+                        counters[name][2].append(torch.dot(spike_sum.double(), fanout[name]))
                 if name == self.output:
                     logits = logits + current.reshape(batch, -1)  # a conv-shaped output population too
                     out_spikes = out_spikes + spikes.reshape(batch, -1)
@@ -400,12 +416,12 @@ class SpikingNetwork(nn.Module):
                 for name, stacked in codes.items():
                     per_step = stacked.sum(1)  # (steps, neurons), summed over the batch
                     counters[name][0][:] = per_step.sum(1).unbind()
-                    counters[name][2][:] = (per_step @ fanout[name]).unbind()
+                    counters[name][2][:] = (per_step.double() @ fanout[name]).unbind()
         with torch.no_grad():  # the input layer: non-zero input values and the synaptic ops they cause
             present = (inputs != 0).sum(1, dtype=inputs.dtype).reshape(steps_in, -1)
             padding = [no_count] * latency
             counters[INPUT] = (list(present.sum(1).unbind()) + padding, [no_count] * total_steps,
-                               list((present @ fanout[INPUT]).unbind()) + padding)
+                               list((present.double() @ fanout[INPUT]).unbind()) + padding)
         for batchnorm in batchnorms:  # running statistics: this pass's steps pooled (see hwnas.sim.batchnorm)
             batchnorm.commit()
         activity = self._activity(counters, batch, total_steps)

@@ -109,6 +109,8 @@ class LIFState(NamedTuple):
 
     u: torch.Tensor
     v: torch.Tensor
+    # the step's active neurons (count_active), where the step counted them on its way (the fused kernels)
+    active: torch.Tensor | None = None
 
 
 class _SpikeFunction(torch.autograd.Function):
@@ -153,10 +155,11 @@ def lif_step(current: torch.Tensor, state: LIFState, params: NeuronParams) -> tu
     # is a tensor of its own (else autograd would sum the gradients of v's uses in another order, rounding otherwise)
     if fused.applies(v) and not (training and (v is u or v is current)):
         if training:
-            s, v = fused.SpikeReset.apply(v, params.theta, params.surrogate_slope)
+            s, v, active = fused.SpikeReset.apply(v, params.theta, params.surrogate_slope)
         else:
-            s, v = fused.spike_and_reset(v, params.theta)
-    elif training:
+            s, v, active = fused.spike_and_reset(v, params.theta)
+        return s, LIFState(u, v, active if params.du == 1.0 else None)
+    if training:
         s = spike(v - params.theta, params.surrogate_slope)
         v = v * (1.0 - s)
     else:
@@ -173,6 +176,8 @@ def count_active(spikes: torch.Tensor, state: LIFState, params: NeuronParams) ->
     After the step v is 0 exactly where the neuron fired, so v + s is non-zero exactly where v was before reset:
     where du = 1 that is the non-zero v plus the spikes, counted without a tensor for their sum.
     """
+    if state.active is not None:
+        return state.active
     if params.du == 1.0:
         return torch.count_nonzero(state.v) + torch.count_nonzero(spikes)
     return torch.count_nonzero((state.v + spikes).abs() + state.u.abs())
@@ -195,8 +200,9 @@ class _LoihiStep(torch.autograd.Function):
         ctx.constants = (keep_u, keep_v, threshold, slope, current.dtype)
         ctx.fused = fused.applies(current, u_prev, v_prev)
         if ctx.fused:
-            spikes, u, v_out, v_kept, flags = fused.loihi_forward(current, u_prev, v_prev, keep_u, keep_v, wrap, bias,
-                                                                  threshold, STATE_LIMIT, keep_for_backward=True)
+            spikes, u, v_out, v_kept, flags, _ = fused.loihi_forward(current, u_prev, v_prev, keep_u, keep_v, wrap,
+                                                                     bias, threshold, STATE_LIMIT,
+                                                                     keep_for_backward=True)
             ctx.save_for_backward(v_kept, flags)
             return spikes, u, v_out
         # torch.trunc is x - fmod(x, 1) (the form ONNX can express) to the bit, but for the sign of a zero
@@ -264,9 +270,10 @@ def loihi_lif_step(current: torch.Tensor, state: LIFState, params: NeuronParams)
                                         params.surrogate_slope)
         return spikes, LIFState(u, v)
     if fused.applies(current, state.u, state.v):  # overflow wraps, as below
-        spikes, u, v, _, _ = fused.loihi_forward(current, state.u, state.v, keep_u, keep_v, True, bias, threshold,
-                                                 STATE_LIMIT, keep_for_backward=False)
-        return spikes, LIFState(u, v)
+        spikes, u, v, _, _, active = fused.loihi_forward(current, state.u, state.v, keep_u, keep_v, True, bias,
+                                                         threshold, STATE_LIMIT, keep_for_backward=False,
+                                                         count_u=params.du != 1.0)
+        return spikes, LIFState(u, v, active)
     drive = current.double() * STATE_UNIT
     u = drive if keep_u == 0 else _truncate(state.u * (keep_u / DECAY_UNITY)) + drive
     if not (torch.is_grad_enabled() and u.requires_grad):  # overflow wraps as on the chip (never trained through)
