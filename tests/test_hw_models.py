@@ -265,3 +265,20 @@ def test_the_mapper_stores_each_connection_in_its_own_bits(tmp_path):
     assert conv.kernel_weights() == int((deployed != 0).sum()) <= conv.conv.weight.numel() - weight.numel() // 4
     assert sum(b.synapse_bits for bs in map_network(net, shared).blocks.values() for b in bs) < \
         sum(b.synapse_bits for bs in dense.blocks.values() for b in bs)
+
+
+def test_a_block_cut_from_a_hint_ends_where_bisection_ends():
+    from hwnas.hw_models.mapping import _Memo, _Placement
+
+    arch = small_arch(FEEDBACK, input_shape=(2, 34, 34), width=16)
+    net = build_network(arch)
+    placement = _Placement(net, load_target("loihi2"), {}, _Memo())
+    ends = 0
+    for layer in net.order:
+        total = net.populations[layer].neurons
+        for start in range(0, total, max(1, total // 7)):
+            plain = placement.fitting_block(layer, start)
+            for hint in (1, 2, 50, 300, plain[0] - start - 1, plain[0] - start, plain[0] - start + 1, total):
+                assert placement.fitting_block(layer, start, hint) == plain
+            ends += plain[0] < placement.longest_block(layer, start)  # the fan-in axons cut it
+    assert ends > 0

@@ -174,8 +174,8 @@ def map_network(net: SpikingNetwork, target: Target, attempts: int = 6, stop_ear
         return map_dense_core(net, target)
     limit = target.core.fanout_axons
     caps: dict[str, int] = {}
-    axon_cache: dict[tuple[str, int, int], int] = {}  # input axons per block, for every attempt (few layers change)
-    mapping = _map_once(net, target, caps, stop_early, core_budget, axon_cache)
+    memo = _Memo()  # what every attempt would count again (few layers change between attempts)
+    mapping = _map_once(net, target, caps, stop_early, core_budget, memo)
     for _ in range(attempts - 1):
         overloaded = [core for core in mapping.cores if core.axons_out > limit]
         if not mapping.complete or not overloaded:
@@ -191,17 +191,29 @@ def map_network(net: SpikingNetwork, target: Target, attempts: int = 6, stop_ear
                     changed = True
         if not changed:
             break
-        mapping = _map_once(net, target, caps, axon_cache=axon_cache)
+        mapping = _map_once(net, target, caps, memo=memo)
     return mapping
 
 
+@dataclass
+class _Memo:
+    """What one mapping's attempts share: the input axons of blocks (by layer, start, stop), the spikes' reach onto
+    blocks (by connection and destination block), and the per-layer synapse counts and synaptic-op shares, which
+    do not depend on the blocks."""
+
+    axons: dict = field(default_factory=dict)
+    reach: dict = field(default_factory=dict)
+    stored: tuple | None = None
+    shares: dict | None = None
+
+
 def _map_once(net: SpikingNetwork, target: Target, caps: dict[str, int], stop_early: bool = False,
-              core_budget: int | None = None, axon_cache: dict | None = None) -> Mapping:
+              core_budget: int | None = None, memo: _Memo | None = None) -> Mapping:
     """One placement, in its phases (:class:`_Placement`); ``caps`` limits the neurons per block of some layers
-    (and keeps their cores unshared); ``axon_cache`` keeps the input axons of blocks already counted (by layer,
-    start, stop). With ``stop_early``, a network that breaks a per-neuron rule or needs more cores than the chip
+    (and keeps their cores unshared); ``memo`` keeps what earlier attempts counted (:class:`_Memo`). With ``stop_early``, a network that breaks a per-neuron rule or needs more cores than the chip
     (or ``core_budget``) by the cheap estimates returns an incomplete mapping at once."""
-    placement = _Placement(net, target, caps, axon_cache)
+    memo = memo or _Memo()
+    placement = _Placement(net, target, caps, memo)
     placement.check_neuron_rules()
     if stop_early and placement.violations:
         return placement.incomplete()
@@ -211,18 +223,19 @@ def _map_once(net: SpikingNetwork, target: Target, caps: dict[str, int], stop_ea
         return placement.incomplete()
     blocks = placement.cut_blocks()
     cores = placement.pack_cores(blocks)
-    routes = _route(net, target, placement.shapes, blocks, cores)
+    routes = _route(net, target, placement.shapes, blocks, cores, memo.reach)
     placement.check_fanout(cores)
-    return Mapping(target, cores, blocks, routes, _synop_shares(net, placement.shapes), placement.violations)
+    return Mapping(target, cores, blocks, routes, placement.synop_shares(), placement.violations)
 
 
 class _Placement:
     """The state of one placement of a network's layers onto cores: per layer the prefix sums of stored synapse
     bits (per neuron, in the layer's order), the incoming synapses, and the rules broken so far."""
 
-    def __init__(self, net: SpikingNetwork, target: Target, caps: dict[str, int], axon_cache: dict | None):
+    def __init__(self, net: SpikingNetwork, target: Target, caps: dict[str, int], memo: _Memo):
         self.net, self.target, self.caps = net, target, caps
-        self.axon_cache = {} if axon_cache is None else axon_cache
+        self.memo = memo
+        self.axon_cache = memo.axons
         self.core_spec, self.chip = target.core, target.chip
         self.shapes = {INPUT: net.input_shape, **{name: pop.shape for name, pop in net.populations.items()}}
         connections = net.active_connections()
@@ -237,13 +250,20 @@ class _Placement:
             self.reach_kinds[name] = {src: [_reach_kind(synapse) for synapse in synapses]
                                       for src, synapses in self.by_source[name].items()}
         self.violations: list[ConstraintError] = []
-        self.prefixes, self.conv_prefixes, self.shared, self.widest = _stored_synapses(net, target, self.shapes,
-                                                                                        self.incoming)
+        if memo.stored is None:
+            memo.stored = _stored_synapses(net, target, self.shapes, self.incoming)
+        self.prefixes, self.conv_prefixes, self.shared, self.widest = memo.stored
+
+    def synop_shares(self) -> dict[str, dict[str, float]]:
+        """:func:`_synop_shares` of the network, counted once per mapping."""
+        if self.memo.shares is None:
+            self.memo.shares = _synop_shares(self.net, self.shapes)
+        return self.memo.shares
 
     def incomplete(self) -> Mapping:
         """The mapping of a network refused before its blocks were placed."""
         return Mapping(self.target, [], {}, {layer: Route() for layer in self.net.order},
-                       _synop_shares(self.net, self.shapes), self.violations, complete=False)
+                       self.synop_shares(), self.violations, complete=False)
 
     def note(self, check) -> None:
         """Run ``check``; a broken rule is recorded once per rule and layer."""
@@ -301,13 +321,22 @@ class _Placement:
         conv = float(self.conv_prefixes[layer][stop] - self.conv_prefixes[layer][start])
         return int(stored + min(self.shared[layer], conv))
 
-    def fitting_block(self, layer: str, start: int) -> tuple[int, int]:
-        """(end, input axons) of the longest block from ``start`` that also fits the core's fan-in axons."""
+    def fitting_block(self, layer: str, start: int, hint: int = 0) -> tuple[int, int]:
+        """(end, input axons) of the longest block from ``start`` that also fits the core's fan-in axons; ``hint``:
+        a likely length (the layer's previous block), tried first."""
         fanin = self.core_spec.fanin_axons
         stop = self.longest_block(layer, start)
         axons = self.input_axons(layer, start, stop)
         if axons > fanin and stop > start + 1:  # shorten by bisection until the axons fit
             low, high = start + 1, stop - 1
+            guess = start + hint
+            if low < guess < high:  # input axons grow with the block: the same end as bisecting, in fewer counts
+                if self.input_axons(layer, start, guess) > fanin:
+                    high = guess - 1
+                elif self.input_axons(layer, start, guess + 1) > fanin:
+                    low = high = guess
+                else:
+                    low = guess + 1
             while low < high:
                 middle = (low + high + 1) // 2
                 if self.input_axons(layer, start, middle) <= fanin:
@@ -370,7 +399,8 @@ class _Placement:
             blocks[layer] = []
             start = 0
             while start < total:
-                stop, axons = self.fitting_block(layer, start)
+                previous = blocks[layer][-1].neurons if blocks[layer] else 0
+                stop, axons = self.fitting_block(layer, start, previous)
                 blocks[layer].append(Block(layer, start, stop, -1, axons, self.block_bits(layer, start, stop)))
                 start = stop
         return blocks
@@ -515,19 +545,24 @@ def _stored_synapses(net: SpikingNetwork, target: Target, shapes: dict, incoming
 
 
 def _route(net: SpikingNetwork, target: Target, shapes: dict, blocks: dict[str, list[Block]],
-           cores: list[Core]) -> dict[str, Route]:
+           cores: list[Core], reach: dict | None = None) -> dict[str, Route]:
     """Per layer, the messages, energy and time one spike costs to reach the cores of its destinations; adds each
-    core's output axons (one per destination core a neuron reaches)."""
+    core's output axons (one per destination core a neuron reaches). ``reach`` keeps, by connection and destination
+    block, which source neurons reach the block (for the next attempt)."""
+    reach = {} if reach is None else reach
     connections = net.active_connections()
     routes = {layer: Route() for layer in net.order}
     for layer in net.order:
-        outgoing = [(net.synapses[c.module_key], c.dst) for c in connections if c.src == layer]
+        outgoing = [(c.module_key, c.dst) for c in connections if c.src == layer]
         if not outgoing:
             continue
         reached_per_core: dict[int, torch.Tensor] = {}
-        for synapse, dst in outgoing:
+        for key, dst in outgoing:
             for block in blocks[dst]:
-                hit = synapse.transpose_count(block_mask(shapes[dst], block.start, block.stop), shapes[layer]) > 0
+                if (key, block.start, block.stop) not in reach:
+                    reach[key, block.start, block.stop] = net.synapses[key].transpose_count(
+                        block_mask(shapes[dst], block.start, block.stop), shapes[layer]) > 0
+                hit = reach[key, block.start, block.stop]
                 previous = reached_per_core.get(block.core)
                 reached_per_core[block.core] = hit if previous is None else (previous | hit)
         total = math.prod(shapes[layer])
