@@ -84,7 +84,8 @@ class StepGrams:
             gram = torch.zeros(self.batch, self.batch, device=self.device)
         else:
             x = codes.float()
-            counts, gram = x.sum(1), x @ x.T
+            gram = x @ x.T
+            counts = gram.diagonal().clone()  # x_i . x_i of 0/1 codes: each sample's spike count, exactly
         self._steps.setdefault(key, []).append((counts, gram))
         self._neurons[key] = neurons
 

@@ -28,7 +28,7 @@ from .batchnorm import StepBatchNorm2d
 from .graph import INPUT, Connection, Population, StepPlan, check_timing, topological_order
 from .layout import channels_last_applies, steps_channels_last, zeros
 from .neuron import ARITHMETICS, LIFState, count_active, lif_step, loihi_lif_step
-from .ops import Synapse
+from .ops import Identity, Synapse
 from .quantize import WEIGHT_SCALE, WeightFormat, XyloScale
 from .xylo_neuron import (MAX_HIDDEN_SPIKES, MAX_INPUT_SPIKES, MAX_OUTPUT_SPIKES, WEIGHT_MAX, XyloNeuron,
                           xylo_float_step, xylo_lif_step)
@@ -379,7 +379,9 @@ class SpikingNetwork(nn.Module):
                         scaled = contribution * xylo_scales[name]
                         contribution = scaled + (torch.round(scaled.detach()) - scaled.detach())
                     if current is None:
-                        current = contribution  # may be another population's spikes (a skip): not written into
+                        current = contribution
+                        # a skip's contribution is another population's spikes: not written into
+                        owned = not isinstance(synapse, Identity) or key in chip
                     elif owned and not torch.is_grad_enabled():
                         current.add_(contribution)  # the same sum, without a fresh tensor
                     else:
