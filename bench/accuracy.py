@@ -10,6 +10,7 @@ Rows, each trained with ``hwnas train`` (the same float epochs, then the same QA
 arithmetic), exported to NIR and validated in Lava:
 
 * ``search``: ``hwnas search --target loihi2`` with its defaults on the same data, then its winner trained;
+* ``search --width 16``: the same search at 16 channels where the pre-flight would choose the widths;
 * ``search --stem-pool 2 --width 16``: the same search behind a stride-2 stem (the input average-pooled into the
   stem's convolution, as the NIR paper's CNN starts with a strided convolution), 16 channels;
 * ``search --stem-pool 2 --width 8``: the same at 8 channels (the full-size default skeleton's widths);
@@ -64,8 +65,9 @@ CHAIN = "0-1:conv3x3 0-2:zero 0-3:zero 1-2:conv3x3 1-3:zero 2-3:conv3x3"
 PAPER_CNN = Path(__file__).resolve().parent / "data" / "nir_paper_cnn_sinabs.nir"  # see bench/data/README.md
 # the search with other options: (folder, row label, options added to the default search)
 # rows besides the default search's, by the name --rows takes
-ROWS = ("search-stem2-w16", "search-stem2-w8", "search-stem-auto", "search-evolution", "chain-skeleton", "chain-widest", "paper-cnn")
-SEARCH_VARIANTS = [("search-stem2-w16", "search --stem-pool 2 --width 16", ["--stem-pool", "2", "--width", "16"]),
+ROWS = ("search-w16", "search-stem2-w16", "search-stem2-w8", "search-stem-auto", "search-evolution", "chain-skeleton", "chain-widest", "paper-cnn")
+SEARCH_VARIANTS = [("search-w16", "search --width 16", ["--width", "16"]),
+                   ("search-stem2-w16", "search --stem-pool 2 --width 16", ["--stem-pool", "2", "--width", "16"]),
                    ("search-stem2-w8", "search --stem-pool 2 --width 8", ["--stem-pool", "2", "--width", "8"]),
                    ("search-stem-auto", "search --stem-pool auto", ["--stem-pool", "auto"]),
                    ("search-evolution", "search --strategy evolution", ["--strategy", "evolution"])]
