@@ -121,3 +121,36 @@ def test_step_grams_give_the_terms_of_recorded_codes_bit_for_bit():
     assert grams.terms(2) is None
     for name in SCORES:
         assert score_codes(name, terms) == score_codes(name, codes)
+
+
+@pytest.mark.parametrize("reset_state", [True, False])  # False: one stream, a window per repeat
+def test_the_evaluator_scores_what_the_recorded_codes_score(reset_state):
+    """Scores gathered while simulating (StepGrams) equal scores of the recorded codes' windows: each population
+    reachable from the input, over T steps from each repeat's offset plus its arrival step."""
+    from conftest import FEEDBACK, small_arch
+
+    from hwnas.arch.builder import build_network
+    from hwnas.nas.evaluate import Evaluator, ScoreConfig
+    from hwnas.sim.seeding import build_seeded
+
+    arch = small_arch(FEEDBACK, input_shape=(2, 12, 12), width=6)
+    g = torch.Generator().manual_seed(8)
+    batches = [torch.bernoulli(torch.full((4, 10, 2, 12, 12), 0.3), generator=g) for _ in range(2)]
+    for name in SCORES:
+        config = ScoreConfig(score=name, batch_size=10, repeats=2, reset_state=reset_state)
+        net = build_seeded(lambda: build_network(arch), 0, "evaluator")
+        scored = Evaluator(batches, config, torch.device("cpu")).evaluate(net)
+        net = build_seeded(lambda: build_network(arch), 0, "evaluator")
+        net.train()
+        arrival = net.arrival_steps()
+        runs = [(batch, [0]) for batch in batches] if reset_state else [(torch.cat(batches), [0, 4])]
+        results = []
+        with torch.no_grad():
+            for inputs, offsets in runs:
+                codes = net(inputs, record=True).codes
+                for offset in offsets:
+                    windows = [codes[p][offset + int(arrival[p]): offset + int(arrival[p]) + 4] for p in codes
+                               if not math.isinf(arrival[p])]
+                    results.append(score_codes(name, [w for w in windows if w.shape[0]]))
+        assert scored["score"] == sum(r.score for r in results) / len(results)
+        assert not scored["degenerate"] and math.isfinite(scored["score"])
