@@ -104,6 +104,7 @@ def test_an_infinite_membrane_resets_as_torch_computes_it():
     spikes, state = lif_step(v, LIFState(torch.zeros_like(v), torch.zeros_like(v)), NeuronParams(dv=1.0))
     assert torch.equal(spikes, plain[0]) and torch.allclose(state.v, plain[1].v, equal_nan=True)
     assert torch.isnan(state.v[0, 0]) and bool(state.v[0, 1] == float("-inf"))
+    assert int(state.active) == int(count_active(plain[0], plain[1], NeuronParams(dv=1.0)))  # NaN counts, -0.0 not
 
 
 def test_the_fused_kernels_leave_gpus_tracing_and_other_dtypes_to_torch():

@@ -545,11 +545,11 @@ def _stored_synapses(net: SpikingNetwork, target: Target, shapes: dict, incoming
 
 
 def _route(net: SpikingNetwork, target: Target, shapes: dict, blocks: dict[str, list[Block]],
-           cores: list[Core], reach: dict | None = None) -> dict[str, Route]:
+           cores: list[Core], reach: dict) -> dict[str, Route]:
     """Per layer, the messages, energy and time one spike costs to reach the cores of its destinations; adds each
     core's output axons (one per destination core a neuron reaches). ``reach`` keeps, by connection and destination
-    block, which source neurons reach the block (for the next attempt)."""
-    reach = {} if reach is None else reach
+    block, which source neurons reach the block (for the next attempt; never written into: ``|`` below makes new
+    tensors)."""
     connections = net.active_connections()
     routes = {layer: Route() for layer in net.order}
     for layer in net.order:

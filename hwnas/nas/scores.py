@@ -78,14 +78,14 @@ class StepGrams:
         self._neurons: dict[object, int] = {}
 
     def add(self, key, codes: torch.Tensor | None, neurons: int) -> None:
-        """One step of code set ``key``: ``codes`` (B, N) in {0,1}, or None for a silent step."""
+        """One step of code set ``key``: ``codes`` (B, N), spikes per neuron (0/1, or counts for a Xylo neuron), or
+        None for a silent step."""
         if codes is None:
             counts = torch.zeros(self.batch, device=self.device)
             gram = torch.zeros(self.batch, self.batch, device=self.device)
         else:
             x = codes.float()
-            gram = x @ x.T
-            counts = gram.diagonal().clone()  # x_i . x_i of 0/1 codes: each sample's spike count, exactly
+            counts, gram = x.sum(1), x @ x.T  # not the Gram's diagonal: a Xylo neuron spikes several times a step
         self._steps.setdefault(key, []).append((counts, gram))
         self._neurons[key] = neurons
 

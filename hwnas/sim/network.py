@@ -28,7 +28,7 @@ from .batchnorm import StepBatchNorm2d
 from .graph import INPUT, Connection, Population, StepPlan, check_timing, topological_order
 from .layout import channels_last_applies, steps_channels_last, zeros
 from .neuron import ARITHMETICS, LIFState, count_active, lif_step, loihi_lif_step
-from .ops import Identity, Synapse
+from .ops import Synapse
 from .quantize import WEIGHT_SCALE, WeightFormat, XyloScale
 from .xylo_neuron import (MAX_HIDDEN_SPIKES, MAX_INPUT_SPIKES, MAX_OUTPUT_SPIKES, WEIGHT_MAX, XyloNeuron,
                           xylo_float_step, xylo_lif_step)
@@ -370,7 +370,8 @@ class SpikingNetwork(nn.Module):
                 for synapse, src, delayed, key in incoming[name]:
                     if delayed and t == 0 and plan.silent_first_step:
                         continue
-                    contribution = synapse(previous[src] if delayed else current_spikes[src])
+                    source = previous[src] if delayed else current_spikes[src]
+                    contribution = synapse(source)
                     if channels_last and contribution.dim() == 4:  # from a one-channel source: standard layout
                         contribution = contribution.contiguous(memory_format=torch.channels_last)
                     if key in chip:
@@ -380,14 +381,15 @@ class SpikingNetwork(nn.Module):
                         contribution = scaled + (torch.round(scaled.detach()) - scaled.detach())
                     if current is None:
                         current = contribution
-                        # a skip's contribution is another population's spikes: not written into
-                        owned = not isinstance(synapse, Identity) or key in chip
+                        # written into only when fresh: an op may hand back its input (a skip: another population's
+                        # spikes, or the input itself)
+                        owned = contribution.untyped_storage().data_ptr() != source.untyped_storage().data_ptr()
                     elif owned and not torch.is_grad_enabled():
                         current.add_(contribution)  # the same sum, without a fresh tensor
                     else:
                         current, owned = current + contribution, True
                 if current is None:
-                    current = previous[name].new_zeros(previous[name].shape)
+                    current = torch.zeros_like(previous[name])  # in the simulation's layout
                 elif name in self.current_gain:
                     current = current * self.current_gain[name]
                 if xylo_neurons:
