@@ -11,31 +11,25 @@ the path on a GPU, while a graph is traced for ONNX export, for dtypes other tha
 
 from __future__ import annotations
 
-import threading
-from contextlib import contextmanager
-
 import numpy as np
 import torch
 
-_state = threading.local()
+from .switch import ThreadSwitch, tracing
+
+_plain = ThreadSwitch()
 _kernels = None
 
 
-@contextmanager
 def plain_operations():
-    """Within the block (this thread), compute with torch's operations instead of the fused kernels."""
-    previous = getattr(_state, "disabled", False)
-    _state.disabled = True
-    try:
-        yield
-    finally:
-        _state.disabled = previous
+    """Within the block (``with plain_operations():``, this thread), compute with torch's operations instead of the
+    fused kernels."""
+    return _plain.setting()
 
 
 def applies(*tensors: torch.Tensor) -> bool:
     """True when the fused kernels compute for ``tensors``: on the CPU, float32 or float64, not while tracing a graph
     and not inside :func:`plain_operations`."""
-    if getattr(_state, "disabled", False) or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+    if _plain or tracing():
         return False
     return all(t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64) for t in tensors)
 

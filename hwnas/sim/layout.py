@@ -15,29 +15,22 @@ The standard layout remains on a GPU, while a graph is traced for ONNX export, a
 
 from __future__ import annotations
 
-import threading
-from contextlib import contextmanager
-
 import torch
 
-_state = threading.local()
+from .switch import ThreadSwitch, tracing
+
+_standard = ThreadSwitch()
 
 
-@contextmanager
 def standard_layout():
-    """Within the block (this thread), simulate in the standard (contiguous) layout."""
-    previous = getattr(_state, "standard", False)
-    _state.standard = True
-    try:
-        yield
-    finally:
-        _state.standard = previous
+    """Within the block (``with standard_layout():``, this thread), simulate in the standard (contiguous) layout."""
+    return _standard.setting()
 
 
 def channels_last_applies(inputs: torch.Tensor) -> bool:
     """True when a simulation of ``inputs`` (T, B, C, H, W) runs in ``channels_last``: image-shaped input on the
     CPU, not while tracing a graph and not inside :func:`standard_layout`."""
-    if getattr(_state, "standard", False) or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+    if _standard or tracing():
         return False
     return inputs.dim() == 5 and inputs.device.type == "cpu"
 
