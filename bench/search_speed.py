@@ -120,7 +120,6 @@ def conv_bound(args, splits: DatasetSplits) -> None:
     from hwnas.nas.evaluate import Evaluator, ScoreConfig
     from hwnas.nas.preflight import HEAVIEST_CELL
     from hwnas.nas.runner import scoring_batches, template_architecture
-    from hwnas.sim.layout import standard_layout
     from hwnas.sim.seeding import build_seeded
 
     device = resolve_device(args.device)
@@ -137,12 +136,6 @@ def conv_bound(args, splits: DatasetSplits) -> None:
     for hook in hooks:
         hook.remove()
     evaluation = _median_seconds(lambda: evaluator.evaluate(net))
-
-    def evaluate_in_standard_layout() -> None:
-        with standard_layout():
-            evaluator.evaluate(net)
-
-    standard_evaluation = _median_seconds(evaluate_in_standard_layout)
     activity = evaluator.evaluate(net)["activity"]
     target = load_target(args.target)
     mapping = _median_seconds(lambda: hardware_terms(net, activity, target), repeats=3) if target.is_hardware else 0.0
@@ -164,8 +157,6 @@ def conv_bound(args, splits: DatasetSplits) -> None:
           f"evaluation {evaluation * 1000:.1f} ms; its convolutions alone {standard * 1000:.1f} ms (standard "
           f"layout), {channels_last * 1000:.1f} ms (channels_last); evaluation / channels_last convolutions = "
           f"{evaluation / channels_last:.2f} (target <= 1.5), / standard = {evaluation / standard:.2f}")
-    print(f"the same evaluation in the standard layout instead of channels_last (hwnas.sim.layout): "
-          f"{standard_evaluation * 1000:.1f} ms; channels_last / standard = {evaluation / standard_evaluation:.2f}")
     print(f"its hardware mapping and energy on {args.target} (on the CPU, every candidate): {mapping * 1000:.1f} ms "
           f"= {mapping / evaluation:.2f}x the evaluation, {100 * mapping / (evaluation + mapping):.1f}% of a candidate's "
           f"time (target <= 10%)")

@@ -9,8 +9,9 @@ operations, the fused neuron kernels (:mod:`hwnas.sim.fused`) and batch-norm fol
 given. Values are the same up to the order of a convolution's float sums: the Loihi arithmetic (whole numbers)
 is unchanged, float networks round differently.
 
-The standard layout remains on a GPU, while a graph is traced for ONNX export, and inside :func:`standard_layout`
-(the benchmarks' comparison).
+The standard layout remains on a GPU, while a graph is traced for ONNX export, and inside :func:`standard_layout`:
+the search's zero-cost scores (:class:`hwnas.nas.evaluate.Evaluator`: ATen's channels_last batch-norm rounds batch
+statistics otherwise, and by the thread count) and the benchmarks' comparisons.
 """
 
 from __future__ import annotations
