@@ -7,7 +7,8 @@ folded). Target: at most 2x its convolutions on the CPU and on a GPU.
 Default: the winner of issue 30's MNIST search (``0-1:conv3x3 0-2:conv3x3 0-3:conv3x3 1-2:skip 1-3:zero 2-3:skip``), width
 8, two stages, 1x28x28 inputs (synthetic intensities: speed does not depend on them), T 8, batch 64, loihi2's
 pipelined timing, one thread. On the CPU each step is also timed with torch's operations in place of hwnas' fused
-kernels (:mod:`hwnas.sim.fused`), the two alternated in one process. ``--profile`` adds the operators that take the
+kernels (:mod:`hwnas.sim.fused`) and in the standard layout instead of channels_last (:mod:`hwnas.sim.layout`), each
+pair alternated in one process. ``--profile`` adds the operators that take the
 most time in a float step.
 
     .venv/bin/python bench/train_speed.py [--device cuda] [--threads 2] [--profile]
