@@ -52,6 +52,7 @@ class ScoreResult:
 
 def _gram_terms(codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """For codes (S, B, N) in {0,1}: spike counts r (S, B) and Hamming distances H (S, B, B), in float64.
+
     The products run in float32 (exact for integer counts below 2^24); the kernel arithmetic after them runs in
     float64, because log|det K| of a nearly rank-one K amplifies float32 round-off into score noise.
     """

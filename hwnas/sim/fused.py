@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .layout import layout_of
 from .switch import ThreadSwitch, tracing
 
 _plain = ThreadSwitch()
@@ -32,14 +33,6 @@ def applies(*tensors: torch.Tensor) -> bool:
     if _plain or tracing():
         return False
     return all(t.device.type == "cpu" and t.dtype in (torch.float32, torch.float64) for t in tensors)
-
-
-def layout_of(t: torch.Tensor) -> torch.memory_format:
-    """``torch.channels_last`` for a four-dimensional tensor laid out that way (and not also contiguous), else
-    ``torch.contiguous_format``: the order in which the kernels walk ``t``'s elements."""
-    if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
-        return torch.channels_last
-    return torch.contiguous_format
 
 
 def _empty(shape, dtype: torch.dtype, layout: torch.memory_format) -> torch.Tensor:

@@ -45,13 +45,21 @@ def zeros(shape: tuple[int, ...], like: torch.Tensor, channels_last: bool) -> to
     """Zeros of ``shape`` with ``like``'s dtype and device, laid out ``channels_last`` when asked and ``shape`` is
     four-dimensional."""
     if channels_last and len(shape) == 4:
-        return like.new_zeros(shape).contiguous(memory_format=torch.channels_last)
+        return torch.empty(shape, dtype=like.dtype, device=like.device, memory_format=torch.channels_last).zero_()
     return like.new_zeros(shape)
+
+
+def layout_of(t: torch.Tensor) -> torch.memory_format:
+    """``torch.channels_last`` for a four-dimensional tensor laid out that way (and not also contiguous), else
+    ``torch.contiguous_format``: the order in which its elements lie in memory (and the fused kernels walk them)."""
+    if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 def batch_rows(x: torch.Tensor) -> torch.Tensor:
     """``x`` (B, ...) as a (B, N) matrix, its neurons in memory order (a view of a ``channels_last`` tensor, not a
     transposing copy): for what does not depend on the neurons' order."""
-    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+    if layout_of(x) is torch.channels_last:
         return x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)
     return x.reshape(x.shape[0], -1)
