@@ -17,6 +17,10 @@ arithmetic), exported to NIR and validated in Lava:
 * ``search --stem-pool auto``: the default search over each skeleton behind a stride-1 and a stride-2 stem (the
   same stages and head pooling, twice the widths), the energy term and the refinement's trainings choosing;
 * ``search --strategy evolution``: AutoSNN's spike-aware evolution over a one-shot supernet instead of pruning;
+* ``search under the chain's energy``: the default search asked for the most accurate network that costs no more
+  than the hand-designed chain in the winner's skeleton (``--max-energy`` at the chain's energy per inference as
+  ``hwnas estimate`` gives it untrained, the figure the search's rule compares, and ``--refine-energy-weight 0``:
+  the trainings choose by accuracy alone): what a user who wants to beat that baseline asks for;
 * ``chain (search skeleton)``: a hand-designed chain of three 3x3 convolutions per stage in the winner's own
   skeleton (widths, stages, head pooling): what the searched cell adds over the plainest cell;
 * ``chain (widest fit)``: the same chain at the widest width (64, 32 or 16 channels) that fits Loihi 2's cores and
@@ -65,7 +69,8 @@ CHAIN = "0-1:conv3x3 0-2:zero 0-3:zero 1-2:conv3x3 1-3:zero 2-3:conv3x3"
 PAPER_CNN = Path(__file__).resolve().parent / "data" / "nir_paper_cnn_sinabs.nir"  # see bench/data/README.md
 # the search with other options: (folder, row label, options added to the default search)
 # rows besides the default search's, by the name --rows takes
-ROWS = ("search-w16", "search-stem2-w16", "search-stem2-w8", "search-stem-auto", "search-evolution", "chain-skeleton", "chain-widest", "paper-cnn")
+ROWS = ("search-w16", "search-stem2-w16", "search-stem2-w8", "search-stem-auto", "search-evolution",
+        "search-under-chain", "chain-skeleton", "chain-widest", "paper-cnn")
 SEARCH_VARIANTS = [("search-w16", "search --width 16", ["--width", "16"]),
                    ("search-stem2-w16", "search --stem-pool 2 --width 16", ["--stem-pool", "2", "--width", "16"]),
                    ("search-stem2-w8", "search --stem-pool 2 --width 8", ["--stem-pool", "2", "--width", "8"]),
@@ -175,6 +180,24 @@ def train_validate(run: Path, label: str, args, seconds: dict, train_from: list[
             "trained_equals_lava": bool(pair.get("identical")), "seconds": dict(seconds)}
 
 
+def search_under(baseline: Path, run: Path, options: list[str], budget: list[str], args) -> dict:
+    """The default search limited to the energy per inference of ``baseline`` (a hand-designed run folder), as
+    ``hwnas estimate`` gives it for the untrained architecture (what the search's max-energy rule compares),
+    choosing among its trainings by accuracy alone; trained and validated as every row."""
+    seconds: dict = {}
+    estimate = baseline / "untrained-estimate.json"
+    if not estimate.is_file():
+        data = [value for flag, value in zip(options[::2], options[1::2]) if flag in ("--dataset", "--data-dir")]
+        timed("estimate-baseline", seconds, ["estimate", str(baseline / "architecture.json"), "--dataset", data[0],
+                                             "--data-dir", data[1], "--target", "loihi2", "--json", str(estimate)])
+    limit = json.loads(estimate.read_text())["estimate"]["totals"]["energy_j"]
+    if not (run / "architecture.json").is_file():
+        timed("search", seconds, ["search", *options, "--max-energy", f"{limit:.4g}", "--refine-energy-weight", "0",
+                                  *budget, "--target", "loihi2", "--threads", str(args.threads), "--quiet",
+                                  "--out", str(run)])
+    return train_validate(run, f"search --max-energy {1e6 * limit:.1f} uJ (chain's)", args, seconds)
+
+
 def run_dataset(name: str, args, work: Path) -> dict:
     """Every row of one dataset."""
     from hwnas.arch.genotype import Architecture, parse_cell_key
@@ -211,17 +234,20 @@ def run_dataset(name: str, args, work: Path) -> dict:
         print(f"{name}: {label} done {rows[-1]['seconds']}", flush=True)
     winner = Architecture.load(search / "architecture.json")
     config = json.loads((search / "report.json").read_text())["config"]
-    hand = [("chain-skeleton", "chain (search skeleton)", winner.with_cell(parse_cell_key(CHAIN)))] \
-        if "chain-skeleton" in args.rows else []
+    chain = baseline_run(folder / "chain-skeleton", winner.with_cell(parse_cell_key(CHAIN)), config)
+    if "search-under-chain" in args.rows:
+        rows.append(search_under(chain, folder / "search-under-chain", options, budget, args))
+        print(f"{name}: {rows[-1]['row']} done {rows[-1]['seconds']}", flush=True)
+    hand = [("chain (search skeleton)", chain)] if "chain-skeleton" in args.rows else []
     # the widest that fits depends on the memory free at the time: a resumed bench keeps the one it chose
     chosen = sorted(folder.glob("chain-widest-*/architecture.json"))
     widest = None
     if "chain-widest" in args.rows:
         widest = Architecture.load(chosen[0]) if chosen else widest_chain(winner, load_target("loihi2"))
     if widest is not None:
-        hand.append((f"chain-widest-{widest.width}", f"chain (widest fit, widths {list(widest.stage_widths)})", widest))
-    for folder_name, label, arch in hand:
-        run = baseline_run(folder / folder_name, arch, config)
+        hand.append((f"chain (widest fit, widths {list(widest.stage_widths)})",
+                     baseline_run(folder / f"chain-widest-{widest.width}", widest, config)))
+    for label, run in hand:
         rows.append(train_validate(run, label, args, {}))
         print(f"{name}: {label} done {rows[-1]['seconds']}", flush=True)
     if name == "saccades" and "paper-cnn" in args.rows:  # a published hand-designed network for N-MNIST, trained the same way (hwnas train --from)

@@ -3,6 +3,8 @@ and that neither changes a search's result beyond the training share it records.
 
 import csv
 import json
+import math
+from dataclasses import replace
 
 import pytest
 
@@ -50,6 +52,72 @@ def test_a_budget_keeps_its_share_and_its_minimum_at_every_size():
     assert training_plan(SearchConfig(screen=8, refine=4, screen_fraction=0.5), 3) == (5.0, 5)  # no screening
 
 
+def test_the_share_is_fitted_again_to_the_pool_the_scores_chose():
+    """Once the pool is known, the share fills what is left of the budget by the pool's own cells: lighter cells and
+    less time spent leave a larger share; the share found fits, the next one up (three significant digits) does
+    not; it never trains the shortest training on fewer than MIN_TRAINING_SAMPLES samples, nor on more than the
+    split."""
+    from hwnas.nas.budget import (MIN_TRAINING_SAMPLES, Costs, Refit, cell_position, refitted_fraction,
+                                  training_plan)
+    from hwnas.nas.preflight import HEAVIEST_CELL, LIGHTEST_CELL
+
+    from hwnas.arch.genotype import parse_cell_key
+
+    assert cell_position(LIGHTEST_CELL, LIGHTEST_CELL, HEAVIEST_CELL) == 0.0
+    assert cell_position(HEAVIEST_CELL, LIGHTEST_CELL, HEAVIEST_CELL) == 1.0
+    chain = parse_cell_key("0-1:conv3x3 0-2:zero 0-3:zero 1-2:conv3x3 1-3:skip 2-3:conv3x3")
+    assert cell_position(chain, LIGHTEST_CELL, HEAVIEST_CELL) == 0.4  # 3 convolutions: 2 of the 5 between
+    costs = Costs((0.1, 0.2), (0.001, 0.006), (0.0005, 0.001))
+    refit = Refit(costs, (LIGHTEST_CELL, HEAVIEST_CELL), 0.0, 50_000, 2000)
+    config = SearchConfig(budget_minutes=20)  # 25 screened on one epoch each (the first rung), 8 refined
+
+    def seconds(share: float, positions: list[float]) -> float:  # the trainings the re-fit counts, at a share
+        mean = sum(positions) / len(positions)
+        epochs, passes = training_plan(config, len(positions))
+        train = lambda p: costs.train_sample_s[0] + p * (costs.train_sample_s[1] - costs.train_sample_s[0])
+        val = lambda p: costs.val_sample_s[0] + p * (costs.val_sample_s[1] - costs.val_sample_s[0])
+        return (share * 50_000 * (sum(train(p) for p in positions) + (epochs - len(positions)) * train(mean))
+                + 2000 * (sum(val(p) for p in positions) + (passes - len(positions)) * val(mean)))
+
+    light, heavy = [0.0] * 20 + [0.2] * 5, [1.0] * 25
+    shares = {name: refitted_fraction(config, refit, pool, 100.0) for name, pool in (("light", light), ("heavy", heavy))}
+    assert shares["light"] > 3 * shares["heavy"] > 0
+    for name, pool in (("light", light), ("heavy", heavy)):
+        share = shares[name]
+        step = 10 ** (math.floor(math.log10(share)) - 2)
+        assert seconds(share, pool) <= 1200 - 100 < seconds(share + step, pool)
+    assert refitted_fraction(config, refit, light, 600.0) < shares["light"]  # less left, a smaller share
+    assert refitted_fraction(config, refit, light, 1199.0) * 50_000 >= MIN_TRAINING_SAMPLES
+    assert refitted_fraction(config, replace(refit, train_size=500), light, 0.0) == 1.0
+
+
+def test_the_refit_is_recorded_in_the_checkpoint_and_said(tmp_path):
+    """What a resume continues with (the checkpoint's configuration) is the re-fitted share, and the user reads it."""
+    import time
+
+    from hwnas.cache import ResultCache
+    from hwnas.nas.budget import Costs, Refit, ShareRefit
+    from hwnas.nas.preflight import HEAVIEST_CELL, LIGHTEST_CELL
+    from hwnas.nas.rows import Row
+
+    config = SearchConfig(budget_minutes=20, train_fraction=0.05)
+    cache = ResultCache(tmp_path / "checkpoint.json", config.to_dict())
+    cache.fields["time_estimate"] = {"train_fraction": 0.05}
+    said = []
+    refit = Refit(Costs((0.1, 0.2), (0.001, 0.006), (0.0005, 0.001)), (LIGHTEST_CELL, HEAVIEST_CELL),
+                  time.perf_counter() - 60, 50_000, 2000)
+    fit = ShareRefit(config, refit, cache, said.append)
+    pool = [Row(0, "cell", "0-1:zero 0-2:zero 0-3:conv3x3 1-2:zero 1-3:zero 2-3:zero", 0.0, False, 0.0)] * 25
+    share = fit(pool)
+    assert share > 0.05 and fit.config.train_fraction == share
+    stored = json.loads((tmp_path / "checkpoint.json").read_text())
+    assert stored["config"]["train_fraction"] == share
+    assert stored["time_estimate"]["refit"]["candidates"] == 25
+    assert stored["time_estimate"]["train_fraction"] == 0.05  # the first fit, as it was printed
+    assert len(said) == 1 and said[0].startswith("re-fitted to the 25 candidates to train, 1.0 of 20 minutes spent")
+    assert f"--train-fraction {share:g})" in said[0]
+
+
 def test_the_estimate_counts_the_prune_rounds_at_most(tmp_path, capsys):
     """The evaluations the estimate counts bound what the prune strategy ran, and the report keeps the estimate
     beside the time the search took."""
@@ -66,11 +134,15 @@ def test_the_estimate_counts_the_prune_rounds_at_most(tmp_path, capsys):
 
 def test_a_budget_trains_on_a_recorded_share_that_repeats_the_search(tmp_path, capsys):
     budgeted = tmp_path / "budget"
-    assert main(["search", *TINY, "--budget-minutes", "0.05", "--out", str(budgeted)]) == 0
+    assert main(["search", *TINY, "--budget-minutes", "0.1", "--out", str(budgeted)]) == 0
     report = json.loads((budgeted / "report.json").read_text())
     fraction = report["config"]["train_fraction"]
-    assert 0 < fraction < 1 and report["config"]["budget_minutes"] == 0.05
-    assert report["time_estimate"]["train_fraction"] == fraction
+    assert 0 < fraction < 1 and report["config"]["budget_minutes"] == 0.1
+    # fitted first before anything was scored, then again to the pool the screening trains: that share is the one
+    # recorded, and the one the trainings used
+    refit = report["time_estimate"]["refit"]
+    assert refit["train_fraction"] == fraction and refit["candidates"] == 3 and refit["after_s"] > 0
+    assert 0 < report["time_estimate"]["train_fraction"] < 1
     checkpoint = json.loads((budgeted / "checkpoint.json").read_text())
     assert checkpoint["config"]["train_fraction"] == fraction  # what a resume continues with
     assert checkpoint["time_estimate"] == report["time_estimate"]

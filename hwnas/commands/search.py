@@ -164,9 +164,10 @@ def add_parser(commands) -> None:
                             "with --seed (default: the whole validation split; with --budget-minutes at most 2000)")
     group.add_argument("--budget-minutes", type=positive_float, default=D.budget_minutes, metavar="M",
                        help="fit --train-fraction so that the search takes about M minutes by the estimate it prints "
-                            "before it starts (measured on this machine: results then depend on its speed; the share "
-                            "chosen is recorded and printed, so --train-fraction repeats the search); a budget that "
-                            "cannot hold the zero-cost part and the validation passes is refused (default: none)")
+                            "before it starts, and fit it again to the candidates the scores chose, before the first "
+                            "training (measured on this machine: results then depend on its speed; the share used is "
+                            "recorded and printed, so --train-fraction repeats the search); a budget that cannot hold "
+                            "the zero-cost part and the validation passes is refused (default: none)")
     group.add_argument("--refine-epochs", type=positive_int, default=D.refine_epochs,
                        help="epochs of the first halving rung; each later rung doubles them (default: %(default)s)")
     group.add_argument("--refine-energy-weight", type=non_negative_float, default=D.refine_energy_weight,

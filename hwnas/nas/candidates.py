@@ -70,27 +70,27 @@ class CandidateMeasurer:
         estimate = hardware_terms(self.build_cell(cell, skeleton), activity, self.target)[2]
         return {"energy_j": estimate.energy_j, "inference_time_s": estimate.inference_time_s}
 
-    def refine_training(self, cell: Cell, skeleton: str | None, epochs: int, splits,
+    def refine_training(self, cell: Cell, skeleton: str | None, epochs: int, splits, share: float,
                         previous: bytes | None = None) -> dict:
-        """A refinement's cached fields: validation accuracy after ``epochs`` of short training (on the search's
-        ``train_fraction`` of the training split) from the candidate's seeded weights (continuing the ``previous``
-        state of an earlier rung when given), and the energy and time per inference of the trained network's
-        activity; under ``"state"`` the bytes a later rung continues from."""
+        """A refinement's cached fields: validation accuracy after ``epochs`` of short training on ``share`` of the
+        training split (the search's ``train_fraction``, or what its budget re-fitted, :mod:`hwnas.nas.budget`)
+        from the candidate's seeded weights (continuing the ``previous`` state of an earlier rung when given), and
+        the energy and time per inference of the trained network's activity; under ``"state"`` the bytes a later
+        rung continues from."""
         from ..training.loop import short_training
 
         trained = short_training(self.architecture(cell, skeleton), splits, epochs, self.config.seed, "val",
-                                 self.evaluator.device, self.config.train_fraction, previous, keep=True)
+                                 self.evaluator.device, share, previous, keep=True)
         return {"val_accuracy": trained.accuracy, **self.trained_cost(cell, trained.activity, skeleton),
                 "state": trained.state}
 
-    def screen_training(self, cell: Cell, skeleton: str | None, fraction: float, splits) -> dict:
-        """A screening's cached fields: validation accuracy after one pass over ``fraction`` of the training split
-        (of the search's ``train_fraction`` of it) from the candidate's seeded weights, and the energy and time per
-        inference of the trained activity."""
+    def screen_training(self, cell: Cell, skeleton: str | None, share: float, splits) -> dict:
+        """A screening's cached fields: validation accuracy after one pass over ``share`` of the training split
+        from the candidate's seeded weights, and the energy and time per inference of the trained activity."""
         from ..training.loop import short_training
 
         trained = short_training(self.architecture(cell, skeleton), splits, 1, self.config.seed, "val",
-                                 self.evaluator.device, fraction * self.config.train_fraction)
+                                 self.evaluator.device, share)
         return {"val_accuracy": trained.accuracy, **self.trained_cost(cell, trained.activity, skeleton)}
 
 

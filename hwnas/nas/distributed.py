@@ -52,8 +52,9 @@ class SearchJob:
 
 
 def run_task(job: SearchJob, task: tuple) -> dict:
-    """Measure one evaluation: ``("cell", cell key, skeleton)``, ``("screen", cell key, skeleton, fraction)`` or
-    ``("refine", cell key, skeleton, epochs, previous state bytes or None)``."""
+    """Measure one evaluation: ``("cell", cell key, skeleton)``, ``("screen", cell key, skeleton, share of the
+    training split)`` or ``("refine", cell key, skeleton, epochs, share of the training split, previous state bytes
+    or None)``."""
     from ..arch.genotype import parse_cell_key
     from ..sim.seeding import computing_threads
 
@@ -64,7 +65,7 @@ def run_task(job: SearchJob, task: tuple) -> dict:
         if task[0] == "screen":
             return measurer.screen_training(parse_cell_key(task[1]), task[2], task[3], job.splits)
         if task[0] == "refine":
-            return measurer.refine_training(parse_cell_key(task[1]), task[2], task[3], job.splits, task[4])
+            return measurer.refine_training(parse_cell_key(task[1]), task[2], task[3], job.splits, task[4], task[5])
     raise ValueError(f"unknown task {task[0]!r}")
 
 

@@ -151,9 +151,10 @@ def preselection_signal(config) -> str:
     return config.score
 
 
-def screen(config, pool: list[Row], scorer, splits, weight: float,
-           keep: Callable[[str, dict], dict]) -> tuple[list[Row], dict]:
-    """Train every row of ``pool`` on ``config.screen_fraction`` of an epoch (cached in the checkpoint) and keep
+def screen(config, pool: list[Row], scorer, splits, weight: float, keep: Callable[[str, dict], dict],
+           share: float) -> tuple[list[Row], dict]:
+    """Train every row of ``pool`` on ``config.screen_fraction`` of an epoch over ``share`` of the training split
+    (the search's ``train_fraction``; cached in the checkpoint) and keep
     the ``config.refine`` of highest screened fitness, each skeleton's best among them
     (:func:`best_of_each_skeleton`). Returns them and the screening's record for the report.
 
@@ -164,10 +165,10 @@ def screen(config, pool: list[Row], scorer, splits, weight: float,
     first_rung = fraction == 1 and config.refine_epochs == 1
     if first_rung:
         keys = {id(row): refine_key(row, 1, scorer.primary) for row in pool}
-        tasks = {id(row): ("refine", row.cell, row.skeleton, 1, None) for row in pool}
+        tasks = {id(row): ("refine", row.cell, row.skeleton, 1, share, None) for row in pool}
     else:
         keys = {id(row): screen_key(row, fraction, scorer.primary) for row in pool}
-        tasks = {id(row): ("screen", row.cell, row.skeleton, fraction) for row in pool}
+        tasks = {id(row): ("screen", row.cell, row.skeleton, fraction * share) for row in pool}
     what = f"screen: training {len(pool)} candidates on {epoch_share(fraction)} each"
     scorer.prefetch([(keys[id(row)], tasks[id(row)]) for row in pool], what, save_each=True,
                     keep=keep if first_rung else None)
@@ -175,8 +176,8 @@ def screen(config, pool: list[Row], scorer, splits, weight: float,
     for number, row in enumerate(pool, start=1):
         key, cell = keys[id(row)], parse_cell_key(row.cell)
         cached = cached_training(scorer, key, f"{what}: {number}/{len(pool)}", lambda: (
-            keep(key, scorer.measurer.refine_training(cell, row.skeleton, 1, splits)) if first_rung
-            else scorer.measurer.screen_training(cell, row.skeleton, fraction, splits)), clock)
+            keep(key, scorer.measurer.refine_training(cell, row.skeleton, 1, splits, share)) if first_rung
+            else scorer.measurer.screen_training(cell, row.skeleton, fraction * share, splits)), clock)
         row.screen_accuracy = cached["val_accuracy"]
         row.screen_fitness = refined_fitness(row.screen_accuracy, cached.get("energy_j") or row.energy_j, weight)
     kept = best_of_each_skeleton(sorted(pool, key=lambda r: (-r.screen_fitness, r.index)), config.refine)
@@ -187,14 +188,17 @@ def screen(config, pool: list[Row], scorer, splits, weight: float,
     return kept, record
 
 
-def refine(config, space, result: StrategyResult, scorer, splits, folder: RunFolder) -> tuple[StrategyResult, dict]:
+def refine(config, space, result: StrategyResult, scorer, splits, folder: RunFolder,
+           fit_share: Callable[[list[Row]], float] | None = None) -> tuple[StrategyResult, dict]:
     """Successive halving over the ``config.refine`` best candidates of ``result`` by screened fitness (the
     ``config.screen`` best by fitness screened, :func:`screen`; without a screening, ``config.screen <=
     config.refine``, the ``config.refine`` best by fitness), chosen by short-training accuracy plus the energy
     term of the trained network; ``scorer`` is the search's :class:`~hwnas.nas.candidates.CandidateScorer`.
     A rung continues each survivor's training from its state at the previous rung (kept in ``folder``'s
-    ``refine/``), so a candidate trained to 4 epochs cost 4 epochs, not 1 + 2 + 4. Every training is cached in the checkpoint. Returns the result with the winner and the signal
-    that chose it (for ``report.json``)."""
+    ``refine/``), so a candidate trained to 4 epochs cost 4 epochs, not 1 + 2 + 4. Every training is cached in the
+    checkpoint. Every training uses ``config.train_fraction`` of the training split, or, with ``fit_share``, the
+    share it returns for the pool about to be trained (a budget's re-fit, :mod:`hwnas.nas.budget`). Returns the
+    result with the winner and the signal that chose it (for ``report.json``)."""
     rows = list(result.rows)
     if config.strategy == "prune":  # prune scores one cell only: random cells from the whole space join the pool
         seen = {row.cell for row in rows if row.is_candidate}
@@ -219,9 +223,10 @@ def refine(config, space, result: StrategyResult, scorer, splits, folder: RunFol
         write_bytes_atomic(folder.refine_state(key), result.pop("state"))
         return result
 
+    share = fit_share(pool) if fit_share is not None else config.train_fraction
     screened = None
     if screening and len(pool) > config.refine:
-        pool, screened = screen(config, pool, scorer, splits, weight, keep)
+        pool, screened = screen(config, pool, scorer, splits, weight, keep, share)
     field, rungs = pool, []
 
     for count, epochs in halving_rungs(len(pool), config.refine_epochs):
@@ -242,7 +247,7 @@ def refine(config, space, result: StrategyResult, scorer, splits, folder: RunFol
             return path.read_bytes()
 
         added = f"{epochs - before} more epoch(s), {epochs} in all" if before else f"{epochs} epoch(s)"
-        scorer.prefetch([(keys[id(row)], ("refine", row.cell, row.skeleton, epochs, previous_state(row)))
+        scorer.prefetch([(keys[id(row)], ("refine", row.cell, row.skeleton, epochs, share, previous_state(row)))
                          for row in field if keys[id(row)] not in cache.results],
                         f"refine: training {len(field)} candidates for {added}", save_each=True, keep=keep)
         clock = TimeLeft(sum(keys[id(row)] not in cache.results for row in field))
@@ -252,7 +257,7 @@ def refine(config, space, result: StrategyResult, scorer, splits, folder: RunFol
             cached = cached_training(
                 scorer, cache_key, f"refine: training {row.cell}{'' if primary else ' in ' + row.skeleton} for "
                 f"{added}: {number}/{len(field)}", lambda: keep(cache_key, scorer.measurer.refine_training(
-                    parse_cell_key(row.cell), row.skeleton, epochs, splits, previous_state(row))), clock)
+                    parse_cell_key(row.cell), row.skeleton, epochs, splits, share, previous_state(row))), clock)
             row.refine_epochs = epochs
             row.refine_accuracy = cached["val_accuracy"]
             row.refine_energy_j = cached.get("energy_j") or row.energy_j

@@ -249,13 +249,19 @@ def _search(config, folder, cache, resume, target, timing, splits, space, templa
     device = resolve_device(config.device)
     evaluator = Evaluator(scoring_batches(config, splits), score_config, device)
     time_estimate = cache.fields.get("time_estimate")  # a resumed search keeps the estimate made at its start
+    fit_share = None
     if not resume and (notes is not None or config.budget_minutes is not None):
         from .budget import plan
 
-        config, found = plan(config, CandidateMeasurer(config, target, templates, evaluator), space, splits, notes,
-                             workers or 1)  # on a cluster (ray_address) its size is unknown: one at a time
+        # on a cluster (ray_address) its size is unknown: one at a time
+        config, found, refit = plan(config, CandidateMeasurer(config, target, templates, evaluator), space, splits,
+                                    notes, workers or 1)
         cache.config, time_estimate = config.to_dict(), found.to_dict()  # a budget's share is recorded
         cache.fields["time_estimate"] = time_estimate
+        if config.budget_minutes is not None and config.refine:
+            from .budget import ShareRefit
+
+            fit_share = ShareRefit(config, refit, cache, notes)
     if not resume:
         cache.save()
     ranking = validation_subset(splits, config.val_samples, config.seed)  # what the trainings validate on
@@ -285,7 +291,9 @@ def _search(config, folder, cache, resume, target, timing, splits, space, templa
             result = run_prune(space, scorer.score_supernet, scorer.cell_row, scorer.row)
         signal = {"chosen_by": preselection_signal(config), "refine": 0}
         if config.refine:
-            result, signal = refine(config, space, result, scorer, ranking, folder)
+            result, signal = refine(config, space, result, scorer, ranking, folder, fit_share)
+            if fit_share is not None:
+                config = fit_share.config  # the share the trainings used
         if config.strategy == "evolution":
             signal["supernet"] = supernet_log
     except BaseException:
