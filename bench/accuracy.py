@@ -181,21 +181,27 @@ def train_validate(run: Path, label: str, args, seconds: dict, train_from: list[
 
 
 def search_under(baseline: Path, run: Path, options: list[str], budget: list[str], args) -> dict:
-    """The default search limited to the energy per inference of ``baseline`` (a hand-designed run folder), as
-    ``hwnas estimate`` gives it for the untrained architecture (what the search's max-energy rule compares),
-    choosing among its trainings by accuracy alone; trained and validated as every row."""
+    """The default search limited to the energy per inference of ``baseline`` (a hand-designed run folder's
+    architecture) untrained, as ``hwnas estimate`` gives it on 64 validation samples (the search's max-energy rule
+    compares each candidate's untrained estimate, on its scoring batches), choosing among its trainings by accuracy
+    alone; trained and validated as every row."""
+    import shutil
+
     seconds: dict = {}
-    estimate = baseline / "untrained-estimate.json"
+    untrained = run.parent / f"{run.name}-baseline"  # a folder of its own: no model.pt, so the untrained weights
+    estimate = untrained / "estimate.json"
     if not estimate.is_file():
+        untrained.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(baseline / "architecture.json", untrained / "architecture.json")
         data = [value for flag, value in zip(options[::2], options[1::2]) if flag in ("--dataset", "--data-dir")]
-        timed("estimate-baseline", seconds, ["estimate", str(baseline / "architecture.json"), "--dataset", data[0],
+        timed("estimate-baseline", seconds, ["estimate", str(untrained / "architecture.json"), "--dataset", data[0],
                                              "--data-dir", data[1], "--target", "loihi2", "--json", str(estimate)])
     limit = json.loads(estimate.read_text())["estimate"]["totals"]["energy_j"]
     if not (run / "architecture.json").is_file():
-        timed("search", seconds, ["search", *options, "--max-energy", f"{limit:.4g}", "--refine-energy-weight", "0",
+        timed("search", seconds, ["search", *options, "--max-energy", repr(limit), "--refine-energy-weight", "0",
                                   *budget, "--target", "loihi2", "--threads", str(args.threads), "--quiet",
                                   "--out", str(run)])
-    return train_validate(run, f"search --max-energy {1e6 * limit:.1f} uJ (chain's)", args, seconds)
+    return train_validate(run, f"search --max-energy (the chain's {1e6 * limit:.1f} uJ)", args, seconds)
 
 
 def run_dataset(name: str, args, work: Path) -> dict:
@@ -234,7 +240,8 @@ def run_dataset(name: str, args, work: Path) -> dict:
         print(f"{name}: {label} done {rows[-1]['seconds']}", flush=True)
     winner = Architecture.load(search / "architecture.json")
     config = json.loads((search / "report.json").read_text())["config"]
-    chain = baseline_run(folder / "chain-skeleton", winner.with_cell(parse_cell_key(CHAIN)), config)
+    chain = baseline_run(folder / "chain-skeleton", winner.with_cell(parse_cell_key(CHAIN)), config) \
+        if {"chain-skeleton", "search-under-chain"} & set(args.rows) else None
     if "search-under-chain" in args.rows:
         rows.append(search_under(chain, folder / "search-under-chain", options, budget, args))
         print(f"{name}: {rows[-1]['row']} done {rows[-1]['seconds']}", flush=True)

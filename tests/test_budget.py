@@ -80,15 +80,38 @@ def test_the_share_is_fitted_again_to_the_pool_the_scores_chose():
                 + 2000 * (sum(val(p) for p in positions) + (passes - len(positions)) * val(mean)))
 
     light, heavy = [0.0] * 20 + [0.2] * 5, [1.0] * 25
-    shares = {name: refitted_fraction(config, refit, pool, 100.0) for name, pool in (("light", light), ("heavy", heavy))}
+    shares = {name: refitted_fraction(config, refit, pool, 100.0)[0] for name, pool in (("light", light), ("heavy", heavy))}
     assert shares["light"] > 3 * shares["heavy"] > 0
     for name, pool in (("light", light), ("heavy", heavy)):
         share = shares[name]
         step = 10 ** (math.floor(math.log10(share)) - 2)
         assert seconds(share, pool) <= 1200 - 100 < seconds(share + step, pool)
-    assert refitted_fraction(config, refit, light, 600.0) < shares["light"]  # less left, a smaller share
-    assert refitted_fraction(config, refit, light, 1199.0) * 50_000 >= MIN_TRAINING_SAMPLES
-    assert refitted_fraction(config, replace(refit, train_size=500), light, 0.0) == 1.0
+    assert refitted_fraction(config, refit, light, 600.0) < (shares["light"], False)  # less left, a smaller share
+    least, floored = refitted_fraction(config, refit, light, 1199.0)  # nothing left: the least share, said
+    assert floored and least * 50_000 >= MIN_TRAINING_SAMPLES > (least - 1e-5) * 50_000
+    assert refitted_fraction(config, replace(refit, train_size=500), light, 0.0) == (1.0, False)
+
+
+@pytest.mark.parametrize("options", [{}, {"screen_fraction": 0.5}, {"screen": 0}, {"refine_epochs": 2},
+                                     {"strategy": "random", "candidates": 40}])
+@pytest.mark.parametrize("workers", [1, 3])
+def test_a_refit_of_the_pool_the_first_fit_assumed_gives_its_share(options, workers):
+    """Fitted again to the pool the first fit counted (every candidate halfway between the two cells) after the
+    zero-cost time it estimated, the share is the first one (to the last of its three digits): the two count the
+    same trainings, screening, rungs, workers and all."""
+    from hwnas.nas.budget import Costs, Refit, estimate, evaluation_counts, fitted_fraction, refitted_fraction
+    from hwnas.nas.preflight import HEAVIEST_CELL, LIGHTEST_CELL
+
+    config = SearchConfig(budget_minutes=20, **options)
+    space = SearchSpace()
+    costs = Costs((0.1, 0.3), (0.002, 0.012), (0.0005, 0.001))
+    first = fitted_fraction(config, space, costs, 0.5, 50_000, 2000, workers)
+    zero_cost = estimate(config, space, costs, 0.5, 50_000, 2000, first, workers).zero_cost_s
+    cells, _ = evaluation_counts(config, space)
+    refit = Refit(costs, (LIGHTEST_CELL, HEAVIEST_CELL), 0.0, 50_000, 2000, workers)
+    again, floored = refitted_fraction(config, refit, [0.5] * cells, sum(zero_cost) / 2)
+    step = 10 ** (math.floor(math.log10(first)) - 2)
+    assert 0 < first < 1 and not floored and abs(again - first) <= step * 1.001
 
 
 def test_the_refit_is_recorded_in_the_checkpoint_and_said(tmp_path):
@@ -133,16 +156,25 @@ def test_the_estimate_counts_the_prune_rounds_at_most(tmp_path, capsys):
 
 
 def test_a_budget_trains_on_a_recorded_share_that_repeats_the_search(tmp_path, capsys):
+    # a budget this machine fills with about 40 % of the split (a fixed one would give the whole split on a fast
+    # machine and less than the 256-sample minimum on a slow one)
+    lines = []
+    run_search(SearchConfig(strategy="random", candidates=4, timesteps=4, width=4, batch_size=16, repeats=1, refine=2,
+                            screen=3, max_samples=300), tmp_path / "measured", notes=lines.append)
+    found = json.loads((tmp_path / "measured" / "report.json").read_text())["time_estimate"]
+    middle = {phase: sum(found[phase]) / 2 for phase in ("zero_cost_s", "training_s", "validation_s")}
+    minutes = f"{(middle['zero_cost_s'] + middle['validation_s'] + 0.4 * middle['training_s']) / 60:.4f}"
     budgeted = tmp_path / "budget"
-    assert main(["search", *TINY, "--budget-minutes", "0.1", "--out", str(budgeted)]) == 0
+    assert main(["search", *TINY, "--budget-minutes", minutes, "--out", str(budgeted)]) == 0
     report = json.loads((budgeted / "report.json").read_text())
     fraction = report["config"]["train_fraction"]
-    assert 0 < fraction < 1 and report["config"]["budget_minutes"] == 0.1
+    assert 0 < fraction < 1 and report["config"]["budget_minutes"] == float(minutes)
     # fitted first before anything was scored, then again to the pool the screening trains: that share is the one
     # recorded, and the one the trainings used
     refit = report["time_estimate"]["refit"]
     assert refit["train_fraction"] == fraction and refit["candidates"] == 3 and refit["after_s"] > 0
-    assert 0 < report["time_estimate"]["train_fraction"] < 1
+    # (the first fit counted the 4 cells of the random strategy, the re-fit the 3 the screening trains)
+    assert 0 < report["time_estimate"]["train_fraction"] < 1 and report["time_estimate"]["train_fraction"] != fraction
     checkpoint = json.loads((budgeted / "checkpoint.json").read_text())
     assert checkpoint["config"]["train_fraction"] == fraction  # what a resume continues with
     assert checkpoint["time_estimate"] == report["time_estimate"]

@@ -19,7 +19,9 @@ The middle of the estimate assumes candidates halfway between the two cells and 
 screen. Once the zero-cost part has chosen the pool to train, the share is fitted again (:func:`refitted_fraction`)
 to what is left of the budget, each candidate's cost placed between the two measured cells by its weighted edges
 (convolutions, linear edges). On full MNIST with a 20-minute budget and the first fit alone, the default search
-took 16.5 minutes, and 8.6 when a max-energy rule left 17 light cells to train. The re-fitted share is
+took 16.5 minutes, and 8.6 when a max-energy rule left 17 light cells to train (docs/measurements.md). When the
+zero-cost part took so long that not even the least share (:data:`MIN_TRAINING_SAMPLES` in the shortest training)
+fits, the search says so and trains that share. The re-fitted share is
 the one recorded in the configuration (the estimate keeps the first); a search resumed before the re-fit keeps
 the first share.
 """
@@ -255,13 +257,14 @@ def fitted_fraction(config, space, costs: Costs, supernet_s: float, train_size: 
     return fraction
 
 
-def refitted_fraction(config, refit: Refit, positions: list[float], spent_s: float) -> float:
+def refitted_fraction(config, refit: Refit, positions: list[float], spent_s: float) -> tuple[float, bool]:
     """The share of the training split whose trainings of the pool about to be trained (each candidate at its
     :func:`cell_position`; the rungs' survivors, not yet known, at the pool's mean) take what ``spent_s`` seconds
     leave of ``config.budget_minutes``: three significant digits rounded down, at most 1, and never below what
-    gives the shortest training :data:`MIN_TRAINING_SAMPLES` samples."""
+    gives the shortest training :data:`MIN_TRAINING_SAMPLES` samples; and whether that minimum applied (the
+    trainings then take longer than the budget leaves)."""
     if not positions:
-        return config.train_fraction
+        return config.train_fraction, False
     costs = refit.costs
     screened = positions if config.screen > config.refine and len(positions) > config.refine else []
     epochs, passes = training_plan(config, len(positions))
@@ -277,7 +280,8 @@ def refitted_fraction(config, refit: Refit, positions: list[float], spent_s: flo
     left = 60.0 * config.budget_minutes - spent_s - fixed
     fraction = _three_digits(left / per_share) if per_share > 0 else 1.0
     shortest = config.screen_fraction if screened else 1.0
-    return min(1.0, max(fraction, _three_digits(MIN_TRAINING_SAMPLES / (shortest * refit.train_size), math.ceil)))
+    least = min(1.0, _three_digits(MIN_TRAINING_SAMPLES / (shortest * refit.train_size), math.ceil))
+    return (least, True) if fraction < least else (min(1.0, fraction), False)
 
 
 class ShareRefit:
@@ -292,23 +296,26 @@ class ShareRefit:
         from ..arch.genotype import parse_cell_key
 
         spent = time.perf_counter() - self.refit.started
-        share = refitted_fraction(self.config, self.refit,
-                                  [cell_position(parse_cell_key(row.cell), *self.refit.cells) for row in pool], spent)
+        share, least = refitted_fraction(self.config, self.refit,
+                                         [cell_position(parse_cell_key(row.cell), *self.refit.cells) for row in pool],
+                                         spent)
         self.config = replace(self.config, train_fraction=share)
         self.cache.config = self.config.to_dict()
         self.cache.fields["time_estimate"]["refit"] = {"after_s": round(spent, 1), "candidates": len(pool),
-                                                       "train_fraction": share}
+                                                       "train_fraction": share, "at_least": least}
         self.cache.save()
         if self.say:
             self.say(f"re-fitted to the {len(pool)} candidates to train, {spent / 60:.1f} of "
                      f"{self.config.budget_minutes:g} minutes spent: the trainings use {100 * share:.1f}% of the "
                      f"training split ({math.ceil(share * self.refit.train_size):,} samples; --train-fraction "
-                     f"{share:g})")
+                     f"{share:g})" + (f"; the least that trains {MIN_TRAINING_SAMPLES} samples, so the search will "
+                                      "take longer than its budget" if least else ""))
         return share
 
 
-def describe(found: Estimate, train_size: int, budget_minutes: float | None) -> str:
-    """One line: the estimate, by phase, and what the budget chose."""
+def describe(found: Estimate, train_size: int, budget_minutes: float | None, refit: bool = False) -> str:
+    """One line: the estimate, by phase, and what the budget chose (with ``refit``, a first share that is fitted
+    again once the candidates to train are chosen)."""
     def duration(seconds: float) -> str:
         return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min" if seconds < 5400 \
             else f"{seconds / 3600:.1f} h"
@@ -321,8 +328,14 @@ def describe(found: Estimate, train_size: int, budget_minutes: float | None) -> 
             f"{span(found.zero_cost_s)}, trainings {span(found.training_s)}, validation {span(found.validation_s)})")
     if budget_minutes is not None:
         used = math.ceil(found.train_fraction * train_size)
-        line += (f"; --budget-minutes {budget_minutes:g}: the trainings use {100 * found.train_fraction:.1f}% of the "
-                 f"training split ({used:,} of {train_size:,} samples; --train-fraction {found.train_fraction:g})")
+        if refit:
+            line += (f"; --budget-minutes {budget_minutes:g}: about {100 * found.train_fraction:.1f}% of the training "
+                     f"split for the trainings ({used:,} of {train_size:,} samples), fitted again once the candidates "
+                     "to train are chosen")
+        else:
+            line += (f"; --budget-minutes {budget_minutes:g}: the trainings use {100 * found.train_fraction:.1f}% of "
+                     f"the training split ({used:,} of {train_size:,} samples; --train-fraction "
+                     f"{found.train_fraction:g})")
     return line
 
 
@@ -358,6 +371,7 @@ def plan(config, measurer, space, splits, say, workers: int = 1) -> tuple[object
                                                                 val_size, workers))
     found = estimate(config, space, costs, supernet_s, train_size, val_size, config.train_fraction, workers)
     if say:
-        say(describe(found, train_size, config.budget_minutes) + (f" ({workers} workers)" if workers > 1 else "")
+        say(describe(found, train_size, config.budget_minutes, bool(config.refine))
+            + (f" ({workers} workers)" if workers > 1 else "")
             + (f"; validation on {val_size:,} samples (--val-samples)" if config.val_samples else ""))
     return config, found, Refit(costs, (lightest, heaviest), started, train_size, val_size, workers)
