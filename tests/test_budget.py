@@ -53,8 +53,8 @@ def test_a_budget_keeps_its_share_and_its_minimum_at_every_size():
 
 
 def test_the_share_is_fitted_again_to_the_pool_the_scores_chose():
-    """Once the pool is known, the share fills what is left of the budget by the pool's own cells: lighter cells and
-    less time spent leave a larger share; the share found fits, the next one up (three significant digits) does
+    """Once the pool is known, the share fills what is left of the budget by the pool's own cells (the rungs' at the
+    mean of the pool's 8 heaviest): lighter cells and less time spent leave a larger share; the share found fits, the next one up (three significant digits) does
     not; it never trains the shortest training on fewer than MIN_TRAINING_SAMPLES samples, nor on more than the
     split."""
     from hwnas.nas.budget import (MIN_TRAINING_SAMPLES, Costs, Refit, cell_position, refitted_fraction,
@@ -72,7 +72,7 @@ def test_the_share_is_fitted_again_to_the_pool_the_scores_chose():
     config = SearchConfig(budget_minutes=20)  # 25 screened on one epoch each (the first rung), 8 refined
 
     def seconds(share: float, positions: list[float]) -> float:  # the trainings the re-fit counts, at a share
-        mean = sum(positions) / len(positions)
+        mean = sum(sorted(positions)[-8:]) / 8
         epochs, passes = training_plan(config, len(positions))
         train = lambda p: costs.train_sample_s[0] + p * (costs.train_sample_s[1] - costs.train_sample_s[0])
         val = lambda p: costs.val_sample_s[0] + p * (costs.val_sample_s[1] - costs.val_sample_s[0])
@@ -82,6 +82,9 @@ def test_the_share_is_fitted_again_to_the_pool_the_scores_chose():
     light, heavy = [0.0] * 20 + [0.2] * 5, [1.0] * 25
     shares = {name: refitted_fraction(config, refit, pool, 100.0)[0] for name, pool in (("light", light), ("heavy", heavy))}
     assert shares["light"] > 3 * shares["heavy"] > 0
+    # the same mean, its weight in a few heavy cells: the rungs count those, a smaller share
+    assert refitted_fraction(config, refit, [0.04] * 25, 0.0) > refitted_fraction(
+        config, refit, [0.2] * 5 + [0.0] * 20, 0.0)
     for name, pool in (("light", light), ("heavy", heavy)):
         share = shares[name]
         step = 10 ** (math.floor(math.log10(share)) - 2)

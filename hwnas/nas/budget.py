@@ -18,7 +18,7 @@ search resumes, and runs again, with them.
 The middle of the estimate assumes candidates halfway between the two cells and as many as the configuration may
 screen. Once the zero-cost part has chosen the pool to train, the share is fitted again (:func:`refitted_fraction`)
 to what is left of the budget, each candidate's cost placed between the two measured cells by its weighted edges
-(convolutions, linear edges). On full MNIST with a 20-minute budget and the first fit alone, the default search
+(convolutions, linear edges), the rungs' candidates (not yet known) at the mean of the pool's heaviest. On full MNIST with a 20-minute budget and the first fit alone, the default search
 took 16.5 minutes, and 8.6 when a max-energy rule left 17 light cells to train (docs/measurements.md). When the
 zero-cost part took so long that not even the least share (:data:`MIN_TRAINING_SAMPLES` in the shortest training)
 fits, the search says so and trains that share. The re-fitted share is
@@ -259,7 +259,8 @@ def fitted_fraction(config, space, costs: Costs, supernet_s: float, train_size: 
 
 def refitted_fraction(config, refit: Refit, positions: list[float], spent_s: float) -> tuple[float, bool]:
     """The share of the training split whose trainings of the pool about to be trained (each candidate at its
-    :func:`cell_position`; the rungs' survivors, not yet known, at the pool's mean) take what ``spent_s`` seconds
+    :func:`cell_position`; the rungs' candidates, not yet known, at the mean of the pool's ``config.refine``
+    heaviest: a budget is a ceiling, and the trainings may well keep the heavier cells) take what ``spent_s`` seconds
     leave of ``config.budget_minutes``: three significant digits rounded down, at most 1, and never below what
     gives the shortest training :data:`MIN_TRAINING_SAMPLES` samples; and whether that minimum applied (the
     trainings then take longer than the budget leaves)."""
@@ -268,7 +269,8 @@ def refitted_fraction(config, refit: Refit, positions: list[float], spent_s: flo
     costs = refit.costs
     screened = positions if config.screen > config.refine and len(positions) > config.refine else []
     epochs, passes = training_plan(config, len(positions))
-    mean = sum(positions) / len(positions)
+    heaviest = sorted(positions, reverse=True)[:max(1, min(config.refine, len(positions)))]
+    mean = sum(heaviest) / len(heaviest)
     rung_epochs = epochs - len(screened) * config.screen_fraction
     rung_passes = passes - len(screened)
     at_once = max(1, min(refit.workers, config.refine or 1))
