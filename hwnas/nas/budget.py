@@ -18,13 +18,13 @@ search resumes, and runs again, with them.
 The middle of the estimate assumes candidates halfway between the two cells and as many as the configuration may
 screen. Once the zero-cost part has chosen the pool to train, the share is fitted again (:func:`refitted_fraction`)
 to what is left of the budget, each candidate's cost placed between the two measured cells by its weighted edges
-(convolutions, linear edges), the rungs' candidates (not yet known) at the mean of the pool's heaviest. On full MNIST with a 20-minute budget and the first fit alone, the default search
-took 16.5 minutes, and 8.6 when a max-energy rule left 17 light cells to train; re-fitted, 17.4 (first share 3.3 %,
-re-fitted 4.5 %; docs/measurements.md). When the
-zero-cost part took so long that not even the least share (:data:`MIN_TRAINING_SAMPLES` in the shortest training)
-fits, the search says so and trains that share. The re-fitted share is
-the one recorded in the configuration (the estimate keeps the first); a search resumed before the re-fit keeps
-the first share.
+(convolutions, linear edges), the rungs' candidates (not yet known) at the mean of the pool's heaviest. On full
+MNIST with a 20-minute budget and the first fit alone, the default search took 16.5 minutes (2026-12-06), and 8.6
+when a max-energy rule left 17 light cells to train (2026-12-07, a slower day); re-fitted, the default search took
+17.4 that day (first share 3.3 %, re-fitted 4.5 %; docs/measurements.md). When the zero-cost part took so long that
+not even the least share (:data:`MIN_TRAINING_SAMPLES` in the shortest training) fits, the search says so and trains
+that share. The re-fitted share is the one recorded in the configuration (the estimate keeps the first); a search
+resumed before the re-fit keeps the first share.
 """
 
 from __future__ import annotations
