@@ -19,8 +19,9 @@ arithmetic), exported to NIR and validated in Lava:
 * ``search --strategy evolution``: AutoSNN's spike-aware evolution over a one-shot supernet instead of pruning;
 * ``search under the chain's energy``: the default search asked for the most accurate network that costs no more
   than the hand-designed chain in the winner's skeleton (``--max-energy`` at the chain's energy per inference as
-  ``hwnas estimate`` gives it untrained, the figure the search's rule compares, and ``--refine-energy-weight 0``:
-  the trainings choose by accuracy alone): what a user who wants to beat that baseline asks for;
+  ``hwnas estimate`` gives it untrained, as the search's rule estimates each candidate, and
+  ``--refine-energy-weight 0``: the trainings choose by accuracy alone): what a user who wants to beat that
+  baseline asks for;
 * ``chain (search skeleton)``: a hand-designed chain of three 3x3 convolutions per stage in the winner's own
   skeleton (widths, stages, head pooling): what the searched cell adds over the plainest cell;
 * ``chain (widest fit)``: the same chain at the widest width (64, 32 or 16 channels) that fits Loihi 2's cores and

@@ -54,9 +54,9 @@ def test_a_budget_keeps_its_share_and_its_minimum_at_every_size():
 
 def test_the_share_is_fitted_again_to_the_pool_the_scores_chose():
     """Once the pool is known, the share fills what is left of the budget by the pool's own cells (the rungs' at the
-    mean of the pool's 8 heaviest): lighter cells and less time spent leave a larger share; the share found fits, the next one up (three significant digits) does
-    not; it never trains the shortest training on fewer than MIN_TRAINING_SAMPLES samples, nor on more than the
-    split."""
+    mean of the pool's 8 heaviest): lighter cells and less time spent leave a larger share; the share found fits,
+    the next one up (three significant digits) does not; it never trains the shortest training on fewer than
+    MIN_TRAINING_SAMPLES samples, nor on more than the split."""
     from hwnas.nas.budget import (MIN_TRAINING_SAMPLES, Costs, Refit, cell_position, refitted_fraction,
                                   training_plan)
     from hwnas.nas.preflight import HEAVIEST_CELL, LIGHTEST_CELL
@@ -80,7 +80,8 @@ def test_the_share_is_fitted_again_to_the_pool_the_scores_chose():
                 + 2000 * (sum(val(p) for p in positions) + (passes - len(positions)) * val(mean)))
 
     light, heavy = [0.0] * 20 + [0.2] * 5, [1.0] * 25
-    shares = {name: refitted_fraction(config, refit, pool, 100.0)[0] for name, pool in (("light", light), ("heavy", heavy))}
+    shares = {name: refitted_fraction(config, refit, pool, 100.0)[0]
+              for name, pool in (("light", light), ("heavy", heavy))}
     assert shares["light"] > 3 * shares["heavy"] > 0
     # the same mean, its weight in a few heavy cells: the rungs count those, a smaller share
     assert refitted_fraction(config, refit, [0.04] * 25, 0.0) > refitted_fraction(
@@ -161,9 +162,9 @@ def test_the_estimate_counts_the_prune_rounds_at_most(tmp_path, capsys):
 def test_a_budget_trains_on_a_recorded_share_that_repeats_the_search(tmp_path, capsys):
     # a budget this machine fills with about 40 % of the split (a fixed one would give the whole split on a fast
     # machine and less than the 256-sample minimum on a slow one)
-    lines = []
+    # (without a budget the estimate is made only for someone who reads it: notes)
     run_search(SearchConfig(strategy="random", candidates=4, timesteps=4, width=4, batch_size=16, repeats=1, refine=2,
-                            screen=3, max_samples=300), tmp_path / "measured", notes=lines.append)
+                            screen=3, max_samples=300), tmp_path / "measured", notes=lambda line: None)
     found = json.loads((tmp_path / "measured" / "report.json").read_text())["time_estimate"]
     middle = {phase: sum(found[phase]) / 2 for phase in ("zero_cost_s", "training_s", "validation_s")}
     minutes = f"{(middle['zero_cost_s'] + middle['validation_s'] + 0.4 * middle['training_s']) / 60:.4f}"
