@@ -36,12 +36,15 @@ on loihi2 (``hwnas estimate`` of the trained weights), Lava fixed-point accuracy
 and whether it equals the trained model on every layer (``hwnas validate``), and each step's wall time on this
 machine. Writes ``WORK/accuracy.json`` and ``WORK/accuracy_energy.png`` (test accuracy against energy per
 inference: the trained rows, their front, and the search's refined candidates at their short-training accuracy).
-Finished steps are not repeated when ``--work`` is given again.
+Finished steps are not repeated when ``--work`` is given again. ``--seeds 1,2`` trains every row again with each
+seed (``hwnas train --seed``, in a folder ``<row>-seed<N>``) and prints each row's spread of test accuracy and energy
+over its seeds: how far one training's figures can be trusted when two rows are compared.
 
     tools/fetch-mnist data
     .venv/bin/python bench/accuracy.py --data-dir data [--datasets mnist,saccades] [--max-samples N]
                                        [--epochs 20] [--qat-epochs 5] [--lava-samples 500] [--work DIR]
                                        [--budget-minutes M] [--rows search-evolution,chain-skeleton,...]
+                                       [--seeds 1,2]
 
 The README's full-MNIST rows on 2 cores (each search in a 20-minute budget, the chain of its skeleton beside it):
 
@@ -173,7 +176,7 @@ def train_validate(run: Path, label: str, args, seconds: dict, train_from: list[
     skeleton = {"imported": arch.source} if is_imported(arch) else {
         "widths": list(arch.stage_widths), "stages": arch.stages, "head_pool": arch.head_pool,
         "downsample": arch.downsample, "stem_pool": arch.stem_pool}
-    return {"row": label, "cell": arch.key, "skeleton": skeleton,
+    return {"row": label, "folder": str(run), "train_options": list(train_from), "cell": arch.key, "skeleton": skeleton,
             "test_accuracy": trained["test_accuracy"], "spikes_per_sample": trained["spikes_per_sample"],
             "synops_per_sample": trained["synops_per_sample"],
             "energy_uj": 1e6 * estimate["estimate"]["totals"]["energy_j"], "cores": estimate["mapping"]["cores"],
@@ -266,6 +269,10 @@ def run_dataset(name: str, args, work: Path) -> dict:
                                           ("paper-cnn-finetuned", "NIR paper CNN (its weights, fine-tuned)", [])):
             rows.append(train_validate(folder / folder_name, label, args, {}, [*imported, *extra]))
             print(f"{name}: {label} done {rows[-1]['seconds']}", flush=True)
+    for seed in args.seeds:  # every row trained again from other initial weights, in a folder of its own
+        for row in [row for row in rows if "seed" not in row]:
+            rows.append(train_with_seed(row, seed, args))
+            print(f"{name}: {rows[-1]['row']} done {rows[-1]['seconds']}", flush=True)
     candidates = []
     csv_path = search / "search.csv"
     if csv_path.is_file():
@@ -275,7 +282,40 @@ def run_dataset(name: str, args, work: Path) -> dict:
             for row in csv.DictReader(handle):
                 if row.get("refine_accuracy") and row.get("refine_energy_j"):
                     candidates.append((float(row["refine_energy_j"]) * 1e6, float(row["refine_accuracy"])))
-    return {"rows": rows, "candidates": candidates, "options": options}
+    return {"rows": rows, "candidates": candidates, "options": options, "spread": seed_spread(rows)}
+
+
+def train_with_seed(row: dict, seed: int, args) -> dict:
+    """``row``'s network trained, estimated and validated again as ``hwnas train --seed seed`` gives it (other
+    initial weights, batch order and validation draw from the training files; the same test set), in the sibling
+    folder ``<folder>-seed<seed>``."""
+    import shutil
+
+    original = Path(row["folder"])
+    replica = original.parent / f"{original.name}-seed{seed}"
+    if not row["train_options"]:  # a search's or hand-designed folder: what hwnas train reads from it
+        replica.mkdir(parents=True, exist_ok=True)
+        for name in ("architecture.json", "report.json"):
+            if not (replica / name).is_file():
+                shutil.copyfile(original / name, replica / name)
+    trained = train_validate(replica, f"{row['row']} (seed {seed})", args, {},
+                             [*row["train_options"], "--seed", str(seed)])  # the last --seed is the one hwnas reads
+    return {**trained, "seed": seed, "of": row["row"]}
+
+
+def seed_spread(rows: list[dict]) -> dict:
+    """Per row trained with more than one seed: its test accuracy and energy per inference over the seeds (the
+    row's own, then ``--seeds``): values, mean, lowest and highest."""
+    spread = {}
+    for row in [row for row in rows if "seed" not in row]:
+        runs = [row] + [other for other in rows if other.get("of") == row["row"]]
+        if len(runs) < 2:
+            continue
+        spread[row["row"]] = {key: {"values": values, "mean": float(np.mean(values)), "lowest": min(values),
+                                    "highest": max(values)}
+                              for key, values in (("test_accuracy", [r["test_accuracy"] for r in runs]),
+                                                  ("energy_uj", [r["energy_uj"] for r in runs]))}
+    return spread
 
 
 def front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -326,6 +366,11 @@ def table(results: dict) -> str:
                          + ", ".join(f"{k} {v:.0f}" for k, v in row["seconds"].items()))
         for row in result["rows"]:
             lines.append(f"{row['row']}: {row['cell']}, {row['skeleton']}")
+        for label, spread in result.get("spread", {}).items():
+            accuracy, energy = spread["test_accuracy"], spread["energy_uj"]
+            lines.append(f"{label} over {len(accuracy['values'])} seeds: test accuracy mean "
+                         f"{100 * accuracy['mean']:.2f}% ({100 * accuracy['lowest']:.2f}-{100 * accuracy['highest']:.2f}), "
+                         f"energy mean {energy['mean']:.2f} uJ ({energy['lowest']:.2f}-{energy['highest']:.2f})")
     return "\n".join(lines)
 
 
@@ -345,9 +390,19 @@ def main() -> None:
     parser.add_argument("--rows", default=",".join(ROWS),
                         help="comma-separated rows to run besides the default search's (which the others need): "
                              "%(default)s")
+    parser.add_argument("--seeds", default="",
+                        help="comma-separated seeds besides the search's: train every row again with each (hwnas train "
+                             "--seed: other initial weights, batch order and validation draw; the same test set) and "
+                             "print each row's spread")
     parser.add_argument("--work", default="runs/accuracy", help="run folders, data and results (default: %(default)s)")
     args = parser.parse_args()
     args.rows = [row for row in args.rows.split(",") if row]
+    try:
+        args.seeds = [int(seed) for seed in args.seeds.split(",") if seed.strip()]
+    except ValueError:
+        parser.error(f"--seeds takes comma-separated whole numbers, got '{args.seeds}'")
+    if any(seed < 0 for seed in args.seeds):
+        parser.error(f"--seeds must be 0 or more, got '{','.join(map(str, args.seeds))}'")
     unknown = sorted(set(args.rows) - set(ROWS))
     if unknown:
         parser.error(f"unknown row '{unknown[0]}' (choose from {', '.join(ROWS)})")
@@ -357,7 +412,8 @@ def main() -> None:
                             cwd=Path(__file__).resolve().parents[1]).stdout.strip()
     header = (f"{time.strftime('%Y-%m-%d')}, commit {commit}, {platform.platform()}, {os.cpu_count()} CPUs; "
               f"--max-samples {args.max_samples}, --epochs {args.epochs}, --qat-epochs {args.qat_epochs}, "
-              f"--lava-samples {args.lava_samples}, --budget-minutes {args.budget_minutes}, --rows {','.join(args.rows)}")
+              f"--lava-samples {args.lava_samples}, --budget-minutes {args.budget_minutes}, --rows {','.join(args.rows)}"
+              + (f", --seeds {','.join(map(str, args.seeds))}" if args.seeds else ""))
     print(header, flush=True)
     results = {name: run_dataset(name, args, work) for name in args.datasets.split(",")}
     (work / "accuracy.json").write_text(json.dumps({"header": header, "results": results}, indent=1))
