@@ -167,6 +167,30 @@ def write_nmnist_file(path, events):
     path.write_bytes(bytes(raw))
 
 
+def write_aedat4_file(path, events, width: int = 128, height: int = 128):
+    """An AEDAT 4.0 file as iniVation's DV software writes it (the format of CIFAR10-DVS's recordings): the magic line,
+    an uncompressed IOHeader flatbuffer whose XML description declares one event stream of ``width`` x ``height``,
+    then one size-prefixed EventPacket flatbuffer ("EVTS") holding ``events``: (t in microseconds, x, y, on)."""
+    import struct
+
+    description = (f'<dv version="2.0"><node name="outInfo" path="/mainModule/output/"><node name="0" '
+                   f'path="/mainModule/output/0/"><attr key="compression" type="string">NONE</attr>'
+                   f'<attr key="typeIdentifier" type="string">EVTS</attr><node name="info" '
+                   f'path="/mainModule/output/0/info/"><attr key="sizeX" type="int">{width}</attr>'
+                   f'<attr key="sizeY" type="int">{height}</attr></node></node></node></dv>').encode()
+    # IOHeader: root offset, "IOHE", vtable (3 fields: only the description present), table, string
+    header = struct.pack("<I4s", 20, b"IOHE") + struct.pack("<HHHHH", 10, 8, 0, 0, 4) + b"\0\0"
+    header += struct.pack("<iI", 20 - 8, 4) + struct.pack("<I", len(description)) + description + b"\0"
+    # EventPacket (size-prefixed): size, root offset, "EVTS", vtable (1 field), table, vector of 16-byte structs
+    # (t int64, x int16, y int16, on bool, 3 bytes of padding) starting 8-byte aligned
+    elements = b"".join(struct.pack("<qhh?3x", t, x, y, bool(on)) for t, x, y, on in events)
+    packet = struct.pack("<I4s", 16, b"EVTS") + struct.pack("<HHH", 6, 8, 4) + b"\0\0"
+    packet += struct.pack("<iI", 20 - 12, 4) + struct.pack("<I", len(events)) + elements
+    packet = struct.pack("<I", len(packet)) + packet
+    path.write_bytes(b"#!AER-DAT4.0\r\n" + struct.pack("<I", len(header)) + header
+                     + struct.pack("<iI", 0, len(packet)) + packet)
+
+
 def write_banded_nmnist(root, per_class: int = 12, test_per_class: int = 4, classes: int = 3, events: int = 300):
     """N-MNIST-format recordings that a small network learns in a few epochs: digit d's events fall in the
     d-th vertical band of the 34 x 34 sensor (``classes`` bands)."""

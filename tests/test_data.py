@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import write_nmnist_file
+from conftest import write_aedat4_file, write_nmnist_file
 
 from hwnas.data import load_dataset
 from hwnas.data.splits import encode_batch
@@ -235,6 +235,52 @@ def test_ncaltech101_reads_its_category_folders_and_draws_a_test_split(tmp_path)
     assert not torch.equal(other.test_y, splits.test_y) or not torch.equal(other.test_x, splits.test_x)
 
 
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def make_cifar10dvs(root, per_class=5, classes=("airplane", "cat", "truck")):
+    """CIFAR10-DVS's layout as tonic unpacks it: a folder per class of AEDAT 4.0 recordings of a 128x128 DVS; each
+    class's recordings hold a burst of ON events on its own row (its index among the ten classes x 10 + 5)."""
+    rng = np.random.default_rng(3)
+    for name in classes:
+        row = 10 * CIFAR10_CLASSES.index(name) + 5
+        folder = root / "CIFAR10DVS" / name
+        folder.mkdir(parents=True)
+        for k in range(per_class):
+            noise = [(int(t), int(rng.integers(0, 128)), int(rng.integers(0, 128)), int(rng.integers(0, 2)))
+                     for t in rng.integers(0, 1_000_000, 60)]
+            burst = [(400_000 + x, 4 * x, row, 1) for x in range(32)]
+            write_aedat4_file(folder / f"cifar10_{name}_{k}.aedat4", sorted(noise + burst))
+
+
+def test_cifar10dvs_reads_aedat4_class_folders_and_draws_a_test_split(tmp_path):
+    make_cifar10dvs(tmp_path)
+    splits = load_dataset("cifar10dvs", tmp_path, timesteps=4)
+    assert splits.kind == "frames" and splits.input_shape == (2, 32, 32)  # 128x128 downsampled by 4
+    assert splits.num_classes == 10  # tonic's numbering of the ten classes, whichever folders are present
+    assert (splits.train_x.shape[0], splits.val_x.shape[0], splits.test_x.shape[0]) == (11, 2, 2)
+    labels = sorted(set(splits.train_y.tolist()) | set(splits.val_y.tolist()) | set(splits.test_y.tolist()))
+    assert labels == [0, 3, 9]
+    for x, y in ((splits.train_x, splits.train_y), (splits.test_x, splits.test_y)):
+        for frames, label in zip(x, y.tolist()):  # the class's burst: ON events on row (10 label + 5) / 4
+            assert int(frames[:, 1, (10 * label + 5) // 4].sum()) >= 8
+    again = load_dataset("cifar10dvs", tmp_path, timesteps=4, max_samples=4)
+    assert again.train_x.shape[0] == 4 and torch.equal(again.test_x, splits.test_x)
+
+
+def test_cifar10dvs_bad_files_and_folders_are_one_line_errors(tmp_path):
+    make_cifar10dvs(tmp_path, per_class=3)
+    (tmp_path / "CIFAR10DVS" / "cat" / "cifar10_cat_1.aedat4").write_bytes(b"#!AER-DAT3.1\r\n")
+    with pytest.raises(DataError, match=r"cannot read .*cifar10_cat_1.aedat4: .*magic number") as info:
+        load_dataset("cifar10dvs", tmp_path, timesteps=4)
+    assert "\n" not in str(info.value)
+    (tmp_path / "CIFAR10DVS" / "cat" / "cifar10_cat_1.aedat4").unlink()
+    (tmp_path / "CIFAR10DVS" / "kitten").mkdir()
+    write_aedat4_file(tmp_path / "CIFAR10DVS" / "kitten" / "0.aedat4", [(0, 1, 1, 1)])
+    with pytest.raises(DataError, match=r"a folder 'kitten' that is not one of CIFAR10-DVS's classes \(airplane, "):
+        load_dataset("cifar10dvs", tmp_path, timesteps=4)
+
+
 def test_labels_outside_the_dataset_classes_are_a_one_line_error(tmp_path):
     make_idx_dataset(tmp_path, "MNIST", classes=12)
     with pytest.raises(DataError, match=r"labels span 0..11, expected 0..9"):
@@ -248,6 +294,7 @@ def test_labels_outside_the_dataset_classes_are_a_one_line_error(tmp_path):
     ("dvsgesture", "DVSGesture/ibmGestureTrain"),
     ("pokerdvs", "POKERDVS/pips_train"),
     ("ncaltech101", "NCALTECH101/Caltech101"),
+    ("cifar10dvs", "CIFAR10DVS: expected <class>/\\*.aedat4"),
     ("cifar10", "missing cifar-10-batches-py/data_batch_1"),
     ("cifar100", "missing cifar-100-python/train"),
 ])

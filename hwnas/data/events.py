@@ -11,6 +11,10 @@ Expected layout (tonic's own, under ``--data-dir``):
   archive unpacks; every category folder is a class, ``BACKGROUND_Google`` included if present). The dataset
   ships no test split: 20% of the recordings test and 10% validate, drawn with the seed. Recordings differ in size
   (up to 240x180 pixels, each shifted to its own corner by tonic): they are framed on a 240x180 sensor.
+* CIFAR10DVS: ``CIFAR10DVS/<class>/*.aedat4`` (the ten CIFAR-10 classes, ``airplane`` .. ``truck``, as tonic unpacks
+  the dataset's archives: AEDAT 4.0 files of a 128x128 DVS, read with the ``aedat`` package). The dataset ships no
+  test split: 10% of the recordings test and 10% validate, drawn with the seed (the 9:1 split SNN papers use, e.g.
+  Fang et al., ICCV 2021).
 """
 
 from __future__ import annotations
@@ -24,9 +28,9 @@ from ..errors import DataError
 from .splits import DatasetSplits, split_indices, with_validation_holdout
 
 VAL_FRACTION = 0.1
-TEST_FRACTION = 0.2  # of a dataset that ships no test split (N-Caltech101)
 NCALTECH101_SENSOR = (240, 180, 2)  # the largest N-Caltech101 recording (width, height, polarities)
-DEFAULT_FACTORS = {"dvsgesture": 0.25, "ncaltech101": 0.25}  # large sensors, downsampled by default
+TEST_FRACTIONS = {"ncaltech101": 0.2, "cifar10dvs": 0.1}  # of the datasets that ship no test split
+DEFAULT_FACTORS = {"dvsgesture": 0.25, "ncaltech101": 0.25, "cifar10dvs": 0.25}  # large sensors, downsampled
 
 
 def _tonic_classes():
@@ -70,7 +74,32 @@ def _tonic_classes():
             raise DataError(_missing_message(Path(self.location_on_system, "Caltech101"),
                                              "<category>/image_NNNN.bin N-Caltech101 event files"))
 
-    return {"nmnist": NMNIST, "dvsgesture": DVSGesture, "pokerdvs": POKERDVS, "ncaltech101": NCALTECH101}
+    class CIFAR10DVS(tonic.datasets.CIFAR10DVS):
+        def _check_exists(self) -> bool:
+            return _has_files(Path(self.location_on_system), ".aedat4")
+
+        def download(self) -> None:
+            raise DataError(_missing_message(Path(self.location_on_system),
+                                             "<class>/*.aedat4 CIFAR10-DVS event files (airplane .. truck)"))
+
+        def __init__(self, save_to: str, transform=None):
+            try:
+                super().__init__(save_to, transform=transform)
+            except KeyError as exc:  # tonic labels a recording by its folder's name
+                raise DataError(f"{Path(save_to, 'CIFAR10DVS')} holds .aedat4 files in a folder {exc} that is not one "
+                                f"of CIFAR10-DVS's classes ({', '.join(self.classes)})") from None
+
+        def __getitem__(self, index):
+            try:
+                return super().__getitem__(index)
+            except ImportError:
+                raise DataError("CIFAR10-DVS's .aedat4 files are read with the 'aedat' package: pip install aedat") \
+                    from None
+            except Exception as exc:  # aedat's RuntimeError; tonic's bare Exception for a file without events
+                raise ValueError(str(exc) or type(exc).__name__) from None
+
+    return {"nmnist": NMNIST, "dvsgesture": DVSGesture, "pokerdvs": POKERDVS, "ncaltech101": NCALTECH101,
+            "cifar10dvs": CIFAR10DVS}
 
 
 def _has_files(folder: Path, suffix: str) -> bool:
@@ -123,20 +152,22 @@ def load_event_splits(name: str, root: str | Path, timesteps: int, seed: int = 0
         order = np.random.default_rng(seed).permutation(count)  # a seeded subset when capped
         return order[:max_samples] if max_samples is not None else np.arange(count)
 
-    if name == "ncaltech101":  # one pool of recordings: the test and validation splits are drawn from it
+    if name in TEST_FRACTIONS:  # one pool of recordings: the test and validation splits are drawn from it
         dataset = _in_path_order(cls(str(root), transform=transform))
         categories = sorted(set(dataset.targets))
         if len(categories) < 2:
             raise DataError(f"dataset '{name}' at {root} needs at least 2 category folders, found "
                             f"{len(categories)}")
-        train_index, val_index, test_index = split_indices(len(dataset), (VAL_FRACTION, TEST_FRACTION), seed)
-        label_of = categories.index
+        train_index, val_index, test_index = split_indices(len(dataset), (VAL_FRACTION, TEST_FRACTIONS[name]), seed)
+        # N-Caltech101's classes are the categories found; CIFAR10-DVS's ten are tonic's fixed numbers
+        label_of = categories.index if name == "ncaltech101" else int
         cap = (lambda index: index) if max_samples is None else (lambda index: index[:max_samples])
         train = read(dataset, cap(train_index), label_of, "train")
         val = read(dataset, cap(val_index), label_of, "validation")
         test = read(dataset, cap(test_index), label_of, "test")
         return DatasetSplits(name=name, kind="frames", train_x=train[0], train_y=train[1], val_x=val[0],
-                             val_y=val[1], test_x=test[0], test_y=test[1], num_classes=len(categories))
+                             val_y=val[1], test_x=test[0], test_y=test[1],
+                             num_classes=len(categories) if name == "ncaltech101" else len(cls.classes))
     train_set, test_set = (_in_path_order(cls(str(root), train=train, transform=transform)) for train in (True, False))
     return with_validation_holdout(name, "frames", read(train_set, capped(len(train_set)), int, "train"),
                                    read(test_set, capped(len(test_set)), int, "test"), len(cls.classes),

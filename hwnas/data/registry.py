@@ -23,6 +23,7 @@ DATASETS = {
     "dvsgesture": "IBM DVS Gesture via tonic, from --data-dir/DVSGesture/ibmGesture{Train,Test}",
     "pokerdvs": "POKER-DVS card pips via tonic, from --data-dir/POKERDVS/pips_{train,test}",
     "ncaltech101": "N-Caltech101 events via tonic, from --data-dir/NCALTECH101/Caltech101/<category>",
+    "cifar10dvs": "CIFAR10-DVS events via tonic, from --data-dir/CIFAR10DVS/<class>/*.aedat4",
     "digits-rows": "the digits read one row per step, intensities as spike counts 0..15 on 8 channels, resized to "
                    "--timesteps rows: for a Xylo core",
     "mnist-rows": "MNIST resized to --timesteps rows of 16 columns, read one row per step (16x16 at --timesteps "
@@ -30,7 +31,7 @@ DATASETS = {
     "fashionmnist-rows": "Fashion-MNIST as mnist-rows",
     "kmnist-rows": "Kuzushiji-MNIST as mnist-rows",
 }
-EVENT_DATASETS = ("nmnist", "dvsgesture", "pokerdvs", "ncaltech101")
+EVENT_DATASETS = ("nmnist", "dvsgesture", "pokerdvs", "ncaltech101", "cifar10dvs")
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None, timesteps: int = 8, seed: int = 0,
