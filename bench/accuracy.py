@@ -269,7 +269,8 @@ def run_dataset(name: str, args, work: Path) -> dict:
                                           ("paper-cnn-finetuned", "NIR paper CNN (its weights, fine-tuned)", [])):
             rows.append(train_validate(folder / folder_name, label, args, {}, [*imported, *extra]))
             print(f"{name}: {label} done {rows[-1]['seconds']}", flush=True)
-    for seed in args.seeds:  # every row trained again from other initial weights, in a folder of its own
+    # every row trained again with each other seed (not the search's own, which every row used), a folder of its own
+    for seed in [seed for seed in dict.fromkeys(args.seeds) if seed != config.get("seed", 0)]:
         for row in [row for row in rows if "seed" not in row]:
             rows.append(train_with_seed(row, seed, args))
             print(f"{name}: {rows[-1]['row']} done {rows[-1]['seconds']}", flush=True)
@@ -287,8 +288,8 @@ def run_dataset(name: str, args, work: Path) -> dict:
 
 def train_with_seed(row: dict, seed: int, args) -> dict:
     """``row``'s network trained, estimated and validated again as ``hwnas train --seed seed`` gives it (other
-    initial weights, batch order and validation draw from the training files; the same test set), in the sibling
-    folder ``<folder>-seed<seed>``."""
+    initial weights, except where the row fine-tunes published ones; another batch order and validation draw from the
+    training files; the same test set), in the sibling folder ``<folder>-seed<seed>``."""
     import shutil
 
     original = Path(row["folder"])
@@ -338,9 +339,14 @@ def plot(results: dict, path: Path) -> None:
             energy, accuracy = zip(*result["candidates"])
             axis.scatter(energy, [100 * a for a in accuracy], s=12, c="0.7",
                          label="search candidates (short training, validation)")
-        points = [(row["energy_uj"], row["test_accuracy"]) for row in result["rows"]]
-        for row in result["rows"]:
+        rows = [row for row in result["rows"] if "seed" not in row]  # other seeds: small marks, off the front
+        points = [(row["energy_uj"], row["test_accuracy"]) for row in rows]
+        for row in rows:
             axis.scatter(row["energy_uj"], 100 * row["test_accuracy"], s=50, label=row["row"] + " (trained, test)")
+        others = [row for row in result["rows"] if "seed" in row]
+        if others:
+            axis.scatter([row["energy_uj"] for row in others], [100 * row["test_accuracy"] for row in others], s=18,
+                         marker="x", c="k", label="the rows trained with other seeds")
         kept = front(points)
         axis.plot([p[0] for p in kept], [100 * p[1] for p in kept], "k--", linewidth=1, label="front of trained rows")
         axis.set_xscale("log")
@@ -356,11 +362,11 @@ def table(results: dict) -> str:
     lines = []
     for name, result in results.items():
         lines.append(f"== {name} ({' '.join(result['options'])})")
-        lines.append(f"{'row':44s}{'test acc':>9s}{'Lava acc':>10s}{'= Lava':>8s}{'spikes':>10s}{'synops':>12s}"
+        lines.append(f"{'row':56s}{'test acc':>9s}{'Lava acc':>10s}{'= Lava':>8s}{'spikes':>10s}{'synops':>12s}"
                      f"{'uJ':>9s}{'cores':>6s}  seconds")
         for row in result["rows"]:
             lava = f"{100 * row['lava_accuracy']:.2f}" if row["lava_accuracy"] is not None else "-"
-            lines.append(f"{row['row']:44s}{100 * row['test_accuracy']:9.2f}{lava:>10s}"
+            lines.append(f"{row['row']:56s}{100 * row['test_accuracy']:9.2f}{lava:>10s}"
                          f"{'yes' if row['trained_equals_lava'] else 'NO':>8s}{row['spikes_per_sample']:10.0f}"
                          f"{row['synops_per_sample']:12.0f}{row['energy_uj']:9.2f}{row['cores']:6d}  "
                          + ", ".join(f"{k} {v:.0f}" for k, v in row["seconds"].items()))
@@ -392,8 +398,8 @@ def main() -> None:
                              "%(default)s")
     parser.add_argument("--seeds", default="",
                         help="comma-separated seeds besides the search's: train every row again with each (hwnas train "
-                             "--seed: other initial weights, batch order and validation draw; the same test set) and "
-                             "print each row's spread")
+                             "--seed: other initial weights, except the fine-tuned paper CNN's, batch order and "
+                             "validation draw; the same test set) and print each row's spread")
     parser.add_argument("--work", default="runs/accuracy", help="run folders, data and results (default: %(default)s)")
     args = parser.parse_args()
     args.rows = [row for row in args.rows.split(",") if row]

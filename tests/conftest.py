@@ -168,9 +168,10 @@ def write_nmnist_file(path, events):
 
 
 def write_aedat4_file(path, events, width: int = 128, height: int = 128):
-    """An AEDAT 4.0 file as iniVation's DV software writes it (the format of CIFAR10-DVS's recordings): the magic line,
-    an uncompressed IOHeader flatbuffer whose XML description declares one event stream of ``width`` x ``height``,
-    then one size-prefixed EventPacket flatbuffer ("EVTS") holding ``events``: (t in microseconds, x, y, on)."""
+    """A minimal AEDAT 4.0 file (the format of CIFAR10-DVS's recordings; iniVation's DV software usually compresses
+    its packets and appends a table of them, which readers may do without): the magic line, an uncompressed IOHeader
+    flatbuffer whose XML description declares one event stream of ``width`` x ``height``, then one size-prefixed
+    EventPacket flatbuffer ("EVTS") holding ``events``: (t in microseconds, x, y, on)."""
     import struct
 
     description = (f'<dv version="2.0"><node name="outInfo" path="/mainModule/output/"><node name="0" '

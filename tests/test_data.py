@@ -238,7 +238,7 @@ def test_ncaltech101_reads_its_category_folders_and_draws_a_test_split(tmp_path)
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
-def make_cifar10dvs(root, per_class=5, classes=("airplane", "cat", "truck")):
+def make_cifar10dvs(root, per_class=10, classes=("airplane", "cat", "truck")):
     """CIFAR10-DVS's layout as tonic unpacks it: a folder per class of AEDAT 4.0 recordings of a 128x128 DVS; each
     class's recordings hold a burst of ON events on its own row (its index among the ten classes x 10 + 5)."""
     rng = np.random.default_rng(3)
@@ -258,14 +258,26 @@ def test_cifar10dvs_reads_aedat4_class_folders_and_draws_a_test_split(tmp_path):
     splits = load_dataset("cifar10dvs", tmp_path, timesteps=4)
     assert splits.kind == "frames" and splits.input_shape == (2, 32, 32)  # 128x128 downsampled by 4
     assert splits.num_classes == 10  # tonic's numbering of the ten classes, whichever folders are present
-    assert (splits.train_x.shape[0], splits.val_x.shape[0], splits.test_x.shape[0]) == (11, 2, 2)
-    labels = sorted(set(splits.train_y.tolist()) | set(splits.val_y.tolist()) | set(splits.test_y.tolist()))
-    assert labels == [0, 3, 9]
+    # 10% of each class tests (one recording of each), 10% of the other 27 validate
+    assert (splits.train_x.shape[0], splits.val_x.shape[0], splits.test_x.shape[0]) == (24, 3, 3)
+    assert sorted(splits.test_y.tolist()) == [0, 3, 9]
+    assert sorted(set(splits.train_y.tolist())) == [0, 3, 9]
     for x, y in ((splits.train_x, splits.train_y), (splits.test_x, splits.test_y)):
         for frames, label in zip(x, y.tolist()):  # the class's burst: ON events on row (10 label + 5) / 4
             assert int(frames[:, 1, (10 * label + 5) // 4].sum()) >= 8
-    again = load_dataset("cifar10dvs", tmp_path, timesteps=4, max_samples=4)
-    assert again.train_x.shape[0] == 4 and torch.equal(again.test_x, splits.test_x)
+    capped = load_dataset("cifar10dvs", tmp_path, timesteps=4, max_samples=2)  # the cap leaves the draw alone
+    assert capped.train_x.shape[0] == 2 and torch.equal(capped.test_x, splits.test_x[:2])
+    other = load_dataset("cifar10dvs", tmp_path, timesteps=4, seed=1)
+    assert sorted(other.test_y.tolist()) == [0, 3, 9] and not torch.equal(other.test_x, splits.test_x)
+
+
+def test_cifar10dvs_recording_without_events_reads_as_silent_frames(tmp_path):
+    make_cifar10dvs(tmp_path)
+    write_aedat4_file(tmp_path / "CIFAR10DVS" / "cat" / "cifar10_cat_0.aedat4", [])  # first in path order
+    splits = load_dataset("cifar10dvs", tmp_path, timesteps=4)
+    everything = torch.cat([splits.train_x, splits.val_x, splits.test_x])
+    assert everything.shape[1:] == (4, 2, 32, 32)
+    assert int((everything.flatten(1).sum(1) == 0).sum()) == 1
 
 
 def test_cifar10dvs_bad_files_and_folders_are_one_line_errors(tmp_path):
@@ -277,7 +289,11 @@ def test_cifar10dvs_bad_files_and_folders_are_one_line_errors(tmp_path):
     (tmp_path / "CIFAR10DVS" / "cat" / "cifar10_cat_1.aedat4").unlink()
     (tmp_path / "CIFAR10DVS" / "kitten").mkdir()
     write_aedat4_file(tmp_path / "CIFAR10DVS" / "kitten" / "0.aedat4", [(0, 1, 1, 1)])
-    with pytest.raises(DataError, match=r"a folder 'kitten' that is not one of CIFAR10-DVS's classes \(airplane, "):
+    with pytest.raises(DataError, match=r"in a folder 'kitten': their folder must be one of CIFAR10-DVS's classes "
+                                        r"\(airplane, "):
+        load_dataset("cifar10dvs", tmp_path, timesteps=4)
+    (tmp_path / "CIFAR10DVS" / "kitten" / "0.aedat4").rename(tmp_path / "CIFAR10DVS" / "0.aedat4")
+    with pytest.raises(DataError, match=r"holds .aedat4 files in no class folder"):
         load_dataset("cifar10dvs", tmp_path, timesteps=4)
 
 

@@ -13,8 +13,8 @@ Expected layout (tonic's own, under ``--data-dir``):
   (up to 240x180 pixels, each shifted to its own corner by tonic): they are framed on a 240x180 sensor.
 * CIFAR10DVS: ``CIFAR10DVS/<class>/*.aedat4`` (the ten CIFAR-10 classes, ``airplane`` .. ``truck``, as tonic unpacks
   the dataset's archives: AEDAT 4.0 files of a 128x128 DVS, read with the ``aedat`` package). The dataset ships no
-  test split: 10% of the recordings test and 10% validate, drawn with the seed (the 9:1 split SNN papers use, e.g.
-  Fang et al., ICCV 2021).
+  test split: 10% of each class's recordings test (the 900 / 100 recordings per class SNN papers commonly train and
+  test on), drawn with the seed, and 10% of the rest validate.
 """
 
 from __future__ import annotations
@@ -25,11 +25,12 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .splits import DatasetSplits, split_indices, with_validation_holdout
+from .splits import DatasetSplits, split_indices, stratified_split, with_validation_holdout
 
 VAL_FRACTION = 0.1
 NCALTECH101_SENSOR = (240, 180, 2)  # the largest N-Caltech101 recording (width, height, polarities)
 TEST_FRACTIONS = {"ncaltech101": 0.2, "cifar10dvs": 0.1}  # of the datasets that ship no test split
+STRATIFIED_TEST = ("cifar10dvs",)  # the test split drawn class by class
 DEFAULT_FACTORS = {"dvsgesture": 0.25, "ncaltech101": 0.25, "cifar10dvs": 0.25}  # large sensors, downsampled
 
 
@@ -86,17 +87,28 @@ def _tonic_classes():
             try:
                 super().__init__(save_to, transform=transform)
             except KeyError as exc:  # tonic labels a recording by its folder's name
-                raise DataError(f"{Path(save_to, 'CIFAR10DVS')} holds .aedat4 files in a folder {exc} that is not one "
-                                f"of CIFAR10-DVS's classes ({', '.join(self.classes)})") from None
+                where = f"a folder {exc}" if exc.args[0] else "no class folder"
+                raise DataError(f"{Path(save_to, 'CIFAR10DVS')} holds .aedat4 files in {where}: their folder must be "
+                                f"one of CIFAR10-DVS's classes ({', '.join(self.classes)})") from None
+            # macOS's resource-fork companions (._name.aedat4) are not recordings
+            kept = [not Path(path).name.startswith("._") for path in self.data]
+            self.data = [path for path, keep in zip(self.data, kept) if keep]
+            self.targets = [label for label, keep in zip(self.targets, kept) if keep]
 
         def __getitem__(self, index):
+            """tonic's reading of one recording, with the decoder's failures as ValueError (a file hwnas cannot
+            read) and a missing ``aedat`` package as a DataError."""
+            from tonic.io import read_aedat4
+
             try:
-                return super().__getitem__(index)
+                events = read_aedat4(self.data[index])
             except ImportError:
                 raise DataError("CIFAR10-DVS's .aedat4 files are read with the 'aedat' package: pip install aedat") \
                     from None
             except Exception as exc:  # aedat's RuntimeError; tonic's bare Exception for a file without events
                 raise ValueError(str(exc) or type(exc).__name__) from None
+            events.dtype.names = ["t", "x", "y", "p"]
+            return (self.transform(events) if self.transform else events), self.targets[index]
 
     return {"nmnist": NMNIST, "dvsgesture": DVSGesture, "pokerdvs": POKERDVS, "ncaltech101": NCALTECH101,
             "cifar10dvs": CIFAR10DVS}
@@ -114,7 +126,8 @@ def load_event_splits(name: str, root: str | Path, timesteps: int, seed: int = 0
                       spatial_factor: float | None = None, max_samples: int | None = None) -> DatasetSplits:
     """Load an event dataset from ``root`` and bin every sample into ``timesteps`` binary frames.
 
-    ``spatial_factor`` downsamples the sensor (default 1 for NMNIST, 0.25 for DVSGesture's 128x128 sensor);
+    ``spatial_factor`` downsamples the sensor (default 1 for NMNIST, 0.25 for the 128x128 sensors of DVSGesture and
+    CIFAR10-DVS and for N-Caltech101's frame);
     ``max_samples`` caps the samples read per split (reading tens of thousands of files takes minutes).
     The validation split is 10% of the training files, drawn with ``seed``.
     """
@@ -143,6 +156,9 @@ def load_event_splits(name: str, root: str | Path, timesteps: int, seed: int = 0
                 events, label = dataset[int(index)]
             except (ValueError, OSError, IndexError) as exc:
                 raise DataError(f"cannot read {dataset.data[int(index)]}: {exc}") from None
+            if getattr(events, "dtype", None) is not None and events.dtype.names:
+                # no event on the sensor: tonic's transforms hand the empty recording back unframed
+                events = np.zeros((timesteps, small[2], small[1], small[0]), np.uint8)
             frames.append(np.minimum(np.asarray(events), 1).astype(np.uint8))
             labels.append(label_of(label))
         # tonic's frames are (T, polarity, H, W) already in channel-first order
@@ -158,7 +174,13 @@ def load_event_splits(name: str, root: str | Path, timesteps: int, seed: int = 0
         if len(categories) < 2:
             raise DataError(f"dataset '{name}' at {root} needs at least 2 category folders, found "
                             f"{len(categories)}")
-        train_index, val_index, test_index = split_indices(len(dataset), (VAL_FRACTION, TEST_FRACTIONS[name]), seed)
+        if name in STRATIFIED_TEST:
+            rest, test_index = stratified_split(dataset.targets, TEST_FRACTIONS[name], seed)
+            keep, val, _ = split_indices(len(rest), (VAL_FRACTION, 0.0), seed)
+            train_index, val_index = rest[keep], rest[val]
+        else:
+            train_index, val_index, test_index = split_indices(len(dataset), (VAL_FRACTION, TEST_FRACTIONS[name]),
+                                                               seed)
         # N-Caltech101's classes are the categories found; CIFAR10-DVS's ten are tonic's fixed numbers
         label_of = categories.index if name == "ncaltech101" else int
         cap = (lambda index: index) if max_samples is None else (lambda index: index[:max_samples])

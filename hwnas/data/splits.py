@@ -67,6 +67,19 @@ def split_indices(n: int, fractions: tuple[float, float], seed: int) -> tuple[np
     return order[n_val + n_test:], order[:n_val], order[n_val:n_val + n_test]
 
 
+def stratified_split(labels, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the rest and of ``fraction`` of each class's samples (rounded), drawn with ``seed``: a held-out
+    split in the classes' proportions."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    held = []
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        held.append(members[:int(round(fraction * len(members)))])
+    held = np.sort(np.concatenate(held)) if held else np.zeros(0, np.int64)
+    return np.setdiff1d(np.arange(len(labels)), held), held
+
+
 def with_validation_holdout(name: str, kind: str, train: tuple[torch.Tensor, torch.Tensor],
                             test: tuple[torch.Tensor, torch.Tensor], num_classes: int, fraction: float,
                             seed: int) -> DatasetSplits:
