@@ -509,6 +509,42 @@ def test_stem_pool_auto_searches_each_skeleton_behind_both_stems(tmp_path):
         SearchConfig(strategy="evolution", stem_pool="auto")
 
 
+def test_width_choices_search_cells_at_each_width(tmp_path):
+    """--width-choices: the pre-flight keeps a skeleton at each width (widest first, the primary one), candidates are
+    drawn at every width, and the winner is one of them."""
+    fast = {key: value for key, value in FAST_SEARCH.items() if key != "width"}
+    outcome = run_search(SearchConfig(strategy="random", candidates=6, width_choices=(4, 8), **fast), tmp_path)
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["preflight"]["skeletons"] == [{"width": 8, "stages": 2, "head_pool": 1},
+                                                {"width": 4, "stages": 2, "head_pool": 1}]
+    assert report["preflight"]["verdict"] == "width 8: every cell fits; width 4: every cell fits"
+    assert {row.skeleton for row in outcome.rows if row.is_candidate} == {"8/8 pool1", "4/4 pool1"}
+    assert outcome.architecture.width in (4, 8) and report["config"]["width_choices"] == [8, 4]
+
+
+def test_width_choices_leave_out_widths_no_cell_fits_and_are_checked():
+    from hwnas.hw_models import load_target
+    from hwnas.nas.preflight import LIGHTEST_CELL, choose_skeletons
+
+    base = Architecture(cell=LIGHTEST_CELL, input_shape=(1, 16, 16), num_classes=2, width=16, timesteps=2)
+    templates, report = choose_skeletons(base, load_target("loihi"), None, None, None, max_cores=2,
+                                         width_choices=(4, 2))
+    assert [t.skeleton_key for t in templates] == ["2/2 pool1"]  # at width 4 not even the lightest cell fits
+    assert report["verdict"] == "width 2: the lightest cell fits; heavier cells may not; width 4: no cell fits"
+    with pytest.raises(SearchError, match=r"no skeleton fits loihi .* with width 4, .* breaks max-cores"):
+        choose_skeletons(base, load_target("loihi"), None, None, None, max_cores=2, width_choices=(16, 4))
+    assert SearchConfig(width_choices=[8, 16, 12]).width_choices == (16, 12, 8)
+    for bad in ((8,), (8, 8), (8, 0), "8,16"):
+        with pytest.raises(OptionError, match="--width-choices must be two or more distinct positive widths"):
+            SearchConfig(width_choices=bad)
+    with pytest.raises(OptionError, match="--width-choices and --width both choose the widths"):
+        SearchConfig(width=8, width_choices=(8, 16))
+    with pytest.raises(OptionError, match="--width-choices and --skeletons both"):
+        SearchConfig(skeletons=2, width_choices=(8, 16))
+    with pytest.raises(OptionError, match="--width-choices needs several"):
+        SearchConfig(strategy="evolution", width_choices=(8, 16))
+
+
 def test_the_command_line_says_how_many_skeletons_it_searched(tmp_path, capsys):
     from conftest import SMALL_SEARCH
 

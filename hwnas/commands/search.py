@@ -90,6 +90,12 @@ def add_parser(commands) -> None:
                        help="channels of each stage, e.g. 8,16,32 (fixes the stages; widths that change need "
                             "--downsample conv, chosen when left out; default: one width throughout, or with "
                             "--downsample conv doubling at each stage when that fits)")
+    group.add_argument("--width-choices", type=positive_int_list, default=D.width_choices, metavar="W1,W2,..",
+                       help="search cells at each of these widths together, e.g. 8,12,16: the pre-flight keeps a "
+                            "skeleton at each (its stages and head pooling chosen as for --width), cells that break "
+                            "the target's rules at a width are rejected there, the energy term and the refinement's "
+                            "trainings choose; the widest is the primary skeleton, whose costs a --budget-minutes "
+                            "fit measures (default: one width)")
     group.add_argument("--skeletons", type=positive_int, default=D.skeletons, metavar="K",
                        help="keep the K most preferred skeletons in which every cell fits and search cells and "
                             "skeletons together: every candidate is a cell in one of them, the energy term and the "

@@ -39,6 +39,9 @@ class SearchConfig:
     stem_pool: int | str = 1
     widths: tuple[int, ...] | None = None  # channels per stage (fixes the stages); None: one width throughout
     skeletons: int = 1  # skeletons the pre-flight keeps for the search (every candidate is a cell in one of them)
+    # several widths searched together: the pre-flight keeps a skeleton at each (widest first, the primary one), and
+    # the hardware terms reject the cells that break a rule of the target at their width
+    width_choices: tuple[int, ...] | None = None
     downsample: str | None = None     # None: maxpool; conv for growing widths; avgpool when deployable is netx
     encoding: str = "rate"
     timing: str | None = None
@@ -126,6 +129,7 @@ class SearchConfig:
         if self.deployable not in DEPLOYABLES:
             raise OptionError(f"--deployable '{self.deployable}' is unknown (choose {', '.join(DEPLOYABLES)})")
         uneven = self._check_widths()
+        self._check_width_choices()
         netx = self.deployable == "netx"
         if self.downsample is None:
             object.__setattr__(self, "downsample", "conv" if uneven else "avgpool" if netx else "maxpool")
@@ -174,6 +178,25 @@ class SearchConfig:
         if self.stages is not None and self.stages != len(widths):
             raise OptionError(f"--stages {self.stages} but --widths names {len(widths)} stages: give one of them")
         return len(set(widths)) > 1
+
+    def _check_width_choices(self) -> None:
+        """Check --width-choices (at least two distinct positive widths; not with --width, --widths or --skeletons)
+        and keep them widest first."""
+        choices = self.width_choices
+        if choices is None:
+            return
+        if (isinstance(choices, (str, bytes)) or not isinstance(choices, (list, tuple))
+                or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in choices)
+                or len(set(choices)) < 2):
+            raise OptionError(f"--width-choices must be two or more distinct positive widths, got {choices!r}")
+        given = [name for name, value in (("--width", self.width), ("--widths", self.widths),
+                                          ("--skeletons", self.skeletons != 1)) if value]
+        if given:
+            raise OptionError(f"--width-choices and {given[0]} both choose the widths: give one of them")
+        if self.strategy == "evolution":
+            raise OptionError("--strategy evolution searches cells in one skeleton (its supernet's): --width-choices "
+                              "needs several; give --width")
+        object.__setattr__(self, "width_choices", tuple(sorted(set(choices), reverse=True)))
 
     def to_dict(self) -> dict:
         return asdict(self)

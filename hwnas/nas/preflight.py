@@ -120,7 +120,8 @@ def check_skeleton(template: Architecture, target, max_cores: int | None, cell=L
 
 def choose_skeletons(base: Architecture, target, width: int | None, stages: int | None, head_pool: int | None,
                      max_cores: int | None = None, heaviest=HEAVIEST_CELL, widths: tuple[int, ...] | None = None,
-                     keep: int = 1, stem_twin: int | None = None) -> tuple[list[Architecture], dict]:
+                     keep: int = 1, stem_twin: int | None = None,
+                     width_choices: tuple[int, ...] | None = None) -> tuple[list[Architecture], dict]:
     """The template architectures with the skeletons the search uses on ``target`` (the primary one first), and a
     report of the pre-flight.
 
@@ -132,17 +133,24 @@ def choose_skeletons(base: Architecture, target, width: int | None, stages: int 
     a stride-k stem follows the kept ones: the same stages and head pooling, every layer k^2 times smaller, and k
     times its widths (the same convolution work; the same widths where every cell fits only those, or where the user
     fixed them), where its input is large enough and the lightest cell fits it. When no skeleton fits at full
-    resolution, the stride-k stem's own skeletons (widths chosen for the pooled input) are the search's."""
+    resolution, the stride-k stem's own skeletons (widths chosen for the pooled input) are the search's. With
+    ``width_choices`` (``--width-choices``, widest first) the pre-flight chooses one skeleton at each width as it
+    would for that ``width`` alone; a width at which not even the lightest cell fits is left out."""
     started = time.perf_counter()
+
+    def choose(template: Architecture) -> tuple[list[Architecture], dict]:
+        if width_choices:
+            return _choose_at_widths(template, target, width_choices, stages, head_pool, max_cores, heaviest, started)
+        return _choose(template, target, width, stages, head_pool, max_cores, heaviest, widths, keep, started)
+
     try:
-        chosen, report = _choose(base, target, width, stages, head_pool, max_cores, heaviest, widths, keep, started)
+        chosen, report = choose(base)
     except SearchError as full_resolution:
         if stem_twin is None:
             raise
         # no full-resolution skeleton fits: the stride-2 stem's own (widths chosen for the pooled input) alone
         try:
-            chosen, report = _choose(replace(base, stem_pool=stem_twin), target, width, stages, head_pool,
-                                     max_cores, heaviest, widths, keep, started)
+            chosen, report = choose(replace(base, stem_pool=stem_twin))
         except (SearchError, ArchitectureError):
             raise full_resolution from None
         report["verdict"] += f"; only behind a stride-{stem_twin} stem"
@@ -155,7 +163,7 @@ def choose_skeletons(base: Architecture, target, width: int | None, stages: int 
         # (k^2 fewer pixels, k^2 times the channel pairs) and halves the neurons at k = 2; then the same widths.
         # The first in which every cell fits, else the first in which the lightest does.
         twin = None
-        for factor in (stem_twin, 1) if width is None and widths is None else (1,):
+        for factor in (stem_twin, 1) if width is None and widths is None and not width_choices else (1,):
             candidate, heavy, reason = _stem_twin(template, stem_twin, factor, target, max_cores, heaviest)
             if candidate is None:
                 report["rejected"].append(reason)
@@ -170,6 +178,31 @@ def choose_skeletons(base: Architecture, target, width: int | None, stages: int 
             report["skeletons"].append(skeleton_of(twin).to_dict())
     report["seconds"] = time.perf_counter() - started
     return chosen + twins, report
+
+
+def _choose_at_widths(base: Architecture, target, width_choices: tuple[int, ...], stages, head_pool, max_cores,
+                      heaviest, started: float) -> tuple[list[Architecture], dict]:
+    """:func:`_choose` at each of ``width_choices`` (widest first): one skeleton per width, the widths at which not
+    even the lightest cell fits left out (the narrowest one's :class:`SearchError` when that is every width)."""
+    chosen, reports, failures = [], [], []
+    for width in width_choices:
+        try:
+            templates, report = _choose(base, target, width, stages, head_pool, max_cores, heaviest, None, 1, started)
+        except SearchError as exc:
+            failures.append((width, exc))
+            continue
+        chosen += templates
+        reports.append((width, report))
+    if not chosen:
+        raise failures[-1][1]
+    report = {"skeleton": reports[0][1]["skeleton"],
+              "skeletons": [skeleton for _, r in reports for skeleton in r["skeletons"]],
+              "verdict": "; ".join(f"width {width}: {r['verdict']}" for width, r in reports)
+              + "".join(f"; width {width}: no cell fits" for width, _ in failures),
+              "tried": sum(r["tried"] for _, r in reports),
+              "rejected": [entry for _, r in reports for entry in r["rejected"]],
+              "seconds": time.perf_counter() - started}
+    return chosen, report
 
 
 def _stem_twin(template: Architecture, stem_pool: int, factor: int, target, max_cores: int | None,

@@ -194,6 +194,7 @@ def _prepare_and_search(config: SearchConfig, folder: RunFolder, cache: ResultCa
     if dense:
         fixed = [name for name, value in (("--widths", config.widths), ("--stages", config.stages),
                                           ("--head-pool", config.head_pool), ("--skeletons", config.skeletons > 1),
+                                          ("--width-choices", config.width_choices),
                                           ("--stem-pool", config.stem_pool != 1),
                                           ("--deployable", config.deployable != "any")) if value]
         if fixed:
@@ -212,7 +213,8 @@ def _prepare_and_search(config: SearchConfig, folder: RunFolder, cache: ResultCa
         templates, preflight = choose_skeletons(template, target, config.width, config.stages, config.head_pool,
                                                 config.max_cores, heaviest_cell_of(template, space.chains_only),
                                                 config.widths, config.skeletons,
-                                                STEM_TWIN if config.stem_pool == STEM_POOL_AUTO else None)
+                                                STEM_TWIN if config.stem_pool == STEM_POOL_AUTO else None,
+                                                config.width_choices)
     check_search_memory(config, templates)
     with folder.writing("search"):
         if not resume and folder.checkpoint.exists():  # written by a search that ran while this one started
