@@ -22,6 +22,8 @@ arithmetic), exported to NIR and validated in Lava:
   ``hwnas estimate`` gives it untrained, as the search's rule estimates each candidate, and
   ``--refine-energy-weight 0``: the trainings choose by accuracy alone): what a user who wants to beat that
   baseline asks for;
+* ``search --width-choices w,1.5w,2w under the chain's energy``: the same, choosing among the default winner's width
+  w and 1.5 and 2 times it as well as among cells (``--width-choices``);
 * ``chain (search skeleton)``: a hand-designed chain of three 3x3 convolutions per stage in the winner's own
   skeleton (widths, stages, head pooling): what the searched cell adds over the plainest cell;
 * ``chain (widest fit)``: the same chain at the widest width (64, 32 or 16 channels) that fits Loihi 2's cores and
@@ -74,7 +76,7 @@ PAPER_CNN = Path(__file__).resolve().parent / "data" / "nir_paper_cnn_sinabs.nir
 # the search with other options: (folder, row label, options added to the default search)
 # rows besides the default search's, by the name --rows takes
 ROWS = ("search-w16", "search-stem2-w16", "search-stem2-w8", "search-stem-auto", "search-evolution",
-        "search-under-chain", "chain-skeleton", "chain-widest", "paper-cnn")
+        "search-under-chain", "search-widths-under-chain", "chain-skeleton", "chain-widest", "paper-cnn")
 SEARCH_VARIANTS = [("search-w16", "search --width 16", ["--width", "16"]),
                    ("search-stem2-w16", "search --stem-pool 2 --width 16", ["--stem-pool", "2", "--width", "16"]),
                    ("search-stem2-w8", "search --stem-pool 2 --width 8", ["--stem-pool", "2", "--width", "8"]),
@@ -184,11 +186,12 @@ def train_validate(run: Path, label: str, args, seconds: dict, train_from: list[
             "trained_equals_lava": bool(pair.get("identical")), "seconds": dict(seconds)}
 
 
-def search_under(baseline: Path, run: Path, options: list[str], budget: list[str], args) -> dict:
+def search_under(baseline: Path, run: Path, options: list[str], budget: list[str], args,
+                 extra: tuple[str, ...] = ()) -> dict:
     """The default search limited to the energy per inference of ``baseline`` (a hand-designed run folder's
     architecture) untrained, as ``hwnas estimate`` gives it on 64 validation samples (the search's max-energy rule
     compares each candidate's untrained estimate, on its scoring batches), choosing among its trainings by accuracy
-    alone; trained and validated as every row."""
+    alone (``extra``: more search options); trained and validated as every row."""
     import shutil
 
     seconds: dict = {}
@@ -202,10 +205,11 @@ def search_under(baseline: Path, run: Path, options: list[str], budget: list[str
                                              "--data-dir", data[1], "--target", "loihi2", "--json", str(estimate)])
     limit = json.loads(estimate.read_text())["estimate"]["totals"]["energy_j"]
     if not (run / "architecture.json").is_file():
-        timed("search", seconds, ["search", *options, "--max-energy", repr(limit), "--refine-energy-weight", "0",
-                                  *budget, "--target", "loihi2", "--threads", str(args.threads), "--quiet",
+        timed("search", seconds, ["search", *options, *extra, "--max-energy", repr(limit), "--refine-energy-weight",
+                                  "0", *budget, "--target", "loihi2", "--threads", str(args.threads), "--quiet",
                                   "--out", str(run)])
-    return train_validate(run, f"search --max-energy (the chain's {1e6 * limit:.1f} uJ)", args, seconds)
+    label = " ".join(["search", *extra, f"--max-energy (the chain's {1e6 * limit:.1f} uJ)"])
+    return train_validate(run, label, args, seconds)
 
 
 def run_dataset(name: str, args, work: Path) -> dict:
@@ -245,9 +249,14 @@ def run_dataset(name: str, args, work: Path) -> dict:
     winner = Architecture.load(search / "architecture.json")
     config = json.loads((search / "report.json").read_text())["config"]
     chain = baseline_run(folder / "chain-skeleton", winner.with_cell(parse_cell_key(CHAIN)), config) \
-        if {"chain-skeleton", "search-under-chain"} & set(args.rows) else None
+        if {"chain-skeleton", "search-under-chain", "search-widths-under-chain"} & set(args.rows) else None
     if "search-under-chain" in args.rows:
         rows.append(search_under(chain, folder / "search-under-chain", options, budget, args))
+        print(f"{name}: {rows[-1]['row']} done {rows[-1]['seconds']}", flush=True)
+    if "search-widths-under-chain" in args.rows:  # the same, choosing the width too: the winner's, 1.5 and 2 times
+        widths = f"{winner.width},{winner.width * 3 // 2},{winner.width * 2}"
+        rows.append(search_under(chain, folder / "search-widths-under-chain", options, budget, args,
+                                 ("--width-choices", widths)))
         print(f"{name}: {rows[-1]['row']} done {rows[-1]['seconds']}", flush=True)
     hand = [("chain (search skeleton)", chain)] if "chain-skeleton" in args.rows else []
     # the widest that fits depends on the memory free at the time: a resumed bench keeps the one it chose
