@@ -135,7 +135,8 @@ def choose_skeletons(base: Architecture, target, width: int | None, stages: int 
     fixed them), where its input is large enough and the lightest cell fits it. When no skeleton fits at full
     resolution, the stride-k stem's own skeletons (widths chosen for the pooled input) are the search's. With
     ``width_choices`` (``--width-choices``, widest first) the pre-flight chooses one skeleton at each width as it
-    would for that ``width`` alone; a width at which not even the lightest cell fits is left out."""
+    would for that ``width`` alone; a width at which not even the lightest cell fits is left out (with ``stem_twin``,
+    not tried behind the stride-k stem)."""
     started = time.perf_counter()
 
     def choose(template: Architecture) -> tuple[list[Architecture], dict]:
@@ -198,7 +199,7 @@ def _choose_at_widths(base: Architecture, target, width_choices: tuple[int, ...]
     report = {"skeleton": reports[0][1]["skeleton"],
               "skeletons": [skeleton for _, r in reports for skeleton in r["skeletons"]],
               "verdict": "; ".join(f"width {width}: {r['verdict']}" for width, r in reports)
-              + "".join(f"; width {width}: no cell fits" for width, _ in failures),
+              + "".join(f"; width {width}: not even the lightest cell fits" for width, _ in failures),
               "tried": sum(r["tried"] for _, r in reports),
               "rejected": [entry for _, r in reports for entry in r["rejected"]],
               "seconds": time.perf_counter() - started}
