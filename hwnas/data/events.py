@@ -181,15 +181,15 @@ def load_event_splits(name: str, root: str | Path, timesteps: int, seed: int = 0
         else:
             train_index, val_index, test_index = split_indices(len(dataset), (VAL_FRACTION, TEST_FRACTIONS[name]),
                                                                seed)
-        # N-Caltech101's classes are the categories found; CIFAR10-DVS's ten are tonic's fixed numbers
-        label_of = categories.index if name == "ncaltech101" else int
+        found = name == "ncaltech101"  # its classes are the categories found; CIFAR10-DVS's ten are tonic's numbers
+        label_of = categories.index if found else int
         cap = (lambda index: index) if max_samples is None else (lambda index: index[:max_samples])
         train = read(dataset, cap(train_index), label_of, "train")
         val = read(dataset, cap(val_index), label_of, "validation")
         test = read(dataset, cap(test_index), label_of, "test")
         return DatasetSplits(name=name, kind="frames", train_x=train[0], train_y=train[1], val_x=val[0],
                              val_y=val[1], test_x=test[0], test_y=test[1],
-                             num_classes=len(categories) if name == "ncaltech101" else len(cls.classes))
+                             num_classes=len(categories) if found else len(cls.classes))
     train_set, test_set = (_in_path_order(cls(str(root), train=train, transform=transform)) for train in (True, False))
     return with_validation_holdout(name, "frames", read(train_set, capped(len(train_set)), int, "train"),
                                    read(test_set, capped(len(test_set)), int, "test"), len(cls.classes),
