@@ -33,6 +33,7 @@ def test_the_plan_counts_what_the_default_search_trains():
     assert evaluation_counts(SearchConfig(strategy="random", candidates=30), SearchSpace()) == (30, 0)
     cells, supernets = evaluation_counts(config, SearchSpace())
     assert cells == 1 + 24 and supernets > 0  # the final cell and the random pool; the rounds' supernets
+    assert evaluation_counts(config, SearchSpace(), skeletons=3) == (3 + 24, 3 * supernets)  # pruned in each
 
 
 def test_a_budget_keeps_its_share_and_its_minimum_at_every_size():

@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 from conftest import FAST_SEARCH, small_arch
 
-from hwnas.arch.genotype import PAIRS, Architecture
+from hwnas.arch.genotype import PAIRS, Architecture, cell_key
 from hwnas.errors import OptionError, ResumeError, SearchError
 from hwnas.nas import runner
 from hwnas.nas.evaluate import Evaluator
@@ -521,6 +521,24 @@ def test_width_choices_search_cells_at_each_width(tmp_path):
     assert {row.skeleton for row in outcome.rows if row.is_candidate} == {"8/8 pool1", "4/4 pool1"}
     winner = next(row for row in outcome.rows if row.is_candidate and row.rank == 1)
     assert outcome.architecture.skeleton_key == winner.skeleton and report["config"]["width_choices"] == [8, 4]
+
+
+def test_width_choices_prune_a_supernet_at_each_width(tmp_path):
+    """--width-choices with the prune strategy: a supernet is pruned at each width, each pruning the one a search at
+    that width alone runs (same final cell and score), and the better final cell wins."""
+    fast = {key: value for key, value in FAST_SEARCH.items() if key != "width"}
+    both = run_search(SearchConfig(strategy="prune", width_choices=(4, 8), **fast), tmp_path / "both")
+    finals = {row.skeleton: row for row in both.rows if row.kind == "final"}
+    assert set(finals) == {"8/8 pool1", "4/4 pool1"}
+    for width, skeleton in ((8, "8/8 pool1"), (4, "4/4 pool1")):
+        alone = run_search(SearchConfig(strategy="prune", width=width, **fast), tmp_path / str(width))
+        final = next(row for row in alone.rows if row.kind == "final")
+        assert (finals[skeleton].cell, finals[skeleton].score) == (final.cell, final.score)
+        pruned = [row for row in both.rows if row.skeleton == skeleton and row.kind != "cell"]
+        assert [(r.kind, r.cell, r.score) for r in pruned] == [(r.kind, r.cell, r.score) for r in alone.rows]
+    assert sorted(row.index for row in both.rows) == list(range(len(both.rows)))
+    best = max(finals.values(), key=lambda row: row.fitness)
+    assert (cell_key(both.architecture.cell), both.architecture.skeleton_key) == (best.cell, best.skeleton)
 
 
 def test_width_choices_leave_out_widths_no_cell_fits_and_are_checked():

@@ -94,12 +94,13 @@ def add_parser(commands) -> None:
                        help="search cells at each of these widths together, e.g. 8,12,16: the pre-flight keeps a "
                             "skeleton at each (its stages and head pooling chosen as for --width), cells that break "
                             "the target's rules at a width are rejected there, the energy term and the refinement's "
-                            "trainings choose; the widest is the primary skeleton, in which the prune strategy "
-                            "prunes and whose costs a --budget-minutes fit measures (default: one width)")
+                            "trainings choose; the prune strategy prunes a supernet at each width; the widest is "
+                            "the primary skeleton, whose costs a --budget-minutes fit measures (default: one width)")
     group.add_argument("--skeletons", type=positive_int, default=D.skeletons, metavar="K",
                        help="keep the K most preferred skeletons in which every cell fits and search cells and "
-                            "skeletons together: every candidate is a cell in one of them, the energy term and the "
-                            "refinement's trainings choose (default: %(default)s, the pre-flight's first)")
+                            "skeletons together: every candidate is a cell in one of them (the prune strategy prunes "
+                            "a supernet in each), the energy term and the refinement's trainings choose (default: "
+                            "%(default)s, the pre-flight's first)")
     group.add_argument("--downsample", choices=DOWNSAMPLES, default=D.downsample,
                        help="maxpool = OR of spikes in 2x2 (a sum-pool into threshold-0.5 neurons); avgpool = linear, "
                             "folded into the next connection; conv = 2x2 average pooling then a 3x3 convolution "

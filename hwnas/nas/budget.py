@@ -163,9 +163,10 @@ def supernet_evaluation_s(measurer, space) -> float:
     return time.perf_counter() - started
 
 
-def evaluation_counts(config, space) -> tuple[int, int]:
+def evaluation_counts(config, space, skeletons: int = 1) -> tuple[int, int]:
     """(cell evaluations, supernet evaluations) the strategy runs, at most: the prune strategy's rounds are counted
-    as if each removed a pair's zero op while it has one (the most ablations a round can then need)."""
+    as if each removed a pair's zero op while it has one (the most ablations a round can then need), once in each
+    of the ``skeletons`` the pre-flight kept (each pruning ends in a final cell)."""
     from ..arch.choices import PAIRS
 
     supernets = 0
@@ -182,7 +183,8 @@ def evaluation_counts(config, space) -> tuple[int, int]:
             for pair in open_pairs:
                 sizes[pair] -= 1
                 nonzero[pair] = min(nonzero[pair], sizes[pair])
-        cells = 1 + (pool_sample_size(config.refine, config.screen) if config.refine else 0)
+        supernets *= skeletons
+        cells = skeletons + (pool_sample_size(config.refine, config.screen) if config.refine else 0)
     return cells, supernets
 
 
@@ -209,12 +211,13 @@ def training_plan(config, pool: int) -> tuple[float, int]:
 
 
 def estimate(config, space, costs: Costs, supernet_s: float, train_size: int, val_size: int,
-             train_fraction: float, workers: int = 1) -> Estimate:
+             train_fraction: float, workers: int = 1, skeletons: int = 1) -> Estimate:
     """The search's time on this machine (see the module docstring) with ``train_fraction`` of the
     ``train_size`` training samples in every training; with ``workers`` (``--workers``) the cells of the random
     strategy and of the prune pool, the screening and the rungs run that many at a time (a rung of fewer
-    candidates, fewer), the prune rounds and the evolution one at a time."""
-    cells, supernets = evaluation_counts(config, space)
+    candidates, fewer), the prune rounds and the evolution one at a time; the prune strategy prunes in each of
+    ``skeletons``, every supernet timed at ``supernet_s`` (measured in the primary skeleton)."""
+    cells, supernets = evaluation_counts(config, space, skeletons)
     epochs, passes = training_plan(config, cells)  # every scored cell may be refined (prune: its final and random)
     trained = math.ceil(train_fraction * train_size)
     parallel_cells = cells if config.strategy != "evolution" else 0
@@ -234,12 +237,12 @@ def estimate(config, space, costs: Costs, supernet_s: float, train_size: int, va
 
 
 def fitted_fraction(config, space, costs: Costs, supernet_s: float, train_size: int, val_size: int,
-                    workers: int = 1) -> float:
+                    workers: int = 1, skeletons: int = 1) -> float:
     """The share of the training split whose trainings keep the middle of the estimate within
     ``config.budget_minutes`` (1 when the whole split fits); a budget that cannot hold the search with at least
     :data:`MIN_TRAINING_SAMPLES` samples in its shortest training is a one-line :class:`OptionError`."""
     budget = 60.0 * config.budget_minutes
-    whole = estimate(config, space, costs, supernet_s, train_size, val_size, 1.0, workers)
+    whole = estimate(config, space, costs, supernet_s, train_size, val_size, 1.0, workers, skeletons)
     if _middle(whole.total_s) <= budget:
         return 1.0
     fixed = _middle(whole.zero_cost_s) + _middle(whole.validation_s)
@@ -367,12 +370,14 @@ def plan(config, measurer, space, splits, say, workers: int = 1) -> tuple[object
         costs = measure_costs(measurer, splits, (lightest, heaviest))
         supernet_s = supernet_evaluation_s(measurer, space) if config.strategy == "prune" else 0.0
     train_size, val_size = int(splits.split("train")[1].numel()), int(splits.split("val")[1].numel())
+    skeletons = len(measurer.templates)
     config = replace(config, val_samples=validation_samples(config, val_size))
     val_size = min(val_size, config.val_samples or val_size)
     if config.budget_minutes is not None:
         config = replace(config, train_fraction=fitted_fraction(config, space, costs, supernet_s, train_size,
-                                                                val_size, workers))
-    found = estimate(config, space, costs, supernet_s, train_size, val_size, config.train_fraction, workers)
+                                                                val_size, workers, skeletons))
+    found = estimate(config, space, costs, supernet_s, train_size, val_size, config.train_fraction, workers,
+                     skeletons)
     if say:
         say(describe(found, train_size, config.budget_minutes, bool(config.refine))
             + (f" ({workers} workers)" if workers > 1 else "")

@@ -3,7 +3,7 @@ with an op switched off) is measured once, stored under a text key in the checkp
 :class:`~hwnas.nas.rows.Row` with its hardware-aware fitness.
 
 A candidate is a cell in one of the skeletons the pre-flight kept (``--skeletons``); the first skeleton is the
-primary one: the supernet of the prune strategy is built in it, and its candidates' keys name no skeleton."""
+primary one: its candidates' keys name no skeleton. The prune strategy prunes a supernet in each skeleton."""
 
 from __future__ import annotations
 
@@ -210,14 +210,19 @@ class CandidateScorer:
             return lambda: self.cell_measure(cell)
         return lambda: self.measurer.measure_cell(cell, skeleton)
 
-    def score_supernet(self, options: dict, ablated: Edge | None) -> Callable[[], dict]:
-        """What :meth:`row` calls to measure the supernet holding ``options`` per pair, without ``ablated``."""
+    def score_supernet(self, options: dict, ablated: Edge | None, skeleton: str | None = None) -> Callable[[], dict]:
+        """What :meth:`row` calls to measure the supernet in ``skeleton`` (None: the primary one) holding
+        ``options`` per pair, without ``ablated``."""
+        skeleton = skeleton or self.primary
+
         def compute() -> dict:
-            if self._supernet is None:
+            if self._supernet is None or self._supernet[0] != skeleton:  # one supernet held at a time
                 every_edge = self.space.nonzero_edges()
-                self._supernet = build_seeded(lambda: build_network(self.template, every_edge), self.config.seed,
-                                              "supernet")
-            net = self._supernet
+                template = self.measurer.templates[skeleton]
+                self._supernet = None
+                self._supernet = (skeleton, build_seeded(lambda: build_network(template, every_edge),
+                                                         self.config.seed, "supernet"))
+            net = self._supernet[1]
             off = set()
             for edge, keys in net.edge_modules.items():
                 if edge not in options[(edge.src, edge.dst)] or edge == ablated:
@@ -225,6 +230,23 @@ class CandidateScorer:
             net.set_disabled(off)
             return self.measure(net)
         return compute
+
+    def prune_callbacks(self, skeleton: str, first_index: int) -> tuple[Callable, Callable, Callable]:
+        """:func:`~hwnas.nas.strategies.run_prune`'s callbacks (supernet scorer, cell scorer, row maker) for a
+        pruning in ``skeleton``, its rows numbered from ``first_index`` and its checkpoint keys naming the skeleton
+        unless it is the primary one."""
+        suffix = skeleton_suffix(skeleton, self.primary)
+
+        def numbered(extra: dict) -> dict:
+            return {**extra, "index": extra["index"] + first_index}
+
+        def row(cache_key: str, compute: Callable[[], dict], extra: dict) -> Row:
+            return self.row(cache_key + suffix, compute, {**numbered(extra), "skeleton": skeleton})
+
+        def cell_row(cell: Cell, _skeleton, extra: dict) -> Row:
+            return self.cell_row(cell, skeleton, numbered(extra))
+
+        return (lambda options, ablated: self.score_supernet(options, ablated, skeleton)), cell_row, row
 
 
 def stored_result(key: str, value) -> bool:

@@ -42,7 +42,7 @@ from .results import rank_candidates, write_report
 from .rows import Row
 from .space import SearchSpace
 from .evolution import evolve
-from .strategies import run_prune, run_random
+from .strategies import run_prune_each, run_random
 
 CHECKPOINT_FORMAT = "hwnas.search-checkpoint"
 CHECKPOINT_EVERY_S = 5.0
@@ -290,7 +290,7 @@ def _search(config, folder, cache, resume, target, timing, splits, space, templa
         elif config.strategy == "evolution":
             result, supernet_log = evolve(config, space, scorer, ranking, folder.supernet, scorer.announce)
         else:
-            result = run_prune(space, scorer.score_supernet, scorer.cell_row, scorer.row)
+            result = run_prune_each(space, list(scorer.measurer.templates), scorer.prune_callbacks)
         signal = {"chosen_by": preselection_signal(config), "refine": 0}
         if config.refine:
             result, signal = refine(config, space, result, scorer, ranking, folder, fit_share)

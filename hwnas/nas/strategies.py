@@ -6,7 +6,9 @@ every result passes through a cache keyed by text, which is what makes a search 
 * ``prune`` (LightSNN, Liu et al. 2025): start from a supernet holding every op on every pair; each round,
   score the supernet with each op ablated, and on every pair drop the op whose removal costs the least score
   (importance = fitness(supernet) - fitness(without op), where fitness is the score, less the energy penalty on a
-  hardware target); repeat until one op per pair is left.
+  hardware target); repeat until one op per pair is left. With several skeletons kept, a supernet is pruned in
+  each (:func:`run_prune_each`): an energy rule or term that rejects most cells in a wide skeleton would otherwise
+  decide which ops survive in a narrow one too.
 """
 
 from __future__ import annotations
@@ -116,6 +118,21 @@ def run_prune(space: SearchSpace, score_supernet: Callable[[dict, Edge | None], 
     final = cell_row(cell, None, {"index": len(rows), "kind": "final", "round": round_number})
     rows.append(final)
     return StrategyResult(cell, rows)
+
+
+def run_prune_each(space: SearchSpace, skeletons: list[str],
+                   callbacks: Callable[[str, int], tuple[Callable, CellScorer, Scorer]]) -> StrategyResult:
+    """:func:`run_prune` in each of ``skeletons``, one after another; ``callbacks(skeleton, first_index)`` gives
+    :func:`run_prune`'s three callbacks bound to the skeleton, its rows numbered from ``first_index``. The final
+    cell that ranks first (:func:`~hwnas.nas.rows.sort_key`) wins; the rows of every pruning are kept."""
+    rows: list[Row] = []
+    finals = []
+    for skeleton in skeletons:
+        result = run_prune(space, *callbacks(skeleton, len(rows)))
+        rows.extend(result.rows)
+        finals.append((result.rows[-1], result.cell, skeleton))
+    final, cell, skeleton = min(finals, key=lambda item: sort_key(item[0]))
+    return StrategyResult(cell, rows, skeleton)
 
 
 def _can_stay_valid(options: dict[tuple[int, int], list[Edge]], space: SearchSpace) -> bool:
