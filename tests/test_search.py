@@ -541,6 +541,33 @@ def test_width_choices_prune_a_supernet_at_each_width(tmp_path):
     assert (cell_key(both.architecture.cell), both.architecture.skeleton_key) == (best.cell, best.skeleton)
 
 
+def test_width_choices_leave_out_a_width_whose_search_would_not_fit_in_memory(tmp_path, monkeypatch):
+    """A width whose scoring or trainings would not fit in the memory available is left out (named in the
+    pre-flight's verdict) rather than refusing the search; when no width fits, the narrowest one's refusal."""
+    from hwnas import limits
+
+    fast = {key: value for key, value in FAST_SEARCH.items() if key != "width"}
+    config = SearchConfig(strategy="random", candidates=3, width_choices=(4, 32), **fast)
+    needed = []
+    measure = limits.check_memory
+    monkeypatch.setattr(limits, "available_memory_bytes", lambda: math.inf)
+    monkeypatch.setattr(limits, "check_memory", lambda need, what, remedy: (needed.append((need, what)),
+                                                                            measure(need, what, remedy)))
+    run_search(config, tmp_path / "measured")
+    wide = max(need for need, what in needed if "width 32" in what)
+    narrow = max(need for need, what in needed if "width 4" in what)
+    assert narrow < wide
+    monkeypatch.setattr(limits, "available_memory_bytes", lambda: (narrow + wide) / 2)
+    outcome = run_search(config, tmp_path / "fits")
+    report = json.loads((tmp_path / "fits" / "report.json").read_text())
+    assert report["preflight"]["skeletons"] == [{"width": 4, "stages": 2, "head_pool": 1}]
+    assert report["preflight"]["verdict"].endswith("; width 32: left out, its search would not fit in memory")
+    assert {row.skeleton for row in outcome.rows if row.is_candidate} == {"4/4 pool1"}
+    monkeypatch.setattr(limits, "available_memory_bytes", lambda: narrow / 2)
+    with pytest.raises(OptionError, match="at width 4 .* would need about"):
+        run_search(config, tmp_path / "none")
+
+
 def test_width_choices_leave_out_widths_no_cell_fits_and_are_checked():
     from hwnas.hw_models import load_target
     from hwnas.nas.preflight import LIGHTEST_CELL, choose_skeletons

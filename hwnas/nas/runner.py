@@ -215,12 +215,38 @@ def _prepare_and_search(config: SearchConfig, folder: RunFolder, cache: ResultCa
                                                 config.widths, config.skeletons,
                                                 STEM_TWIN if config.stem_pool == STEM_POOL_AUTO else None,
                                                 config.width_choices)
+    if config.width_choices:
+        templates, preflight = widths_in_memory(config, templates, preflight)
     check_search_memory(config, templates)
     with folder.writing("search"):
         if not resume and folder.checkpoint.exists():  # written by a search that ran while this one started
             open_checkpoint(folder, config, resume)
         return _search(config, folder, cache, resume, target, timing, splits, space, templates, preflight, progress,
                        workers, ray_address, notes)
+
+
+def widths_in_memory(config: SearchConfig, templates: list[Architecture], preflight: dict
+                     ) -> tuple[list[Architecture], dict]:
+    """With ``--width-choices``: the skeletons (one per width) whose search fits in memory
+    (:func:`check_search_memory`), the pre-flight's report without the others and its verdict naming them; when no
+    width fits, the narrowest one's refusal."""
+    kept, refused = [], []
+    for index, template in enumerate(templates):
+        try:
+            check_search_memory(config, [template])
+        except OptionError as exc:
+            refused.append((template.width, exc))
+        else:
+            kept.append(index)
+    if not kept:
+        raise refused[-1][1]
+    if not refused:
+        return templates, preflight
+    skeletons = [preflight["skeletons"][index] for index in kept]
+    verdict = preflight["verdict"] + "".join(f"; width {width}: left out, its search would not fit in memory"
+                                             for width, _ in refused)
+    return [templates[index] for index in kept], {**preflight, "skeleton": skeletons[0], "skeletons": skeletons,
+                                                  "verdict": verdict}
 
 
 def check_search_memory(config: SearchConfig, templates: list[Architecture]) -> None:
