@@ -97,6 +97,41 @@ def test_the_share_is_fitted_again_to_the_pool_the_scores_chose():
     assert refitted_fraction(config, replace(refit, train_size=500), light, 0.0) == (1.0, False)
 
 
+def test_the_refit_places_each_candidate_between_its_own_skeletons_costs():
+    """With several skeletons, each candidate's cost is its own skeleton's (the primary one's when not measured):
+    a pool in a skeleton that trains and validates at half the cost gets at least twice the share (its validation
+    leaves more of the budget, too)."""
+    from hwnas.nas.budget import Costs, Refit, refitted_fraction
+    from hwnas.nas.preflight import HEAVIEST_CELL, LIGHTEST_CELL
+
+    costs = Costs((0.1, 0.2), (0.002, 0.012), (0.0005, 0.001))
+    half = Costs((0.1, 0.2), (0.001, 0.006), (0.00025, 0.0005))
+    refit = Refit(costs, (LIGHTEST_CELL, HEAVIEST_CELL), 0.0, 50_000, 2000, skeleton_costs={"4/4 pool1": half})
+    config = SearchConfig(budget_minutes=20)
+    pool = [0.0, 0.2, 0.5, 1.0] * 6
+    primary = refitted_fraction(config, refit, pool, 0.0)
+    assert refitted_fraction(config, refit, pool, 0.0, ["8/8 pool1"] * 24) == primary  # not measured: the primary's
+    narrow = refitted_fraction(config, refit, pool, 0.0, ["4/4 pool1"] * 24)
+    assert 2 * primary[0] <= narrow[0] < 2.2 * primary[0] and not narrow[1]
+    mixed = refitted_fraction(config, refit, pool, 0.0, ["4/4 pool1", "8/8 pool1"] * 12)
+    assert primary[0] < mixed[0] < narrow[0]
+
+
+def test_a_budgeted_search_over_several_widths_times_each(tmp_path, monkeypatch):
+    """--width-choices with a budget: the two cells are timed in every skeleton kept, for the re-fit."""
+    from hwnas.nas import budget
+
+    measured = []
+    measure = budget.measure_costs
+    monkeypatch.setattr(budget, "measure_costs", lambda measurer, splits, cells, skeleton=None: (
+        measured.append(skeleton), measure(measurer, splits, cells, skeleton))[1])
+    config = SearchConfig(strategy="random", candidates=4, timesteps=4, width_choices=(4, 8), batch_size=16,
+                          repeats=1, refine=2, screen=3, max_samples=300, budget_minutes=60)
+    outcome = run_search(config, tmp_path / "run")
+    assert measured == [None, "4/4 pool1"]  # the primary (8 channels), then the other width
+    assert outcome.report["time_estimate"]["refit"]["candidates"] == 3
+
+
 @pytest.mark.parametrize("options", [{}, {"screen_fraction": 0.5}, {"screen": 0}, {"refine_epochs": 2},
                                      {"strategy": "random", "candidates": 40}])
 @pytest.mark.parametrize("workers", [1, 3])

@@ -18,7 +18,10 @@ search resumes, and runs again, with them.
 The middle of the estimate assumes candidates halfway between the two cells and as many as the configuration may
 screen. Once the zero-cost part has chosen the pool to train, the share is fitted again (:func:`refitted_fraction`)
 to what is left of the budget, each candidate's cost placed between the two measured cells by its weighted edges
-(convolutions, linear edges), the rungs' candidates (not yet known) at the mean of the pool's heaviest. On full
+(convolutions, linear edges), the rungs' candidates (not yet known) at the mean of the pool's heaviest. With several
+skeletons kept (``--width-choices``, ``--skeletons``), the two cells are timed in each, and each candidate is
+placed between its own skeleton's costs (the first fit and the printed estimate use the first skeleton's, a ceiling
+when it is the widest). On full
 MNIST with a 20-minute budget and the first fit alone, the default search took 16.5 minutes (2026-12-06), and 8.6
 when a max-energy rule left 17 light cells to train (2026-12-07, a slower day); re-fitted, the default search took
 17.4 that day (first share 3.3 %, re-fitted 4.5 %; docs/measurements.md). When the zero-cost part took so long that
@@ -31,7 +34,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from ..errors import OptionError
 from .refine import halving_rungs, pool_sample_size
@@ -75,8 +78,9 @@ class Estimate:
 
 @dataclass(frozen=True)
 class Refit:
-    """What fitting the share again needs once the pool is known: the costs measured at the start, the lightest and
-    the heaviest cell they were measured with, when the search started (``time.perf_counter``) and the split
+    """What fitting the share again needs once the pool is known: the costs measured at the start (in the primary
+    skeleton; ``skeleton_costs``: in each other skeleton kept, by its key, when they were measured), the lightest
+    and the heaviest cell they were measured with, when the search started (``time.perf_counter``) and the split
     sizes its trainings and validations draw from."""
 
     costs: Costs
@@ -85,6 +89,11 @@ class Refit:
     train_size: int
     val_size: int
     workers: int = 1
+    skeleton_costs: dict = field(default_factory=dict)
+
+    def costs_in(self, skeleton: str | None) -> Costs:
+        """The costs measured in ``skeleton`` (the primary skeleton's when it was not measured)."""
+        return self.skeleton_costs.get(skeleton, self.costs)
 
 
 def _middle(pair: tuple[float, float]) -> float:
@@ -115,9 +124,9 @@ def cell_position(cell, lightest, heaviest) -> float:
     return min(max((weighted_edges(cell) - low) / (high - low), 0.0), 1.0) if high > low else 0.0
 
 
-def measure_costs(measurer, splits, cells) -> Costs:
-    """Time, with each of ``cells`` (the lightest and the heaviest) in the primary skeleton, a zero-cost
-    evaluation, a training step and an evaluation, per sample (each after one untimed warm-up run)."""
+def measure_costs(measurer, splits, cells, skeleton: str | None = None) -> Costs:
+    """Time, with each of ``cells`` (the lightest and the heaviest) in ``skeleton`` (None: the primary one), a
+    zero-cost evaluation, a training step and an evaluation, per sample (each after one untimed warm-up run)."""
     from ..arch.builder import build_network
     from ..arch.genotype import cell_key
     from ..sim.seeding import build_seeded
@@ -133,10 +142,10 @@ def measure_costs(measurer, splits, cells) -> Costs:
     for cell in cells:
         for timed in (False, True):
             started = time.perf_counter()
-            measurer.measure_cell(cell)
+            measurer.measure_cell(cell, skeleton)
             if timed:
                 evaluation.append(time.perf_counter() - started)
-        arch = measurer.architecture(cell)
+        arch = measurer.architecture(cell, skeleton)
         net = build_seeded(lambda: build_network(arch), measurer.config.seed, cell_key(cell))
         net = net.to(measurer.evaluator.device)
         for timed in (False, True):
@@ -233,7 +242,9 @@ def estimate(config, space, costs: Costs, supernet_s: float, train_size: int, va
     at_once = max(1, min(workers, config.refine or 1))  # rungs halve: the last ones run fewer at a time
     training = tuple(epochs * trained * per_sample / at_once for per_sample in costs.train_sample_s)
     validation = tuple(passes * val_size * per_sample / at_once for per_sample in costs.val_sample_s)
-    return Estimate(zero_cost, cells + supernets, training, validation, train_fraction)
+    # a range, (low, high), even when a busy machine timed the lightest cell slower than the heaviest
+    return Estimate(tuple(sorted(zero_cost)), cells + supernets, tuple(sorted(training)), tuple(sorted(validation)),
+                    train_fraction)
 
 
 def fitted_fraction(config, space, costs: Costs, supernet_s: float, train_size: int, val_size: int,
@@ -261,28 +272,32 @@ def fitted_fraction(config, space, costs: Costs, supernet_s: float, train_size: 
     return fraction
 
 
-def refitted_fraction(config, refit: Refit, positions: list[float], spent_s: float) -> tuple[float, bool]:
+def refitted_fraction(config, refit: Refit, positions: list[float], spent_s: float,
+                      skeletons: list[str | None] | None = None) -> tuple[float, bool]:
     """The share of the training split whose trainings of the pool about to be trained (each candidate at its
-    :func:`cell_position`; the rungs' candidates, not yet known, at the mean of the pool's ``config.refine``
-    heaviest: a budget is a ceiling, and the trainings may well keep the heavier cells) take what ``spent_s`` seconds
-    leave of ``config.budget_minutes``: three significant digits rounded down, at most 1, and never below what
-    gives the shortest training :data:`MIN_TRAINING_SAMPLES` samples; and whether that minimum applied (the
-    trainings then take longer than the budget leaves)."""
+    :func:`cell_position`, between the costs measured in its skeleton, ``skeletons``, when given; the rungs'
+    candidates, not yet known, at the mean of the pool's ``config.refine`` heaviest: a budget is a ceiling, and the
+    trainings may well keep the heavier cells) take what ``spent_s`` seconds leave of ``config.budget_minutes``:
+    three significant digits rounded down, at most 1, and never below what gives the shortest training
+    :data:`MIN_TRAINING_SAMPLES` samples; and whether that minimum applied (the trainings then take longer than the
+    budget leaves)."""
     if not positions:
         return config.train_fraction, False
-    costs = refit.costs
-    screened = positions if config.screen > config.refine and len(positions) > config.refine else []
+    costs = [refit.costs_in(skeleton) for skeleton in (skeletons or [None] * len(positions))]
+    train = [_between(c.train_sample_s, p) for c, p in zip(costs, positions)]
+    val = [_between(c.val_sample_s, p) for c, p in zip(costs, positions)]
+    screened = range(len(positions)) if config.screen > config.refine and len(positions) > config.refine else []
     epochs, passes = training_plan(config, len(positions))
-    heaviest = sorted(positions, reverse=True)[:max(1, min(config.refine, len(positions)))]
-    mean = sum(heaviest) / len(heaviest)
+    heaviest = sorted(range(len(positions)), key=lambda i: train[i], reverse=True)
+    heaviest = heaviest[:max(1, min(config.refine, len(positions)))]
+    mean_train = sum(train[i] for i in heaviest) / len(heaviest)
+    mean_val = sum(val[i] for i in heaviest) / len(heaviest)
     rung_epochs = epochs - len(screened) * config.screen_fraction
     rung_passes = passes - len(screened)
     at_once = max(1, min(refit.workers, config.refine or 1))
-    per_share = refit.train_size / at_once * (
-        sum(config.screen_fraction * _between(costs.train_sample_s, p) for p in screened)
-        + rung_epochs * _between(costs.train_sample_s, mean))
-    fixed = refit.val_size / at_once * (sum(_between(costs.val_sample_s, p) for p in screened)
-                                        + rung_passes * _between(costs.val_sample_s, mean))
+    per_share = refit.train_size / at_once * (sum(config.screen_fraction * train[i] for i in screened)
+                                              + rung_epochs * mean_train)
+    fixed = refit.val_size / at_once * (sum(val[i] for i in screened) + rung_passes * mean_val)
     left = 60.0 * config.budget_minutes - spent_s - fixed
     fraction = _three_digits(left / per_share) if per_share > 0 else 1.0
     shortest = config.screen_fraction if screened else 1.0
@@ -304,7 +319,7 @@ class ShareRefit:
         spent = time.perf_counter() - self.refit.started
         share, least = refitted_fraction(self.config, self.refit,
                                          [cell_position(parse_cell_key(row.cell), *self.refit.cells) for row in pool],
-                                         spent)
+                                         spent, [row.skeleton for row in pool])
         self.config = replace(self.config, train_fraction=share)
         self.cache.config = self.config.to_dict()
         self.cache.fields["time_estimate"]["refit"] = {"after_s": round(spent, 1), "candidates": len(pool),
@@ -369,6 +384,10 @@ def plan(config, measurer, space, splits, say, workers: int = 1) -> tuple[object
     with torch.random.fork_rng(devices=[]):
         costs = measure_costs(measurer, splits, (lightest, heaviest))
         supernet_s = supernet_evaluation_s(measurer, space) if config.strategy == "prune" else 0.0
+        # the re-fit places each candidate between the costs of its own skeleton (a narrower width trains faster)
+        skeleton_costs = {key: measure_costs(measurer, splits, (lightest, heaviest), key)
+                          for key in measurer.templates if key != measurer.primary} \
+            if config.budget_minutes is not None and config.refine else {}
     train_size, val_size = int(splits.split("train")[1].numel()), int(splits.split("val")[1].numel())
     skeletons = len(measurer.templates)
     config = replace(config, val_samples=validation_samples(config, val_size))
@@ -382,4 +401,4 @@ def plan(config, measurer, space, splits, say, workers: int = 1) -> tuple[object
         say(describe(found, train_size, config.budget_minutes, bool(config.refine))
             + (f" ({workers} workers)" if workers > 1 else "")
             + (f"; validation on {val_size:,} samples (--val-samples)" if config.val_samples else ""))
-    return config, found, Refit(costs, (lightest, heaviest), started, train_size, val_size, workers)
+    return config, found, Refit(costs, (lightest, heaviest), started, train_size, val_size, workers, skeleton_costs)
