@@ -121,15 +121,30 @@ def test_a_budgeted_search_over_several_widths_times_each(tmp_path, monkeypatch)
     """--width-choices with a budget: the two cells are timed in every skeleton kept, for the re-fit."""
     from hwnas.nas import budget
 
-    measured = []
-    measure = budget.measure_costs
+    measured, placed = [], []
+    measure, refit = budget.measure_costs, budget.refitted_fraction
     monkeypatch.setattr(budget, "measure_costs", lambda measurer, splits, cells, skeleton=None: (
         measured.append(skeleton), measure(measurer, splits, cells, skeleton))[1])
+    monkeypatch.setattr(budget, "refitted_fraction", lambda config, found, positions, spent, skeletons=None: (
+        placed.append((found, skeletons)), refit(config, found, positions, spent, skeletons))[1])
     config = SearchConfig(strategy="random", candidates=4, timesteps=4, width_choices=(4, 8), batch_size=16,
                           repeats=1, refine=2, screen=3, max_samples=300, budget_minutes=60)
     outcome = run_search(config, tmp_path / "run")
     assert measured == [None, "4/4 pool1"]  # the primary (8 channels), then the other width
     assert outcome.report["time_estimate"]["refit"]["candidates"] == 3
+    (found, skeletons), = placed  # the re-fit placed each of the 3 candidates in its own skeleton's costs
+    assert list(found.skeleton_costs) == ["4/4 pool1"] and len(skeletons) == 3
+    screened = outcome.report["signal"]["screen"]["cells"]
+    assert skeletons == [cell["skeleton"] for cell in screened]
+
+
+def test_the_estimate_is_a_range_even_when_the_lightest_cell_timed_slower():
+    from hwnas.nas.budget import Costs, estimate
+
+    inverted = Costs((0.3, 0.1), (0.012, 0.002), (0.001, 0.0005))
+    found = estimate(SearchConfig(budget_minutes=20), SearchSpace(), inverted, 0.5, 50_000, 2000, 0.1)
+    for pair in (found.zero_cost_s, found.training_s, found.validation_s, found.total_s):
+        assert pair[0] < pair[1]
 
 
 @pytest.mark.parametrize("options", [{}, {"screen_fraction": 0.5}, {"screen": 0}, {"refine_epochs": 2},

@@ -541,18 +541,43 @@ def test_width_choices_prune_a_supernet_at_each_width(tmp_path):
     assert (cell_key(both.architecture.cell), both.architecture.skeleton_key) == (best.cell, best.skeleton)
 
 
+def test_width_choices_prune_with_refinement_resumes_inside_the_second_width(tmp_path, monkeypatch):
+    """A prune search over two widths with trainings, interrupted while it prunes at the second width, resumes to
+    the rows and winner of an uninterrupted one; each width's pruning ends in a final cell, a candidate."""
+    fast = {key: value for key, value in FAST_SEARCH.items() if key not in ("width", "refine")}
+    config = SearchConfig(strategy="prune", width_choices=(4, 8), refine=2, screen=3, max_samples=120, **fast)
+    reference = run_search(config, tmp_path / "ref")
+    finals = [row for row in reference.rows if row.kind == "final"]
+    assert [row.skeleton for row in finals] == ["8/8 pool1", "4/4 pool1"] and all(r.is_candidate for r in finals)
+    first_width = sum(row.skeleton == "8/8 pool1" and row.kind != "cell" for row in reference.rows)
+    monkeypatch.setattr(runner, "CHECKPOINT_EVERY_S", 0.0)
+
+    def interrupt(done, total, message):
+        if done == first_width + 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_search(config, tmp_path / "run", progress=interrupt)
+    resumed = run_search(config, tmp_path / "run", resume=True)
+    assert (resumed.architecture, resumed.winner.refine_accuracy) == (reference.architecture,
+                                                                      reference.winner.refine_accuracy)
+    assert [(r.kind, r.cell, r.skeleton, r.score) for r in resumed.rows] == \
+        [(r.kind, r.cell, r.skeleton, r.score) for r in reference.rows]
+
+
 def test_width_choices_leave_out_a_width_whose_search_would_not_fit_in_memory(tmp_path, monkeypatch):
     """A width whose scoring or trainings would not fit in the memory available is left out (named in the
     pre-flight's verdict) rather than refusing the search; when no width fits, the narrowest one's refusal."""
     from hwnas import limits
+    from hwnas.arch import footprint
 
     fast = {key: value for key, value in FAST_SEARCH.items() if key != "width"}
     config = SearchConfig(strategy="random", candidates=3, width_choices=(4, 32), **fast)
     needed = []
-    measure = limits.check_memory
+    measure = footprint.check_memory
     monkeypatch.setattr(limits, "available_memory_bytes", lambda: math.inf)
-    monkeypatch.setattr(limits, "check_memory", lambda need, what, remedy: (needed.append((need, what)),
-                                                                            measure(need, what, remedy)))
+    monkeypatch.setattr(footprint, "check_memory", lambda need, what, remedy: (needed.append((need, what)),
+                                                                               measure(need, what, remedy)))
     run_search(config, tmp_path / "measured")
     wide = max(need for need, what in needed if "width 32" in what)
     narrow = max(need for need, what in needed if "width 4" in what)
@@ -563,7 +588,13 @@ def test_width_choices_leave_out_a_width_whose_search_would_not_fit_in_memory(tm
     assert report["preflight"]["skeletons"] == [{"width": 4, "stages": 2, "head_pool": 1}]
     assert report["preflight"]["verdict"].endswith("; width 32: left out, its search would not fit in memory")
     assert {row.skeleton for row in outcome.rows if row.is_candidate} == {"4/4 pool1"}
+    # a resume keeps the widths the search started with, however much memory is free by then
+    monkeypatch.setattr(limits, "available_memory_bytes", lambda: math.inf)
+    resumed = run_search(config, tmp_path / "fits", resume=True)
+    assert [(r.cell, r.skeleton, r.score) for r in resumed.rows] == [(r.cell, r.skeleton, r.score) for r in outcome.rows]
     monkeypatch.setattr(limits, "available_memory_bytes", lambda: narrow / 2)
+    with pytest.raises(OptionError, match="at width 4 .* would need about"):
+        run_search(config, tmp_path / "fits", resume=True)
     with pytest.raises(OptionError, match="at width 4 .* would need about"):
         run_search(config, tmp_path / "none")
 

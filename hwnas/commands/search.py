@@ -94,8 +94,9 @@ def add_parser(commands) -> None:
                        help="search cells at each of these widths together, e.g. 8,12,16: the pre-flight keeps a "
                             "skeleton at each (its stages and head pooling chosen as for --width), cells that break "
                             "the target's rules at a width are rejected there, the energy term and the refinement's "
-                            "trainings choose; the prune strategy prunes a supernet at each width; the widest is "
-                            "the primary skeleton, whose costs a --budget-minutes fit measures (default: one width)")
+                            "trainings choose; the prune strategy prunes a supernet at each width; a width whose "
+                            "search would not fit in memory is left out; the widest kept is the primary skeleton, "
+                            "whose costs a --budget-minutes fit measures first (default: one width)")
     group.add_argument("--skeletons", type=positive_int, default=D.skeletons, metavar="K",
                        help="keep the K most preferred skeletons in which every cell fits and search cells and "
                             "skeletons together: every candidate is a cell in one of them (the prune strategy prunes "

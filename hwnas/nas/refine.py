@@ -14,7 +14,7 @@ halving directly. With ``--screen-fraction 1`` and ``--refine-epochs 1`` the scr
 
 where w (``--refine-energy-weight``) is the accuracy points one doubling of energy per inference costs (the
 screening rung ranks by the same formula, with its own accuracy and trained energy). The prune strategy scores a
-single final cell, so its pool also draws random cells from the whole space, scored like any candidate.
+final cell per skeleton, so its pool also draws random cells from the whole space, scored like any candidate.
 """
 
 from __future__ import annotations
@@ -84,7 +84,8 @@ def halving_rungs(k: int, epochs: int) -> list[tuple[int, int]]:
 
 def pool_sample_size(k: int, screen: int = 0) -> int:
     """Random cells a prune search adds to its pool of ``k`` (the winner alone is no choice to refine): 3k, or
-    enough for a screening of ``screen`` candidates (its final cell one of them) when it screens more."""
+    enough for a screening of ``screen`` candidates (its final cell one of them, with one skeleton) when it screens
+    more."""
     return max(3 * k, screen - 1) if screen > k else 3 * k
 
 
@@ -200,12 +201,13 @@ def refine(config, space, result: StrategyResult, scorer, splits, folder: RunFol
     share it returns for the pool about to be trained (a budget's re-fit, :mod:`hwnas.nas.budget`). Returns the
     result with the winner and the signal that chose it (for ``report.json``)."""
     rows = list(result.rows)
-    if config.strategy == "prune":  # prune scores one cell only: random cells from the whole space join the pool
-        seen = {row.cell for row in rows if row.is_candidate}
+    if config.strategy == "prune":  # prune scores a final cell per skeleton: random cells join the pool (a cell
+        # already scored in the skeleton drawn for it is not scored again)
+        seen = {(row.cell, row.skeleton) for row in rows if row.is_candidate}
         rng = np.random.default_rng([config.seed, 1])
         cells = random_cells(space, pool_sample_size(config.refine, config.screen), rng)
         drawn = scorer.draw_skeletons(len(cells), np.random.default_rng([config.seed, 3]))
-        fresh = [(cell, skeleton) for cell, skeleton in zip(cells, drawn) if cell_key(cell) not in seen]
+        fresh = [(cell, skeleton) for cell, skeleton in zip(cells, drawn) if (cell_key(cell), skeleton) not in seen]
         scorer.prefetch_cells([cell for cell, _ in fresh], [skeleton for _, skeleton in fresh])
         for cell, skeleton in fresh:
             rows.append(scorer.cell_row(cell, skeleton, {"index": len(rows), "kind": "cell"}))

@@ -141,6 +141,9 @@ def open_checkpoint(folder: RunFolder, config: SearchConfig, resume: bool) -> Re
         estimate = others.get("time_estimate")
         if isinstance(estimate, dict):  # the estimate made before the search first started
             cache.fields["time_estimate"] = estimate
+        skeletons = others.get("skeletons")
+        if isinstance(skeletons, list) and all(isinstance(key, str) for key in skeletons):
+            cache.fields["skeletons"] = skeletons  # --width-choices: the widths it started with
         return cache
     if folder.checkpoint.exists():
         raise OptionError(f"{folder.path} already holds a search; resume it with --resume {folder.path} or choose "
@@ -215,8 +218,10 @@ def _prepare_and_search(config: SearchConfig, folder: RunFolder, cache: ResultCa
                                                 config.widths, config.skeletons,
                                                 STEM_TWIN if config.stem_pool == STEM_POOL_AUTO else None,
                                                 config.width_choices)
-    if config.width_choices:
-        templates, preflight = widths_in_memory(config, templates, preflight)
+    if config.width_choices:  # which widths fit memory may change between a start and a resume: the first holds
+        templates, preflight = widths_in_memory(config, templates, preflight,
+                                                cache.fields.get("skeletons") if resume else None)
+        cache.fields["skeletons"] = [template.skeleton_key for template in templates]
     check_search_memory(config, templates)
     with folder.writing("search"):
         if not resume and folder.checkpoint.exists():  # written by a search that ran while this one started
@@ -225,26 +230,37 @@ def _prepare_and_search(config: SearchConfig, folder: RunFolder, cache: ResultCa
                        workers, ray_address, notes)
 
 
-def widths_in_memory(config: SearchConfig, templates: list[Architecture], preflight: dict
-                     ) -> tuple[list[Architecture], dict]:
+def widths_in_memory(config: SearchConfig, templates: list[Architecture], preflight: dict,
+                     resumed: list[str] | None = None) -> tuple[list[Architecture], dict]:
     """With ``--width-choices``: the skeletons (one per width) whose search fits in memory
     (:func:`check_search_memory`), the pre-flight's report without the others and its verdict naming them; when no
-    width fits, the narrowest one's refusal."""
-    kept, refused = [], []
-    for index, template in enumerate(templates):
-        try:
-            check_search_memory(config, [template])
-        except OptionError as exc:
-            refused.append((template.width, exc))
-        else:
-            kept.append(index)
-    if not kept:
-        raise refused[-1][1]
-    if not refused:
+    width fits, the narrowest one's refusal. A resumed search keeps the skeletons it started with (``resumed``,
+    their keys: the checkpoint's keys of the first name none), refusing in one line when one is no longer kept or
+    no longer fits."""
+    keys = [template.skeleton_key for template in templates]
+    if resumed is not None:
+        missing = [key for key in resumed if key not in keys]
+        if missing:
+            raise ResumeError(f"cannot resume: the search started with skeleton '{missing[0]}', which the pre-flight "
+                              "no longer keeps; start a new search")
+        kept = [keys.index(key) for key in resumed]
+        check_search_memory(config, [templates[index] for index in kept])
+    else:
+        kept, refusals = [], []
+        for index, template in enumerate(templates):
+            try:
+                check_search_memory(config, [template])
+            except OptionError as exc:
+                refusals.append(exc)
+            else:
+                kept.append(index)
+        if not kept:
+            raise refusals[-1]
+    if len(kept) == len(templates):
         return templates, preflight
     skeletons = [preflight["skeletons"][index] for index in kept]
-    verdict = preflight["verdict"] + "".join(f"; width {width}: left out, its search would not fit in memory"
-                                             for width, _ in refused)
+    verdict = preflight["verdict"] + "".join(f"; width {template.width}: left out, its search would not fit in memory"
+                                             for index, template in enumerate(templates) if index not in kept)
     return [templates[index] for index in kept], {**preflight, "skeleton": skeletons[0], "skeletons": skeletons,
                                                   "verdict": verdict}
 
