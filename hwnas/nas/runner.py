@@ -222,7 +222,8 @@ def _prepare_and_search(config: SearchConfig, folder: RunFolder, cache: ResultCa
         templates, preflight = widths_in_memory(config, templates, preflight,
                                                 cache.fields.get("skeletons") if resume else None)
         cache.fields["skeletons"] = [template.skeleton_key for template in templates]
-    check_search_memory(config, templates)
+    else:  # widths_in_memory checked each width it kept
+        check_search_memory(config, templates)
     with folder.writing("search"):
         if not resume and folder.checkpoint.exists():  # written by a search that ran while this one started
             open_checkpoint(folder, config, resume)
