@@ -83,6 +83,15 @@ def _missing(what: str, command: str) -> str:
     return f'<p class="missing">{html.escape(what)}: not run yet (<code>{html.escape(command)}</code>)</p>'
 
 
+def _separation(separation: dict | None) -> str:
+    """Whether the last rung told the winner from its runner-up."""
+    if not separation:
+        return "-"
+    verdict = "ahead of" if separation["separated"] else "not separated from"
+    return (f"{verdict} the runner-up {separation['runner_up']['cell']}: {separation['margin']:.2f} points apart, "
+            f"sampling noise {separation['noise']:.2f} points at 95 % on {separation['val_samples']:,} samples")
+
+
 def _search_section(folder: RunFolder, report: dict) -> list[str]:
     winner = report.get("winner", {})
     signal = report.get("signal", {})
@@ -99,6 +108,7 @@ def _search_section(folder: RunFolder, report: dict) -> list[str]:
         ["strategy", report.get("config", {}).get("strategy", "-")],
         ["preselected by", signal.get("preselected_by", signal.get("chosen_by", "-"))],
         ["chosen by", signal.get("chosen_by", "-")],
+        ["last rung", _separation(signal.get("separation"))],
         ["evaluations", _number(report.get("evaluations"))],
         ["energy predicted (untrained)", _uj(estimate.get("energy_j"))],
         ["energy after refinement", _uj(refined.get("energy_j")) if refined else "-"],

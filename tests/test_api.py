@@ -174,6 +174,8 @@ def test_report_writes_one_html_page_of_a_run_folder(tmp_path):
     assert "training: not run yet (<code>hwnas train " in text and "validation: not run yet" in text
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', text)
     assert len(images) == 1 and base64.b64decode(images[0]) == (tmp_path / "run" / "pareto.png").read_bytes()
+    separation = found.report["signal"]["separation"]  # the page says whether the last rung told the two apart
+    assert html.escape(f"the runner-up {separation['runner_up']['cell']}: {separation['margin']:.2f} points") in text
 
     trained = hwnas.train(found, epochs=1, qat_epochs=1)
     text = hwnas.report(trained, out=tmp_path / "page.html").read_text(encoding="utf-8")

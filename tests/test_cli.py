@@ -35,6 +35,8 @@ def test_search_command_writes_run_folder_and_prints_winner(tmp_path, capsys):
     # by default short trainings choose among the candidates the score and the hardware terms preselected
     assert report["config"]["refine"] == 8 and report["signal"]["chosen_by"].startswith("short training")
     assert "chosen by short training" in printed and "after its 2-epoch refinement training" in printed
+    runner = report["signal"]["separation"]["runner_up"]["cell"]  # whether the last rung told the two apart
+    assert f"the last rung's runner-up {runner}" in printed and "sampling noise is" in printed
 
 
 @pytest.mark.parametrize("argv,message", [

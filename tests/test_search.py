@@ -228,6 +228,14 @@ def test_refine_halves_the_field_and_lets_short_training_choose(tmp_path):
     untrained = next(r.energy_j for r in outcome.rows if r.cell == chosen["cell"])
     assert chosen["energy_j"] != untrained
     assert all(0.0 <= c["val_accuracy"] <= 1.0 for rung in signal["rungs"] for c in rung["cells"])
+    # how far the winner leads the last rung's runner-up, against the sampling noise of the validation it used
+    separation, runner = signal["separation"], min(last["cells"], key=lambda c: c["refine_fitness"])
+    samples = outcome.report["dataset"]["val"]
+    assert separation["runner_up"]["cell"] == runner["cell"] and separation["val_samples"] == samples
+    assert separation["margin"] == pytest.approx(chosen["refine_fitness"] - runner["refine_fitness"])
+    p, q = chosen["val_accuracy"], runner["val_accuracy"]
+    assert separation["noise"] == pytest.approx(196 * ((p * (1 - p) + q * (1 - q)) / samples) ** 0.5)
+    assert separation["separated"] == (separation["margin"] > separation["noise"])
     checkpoint = json.loads((tmp_path / "run" / "checkpoint.json").read_text())
     assert sorted(k.rsplit("|", 1)[1] for k in checkpoint["results"] if k.startswith("refine|")) == \
         ["1", "1", "1", "2", "2"]

@@ -101,15 +101,17 @@ def test_estimate_uses_trained_weights_when_present(tmp_path, capsys):
     assert "trained weights" in capsys.readouterr().out
 
 
-def _search_folder_with_refined_rows(path, rows):
-    """A run folder as a search leaves it: the winner, the report's configuration, search.csv's refined rows."""
+def _search_folder_with_refined_rows(path, rows, signal=None):
+    """A run folder as a search leaves it: the winner, the report's configuration (and ``signal``), search.csv's
+    refined rows."""
     import csv as csv_module
 
     from hwnas.io_utils import write_json_atomic
 
     path.mkdir()
     small_arch(CHAIN).save(path / "architecture.json")
-    write_json_atomic(path / "report.json", {"config": {"dataset": "digits", "seed": 0, "target": "loihi2"}})
+    write_json_atomic(path / "report.json", {"config": {"dataset": "digits", "seed": 0, "target": "loihi2"},
+                                             **({"signal": signal} if signal else {})})
     fields = ["index", "kind", "cell", "skeleton", "rank", "refine_epochs", "refine_accuracy", "refine_energy_j"]
     with open(path / "search.csv", "w", newline="") as handle:
         writer = csv_module.DictWriter(handle, fields)
@@ -139,3 +141,41 @@ def test_pick_trains_a_point_of_the_refined_front(tmp_path, capsys):
     report = json.loads((run / "train.json").read_text())
     assert report["picked"]["cell"] == cheap and report["picked"]["skeleton"] == "stem2 4/4 pool1"
     assert load_model(run / "model.pt")[1] == arch  # the model is the picked candidate's, not the winner's
+
+
+def test_a_runner_up_the_last_rung_could_not_separate_stays_pickable(tmp_path):
+    from hwnas.nas.front import refined_front, separation_line
+    from hwnas.nas.refine import rung_separation
+    from hwnas.nas.rows import Row
+    from hwnas.run_folder import RunFolder
+
+    wide = "0-1:zero 0-2:zero 0-3:conv3x3 1-2:zero 1-3:zero 2-3:zero"
+
+    def finalist(index, cell, accuracy, energy):
+        row = Row(index=index, kind="cell", cell=cell, score=0.0, degenerate=False, fitness=0.0, skeleton="4/4 pool1")
+        row.refine_accuracy, row.refine_energy_j, row.refine_fitness = accuracy, energy, 100 * accuracy
+        return row
+
+    # the measured MNIST width search's last rung: 95.80 against 95.70 % on 2,000 validation samples
+    chosen, runner = finalist(0, CHAIN, 0.958, 2.67e-5), finalist(1, wide, 0.957, 5.12e-5)
+    separation = rung_separation([runner, chosen], chosen, 2000)
+    assert separation["runner_up"]["cell"] == wide and separation["margin"] == pytest.approx(0.1)
+    assert separation["noise"] == pytest.approx(1.2503, abs=1e-4)  # 1.96 * sqrt((.958 * .042 + .957 * .043) / 2000)
+    assert not separation["separated"]
+    assert rung_separation([chosen], chosen, 2000) is None  # no runner-up, nothing to separate
+    assert rung_separation([runner, chosen], chosen, 2_000_000)["separated"]  # the same lead, 1,000 times the samples
+    # the winner beats the runner-up on both accuracy and energy, yet the runner-up stays a point to pick
+    run = tmp_path / "run"
+    _search_folder_with_refined_rows(run, [(CHAIN, "4/4 pool1", 0.958, 2.67e-5), (wide, "4/4 pool1", 0.957, 5.12e-5)],
+                                     {"separation": separation})
+    front = refined_front(RunFolder(run))
+    assert [row["cell"] for row in front] == [CHAIN, wide]
+    line = separation_line(separation, front, run)
+    assert line == (f"not separated from the last rung's runner-up {wide} (4/4 pool1) (0.10 points of refined fitness "
+                    "apart; the validation's sampling noise is 1.25 points at 95 % on 2,000 samples); the short "
+                    f"trainings cannot tell which of the two is more accurate: hwnas train {run} --pick 2 trains it "
+                    "instead")
+    separated = {**separation, "separated": True}
+    (run / "report.json").write_text(json.dumps({"config": {}, "signal": {"separation": separated}}))
+    assert [row["cell"] for row in refined_front(RunFolder(run))] == [CHAIN]  # a runner-up left behind is not
+    assert separation_line(separated, front, run).startswith(f"ahead of the last rung's runner-up {wide} (4/4 pool1): ")

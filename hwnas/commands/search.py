@@ -267,9 +267,12 @@ def run(args: argparse.Namespace) -> int:
               f"{chosen['refine_epochs']} epoch(s), refined fitness {chosen['refine_fitness']:.4g}")
     if signal.get("refine"):
         from ..run_folder import RunFolder
-        from ..nas.front import refined_front
+        from ..nas.front import refined_front, separation_line
 
         front = refined_front(RunFolder(outcome.out_dir))
+        separation = signal.get("separation")
+        if separation:
+            print("  " + separation_line(separation, front, outcome.out_dir))
         if len(front) > 1:
             points = "; ".join(f"{n}: {100 * float(r['refine_accuracy']):.1f}% at "
                                f"{1e6 * float(r['refine_energy_j']):.3g} uJ" for n, r in enumerate(front, 1))

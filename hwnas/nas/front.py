@@ -20,13 +20,47 @@ SKELETON_KEY = re.compile(r"^(?:stem(?P<stem>\d+) )?(?P<widths>\d+(?:/\d+)*) poo
 
 def refined_front(folder: RunFolder) -> list[dict]:
     """The refined candidates of ``search.csv`` that no other refined candidate beats on both validation accuracy
-    (higher) and energy per inference (lower), cheapest first; each as its CSV row."""
+    (higher) and energy per inference (lower), cheapest first; each as its CSV row. The last rung's runner-up joins
+    them when the rung could not separate it from the winner (``report.json``'s ``signal.separation``), even if the
+    winner beats it on both: its deficit is inside the validation's sampling noise."""
     if not folder.search_csv.is_file():
         raise OptionError(f"no {folder.search_csv.name} in {folder.path}: --pick chooses among a search's refined "
                           "candidates")
     with folder.search_csv.open(newline="", encoding="utf-8") as handle:
         rows = [row for row in csv.DictReader(handle) if row.get("refine_accuracy") and row.get("refine_energy_j")]
-    return pareto_front(rows, lambda r: float(r["refine_energy_j"]), lambda r: float(r["refine_accuracy"]))
+    cost, accuracy = (lambda r: float(r["refine_energy_j"])), (lambda r: float(r["refine_accuracy"]))
+    front = pareto_front(rows, cost, accuracy)
+    tied = tied_runner_up(folder, rows)
+    if tied is not None and all(row is not tied for row in front):
+        front = sorted([*front, tied], key=lambda r: (cost(r), -accuracy(r)))
+    return front
+
+
+def tied_runner_up(folder: RunFolder, rows: list[dict]) -> dict | None:
+    """The row of the last rung's runner-up when the rung could not separate it from the winner, else None."""
+    separation = folder.search_report().get("signal", {}).get("separation")
+    if not isinstance(separation, dict) or separation.get("separated", True):
+        return None
+    runner = separation.get("runner_up", {})
+    finalists = [row for row in rows if (row.get("cell"), row.get("skeleton")) == (runner.get("cell"),
+                                                                                   runner.get("skeleton"))]
+    return max(finalists, key=lambda r: int(r.get("refine_epochs") or 0), default=None)
+
+
+def separation_line(separation: dict, front: list[dict], run_dir) -> str:
+    """One sentence on whether the last rung told the winner from its runner-up (``signal.separation``), naming
+    the ``--pick`` point that trains the runner-up when it could not."""
+    runner = separation["runner_up"]
+    where = f" ({runner['skeleton']})" if runner.get("skeleton") else ""
+    sizes = (f"{separation['margin']:.2f} points of refined fitness apart; the validation's sampling noise is "
+             f"{separation['noise']:.2f} points at 95 % on {separation['val_samples']:,} samples")
+    if separation["separated"]:
+        return f"ahead of the last rung's runner-up {runner['cell']}{where}: {sizes}"
+    point = next((n for n, row in enumerate(front, 1)
+                  if (row["cell"], row["skeleton"]) == (runner["cell"], runner["skeleton"])), None)
+    pick = f": hwnas train {run_dir} --pick {point} trains it instead" if point else ""
+    return (f"not separated from the last rung's runner-up {runner['cell']}{where} ({sizes}); the short trainings "
+            f"cannot tell which of the two is more accurate{pick}")
 
 
 def pareto_front(items: list, cost: Callable, accuracy: Callable) -> list:

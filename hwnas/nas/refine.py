@@ -33,6 +33,7 @@ from .rows import Row, skeleton_suffix
 from .strategies import StrategyResult, random_cells
 
 ENERGY_UNIT_J = 1e-6
+SEPARATION_Z = 1.96  # the two-sided 95 % quantile of the normal distribution
 
 
 def refined_fitness(val_accuracy: float, energy_j: float | None, energy_weight: float) -> float:
@@ -40,6 +41,26 @@ def refined_fitness(val_accuracy: float, energy_j: float | None, energy_weight: 
     if energy_j is None or energy_j <= 0 or energy_weight == 0:
         return 100.0 * val_accuracy
     return 100.0 * val_accuracy - energy_weight * math.log2(energy_j / ENERGY_UNIT_J)
+
+
+def rung_separation(field: list[Row], chosen: Row, val_samples: int) -> dict | None:
+    """How far the last rung's ``chosen`` candidate leads its runner-up in refined fitness, against the sampling
+    noise of their two validation accuracies on ``val_samples`` samples (None with no runner-up).
+
+    The noise is 1.96 standard errors of the difference of two independent accuracy estimates, in points. Both
+    candidates are judged on the same samples, whose paired difference varies less, but the trainings' own
+    variation (another seed moved a trained network by 0.22 points on MNIST) is not in it either: a lead inside
+    the noise says the rung could not tell the two apart, not that they are equal."""
+    others = [row for row in field if row is not chosen and row.refine_fitness is not None]
+    if not others or val_samples < 1:
+        return None
+    runner = max(others, key=lambda r: (r.refine_fitness, -r.index))
+    variance = sum(a * (1.0 - a) for a in (chosen.refine_accuracy, runner.refine_accuracy)) / val_samples
+    margin = chosen.refine_fitness - runner.refine_fitness
+    noise = 100.0 * SEPARATION_Z * math.sqrt(variance)
+    return {"runner_up": {"cell": runner.cell, "skeleton": runner.skeleton, "val_accuracy": runner.refine_accuracy,
+                          "energy_j": runner.refine_energy_j, "refine_fitness": runner.refine_fitness},
+            "margin": margin, "noise": noise, "val_samples": val_samples, "separated": margin > noise}
 
 
 def refine_pool(rows: list[Row], k: int) -> list[Row]:
@@ -282,4 +303,7 @@ def refine(config, space, result: StrategyResult, scorer, splits, folder: RunFol
               "pool": [{"cell": r.cell, "skeleton": r.skeleton, "fitness": r.fitness, "energy_j": r.energy_j,
                         "refine_epochs": r.refine_epochs, "refine_accuracy": r.refine_accuracy,
                         "refine_energy_j": r.refine_energy_j, "refine_fitness": r.refine_fitness} for r in pool]}
+    separation = rung_separation(field, chosen, int(splits.val_y.shape[0]))
+    if separation is not None:
+        signal["separation"] = separation
     return StrategyResult(parse_cell_key(chosen.cell), rows, chosen.skeleton), signal
