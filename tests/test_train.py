@@ -171,11 +171,11 @@ def test_a_runner_up_the_last_rung_could_not_separate_stays_pickable(tmp_path):
     front = refined_front(RunFolder(run))
     assert [row["cell"] for row in front] == [CHAIN, wide]
     line = separation_line(separation, front, run)
-    assert line == (f"not separated from the last rung's runner-up {wide} (4/4 pool1) (0.10 points of refined fitness "
-                    "apart; the validation's sampling noise is 1.25 points at 95 % on 2,000 samples); the short "
-                    f"trainings cannot tell which of the two is more accurate: hwnas train {run} --pick 2 trains it "
-                    "instead")
+    assert line == (f"not separated from the last rung's runner-up {wide} in 4/4 pool1: 0.10 points of refined "
+                    "fitness apart, inside the validation's sampling noise (1.25 points at 95 % on 2,000 samples); the "
+                    f"short trainings cannot rank the two: hwnas train {run} --pick 2 trains it instead")
     separated = {**separation, "separated": True}
     (run / "report.json").write_text(json.dumps({"config": {}, "signal": {"separation": separated}}))
     assert [row["cell"] for row in refined_front(RunFolder(run))] == [CHAIN]  # a runner-up left behind is not
-    assert separation_line(separated, front, run).startswith(f"ahead of the last rung's runner-up {wide} (4/4 pool1): ")
+    assert separation_line(separated, front, run).startswith(
+        f"ahead of the last rung's runner-up {wide} in 4/4 pool1: 0.10 points of refined fitness apart, beyond ")

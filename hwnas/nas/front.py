@@ -51,16 +51,17 @@ def separation_line(separation: dict, front: list[dict], run_dir) -> str:
     """One sentence on whether the last rung told the winner from its runner-up (``signal.separation``), naming
     the ``--pick`` point that trains the runner-up when it could not."""
     runner = separation["runner_up"]
-    where = f" ({runner['skeleton']})" if runner.get("skeleton") else ""
-    sizes = (f"{separation['margin']:.2f} points of refined fitness apart; the validation's sampling noise is "
-             f"{separation['noise']:.2f} points at 95 % on {separation['val_samples']:,} samples")
+    where = f" in {runner['skeleton']}" if runner.get("skeleton") else ""
+    noise = (f"the validation's sampling noise ({separation['noise']:.2f} points at 95 % on "
+             f"{separation['val_samples']:,} samples)")
+    apart = f"{runner['cell']}{where}: {separation['margin']:.2f} points of refined fitness apart"
     if separation["separated"]:
-        return f"ahead of the last rung's runner-up {runner['cell']}{where}: {sizes}"
+        return f"ahead of the last rung's runner-up {apart}, beyond {noise}"
     point = next((n for n, row in enumerate(front, 1)
                   if (row["cell"], row["skeleton"]) == (runner["cell"], runner["skeleton"])), None)
     pick = f": hwnas train {run_dir} --pick {point} trains it instead" if point else ""
-    return (f"not separated from the last rung's runner-up {runner['cell']}{where} ({sizes}); the short trainings "
-            f"cannot tell which of the two is more accurate{pick}")
+    return (f"not separated from the last rung's runner-up {apart}, inside {noise}; the short trainings cannot rank "
+            f"the two{pick}")
 
 
 def pareto_front(items: list, cost: Callable, accuracy: Callable) -> list:
