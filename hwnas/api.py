@@ -287,6 +287,10 @@ def train(found: SearchResult | str | Path, *, out: str | Path | None = None, pr
     ``pick`` K trains point K (1: the cheapest) of the accuracy-energy front of the search's refined candidates
     instead of its winner (``hwnas train --pick``; the search needs its run folder).
 
+    ``out`` with a search that has a run folder trains in the new folder ``out`` instead (``hwnas train RUN --out
+    NEW``): the search's report and ``search.csv`` are copied there with the architecture trained, and the run
+    folder keeps its own model (another seed, recipe or point of the front beside the first).
+
     ``graph``: whether ``found`` is another tool's graph (True: a NIR file of any name, as ``--from`` reads it;
     None: when it is a ``nir.NIRGraph`` or a ``.nir`` path)."""
     from .training.loop import TrainConfig, train_run
@@ -298,10 +302,10 @@ def train(found: SearchResult | str | Path, *, out: str | Path | None = None, pr
     config = TrainConfig(**options)
     say = _printer(progress)
     architecture, picked = None, None
+    source = found.folder if isinstance(found, SearchResult) else found
     if pick is not None:
         from .nas.front import picked_architecture
 
-        source = found.folder if isinstance(found, SearchResult) else found
         if source is None:
             raise OptionError("pick needs the search's run folder (search.csv): search with out=")
         architecture, picked = picked_architecture(RunFolder(source), pick)
@@ -309,22 +313,25 @@ def train(found: SearchResult | str | Path, *, out: str | Path | None = None, pr
             say(f"picked point {pick} of the front: {picked['cell']} ({picked['skeleton']}), "
                 f"{100 * float(picked['refine_accuracy']):.1f}% validation after {picked['refine_epochs']} epoch(s), "
                 f"{1e6 * float(picked['refine_energy_j']):.1f} uJ")
-    if not isinstance(found, SearchResult):
-        folder = RunFolder(found)
-        splits = as_splits(data, **_recorded_data(folder)) if data is not None else None
+    if source is not None:  # a run folder: the search's, or with out a new one beside it
+        folder = RunFolder(source)
+        if out is not None:
+            folder = folder.branch(out, architecture or folder.load_architecture())
+        if isinstance(found, SearchResult):
+            splits = found.splits
+        else:
+            splits = as_splits(data, **_recorded_data(folder)) if data is not None else None
         outcome = train_run(folder.path, config, say, splits, architecture, picked)
         return TrainResult(_classifier(outcome, splits, folder), outcome.report, folder.path, splits)
-    with tempfile.TemporaryDirectory(prefix="hwnas-train-") as scratch:
-        path = found.folder or (Path(out) if out is not None else Path(scratch) / "run")
-        folder = RunFolder(path)
-        if found.folder is None and out is not None and (folder.report.exists() or folder.model.exists()):
-            raise OptionError(f"{path} already holds a run: give train() a new out, or search with out=")
-        if found.folder is None:  # a search without a folder: its files, for the training to read and check
-            found.architecture.save(folder.architecture)
-            write_json_atomic(folder.report, found.report)
+    with tempfile.TemporaryDirectory(prefix="hwnas-train-") as scratch:  # a search without a run folder
+        folder = RunFolder(Path(out) if out is not None else Path(scratch) / "run")
+        if out is not None and (folder.report.exists() or folder.model.exists()):
+            raise OptionError(f"{folder.path} already holds a run: give train() a new out, or search with out=")
+        found.architecture.save(folder.architecture)  # the search's files, for the training to read and check
+        write_json_atomic(folder.report, found.report)
         outcome = train_run(folder.path, config, say, found.splits, architecture, picked)
         return TrainResult(_classifier(outcome, found.splits, folder),
-                           outcome.report, path if (found.folder or out is not None) else None, found.splits)
+                           outcome.report, folder.path if out is not None else None, found.splits)
 
 
 def compress(trained: TrainResult | str | Path, *, out: str | Path | None = None, progress: bool | Callable = True,

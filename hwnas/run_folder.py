@@ -140,6 +140,26 @@ class RunFolder:
         finally:
             handle.close()
 
+    def branch(self, path: str | Path, architecture) -> "RunFolder":
+        """A new run folder at ``path`` for another training of this search (``hwnas train RUN --out NEW``):
+        this folder's ``report.json`` and ``search.csv`` copied there, ``architecture`` (the winner or a picked
+        candidate) as its ``architecture.json``. A folder that holds a run already is refused in one line."""
+        from .io_utils import write_bytes_atomic
+
+        new = RunFolder(path)
+        if new.path.exists() and new.path.resolve() == self.path.resolve():
+            raise OptionError(f"--out {new.path} is the search's own folder: give a new folder, or leave --out out to "
+                              "train there")
+        with new.writing("train"):
+            held = [f.name for f in (new.report, new.architecture, new.model, new.train_report) if f.exists()]
+            if held:
+                raise OptionError(f"{new.path} already holds a run ({held[0]}): give --out a new folder")
+            for source, target in ((self.search_csv, new.search_csv), (self.report, new.report)):
+                if source.is_file():
+                    write_bytes_atomic(target, source.read_bytes())
+            architecture.save(new.architecture)  # last: a folder without it is no run to train yet
+        return new
+
     def load_architecture(self):
         """The search's winner; a missing file is a one-line error saying what to run."""
         from .arch.imported import load_architecture

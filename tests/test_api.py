@@ -109,6 +109,13 @@ def test_a_run_folder_is_written_when_asked_and_static_data_loads_from_a_dataloa
     trained = hwnas.train(found, epochs=1, qat_epochs=0)
     assert trained.folder == tmp_path / "run" and (tmp_path / "run" / "model.pt").is_file()
     assert trained.model(x[:5]).shape == (5, 2)
+    # out= trains again beside the search's folder, on the data in memory, with another seed
+    first = (tmp_path / "run" / "model.pt").read_bytes()
+    other = hwnas.train(found, out=tmp_path / "seed1", epochs=1, qat_epochs=0, seed=1, progress=False)
+    assert other.folder == tmp_path / "seed1" and other.report["seed"] == 1 and trained.report["seed"] == 0
+    assert (tmp_path / "run" / "model.pt").read_bytes() == first  # the search's folder keeps its model
+    assert (tmp_path / "seed1" / "architecture.json").read_bytes() == (tmp_path / "run" / "architecture.json").read_bytes()
+    assert other.model(x[:5]).shape == (5, 2) and other.report["dataset"] == trained.report["dataset"]
     again = hwnas.search(loader, out=tmp_path / "run", resume=True, progress=False)  # data in memory, given again
     assert again.winner == found.winner and again.splits.num_classes == 2
     with pytest.raises(OptionError, match="recorded options"):

@@ -5,7 +5,7 @@ import torch
 from conftest import CHAIN, FAST_SEARCH, FEEDBACK, small_arch
 
 from hwnas.arch.builder import build_network
-from hwnas.arch.genotype import parse_cell_key
+from hwnas.arch.genotype import Architecture, parse_cell_key
 from hwnas.cli import main
 from hwnas.data import load_dataset
 from hwnas.nas.runner import SearchConfig, run_search
@@ -141,6 +141,23 @@ def test_pick_trains_a_point_of_the_refined_front(tmp_path, capsys):
     report = json.loads((run / "train.json").read_text())
     assert report["picked"]["cell"] == cheap and report["picked"]["skeleton"] == "stem2 4/4 pool1"
     assert load_model(run / "model.pt")[1] == arch  # the model is the picked candidate's, not the winner's
+    # --out trains another point in a new folder beside the search's; the run folder keeps its model
+    first = (run / "model.pt").read_bytes()
+    second = tmp_path / "second"
+    assert main(["train", str(run), "--pick", "2", "--out", str(second), "--epochs", "1", "--qat-epochs", "0",
+                 "--quiet"]) == 0
+    assert f"model in {second}/model.pt" in capsys.readouterr().out
+    assert (run / "model.pt").read_bytes() == first
+    assert load_model(second / "model.pt")[1].key == CHAIN == Architecture.load(second / "architecture.json").key
+    assert json.loads((second / "train.json").read_text())["picked"]["cell"] == CHAIN
+    assert (second / "report.json").read_bytes() == (run / "report.json").read_bytes()
+    assert (second / "search.csv").read_bytes() == (run / "search.csv").read_bytes()
+    for argv, message in ((["--out", str(second)], f"{second} already holds a run (report.json): give --out a new folder"),
+                          (["--out", str(run)], f"--out {run} is the search's own folder"),
+                          (["--from", "x.nir", "--out", str(tmp_path / "third")], "with --from, DIR is the new folder")):
+        assert main(["train", str(run), *argv, "--epochs", "1"]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "third").exists()
 
 
 def test_a_runner_up_the_last_rung_could_not_separate_stays_pickable(tmp_path):
@@ -173,7 +190,8 @@ def test_a_runner_up_the_last_rung_could_not_separate_stays_pickable(tmp_path):
     line = separation_line(separation, front, run)
     assert line == (f"not separated from the last rung's runner-up {wide} in 4/4 pool1: 0.10 points of refined "
                     "fitness apart, inside the validation's sampling noise (1.25 points at 95 % on 2,000 samples); the "
-                    f"short trainings cannot rank the two: hwnas train {run} --pick 2 trains it instead")
+                    f"short trainings cannot rank the two: hwnas train {run} --pick 2 --out {run}-pick2 trains it beside "
+                    "the winner")
     separated = {**separation, "separated": True}
     (run / "report.json").write_text(json.dumps({"config": {}, "signal": {"separation": separated}}))
     assert [row["cell"] for row in refined_front(RunFolder(run))] == [CHAIN]  # a runner-up left behind is not

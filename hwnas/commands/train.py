@@ -29,6 +29,7 @@ def add_parser(commands) -> None:
             "and report then read DIR as any trained run. Strided and grouped convolutions, sum pooling before a\n"
             "layer, Linear and Affine train; the graph's neurons (LIF, CubaLIF, IF) keep their parameters."),
         epilog="examples:\n  hwnas search --out runs/demo && hwnas train runs/demo\n"
+               "  hwnas train runs/demo --pick 2 --out runs/demo-pick2   (another point of the front, beside the winner)\n"
                "  hwnas train runs/paper-cnn --from cnn_sinabs.nir --dt 1 --dataset nmnist --data-dir data "
                "--timesteps 30")
     train.add_argument("run_dir", metavar="DIR",
@@ -36,6 +37,10 @@ def add_parser(commands) -> None:
     train.add_argument("--pick", type=positive_int, default=None, metavar="K",
                        help="train point K (1: the cheapest) of the accuracy-energy front of the search's refined "
                             "candidates instead of its winner; an out-of-range K lists the front")
+    train.add_argument("--out", default=None, metavar="NEW",
+                       help="train in the new folder NEW instead of DIR: the search's report.json and search.csv "
+                            "are copied there with the architecture trained (the winner or --pick's), and DIR keeps "
+                            "its own model (another seed, recipe or point of the front beside the first)")
     imported = train.add_argument_group("another tool's network (--from)")
     imported.add_argument("--from", dest="source", metavar="MODEL.nir", default=None,
                           help="train this NIR graph instead of a search's winner")
@@ -92,12 +97,16 @@ def run(args: argparse.Namespace) -> int:
         if args.source is not None:
             if args.pick is not None:
                 raise OptionError("--pick chooses among a search's candidates; it does not apply to --from")
+            if args.out is not None:
+                raise OptionError("--out trains a search's architecture in a new folder; with --from, DIR is the "
+                                  "new folder")
             imported = {name: getattr(args, name) for name in IMPORT_OPTIONS if name != "dataset"
                         and getattr(args, name) is not None}
             outcome = train(Path(args.source), out=args.run_dir, data=args.dataset, progress=say or False, graph=True,
                             **imported, **options)
         else:
-            outcome = train(Path(args.run_dir), pick=args.pick, progress=say or False, graph=False, **options)
+            outcome = train(Path(args.run_dir), out=args.out, pick=args.pick, progress=say or False, graph=False,
+                            **options)
     except KeyboardInterrupt:
         print("\ninterrupted: no model written (model.pt is written only when training ends)", file=sys.stderr)
         return 130
@@ -108,5 +117,5 @@ def run(args: argparse.Namespace) -> int:
           f"{report['spikes_per_sample']:.0f} spikes and {report['synops_per_sample']:.0f} synaptic ops per "
           f"sample, {report['seconds']:.0f} s")
     print(f"  {summary_line(report['neurobench'])}")
-    print(f"model in {args.run_dir}/model.pt, figures in {args.run_dir}/train.json")
+    print(f"model in {outcome.folder}/model.pt, figures in {outcome.folder}/train.json")
     return 0

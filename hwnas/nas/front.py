@@ -59,7 +59,8 @@ def separation_line(separation: dict, front: list[dict], run_dir) -> str:
         return f"ahead of the last rung's runner-up {apart}, beyond {noise}"
     point = next((n for n, row in enumerate(front, 1)
                   if (row["cell"], row["skeleton"]) == (runner["cell"], runner["skeleton"])), None)
-    pick = f": hwnas train {run_dir} --pick {point} trains it instead" if point else ""
+    pick = f": hwnas train {run_dir} --pick {point} --out {run_dir}-pick{point} trains it beside the winner" \
+        if point else ""
     return (f"not separated from the last rung's runner-up {apart}, inside {noise}; the short trainings cannot rank "
             f"the two{pick}")
 
