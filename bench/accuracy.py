@@ -29,6 +29,9 @@ arithmetic), exported to NIR and validated in Lava:
 * ``chain (widest fit)``: the same chain at the widest width (64, 32 or 16 channels) that fits Loihi 2's cores and
   whose training fits this machine's memory, with the fewest stages and the least pooling that fit: a larger
   network of the kind a researcher would write by hand;
+* ``runner-ups``: each search row's last-rung runner-up, trained beside its winner (``hwnas train --pick K --out``)
+  when the search says its rung could not separate the two (``signal.separation``): the point a user would train
+  next, since short trainings cannot rank them;
 * ``NIR paper CNN`` (``saccades`` only): the N-MNIST CNN of the NIR paper (its sinabs export, ``bench/data``),
   trained by ``hwnas train --from`` at the search's timesteps with the same epochs, once from new weights and once
   from its published weights: a network researchers designed and deployed on Loihi 2 by hand.
@@ -76,7 +79,8 @@ PAPER_CNN = Path(__file__).resolve().parent / "data" / "nir_paper_cnn_sinabs.nir
 # the search with other options: (folder, row label, options added to the default search)
 # rows besides the default search's, by the name --rows takes
 ROWS = ("search-w16", "search-stem2-w16", "search-stem2-w8", "search-stem-auto", "search-evolution",
-        "search-under-chain", "search-widths-under-chain", "chain-skeleton", "chain-widest", "paper-cnn")
+        "search-under-chain", "search-widths-under-chain", "runner-ups", "chain-skeleton", "chain-widest",
+        "paper-cnn")
 SEARCH_VARIANTS = [("search-w16", "search --width 16", ["--width", "16"]),
                    ("search-stem2-w16", "search --stem-pool 2 --width 16", ["--stem-pool", "2", "--width", "16"]),
                    ("search-stem2-w8", "search --stem-pool 2 --width 8", ["--stem-pool", "2", "--width", "8"]),
@@ -258,6 +262,12 @@ def run_dataset(name: str, args, work: Path) -> dict:
         rows.append(search_under(chain, folder / "search-widths-under-chain", options, budget, args,
                                  ("--width-choices", widths)))
         print(f"{name}: {rows[-1]['row']} done {rows[-1]['seconds']}", flush=True)
+    if "runner-ups" in args.rows:
+        for row in [row for row in rows if (Path(row["folder"]) / "search.csv").is_file()]:
+            runner_up = train_runner_up(row, args)
+            if runner_up is not None:
+                rows.append(runner_up)
+                print(f"{name}: {runner_up['row']} done {runner_up['seconds']}", flush=True)
     hand = [("chain (search skeleton)", chain)] if "chain-skeleton" in args.rows else []
     # the widest that fits depends on the memory free at the time: a resumed bench keeps the one it chose
     chosen = sorted(folder.glob("chain-widest-*/architecture.json"))
@@ -293,6 +303,28 @@ def run_dataset(name: str, args, work: Path) -> dict:
                 if row.get("refine_accuracy") and row.get("refine_energy_j"):
                     candidates.append((float(row["refine_energy_j"]) * 1e6, float(row["refine_accuracy"])))
     return {"rows": rows, "candidates": candidates, "options": options, "spread": seed_spread(rows)}
+
+
+def train_runner_up(row: dict, args) -> dict | None:
+    """The last-rung runner-up of ``row``'s search, trained, estimated and validated like the row in the sibling
+    folder ``<folder>-runner-up`` (``hwnas train --pick K --out``), when the search's rung could not separate it
+    from the winner; None when it could (or the search predates ``signal.separation``)."""
+    from hwnas.nas.front import refined_front
+    from hwnas.run_folder import RunFolder
+
+    search = RunFolder(row["folder"])
+    separation = search.search_report().get("signal", {}).get("separation")
+    if not separation or separation["separated"]:
+        return None
+    runner = separation["runner_up"]
+    point = next(number for number, candidate in enumerate(refined_front(search), 1)
+                 if (candidate["cell"], candidate["skeleton"]) == (runner["cell"], runner["skeleton"]))
+    replica, seconds = search.path.parent / f"{search.path.name}-runner-up", {}
+    if not (replica / "architecture.json").is_file():  # else train_validate finishes what an interrupted bench began
+        timed("train", seconds, ["train", str(search.path), "--pick", str(point), "--out", str(replica), "--epochs",
+                                 str(args.epochs), "--qat-epochs", str(args.qat_epochs), "--quiet"])
+    trained = train_validate(replica, f"{row['row']} (runner-up)", args, seconds)
+    return {**trained, "runner_up_of": row["row"]}
 
 
 def train_with_seed(row: dict, seed: int, args) -> dict:
