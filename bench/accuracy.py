@@ -317,8 +317,11 @@ def train_runner_up(row: dict, args) -> dict | None:
     if not separation or separation["separated"]:
         return None
     runner = separation["runner_up"]
-    point = next(number for number, candidate in enumerate(refined_front(search), 1)
-                 if (candidate["cell"], candidate["skeleton"]) == (runner["cell"], runner["skeleton"]))
+    point = next((number for number, candidate in enumerate(refined_front(search), 1)
+                  if (candidate["cell"], candidate["skeleton"]) == (runner["cell"], runner["skeleton"])), None)
+    if point is None:  # search.csv lacks its refined figures: nothing --pick can train
+        print(f"{row['row']}: the runner-up {runner['cell']} is not among the refined candidates; not trained")
+        return None
     replica, seconds = search.path.parent / f"{search.path.name}-runner-up", {}
     if not (replica / "architecture.json").is_file():  # else train_validate finishes what an interrupted bench began
         timed("train", seconds, ["train", str(search.path), "--pick", str(point), "--out", str(replica), "--epochs",

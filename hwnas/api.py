@@ -277,7 +277,8 @@ def train(found: SearchResult | str | Path, *, out: str | Path | None = None, pr
           data: Any = None, pick: int | None = None, graph: bool | None = None, **options) -> TrainResult:
     """Train the winner of :func:`search` (or of a run folder), float then quantisation-aware on an integer
     target; ``options`` are :class:`~hwnas.training.loop.TrainConfig` fields (``epochs``, ``qat_epochs``, ``lr``,
-    ``device``, ...). Trains in ``found``'s run folder when it has one, else in ``out`` or a temporary one.
+    ``device``, ...). Trains in ``out`` when given, else in ``found``'s run folder when it has one, else in a
+    temporary one.
 
     ``found`` may also be another tool's network: a ``.nir`` file or a ``nir.NIRGraph`` (``hwnas train --from``,
     :mod:`hwnas.training.imported`); ``data`` is then what to train on (a dataset name, with ``data_dir``, or data in
@@ -287,9 +288,9 @@ def train(found: SearchResult | str | Path, *, out: str | Path | None = None, pr
     ``pick`` K trains point K (1: the cheapest) of the accuracy-energy front of the search's refined candidates
     instead of its winner (``hwnas train --pick``; the search needs its run folder).
 
-    ``out`` with a search that has a run folder trains in the new folder ``out`` instead (``hwnas train RUN --out
-    NEW``): the search's report and ``search.csv`` are copied there with the architecture trained, and the run
-    folder keeps its own model (another seed, recipe or point of the front beside the first).
+    ``out`` other than the search's own run folder trains in that new folder (``hwnas train RUN --out NEW``): the
+    search's report and ``search.csv`` are copied there with the architecture trained, and the run folder keeps its
+    own model (another seed, recipe or point of the front beside the first).
 
     ``graph``: whether ``found`` is another tool's graph (True: a NIR file of any name, as ``--from`` reads it;
     None: when it is a ``nir.NIRGraph`` or a ``.nir`` path)."""
@@ -315,7 +316,7 @@ def train(found: SearchResult | str | Path, *, out: str | Path | None = None, pr
                 f"{1e6 * float(picked['refine_energy_j']):.1f} uJ")
     if source is not None:  # a run folder: the search's, or with out a new one beside it
         folder = RunFolder(source)
-        if out is not None:
+        if out is not None and Path(out).resolve() != folder.path.resolve():
             folder = folder.branch(out, architecture or folder.load_architecture())
         if isinstance(found, SearchResult):
             splits = found.splits

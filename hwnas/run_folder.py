@@ -29,7 +29,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import OptionError, ResumeError
+from .errors import HwnasError, OptionError, ResumeError
 
 ARCHITECTURE = "architecture.json"
 SEARCH_CSV = "search.csv"
@@ -143,22 +143,32 @@ class RunFolder:
     def branch(self, path: str | Path, architecture) -> "RunFolder":
         """A new run folder at ``path`` for another training of this search (``hwnas train RUN --out NEW``):
         this folder's ``report.json`` and ``search.csv`` copied there, ``architecture`` (the winner or a picked
-        candidate) as its ``architecture.json``. A folder that holds a run already is refused in one line."""
+        candidate) as its ``architecture.json``, written last. A folder that holds a training, a search or another
+        architecture is refused in one line; one that an interrupted branch or a refused training left (the same
+        architecture, no model) is written again, so the same command continues."""
         from .io_utils import write_bytes_atomic
 
         new = RunFolder(path)
         if new.path.exists() and new.path.resolve() == self.path.resolve():
-            raise OptionError(f"--out {new.path} is the search's own folder: give a new folder, or leave --out out to "
-                              "train there")
+            raise OptionError(f"{new.path} is the search's own folder: train there, or name a new folder")
         with new.writing("train"):
-            held = [f.name for f in (new.report, new.architecture, new.model, new.train_report) if f.exists()]
+            held = [f.name for f in (new.model, new.train_report, new.checkpoint) if f.exists()]
+            if not held and new.architecture.exists() and not new._holds(architecture):
+                held = [new.architecture.name]
             if held:
-                raise OptionError(f"{new.path} already holds a run ({held[0]}): give --out a new folder")
+                raise OptionError(f"{new.path} already holds a run ({held[0]}): name a new folder to train in")
             for source, target in ((self.search_csv, new.search_csv), (self.report, new.report)):
                 if source.is_file():
                     write_bytes_atomic(target, source.read_bytes())
-            architecture.save(new.architecture)  # last: a folder without it is no run to train yet
+            architecture.save(new.architecture)
         return new
+
+    def _holds(self, architecture) -> bool:
+        """Whether the folder's ``architecture.json`` reads as ``architecture``."""
+        try:
+            return self.load_architecture() == architecture
+        except HwnasError:
+            return False
 
     def load_architecture(self):
         """The search's winner; a missing file is a one-line error saying what to run."""
@@ -209,3 +219,4 @@ class RunFolder:
     def search_estimate(self) -> dict | None:
         """The search's energy estimate of the untrained winner, if it recorded one."""
         return self.search_report().get("estimate")
+

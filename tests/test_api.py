@@ -116,6 +116,9 @@ def test_a_run_folder_is_written_when_asked_and_static_data_loads_from_a_dataloa
     assert (tmp_path / "run" / "model.pt").read_bytes() == first  # the search's folder keeps its model
     assert (tmp_path / "seed1" / "architecture.json").read_bytes() == (tmp_path / "run" / "architecture.json").read_bytes()
     assert other.model(x[:5]).shape == (5, 2) and other.report["dataset"] == trained.report["dataset"]
+    # a run folder by path, with out= naming it again: trains there, as without out=
+    assert hwnas.train(tmp_path / "seed1", out=tmp_path / "seed1", data=loader, epochs=1, qat_epochs=0,
+                       progress=False).folder == tmp_path / "seed1"
     again = hwnas.search(loader, out=tmp_path / "run", resume=True, progress=False)  # data in memory, given again
     assert again.winner == found.winner and again.splits.num_classes == 2
     with pytest.raises(OptionError, match="recorded options"):

@@ -152,12 +152,48 @@ def test_pick_trains_a_point_of_the_refined_front(tmp_path, capsys):
     assert json.loads((second / "train.json").read_text())["picked"]["cell"] == CHAIN
     assert (second / "report.json").read_bytes() == (run / "report.json").read_bytes()
     assert (second / "search.csv").read_bytes() == (run / "search.csv").read_bytes()
-    for argv, message in ((["--out", str(second)], f"{second} already holds a run (report.json): give --out a new folder"),
-                          (["--out", str(run)], f"--out {run} is the search's own folder"),
+    for argv, message in ((["--out", str(second)], f"{second} already holds a run (model.pt): name a new folder"),
                           (["--from", "x.nir", "--out", str(tmp_path / "third")], "with --from, DIR is the new folder")):
         assert main(["train", str(run), *argv, "--epochs", "1"]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "third").exists()
+
+
+def test_a_branch_refuses_another_run_and_continues_its_own(tmp_path):
+    from hwnas.errors import OptionError
+    from hwnas.run_folder import RunFolder
+
+    run = tmp_path / "run"
+    _search_folder_with_refined_rows(run, [(CHAIN, "4/4 pool1", 0.9, 3e-5)])
+    search, winner = RunFolder(run), small_arch(CHAIN)
+    new = search.branch(tmp_path / "new", winner)
+    assert new.load_architecture() == winner and (tmp_path / "new" / "report.json").read_bytes() == \
+        (run / "report.json").read_bytes()
+    # what a refused or interrupted training leaves (the same architecture, no model) is branched again
+    assert search.branch(tmp_path / "new", winner).path == tmp_path / "new"
+    with pytest.raises(OptionError, match=r"new already holds a run \(architecture.json\): name a new folder"):
+        search.branch(tmp_path / "new", small_arch(FEEDBACK))  # another architecture's folder
+    (tmp_path / "searching").mkdir()
+    (tmp_path / "searching" / "checkpoint.json").write_text("{}")  # a search's folder, even unfinished
+    with pytest.raises(OptionError, match=r"already holds a run \(checkpoint.json\)"):
+        search.branch(tmp_path / "searching", winner)
+    with pytest.raises(OptionError, match="is the search's own folder"):
+        search.branch(run, winner)
+
+
+def test_a_tied_runner_up_on_the_front_is_listed_once_and_a_malformed_signal_changes_nothing(tmp_path):
+    from hwnas.nas.front import refined_front
+    from hwnas.run_folder import RunFolder
+
+    cheap = "0-1:zero 0-2:zero 0-3:conv3x3 1-2:zero 1-3:zero 2-3:zero"
+    rows = [(cheap, "4/4 pool1", 0.80, 1e-5), (CHAIN, "4/4 pool1", 0.81, 3e-5)]  # each on the front
+    tied = {"separated": False, "runner_up": {"cell": CHAIN, "skeleton": "4/4 pool1"}}
+    _search_folder_with_refined_rows(tmp_path / "a", rows, {"separation": tied})
+    assert [row["cell"] for row in refined_front(RunFolder(tmp_path / "a"))] == [cheap, CHAIN]
+    for number, signal in enumerate(({"separation": {"separated": False, "runner_up": None}},
+                                     {"separation": {"separated": False}}, {"separation": "tied"})):
+        _search_folder_with_refined_rows(tmp_path / f"b{number}", rows[:1] + [(CHAIN, "4/4 pool1", 0.7, 3e-5)], signal)
+        assert [row["cell"] for row in refined_front(RunFolder(tmp_path / f"b{number}"))] == [cheap]
 
 
 def test_a_runner_up_the_last_rung_could_not_separate_stays_pickable(tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import math
 import re
+import shlex
 from dataclasses import replace
 from typing import Callable
 
@@ -41,7 +42,7 @@ def tied_runner_up(folder: RunFolder, rows: list[dict]) -> dict | None:
     separation = folder.search_report().get("signal", {}).get("separation")
     if not isinstance(separation, dict) or separation.get("separated", True):
         return None
-    runner = separation.get("runner_up", {})
+    runner = separation.get("runner_up") or {}
     finalists = [row for row in rows if (row.get("cell"), row.get("skeleton")) == (runner.get("cell"),
                                                                                    runner.get("skeleton"))]
     return max(finalists, key=lambda r: int(r.get("refine_epochs") or 0), default=None)
@@ -59,8 +60,8 @@ def separation_line(separation: dict, front: list[dict], run_dir) -> str:
         return f"ahead of the last rung's runner-up {apart}, beyond {noise}"
     point = next((n for n, row in enumerate(front, 1)
                   if (row["cell"], row["skeleton"]) == (runner["cell"], runner["skeleton"])), None)
-    pick = f": hwnas train {run_dir} --pick {point} --out {run_dir}-pick{point} trains it beside the winner" \
-        if point else ""
+    pick = (f": hwnas train {shlex.quote(str(run_dir))} --pick {point} --out {shlex.quote(f'{run_dir}-pick{point}')} "
+            "trains it beside the winner") if point else ""
     return (f"not separated from the last rung's runner-up {apart}, inside {noise}; the short trainings cannot rank "
             f"the two{pick}")
 
