@@ -309,7 +309,7 @@ def train_runner_up(row: dict, args) -> dict | None:
     """The last-rung runner-up of ``row``'s search, trained, estimated and validated like the row in the sibling
     folder ``<folder>-runner-up`` (``hwnas train --pick K --out``), when the search's rung could not separate it
     from the winner; None when it could (or the search predates ``signal.separation``)."""
-    from hwnas.nas.front import refined_front
+    from hwnas.nas.front import point_of, refined_front
     from hwnas.run_folder import RunFolder
 
     search = RunFolder(row["folder"])
@@ -317,8 +317,7 @@ def train_runner_up(row: dict, args) -> dict | None:
     if not separation or separation["separated"]:
         return None
     runner = separation["runner_up"]
-    point = next((number for number, candidate in enumerate(refined_front(search), 1)
-                  if (candidate["cell"], candidate["skeleton"]) == (runner["cell"], runner["skeleton"])), None)
+    point = point_of(refined_front(search), runner)
     if point is None:  # search.csv lacks its refined figures: nothing --pick can train
         print(f"{row['row']}: the runner-up {runner['cell']} is not among the refined candidates; not trained")
         return None

@@ -48,6 +48,12 @@ def tied_runner_up(folder: RunFolder, rows: list[dict]) -> dict | None:
     return max(finalists, key=lambda r: int(r.get("refine_epochs") or 0), default=None)
 
 
+def point_of(front: list[dict], candidate: dict) -> int | None:
+    """The ``--pick`` number (1: the cheapest) of ``candidate`` (its cell and skeleton) on ``front``, or None."""
+    return next((number for number, row in enumerate(front, 1)
+                 if (row["cell"], row["skeleton"]) == (candidate["cell"], candidate["skeleton"])), None)
+
+
 def separation_line(separation: dict, front: list[dict], run_dir) -> str:
     """One sentence on whether the last rung told the winner from its runner-up (``signal.separation``), naming
     the ``--pick`` point that trains the runner-up when it could not."""
@@ -58,8 +64,7 @@ def separation_line(separation: dict, front: list[dict], run_dir) -> str:
     apart = f"{runner['cell']}{where}: {separation['margin']:.2f} points of refined fitness apart"
     if separation["separated"]:
         return f"ahead of the last rung's runner-up {apart}, beyond {noise}"
-    point = next((n for n, row in enumerate(front, 1)
-                  if (row["cell"], row["skeleton"]) == (runner["cell"], runner["skeleton"])), None)
+    point = point_of(front, runner)
     pick = (f": hwnas train {shlex.quote(str(run_dir))} --pick {point} --out {shlex.quote(f'{run_dir}-pick{point}')} "
             "trains it beside the winner") if point else ""
     return (f"not separated from the last rung's runner-up {apart}, inside {noise}; the short trainings cannot rank "
