@@ -318,6 +318,10 @@ def train(found: SearchResult | str | Path, *, out: str | Path | None = None, pr
         folder = RunFolder(source)
         if out is not None and Path(out).resolve() != folder.path.resolve():
             folder = folder.branch(out, architecture or folder.load_architecture())
+        if pick is None:  # a folder --pick K --out branched, trained again: still that point of the front
+            from .nas.front import recorded_pick
+
+            picked = recorded_pick(folder, folder.load_architecture())
         if isinstance(found, SearchResult):
             splits = found.splits
         else:

@@ -111,6 +111,7 @@ def _search_folder_with_refined_rows(path, rows, signal=None):
     path.mkdir()
     small_arch(CHAIN).save(path / "architecture.json")
     write_json_atomic(path / "report.json", {"config": {"dataset": "digits", "seed": 0, "target": "loihi2"},
+                                             "winner": {"cell": CHAIN, "skeleton": "4/4 pool1"},
                                              **({"signal": signal} if signal else {})})
     fields = ["index", "kind", "cell", "skeleton", "rank", "refine_epochs", "refine_accuracy", "refine_energy_j"]
     with open(path / "search.csv", "w", newline="") as handle:
@@ -124,7 +125,7 @@ def _search_folder_with_refined_rows(path, rows, signal=None):
 
 def test_pick_trains_a_point_of_the_refined_front(tmp_path, capsys):
     from hwnas.run_folder import RunFolder
-    from hwnas.nas.front import picked_architecture, refined_front
+    from hwnas.nas.front import picked_architecture, recorded_pick, refined_front
 
     cheap = "0-1:zero 0-2:zero 0-3:conv3x3 1-2:zero 1-3:zero 2-3:zero"
     dominated = "0-1:zero 0-2:zero 0-3:skip 1-2:zero 1-3:zero 2-3:zero"
@@ -157,6 +158,11 @@ def test_pick_trains_a_point_of_the_refined_front(tmp_path, capsys):
         assert main(["train", str(run), *argv, "--epochs", "1"]) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "third").exists()
+    # a branch --pick 1 --out left before its model (interrupted), trained again without --pick: still the pick
+    RunFolder(run).branch(tmp_path / "pick1", arch)
+    assert main(["train", str(tmp_path / "pick1"), "--epochs", "1", "--qat-epochs", "0", "--quiet"]) == 0
+    assert json.loads((tmp_path / "pick1" / "train.json").read_text())["picked"]["skeleton"] == "stem2 4/4 pool1"
+    assert recorded_pick(RunFolder(run), small_arch(CHAIN)) is None  # the search's winner is no pick
 
 
 def test_a_branch_refuses_another_run_and_continues_its_own(tmp_path):

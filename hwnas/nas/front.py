@@ -12,7 +12,7 @@ import shlex
 from dataclasses import replace
 from typing import Callable
 
-from ..arch.genotype import Architecture, parse_cell_key
+from ..arch.genotype import Architecture, cell_key, parse_cell_key
 from ..errors import OptionError
 from ..run_folder import RunFolder
 
@@ -52,6 +52,21 @@ def point_of(front: list[dict], candidate: dict) -> int | None:
     """The ``--pick`` number (1: the cheapest) of ``candidate`` (its cell and skeleton) on ``front``, or None."""
     return next((number for number, row in enumerate(front, 1)
                  if (row["cell"], row["skeleton"]) == (candidate["cell"], candidate["skeleton"])), None)
+
+
+def recorded_pick(folder: RunFolder, architecture) -> dict | None:
+    """The front's row of ``architecture`` when it is a point of the folder's refined front other than the search's
+    winner (a folder ``hwnas train RUN --pick K --out NEW`` branched: training it again records the pick), else
+    None."""
+    if not isinstance(architecture, Architecture) or not folder.search_csv.is_file():
+        return None
+    candidate = {"cell": cell_key(architecture.cell), "skeleton": architecture.skeleton_key}
+    winner = folder.search_report().get("winner")
+    if not isinstance(winner, dict) or (winner.get("cell"), winner.get("skeleton")) == tuple(candidate.values()):
+        return None
+    front = refined_front(folder)
+    point = point_of(front, candidate)
+    return front[point - 1] if point else None
 
 
 def separation_line(separation: dict, front: list[dict], run_dir) -> str:
