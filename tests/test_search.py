@@ -617,6 +617,13 @@ def test_width_choices_leave_out_widths_no_cell_fits_and_are_checked():
     assert [t.skeleton_key for t in templates] == ["2/2 pool1"]  # at width 4 not even the lightest cell fits
     assert report["verdict"] == ("width 2: the lightest cell fits; heavier cells may not; width 4: not even the "
                                  "lightest cell fits")
+    # --stem-pool auto: the width left out at full resolution is searched behind the stride-2 stem when it fits there
+    templates, report = choose_skeletons(base, load_target("loihi"), None, None, None, max_cores=2,
+                                         width_choices=(4, 2), stem_twin=2)
+    assert [t.skeleton_key for t in templates] == ["2/2 pool1", "stem2 2/2 pool1", "stem2 4/4 pool1"]
+    assert report["verdict"] == ("width 2: the lightest cell fits; heavier cells may not; width 4, only behind a "
+                                 "stride-2 stem: every cell fits")
+    assert report["skeletons"][-1] == {"width": 4, "stages": 2, "head_pool": 1, "stem_pool": 2}
     with pytest.raises(SearchError, match=r"no skeleton fits loihi .* with width 4, .* breaks max-cores"):
         choose_skeletons(base, load_target("loihi"), None, None, None, max_cores=2, width_choices=(16, 4))
     assert SearchConfig(width_choices=[8, 16, 12]).width_choices == (16, 12, 8)

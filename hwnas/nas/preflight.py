@@ -135,8 +135,8 @@ def choose_skeletons(base: Architecture, target, width: int | None, stages: int 
     fixed them), where its input is large enough and the lightest cell fits it. When no skeleton fits at full
     resolution, the stride-k stem's own skeletons (widths chosen for the pooled input) are the search's. With
     ``width_choices`` (``--width-choices``, widest first) the pre-flight chooses one skeleton at each width as it
-    would for that ``width`` alone; a width at which not even the lightest cell fits is left out (with ``stem_twin``,
-    not tried behind the stride-k stem)."""
+    would for that ``width`` alone; a width at which not even the lightest cell fits is left out, or with
+    ``stem_twin`` searched only behind the stride-k stem when it fits there."""
     started = time.perf_counter()
 
     def choose(template: Architecture) -> tuple[list[Architecture], dict]:
@@ -177,8 +177,31 @@ def choose_skeletons(base: Architecture, target, width: int | None, stages: int 
             names.add(twin.skeleton_key)
             twins.append(twin)
             report["skeletons"].append(skeleton_of(twin).to_dict())
+    for width in width_choices or ():
+        if not any(template.width == width for template in chosen):
+            twins += _behind_stem_only(base, target, width, stem_twin, stages, head_pool, max_cores, heaviest,
+                                       report, started)
     report["seconds"] = time.perf_counter() - started
     return chosen + twins, report
+
+
+def _behind_stem_only(base: Architecture, target, width: int, stem_pool: int, stages, head_pool, max_cores, heaviest,
+                      report: dict, started: float) -> list[Architecture]:
+    """A ``--width-choices`` width at which not even the lightest cell fits at full resolution, chosen behind a
+    stride-``stem_pool`` stem as :func:`_choose` would (its stages and head pooling for the pooled input): the
+    template when it fits there (``report``'s skeletons and verdict say so), else none."""
+    try:
+        templates, behind = _choose(replace(base, stem_pool=stem_pool), target, width, stages, head_pool, max_cores,
+                                    heaviest, None, 1, started)
+    except (SearchError, ArchitectureError):
+        return []
+    report["skeletons"] += behind["skeletons"]
+    report["rejected"] += behind["rejected"]
+    report["tried"] += behind["tried"]
+    report["verdict"] = report["verdict"].replace(
+        f"width {width}: not even the lightest cell fits",
+        f"width {width}, only behind a stride-{stem_pool} stem: {behind['verdict']}")
+    return templates
 
 
 def _choose_at_widths(base: Architecture, target, width_choices: tuple[int, ...], stages, head_pool, max_cores,
