@@ -89,7 +89,8 @@ def _separation(separation: dict | None) -> str:
         return "-"
     verdict = "ahead of" if separation["separated"] else "not separated from"
     return (f"{verdict} the runner-up {separation['runner_up']['cell']}: {separation['margin']:.2f} points apart, "
-            f"sampling noise {separation['noise']:.2f} points at 95 % on {separation['val_samples']:,} samples")
+            f"sampling noise {separation['noise']:.2f} points at 95 % on {separation['val_samples']:,} samples"
+            f"{', paired' if separation.get('paired') else ''}")
 
 
 def _search_section(folder: RunFolder, report: dict) -> list[str]:

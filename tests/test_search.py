@@ -3,6 +3,7 @@ import json
 import math
 from dataclasses import replace
 
+import numpy as np
 import pytest
 from conftest import FAST_SEARCH, small_arch
 
@@ -233,10 +234,17 @@ def test_refine_halves_the_field_and_lets_short_training_choose(tmp_path):
     samples = outcome.report["dataset"]["val"]
     assert separation["runner_up"]["cell"] == runner["cell"] and separation["val_samples"] == samples
     assert separation["margin"] == pytest.approx(chosen["refine_fitness"] - runner["refine_fitness"])
-    p, q = chosen["val_accuracy"], runner["val_accuracy"]
-    assert separation["noise"] == pytest.approx(196 * ((p * (1 - p) + q * (1 - q)) / samples) ** 0.5)
-    assert separation["separated"] == (separation["margin"] > separation["noise"])
+    # the noise is paired: from the validation samples only one of the two classified, kept in the checkpoint
     checkpoint = json.loads((tmp_path / "run" / "checkpoint.json").read_text())
+    classified = [np.unpackbits(np.frombuffer(bytes.fromhex(
+        checkpoint["results"][f"refine|{c['cell']}|2"]["val_correct"]), np.uint8))[:samples].astype(bool)
+        for c in (chosen, runner)]
+    assert [a.mean() for a in classified] == pytest.approx([chosen["val_accuracy"], runner["val_accuracy"]])
+    only = [int((a & ~b).sum()) for a, b in (classified, classified[::-1])]
+    d = (only[0] - only[1]) / samples
+    assert separation["paired"] and separation["discordant"] == sum(only)
+    assert separation["noise"] == pytest.approx(196 * ((sum(only) / samples - d * d) / samples) ** 0.5)
+    assert separation["separated"] == (separation["margin"] > separation["noise"])
     assert sorted(k.rsplit("|", 1)[1] for k in checkpoint["results"] if k.startswith("refine|")) == \
         ["1", "1", "1", "2", "2"]
     header = (tmp_path / "run" / "search.csv").read_text().splitlines()[0]

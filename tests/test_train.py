@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 import torch
 from conftest import CHAIN, FAST_SEARCH, FEEDBACK, small_arch
@@ -204,7 +205,7 @@ def test_a_tied_runner_up_on_the_front_is_listed_once_and_a_malformed_signal_cha
 
 def test_a_runner_up_the_last_rung_could_not_separate_stays_pickable(tmp_path):
     from hwnas.nas.front import refined_front, separation_line
-    from hwnas.nas.refine import rung_separation
+    from hwnas.nas.refine import packed_samples, rung_separation
     from hwnas.nas.rows import Row
     from hwnas.run_folder import RunFolder
 
@@ -223,6 +224,19 @@ def test_a_runner_up_the_last_rung_could_not_separate_stays_pickable(tmp_path):
     assert not separation["separated"]
     assert rung_separation([chosen], chosen, 2000) is None  # no runner-up, nothing to separate
     assert rung_separation([runner, chosen], chosen, 2_000_000)["separated"]  # the same lead, 1,000 times the samples
+    assert not separation["paired"]  # no samples kept: two independent estimates
+    # with which samples each classified, the noise is paired: only the 30 samples the two disagree on count
+    both = np.ones(2000, dtype=bool)
+    mine, theirs = both.copy(), both.copy()
+    mine[:100], theirs[:86], theirs[100:116] = False, False, False  # 95.0 and 94.9 %: 16 against 14 alone
+    assert (mine.mean(), theirs.mean()) == (0.95, 0.949)
+    chosen.refine_accuracy, runner.refine_accuracy = 0.95, 0.949
+    packed = {id(chosen): packed_samples(torch.from_numpy(mine)), id(runner): packed_samples(theirs)}
+    paired = rung_separation([runner, chosen], chosen, 2000, packed)
+    assert paired["paired"] and paired["discordant"] == 30 and paired["margin"] == separation["margin"]
+    assert paired["noise"] == pytest.approx(0.5368, abs=1e-4)  # 1.96 * sqrt((30 / 2000 - (2 / 2000) ** 2) / 2000)
+    assert rung_separation([runner, chosen], chosen, 1990, packed)["paired"] is False  # another split's samples
+    chosen.refine_accuracy, runner.refine_accuracy = 0.958, 0.957
     # the winner beats the runner-up on both accuracy and energy, yet the runner-up stays a point to pick
     run = tmp_path / "run"
     _search_folder_with_refined_rows(run, [(CHAIN, "4/4 pool1", 0.958, 2.67e-5), (wide, "4/4 pool1", 0.957, 5.12e-5)],

@@ -75,13 +75,16 @@ class CandidateMeasurer:
         """A refinement's cached fields: validation accuracy after ``epochs`` of short training on ``share`` of the
         training split (the search's ``train_fraction``, or what its budget re-fitted, :mod:`hwnas.nas.budget`)
         from the candidate's seeded weights (continuing the ``previous`` state of an earlier rung when given), and
-        the energy and time per inference of the trained network's activity; under ``"state"`` the bytes a later
-        rung continues from."""
+        the energy and time per inference of the trained network's activity, which validation samples it
+        classified (``"val_correct"``, :func:`~hwnas.nas.refine.packed_samples`); under ``"state"`` the bytes a
+        later rung continues from."""
         from ..training.loop import short_training
+        from .refine import packed_samples
 
         trained = short_training(self.architecture(cell, skeleton), splits, epochs, self.config.seed, "val",
                                  self.evaluator.device, share, previous, keep=True)
-        return {"val_accuracy": trained.accuracy, **self.trained_cost(cell, trained.activity, skeleton),
+        correct = {} if trained.correct is None else {"val_correct": packed_samples(trained.correct)}
+        return {"val_accuracy": trained.accuracy, **self.trained_cost(cell, trained.activity, skeleton), **correct,
                 "state": trained.state}
 
     def screen_training(self, cell: Cell, skeleton: str | None, share: float, splits) -> dict:

@@ -69,13 +69,19 @@ def recorded_pick(folder: RunFolder, architecture) -> dict | None:
     return front[point - 1] if point else None
 
 
+def noise_figure(separation: dict) -> str:
+    """The last rung's sampling noise as the search reports it, e.g. ``0.82 points at 95 % on 2,000 samples,
+    paired``."""
+    paired = ", paired" if separation.get("paired") else ""
+    return f"{separation['noise']:.2f} points at 95 % on {separation['val_samples']:,} samples{paired}"
+
+
 def separation_line(separation: dict, front: list[dict], run_dir) -> str:
     """One sentence on whether the last rung told the winner from its runner-up (``signal.separation``), naming
     the ``--pick`` point that trains the runner-up when it could not."""
     runner = separation["runner_up"]
     where = f" in {runner['skeleton']}" if runner.get("skeleton") else ""
-    noise = (f"the validation's sampling noise ({separation['noise']:.2f} points at 95 % on "
-             f"{separation['val_samples']:,} samples)")
+    noise = f"the validation's sampling noise ({noise_figure(separation)})"
     apart = f"{runner['cell']}{where}: {separation['margin']:.2f} points of refined fitness apart"
     if separation["separated"]:
         return f"ahead of the last rung's runner-up {apart}, beyond {noise}"

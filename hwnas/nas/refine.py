@@ -43,24 +43,53 @@ def refined_fitness(val_accuracy: float, energy_j: float | None, energy_weight: 
     return 100.0 * val_accuracy - energy_weight * math.log2(energy_j / ENERGY_UNIT_J)
 
 
-def rung_separation(field: list[Row], chosen: Row, val_samples: int) -> dict | None:
+def rung_separation(field: list[Row], chosen: Row, val_samples: int,
+                    correct: dict[int, str | None] | None = None) -> dict | None:
     """How far the last rung's ``chosen`` candidate leads its runner-up in refined fitness, against the sampling
     noise of their two validation accuracies on ``val_samples`` samples (None with no runner-up).
 
-    The noise is 1.96 standard errors of the difference of two independent accuracy estimates, in points. Both
-    candidates are judged on the same samples, whose paired difference varies less, but the trainings' own
-    variation (another seed moved a trained network by 0.22 points on MNIST) is not in it either: a lead inside
-    the noise says the rung could not tell the two apart, not that they are equal."""
+    The noise is 1.96 standard errors of the difference of the two accuracies, in points. Both candidates are judged
+    on the same samples: with which samples each classified (``correct``, by ``id`` of the row:
+    :func:`packed_samples`), the error is the paired one, from the samples only one of them classified (as
+    McNemar's test counts them); without (a checkpoint from before they were kept), that of two independent
+    estimates, which overstates it. The trainings' own variation (another seed moved a trained network by 0.22
+    points on MNIST) is in neither: a lead inside the noise says the rung could not tell the two apart, not that
+    they are equal."""
     others = [row for row in field if row is not chosen and row.refine_fitness is not None]
     if not others or val_samples < 1:
         return None
     runner = max(others, key=lambda r: (r.refine_fitness, -r.index))
-    variance = sum(a * (1.0 - a) for a in (chosen.refine_accuracy, runner.refine_accuracy)) / val_samples
+    pair = [unpacked_samples((correct or {}).get(id(row)), val_samples) for row in (chosen, runner)]
+    if pair[0] is not None and pair[1] is not None:
+        only_chosen, only_runner = int(np.sum(pair[0] & ~pair[1])), int(np.sum(~pair[0] & pair[1]))
+        difference = (only_chosen - only_runner) / val_samples
+        variance = max((only_chosen + only_runner) / val_samples - difference ** 2, 0.0) / val_samples
+        paired = {"paired": True, "discordant": only_chosen + only_runner}
+    else:
+        variance = sum(a * (1.0 - a) for a in (chosen.refine_accuracy, runner.refine_accuracy)) / val_samples
+        paired = {"paired": False}
     margin = chosen.refine_fitness - runner.refine_fitness
     noise = 100.0 * SEPARATION_Z * math.sqrt(variance)
     return {"runner_up": {"cell": runner.cell, "skeleton": runner.skeleton, "val_accuracy": runner.refine_accuracy,
                           "energy_j": runner.refine_energy_j, "refine_fitness": runner.refine_fitness},
-            "margin": margin, "noise": noise, "val_samples": val_samples, "separated": margin > noise}
+            "margin": margin, "noise": noise, "val_samples": val_samples, **paired, "separated": margin > noise}
+
+
+def packed_samples(correct) -> str:
+    """A boolean tensor of which samples a network classified, as hex of its bits (eight samples a byte), for the
+    checkpoint."""
+    return np.packbits(np.asarray(correct, dtype=bool)).tobytes().hex()
+
+
+def unpacked_samples(packed: str | None, samples: int) -> np.ndarray | None:
+    """:func:`packed_samples`' booleans for ``samples`` samples; None when there are none or they do not hold that
+    many (another validation split)."""
+    if not isinstance(packed, str) or len(packed) != 2 * math.ceil(samples / 8):
+        return None
+    try:
+        return np.unpackbits(np.frombuffer(bytes.fromhex(packed), dtype=np.uint8))[:samples].astype(bool)
+    except ValueError:
+        return None
 
 
 def refine_pool(rows: list[Row], k: int) -> list[Row]:
@@ -250,7 +279,7 @@ def refine(config, space, result: StrategyResult, scorer, splits, folder: RunFol
     screened = None
     if screening and len(pool) > config.refine:
         pool, screened = screen(config, pool, scorer, splits, weight, keep, share)
-    field, rungs = pool, []
+    field, rungs, correct = pool, [], {}
 
     for count, epochs in halving_rungs(len(pool), config.refine_epochs):
         field = sorted(field, key=lambda r: (-(r.refine_fitness if r.refine_fitness is not None else r.fitness),
@@ -286,6 +315,7 @@ def refine(config, space, result: StrategyResult, scorer, splits, folder: RunFol
             row.refine_energy_j = cached.get("energy_j") or row.energy_j
             row.refine_latency_s = cached.get("inference_time_s")  # absent from checkpoints before it was kept
             row.refine_fitness = refined_fitness(row.refine_accuracy, row.refine_energy_j, weight)
+            correct[id(row)] = cached.get("val_correct")  # absent from checkpoints before it was kept
         rungs.append({"epochs": epochs, "cells": [{"cell": r.cell, "skeleton": r.skeleton,
                                                     "val_accuracy": r.refine_accuracy, "energy_j": r.refine_energy_j,
                                                     "inference_time_s": r.refine_latency_s,
@@ -303,7 +333,7 @@ def refine(config, space, result: StrategyResult, scorer, splits, folder: RunFol
               "pool": [{"cell": r.cell, "skeleton": r.skeleton, "fitness": r.fitness, "energy_j": r.energy_j,
                         "refine_epochs": r.refine_epochs, "refine_accuracy": r.refine_accuracy,
                         "refine_energy_j": r.refine_energy_j, "refine_fitness": r.refine_fitness} for r in pool]}
-    separation = rung_separation(field, chosen, int(splits.val_y.shape[0]))
+    separation = rung_separation(field, chosen, int(splits.val_y.shape[0]), correct)
     if separation is not None:
         signal["separation"] = separation
     return StrategyResult(parse_cell_key(chosen.cell), rows, chosen.skeleton), signal

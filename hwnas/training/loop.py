@@ -85,9 +85,10 @@ def load_run(run_dir: Path) -> tuple[Architecture, dict]:
 
 
 def evaluate(net: SpikingNetwork, splits: DatasetSplits, split: str, arch: Architecture, seed: int,
-             batch_size: int = 256) -> tuple[float, ActivityStats]:
+             batch_size: int = 256, per_sample: list | None = None) -> tuple[float, ActivityStats]:
     """Accuracy on a split (a sample counts when its label's logit is strictly the largest) and the activity of
-    running it (eval mode, no gradients)."""
+    running it (eval mode, no gradients). ``per_sample``, a list, receives each batch's boolean tensor of which
+    samples counted, in the split's order."""
     x, y = splits.split(split)
     device = next(net.parameters()).device
     generator = torch.Generator().manual_seed(seed + 7919)
@@ -98,7 +99,10 @@ def evaluate(net: SpikingNetwork, splits: DatasetSplits, split: str, arch: Archi
         for start in range(0, x.shape[0], batch_size):
             batch = encode_batch(x[start:start + batch_size], splits.kind, arch.timesteps, arch.encoding, generator)
             out = net(batch.to(device))
-            correct += int(strictly_correct(out.logits.cpu(), y[start:start + batch_size]).sum())
+            counted = strictly_correct(out.logits.cpu(), y[start:start + batch_size])
+            correct += int(counted.sum())
+            if per_sample is not None:
+                per_sample.append(counted)
             activity = out.activity if activity is None else activity.merge(out.activity)
     return correct / max(x.shape[0], 1), activity
 
@@ -113,7 +117,7 @@ def train_epochs(net: SpikingNetwork, arch: Architecture, splits: DatasetSplits,
     ``history`` collects one dict per epoch (phase, epoch, loss, val_accuracy). A continued training passes its
     ``optimizer`` and numbers its epochs from ``first_epoch`` (each epoch's data order depends on its number).
     ``best_activity``, a dict, receives under ``"activity"`` the validation activity of the best epoch (what
-    evaluating its state again would measure)."""
+    evaluating its state again would measure) and under ``"correct"`` which validation samples it classified."""
     device = next(net.parameters()).device
     say = say or (lambda message: None)
     started = time.perf_counter() if started is None else started
@@ -141,7 +145,8 @@ def train_epochs(net: SpikingNetwork, arch: Architecture, splits: DatasetSplits,
             batches += 1
         if scheduler:
             scheduler.step()
-        accuracy, activity = evaluate(net, splits, "val", arch, seed)
+        counted = [] if best_activity is not None else None
+        accuracy, activity = evaluate(net, splits, "val", arch, seed, per_sample=counted)
         history.append({"phase": name, "epoch": epoch, "loss": total_loss / max(batches, 1), "val_accuracy": accuracy})
         say(f"{name} epoch {epoch}/{epochs}: loss {total_loss / max(batches, 1):.4f}, "
             f"validation accuracy {100 * accuracy:.2f}% ({time.perf_counter() - started:.0f} s)")
@@ -149,6 +154,7 @@ def train_epochs(net: SpikingNetwork, arch: Architecture, splits: DatasetSplits,
             best = (accuracy, {k: v.detach().clone() for k, v in net.state_dict().items()})
             if best_activity is not None:
                 best_activity["activity"] = activity
+                best_activity["correct"] = torch.cat(counted) if counted else None
     return best
 
 
@@ -158,12 +164,14 @@ SHORT_TRAINING_LR = 2e-3
 
 @dataclass
 class ShortTraining:
-    """What :func:`short_training` measured: accuracy and activity on the evaluated split at the best epoch, and
-    (when kept) the state a later, longer training continues from."""
+    """What :func:`short_training` measured: accuracy, activity and which samples it classified (a boolean
+    tensor, the split's order) on the evaluated split at the best epoch, and (when kept) the state a later, longer
+    training continues from."""
 
     accuracy: float
     activity: ActivityStats
     state: bytes | None = None
+    correct: torch.Tensor | None = None
 
 
 def short_training(arch: Architecture, splits, epochs: int, seed: int, split: str = "val", device=None,
@@ -202,10 +210,11 @@ def short_training(arch: Architecture, splits, epochs: int, seed: int, split: st
                     "best_accuracy": best[0], "best_model": best[1]}, buffer)
         kept = buffer.getvalue()
     if split == "val" and "activity" in best_activity:  # measured at the best epoch: no second validation pass
-        return ShortTraining(best[0], best_activity["activity"], kept)
+        return ShortTraining(best[0], best_activity["activity"], kept, best_activity["correct"])
     net.load_state_dict(best[1])
-    accuracy, activity = evaluate(net, splits, split, arch, seed)
-    return ShortTraining(accuracy, activity, kept)
+    counted = []
+    accuracy, activity = evaluate(net, splits, split, arch, seed, per_sample=counted)
+    return ShortTraining(accuracy, activity, kept, torch.cat(counted) if counted else None)
 
 
 def training_subset(splits: DatasetSplits, fraction: float, seed: int) -> DatasetSplits:
