@@ -311,9 +311,7 @@ def train(found: SearchResult | str | Path, *, out: str | Path | None = None, pr
             raise OptionError("pick needs the search's run folder (search.csv): search with out=")
         architecture, picked = picked_architecture(RunFolder(source), pick)
         if say:
-            say(f"picked point {pick} of the front: {picked['cell']} ({picked['skeleton']}), "
-                f"{100 * float(picked['refine_accuracy']):.1f}% validation after {picked['refine_epochs']} epoch(s), "
-                f"{1e6 * float(picked['refine_energy_j']):.1f} uJ")
+            say(f"picked point {pick} of the front: {_point_text(picked)}")
     if source is not None:  # a run folder: the search's, or with out a new one beside it
         folder = RunFolder(source)
         if out is not None and Path(out).resolve() != folder.path.resolve():
@@ -322,6 +320,8 @@ def train(found: SearchResult | str | Path, *, out: str | Path | None = None, pr
             from .nas.front import recorded_pick
 
             picked = recorded_pick(folder, folder.load_architecture())
+            if picked is not None and say:
+                say(f"picked point of the front this folder was made for: {_point_text(picked)}")
         if isinstance(found, SearchResult):
             splits = found.splits
         else:
@@ -337,6 +337,12 @@ def train(found: SearchResult | str | Path, *, out: str | Path | None = None, pr
         outcome = train_run(folder.path, config, say, found.splits, architecture, picked)
         return TrainResult(_classifier(outcome, found.splits, folder),
                            outcome.report, folder.path if out is not None else None, found.splits)
+
+
+def _point_text(row: dict) -> str:
+    """A point of the refined front as the training announces it."""
+    return (f"{row['cell']} ({row['skeleton']}), {100 * float(row['refine_accuracy']):.1f}% validation after "
+            f"{row['refine_epochs']} epoch(s), {1e6 * float(row['refine_energy_j']):.1f} uJ")
 
 
 def compress(trained: TrainResult | str | Path, *, out: str | Path | None = None, progress: bool | Callable = True,

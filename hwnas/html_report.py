@@ -88,9 +88,10 @@ def _separation(separation: dict | None) -> str:
     if not separation:
         return "-"
     verdict = "ahead of" if separation["separated"] else "not separated from"
+    # front.noise_figure words the same figures for the command line; this layer may not import hwnas.nas
     return (f"{verdict} the runner-up {separation['runner_up']['cell']}: {separation['margin']:.2f} points apart, "
             f"sampling noise {separation['noise']:.2f} points at 95 % on {separation['val_samples']:,} samples"
-            f"{', paired' if separation.get('paired') else ''}")
+            + (f"; paired {separation['paired_noise']:.2f}" if "paired_noise" in separation else ""))
 
 
 def _search_section(folder: RunFolder, report: dict) -> list[str]:

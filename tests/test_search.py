@@ -234,7 +234,10 @@ def test_refine_halves_the_field_and_lets_short_training_choose(tmp_path):
     samples = outcome.report["dataset"]["val"]
     assert separation["runner_up"]["cell"] == runner["cell"] and separation["val_samples"] == samples
     assert separation["margin"] == pytest.approx(chosen["refine_fitness"] - runner["refine_fitness"])
-    # the noise is paired: from the validation samples only one of the two classified, kept in the checkpoint
+    p, q = chosen["val_accuracy"], runner["val_accuracy"]
+    assert separation["noise"] == pytest.approx(196 * ((p * (1 - p) + q * (1 - q)) / samples) ** 0.5)
+    assert separation["separated"] == (separation["margin"] > separation["noise"])
+    # the paired noise too: from the validation samples only one of the two classified, kept in the checkpoint
     checkpoint = json.loads((tmp_path / "run" / "checkpoint.json").read_text())
     classified = [np.unpackbits(np.frombuffer(bytes.fromhex(
         checkpoint["results"][f"refine|{c['cell']}|2"]["val_correct"]), np.uint8))[:samples].astype(bool)
@@ -242,9 +245,8 @@ def test_refine_halves_the_field_and_lets_short_training_choose(tmp_path):
     assert [a.mean() for a in classified] == pytest.approx([chosen["val_accuracy"], runner["val_accuracy"]])
     only = [int((a & ~b).sum()) for a, b in (classified, classified[::-1])]
     d = (only[0] - only[1]) / samples
-    assert separation["paired"] and separation["discordant"] == sum(only)
-    assert separation["noise"] == pytest.approx(196 * ((sum(only) / samples - d * d) / samples) ** 0.5)
-    assert separation["separated"] == (separation["margin"] > separation["noise"])
+    assert separation["discordant"] == sum(only)
+    assert separation["paired_noise"] == pytest.approx(196 * ((sum(only) / samples - d * d) / samples) ** 0.5)
     assert sorted(k.rsplit("|", 1)[1] for k in checkpoint["results"] if k.startswith("refine|")) == \
         ["1", "1", "1", "2", "2"]
     header = (tmp_path / "run" / "search.csv").read_text().splitlines()[0]
@@ -632,6 +634,9 @@ def test_width_choices_leave_out_widths_no_cell_fits_and_are_checked():
     assert report["verdict"] == ("width 2: the lightest cell fits; heavier cells may not; width 4, only behind a "
                                  "stride-2 stem: every cell fits")
     assert report["skeletons"][-1] == {"width": 4, "stages": 2, "head_pool": 1, "stem_pool": 2}
+    _, report = choose_skeletons(base, load_target("loihi"), None, None, None, max_cores=2, width_choices=(16, 2),
+                                 stem_twin=2)
+    assert report["verdict"].endswith("width 16: not even the lightest cell fits, nor behind a stride-2 stem")
     with pytest.raises(SearchError, match=r"no skeleton fits loihi .* with width 4, .* breaks max-cores"):
         choose_skeletons(base, load_target("loihi"), None, None, None, max_cores=2, width_choices=(16, 4))
     assert SearchConfig(width_choices=[8, 16, 12]).width_choices == (16, 12, 8)
@@ -729,7 +734,14 @@ def test_a_short_training_measures_its_best_epoch_once_as_a_second_evaluation_wo
     net = build_seeded(lambda: build_network(arch), 0, arch.key)
     net.pool_batchnorm_steps()  # as training leaves it
     net.load_state_dict(torch.load(io.BytesIO(trained.state), weights_only=True)["best_model"])
-    accuracy, activity = evaluate(net, splits, "val", arch, 0)
+    classified = []
+    accuracy, activity = evaluate(net, splits, "val", arch, 0, per_sample=classified)
     assert accuracy == trained.accuracy
     assert activity.totals_per_sample() == trained.activity.totals_per_sample()
     assert activity.per_sample() == trained.activity.per_sample()
+    # which samples it classified: the best epoch's, in the split's order, as the second evaluation finds them
+    assert torch.equal(torch.cat(classified), trained.correct) and trained.correct.shape == splits.val_y.shape
+    assert trained.correct.double().mean().item() == pytest.approx(trained.accuracy)
+    # continued past its best epoch (the earlier state stays best): the second evaluation's samples come back
+    again = short_training(arch, splits, 2, 0, "val", torch.device("cpu"), previous=trained.state)
+    assert again.accuracy == trained.accuracy and torch.equal(again.correct, trained.correct)

@@ -161,7 +161,10 @@ def test_pick_trains_a_point_of_the_refined_front(tmp_path, capsys):
     assert not (tmp_path / "third").exists()
     # a branch --pick 1 --out left before its model (interrupted), trained again without --pick: still the pick
     RunFolder(run).branch(tmp_path / "pick1", arch)
+    capsys.readouterr()
     assert main(["train", str(tmp_path / "pick1"), "--epochs", "1", "--qat-epochs", "0", "--quiet"]) == 0
+    assert f"picked point of the front this folder was made for: {cheap} (stem2 4/4 pool1), 70.0% validation " \
+        "after 2 epoch(s), 10.0 uJ" in capsys.readouterr().err
     assert json.loads((tmp_path / "pick1" / "train.json").read_text())["picked"]["skeleton"] == "stem2 4/4 pool1"
     assert recorded_pick(RunFolder(run), small_arch(CHAIN)) is None  # the search's winner is no pick
 
@@ -224,8 +227,8 @@ def test_a_runner_up_the_last_rung_could_not_separate_stays_pickable(tmp_path):
     assert not separation["separated"]
     assert rung_separation([chosen], chosen, 2000) is None  # no runner-up, nothing to separate
     assert rung_separation([runner, chosen], chosen, 2_000_000)["separated"]  # the same lead, 1,000 times the samples
-    assert not separation["paired"]  # no samples kept: two independent estimates
-    # with which samples each classified, the noise is paired: only the 30 samples the two disagree on count
+    assert "paired_noise" not in separation  # no samples kept
+    # with which samples each classified, the paired noise too: only the 30 samples the two disagree on count
     both = np.ones(2000, dtype=bool)
     mine, theirs = both.copy(), both.copy()
     mine[:100], theirs[:86], theirs[100:116] = False, False, False  # 95.0 and 94.9 %: 16 against 14 alone
@@ -233,9 +236,13 @@ def test_a_runner_up_the_last_rung_could_not_separate_stays_pickable(tmp_path):
     chosen.refine_accuracy, runner.refine_accuracy = 0.95, 0.949
     packed = {id(chosen): packed_samples(torch.from_numpy(mine)), id(runner): packed_samples(theirs)}
     paired = rung_separation([runner, chosen], chosen, 2000, packed)
-    assert paired["paired"] and paired["discordant"] == 30 and paired["margin"] == separation["margin"]
-    assert paired["noise"] == pytest.approx(0.5368, abs=1e-4)  # 1.96 * sqrt((30 / 2000 - (2 / 2000) ** 2) / 2000)
-    assert rung_separation([runner, chosen], chosen, 1990, packed)["paired"] is False  # another split's samples
+    assert paired["discordant"] == 30 and paired["margin"] == separation["margin"]
+    assert paired["paired_noise"] == pytest.approx(0.5368, abs=1e-4)  # 1.96 * sqrt((30/2000 - (2/2000)**2) / 2000)
+    # the independent noise decides: the lead of 0.1 points stays inside it
+    assert paired["noise"] == pytest.approx(196 * ((.95 * .05 + .949 * .051) / 2000) ** 0.5)
+    assert not paired["separated"]
+    assert "; paired 0.54" in separation_line(paired, [], tmp_path)
+    assert "paired_noise" not in rung_separation([runner, chosen], chosen, 1990, packed)  # another split's samples
     chosen.refine_accuracy, runner.refine_accuracy = 0.958, 0.957
     # the winner beats the runner-up on both accuracy and energy, yet the runner-up stays a point to pick
     run = tmp_path / "run"

@@ -95,7 +95,9 @@ def add_parser(commands) -> None:
                             "skeleton at each (its stages and head pooling chosen as for --width), cells that break "
                             "the target's rules at a width are rejected there, the energy term and the refinement's "
                             "trainings choose; the prune strategy prunes a supernet at each width; a width whose "
-                            "search would not fit in memory is left out; the widest kept is the primary skeleton, "
+                            "search would not fit in memory is left out (with --stem-pool auto, one no cell fits at full "
+                            "resolution is tried behind the stride-2 stem); the widest kept at full resolution is the "
+                            "primary skeleton, "
                             "whose costs a --budget-minutes fit measures first (default: one width)")
     group.add_argument("--skeletons", type=positive_int, default=D.skeletons, metavar="K",
                        help="keep the K most preferred skeletons in which every cell fits and search cells and "

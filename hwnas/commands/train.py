@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         raise OptionError(f"--{given[0].replace('_', '-')} applies to train --from MODEL.nir (a search run folder "
                           "trains on the search's data)")
     options = config_options(TrainConfig, args)
-    if say is None and args.pick is not None:  # --quiet silences the epochs, not which point was picked
+    if say is None and args.source is None:  # --quiet silences the epochs, not which point of the front trains
         say = lambda message: message.startswith("picked point") and print(message, file=sys.stderr)  # noqa: E731
     try:
         if args.source is not None:

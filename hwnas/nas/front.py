@@ -58,9 +58,10 @@ def recorded_pick(folder: RunFolder, architecture) -> dict | None:
     """The front's row of ``architecture`` when it is a point of the folder's refined front other than the search's
     winner (a folder ``hwnas train RUN --pick K --out NEW`` branched: training it again records the pick), else
     None."""
-    if not isinstance(architecture, Architecture) or not folder.search_csv.is_file():
+    cell = getattr(architecture, "cell", None)  # a searched network's (convolutional or dense), not an imported one
+    if cell is None or not folder.search_csv.is_file():
         return None
-    candidate = {"cell": cell_key(architecture.cell), "skeleton": architecture.skeleton_key}
+    candidate = {"cell": cell_key(cell), "skeleton": architecture.skeleton_key}
     winner = folder.search_report().get("winner")
     if not isinstance(winner, dict) or (winner.get("cell"), winner.get("skeleton")) == tuple(candidate.values()):
         return None
@@ -70,9 +71,10 @@ def recorded_pick(folder: RunFolder, architecture) -> dict | None:
 
 
 def noise_figure(separation: dict) -> str:
-    """The last rung's sampling noise as the search reports it, e.g. ``0.82 points at 95 % on 2,000 samples,
-    paired``."""
-    paired = ", paired" if separation.get("paired") else ""
+    """The last rung's noise as the search reports it, e.g. ``1.09 points at 95 % on 2,000 samples; paired
+    0.56``."""
+    paired = separation.get("paired_noise")
+    paired = f"; paired {paired:.2f}" if isinstance(paired, (int, float)) else ""
     return f"{separation['noise']:.2f} points at 95 % on {separation['val_samples']:,} samples{paired}"
 
 

@@ -194,6 +194,9 @@ def _behind_stem_only(base: Architecture, target, width: int, stem_pool: int, st
         templates, behind = _choose(replace(base, stem_pool=stem_pool), target, width, stages, head_pool, max_cores,
                                     heaviest, None, 1, started)
     except (SearchError, ArchitectureError):
+        report["verdict"] = report["verdict"].replace(f"width {width}: not even the lightest cell fits",
+                                                      f"width {width}: not even the lightest cell fits, nor behind "
+                                                      f"a stride-{stem_pool} stem")
         return []
     report["skeletons"] += behind["skeletons"]
     report["rejected"] += behind["rejected"]
