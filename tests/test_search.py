@@ -239,9 +239,9 @@ def test_refine_halves_the_field_and_lets_short_training_choose(tmp_path):
     assert separation["separated"] == (separation["margin"] > separation["noise"])
     # the paired noise too: from the validation samples only one of the two classified, kept in the checkpoint
     checkpoint = json.loads((tmp_path / "run" / "checkpoint.json").read_text())
-    classified = [np.unpackbits(np.frombuffer(bytes.fromhex(
-        checkpoint["results"][f"refine|{c['cell']}|2"]["val_correct"]), np.uint8))[:samples].astype(bool)
-        for c in (chosen, runner)]
+    kept = [checkpoint["results"][f"refine|{c['cell']}|2"]["val_correct"].split(":") for c in (chosen, runner)]
+    assert [int(count) for count, _ in kept] == [samples, samples]
+    classified = [np.unpackbits(np.frombuffer(bytes.fromhex(bits), np.uint8))[:samples].astype(bool) for _, bits in kept]
     assert [a.mean() for a in classified] == pytest.approx([chosen["val_accuracy"], runner["val_accuracy"]])
     only = [int((a & ~b).sum()) for a, b in (classified, classified[::-1])]
     d = (only[0] - only[1]) / samples

@@ -78,18 +78,20 @@ def rung_separation(field: list[Row], chosen: Row, val_samples: int,
 
 
 def packed_samples(correct) -> str:
-    """A boolean tensor of which samples a network classified, as hex of its bits (eight samples a byte), for the
-    checkpoint."""
-    return np.packbits(np.asarray(correct, dtype=bool)).tobytes().hex()
+    """A boolean tensor of which samples a network classified, for the checkpoint: their count, a colon, and hex of
+    their bits (eight samples a byte)."""
+    flags = np.asarray(correct, dtype=bool).reshape(-1)
+    return f"{flags.size}:{np.packbits(flags).tobytes().hex()}"
 
 
 def unpacked_samples(packed: str | None, samples: int) -> np.ndarray | None:
-    """:func:`packed_samples`' booleans for ``samples`` samples; None when there are none or they do not hold that
-    many (another validation split)."""
-    if not isinstance(packed, str) or len(packed) != 2 * math.ceil(samples / 8):
+    """:func:`packed_samples`' booleans, when they are ``samples`` samples' (None otherwise: none kept, or another
+    validation split's)."""
+    count, _, bits = packed.partition(":") if isinstance(packed, str) else ("", "", "")
+    if count != str(samples) or len(bits) != 2 * math.ceil(samples / 8):
         return None
     try:
-        return np.unpackbits(np.frombuffer(bytes.fromhex(packed), dtype=np.uint8))[:samples].astype(bool)
+        return np.unpackbits(np.frombuffer(bytes.fromhex(bits), dtype=np.uint8))[:samples].astype(bool)
     except ValueError:
         return None
 
