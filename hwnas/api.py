@@ -286,7 +286,9 @@ def train(found: SearchResult | str | Path, *, out: str | Path | None = None, pr
     (``dt``, ``timesteps``, ``encoding``, ``from_scratch``, ``max_samples``).
 
     ``pick`` K trains point K (1: the cheapest) of the accuracy-energy front of the search's refined candidates
-    instead of its winner (``hwnas train --pick``; the search needs its run folder).
+    instead of its winner (``hwnas train --pick``; the search needs its run folder). A folder ``--pick K --out NEW``
+    made, trained again without ``pick``, trains its own architecture and still records that point as ``picked`` in
+    ``train.json`` (the search's winner is no pick).
 
     ``out`` other than the search's own run folder trains in that new folder (``hwnas train RUN --out NEW``): the
     search's report and ``search.csv`` are copied there with the architecture trained, and the run folder keeps its

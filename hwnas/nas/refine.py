@@ -85,8 +85,8 @@ def packed_samples(correct) -> str:
 
 
 def unpacked_samples(packed: str | None, samples: int) -> np.ndarray | None:
-    """:func:`packed_samples`' booleans, when they are ``samples`` samples' (None otherwise: none kept, or another
-    validation split's)."""
+    """:func:`packed_samples`' booleans, when they are ``samples`` samples' (None otherwise: none kept, or kept for
+    a split of another size)."""
     count, _, bits = packed.partition(":") if isinstance(packed, str) else ("", "", "")
     if count != str(samples) or len(bits) != 2 * math.ceil(samples / 8):
         return None
