@@ -742,6 +742,6 @@ def test_a_short_training_measures_its_best_epoch_once_as_a_second_evaluation_wo
     # which samples it classified: the best epoch's, in the split's order, as the second evaluation finds them
     assert torch.equal(torch.cat(classified), trained.correct) and trained.correct.shape == splits.val_y.shape
     assert trained.correct.double().mean().item() == pytest.approx(trained.accuracy)
-    # continued past its best epoch (the earlier state stays best): the second evaluation's samples come back
+    # continued with no epoch to add, the kept best state is evaluated again: the same samples come back
     again = short_training(arch, splits, 2, 0, "val", torch.device("cpu"), previous=trained.state)
     assert again.accuracy == trained.accuracy and torch.equal(again.correct, trained.correct)
