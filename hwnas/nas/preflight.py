@@ -36,6 +36,7 @@ HEAVIEST_DENSE_CELL = tuple(Edge(e.src, e.dst, "linear") for e in HEAVIEST_CELL)
 DENSE_WIDTHS = (64, 32, 16, 8)
 STAGE_CHOICES = (2, 3, 4)
 HEAD_POOL_CHOICES = (1, 2, 4)
+NO_CELL_FITS = "not even the lightest cell fits"  # a --width-choices width's verdict when it is left out
 STEM_TWIN = 2  # --stem-pool auto: each kept skeleton also with its input 2 x 2 pooled into the stem (a stride-2 stem)
 MIN_WIDTH = 4
 ADVICE = {
@@ -190,20 +191,18 @@ def _behind_stem_only(base: Architecture, target, width: int, stem_pool: int, st
     """A ``--width-choices`` width at which not even the lightest cell fits at full resolution, chosen behind a
     stride-``stem_pool`` stem as :func:`_choose` would (its stages and head pooling for the pooled input): the
     template when it fits there (``report``'s skeletons and verdict say so), else none."""
+    left_out = f"width {width}: {NO_CELL_FITS}"  # what _choose_at_widths' verdict says of the width
     try:
         templates, behind = _choose(replace(base, stem_pool=stem_pool), target, width, stages, head_pool, max_cores,
                                     heaviest, None, 1, started)
     except (SearchError, ArchitectureError):
-        report["verdict"] = report["verdict"].replace(f"width {width}: not even the lightest cell fits",
-                                                      f"width {width}: not even the lightest cell fits, nor behind "
-                                                      f"a stride-{stem_pool} stem")
+        report["verdict"] = report["verdict"].replace(left_out, f"{left_out}, nor behind a stride-{stem_pool} stem")
         return []
     report["skeletons"] += behind["skeletons"]
     report["rejected"] += behind["rejected"]
     report["tried"] += behind["tried"]
     report["verdict"] = report["verdict"].replace(
-        f"width {width}: not even the lightest cell fits",
-        f"width {width}, only behind a stride-{stem_pool} stem: {behind['verdict']}")
+        left_out, f"width {width}, only behind a stride-{stem_pool} stem: {behind['verdict']}")
     return templates
 
 
@@ -225,7 +224,7 @@ def _choose_at_widths(base: Architecture, target, width_choices: tuple[int, ...]
     report = {"skeleton": reports[0][1]["skeleton"],
               "skeletons": [skeleton for _, r in reports for skeleton in r["skeletons"]],
               "verdict": "; ".join(f"width {width}: {r['verdict']}" for width, r in reports)
-              + "".join(f"; width {width}: not even the lightest cell fits" for width, _ in failures),
+              + "".join(f"; width {width}: {NO_CELL_FITS}" for width, _ in failures),
               "tried": sum(r["tried"] for _, r in reports),
               "rejected": [entry for _, r in reports for entry in r["rejected"]],
               "seconds": time.perf_counter() - started}
