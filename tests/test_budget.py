@@ -272,6 +272,42 @@ def test_a_budget_ranks_on_a_validation_subset_and_val_samples_sets_it(tmp_path)
     assert [float(row["refine_accuracy"]) for row in results(whole) if row["refine_accuracy"]] != accuracies
 
 
+def test_the_last_rung_validates_on_the_whole_split_and_the_budget_counts_it(tmp_path):
+    """With a validation subset, the last rung (it continues an earlier one) ranks the finalists on the whole
+    validation split: its accuracies, kept samples and separation count every validation sample, its checkpoint
+    entries a key of their own; the earlier rung stays on the subset. The estimate counts the last rung's passes
+    at the whole split's size."""
+    from hwnas.nas.budget import Costs, Refit, estimate, refitted_fraction, whole_validation_passes
+    from hwnas.nas.preflight import HEAVIEST_CELL, LIGHTEST_CELL
+
+    run = tmp_path / "run"
+    assert main(["search", *TINY, "--refine", "3", "--val-samples", "40", "--out", str(run)]) == 0
+    report = json.loads((run / "report.json").read_text())
+    signal, val = report["signal"], report["dataset"]["val"]
+    first, last = signal["rungs"]
+    assert (first["val_samples"], last["val_samples"], val) == (40, 270, 270)
+    assert all(abs(c["val_accuracy"] * 40 - round(c["val_accuracy"] * 40)) < 1e-9 for c in first["cells"])
+    assert all(abs(c["val_accuracy"] * 270 - round(c["val_accuracy"] * 270)) < 1e-9 for c in last["cells"])
+    assert signal["separation"]["val_samples"] == 270
+    assert signal["chosen_by"].endswith("; the last rung on the whole validation split, 270 samples)")
+    checkpoint = json.loads((run / "checkpoint.json").read_text())["results"]
+    assert sorted(key.split("|", 2)[2] for key in checkpoint if key.startswith("refine|")) == \
+        ["1", "1", "1", "2|whole-val", "2|whole-val"]
+    assert {entry["val_correct"].split(":")[0] for key, entry in checkpoint.items() if key.endswith("|whole-val")} \
+        == {"270"}
+    # the budget: 8 refined, rungs of 8, 4 and 2 at 1, 2 and 4 epochs: the last makes 2 x 2 passes on the whole split
+    config, costs = SearchConfig(budget_minutes=20), Costs((0.1, 0.2), (0.001, 0.006), (0.0005, 0.001))
+    assert whole_validation_passes(config, 25) == 4 and whole_validation_passes(SearchConfig(refine=2), 25) == 0
+    subset, whole = (estimate(config, SearchSpace(), costs, 0.5, 50_000, 2000, 0.1, whole_val_size=size)
+                     for size in (None, 6000))
+    assert [b - a for a, b in zip(subset.validation_s, whole.validation_s)] == pytest.approx(
+        [4 * 4000 * per_sample for per_sample in costs.val_sample_s])
+    refit = Refit(costs, (LIGHTEST_CELL, HEAVIEST_CELL), 0.0, 50_000, 2000)
+    pool = [0.5] * 25
+    assert refitted_fraction(config, replace(refit, whole_val_size=6000), pool, 100.0)[0] < \
+        refitted_fraction(config, refit, pool, 100.0)[0]
+
+
 def test_the_estimate_leaves_the_result_as_it_is(tmp_path):
     config = SearchConfig(strategy="random", candidates=4, timesteps=4, width=4, batch_size=16, repeats=1, refine=2,
                           screen=3, max_samples=300)

@@ -71,10 +71,11 @@ def test_the_run_records_its_device_option_and_training_can_override_it(tmp_path
 
 def test_a_search_on_two_ray_workers_gives_the_serial_result(tmp_path):
     """Scoring, the screening trainings and each refinement rung's trainings run as Ray tasks on a local 2-worker
-    cluster; the rows, the screening, the refinement's rungs and the winner equal those of a run in one process."""
+    cluster; the rows, the screening, the refinement's rungs and the winner equal those of a run in one process
+    (the last rung validating on the whole split, the others on a subset, on the workers too)."""
     pytest.importorskip("ray")
-    config = SearchConfig(strategy="random", candidates=3, timesteps=4, width=8, batch_size=16, repeats=1, refine=2,
-                          max_samples=120, screen_fraction=0.5)  # screenings as their own task kind
+    config = SearchConfig(strategy="random", candidates=4, timesteps=4, width=8, batch_size=16, repeats=1, refine=3,
+                          max_samples=120, screen_fraction=0.5, val_samples=10)  # screenings as their own task kind
     serial = run_search(config, tmp_path / "serial")
     seen = []
     parallel = run_search(config, tmp_path / "workers", workers=2,
@@ -83,7 +84,8 @@ def test_a_search_on_two_ray_workers_gives_the_serial_result(tmp_path):
         _rows_without_timings(tmp_path / "workers" / "search.csv")
     assert parallel.report["signal"]["rungs"] == serial.report["signal"]["rungs"]
     assert parallel.report["signal"]["screen"] == serial.report["signal"]["screen"]
-    assert serial.report["signal"]["screen"]["screened"] == 3  # all three screened, the best two refined
+    assert serial.report["signal"]["screen"]["screened"] == 4  # all four screened, the best three refined
+    assert [rung["val_samples"] for rung in serial.report["signal"]["rungs"]] == [10, serial.report["dataset"]["val"]]
     assert parallel.report["winner"] == serial.report["winner"]
     assert any("on 2 Ray worker(s)" in message for message in seen)
     import ray

@@ -462,6 +462,20 @@ def test_a_continued_training_starts_as_a_short_training_and_keeps_its_best_epoc
     assert any(name.endswith("weight") and "bn" not in name for name in moved), moved
     assert all(int(s["step"]) > int(b["step"]) for s, b in zip(state["optimizer"]["state"].values(),
                                                                  before["optimizer"]["state"].values()))
+    # a best recorded on other validation samples is not compared with this call's (the last rung's whole split):
+    # with best_from_here the result is the added epoch's own, however high the state's recorded best
+    flattering = dict(before, best_accuracy=2.0)
+    buffer = io.BytesIO()
+    torch.save(flattering, buffer)
+    kept_best = short_training(arch, splits, 2, 0, "val", torch.device("cpu"), previous=buffer.getvalue(), keep=True)
+    # the earlier best stands (its epoch's model, evaluated again) unless asked to start from here
+    assert torch.load(io.BytesIO(kept_best.state), weights_only=True)["best_accuracy"] == 2.0
+    assert kept_best.accuracy == first_accuracy
+    own = short_training(arch, splits, 2, 0, "val", torch.device("cpu"), previous=buffer.getvalue(), keep=True,
+                         best_from_here=True)
+    assert torch.load(io.BytesIO(own.state), weights_only=True)["best_accuracy"] == own.accuracy <= 1.0
+    assert max(own.accuracy, first_accuracy) == second[0].accuracy  # the added epoch's, as continued above
+    assert own.correct.float().mean().item() == pytest.approx(own.accuracy)
 
 
 def test_refine_after_prune_draws_its_pool_from_the_whole_space(tmp_path):

@@ -13,7 +13,8 @@ every rung, so that a rung continues what the last one trained) chosen so that t
 and the validation that ranks them at most :data:`BUDGET_VALIDATION_SAMPLES` samples (a seeded, class-balanced
 subset, ``val_samples``: at full size validation took most of a budget, 4 to 21 of 7 to 33 minutes on
 MNIST-saccades, leaving the trainings 1.7 % of the split). Both are recorded in the configuration, so that the
-search resumes, and runs again, with them.
+search resumes, and runs again, with them. The last rung, which decides between the finalists, validates on the
+whole split (:func:`whole_validation_passes`: a few passes, counted at the whole split's size).
 
 The middle of the estimate assumes candidates halfway between the two cells and as many as the configuration may
 screen. Once the zero-cost part has chosen the pool to train, the share is fitted again (:func:`refitted_fraction`)
@@ -90,6 +91,7 @@ class Refit:
     val_size: int
     workers: int = 1
     skeleton_costs: dict = field(default_factory=dict)
+    whole_val_size: int | None = None  # the whole validation split, which the last rung validates on
 
     def costs_in(self, skeleton: str | None) -> Costs:
         """The costs measured in ``skeleton`` (the primary skeleton's when it was not measured)."""
@@ -219,10 +221,19 @@ def training_plan(config, pool: int) -> tuple[float, int]:
     return epochs, passes
 
 
+def whole_validation_passes(config, pool: int) -> int:
+    """The validation passes among :func:`training_plan`'s that the last halving rung makes on the whole validation
+    split (when it continues an earlier rung: :func:`hwnas.nas.refine.refine`); the others use ``val_samples``'."""
+    rungs = halving_rungs(min(config.refine, pool), config.refine_epochs) if config.refine else []
+    return rungs[-1][0] * (rungs[-1][1] - rungs[-2][1]) if len(rungs) > 1 else 0
+
+
 def estimate(config, space, costs: Costs, supernet_s: float, train_size: int, val_size: int,
-             train_fraction: float, workers: int = 1, skeletons: int = 1) -> Estimate:
+             train_fraction: float, workers: int = 1, skeletons: int = 1,
+             whole_val_size: int | None = None) -> Estimate:
     """The search's time on this machine (see the module docstring) with ``train_fraction`` of the
-    ``train_size`` training samples in every training; with ``workers`` (``--workers``) the cells of the random
+    ``train_size`` training samples in every training, validating on ``val_size`` samples (the last rung on
+    ``whole_val_size``, the whole split, when given); with ``workers`` (``--workers``) the cells of the random
     strategy and of the prune pool, the screening and the rungs run that many at a time (a rung of fewer
     candidates, fewer), the prune rounds and the evolution one at a time; the prune strategy prunes in each of
     ``skeletons``, every supernet timed at ``supernet_s`` (measured in the primary skeleton)."""
@@ -241,19 +252,20 @@ def estimate(config, space, costs: Costs, supernet_s: float, train_size: int, va
                           for z, v in zip(zero_cost, costs.val_sample_s))
     at_once = max(1, min(workers, config.refine or 1))  # rungs halve: the last ones run fewer at a time
     training = tuple(epochs * trained * per_sample / at_once for per_sample in costs.train_sample_s)
-    validation = tuple(passes * val_size * per_sample / at_once for per_sample in costs.val_sample_s)
+    whole = whole_validation_passes(config, cells) * max((whole_val_size or val_size) - val_size, 0)
+    validation = tuple((passes * val_size + whole) * per_sample / at_once for per_sample in costs.val_sample_s)
     # a range, (low, high), even when a busy machine timed the lightest cell slower than the heaviest
     return Estimate(tuple(sorted(zero_cost)), cells + supernets, tuple(sorted(training)), tuple(sorted(validation)),
                     train_fraction)
 
 
 def fitted_fraction(config, space, costs: Costs, supernet_s: float, train_size: int, val_size: int,
-                    workers: int = 1, skeletons: int = 1) -> float:
+                    workers: int = 1, skeletons: int = 1, whole_val_size: int | None = None) -> float:
     """The share of the training split whose trainings keep the middle of the estimate within
     ``config.budget_minutes`` (1 when the whole split fits); a budget that cannot hold the search with at least
     :data:`MIN_TRAINING_SAMPLES` samples in its shortest training is a one-line :class:`OptionError`."""
     budget = 60.0 * config.budget_minutes
-    whole = estimate(config, space, costs, supernet_s, train_size, val_size, 1.0, workers, skeletons)
+    whole = estimate(config, space, costs, supernet_s, train_size, val_size, 1.0, workers, skeletons, whole_val_size)
     if _middle(whole.total_s) <= budget:
         return 1.0
     fixed = _middle(whole.zero_cost_s) + _middle(whole.validation_s)
@@ -298,6 +310,8 @@ def refitted_fraction(config, refit: Refit, positions: list[float], spent_s: flo
     per_share = refit.train_size / at_once * (sum(config.screen_fraction * train[i] for i in screened)
                                               + rung_epochs * mean_train)
     fixed = refit.val_size / at_once * (sum(val[i] for i in screened) + rung_passes * mean_val)
+    fixed += (whole_validation_passes(config, len(positions)) * mean_val / at_once
+              * max((refit.whole_val_size or refit.val_size) - refit.val_size, 0))
     left = 60.0 * config.budget_minutes - spent_s - fixed
     fraction = _three_digits(left / per_share) if per_share > 0 else 1.0
     shortest = config.screen_fraction if screened else 1.0
@@ -391,14 +405,17 @@ def plan(config, measurer, space, splits, say, workers: int = 1) -> tuple[object
     train_size, val_size = int(splits.split("train")[1].numel()), int(splits.split("val")[1].numel())
     skeletons = len(measurer.templates)
     config = replace(config, val_samples=validation_samples(config, val_size))
-    val_size = min(val_size, config.val_samples or val_size)
+    whole_val_size, val_size = val_size, min(val_size, config.val_samples or val_size)
     if config.budget_minutes is not None:
         config = replace(config, train_fraction=fitted_fraction(config, space, costs, supernet_s, train_size,
-                                                                val_size, workers, skeletons))
+                                                                val_size, workers, skeletons, whole_val_size))
     found = estimate(config, space, costs, supernet_s, train_size, val_size, config.train_fraction, workers,
-                     skeletons)
+                     skeletons, whole_val_size)
     if say:
         say(describe(found, train_size, config.budget_minutes, bool(config.refine))
             + (f" ({workers} workers)" if workers > 1 else "")
-            + (f"; validation on {val_size:,} samples (--val-samples)" if config.val_samples else ""))
-    return config, found, Refit(costs, (lightest, heaviest), started, train_size, val_size, workers, skeleton_costs)
+            + (f"; validation on {val_size:,} samples (--val-samples)" if config.val_samples else "")
+            + (f", the last rung's on all {whole_val_size:,}" if val_size < whole_val_size
+               and whole_validation_passes(config, config.refine) else ""))
+    return config, found, Refit(costs, (lightest, heaviest), started, train_size, val_size, workers, skeleton_costs,
+                                whole_val_size)

@@ -71,18 +71,19 @@ class CandidateMeasurer:
         return {"energy_j": estimate.energy_j, "inference_time_s": estimate.inference_time_s}
 
     def refine_training(self, cell: Cell, skeleton: str | None, epochs: int, splits, share: float,
-                        previous: bytes | None = None) -> dict:
+                        previous: bytes | None = None, best_from_here: bool = False) -> dict:
         """A refinement's cached fields: validation accuracy after ``epochs`` of short training on ``share`` of the
         training split (the search's ``train_fraction``, or what its budget re-fitted, :mod:`hwnas.nas.budget`)
         from the candidate's seeded weights (continuing the ``previous`` state of an earlier rung when given), and
         the energy and time per inference of the trained network's activity, which validation samples it
         classified (``"val_correct"``, :func:`~hwnas.nas.refine.packed_samples`); under ``"state"`` the bytes a
-        later rung continues from."""
+        later rung continues from. ``best_from_here``: the best epoch among this training's own (its ``splits``
+        validate on other samples than the ``previous`` rung's: the last rung's whole validation split)."""
         from ..training.loop import short_training
         from .refine import packed_samples
 
         trained = short_training(self.architecture(cell, skeleton), splits, epochs, self.config.seed, "val",
-                                 self.evaluator.device, share, previous, keep=True)
+                                 self.evaluator.device, share, previous, keep=True, best_from_here=best_from_here)
         correct = {} if trained.correct is None else {"val_correct": packed_samples(trained.correct)}
         return {"val_accuracy": trained.accuracy, **self.trained_cost(cell, trained.activity, skeleton), **correct,
                 "state": trained.state}

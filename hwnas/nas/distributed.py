@@ -34,7 +34,8 @@ class SearchJob:
     templates: list
     batches: list  # the scoring batches, on the CPU
     score_config: object
-    splits: object  # the dataset, for refinement trainings
+    splits: object  # the dataset, for refinement trainings (validation: the subset that ranks them)
+    whole: object = None  # the same with the whole validation split, for the last rung (None: splits' is whole)
 
     def measurer(self):
         """This worker's :class:`~hwnas.nas.candidates.CandidateMeasurer` for the job (built once)."""
@@ -54,7 +55,7 @@ class SearchJob:
 def run_task(job: SearchJob, task: tuple) -> dict:
     """Measure one evaluation: ``("cell", cell key, skeleton)``, ``("screen", cell key, skeleton, share of the
     training split)`` or ``("refine", cell key, skeleton, epochs, share of the training split, previous state bytes
-    or None)``."""
+    or None, whether it validates on the whole validation split)``."""
     from ..arch.genotype import parse_cell_key
     from ..sim.seeding import computing_threads
 
@@ -65,7 +66,9 @@ def run_task(job: SearchJob, task: tuple) -> dict:
         if task[0] == "screen":
             return measurer.screen_training(parse_cell_key(task[1]), task[2], task[3], job.splits)
         if task[0] == "refine":
-            return measurer.refine_training(parse_cell_key(task[1]), task[2], task[3], job.splits, task[4], task[5])
+            whole = task[6] and job.whole is not None
+            return measurer.refine_training(parse_cell_key(task[1]), task[2], task[3],
+                                            job.whole if whole else job.splits, task[4], task[5], best_from_here=whole)
     raise ValueError(f"unknown task {task[0]!r}")
 
 
@@ -135,7 +138,9 @@ class WorkerPool:
             self.ray.shutdown()
 
 
-def new_job(config, target, templates, evaluator, splits) -> SearchJob:
-    """The job of a search: its configuration, target, skeletons, scoring batches (on the CPU) and data."""
+def new_job(config, target, templates, evaluator, splits, whole=None) -> SearchJob:
+    """The job of a search: its configuration, target, skeletons, scoring batches (on the CPU) and data (``splits``
+    validating on the subset that ranks the trainings, ``whole`` on the whole validation split when that differs;
+    their training tensors are the same objects, pickled once)."""
     return SearchJob(uuid.uuid4().hex, config, target, list(templates), [b.cpu() for b in evaluator.batches],
-                     evaluator.config, splits)
+                     evaluator.config, splits, whole)

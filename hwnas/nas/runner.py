@@ -319,7 +319,7 @@ def _search(config, folder, cache, resume, target, timing, splits, space, templa
 
         pool = WorkerPool(workers, ray_address, config.threads, device)
         try:
-            pool.share(new_job(config, target, templates, evaluator, ranking))
+            pool.share(new_job(config, target, templates, evaluator, ranking, None if ranking is splits else splits))
         except BaseException:
             pool.close()
             raise
@@ -336,7 +336,7 @@ def _search(config, folder, cache, resume, target, timing, splits, space, templa
             result = run_prune_each(space, list(scorer.measurer.templates), scorer.prune_callbacks)
         signal = {"chosen_by": preselection_signal(config), "refine": 0}
         if config.refine:
-            result, signal = refine(config, space, result, scorer, ranking, folder, fit_share)
+            result, signal = refine(config, space, result, scorer, ranking, folder, fit_share, splits)
             if fit_share is not None:
                 config = fit_share.config  # the share the trainings used
         if config.strategy == "evolution":

@@ -175,7 +175,8 @@ class ShortTraining:
 
 
 def short_training(arch: Architecture, splits, epochs: int, seed: int, split: str = "val", device=None,
-                   fraction: float = 1.0, previous: bytes | None = None, keep: bool = False) -> ShortTraining:
+                   fraction: float = 1.0, previous: bytes | None = None, keep: bool = False,
+                   best_from_here: bool = False) -> ShortTraining:
     """The one entry of the search's trainings (screening, halving rungs) and of proxy-check's: ``epochs`` of
     ``hwnas train``'s float training from the weights ``seed`` gives, then the accuracy and activity on ``split``
     (``val`` or ``test``) of the epoch with the best validation accuracy.
@@ -184,7 +185,9 @@ def short_training(arch: Architecture, splits, epochs: int, seed: int, split: st
     sees a fraction of an epoch. ``keep`` returns the state (weights, Adam's moments, epochs, best epoch) that a
     later call continues from as ``previous``: ``epochs`` then counts all epochs, the first ones done before, and
     each call runs the cosine schedule over the epochs it adds (a warm restart, Loshchilov & Hutter, SGDR, ICLR
-    2017), so a first call is exactly one without ``previous``."""
+    2017), so a first call is exactly one without ``previous``. ``best_from_here`` chooses the best epoch among
+    this call's epochs only: the previous state's best was measured on other validation samples (the search's last
+    rung validates on the whole split, its earlier rungs on a subset)."""
     net = build_seeded(lambda: build_network(arch), seed, arch.key).to(device or pick_device())
     optimizer = torch.optim.Adam(net.parameters(), lr=SHORT_TRAINING_LR)
     done, best, best_activity = 0, (-1.0, None), {}
@@ -194,7 +197,9 @@ def short_training(arch: Architecture, splits, epochs: int, seed: int, split: st
         optimizer.load_state_dict(saved["optimizer"])  # Adam's moments; its learning rate ended the last cosine at 0
         for group in optimizer.param_groups:
             group["lr"] = group["initial_lr"] = SHORT_TRAINING_LR  # the restart: the schedule starts over from here
-        done, best = saved["epochs"], (saved["best_accuracy"], saved["best_model"])
+        done = saved["epochs"]
+        if not (best_from_here and epochs > done):
+            best = (saved["best_accuracy"], saved["best_model"])
     if epochs > done:
         accuracy, state = train_epochs(net, arch, training_subset(splits, fraction, seed), epochs - done,
                                        SHORT_TRAINING_LR, SHORT_TRAINING_BATCH, seed, optimizer=optimizer,
