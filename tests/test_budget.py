@@ -272,7 +272,7 @@ def test_a_budget_ranks_on_a_validation_subset_and_val_samples_sets_it(tmp_path)
     assert [float(row["refine_accuracy"]) for row in results(whole) if row["refine_accuracy"]] != accuracies
 
 
-def test_the_last_rung_validates_on_the_whole_split_and_the_budget_counts_it(tmp_path):
+def test_the_last_rung_validates_on_the_whole_split_and_the_budget_counts_it(tmp_path, capsys):
     """With a validation subset, the last rung (it continues an earlier one) ranks the finalists on the whole
     validation split: its accuracies, kept samples and separation count every validation sample, its checkpoint
     entries a key of their own; the earlier rung stays on the subset. The estimate counts the last rung's passes
@@ -281,8 +281,13 @@ def test_the_last_rung_validates_on_the_whole_split_and_the_budget_counts_it(tmp
     from hwnas.nas.preflight import HEAVIEST_CELL, LIGHTEST_CELL
 
     run = tmp_path / "run"
-    assert main(["search", *TINY, "--refine", "3", "--val-samples", "40", "--out", str(run)]) == 0
+    told = [option for option in TINY if option != "--quiet"]  # the estimate's line, with a budget the split fits
+    assert main(["search", *told, "--refine", "3", "--val-samples", "40", "--budget-minutes", "30",
+                 "--out", str(run)]) == 0
+    said = capsys.readouterr()
+    assert "; validation on 40 samples (--val-samples), the last rung's on all 270" in said.out + said.err
     report = json.loads((run / "report.json").read_text())
+    assert report["config"]["train_fraction"] == 1.0
     signal, val = report["signal"], report["dataset"]["val"]
     first, last = signal["rungs"]
     assert (first["val_samples"], last["val_samples"], val) == (40, 270, 270)
@@ -302,6 +307,12 @@ def test_the_last_rung_validates_on_the_whole_split_and_the_budget_counts_it(tmp
                      for size in (None, 6000))
     assert [b - a for a, b in zip(subset.validation_s, whole.validation_s)] == pytest.approx(
         [4 * 4000 * per_sample for per_sample in costs.val_sample_s])
+    # on workers the last rung runs its two candidates at once, not --refine's eight
+    one, four = (estimate(config, SearchSpace(), costs, 0.5, 50_000, 2000, 0.1, workers, whole_val_size=6000)
+                 for workers in (1, 4))
+    subset_four = estimate(config, SearchSpace(), costs, 0.5, 50_000, 2000, 0.1, 4)
+    assert [b - a for a, b in zip(subset_four.validation_s, four.validation_s)] == pytest.approx(
+        [4 * 4000 * per_sample / 2 for per_sample in costs.val_sample_s])
     refit = Refit(costs, (LIGHTEST_CELL, HEAVIEST_CELL), 0.0, 50_000, 2000)
     pool = [0.5] * 25
     assert refitted_fraction(config, replace(refit, whole_val_size=6000), pool, 100.0)[0] < \

@@ -172,7 +172,8 @@ def add_parser(commands) -> None:
     group.add_argument("--val-samples", type=positive_int, default=D.val_samples, metavar="N",
                        help="validation samples that rank the screening and the rungs: a class-balanced subset drawn "
                             "with --seed (default: the whole validation split; with --budget-minutes at most 2000); "
-                            "the last rung, which chooses between the finalists, validates on the whole split")
+                            "the last rung, when it continues an earlier one (--refine 3 or more), validates on the "
+                            "whole split")
     group.add_argument("--budget-minutes", type=positive_float, default=D.budget_minutes, metavar="M",
                        help="fit --train-fraction so that the search takes about M minutes by the estimate it prints "
                             "before it starts, and fit it again to the candidates the scores chose, before the first "

@@ -228,6 +228,12 @@ def whole_validation_passes(config, pool: int) -> int:
     return rungs[-1][0] * (rungs[-1][1] - rungs[-2][1]) if len(rungs) > 1 else 0
 
 
+def last_at_once(config, pool: int, workers: int) -> int:
+    """The last rung's trainings that run at a time on ``workers`` (it trains two candidates or fewer)."""
+    rungs = halving_rungs(min(config.refine, pool), config.refine_epochs) if config.refine else [(1, 1)]
+    return max(1, min(workers, rungs[-1][0]))
+
+
 def estimate(config, space, costs: Costs, supernet_s: float, train_size: int, val_size: int,
              train_fraction: float, workers: int = 1, skeletons: int = 1,
              whole_val_size: int | None = None) -> Estimate:
@@ -252,8 +258,9 @@ def estimate(config, space, costs: Costs, supernet_s: float, train_size: int, va
                           for z, v in zip(zero_cost, costs.val_sample_s))
     at_once = max(1, min(workers, config.refine or 1))  # rungs halve: the last ones run fewer at a time
     training = tuple(epochs * trained * per_sample / at_once for per_sample in costs.train_sample_s)
-    whole = whole_validation_passes(config, cells) * max((whole_val_size or val_size) - val_size, 0)
-    validation = tuple((passes * val_size + whole) * per_sample / at_once for per_sample in costs.val_sample_s)
+    whole = whole_validation_passes(config, cells) * max((whole_val_size or val_size) - val_size, 0) / last_at_once(
+        config, cells, workers)
+    validation = tuple((passes * val_size / at_once + whole) * per_sample for per_sample in costs.val_sample_s)
     # a range, (low, high), even when a busy machine timed the lightest cell slower than the heaviest
     return Estimate(tuple(sorted(zero_cost)), cells + supernets, tuple(sorted(training)), tuple(sorted(validation)),
                     train_fraction)
@@ -310,7 +317,8 @@ def refitted_fraction(config, refit: Refit, positions: list[float], spent_s: flo
     per_share = refit.train_size / at_once * (sum(config.screen_fraction * train[i] for i in screened)
                                               + rung_epochs * mean_train)
     fixed = refit.val_size / at_once * (sum(val[i] for i in screened) + rung_passes * mean_val)
-    fixed += (whole_validation_passes(config, len(positions)) * mean_val / at_once
+    fixed += (whole_validation_passes(config, len(positions)) * mean_val / last_at_once(config, len(positions),
+                                                                                        refit.workers)
               * max((refit.whole_val_size or refit.val_size) - refit.val_size, 0))
     left = 60.0 * config.budget_minutes - spent_s - fixed
     fraction = _three_digits(left / per_share) if per_share > 0 else 1.0

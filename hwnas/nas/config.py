@@ -70,7 +70,8 @@ class SearchConfig:
     train_fraction: float = 1.0  # share of the training split the screening and the rungs train on (seeded)
     budget_minutes: float | None = None  # fit train_fraction so that the estimated search takes this long
     # validation samples that rank the screening and the rungs (a seeded, class-balanced subset of the validation
-    # split); None: all of it, or, with a budget, at most BUDGET_VALIDATION_SAMPLES (recorded when chosen)
+    # split; a last rung that continues another uses the whole split); None: all of it, or, with a budget, at most
+    # BUDGET_VALIDATION_SAMPLES (recorded when chosen)
     val_samples: int | None = None
     population: int = 16          # evolution: candidates per generation (and random ones to start)
     generations: int = 6          # evolution: rounds of mutation and crossover

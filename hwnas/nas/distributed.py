@@ -66,9 +66,11 @@ def run_task(job: SearchJob, task: tuple) -> dict:
         if task[0] == "screen":
             return measurer.screen_training(parse_cell_key(task[1]), task[2], task[3], job.splits)
         if task[0] == "refine":
-            whole = task[6] and job.whole is not None
+            if task[6] and job.whole is None:  # the search records the whole split's size for this rung
+                raise ValueError("a last-rung task validates on the whole split, but the job has none")
             return measurer.refine_training(parse_cell_key(task[1]), task[2], task[3],
-                                            job.whole if whole else job.splits, task[4], task[5], best_from_here=whole)
+                                            job.whole if task[6] else job.splits, task[4], task[5],
+                                            best_from_here=task[6])
     raise ValueError(f"unknown task {task[0]!r}")
 
 

@@ -293,11 +293,11 @@ def refine(config, space, result: StrategyResult, scorer, splits, folder: RunFol
         whole = None  # the ranking subset is the whole split already
     plan = halving_rungs(len(pool), config.refine_epochs)
 
-    for number, (count, epochs) in enumerate(plan):
+    for rung_number, (count, epochs) in enumerate(plan):
         field = sorted(field, key=lambda r: (-(r.refine_fitness if r.refine_fitness is not None else r.fitness),
                                              r.index))[:count]
         before = rungs[-1]["epochs"] if rungs else None
-        on_whole = whole is not None and before is not None and number == len(plan) - 1
+        on_whole = whole is not None and before is not None and rung_number == len(plan) - 1
         rung_splits = whole if on_whole else splits
         keys = {id(row): refine_key(row, epochs, scorer.primary) + (WHOLE_VALIDATION_KEY if on_whole else "")
                 for row in field}

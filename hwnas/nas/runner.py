@@ -309,7 +309,8 @@ def _search(config, folder, cache, resume, target, timing, splits, space, templa
             fit_share = ShareRefit(config, refit, cache, notes)
     if not resume:
         cache.save()
-    ranking = validation_subset(splits, config.val_samples, config.seed)  # what the trainings validate on
+    # what the trainings validate on (a last rung that continues another: splits, refine's whole)
+    ranking = validation_subset(splits, config.val_samples, config.seed)
     totals = {"random": min(config.candidates, space.size()),
               "evolution": min(config.population * (config.generations + 1), space.size())}
     total = totals.get(config.strategy)  # prune: the rounds vary
