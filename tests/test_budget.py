@@ -277,7 +277,7 @@ def test_the_last_rung_validates_on_the_whole_split_and_the_budget_counts_it(tmp
     validation split: its accuracies, kept samples and separation count every validation sample, its checkpoint
     entries a key of their own; the earlier rung stays on the subset. The estimate counts the last rung's passes
     at the whole split's size."""
-    from hwnas.nas.budget import Costs, Refit, estimate, refitted_fraction, whole_validation_passes
+    from hwnas.nas.budget import Costs, Refit, estimate, refitted_fraction, whole_validation_rounds
     from hwnas.nas.preflight import HEAVIEST_CELL, LIGHTEST_CELL
 
     run = tmp_path / "run"
@@ -302,7 +302,7 @@ def test_the_last_rung_validates_on_the_whole_split_and_the_budget_counts_it(tmp
         == {"270"}
     # the budget: 8 refined, rungs of 8, 4 and 2 at 1, 2 and 4 epochs: the last makes 2 x 2 passes on the whole split
     config, costs = SearchConfig(budget_minutes=20), Costs((0.1, 0.2), (0.001, 0.006), (0.0005, 0.001))
-    assert whole_validation_passes(config, 25) == 4 and whole_validation_passes(SearchConfig(refine=2), 25) == 0
+    assert whole_validation_rounds(config, 25) == 4 and whole_validation_rounds(SearchConfig(refine=2), 25) == 0
     subset, whole = (estimate(config, SearchSpace(), costs, 0.5, 50_000, 2000, 0.1, whole_val_size=size)
                      for size in (None, 6000))
     assert [b - a for a, b in zip(subset.validation_s, whole.validation_s)] == pytest.approx(

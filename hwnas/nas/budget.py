@@ -14,7 +14,7 @@ and the validation that ranks them at most :data:`BUDGET_VALIDATION_SAMPLES` sam
 subset, ``val_samples``: at full size validation took most of a budget, 4 to 21 of 7 to 33 minutes on
 MNIST-saccades, leaving the trainings 1.7 % of the split). Both are recorded in the configuration, so that the
 search resumes, and runs again, with them. The last rung, which decides between the finalists, validates on the
-whole split (:func:`whole_validation_passes`: a few passes, counted at the whole split's size).
+whole split (:func:`whole_validation_rounds`: a few passes, counted at the whole split's size).
 
 The middle of the estimate assumes candidates halfway between the two cells and as many as the configuration may
 screen. Once the zero-cost part has chosen the pool to train, the share is fitted again (:func:`refitted_fraction`)
@@ -38,7 +38,7 @@ import time
 from dataclasses import dataclass, field, replace
 
 from ..errors import OptionError
-from .refine import halving_rungs, pool_sample_size
+from .refine import continued_last_rung, halving_rungs, pool_sample_size
 
 MIN_TRAINING_SAMPLES = 256  # a budget that leaves fewer per training is refused: nothing would be learnt
 # the validation subset a budget ranks trainings on: an accuracy near 90 % measured on it has a standard error of
@@ -221,17 +221,15 @@ def training_plan(config, pool: int) -> tuple[float, int]:
     return epochs, passes
 
 
-def whole_validation_passes(config, pool: int) -> int:
+def whole_validation_rounds(config, pool: int, workers: int = 1) -> float:
     """The validation passes among :func:`training_plan`'s that the last halving rung makes on the whole validation
-    split (when it continues an earlier rung: :func:`hwnas.nas.refine.refine`); the others use ``val_samples``'."""
-    rungs = halving_rungs(min(config.refine, pool), config.refine_epochs) if config.refine else []
-    return rungs[-1][0] * (rungs[-1][1] - rungs[-2][1]) if len(rungs) > 1 else 0
-
-
-def last_at_once(config, pool: int, workers: int) -> int:
-    """The last rung's trainings that run at a time on ``workers`` (it trains two candidates or fewer)."""
-    rungs = halving_rungs(min(config.refine, pool), config.refine_epochs) if config.refine else [(1, 1)]
-    return max(1, min(workers, rungs[-1][0]))
+    split (when it continues an earlier rung: :func:`hwnas.nas.refine.refine`; the others use ``val_samples``'),
+    divided by how many of its trainings run at a time on ``workers`` (it trains two candidates or fewer)."""
+    last = continued_last_rung(min(config.refine, pool), config.refine_epochs) if config.refine else None
+    if last is None:
+        return 0.0
+    count, added_epochs = last
+    return count * added_epochs / max(1, min(workers, count))
 
 
 def estimate(config, space, costs: Costs, supernet_s: float, train_size: int, val_size: int,
@@ -258,8 +256,7 @@ def estimate(config, space, costs: Costs, supernet_s: float, train_size: int, va
                           for z, v in zip(zero_cost, costs.val_sample_s))
     at_once = max(1, min(workers, config.refine or 1))  # rungs halve: the last ones run fewer at a time
     training = tuple(epochs * trained * per_sample / at_once for per_sample in costs.train_sample_s)
-    whole = whole_validation_passes(config, cells) * max((whole_val_size or val_size) - val_size, 0) / last_at_once(
-        config, cells, workers)
+    whole = whole_validation_rounds(config, cells, workers) * max((whole_val_size or val_size) - val_size, 0)
     validation = tuple((passes * val_size / at_once + whole) * per_sample for per_sample in costs.val_sample_s)
     # a range, (low, high), even when a busy machine timed the lightest cell slower than the heaviest
     return Estimate(tuple(sorted(zero_cost)), cells + supernets, tuple(sorted(training)), tuple(sorted(validation)),
@@ -317,8 +314,7 @@ def refitted_fraction(config, refit: Refit, positions: list[float], spent_s: flo
     per_share = refit.train_size / at_once * (sum(config.screen_fraction * train[i] for i in screened)
                                               + rung_epochs * mean_train)
     fixed = refit.val_size / at_once * (sum(val[i] for i in screened) + rung_passes * mean_val)
-    fixed += (whole_validation_passes(config, len(positions)) * mean_val / last_at_once(config, len(positions),
-                                                                                        refit.workers)
+    fixed += (whole_validation_rounds(config, len(positions), refit.workers) * mean_val
               * max((refit.whole_val_size or refit.val_size) - refit.val_size, 0))
     left = 60.0 * config.budget_minutes - spent_s - fixed
     fraction = _three_digits(left / per_share) if per_share > 0 else 1.0
@@ -424,6 +420,6 @@ def plan(config, measurer, space, splits, say, workers: int = 1) -> tuple[object
             + (f" ({workers} workers)" if workers > 1 else "")
             + (f"; validation on {val_size:,} samples (--val-samples)" if config.val_samples else "")
             + (f", the last rung's on all {whole_val_size:,}" if val_size < whole_val_size
-               and whole_validation_passes(config, config.refine) else ""))
+               and whole_validation_rounds(config, config.refine) else ""))
     return config, found, Refit(costs, (lightest, heaviest), started, train_size, val_size, workers, skeleton_costs,
                                 whole_val_size)

@@ -137,6 +137,14 @@ def halving_rungs(k: int, epochs: int) -> list[tuple[int, int]]:
     return rungs
 
 
+def continued_last_rung(k: int, epochs: int) -> tuple[int, int] | None:
+    """The last rung of :func:`halving_rungs` from ``k`` candidates at ``epochs`` when it continues an earlier rung,
+    as (candidates, epochs it adds); None when the first rung is the last. Only such a rung validates on the whole
+    validation split (:func:`refine`), and the budget counts its passes (:mod:`hwnas.nas.budget`)."""
+    rungs = halving_rungs(k, epochs)
+    return (rungs[-1][0], rungs[-1][1] - rungs[-2][1]) if len(rungs) > 1 else None
+
+
 def pool_sample_size(k: int, screen: int = 0) -> int:
     """Random cells a prune search adds to its pool of ``k`` (the winner alone is no choice to refine): 3k, or
     enough for a screening of ``screen`` candidates (its final cell one of them, with one skeleton) when it screens
@@ -289,15 +297,16 @@ def refine(config, space, result: StrategyResult, scorer, splits, folder: RunFol
     if screening and len(pool) > config.refine:
         pool, screened = screen(config, pool, scorer, splits, weight, keep, share)
     field, rungs, correct = pool, [], {}
-    if whole is not None and int(whole.val_y.shape[0]) <= int(splits.val_y.shape[0]):
-        whole = None  # the ranking subset is the whole split already
+    if whole is not None and (int(whole.val_y.shape[0]) <= int(splits.val_y.shape[0])  # the subset is whole already
+                              or continued_last_rung(len(pool), config.refine_epochs) is None):
+        whole = None
     plan = halving_rungs(len(pool), config.refine_epochs)
 
     for rung_number, (count, epochs) in enumerate(plan):
         field = sorted(field, key=lambda r: (-(r.refine_fitness if r.refine_fitness is not None else r.fitness),
                                              r.index))[:count]
         before = rungs[-1]["epochs"] if rungs else None
-        on_whole = whole is not None and before is not None and rung_number == len(plan) - 1
+        on_whole = whole is not None and rung_number == len(plan) - 1
         rung_splits = whole if on_whole else splits
         keys = {id(row): refine_key(row, epochs, scorer.primary) + (WHOLE_VALIDATION_KEY if on_whole else "")
                 for row in field}
@@ -339,7 +348,7 @@ def refine(config, space, result: StrategyResult, scorer, splits, folder: RunFol
                                  "refine_fitness": r.refine_fitness} for r in field]})
     chosen = max(field, key=lambda r: (r.refine_fitness, -r.index))
     last = (f"; the last rung on the whole validation split, {rungs[-1]['val_samples']:,} samples"
-            if whole is not None and len(rungs) > 1 else "")
+            if whole is not None else "")
     signal = {"chosen_by": f"short training (successive halving up to {rungs[-1]['epochs']} epoch(s), validation "
                            f"accuracy{last})",
               "refine": config.refine, "refine_epochs": config.refine_epochs,
