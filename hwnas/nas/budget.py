@@ -14,7 +14,7 @@ and the validation that ranks them at most :data:`BUDGET_VALIDATION_SAMPLES` sam
 subset, ``val_samples``: at full size validation took most of a budget, 4 to 21 of 7 to 33 minutes on
 MNIST-saccades, leaving the trainings 1.7 % of the split). Both are recorded in the configuration, so that the
 search resumes, and runs again, with them. The last rung, which decides between the finalists, validates on the
-whole split (:func:`whole_validation_rounds`: a few passes, counted at the whole split's size).
+whole split (:func:`whole_validation_rounds`: a few passes at the whole split's size, its two trainings at once on workers).
 
 The middle of the estimate assumes candidates halfway between the two cells and as many as the configuration may
 screen. Once the zero-cost part has chosen the pool to train, the share is fitted again (:func:`refitted_fraction`)
@@ -224,7 +224,7 @@ def training_plan(config, pool: int) -> tuple[float, int]:
 def whole_validation_rounds(config, pool: int, workers: int = 1) -> float:
     """The validation passes among :func:`training_plan`'s that the last halving rung makes on the whole validation
     split (when it continues an earlier rung: :func:`hwnas.nas.refine.refine`; the others use ``val_samples``'),
-    divided by how many of its trainings run at a time on ``workers`` (it trains two candidates or fewer)."""
+    divided by how many of its trainings run at a time on ``workers`` (it trains two)."""
     last = continued_last_rung(min(config.refine, pool), config.refine_epochs) if config.refine else None
     if last is None:
         return 0.0
