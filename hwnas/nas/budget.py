@@ -14,7 +14,8 @@ and the validation that ranks them at most :data:`BUDGET_VALIDATION_SAMPLES` sam
 subset, ``val_samples``: at full size validation took most of a budget, 4 to 21 of 7 to 33 minutes on
 MNIST-saccades, leaving the trainings 1.7 % of the split). Both are recorded in the configuration, so that the
 search resumes, and runs again, with them. The last rung, which decides between the finalists, validates on the
-whole split (:func:`whole_validation_rounds`: a few passes at the whole split's size, its two trainings at once on workers).
+whole split (:func:`whole_validation_rounds`: a few passes at the whole split's size, its two trainings at once on
+workers).
 
 The middle of the estimate assumes candidates halfway between the two cells and as many as the configuration may
 screen. Once the zero-cost part has chosen the pool to train, the share is fitted again (:func:`refitted_fraction`)
